@@ -1,0 +1,259 @@
+//! Starting the platform's own binaries as child processes that never outlive their parent.
+//!
+//! A component binary is found by name (`container-service`, `node-service`, ...):
+//! 1. the environment variable `FAAS_<NAME>_BIN` (e.g. `FAAS_NODE_SERVICE_BIN`);
+//! 2. a binary of that name beside the running executable, or one folder up (test
+//!    executables live in `target/<profile>/deps`);
+//! 3. the multi-call `faas` binary (`FAAS_BIN`, or beside the running executable), run as
+//!    `faas <name> ...`.
+//!
+//! Children get `PR_SET_PDEATHSIG = SIGKILL` (Linux), their own process group (a Ctrl-C in
+//! the terminal reaches only the parent, which then stops them in order), and are killed
+//! when their handle drops. [`Child::spawn_ready`] waits for the child's readiness line
+//! (see [`crate::serve::announce`]) and returns the address it listens on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::serve::parse_announce;
+
+/// Errors of finding or starting a child.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "cannot find the {name} binary: set {env} or FAAS_BIN, or build the workspace (cargo build)"
+    )]
+    NotFound { name: String, env: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited before it was ready ({status})")]
+    ExitedEarly { program: String, status: String },
+    #[error("{program} was not ready within {secs:.1} s")]
+    NotReady { program: String, secs: f64 },
+}
+
+/// How to start one component: a program and the arguments that come first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub prefix_args: Vec<String>,
+}
+
+fn env_name(name: &str) -> String {
+    format!("FAAS_{}_BIN", name.to_uppercase().replace('-', "_"))
+}
+
+fn beside_current_exe(file: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(file), dir.parent()?.join(file)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+impl Launcher {
+    /// A launcher for an explicit program.
+    pub fn new(program: impl Into<PathBuf>, prefix_args: Vec<String>) -> Launcher {
+        Launcher {
+            program: program.into(),
+            prefix_args,
+        }
+    }
+
+    /// Finds the binary of component `name` (see the module docs for the search order).
+    pub fn find(name: &str) -> Result<Launcher, LaunchError> {
+        let env = env_name(name);
+        if let Some(p) = std::env::var_os(&env).filter(|p| !p.is_empty()) {
+            return Ok(Launcher::new(PathBuf::from(p), vec![]));
+        }
+        if let Some(p) = beside_current_exe(name) {
+            return Ok(Launcher::new(p, vec![]));
+        }
+        let faas = std::env::var_os("FAAS_BIN")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| beside_current_exe("faas"));
+        match faas {
+            Some(p) => Ok(Launcher::new(p, vec![name.to_string()])),
+            None => Err(LaunchError::NotFound {
+                name: name.to_string(),
+                env,
+            }),
+        }
+    }
+
+    /// The program's path.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// A command with the prefix arguments set, ready for more arguments.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.prefix_args);
+        cmd
+    }
+}
+
+/// A child process that is killed (and reaped by tokio) when dropped.
+#[derive(Debug)]
+pub struct Child {
+    inner: tokio::process::Child,
+    program: String,
+}
+
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+impl Child {
+    /// Spawns `cmd` as a guarded child (stdout piped for the readiness line, stderr inherited).
+    pub fn spawn(mut cmd: Command) -> Result<Child, LaunchError> {
+        let program = format!("{:?}", cmd.as_std().get_program());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let inner = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        Ok(Child { inner, program })
+    }
+
+    /// Spawns `cmd` and waits up to `timeout` for its readiness line; returns the child and
+    /// the address it announced. The child is killed if it is not ready in time.
+    pub async fn spawn_ready(
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<(Child, SocketAddr), LaunchError> {
+        let mut child = Child::spawn(cmd)?;
+        let stdout = child.inner.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = parse_announce(&line) {
+                    return Some(addr);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Some(addr)) => {
+                // Keep draining stdout so the child never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                Ok((child, addr))
+            }
+            Ok(None) => {
+                let status = child
+                    .inner
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                Err(LaunchError::ExitedEarly {
+                    program: child.program.clone(),
+                    status,
+                })
+            }
+            Err(_) => {
+                child.kill().await;
+                Err(LaunchError::NotReady {
+                    program: child.program.clone(),
+                    secs: timeout.as_secs_f64(),
+                })
+            }
+        }
+    }
+
+    /// The child's process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.inner.id()
+    }
+
+    /// Whether the child has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.inner.try_wait(), Ok(None))
+    }
+
+    /// Asks the child to stop with SIGTERM, waits up to `grace`, then kills it; always reaps.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.inner.id() {
+            terminate(pid);
+            if tokio::time::timeout(grace, self.inner.wait()).await.is_ok() {
+                return;
+            }
+        }
+        self.kill().await;
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.inner.kill().await;
+    }
+}
+
+#[allow(unsafe_code)]
+fn terminate(pid: u32) {
+    // SAFETY: kill(2) with a pid we own; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_follow_the_component_name() {
+        assert_eq!(env_name("node-service"), "FAAS_NODE_SERVICE_BIN");
+        assert_eq!(env_name("container-service"), "FAAS_CONTAINER_SERVICE_BIN");
+    }
+
+    #[tokio::test]
+    async fn spawn_ready_reads_the_announced_address_and_kill_reaps() {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo starting; echo 'FAAS_LISTENING 127.0.0.1:5555'; sleep 30");
+        let (mut child, addr) = Child::spawn_ready(cmd, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(addr, "127.0.0.1:5555".parse().unwrap());
+        assert!(!child.has_exited());
+        child.stop(Duration::from_millis(500)).await;
+        assert!(child.has_exited());
+    }
+
+    #[tokio::test]
+    async fn spawn_ready_reports_an_early_exit() {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("exit 3");
+        let err = Child::spawn_ready(cmd, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LaunchError::ExitedEarly { .. }), "{err}");
+    }
+}

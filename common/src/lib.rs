@@ -1,0 +1,16 @@
+//! Shared plumbing for the platform's components. Nothing here knows about functions,
+//! nodes or containers: it is the technical edge every component needs the same way.
+//!
+//! - [`launch`]: find a component's binary and spawn it as a child that cannot outlive us.
+//! - [`shutdown`]: a cloneable shutdown signal and Ctrl-C / SIGTERM handling.
+//! - [`serve`]: bind listeners, serve tonic routers with TCP_NODELAY, connect channels.
+//! - [`metrics`]: serve a Prometheus registry as text over HTTP.
+//! - [`logging`]: one `tracing` set-up for every binary.
+//! - [`clock`]: wall-clock milliseconds, for the api layers (services take time as an argument).
+
+pub mod clock;
+pub mod launch;
+pub mod logging;
+pub mod metrics;
+pub mod serve;
+pub mod shutdown;

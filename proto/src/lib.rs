@@ -1,0 +1,52 @@
+//! The gRPC protocols of the platform, generated from `proto/*.proto`.
+//!
+//! The four contest packages keep their names exactly (the contest's wire protocol, see
+//! `shared/spec/wire.md`), including the misspelt `nodeservoceproto`. The platform's own
+//! packages are `faas.container.v1` and `faas.admin.v1`.
+
+/// `schedulerproto`: `Scheduler.AcquireContainer` / `ReturnContainer`.
+pub mod schedulerproto {
+    tonic::include_proto!("schedulerproto");
+}
+
+/// `resourcemanagerproto`: `ReserveNode`, `ReleaseNode`, `GetNodesUsage`.
+pub mod resourcemanagerproto {
+    tonic::include_proto!("resourcemanagerproto");
+}
+
+/// `nodeservoceproto` (sic): the node service.
+pub mod nodeservoceproto {
+    tonic::include_proto!("nodeservoceproto");
+}
+
+/// `apiserverproto`: the public API (`InvokeFunction`, `ListFunctions`).
+pub mod apiserverproto {
+    tonic::include_proto!("apiserverproto");
+}
+
+/// `faas.container.v1`: node service → container service.
+pub mod container {
+    tonic::include_proto!("faas.container.v1");
+}
+
+/// `faas.admin.v1`: deploy, read, list and delete functions.
+pub mod admin {
+    tonic::include_proto!("faas.admin.v1");
+}
+
+/// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
+pub mod meta {
+    /// Set by the scheduler on an `AcquireContainer` reply: `"true"` when a container was
+    /// created for this request (a cold start), `"false"` when a warm one was reused.
+    pub const COLD_START: &str = "x-faas-cold-start";
+    /// Set by the API server on an `InvokeFunction` reply: time spent in `AcquireContainer`, ms.
+    pub const ACQUIRE_MS: &str = "x-faas-acquire-ms";
+    /// Set by the API server on an `InvokeFunction` reply: the function's own duration, ns.
+    pub const DURATION_NS: &str = "x-faas-duration-ns";
+    /// Set by the API server on an `InvokeFunction` reply: the container that served it.
+    pub const CONTAINER_ID: &str = "x-faas-container-id";
+    /// Set by the API server on an `InvokeFunction` reply: the node that served it.
+    pub const NODE_ID: &str = "x-faas-node-id";
+    /// Set by the API server on an `InvokeFunction` reply: the function's peak memory, bytes.
+    pub const MAX_MEMORY_BYTES: &str = "x-faas-max-memory-bytes";
+}
