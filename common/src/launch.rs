@@ -2,10 +2,13 @@
 //!
 //! A component binary is found by name (`container-service`, `node-service`, ...):
 //! 1. the environment variable `FAAS_<NAME>_BIN` (e.g. `FAAS_NODE_SERVICE_BIN`);
-//! 2. a binary of that name beside the running executable, or one folder up (test
+//! 2. the multi-call `faas` binary named by `FAAS_BIN`, run as `faas <name> ...`;
+//! 3. a binary of that name beside the running executable, or one folder up (test
 //!    executables live in `target/<profile>/deps`);
-//! 3. the multi-call `faas` binary (`FAAS_BIN`, or beside the running executable), run as
-//!    `faas <name> ...`.
+//! 4. a multi-call `faas` binary beside the running executable.
+//!
+//! Explicit settings win over discovery, so a test can pin the whole process tree to the
+//! freshly built `faas` binary with `FAAS_BIN` (children inherit the environment).
 //!
 //! Children get `PR_SET_PDEATHSIG = SIGKILL` (Linux), their own process group (a Ctrl-C in
 //! the terminal reaches only the parent, which then stops them in order), and are killed
@@ -74,20 +77,19 @@ impl Launcher {
         if let Some(p) = std::env::var_os(&env).filter(|p| !p.is_empty()) {
             return Ok(Launcher::new(PathBuf::from(p), vec![]));
         }
+        let multi_call = |p: PathBuf| Launcher::new(p, vec![name.to_string()]);
+        if let Some(p) = std::env::var_os("FAAS_BIN").filter(|p| !p.is_empty()) {
+            return Ok(multi_call(PathBuf::from(p)));
+        }
         if let Some(p) = beside_current_exe(name) {
             return Ok(Launcher::new(p, vec![]));
         }
-        let faas = std::env::var_os("FAAS_BIN")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| beside_current_exe("faas"));
-        match faas {
-            Some(p) => Ok(Launcher::new(p, vec![name.to_string()])),
-            None => Err(LaunchError::NotFound {
+        beside_current_exe("faas")
+            .map(multi_call)
+            .ok_or(LaunchError::NotFound {
                 name: name.to_string(),
                 env,
-            }),
-        }
+            })
     }
 
     /// The program's path.

@@ -16,7 +16,10 @@ pub const READY_PREFIX: &str = "FAAS_LISTENING";
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("bad endpoint {addr:?}: {message}")]
     Endpoint { addr: String, message: String },
     #[error("cannot connect to {addr}: {message}")]
@@ -25,10 +28,12 @@ pub enum ServeError {
 
 /// Binds a TCP listener on `addr` (`host:port`; port 0 picks a free one).
 pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Turns a bound listener into the incoming stream tonic serves, with TCP_NODELAY.
