@@ -1,1 +1,23 @@
-fn main() {}
+//! The `container-service` binary: runs one function's built-in handler (see the library docs).
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "container-service",
+    version,
+    about = "Runs one function's handler inside a container"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: faas_container_service::Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    faas_common::logging::init("info");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(faas_container_service::main_with(cli.config))
+}

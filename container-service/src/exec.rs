@@ -1,0 +1,224 @@
+//! Runs one invocation of the container's function: enforces the timeout (cancelling the
+//! work), measures the duration around the handler and the peak memory while it ran, and
+//! keeps the load counters the Status call reports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::handlers::{self, BlockingJobs, CancelToken, Context, HandlerKind};
+use crate::memory::alloc::{self, PeakWatch};
+use crate::memory::budget::MemoryBudget;
+use crate::memory::rss;
+
+/// The one function a container runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub function_name: String,
+    pub handler: HandlerKind,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+}
+
+/// The result of one invocation; a function failure is `error: Some((code, message))`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub body: Vec<u8>,
+    pub duration_nanos: i64,
+    pub max_memory_bytes: i64,
+    pub error: Option<(&'static str, String)>,
+}
+
+/// The container's load and memory at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    pub in_flight: i64,
+    pub served: i64,
+    pub rss_bytes: u64,
+}
+
+/// Runs invocations of one function; shared by every request (no lock around handlers).
+#[derive(Debug)]
+pub struct Executor {
+    spec: FunctionSpec,
+    budget: Arc<MemoryBudget>,
+    baseline_bytes: u64,
+    in_flight: AtomicI64,
+    served: AtomicI64,
+    jobs: BlockingJobs,
+}
+
+struct InFlight<'a>(&'a AtomicI64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn live_heap() -> u64 {
+    alloc::live_bytes() as u64
+}
+
+impl Executor {
+    /// An executor for `spec`; measures the resident baseline (RSS minus live heap) now.
+    pub fn new(spec: FunctionSpec) -> Executor {
+        let baseline_bytes = rss::current_rss_bytes().saturating_sub(live_heap());
+        Executor {
+            budget: Arc::new(MemoryBudget::new(
+                spec.memory_bytes,
+                baseline_bytes,
+                live_heap,
+            )),
+            spec,
+            baseline_bytes,
+            in_flight: AtomicI64::new(0),
+            served: AtomicI64::new(0),
+            jobs: BlockingJobs::default(),
+        }
+    }
+
+    /// The function this executor runs.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.spec
+    }
+
+    /// Handler jobs still running on the blocking pool.
+    pub fn blocking_jobs(&self) -> i64 {
+        self.jobs.running()
+    }
+
+    /// Load counters and RSS now.
+    pub fn status(&self) -> StatusSnapshot {
+        StatusSnapshot {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            served: self.served.load(Ordering::Relaxed),
+            rss_bytes: rss::current_rss_bytes(),
+        }
+    }
+
+    /// The timeout a request gets: its own when > 0, else the function's.
+    pub fn effective_timeout(&self, requested_ms: u64) -> Duration {
+        Duration::from_millis(if requested_ms > 0 {
+            requested_ms
+        } else {
+            self.spec.timeout_ms
+        })
+    }
+
+    /// Runs the handler on `event` within `timeout`. If the returned future is dropped
+    /// (the caller went away) the work is cancelled too.
+    pub async fn invoke(&self, event: Vec<u8>, timeout: Duration) -> Outcome {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
+        let cancel = CancelToken::default();
+        let _cancel_on_drop = cancel.cancel_on_drop();
+        let ctx = Context {
+            budget: self.budget.clone(),
+            cancel: cancel.clone(),
+            jobs: self.jobs.clone(),
+        };
+        let watch = PeakWatch::start();
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(timeout, handlers::invoke(self.spec.handler, event, &ctx)).await;
+        let duration = started.elapsed();
+        let peak = watch.peak() as u64;
+        drop(watch);
+        let mut outcome = Outcome {
+            duration_nanos: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
+            max_memory_bytes: i64::try_from(self.baseline_bytes.saturating_add(peak))
+                .unwrap_or(i64::MAX),
+            ..Outcome::default()
+        };
+        match result {
+            Ok(Ok(body)) => outcome.body = body,
+            Ok(Err(e)) => outcome.error = Some((e.code(), e.to_string())),
+            Err(_) => {
+                cancel.cancel();
+                outcome.error = Some((
+                    "Timeout",
+                    format!("function timed out after {} ms", timeout.as_millis()),
+                ));
+            }
+        }
+        self.served.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(handler: HandlerKind, memory_bytes: u64) -> Executor {
+        Executor::new(FunctionSpec {
+            function_name: "f".into(),
+            handler,
+            memory_bytes,
+            timeout_ms: 1_000,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_past_its_timeout_is_a_timeout() {
+        let e = exec(HandlerKind::Sleep, 1 << 40);
+        let out = e
+            .invoke(br#"{"ms":60000}"#.to_vec(), Duration::from_millis(50))
+            .await;
+        assert_eq!(
+            out.error,
+            Some(("Timeout", "function timed out after 50 ms".to_string()))
+        );
+        assert!(out.duration_nanos >= 50_000_000);
+        assert_eq!(e.status().in_flight, 0);
+        assert_eq!(e.status().served, 1);
+    }
+
+    #[tokio::test]
+    async fn a_cpu_timeout_stops_the_work() {
+        let e = exec(HandlerKind::Cpu, 1 << 40);
+        let out = e
+            .invoke(
+                br#"{"rounds":1000000000000}"#.to_vec(),
+                Duration::from_millis(30),
+            )
+            .await;
+        assert_eq!(out.error.as_ref().map(|e| e.0), Some("Timeout"));
+        // The blocking job notices the cancellation and ends (it would run for hours
+        // otherwise); wait for that without asserting on how long it takes.
+        while e.blocking_jobs() != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_peak_covers_the_memory_the_handler_held() {
+        let e = exec(HandlerKind::Memory, 1 << 40);
+        let out = e
+            .invoke(br#"{"mb":32,"ms":1}"#.to_vec(), Duration::from_secs(30))
+            .await;
+        assert_eq!(out.error, None);
+        assert!(
+            out.max_memory_bytes >= 32 << 20,
+            "max memory {}",
+            out.max_memory_bytes
+        );
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_is_out_of_memory() {
+        let e = exec(HandlerKind::Memory, 64 << 20);
+        let out = e
+            .invoke(br#"{"mb":128,"ms":1}"#.to_vec(), Duration::from_secs(30))
+            .await;
+        let (code, message) = out.error.unwrap();
+        assert_eq!(code, "OutOfMemory");
+        assert!(
+            message.contains("memory limit of 67108864 bytes"),
+            "{message}"
+        );
+    }
+}

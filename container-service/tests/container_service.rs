@@ -1,0 +1,305 @@
+//! Integration tests: the real gRPC server started in-process on 127.0.0.1:0 through `run`,
+//! and the real binary as a child process.
+
+use std::time::Duration;
+
+use faas_common::shutdown::{self, Trigger};
+use faas_container_service::{Config, run};
+use faas_proto::container::container_service_client::ContainerServiceClient;
+use faas_proto::container::{InvokeReply, InvokeRequest, StatusRequest};
+use tonic::transport::Channel;
+
+struct Server {
+    client: ContainerServiceClient<Channel>,
+    trigger: Trigger,
+    task: tokio::task::JoinHandle<Result<(), faas_container_service::Error>>,
+}
+
+impl Server {
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        function_name: function.into(),
+        handler: handler.into(),
+        memory_bytes,
+        timeout_ms: 30_000,
+    }
+}
+
+async fn start(config: Config) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(run(listener, config, shutdown));
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    Server {
+        client: ContainerServiceClient::new(channel),
+        trigger,
+        task,
+    }
+}
+
+fn request(function: &str, event: &[u8]) -> InvokeRequest {
+    InvokeRequest {
+        request_id: "r-1".into(),
+        function_name: function.into(),
+        handler: String::new(),
+        event: event.to_vec(),
+        timeout_in_ms: 0,
+    }
+}
+
+async fn invoke(server: &Server, function: &str, event: &[u8]) -> InvokeReply {
+    server
+        .client
+        .clone()
+        .invoke(request(function, event))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test]
+async fn every_handler_answers_its_body_with_measurements() {
+    let cases: [(&str, &[u8], serde_json::Value); 5] = [
+        (
+            "hello",
+            br#"{"name":"Ada"}"#,
+            serde_json::json!({"message":"Hello, Ada!"}),
+        ),
+        ("sleep", br#"{"ms":5}"#, serde_json::json!({"ms":5})),
+        (
+            "memory",
+            br#"{"mb":4,"ms":1}"#,
+            serde_json::json!({"mb":4,"ms":1}),
+        ),
+        (
+            "spin",
+            br#"{"ms":2,"mb":1}"#,
+            serde_json::json!({"mb":1,"ms":2}),
+        ),
+        ("hello", b"", serde_json::json!({"message":"Hello, world!"})),
+    ];
+    for (handler, event, expected) in cases {
+        let server = start(config("f", handler, 1 << 30)).await;
+        let reply = invoke(&server, "f", event).await;
+        assert_eq!(reply.error_code, "", "{handler}: {}", reply.error_message);
+        assert_eq!(json(&reply.body), expected, "{handler}");
+        assert!(reply.duration_in_nanos > 0, "{handler}");
+        assert!(reply.max_memory_usage_in_bytes > 0, "{handler}");
+        server.stop().await;
+    }
+
+    let server = start(config("f", "echo", 1 << 30)).await;
+    let reply = invoke(&server, "f", b"\x01raw bytes").await;
+    assert_eq!(reply.body, b"\x01raw bytes");
+    server.stop().await;
+
+    let server = start(config("f", "cpu", 1 << 30)).await;
+    let reply = invoke(&server, "f", br#"{"rounds":1000}"#).await;
+    let body = json(&reply.body);
+    assert_eq!(body["rounds"], 1000);
+    assert_eq!(body["digest"].as_str().unwrap().len(), 64);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_memory_request_reports_at_least_what_it_held() {
+    let server = start(config("f", "memory", 1 << 30)).await;
+    let reply = invoke(&server, "f", br#"{"mb":48,"ms":1}"#).await;
+    assert_eq!(reply.error_code, "");
+    assert!(
+        reply.max_memory_usage_in_bytes >= 48 << 20,
+        "{}",
+        reply.max_memory_usage_in_bytes
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_run_together() {
+    let server = start(config("f", "sleep", 1 << 30)).await;
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = server.client.clone();
+            tokio::spawn(async move { client.invoke(request("f", br#"{"ms":1000}"#)).await })
+        })
+        .collect();
+    // With any lock around handlers the ten sleeps could never all be in flight at once.
+    let mut most = 0;
+    while most < 10 && !calls.iter().all(|c| c.is_finished()) {
+        let status = server
+            .client
+            .clone()
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        most = most.max(status.in_flight);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().into_inner().error_code, "");
+    }
+    assert_eq!(most, 10, "the ten sleeps never ran together");
+    let status = server
+        .client
+        .clone()
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((status.in_flight, status.served), (0, 10));
+    assert_eq!(status.function_name, "f");
+    assert_eq!(status.handler, "sleep");
+    assert!(status.rss_bytes > 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_past_its_timeout_is_a_timeout_error() {
+    let server = start(config("f", "sleep", 1 << 30)).await;
+    let mut req = request("f", br#"{"ms":600000}"#);
+    req.timeout_in_ms = 50;
+    let reply = server
+        .client
+        .clone()
+        .invoke(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.error_code, "Timeout");
+    assert_eq!(reply.error_message, "function timed out after 50 ms");
+    let status = server
+        .client
+        .clone()
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.in_flight, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn memory_past_the_limit_is_out_of_memory() {
+    let server = start(config("f", "memory", 96 << 20)).await;
+    let reply = invoke(&server, "f", br#"{"mb":512}"#).await;
+    assert_eq!(reply.error_code, "OutOfMemory");
+    assert!(
+        reply
+            .error_message
+            .contains("memory limit of 100663296 bytes"),
+        "{}",
+        reply.error_message
+    );
+    server.stop().await;
+
+    let server = start(config("f", "spin", 96 << 20)).await;
+    let reply = invoke(&server, "f", br#"{"ms":1,"mb":512}"#).await;
+    assert_eq!(reply.error_code, "OutOfMemory");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_events_name_the_field() {
+    let server = start(config("f", "sleep", 1 << 30)).await;
+    let reply = invoke(&server, "f", br#"{"ms":"soon"}"#).await;
+    assert_eq!(reply.error_code, "BadEvent");
+    assert!(
+        reply.error_message.contains("`ms`"),
+        "{}",
+        reply.error_message
+    );
+    let reply = invoke(&server, "f", b"not json").await;
+    assert_eq!(reply.error_code, "BadEvent");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_function_is_refused() {
+    let server = start(config("f", "hello", 1 << 30)).await;
+    let err = server
+        .client
+        .clone()
+        .invoke(request("g", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("runs function \"f\""),
+        "{}",
+        err.message()
+    );
+    let mut req = request("f", b"");
+    req.handler = "echo".into();
+    let err = server.client.clone().invoke(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn run_refuses_an_unknown_handler() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = run(
+        listener,
+        config("f", "python3.9", 1 << 30),
+        shutdown::Shutdown::never(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown handler \"python3.9\""),
+        "{err}"
+    );
+}
+
+fn binary() -> faas_common::launch::Launcher {
+    faas_common::launch::Launcher::new(env!("CARGO_BIN_EXE_container-service"), vec![])
+}
+
+#[tokio::test]
+async fn the_binary_announces_serves_and_stops() {
+    let mut cmd = binary().command();
+    cmd.args(["--port", "0", "--function-name", "f", "--handler", "hello"]);
+    let (mut child, addr) = faas_common::launch::Child::spawn_ready(cmd, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    let status = ContainerServiceClient::new(channel)
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.handler, "hello");
+    child.stop(Duration::from_secs(5)).await;
+    assert!(child.has_exited());
+}
+
+#[tokio::test]
+async fn the_binary_refuses_an_unknown_handler_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_container-service"))
+        .args(["--function-name", "f", "--handler", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown handler \"nope\""), "{stderr}");
+    assert!(out.stdout.is_empty(), "announced before refusing");
+}
