@@ -1,1 +1,192 @@
-//! placeholder
+//! The node service: one per node. It creates and removes containers through a runtime,
+//! invokes functions in them, and reports measured usage, serving the contest's
+//! `nodeservoceproto.NodeService` and `grpc.health.v1`.
+//!
+//! Layers: [`model`] (containers, invocations, stats) → [`store`] (the container table) →
+//! [`service`] (the rules, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
+//! [`api`] (gRPC, the `process` runtime, `/proc` readings, metrics).
+
+pub mod api;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faas_common::launch::Launcher;
+use faas_common::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+use api::grpc::NodeApi;
+use api::metrics::NodeMetrics;
+use service::{Node, NodeIdentity, Runtime};
+
+/// How containers are run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Each container is a child process of the `container-service` binary.
+    Process,
+}
+
+/// Configuration of one node service.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the readiness line tells which).
+    #[arg(long, env = "NODE_SERVICE_PORT", default_value_t = 0)]
+    pub port: u16,
+    /// The node's id (default: a new uuid).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// The node's memory in bytes, as reported in GetStats (default 3 GiB, the contest's).
+    #[arg(long, env = "NODE_MEMORY_BYTES", default_value_t = 3_221_225_472)]
+    pub memory_bytes: u64,
+    /// How containers are run.
+    #[arg(long, env = "FAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Process)]
+    pub runtime: RuntimeKind,
+    /// How long a new container may take to listen and answer.
+    #[arg(
+        long,
+        env = "FAAS_CONTAINER_READY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub container_ready_timeout_ms: u64,
+    /// The container-service binary for the process runtime (default: found beside this one).
+    #[arg(long, env = "FAAS_CONTAINER_SERVICE_BIN")]
+    pub container_service_bin: Option<PathBuf>,
+    /// Port of the Prometheus endpoint (0 or unset = off).
+    #[arg(long, env = "NODE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: 127.0.0.1:0, process runtime, 3 GiB.
+    pub fn local() -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            node_id: None,
+            memory_bytes: 3_221_225_472,
+            runtime: RuntimeKind::Process,
+            container_ready_timeout_ms: 10_000,
+            container_service_bin: None,
+            metrics_port: None,
+        }
+    }
+}
+
+/// Errors of starting or serving the node service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Launch(#[from] faas_common::launch::LaunchError),
+    #[error(transparent)]
+    Bind(#[from] faas_common::serve::ServeError),
+    #[error("cannot read the listener's address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Checks the configuration and builds its runtime (nothing is started yet).
+fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
+    if config.memory_bytes == 0 {
+        return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
+    }
+    let ready = Duration::from_millis(config.container_ready_timeout_ms);
+    Ok(match config.runtime {
+        RuntimeKind::Process => {
+            let launcher = match &config.container_service_bin {
+                Some(path) => Launcher::new(path, vec![]),
+                None => Launcher::find("container-service")?,
+            };
+            Arc::new(api::process::ProcessRuntime::new(launcher, ready))
+        }
+    })
+}
+
+/// Serves the node service on `listener` until `shutdown` fires; then stops and reaps every
+/// container.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let runtime = runtime(&config)?;
+    serve(listener, config, runtime, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    runtime: Arc<dyn Runtime>,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let identity = NodeIdentity {
+        node_id: config
+            .node_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        live_id: uuid::Uuid::new_v4().to_string(),
+        total_memory_bytes: config.memory_bytes,
+        ready_timeout: Duration::from_millis(config.container_ready_timeout_ms),
+    };
+    let node = Arc::new(Node::new(
+        identity,
+        runtime,
+        Arc::new(api::invoker::GrpcInvoker::default()),
+        Arc::new(api::host::ProcHost::default()),
+    ));
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(NodeMetrics::register(&mut registry));
+    if let Some(port) = config.metrics_port.filter(|p| *p != 0) {
+        let metrics_listener = faas_common::serve::bind(&format!("{}:{port}", config.host)).await?;
+        tracing::info!(addr = ?metrics_listener.local_addr().ok(), "metrics endpoint");
+        tokio::spawn(faas_common::metrics::serve(
+            metrics_listener,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<faas_proto::nodeservoceproto::node_service_server::NodeServiceServer<NodeApi>>()
+        .await;
+    tracing::info!(
+        node_id = %node.identity().node_id,
+        live_id = %node.identity().live_id,
+        runtime = ?config.runtime,
+        memory_bytes = config.memory_bytes,
+        "node service ready"
+    );
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(NodeApi::new(node.clone(), metrics).into_server())
+        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+        .await;
+    // Whatever ended the server, no container outlives it.
+    node.shutdown().await;
+    tracing::info!(node_id = %node.identity().node_id, "node service stopped");
+    Ok(served?)
+}
+
+/// What `main` does: check the configuration and find the container binary, bind, print the readiness line, serve until SIGINT/SIGTERM, then stop
+/// every container.
+pub async fn main_with(config: Config) -> anyhow::Result<()> {
+    let runtime = runtime(&config)?;
+    let listener = faas_common::serve::bind(&format!("{}:{}", config.host, config.port)).await?;
+    let addr = listener.local_addr().map_err(Error::LocalAddr)?;
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+    tokio::spawn(async move {
+        faas_common::shutdown::os_signal().await;
+        trigger.trigger();
+    });
+    faas_common::serve::announce(addr);
+    serve(listener, config, runtime, shutdown).await?;
+    Ok(())
+}

@@ -1,1 +1,23 @@
-fn main() {}
+//! The `node-service` binary: one per node (see the library docs).
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "node-service",
+    version,
+    about = "Creates containers on this node and invokes functions in them"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: faas_node_service::Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    faas_common::logging::init("info");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(faas_node_service::main_with(cli.config))
+}

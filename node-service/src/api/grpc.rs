@@ -1,0 +1,332 @@
+//! The contest's `nodeservoceproto.NodeService` over the [`Node`]: converts messages to the
+//! model, maps [`NodeError`]s to deliberate gRPC codes, and shapes the invocation stream
+//! (header, body chunks, footer).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use faas_proto::nodeservoceproto as pb;
+use pb::invoke_function_reply::{Footer, Header};
+use pb::node_service_server::{NodeService, NodeServiceServer};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::metrics::NodeMetrics;
+use crate::model::{FunctionMeta, Invocation, StatsReport};
+use crate::service::{Node, NodeError, RuntimeError};
+
+/// Body bytes per stream message (well under gRPC's 4 MiB default message limit).
+pub const BODY_CHUNK: usize = 1 << 20;
+
+/// The node service's gRPC implementation.
+#[derive(Debug, Clone)]
+pub struct NodeApi {
+    node: Arc<Node>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl NodeApi {
+    /// Serves `node`, counting into `metrics`.
+    pub fn new(node: Arc<Node>, metrics: Arc<NodeMetrics>) -> NodeApi {
+        NodeApi { node, metrics }
+    }
+
+    /// The tonic server for this implementation.
+    pub fn into_server(self) -> NodeServiceServer<NodeApi> {
+        NodeServiceServer::new(self)
+    }
+
+    fn account(&self) {
+        let c = self.node.containers();
+        self.metrics.containers_running.set(c.running() as i64);
+        self.metrics
+            .memory_committed_bytes
+            .set(i64::try_from(c.committed_bytes()).unwrap_or(i64::MAX));
+    }
+}
+
+/// The gRPC status for a node error.
+pub fn status(e: NodeError) -> Status {
+    let message = e.to_string();
+    match e {
+        NodeError::InvalidArgument(_) => Status::invalid_argument(message),
+        NodeError::NotFound { .. } | NodeError::Runtime(RuntimeError::NotFound(_)) => {
+            Status::not_found(message)
+        }
+        NodeError::ContainerDead { .. }
+        | NodeError::WrongFunction(_)
+        | NodeError::Runtime(RuntimeError::StartFailed { .. }) => {
+            Status::failed_precondition(message)
+        }
+        NodeError::NotReady { .. }
+        | NodeError::Runtime(RuntimeError::NotReady { .. })
+        | NodeError::Runtime(RuntimeError::Unavailable(_)) => Status::unavailable(message),
+        NodeError::Invoke { .. } => Status::internal(message),
+    }
+}
+
+fn meta(m: pb::FunctionMeta) -> FunctionMeta {
+    FunctionMeta {
+        function_name: m.function_name,
+        handler: m.handler,
+        timeout_ms: m.timeout_in_ms,
+        memory_bytes: m.memory_in_bytes,
+    }
+}
+
+fn wire(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The reply stream of one invocation: a header, the body in chunks, a footer.
+pub fn reply_messages(inv: Invocation) -> Vec<pb::InvokeFunctionReply> {
+    let error = inv.failure.as_ref().map(|f| f.text()).unwrap_or_default();
+    let mut out = Vec::with_capacity(2 + inv.body.len().div_ceil(BODY_CHUNK));
+    out.push(pb::InvokeFunctionReply {
+        header: Some(Header {
+            error: error.clone().into_bytes(),
+            handled: inv.handled,
+            status_code: if inv.failure.is_none() { "200" } else { "500" }.to_string(),
+            headers: Default::default(),
+            max_mem_usage_in_bytes: inv.max_memory_bytes,
+            function_log: inv.function_log,
+        }),
+        ..Default::default()
+    });
+    if inv.body.len() <= BODY_CHUNK {
+        if !inv.body.is_empty() {
+            out.push(pb::InvokeFunctionReply {
+                body: inv.body,
+                ..Default::default()
+            });
+        }
+    } else {
+        out.extend(
+            inv.body
+                .chunks(BODY_CHUNK)
+                .map(|c| pb::InvokeFunctionReply {
+                    body: c.to_vec(),
+                    ..Default::default()
+                }),
+        );
+    }
+    out.push(pb::InvokeFunctionReply {
+        footer: Some(Footer {
+            duration_in_nanos: inv.duration_nanos,
+            invoke_exception: inv.failure.map(|f| f.code).unwrap_or_default(),
+            error,
+        }),
+        ..Default::default()
+    });
+    out
+}
+
+fn stats_reply(r: StatsReport) -> pb::GetStatsReply {
+    pb::GetStatsReply {
+        node_stats: Some(pb::NodeStats {
+            total_memory_in_bytes: wire(r.node.total_memory_bytes),
+            memory_usage_in_bytes: wire(r.node.memory_usage_bytes),
+            available_memory_in_bytes: wire(r.node.available_memory_bytes),
+            cpu_usage_pct: r.node.cpu_pct,
+            disk_total_in_bytes: wire(r.node.disk.total_bytes),
+            disk_avail_in_bytes: wire(r.node.disk.avail_bytes),
+            disk_total_inodes: wire(r.node.disk.total_inodes),
+            disk_free_inodes: wire(r.node.disk.free_inodes),
+        }),
+        container_stats_list: r
+            .containers
+            .into_iter()
+            .map(|c| pb::ContainerStats {
+                container_id: c.id,
+                total_memory_in_bytes: wire(c.memory_limit_bytes),
+                memory_usage_in_bytes: wire(c.memory_bytes),
+                cpu_usage_pct: c.cpu_pct,
+            })
+            .collect(),
+        live_id: r.live_id,
+        owner_account_id: r.owner_account_id,
+    }
+}
+
+type ReplyStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::InvokeFunctionReply, Status>>>;
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveReply>, Status> {
+        let req = request.into_inner();
+        self.node.reserve(&req.owner_account_id).map_err(status)?;
+        tracing::info!(request_id = %req.request_id, owner = %req.owner_account_id, "node reserved");
+        Ok(Response::new(pb::ReserveReply {}))
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerReply>, Status> {
+        let req = request.into_inner();
+        let spec = Node::validate_spec(req.function_meta.map(meta)).map_err(status)?;
+        let span = tracing::info_span!("create_container", request_id = %req.request_id, function = %spec.function_name);
+        let started = Instant::now();
+        let result = self.node.create_container(spec).instrument(span).await;
+        match result {
+            Ok(c) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics.create_seconds.observe(secs);
+                self.metrics.containers_created.inc();
+                self.account();
+                tracing::info!(
+                    request_id = %req.request_id, container = %c.id, function = %c.spec.function_name,
+                    ms = secs * 1e3, "container created"
+                );
+                Ok(Response::new(pb::CreateContainerReply {
+                    container_id: c.id,
+                }))
+            }
+            Err(e) => {
+                self.metrics.container_create_failures.inc();
+                tracing::warn!(request_id = %req.request_id, error = %e, "container creation failed");
+                Err(status(e))
+            }
+        }
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerReply>, Status> {
+        let req = request.into_inner();
+        if req.container_id.is_empty() {
+            return Err(Status::invalid_argument("container_id must not be empty"));
+        }
+        self.node
+            .remove_container(&req.container_id)
+            .await
+            .map_err(status)?;
+        self.metrics.containers_removed.inc();
+        self.account();
+        tracing::info!(request_id = %req.request_id, container = %req.container_id, "container removed");
+        Ok(Response::new(pb::RemoveContainerReply {}))
+    }
+
+    type InvokeFunctionStream = ReplyStream;
+
+    async fn invoke_function(
+        &self,
+        request: Request<pb::InvokeFunctionRequest>,
+    ) -> Result<Response<Self::InvokeFunctionStream>, Status> {
+        let req = request.into_inner();
+        let span = tracing::debug_span!("invoke", request_id = %req.request_id, container = %req.container_id);
+        let result = self
+            .node
+            .invoke(
+                &req.container_id,
+                req.request_id,
+                req.event,
+                req.function_meta.map(meta),
+            )
+            .instrument(span)
+            .await;
+        match result {
+            Ok(inv) => {
+                self.metrics.invocation(inv.failure.as_ref());
+                if inv
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| f.code == crate::model::Failure::CONTAINER_EXITED)
+                {
+                    self.account();
+                }
+                let messages: Vec<_> = reply_messages(inv).into_iter().map(Ok).collect();
+                Ok(Response::new(tokio_stream::iter(messages)))
+            }
+            Err(e) => {
+                self.metrics.invocations.rejected.inc();
+                Err(status(e))
+            }
+        }
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsReply>, Status> {
+        let report = self.node.stats().await;
+        self.account();
+        Ok(Response::new(stats_reply(report)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Failure;
+
+    #[test]
+    fn a_reply_is_header_chunks_footer() {
+        let inv = Invocation {
+            body: vec![7; BODY_CHUNK * 2 + 1],
+            duration_nanos: 5,
+            max_memory_bytes: 9,
+            handled: true,
+            ..Default::default()
+        };
+        let msgs = reply_messages(inv);
+        assert_eq!(msgs.len(), 5);
+        let h = msgs[0].header.as_ref().unwrap();
+        assert_eq!(
+            (h.status_code.as_str(), h.handled, h.max_mem_usage_in_bytes),
+            ("200", true, 9)
+        );
+        assert!(h.error.is_empty());
+        assert_eq!(
+            msgs[1..4].iter().map(|m| m.body.len()).sum::<usize>(),
+            BODY_CHUNK * 2 + 1
+        );
+        let f = msgs[4].footer.as_ref().unwrap();
+        assert_eq!((f.duration_in_nanos, f.error.as_str()), (5, ""));
+    }
+
+    #[test]
+    fn a_failure_travels_in_header_and_footer() {
+        let inv = Invocation {
+            failure: Some(Failure {
+                code: "Timeout".into(),
+                message: "function timed out after 50 ms".into(),
+            }),
+            handled: true,
+            ..Default::default()
+        };
+        let msgs = reply_messages(inv);
+        assert_eq!(msgs.len(), 2, "no body message for an empty body");
+        let h = msgs[0].header.as_ref().unwrap();
+        assert_eq!(h.status_code, "500");
+        assert_eq!(h.error, b"Timeout: function timed out after 50 ms");
+        let f = msgs[1].footer.as_ref().unwrap();
+        assert_eq!(f.error, "Timeout: function timed out after 50 ms");
+        assert_eq!(f.invoke_exception, "Timeout");
+    }
+
+    #[test]
+    fn errors_map_to_deliberate_codes() {
+        let nf = NodeError::NotFound {
+            container: "c".into(),
+            node: "n".into(),
+        };
+        let s = status(nf);
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert_eq!(s.message(), "container c not found on node n");
+        let dead = NodeError::ContainerDead {
+            container: "c".into(),
+            node: "n".into(),
+            reason: "exited".into(),
+        };
+        assert_eq!(status(dead).code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            status(NodeError::InvalidArgument("x".into())).code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! The node service's Prometheus figures: containers created and removed, invocations by
+//! outcome, and how long creating a container takes.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::model::Failure;
+
+type Labels = Vec<(String, String)>;
+
+/// Invocation outcomes, one counter each (made once so the hot path only increments).
+#[derive(Debug, Clone)]
+pub struct Outcomes {
+    pub ok: Counter,
+    pub function_error: Counter,
+    pub timeout: Counter,
+    pub out_of_memory: Counter,
+    pub bad_event: Counter,
+    pub container_exited: Counter,
+    pub rejected: Counter,
+}
+
+/// Every metric of the node service.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    pub containers_created: Counter,
+    pub containers_removed: Counter,
+    pub container_create_failures: Counter,
+    pub containers_running: Gauge,
+    pub memory_committed_bytes: Gauge,
+    pub create_seconds: Histogram,
+    pub invocations: Outcomes,
+}
+
+impl NodeMetrics {
+    /// The metrics, registered in `registry`.
+    pub fn register(registry: &mut Registry) -> NodeMetrics {
+        let family: Family<Labels, Counter> = Family::default();
+        let outcome =
+            |name: &str| family.get_or_create_owned(&vec![("outcome".into(), name.into())]);
+        let m = NodeMetrics {
+            containers_created: Counter::default(),
+            containers_removed: Counter::default(),
+            container_create_failures: Counter::default(),
+            containers_running: Gauge::default(),
+            memory_committed_bytes: Gauge::default(),
+            create_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            invocations: Outcomes {
+                ok: outcome("ok"),
+                function_error: outcome("function_error"),
+                timeout: outcome("timeout"),
+                out_of_memory: outcome("out_of_memory"),
+                bad_event: outcome("bad_event"),
+                container_exited: outcome("container_exited"),
+                rejected: outcome("rejected"),
+            },
+        };
+        registry.register(
+            "node_containers_created",
+            "Containers created",
+            m.containers_created.clone(),
+        );
+        registry.register(
+            "node_containers_removed",
+            "Containers removed",
+            m.containers_removed.clone(),
+        );
+        registry.register(
+            "node_container_create_failures",
+            "CreateContainer calls that failed",
+            m.container_create_failures.clone(),
+        );
+        registry.register(
+            "node_containers_running",
+            "Containers running now",
+            m.containers_running.clone(),
+        );
+        registry.register(
+            "node_memory_committed_bytes",
+            "Sum of the memory limits of the running containers",
+            m.memory_committed_bytes.clone(),
+        );
+        registry.register(
+            "node_container_create_seconds",
+            "Time from CreateContainer to a container that answers",
+            m.create_seconds.clone(),
+        );
+        registry.register("node_invocations", "Invocations by outcome", family);
+        m
+    }
+
+    /// Counts one invocation's outcome (`None` = success).
+    pub fn invocation(&self, failure: Option<&Failure>) {
+        let o = &self.invocations;
+        match failure.map(|f| f.code.as_str()) {
+            None => o.ok.inc(),
+            Some("Timeout") => o.timeout.inc(),
+            Some("OutOfMemory") => o.out_of_memory.inc(),
+            Some("BadEvent") => o.bad_event.inc(),
+            Some(Failure::CONTAINER_EXITED) => o.container_exited.inc(),
+            Some(_) => o.function_error.inc(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_by_label() {
+        let mut registry = Registry::default();
+        let m = NodeMetrics::register(&mut registry);
+        m.invocation(None);
+        m.invocation(Some(&Failure {
+            code: "Timeout".into(),
+            message: String::new(),
+        }));
+        let text = faas_common::metrics::render(&registry);
+        assert!(
+            text.contains(r#"node_invocations_total{outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"node_invocations_total{outcome="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"node_invocations_total{outcome="bad_event"} 0"#),
+            "{text}"
+        );
+    }
+}

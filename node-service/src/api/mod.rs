@@ -1,0 +1,10 @@
+//! The technical edges of the node service: the gRPC server ([`grpc`]), the `process`
+//! runtime ([`process`]), the gRPC client into containers ([`invoker`]), `/proc` and
+//! `statvfs` measurements ([`procfs`], [`host`]) and the Prometheus figures ([`metrics`]).
+
+pub mod grpc;
+pub mod host;
+pub mod invoker;
+pub mod metrics;
+pub mod process;
+pub mod procfs;

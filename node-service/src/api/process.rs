@@ -1,0 +1,210 @@
+//! The `process` runtime: each container is a child process of the `container-service`
+//! binary on this machine, listening on 127.0.0.1 with a port of its own choosing.
+//!
+//! Children are started with [`Child::spawn_ready`] (own process group, `PDEATHSIG`, killed
+//! on drop), so they cannot outlive the node service; `remove` and `shutdown` stop and reap
+//! them. Usage is read from `/proc/PID`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use faas_common::launch::{Child, LaunchError, Launcher};
+
+use super::procfs::{self, CpuSampler};
+use crate::model::{ContainerHandle, ContainerSpec, ContainerUsage, Liveness};
+use crate::service::{Runtime, RuntimeError};
+
+/// How long a container gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long (polls × step) `liveness` waits for a dying process to become reapable.
+const EXIT_CONFIRM_POLLS: u32 = 20;
+const EXIT_CONFIRM_STEP: Duration = Duration::from_millis(5);
+
+#[derive(Debug)]
+struct ProcContainer {
+    pid: Option<u32>,
+    memory_limit: u64,
+    child: tokio::sync::Mutex<Child>,
+    cpu: Mutex<CpuSampler>,
+}
+
+/// Containers as local child processes.
+#[derive(Debug)]
+pub struct ProcessRuntime {
+    launcher: Launcher,
+    ready_timeout: Duration,
+    containers: Mutex<HashMap<String, Arc<ProcContainer>>>,
+    closed: AtomicBool,
+}
+
+impl ProcessRuntime {
+    /// A runtime starting `launcher`'s program; a container must announce its port within
+    /// `ready_timeout`.
+    pub fn new(launcher: Launcher, ready_timeout: Duration) -> ProcessRuntime {
+        ProcessRuntime {
+            launcher,
+            ready_timeout,
+            containers: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ProcContainer>>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<ProcContainer>> {
+        self.table().get(id).cloned()
+    }
+
+    /// The process id of a container (for diagnostics and tests).
+    pub fn pid(&self, id: &str) -> Option<u32> {
+        self.get(id)?.pid
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut cmd = self.launcher.command();
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--function-name"])
+            .arg(&spec.function_name)
+            .arg("--handler")
+            .arg(&spec.handler)
+            .arg("--memory-bytes")
+            .arg(spec.memory_bytes.to_string());
+        if spec.timeout_ms > 0 {
+            cmd.arg("--timeout-ms").arg(spec.timeout_ms.to_string());
+        }
+        // The container's settings come from its flags only, never from the node's env.
+        for var in [
+            "CONTAINER_SERVICE_PORT",
+            "FAAS_FUNCTION_NAME",
+            "FAAS_HANDLER",
+            "FAAS_MEMORY_BYTES",
+            "FAAS_TIMEOUT_MS",
+        ] {
+            cmd.env_remove(var);
+        }
+        let function = spec.function_name.clone();
+        let (mut child, addr) = Child::spawn_ready(cmd, self.ready_timeout)
+            .await
+            .map_err(|e| match e {
+                LaunchError::ExitedEarly { .. } => RuntimeError::StartFailed {
+                    function: function.clone(),
+                    message: format!("{e} (its stderr is in the node service's log)"),
+                },
+                LaunchError::NotReady { .. } => RuntimeError::NotReady {
+                    function: function.clone(),
+                    message: e.to_string(),
+                },
+                LaunchError::NotFound { .. } | LaunchError::Spawn { .. } => {
+                    RuntimeError::Unavailable(e.to_string())
+                }
+            })?;
+        let pid = child.id();
+        if self.closed.load(Ordering::Acquire) {
+            child.stop(STOP_GRACE).await;
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        let container = Arc::new(ProcContainer {
+            pid,
+            memory_limit: spec.memory_bytes,
+            child: tokio::sync::Mutex::new(child),
+            cpu: Mutex::new(CpuSampler::new(pid)),
+        });
+        self.table().insert(id.clone(), container);
+        tracing::debug!(container = %id, ?pid, %addr, function = %spec.function_name, "container started");
+        Ok(ContainerHandle {
+            id,
+            address: addr.to_string(),
+        })
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let container = self
+            .table()
+            .remove(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        container.child.lock().await.stop(STOP_GRACE).await;
+        tracing::debug!(container = %id, pid = ?container.pid, "container stopped");
+        Ok(())
+    }
+
+    async fn stats(&self) -> Vec<ContainerUsage> {
+        let all: Vec<(String, Arc<ProcContainer>)> = self
+            .table()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(all.len());
+        for (id, c) in all {
+            // A child being stopped holds its lock: it is not reported dead here.
+            let alive = match c.child.try_lock() {
+                Ok(mut child) => !child.has_exited(),
+                Err(_) => true,
+            };
+            let (memory_bytes, cpu_pct) = if alive {
+                let cpu = c.cpu.lock().unwrap_or_else(|e| e.into_inner()).sample();
+                (c.pid.map(|p| procfs::rss_bytes(Some(p))).unwrap_or(0), cpu)
+            } else {
+                (0, 0.0)
+            };
+            out.push(ContainerUsage {
+                id,
+                memory_bytes,
+                cpu_pct,
+                memory_limit_bytes: c.memory_limit,
+                alive,
+            });
+        }
+        out
+    }
+
+    async fn liveness(&self, id: &str) -> Liveness {
+        let Some(c) = self.get(id) else {
+            return Liveness::Unknown;
+        };
+        let mut child = c.child.lock().await;
+        // Asked because a call failed: a process being killed closes its sockets before
+        // its last thread is gone and it can be reaped, so give it a moment to finish dying.
+        for _ in 0..EXIT_CONFIRM_POLLS {
+            if child.has_exited() {
+                return Liveness::Exited;
+            }
+            tokio::time::sleep(EXIT_CONFIRM_STEP).await;
+        }
+        if child.has_exited() {
+            Liveness::Exited
+        } else {
+            Liveness::Running
+        }
+    }
+
+    async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all: Vec<Arc<ProcContainer>> = self.table().drain().map(|(_, c)| c).collect();
+        if !all.is_empty() {
+            tracing::info!(containers = all.len(), "stopping containers");
+        }
+        futures::future::join_all(all.iter().map(|c| async move {
+            c.child.lock().await.stop(STOP_GRACE).await;
+        }))
+        .await;
+    }
+}

@@ -1,0 +1,178 @@
+//! The node service's entities: plain data, no I/O.
+//!
+//! A node holds many [`Container`]s; each runs one function ([`ContainerSpec`]) and is either
+//! running or dead (its process exited or stopped answering). An [`Invocation`] is the result
+//! of one call into a container; [`StatsReport`] is what `GetStats` answers.
+
+use std::time::Duration;
+
+/// The function a container runs, as `CreateContainer` asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub function_name: String,
+    pub handler: String,
+    /// The container's memory limit.
+    pub memory_bytes: u64,
+    /// The function's timeout; 0 = the container service's default.
+    pub timeout_ms: u64,
+}
+
+/// Where a runtime started a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerHandle {
+    /// A uuid v4 string.
+    pub id: String,
+    /// `host:port` of the container service inside it.
+    pub address: String,
+}
+
+/// Whether a container can take invocations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Running,
+    /// Its process exited or stopped answering; it only waits for `RemoveContainer`.
+    Dead {
+        reason: String,
+    },
+}
+
+/// One container on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub address: String,
+    pub spec: ContainerSpec,
+    pub state: ContainerState,
+}
+
+/// The function fields an `InvokeFunction` request may carry (all optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FunctionMeta {
+    pub function_name: String,
+    pub handler: String,
+    pub timeout_ms: i64,
+    pub memory_bytes: i64,
+}
+
+/// One call into a container, as the container service receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvokeCall {
+    pub request_id: String,
+    pub function_name: String,
+    pub handler: String,
+    pub event: Vec<u8>,
+    /// 0 = the container's own timeout.
+    pub timeout_ms: u64,
+}
+
+/// Why an invocation failed: the container service's `error_code` ("Timeout",
+/// "OutOfMemory", "BadEvent", "FunctionError") or the node's own "ContainerExited".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    /// The error code the node reports when a container's process is gone or silent.
+    pub const CONTAINER_EXITED: &'static str = "ContainerExited";
+
+    /// `"<code>: <message>"`, the form the reply's error fields carry.
+    pub fn text(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+}
+
+/// The result of one invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invocation {
+    pub body: Vec<u8>,
+    pub duration_nanos: i64,
+    pub max_memory_bytes: i64,
+    pub function_log: String,
+    /// `None` on success.
+    pub failure: Option<Failure>,
+    /// Whether the container ran the function (false when it could not be reached).
+    pub handled: bool,
+}
+
+impl Invocation {
+    /// The invocation that never reached a live container.
+    pub fn container_exited(reason: &str) -> Invocation {
+        Invocation {
+            failure: Some(Failure {
+                code: Failure::CONTAINER_EXITED.to_string(),
+                message: reason.to_string(),
+            }),
+            handled: false,
+            ..Invocation::default()
+        }
+    }
+}
+
+/// Whether a runtime's container process still runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Running,
+    Exited,
+    /// The runtime does not know the container.
+    Unknown,
+}
+
+/// Measured usage of one container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerUsage {
+    pub id: String,
+    /// Resident memory of the container's processes.
+    pub memory_bytes: u64,
+    /// Percent of one core, like `docker stats` (2 busy cores = 200).
+    pub cpu_pct: f64,
+    pub memory_limit_bytes: u64,
+    pub alive: bool,
+}
+
+/// Measured usage of one process (the node service itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessUsage {
+    pub memory_bytes: u64,
+    pub cpu_pct: f64,
+}
+
+/// The node's working file system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub total_bytes: u64,
+    pub avail_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
+}
+
+/// The node's figures in `GetStats`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeStats {
+    pub total_memory_bytes: u64,
+    pub memory_usage_bytes: u64,
+    pub available_memory_bytes: u64,
+    pub cpu_pct: f64,
+    pub disk: DiskUsage,
+    /// Sum of the memory limits of the running containers (may exceed the total: the
+    /// contest allows over-commit).
+    pub committed_memory_bytes: u64,
+}
+
+/// What `GetStats` answers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsReport {
+    pub node: NodeStats,
+    pub containers: Vec<ContainerUsage>,
+    pub live_id: String,
+    pub owner_account_id: String,
+}
+
+/// How long the node waits for a container's answer beyond the function's own timeout
+/// before it declares the container silent.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// The timeout assumed when neither the request nor the container sets one (the container
+/// service's own default).
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;

@@ -1,0 +1,620 @@
+//! The node's business rules: validating and recording containers, routing invocations,
+//! turning a dead or silent container into a `ContainerExited` failure, and putting the
+//! node's figures together. It talks to the outside only through the [`ports`].
+
+pub mod ports;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::model::{
+    ANSWER_GRACE, Container, ContainerSpec, ContainerState, DEFAULT_TIMEOUT_MS, FunctionMeta,
+    Invocation, InvokeCall, Liveness, NodeStats, StatsReport,
+};
+use crate::store::ContainerTable;
+pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError};
+
+/// Failures of the node's operations; the api layer maps each to a gRPC status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("container {container} not found on node {node}")]
+    NotFound { container: String, node: String },
+    #[error(
+        "container {container} on node {node} is dead ({reason}); remove it and create another"
+    )]
+    ContainerDead {
+        container: String,
+        node: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    WrongFunction(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("container {container} did not become ready: {message}")]
+    NotReady { container: String, message: String },
+    #[error("calling container {container} failed: {message}")]
+    Invoke { container: String, message: String },
+}
+
+/// Identity and limits of this node.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    pub node_id: String,
+    /// Distinguishes successive lives of one node id.
+    pub live_id: String,
+    pub total_memory_bytes: u64,
+    /// How long a new container may take to answer its first Status call.
+    pub ready_timeout: Duration,
+}
+
+/// One node: its containers and the ports that reach them.
+pub struct Node {
+    identity: NodeIdentity,
+    runtime: Arc<dyn Runtime>,
+    invoker: Arc<dyn ContainerInvoker>,
+    host: Arc<dyn HostProbe>,
+    containers: ContainerTable,
+    owner: RwLock<String>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("identity", &self.identity)
+            .field("runtime", &self.runtime.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with no containers.
+    pub fn new(
+        identity: NodeIdentity,
+        runtime: Arc<dyn Runtime>,
+        invoker: Arc<dyn ContainerInvoker>,
+        host: Arc<dyn HostProbe>,
+    ) -> Node {
+        Node {
+            identity,
+            runtime,
+            invoker,
+            host,
+            containers: ContainerTable::default(),
+            owner: RwLock::new(String::new()),
+        }
+    }
+
+    /// Who this node is.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The containers (running and dead).
+    pub fn containers(&self) -> &ContainerTable {
+        &self.containers
+    }
+
+    fn not_found(&self, id: &str) -> NodeError {
+        NodeError::NotFound {
+            container: id.to_string(),
+            node: self.identity.node_id.clone(),
+        }
+    }
+
+    /// Hands the node to an account.
+    pub fn reserve(&self, owner_account_id: &str) -> Result<(), NodeError> {
+        if owner_account_id.trim().is_empty() {
+            return Err(NodeError::InvalidArgument(
+                "owner_account_id must not be empty".into(),
+            ));
+        }
+        *self.owner.write().unwrap_or_else(|e| e.into_inner()) = owner_account_id.to_string();
+        Ok(())
+    }
+
+    /// The account the node was reserved for ("" before `Reserve`).
+    pub fn owner(&self) -> String {
+        self.owner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Checks a `CreateContainer` request's function and turns it into a spec.
+    pub fn validate_spec(meta: Option<FunctionMeta>) -> Result<ContainerSpec, NodeError> {
+        let meta = meta.ok_or_else(|| {
+            NodeError::InvalidArgument("function_meta is required to create a container".into())
+        })?;
+        if meta.function_name.trim().is_empty() {
+            return Err(NodeError::InvalidArgument(
+                "function_meta.function_name must not be empty".into(),
+            ));
+        }
+        if meta.handler.trim().is_empty() {
+            return Err(NodeError::InvalidArgument(
+                "function_meta.handler must not be empty".into(),
+            ));
+        }
+        if meta.memory_bytes <= 0 {
+            return Err(NodeError::InvalidArgument(format!(
+                "function_meta.memory_in_bytes must be > 0, got {}",
+                meta.memory_bytes
+            )));
+        }
+        if meta.timeout_ms < 0 {
+            return Err(NodeError::InvalidArgument(format!(
+                "function_meta.timeout_in_ms must be >= 0 (0 = default), got {}",
+                meta.timeout_ms
+            )));
+        }
+        Ok(ContainerSpec {
+            function_name: meta.function_name,
+            handler: meta.handler,
+            memory_bytes: meta.memory_bytes as u64,
+            timeout_ms: meta.timeout_ms as u64,
+        })
+    }
+
+    /// Starts a container for `spec`; returns once it answers.
+    pub async fn create_container(&self, spec: ContainerSpec) -> Result<Container, NodeError> {
+        let handle = self.runtime.create(&spec).await?;
+        if let Err(e) = self
+            .invoker
+            .ready(&handle, self.identity.ready_timeout)
+            .await
+        {
+            self.invoker.forget(&handle.id);
+            let _ = self.runtime.remove(&handle.id).await;
+            return Err(NodeError::NotReady {
+                container: handle.id,
+                message: e.to_string(),
+            });
+        }
+        let container = Container {
+            id: handle.id,
+            address: handle.address,
+            spec,
+            state: ContainerState::Running,
+        };
+        self.containers.insert(container.clone());
+        let committed = self.containers.committed_bytes();
+        if committed > self.identity.total_memory_bytes {
+            tracing::warn!(
+                committed,
+                total = self.identity.total_memory_bytes,
+                "node memory over-committed"
+            );
+        }
+        Ok(container)
+    }
+
+    /// Stops a container (running or dead) and forgets it.
+    pub async fn remove_container(&self, id: &str) -> Result<(), NodeError> {
+        let container = self
+            .containers
+            .remove(id)
+            .ok_or_else(|| self.not_found(id))?;
+        self.invoker.forget(id);
+        match self.runtime.remove(id).await {
+            Ok(()) => Ok(()),
+            // A dead container may already be gone from the runtime.
+            Err(RuntimeError::NotFound(_)) if container.state != ContainerState::Running => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs one invocation in container `id`. A function failure, and a container that
+    /// exited or went silent, are `Ok` with `failure` set; the latter also marks it dead.
+    pub async fn invoke(
+        &self,
+        id: &str,
+        request_id: String,
+        event: Vec<u8>,
+        meta: Option<FunctionMeta>,
+    ) -> Result<Invocation, NodeError> {
+        if id.is_empty() {
+            return Err(NodeError::InvalidArgument(
+                "container_id must not be empty".into(),
+            ));
+        }
+        let container = self.containers.get(id).ok_or_else(|| self.not_found(id))?;
+        if let ContainerState::Dead { reason } = &container.state {
+            return Err(NodeError::ContainerDead {
+                container: id.to_string(),
+                node: self.identity.node_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let meta = meta.unwrap_or_default();
+        if meta.timeout_ms < 0 {
+            return Err(NodeError::InvalidArgument(format!(
+                "function_meta.timeout_in_ms must be >= 0 (0 = the container's), got {}",
+                meta.timeout_ms
+            )));
+        }
+        let pick = |asked: String, own: &str| {
+            if asked.is_empty() {
+                own.to_string()
+            } else {
+                asked
+            }
+        };
+        let call = InvokeCall {
+            request_id,
+            function_name: pick(meta.function_name, &container.spec.function_name),
+            handler: pick(meta.handler, &container.spec.handler),
+            event,
+            timeout_ms: meta.timeout_ms as u64,
+        };
+        let effective_ms = [
+            call.timeout_ms,
+            container.spec.timeout_ms,
+            DEFAULT_TIMEOUT_MS,
+        ]
+        .into_iter()
+        .find(|t| *t > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let deadline = Duration::from_millis(effective_ms) + ANSWER_GRACE;
+        match self.invoker.invoke(&container, call, deadline).await {
+            Ok(invocation) => Ok(invocation),
+            Err(InvokeError::InvalidArgument(m)) => Err(NodeError::InvalidArgument(m)),
+            Err(InvokeError::WrongFunction(m)) => Err(NodeError::WrongFunction(m)),
+            Err(InvokeError::Failed(message)) => Err(NodeError::Invoke {
+                container: id.to_string(),
+                message,
+            }),
+            Err(e @ (InvokeError::Unreachable(_) | InvokeError::NoAnswer(_))) => {
+                let reason = match self.runtime.liveness(id).await {
+                    Liveness::Exited => format!("container {id} process exited ({e})"),
+                    Liveness::Unknown => format!("container {id} is gone from the runtime ({e})"),
+                    Liveness::Running => format!("container {id} does not answer: {e}"),
+                };
+                self.bury(id, &reason).await;
+                Ok(Invocation::container_exited(&reason))
+            }
+        }
+    }
+
+    /// Marks a container dead and reclaims its process; the record stays until removed.
+    async fn bury(&self, id: &str, reason: &str) {
+        if self.containers.mark_dead(id, reason) {
+            tracing::warn!(container = id, %reason, "container marked dead");
+            self.invoker.forget(id);
+            if let Err(e) = self.runtime.remove(id).await {
+                tracing::debug!(container = id, error = %e, "dead container already gone");
+            }
+        }
+    }
+
+    /// The node's and its containers' measured figures. Containers whose process exited
+    /// are marked dead here too.
+    pub async fn stats(&self) -> StatsReport {
+        let usages = self.runtime.stats().await;
+        let mut containers = Vec::with_capacity(usages.len());
+        for u in usages {
+            if !u.alive {
+                self.bury(&u.id, &format!("container {} process exited", u.id))
+                    .await;
+                continue;
+            }
+            containers.push(u);
+        }
+        let own = self.host.own_usage();
+        let total = self.identity.total_memory_bytes;
+        let used = own.memory_bytes + containers.iter().map(|c| c.memory_bytes).sum::<u64>();
+        let cpu = own.cpu_pct + containers.iter().map(|c| c.cpu_pct).sum::<f64>();
+        StatsReport {
+            node: NodeStats {
+                total_memory_bytes: total,
+                memory_usage_bytes: used,
+                available_memory_bytes: total.saturating_sub(used),
+                cpu_pct: cpu,
+                disk: self.host.disk(),
+                committed_memory_bytes: self.containers.committed_bytes(),
+            },
+            containers,
+            live_id: self.identity.live_id.clone(),
+            owner_account_id: self.owner(),
+        }
+    }
+
+    /// Stops every container.
+    pub async fn shutdown(&self) {
+        for c in self.containers.all() {
+            self.containers.remove(&c.id);
+            self.invoker.forget(&c.id);
+        }
+        self.runtime.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerHandle, ContainerUsage, DiskUsage, Failure, ProcessUsage};
+    use async_trait::async_trait;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct FakeRuntime {
+        alive: Mutex<HashMap<String, bool>>,
+        removed: Mutex<Vec<String>>,
+        next: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Runtime for FakeRuntime {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        async fn create(&self, _spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+            let mut n = self.next.lock().unwrap();
+            *n += 1;
+            let id = format!("c{n}");
+            self.alive.lock().unwrap().insert(id.clone(), true);
+            Ok(ContainerHandle {
+                id,
+                address: "127.0.0.1:1".into(),
+            })
+        }
+        async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+            self.removed.lock().unwrap().push(id.to_string());
+            self.alive
+                .lock()
+                .unwrap()
+                .remove(id)
+                .map(|_| ())
+                .ok_or_else(|| RuntimeError::NotFound(id.to_string()))
+        }
+        async fn stats(&self) -> Vec<ContainerUsage> {
+            self.alive
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(id, alive)| ContainerUsage {
+                    id: id.clone(),
+                    memory_bytes: 100,
+                    cpu_pct: 25.0,
+                    memory_limit_bytes: 1000,
+                    alive: *alive,
+                })
+                .collect()
+        }
+        async fn liveness(&self, id: &str) -> Liveness {
+            match self.alive.lock().unwrap().get(id) {
+                Some(true) => Liveness::Running,
+                Some(false) => Liveness::Exited,
+                None => Liveness::Unknown,
+            }
+        }
+        async fn shutdown(&self) {
+            self.alive.lock().unwrap().clear();
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeInvoker {
+        replies: Mutex<Vec<Result<Invocation, InvokeError>>>,
+        calls: Mutex<Vec<(InvokeCall, Duration)>>,
+        not_ready: bool,
+    }
+
+    #[async_trait]
+    impl ContainerInvoker for FakeInvoker {
+        async fn ready(&self, _h: &ContainerHandle, t: Duration) -> Result<(), InvokeError> {
+            if self.not_ready {
+                Err(InvokeError::NoAnswer(t))
+            } else {
+                Ok(())
+            }
+        }
+        async fn invoke(
+            &self,
+            _c: &Container,
+            call: InvokeCall,
+            deadline: Duration,
+        ) -> Result<Invocation, InvokeError> {
+            self.calls.lock().unwrap().push((call, deadline));
+            self.replies
+                .lock()
+                .unwrap()
+                .pop()
+                .unwrap_or_else(|| Ok(Invocation::default()))
+        }
+        fn forget(&self, _id: &str) {}
+    }
+
+    struct FakeHost;
+
+    impl HostProbe for FakeHost {
+        fn own_usage(&self) -> ProcessUsage {
+            ProcessUsage {
+                memory_bytes: 50,
+                cpu_pct: 1.5,
+            }
+        }
+        fn disk(&self) -> DiskUsage {
+            DiskUsage {
+                total_bytes: 10,
+                avail_bytes: 5,
+                total_inodes: 4,
+                free_inodes: 2,
+            }
+        }
+    }
+
+    fn node(invoker: FakeInvoker) -> (Node, Arc<FakeRuntime>, Arc<FakeInvoker>) {
+        let runtime = Arc::new(FakeRuntime::default());
+        let invoker = Arc::new(invoker);
+        let identity = NodeIdentity {
+            node_id: "n1".into(),
+            live_id: "live".into(),
+            total_memory_bytes: 1000,
+            ready_timeout: Duration::from_secs(1),
+        };
+        let node = Node::new(
+            identity,
+            runtime.clone(),
+            invoker.clone(),
+            Arc::new(FakeHost),
+        );
+        (node, runtime, invoker)
+    }
+
+    fn meta(name: &str, handler: &str, memory: i64, timeout: i64) -> Option<FunctionMeta> {
+        Some(FunctionMeta {
+            function_name: name.into(),
+            handler: handler.into(),
+            timeout_ms: timeout,
+            memory_bytes: memory,
+        })
+    }
+
+    #[test]
+    fn create_requests_are_validated() {
+        for (m, field) in [
+            (None, "function_meta"),
+            (meta(" ", "hello", 1, 0), "function_name"),
+            (meta("f", "", 1, 0), "handler"),
+            (meta("f", "hello", 0, 0), "memory_in_bytes"),
+            (meta("f", "hello", 1, -1), "timeout_in_ms"),
+        ] {
+            let err = Node::validate_spec(m).unwrap_err();
+            assert!(matches!(err, NodeError::InvalidArgument(_)), "{err}");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
+        let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
+        assert_eq!((spec.memory_bytes, spec.timeout_ms), (128, 300));
+    }
+
+    #[tokio::test]
+    async fn an_invocation_without_meta_uses_the_containers_function() {
+        let (node, _, invoker) = node(FakeInvoker::default());
+        let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
+        let c = node.create_container(spec).await.unwrap();
+        node.invoke(&c.id, "r1".into(), b"{}".to_vec(), None)
+            .await
+            .unwrap();
+        node.invoke(&c.id, "r2".into(), vec![], meta("f", "", 0, 40))
+            .await
+            .unwrap();
+        let calls = invoker.calls.lock().unwrap();
+        assert_eq!(calls[0].0.function_name, "f");
+        assert_eq!(calls[0].0.handler, "hello");
+        assert_eq!(calls[0].0.timeout_ms, 0);
+        assert_eq!(calls[0].1, Duration::from_millis(300) + ANSWER_GRACE);
+        assert_eq!(calls[1].0.timeout_ms, 40);
+        assert_eq!(calls[1].1, Duration::from_millis(40) + ANSWER_GRACE);
+    }
+
+    #[tokio::test]
+    async fn an_exited_container_fails_the_call_and_is_marked_dead() {
+        let (node, runtime, invoker) = node(FakeInvoker::default());
+        let spec = Node::validate_spec(meta("f", "hello", 128, 0)).unwrap();
+        let c = node.create_container(spec).await.unwrap();
+        assert_eq!(node.containers().committed_bytes(), 128);
+        runtime.alive.lock().unwrap().insert(c.id.clone(), false);
+        invoker
+            .replies
+            .lock()
+            .unwrap()
+            .push(Err(InvokeError::Unreachable("connection refused".into())));
+
+        let inv = node.invoke(&c.id, "r".into(), vec![], None).await.unwrap();
+        let failure = inv.failure.unwrap();
+        assert_eq!(failure.code, Failure::CONTAINER_EXITED);
+        assert!(
+            failure.message.contains("process exited"),
+            "{}",
+            failure.message
+        );
+        assert!(!inv.handled);
+        assert_eq!(*runtime.removed.lock().unwrap(), vec![c.id.clone()]);
+        assert_eq!(node.containers().committed_bytes(), 0);
+
+        let err = node
+            .invoke(&c.id, "r".into(), vec![], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::ContainerDead { .. }), "{err}");
+        assert!(err.to_string().contains("process exited"), "{err}");
+        node.remove_container(&c.id).await.unwrap();
+        let err = node.remove_container(&c.id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("container {} not found on node n1", c.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_live_container_is_marked_dead_and_stopped() {
+        let (node, runtime, invoker) = node(FakeInvoker::default());
+        let c = node
+            .create_container(Node::validate_spec(meta("f", "sleep", 1, 0)).unwrap())
+            .await
+            .unwrap();
+        invoker
+            .replies
+            .lock()
+            .unwrap()
+            .push(Err(InvokeError::NoAnswer(Duration::from_secs(65))));
+        let inv = node.invoke(&c.id, "r".into(), vec![], None).await.unwrap();
+        let message = inv.failure.unwrap().message;
+        assert!(message.contains("does not answer"), "{message}");
+        assert!(
+            runtime.liveness(&c.id).await == Liveness::Unknown,
+            "it was stopped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_that_never_answers_is_not_kept() {
+        let invoker = FakeInvoker {
+            not_ready: true,
+            ..Default::default()
+        };
+        let (node, runtime, _) = node(invoker);
+        let err = node
+            .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::NotReady { .. }), "{err}");
+        assert_eq!(runtime.removed.lock().unwrap().len(), 1);
+        assert!(node.containers().all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn stats_add_the_node_and_its_containers() {
+        let (node, runtime, _) = node(FakeInvoker::default());
+        node.reserve("acct").unwrap();
+        assert!(node.reserve("").is_err());
+        for _ in 0..2 {
+            node.create_container(Node::validate_spec(meta("f", "hello", 600, 0)).unwrap())
+                .await
+                .unwrap();
+        }
+        let r = node.stats().await;
+        assert_eq!(r.containers.len(), 2);
+        assert_eq!(r.node.memory_usage_bytes, 250);
+        assert_eq!(r.node.available_memory_bytes, 750);
+        assert!((r.node.cpu_pct - 51.5).abs() < 1e-9);
+        assert_eq!(
+            r.node.committed_memory_bytes, 1200,
+            "over-commit is allowed"
+        );
+        assert_eq!(r.node.disk.avail_bytes, 5);
+        assert_eq!(
+            (r.live_id.as_str(), r.owner_account_id.as_str()),
+            ("live", "acct")
+        );
+
+        // A container whose process died is dropped from the figures and marked dead.
+        runtime.alive.lock().unwrap().insert("c1".into(), false);
+        let r = node.stats().await;
+        assert_eq!(r.containers.len(), 1);
+        assert_eq!(node.containers().running(), 1);
+        node.shutdown().await;
+        assert!(node.containers().all().is_empty());
+    }
+}

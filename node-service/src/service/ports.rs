@@ -1,0 +1,106 @@
+//! The ports the node's business rules talk through; the api layer implements them.
+//!
+//! - [`Runtime`]: starts and stops containers and measures them (`process` today; `docker`
+//!   later, with bollard, beside it).
+//! - [`ContainerInvoker`]: calls the container service inside a container.
+//! - [`HostProbe`]: the node service's own usage and its disk.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    Container, ContainerHandle, ContainerSpec, ContainerUsage, DiskUsage, Invocation, InvokeCall,
+    Liveness, ProcessUsage,
+};
+
+/// Failures of a runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container {0} is not known to the runtime")]
+    NotFound(String),
+    /// The container's process could not run the function (bad handler, bad config...).
+    #[error("the container for function {function:?} failed to start: {message}")]
+    StartFailed { function: String, message: String },
+    /// The container did not become ready in time.
+    #[error("the container for function {function:?} was not ready in time: {message}")]
+    NotReady { function: String, message: String },
+    /// The node cannot start containers at all (binary missing, shutting down...).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Starts, stops and measures containers.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's name (`process`, `docker`).
+    fn name(&self) -> &'static str;
+
+    /// Starts a container for `spec` and returns once its service listens.
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError>;
+
+    /// Stops the container and reclaims everything it held (process reaped, container deleted).
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// Measured usage of every container the runtime holds.
+    async fn stats(&self) -> Vec<ContainerUsage>;
+
+    /// Whether the container's process still runs. Asked after a failed call, so a runtime
+    /// may wait briefly for a dying process to finish dying before answering `Running`.
+    async fn liveness(&self, id: &str) -> Liveness;
+
+    /// Whether the container's process still runs (shorthand of [`Runtime::liveness`]).
+    async fn is_alive(&self, id: &str) -> bool {
+        self.liveness(id).await == Liveness::Running
+    }
+
+    /// Stops every container; later `create` calls fail.
+    async fn shutdown(&self);
+}
+
+/// Failures of calling a container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The container refused the call's arguments.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The container runs another function.
+    #[error("{0}")]
+    WrongFunction(String),
+    /// No connection or the connection broke.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No answer within the deadline.
+    #[error("no answer within {} ms", .0.as_millis())]
+    NoAnswer(Duration),
+    /// Any other failure of the call itself.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Calls the container service inside a container.
+#[async_trait]
+pub trait ContainerInvoker: Send + Sync + 'static {
+    /// Connects to a new container and checks that it answers (one Status call).
+    async fn ready(&self, handle: &ContainerHandle, timeout: Duration) -> Result<(), InvokeError>;
+
+    /// Runs one invocation; `deadline` bounds the whole call.
+    async fn invoke(
+        &self,
+        container: &Container,
+        call: InvokeCall,
+        deadline: Duration,
+    ) -> Result<Invocation, InvokeError>;
+
+    /// Drops whatever the invoker keeps for a container (its channel).
+    fn forget(&self, id: &str);
+}
+
+/// The node service's own process and disk.
+pub trait HostProbe: Send + Sync + 'static {
+    /// The node service's own memory and CPU.
+    fn own_usage(&self) -> ProcessUsage;
+
+    /// The working directory's file system.
+    fn disk(&self) -> DiskUsage;
+}
