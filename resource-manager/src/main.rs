@@ -1,1 +1,20 @@
-fn main() {}
+//! The `resource-manager` binary: reserves and releases nodes under the contest's rules.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "resource-manager",
+    version,
+    about = "Reserves and releases nodes under the contest's rules"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: faas_resource_manager::Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    faas_common::logging::init("info");
+    tokio::runtime::Runtime::new()?.block_on(faas_resource_manager::main_with(cli.config))
+}

@@ -1,0 +1,169 @@
+//! The manager's Prometheus figures: counters bumped on the request paths (lock-free atomics)
+//! and a collector that reads the pool at scrape time (nodes by state, refills owed, node time).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::api::clock::Clock;
+use crate::model::NodeState;
+use crate::service::Pool;
+
+/// Counters of what the manager did.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub reserves: Counter,
+    pub releases: Counter,
+    pub exhausted: Counter,
+    pub handover_failures: Counter,
+    pub node_starts: Counter,
+    pub node_start_failures: Counter,
+}
+
+/// Reads the pool on each scrape.
+#[derive(Debug)]
+struct PoolCollector {
+    pool: Arc<Mutex<Pool>>,
+    clock: Clock,
+}
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.clock.now_ms();
+        let (counts, pending, slots, node_ms) = {
+            let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                pool.counts(),
+                pool.pending_refills(),
+                pool.occupied_slots(),
+                pool.node_ms(now),
+            )
+        };
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "nodes",
+            "Nodes by state (released: every node released so far)",
+            None,
+            gauge.metric_type(),
+        )?;
+        for state in NodeState::ALL {
+            let labels = [("state", state.as_str())];
+            let metric = family.encode_family(&labels)?;
+            ConstGauge::new(counts.get(state) as i64).encode(metric)?;
+        }
+        let simple: [(&str, &str, f64); 3] = [
+            (
+                "pending_refills",
+                "Refills owed to the pool and not started yet",
+                pending as f64,
+            ),
+            (
+                "occupied_slots",
+                "Slots taken out of --max-nodes (live nodes plus released ones still cooling down)",
+                slots as f64,
+            ),
+            (
+                "node_seconds",
+                "Node time so far: sum over reserved nodes of reserve-to-release (or now), seconds",
+                node_ms as f64 / 1000.0,
+            ),
+        ];
+        for (name, help, value) in simple {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry to serve: counters plus the pool collector, under `faas_resource_manager_`.
+pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Registry {
+    let mut root = Registry::default();
+    let r = root.sub_registry_with_prefix("faas_resource_manager");
+    r.register(
+        "reserves",
+        "Nodes handed out by ReserveNode",
+        counters.reserves.clone(),
+    );
+    r.register(
+        "releases",
+        "Nodes released by ReleaseNode",
+        counters.releases.clone(),
+    );
+    r.register(
+        "exhausted",
+        "ReserveNode answers RESOURCE_EXHAUSTED (no node ready)",
+        counters.exhausted.clone(),
+    );
+    r.register(
+        "handover_failures",
+        "Reserved nodes whose node service refused or missed Reserve (node dropped)",
+        counters.handover_failures.clone(),
+    );
+    r.register("node_starts", "Nodes started", counters.node_starts.clone());
+    r.register(
+        "node_start_failures",
+        "Nodes that failed to start (retried after the refill delay)",
+        counters.node_start_failures.clone(),
+    );
+    r.register_collector(Box::new(PoolCollector { pool, clock }));
+    root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NodeEndpoint;
+    use crate::service::{Action, PoolRules};
+
+    #[test]
+    fn renders_counters_and_pool_figures() {
+        let mut pool = Pool::new(PoolRules {
+            ready_nodes: 2,
+            max_nodes: 2,
+            ..PoolRules::default()
+        });
+        for a in pool.bootstrap(0) {
+            if let Action::StartNode { node_id, .. } = a {
+                let ep = NodeEndpoint {
+                    address: "h".into(),
+                    port: 1,
+                };
+                pool.node_started(&node_id, ep, 0);
+            }
+        }
+        pool.reserve("acct", 0).unwrap();
+        let counters = Counters::default();
+        counters.reserves.inc();
+        let text = faas_common::metrics::render(&registry(
+            &counters,
+            Arc::new(Mutex::new(pool)),
+            Clock::new(),
+        ));
+        assert!(
+            text.contains("faas_resource_manager_reserves_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faas_resource_manager_nodes{state=\"ready\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faas_resource_manager_nodes{state=\"reserved\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faas_resource_manager_pending_refills 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faas_resource_manager_node_seconds "),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The resource manager's configuration: every flag also reads an environment variable.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::model::NodeEndpoint;
+use crate::service::PoolRules;
+
+/// Where nodes come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Start a node-service child process per node on this machine.
+    Local,
+    /// Hand out a fixed list of node-service addresses (`--static-nodes`); nothing is started.
+    Static,
+}
+
+/// Configuration of the resource manager.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// gRPC port (0 picks a free one).
+    #[arg(long, env = "RESOURCE_MANAGER_PORT", default_value_t = 10400)]
+    pub port: u16,
+    /// Live nodes at most (starting + ready + reserved).
+    #[arg(long, env = "RESOURCE_MANAGER_MAX_NODES", default_value_t = 20)]
+    pub max_nodes: usize,
+    /// Nodes started and ready when the manager starts.
+    #[arg(long, env = "RESOURCE_MANAGER_READY_NODES", default_value_t = 10)]
+    pub ready_nodes: usize,
+    /// After each reserve one node is added to the pool after this delay; a released node's
+    /// slot is reusable after it too.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_REFILL_DELAY_MS",
+        default_value_t = 10_000
+    )]
+    pub refill_delay_ms: u64,
+    /// Memory each node offers to containers, in MiB.
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_MEMORY_MIB", default_value_t = 3072)]
+    pub node_memory_mib: u64,
+    /// Where nodes come from.
+    #[arg(long, env = "RESOURCE_MANAGER_PROVIDER", value_enum, default_value_t = ProviderKind::Local)]
+    pub provider: ProviderKind,
+    /// Node-service addresses for `--provider static`, comma separated (host:port,...).
+    #[arg(long, env = "RESOURCE_MANAGER_STATIC_NODES", value_delimiter = ',')]
+    pub static_nodes: Vec<String>,
+    /// The node-service binary for `--provider local` (default: found beside this binary).
+    #[arg(long, env = "FAAS_NODE_SERVICE_BIN")]
+    pub node_service_bin: Option<PathBuf>,
+    /// `--runtime` passed to each local node service (how it runs containers).
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_RUNTIME", default_value = "process")]
+    pub node_runtime: String,
+    /// Node ids are PREFIX-1, PREFIX-2, ...
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_ID_PREFIX", default_value = "node")]
+    pub node_id_prefix: String,
+    /// How long a node may take to start before it counts as failed.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_START_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub node_start_timeout_ms: u64,
+    /// How long a stopping node may take to stop its containers before it is killed.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_STOP_GRACE_MS",
+        default_value_t = 5_000
+    )]
+    pub node_stop_grace_ms: u64,
+    /// Deadline of the manager's own calls to a node service (`Reserve`).
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_CALL_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub node_call_timeout_ms: u64,
+    /// Port of the Prometheus `/metrics` endpoint (0 or unset: off).
+    #[arg(long, env = "RESOURCE_MANAGER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: 10400,
+            max_nodes: 20,
+            ready_nodes: 10,
+            refill_delay_ms: 10_000,
+            node_memory_mib: 3072,
+            provider: ProviderKind::Local,
+            static_nodes: Vec::new(),
+            node_service_bin: None,
+            node_runtime: "process".to_string(),
+            node_id_prefix: "node".to_string(),
+            node_start_timeout_ms: 30_000,
+            node_stop_grace_ms: 5_000,
+            node_call_timeout_ms: 5_000,
+            metrics_port: None,
+        }
+    }
+}
+
+impl Config {
+    /// The pool rules this configuration sets, checked.
+    pub fn pool_rules(&self) -> Result<PoolRules, Error> {
+        let invalid = |m: String| Err(Error::Config(m));
+        if self.max_nodes == 0 {
+            return invalid("--max-nodes must be at least 1".into());
+        }
+        if self.ready_nodes > self.max_nodes {
+            return invalid(format!(
+                "--ready-nodes {} exceeds --max-nodes {}",
+                self.ready_nodes, self.max_nodes
+            ));
+        }
+        if self.node_memory_mib == 0 {
+            return invalid("--node-memory-mib must be at least 1".into());
+        }
+        if self.node_id_prefix.is_empty() {
+            return invalid("--node-id-prefix cannot be empty".into());
+        }
+        let Ok(refill_delay_ms) = i64::try_from(self.refill_delay_ms) else {
+            return invalid(format!(
+                "--refill-delay-ms {} is too large",
+                self.refill_delay_ms
+            ));
+        };
+        let Some(node_memory_bytes) = self.node_memory_mib.checked_mul(1024 * 1024) else {
+            return invalid(format!(
+                "--node-memory-mib {} is too large",
+                self.node_memory_mib
+            ));
+        };
+        Ok(PoolRules {
+            max_nodes: self.max_nodes,
+            ready_nodes: self.ready_nodes,
+            refill_delay_ms,
+            node_memory_bytes,
+            node_id_prefix: self.node_id_prefix.clone(),
+        })
+    }
+
+    /// The `--static-nodes` list, parsed and checked.
+    pub fn static_endpoints(&self) -> Result<Vec<NodeEndpoint>, Error> {
+        let list: Vec<&str> = self
+            .static_nodes
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.is_empty() {
+            return Err(Error::Config(
+                "--provider static needs --static-nodes host:port[,host:port...]".into(),
+            ));
+        }
+        list.into_iter().map(parse_endpoint).collect()
+    }
+}
+
+/// Parses `host:port` (`[v6]:port` too).
+fn parse_endpoint(s: &str) -> Result<NodeEndpoint, Error> {
+    let bad = || Error::Config(format!("bad node address {s:?}: expected host:port"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok(NodeEndpoint {
+        address: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_are_the_contest_rules() {
+        let parsed = Cli::try_parse_from(["rm"]).unwrap().config;
+        assert_eq!(parsed, Config::default());
+        let rules = parsed.pool_rules().unwrap();
+        assert_eq!(rules.max_nodes, 20);
+        assert_eq!(rules.ready_nodes, 10);
+        assert_eq!(rules.refill_delay_ms, 10_000);
+        assert_eq!(rules.node_memory_bytes, 3_221_225_472);
+    }
+
+    #[test]
+    fn flags_parse_and_are_checked() {
+        let c = Cli::try_parse_from([
+            "rm",
+            "--provider",
+            "static",
+            "--static-nodes",
+            "10.0.0.1:7000,node-b:7001,[::1]:7002",
+            "--ready-nodes",
+            "1",
+            "--max-nodes",
+            "1",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(c.provider, ProviderKind::Static);
+        let eps = c.static_endpoints().unwrap();
+        assert_eq!(eps.len(), 3);
+        assert_eq!(eps[1].address, "node-b");
+        assert_eq!(eps[2].address, "::1");
+        assert_eq!(eps[2].port, 7002);
+
+        let too_many = Config {
+            ready_nodes: 5,
+            max_nodes: 2,
+            ..Config::default()
+        };
+        let err = too_many.pool_rules().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--ready-nodes 5 exceeds --max-nodes 2"),
+            "{err}"
+        );
+        let bad = Config {
+            static_nodes: vec!["nope".into()],
+            ..Config::default()
+        };
+        assert!(bad.static_endpoints().is_err());
+        assert!(Config::default().static_endpoints().is_err());
+        assert!(Cli::try_parse_from(["rm", "--provider", "cloud"]).is_err());
+    }
+}

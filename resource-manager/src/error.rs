@@ -1,0 +1,82 @@
+//! Errors of starting and running the resource manager, and how pool refusals reach clients.
+
+use faas_common::launch::LaunchError;
+use faas_common::serve::ServeError;
+use tonic::Status;
+
+use crate::service::PoolError;
+
+/// Why the resource manager could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("the local node provider cannot find node-service: {0}")]
+    NodeServiceBinary(#[from] LaunchError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<PoolError> for Status {
+    fn from(e: PoolError) -> Status {
+        let message = e.to_string();
+        match e {
+            PoolError::EmptyAccount | PoolError::EmptyNodeId => Status::invalid_argument(message),
+            PoolError::Exhausted => Status::resource_exhausted(message),
+            PoolError::NotFound(_) => Status::not_found(message),
+            PoolError::NotReserved(_) => Status::failed_precondition(message),
+            PoolError::Closed => Status::unavailable(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn pool_errors_map_to_deliberate_codes() {
+        let cases = [
+            (
+                PoolError::EmptyAccount,
+                Code::InvalidArgument,
+                "account ID cannot be empty",
+            ),
+            (
+                PoolError::EmptyNodeId,
+                Code::InvalidArgument,
+                "node ID cannot be empty",
+            ),
+            (
+                PoolError::Exhausted,
+                Code::ResourceExhausted,
+                "no available node can be reserved",
+            ),
+            (
+                PoolError::NotFound("n-1".into()),
+                Code::NotFound,
+                "node n-1 not found",
+            ),
+            (
+                PoolError::NotReserved("n-1".into()),
+                Code::FailedPrecondition,
+                "node n-1 is not reserved",
+            ),
+            (
+                PoolError::Closed,
+                Code::Unavailable,
+                "the resource manager is shutting down",
+            ),
+        ];
+        for (err, code, message) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(status.message(), message);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The resource manager's entities: a node (one VM of the contest, here a node-service
+//! process or a given address) through its lives from starting to released. Plain data, no I/O.
+
+mod node;
+
+pub use node::{Node, NodeEndpoint, NodeState};

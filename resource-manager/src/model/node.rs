@@ -1,0 +1,147 @@
+//! A node and the states it goes through: `Starting → Ready → Reserved → Released`.
+//!
+//! Every start of a node is a new life with a new id and a new generation, so a node id
+//! names exactly one reservation at most, and usage records never mix two lives.
+
+use std::fmt;
+
+/// Where a node's `NodeService` listens.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeEndpoint {
+    /// Host name or IP address, as clients should dial it.
+    pub address: String,
+    /// The node service's gRPC port.
+    pub port: u16,
+}
+
+impl fmt::Display for NodeEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.address.contains(':') {
+            write!(f, "[{}]:{}", self.address, self.port)
+        } else {
+            write!(f, "{}:{}", self.address, self.port)
+        }
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// Its provider is bringing it up; not reservable yet.
+    Starting,
+    /// Up and waiting in the pool; the next `ReserveNode` may take it.
+    Ready,
+    /// Handed to an account; billed from `reserved_at_ms` on.
+    Reserved,
+    /// Released by its account and stopped; kept for the usage records.
+    Released,
+}
+
+impl NodeState {
+    /// Every state, in life order.
+    pub const ALL: [NodeState; 4] = [
+        NodeState::Starting,
+        NodeState::Ready,
+        NodeState::Reserved,
+        NodeState::Released,
+    ];
+
+    /// A lower-case name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Starting => "starting",
+            NodeState::Ready => "ready",
+            NodeState::Reserved => "reserved",
+            NodeState::Released => "released",
+        }
+    }
+
+    /// Whether a node in this state occupies one of the pool's `max_nodes` slots by itself
+    /// (a released node still occupies its slot for the refill delay; the pool tracks that).
+    pub fn is_live(self) -> bool {
+        !matches!(self, NodeState::Released)
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One life of a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Unique among every node this manager ever started.
+    pub id: String,
+    /// The life number (1, 2, ...), unique per manager; the id is built from it.
+    pub generation: u64,
+    /// Memory the node offers to containers, in bytes (`NodeDesc.memory_in_bytes`).
+    pub memory_bytes: u64,
+    pub state: NodeState,
+    /// Known once the node is ready.
+    pub endpoint: Option<NodeEndpoint>,
+    /// The account it was handed to, once reserved.
+    pub owner_account: Option<String>,
+    /// When it was asked to start (ms since the Unix epoch).
+    pub started_at_ms: i64,
+    /// When it was reserved.
+    pub reserved_at_ms: Option<i64>,
+    /// When it was released.
+    pub released_at_ms: Option<i64>,
+}
+
+impl Node {
+    /// A node that is being started now.
+    pub fn starting(id: String, generation: u64, memory_bytes: u64, now_ms: i64) -> Node {
+        Node {
+            id,
+            generation,
+            memory_bytes,
+            state: NodeState::Starting,
+            endpoint: None,
+            owner_account: None,
+            started_at_ms: now_ms,
+            reserved_at_ms: None,
+            released_at_ms: None,
+        }
+    }
+
+    /// Milliseconds this node has been (or was) reserved as of `now_ms`: the contest's node
+    /// duration, from reserve to release (or to now while still reserved). 0 if never reserved.
+    pub fn reserved_ms(&self, now_ms: i64) -> i64 {
+        match self.reserved_at_ms {
+            Some(from) => (self.released_at_ms.unwrap_or(now_ms) - from).max(0),
+            None => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_time_runs_until_release() {
+        let mut node = Node::starting("node-1".into(), 1, 10, 0);
+        assert_eq!(node.reserved_ms(5_000), 0);
+        node.reserved_at_ms = Some(1_000);
+        assert_eq!(node.reserved_ms(4_000), 3_000);
+        node.released_at_ms = Some(2_500);
+        assert_eq!(node.reserved_ms(9_000), 1_500);
+    }
+
+    #[test]
+    fn endpoints_print_as_dialable_addresses() {
+        let v4 = NodeEndpoint {
+            address: "127.0.0.1".into(),
+            port: 80,
+        };
+        let v6 = NodeEndpoint {
+            address: "::1".into(),
+            port: 80,
+        };
+        assert_eq!(v4.to_string(), "127.0.0.1:80");
+        assert_eq!(v6.to_string(), "[::1]:80");
+    }
+}
