@@ -1,1 +1,185 @@
-//! placeholder
+//! The scheduler: the brain of the platform. It serves the contest's
+//! `schedulerproto.Scheduler` (`AcquireContainer`, `ReturnContainer`), hands out warm
+//! containers, creates containers through the node services, and reserves and releases nodes
+//! through the resource manager. It never talks to a container.
+//!
+//! Layers: [`model`] (plain data) → [`store`] (tables and indexes) → [`core`] (the pure policy
+//! state machine: events in, decisions out, time as an argument) and [`policies`] (the
+//! policies by name) → [`service`] (the async driver, ports) → [`api`] (tonic, clients, clock,
+//! metrics). The e2e simulator drives [`core::Policy::handle`] directly in virtual time.
+
+pub mod api;
+pub mod core;
+pub mod model;
+pub mod policies;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faas_common::shutdown::Shutdown;
+use faas_proto::schedulerproto::scheduler_server::SchedulerServer;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::api::{GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerApi};
+use crate::core::{PolicyOptions, UnknownPolicy, policy_by_name};
+use crate::service::{Scheduler, ServiceOptions};
+
+/// The scheduler's settings. Every flag also reads an environment variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (the contest's `SERVICE_PORT`).
+    #[arg(long, env = "SERVICE_PORT", default_value_t = 10600)]
+    pub port: u16,
+    /// The resource manager, `host:port`.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_ENDPOINT",
+        default_value = "127.0.0.1:10400"
+    )]
+    pub resource_manager: String,
+    /// The scheduling policy (see `core::POLICY_NAMES`).
+    #[arg(long, env = "SCHEDULER_POLICY", default_value = "baseline")]
+    pub policy: String,
+    /// How often every node's `GetStats` is polled, ms (0 = never).
+    #[arg(long, env = "SCHEDULER_STATS_INTERVAL_MS", default_value_t = 1000)]
+    pub stats_interval_ms: u64,
+    /// Port of the Prometheus `/metrics` endpoint (0 or unset = off).
+    #[arg(long, env = "SCHEDULER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// How long an acquire waits when its caller sent no deadline, ms.
+    #[arg(long, env = "SCHEDULER_ACQUIRE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub acquire_timeout_ms: u64,
+    /// Memory a node is assumed to offer until one reports it, bytes (contest: 3072 MiB).
+    #[arg(long, env = "SCHEDULER_NODE_MEMORY_BYTES", default_value_t = model::CONTEST_NODE_BYTES)]
+    pub node_memory_bytes: u64,
+}
+
+impl Config {
+    /// The defaults, listening on `127.0.0.1:0` and reaching the resource manager at
+    /// `resource_manager` (for tests and embedding).
+    pub fn local(resource_manager: impl Into<String>) -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            resource_manager: resource_manager.into(),
+            policy: policies::baseline::NAME.into(),
+            stats_interval_ms: 1000,
+            metrics_port: None,
+            acquire_timeout_ms: 30_000,
+            node_memory_bytes: model::CONTEST_NODE_BYTES,
+        }
+    }
+}
+
+/// Why the scheduler could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `--policy` names no policy.
+    #[error(transparent)]
+    Policy(#[from] UnknownPolicy),
+    /// Binding or connecting failed.
+    #[error(transparent)]
+    Serve(#[from] faas_common::serve::ServeError),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the scheduler on `listener` until `shutdown` fires. Then waiting acquires fail with
+/// `UNAVAILABLE` "scheduler is shutting down", the timers stop and in-flight calls finish.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let opts = PolicyOptions {
+        expected_node_bytes: config.node_memory_bytes,
+        ..PolicyOptions::default()
+    };
+    let policy = policy_by_name(&config.policy, &opts)?;
+    let channel = faas_common::serve::connect_lazy(&config.resource_manager)?;
+    let resource = GrpcResource::new(
+        channel,
+        config.resource_manager.clone(),
+        config.node_memory_bytes,
+    );
+    let service = Scheduler::new(
+        policy,
+        resource,
+        GrpcNodes::default(),
+        InstantClock::new(),
+        ServiceOptions {
+            stats_interval_ms: config.stats_interval_ms,
+        },
+    );
+    let metrics = Arc::new(Metrics::default());
+
+    if let Some(port) = config.metrics_port.filter(|p| *p != 0) {
+        let mut registry = Registry::default();
+        let snap = service.clone();
+        metrics.register(&mut registry, move || snap.snapshot());
+        let metrics_listener = faas_common::serve::bind(&format!("{}:{port}", config.host)).await?;
+        if let Ok(addr) = metrics_listener.local_addr() {
+            tracing::info!(%addr, "metrics on /metrics");
+        }
+        tokio::spawn(faas_common::metrics::serve(
+            metrics_listener,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
+    }
+
+    let tasks = service.start(shutdown.clone());
+    // Waiting acquires must be answered for the server's graceful shutdown to complete.
+    let stopper = {
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            tracing::info!("scheduler shutting down");
+            service.shutdown();
+        })
+    };
+
+    let api = SchedulerApi::new(
+        service.clone(),
+        metrics,
+        Duration::from_millis(config.acquire_timeout_ms),
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SchedulerServer<SchedulerApi<GrpcResource, GrpcNodes, InstantClock>>>()
+        .await;
+    tracing::info!(policy = %config.policy, resource_manager = %config.resource_manager, "scheduler serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(SchedulerServer::new(api))
+        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+        .await;
+    service.shutdown();
+    stopper.abort();
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    served?;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// What `main` does: bind `host:port`, announce the address, serve until SIGINT/SIGTERM.
+pub async fn main_with(config: Config) -> anyhow::Result<()> {
+    // Refuse a bad --policy before announcing a listening address.
+    policy_by_name(&config.policy, &PolicyOptions::default())?;
+    let listener = faas_common::serve::bind(&format!("{}:{}", config.host, config.port)).await?;
+    faas_common::serve::announce(listener.local_addr()?);
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+    tokio::spawn(async move {
+        faas_common::shutdown::os_signal().await;
+        trigger.trigger();
+    });
+    run(listener, config, shutdown).await?;
+    Ok(())
+}

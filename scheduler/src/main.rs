@@ -1,1 +1,19 @@
-fn main() {}
+//! `scheduler`: the platform's scheduler as its own binary.
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scheduler",
+    about = "The FaaS scheduler (contest schedulerproto.Scheduler)"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: faas_scheduler::Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    faas_common::logging::init("info");
+    tokio::runtime::Runtime::new()?.block_on(faas_scheduler::main_with(cli.config))
+}

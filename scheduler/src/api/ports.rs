@@ -1,0 +1,292 @@
+//! The service's ports implemented with the contest's gRPC clients, and its clock.
+//!
+//! This is the anti-corruption layer: `NodeDesc`, `GetStatsReply` and tonic statuses become
+//! model values here, and nowhere else.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use faas_proto::nodeservoceproto::{
+    CreateContainerRequest, FunctionMeta, GetStatsRequest, RemoveContainerRequest,
+};
+use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
+use faas_proto::resourcemanagerproto::{NodeDesc, ReleaseNodeRequest, ReserveNodeRequest};
+use tonic::transport::Channel;
+
+use crate::model::{
+    ContainerUsage, FunctionSpec, Millis, NodeAddr, NodeInfo, NodeUsage, StatsSample, Text,
+};
+use crate::service::{Clock, NodePort, PortError, ReserveError, ResourcePort};
+
+/// How long a `CreateContainer` may take before it counts as failed (starts take seconds).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the other node and resource manager calls may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+fn bytes(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The resource manager over gRPC.
+#[derive(Clone)]
+pub struct GrpcResource {
+    client: ResourceManagerClient<Channel>,
+    endpoint: String,
+    default_node_bytes: u64,
+}
+
+impl GrpcResource {
+    /// A client on `channel` (to `endpoint`, for messages); nodes reported without memory are
+    /// taken to offer `default_node_bytes`.
+    pub fn new(channel: Channel, endpoint: impl Into<String>, default_node_bytes: u64) -> Self {
+        GrpcResource {
+            client: ResourceManagerClient::new(channel),
+            endpoint: endpoint.into(),
+            default_node_bytes,
+        }
+    }
+
+    fn node_info(&self, desc: NodeDesc) -> Result<NodeInfo, ReserveError> {
+        let bad = |what: String| ReserveError {
+            exhausted: false,
+            message: format!(
+                "the resource manager at {} reserved node {:?} with {what}",
+                self.endpoint, desc.id
+            ),
+        };
+        if desc.id.is_empty() {
+            return Err(bad("an empty id".into()));
+        }
+        if desc.address.is_empty() {
+            return Err(bad("an empty address".into()));
+        }
+        let port = u16::try_from(desc.node_service_port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad(format!("an invalid port {}", desc.node_service_port)))?;
+        let capacity_bytes = match bytes(desc.memory_in_bytes) {
+            0 => {
+                tracing::warn!(node = %desc.id, default = self.default_node_bytes, "node reported without memory; assuming the default");
+                self.default_node_bytes
+            }
+            b => b,
+        };
+        Ok(NodeInfo {
+            id: desc.id.into(),
+            address: desc.address.into(),
+            port,
+            capacity_bytes,
+        })
+    }
+}
+
+impl ResourcePort for GrpcResource {
+    async fn reserve_node(&self, account_id: &str) -> Result<NodeInfo, ReserveError> {
+        let request = ReserveNodeRequest {
+            request_id: new_id(),
+            account_id: account_id.to_string(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .reserve_node(timed(request, CALL_TIMEOUT))
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::ResourceExhausted => ReserveError {
+                    exhausted: true,
+                    message: s.message().to_string(),
+                },
+                code => ReserveError {
+                    exhausted: false,
+                    message: format!(
+                        "ReserveNode at {} failed: {code:?}: {}",
+                        self.endpoint,
+                        s.message()
+                    ),
+                },
+            })?
+            .into_inner();
+        let desc = reply.node.ok_or_else(|| ReserveError {
+            exhausted: false,
+            message: format!("ReserveNode at {} answered without a node", self.endpoint),
+        })?;
+        self.node_info(desc)
+    }
+
+    async fn release_node(&self, node_id: &str) -> Result<(), PortError> {
+        let request = ReleaseNodeRequest {
+            request_id: new_id(),
+            id: node_id.to_string(),
+        };
+        self.client
+            .clone()
+            .release_node(timed(request, CALL_TIMEOUT))
+            .await
+            .map(|_| ())
+            .map_err(|s| PortError {
+                message: format!(
+                    "ReleaseNode {node_id} at {} failed: {:?}: {}",
+                    self.endpoint,
+                    s.code(),
+                    s.message()
+                ),
+            })
+    }
+}
+
+/// The node services over gRPC, one cached lazily connecting channel per node address.
+#[derive(Default)]
+pub struct GrpcNodes {
+    channels: Mutex<HashMap<(Text, u16), Channel>>,
+}
+
+impl GrpcNodes {
+    fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<Channel>, PortError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (node.address.clone(), node.port);
+        if let Some(ch) = channels.get(&key) {
+            return Ok(NodeServiceClient::new(ch.clone()));
+        }
+        let addr = format!("{}:{}", node.address, node.port);
+        let ch = faas_common::serve::connect_lazy(&addr).map_err(|e| PortError {
+            message: e.to_string(),
+        })?;
+        channels.insert(key, ch.clone());
+        Ok(NodeServiceClient::new(ch))
+    }
+
+    fn failed(node: &NodeAddr, call: &str, s: tonic::Status) -> PortError {
+        PortError {
+            message: format!(
+                "{call} on node {} ({}:{}) failed: {:?}: {}",
+                node.id,
+                node.address,
+                node.port,
+                s.code(),
+                s.message()
+            ),
+        }
+    }
+}
+
+impl NodePort for GrpcNodes {
+    async fn create_container(
+        &self,
+        node: &NodeAddr,
+        function: &FunctionSpec,
+    ) -> Result<Text, PortError> {
+        let id = new_id();
+        let request = CreateContainerRequest {
+            name: format!("{}-{}", function.name, id),
+            request_id: id,
+            function_meta: Some(FunctionMeta {
+                function_name: function.name.to_string(),
+                handler: function.handler.to_string(),
+                timeout_in_ms: i64::try_from(function.timeout_ms).unwrap_or(i64::MAX),
+                memory_in_bytes: i64::try_from(function.memory_bytes).unwrap_or(i64::MAX),
+            }),
+        };
+        let reply = self
+            .client(node)?
+            .create_container(timed(request, CREATE_TIMEOUT))
+            .await
+            .map_err(|s| Self::failed(node, "CreateContainer", s))?
+            .into_inner();
+        if reply.container_id.is_empty() {
+            return Err(PortError {
+                message: format!(
+                    "CreateContainer on node {} answered an empty container id",
+                    node.id
+                ),
+            });
+        }
+        Ok(reply.container_id.into())
+    }
+
+    async fn remove_container(&self, node: &NodeAddr, container_id: &str) -> Result<(), PortError> {
+        let request = RemoveContainerRequest {
+            request_id: new_id(),
+            container_id: container_id.to_string(),
+        };
+        self.client(node)?
+            .remove_container(timed(request, CALL_TIMEOUT))
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::failed(node, "RemoveContainer", s))
+    }
+
+    async fn get_stats(&self, node: &NodeAddr) -> Result<StatsSample, PortError> {
+        let request = GetStatsRequest {
+            request_id: new_id(),
+        };
+        let reply = self
+            .client(node)?
+            .get_stats(timed(request, CALL_TIMEOUT))
+            .await
+            .map_err(|s| Self::failed(node, "GetStats", s))?
+            .into_inner();
+        let n = reply.node_stats.unwrap_or_default();
+        Ok(StatsSample {
+            node_id: node.id.clone(),
+            node: NodeUsage {
+                total_memory_bytes: bytes(n.total_memory_in_bytes),
+                memory_usage_bytes: bytes(n.memory_usage_in_bytes),
+                available_memory_bytes: bytes(n.available_memory_in_bytes),
+                cpu_pct: n.cpu_usage_pct.max(0.0),
+            },
+            containers: reply
+                .container_stats_list
+                .into_iter()
+                .map(|c| ContainerUsage {
+                    container_id: c.container_id.into(),
+                    total_memory_bytes: bytes(c.total_memory_in_bytes),
+                    memory_usage_bytes: bytes(c.memory_usage_in_bytes),
+                    cpu_pct: c.cpu_usage_pct.max(0.0),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The scheduler's clock: milliseconds since it was made, on tokio's monotonic clock (so a
+/// paused tokio clock in tests pauses it too).
+#[derive(Clone, Copy, Debug)]
+pub struct InstantClock {
+    origin: tokio::time::Instant,
+}
+
+impl InstantClock {
+    /// A clock starting at 0 now.
+    pub fn new() -> Self {
+        InstantClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for InstantClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for InstantClock {
+    fn now(&self) -> Millis {
+        self.origin.elapsed().as_millis() as Millis
+    }
+}

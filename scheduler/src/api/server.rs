@@ -1,0 +1,359 @@
+//! The contest's `schedulerproto.Scheduler` gRPC service: validates and converts the
+//! contest's messages to the model, calls the service, maps its errors to deliberate status
+//! codes and sets the cold-start metadata on `AcquireContainer` replies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faas_proto::schedulerproto::scheduler_server::Scheduler as SchedulerRpc;
+use faas_proto::schedulerproto::{
+    AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
+};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::metrics::Metrics;
+use crate::core::{Acquire, AcquireError, AcquireErrorCode, CoreError, Return};
+use crate::model::{FunctionError, FunctionSpec, Millis};
+use crate::service::{Clock, NodePort, ResourcePort, Scheduler, ServiceError};
+
+/// The deadline of an acquire whose caller sent no `grpc-timeout`.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gRPC face of a [`Scheduler`].
+pub struct SchedulerApi<R, N, C> {
+    service: Scheduler<R, N, C>,
+    metrics: Arc<Metrics>,
+    default_timeout: Duration,
+}
+
+impl<R, N, C> SchedulerApi<R, N, C> {
+    /// Serves `service`, recording into `metrics`; acquires without a client deadline wait at
+    /// most `default_timeout`.
+    pub fn new(
+        service: Scheduler<R, N, C>,
+        metrics: Arc<Metrics>,
+        default_timeout: Duration,
+    ) -> Self {
+        SchedulerApi {
+            service,
+            metrics,
+            default_timeout,
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` value (`<up to 8 digits><H|M|S|m|u|n>`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// The status a refused call is answered with.
+pub fn core_status(e: &CoreError) -> Status {
+    let message = e.to_string();
+    match e {
+        CoreError::UnknownContainer { .. } | CoreError::UnknownRequest { .. } => {
+            Status::not_found(message)
+        }
+        CoreError::AlreadyReturned { .. } => Status::failed_precondition(message),
+        CoreError::WrongContainer { .. } | CoreError::InvalidFunction { .. } => {
+            Status::invalid_argument(message)
+        }
+        CoreError::AlreadyExists { .. } => Status::already_exists(message),
+        CoreError::UnknownOperation { .. } | CoreError::Inconsistent(_) => {
+            Status::internal(message)
+        }
+    }
+}
+
+/// The status a rejected acquire is answered with.
+pub fn acquire_status(e: &AcquireError) -> Status {
+    match e.code {
+        AcquireErrorCode::ResourceExhausted => Status::resource_exhausted(e.message.clone()),
+        AcquireErrorCode::DeadlineExceeded => Status::deadline_exceeded(e.message.clone()),
+        AcquireErrorCode::Unavailable => Status::unavailable(e.message.clone()),
+    }
+}
+
+/// The status a service error is answered with, and its metrics label.
+pub fn service_status(e: &ServiceError) -> (Status, &'static str) {
+    match e {
+        ServiceError::Refused(c) => (core_status(c), "refused"),
+        ServiceError::Rejected(a) => (
+            acquire_status(a),
+            match a.code {
+                AcquireErrorCode::ResourceExhausted => "resource_exhausted",
+                AcquireErrorCode::DeadlineExceeded => "deadline_exceeded",
+                AcquireErrorCode::Unavailable => "unavailable",
+            },
+        ),
+        ServiceError::ShuttingDown => (Status::unavailable(e.to_string()), "shutting_down"),
+    }
+}
+
+fn positive(value: i64, what: &str, function: &str) -> Result<u64, Status> {
+    u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "function config of {function}: {what} must be positive, got {value}"
+        ))
+    })
+}
+
+/// Validates an `AcquireContainerRequest` and converts it (deadline `now + timeout`).
+pub fn to_acquire(
+    req: AcquireContainerRequest,
+    now: Millis,
+    timeout: Duration,
+) -> Result<Acquire, Status> {
+    if req.account_id.is_empty() {
+        return Err(Status::invalid_argument("account ID cannot be empty"));
+    }
+    let Some(config) = req.function_config else {
+        return Err(Status::invalid_argument("function config cannot be nil"));
+    };
+    if req.request_id.is_empty() {
+        return Err(Status::invalid_argument("request ID cannot be empty"));
+    }
+    if req.function_name.is_empty() {
+        return Err(Status::invalid_argument("function name cannot be empty"));
+    }
+    let memory_bytes = positive(
+        config.memory_in_bytes,
+        "memory_in_bytes",
+        &req.function_name,
+    )?;
+    let timeout_ms = positive(config.timeout_in_ms, "timeout_in_ms", &req.function_name)?;
+    Ok(Acquire {
+        request_id: req.request_id.into(),
+        account_id: req.account_id.into(),
+        function: FunctionSpec {
+            name: req.function_name.into(),
+            memory_bytes,
+            timeout_ms,
+            handler: config.handler.into(),
+        },
+        deadline: now.saturating_add(timeout.as_millis() as Millis),
+    })
+}
+
+/// Validates a `ReturnContainerRequest` and converts it.
+pub fn to_return(req: ReturnContainerRequest) -> Result<Return, Status> {
+    if req.request_id.is_empty() {
+        return Err(Status::invalid_argument("request ID cannot be empty"));
+    }
+    if req.container_id.is_empty() {
+        return Err(Status::invalid_argument("container ID cannot be empty"));
+    }
+    let error =
+        (!req.error_code.is_empty() || !req.error_message.is_empty()).then_some(FunctionError {
+            code: req.error_code,
+            message: req.error_message,
+        });
+    Ok(Return {
+        request_id: req.request_id.into(),
+        container_id: req.container_id.into(),
+        // A negative figure is a client bug; it must not keep the container leased.
+        duration_ns: u64::try_from(req.duration_in_nanos).unwrap_or(0),
+        max_memory_bytes: u64::try_from(req.max_memory_usage_in_bytes).unwrap_or(0),
+        error,
+    })
+}
+
+#[tonic::async_trait]
+impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N, C> {
+    async fn acquire_container(
+        &self,
+        request: Request<AcquireContainerRequest>,
+    ) -> Result<Response<AcquireContainerReply>, Status> {
+        let started = std::time::Instant::now();
+        let timeout = client_timeout(request.metadata()).unwrap_or(self.default_timeout);
+        let acquire = match to_acquire(request.into_inner(), self.service.now(), timeout) {
+            Ok(a) => a,
+            Err(status) => {
+                self.metrics
+                    .acquired("invalid", started.elapsed().as_secs_f64());
+                return Err(status);
+            }
+        };
+        let span = tracing::debug_span!("acquire", request_id = %acquire.request_id, function = %acquire.function.name);
+        let result = self.service.acquire(acquire).instrument(span).await;
+        let waited = started.elapsed().as_secs_f64();
+        match result {
+            Ok(grant) => {
+                self.metrics
+                    .acquired(if grant.cold { "cold" } else { "warm" }, waited);
+                let mut response = Response::new(AcquireContainerReply {
+                    node_id: grant.node_id.to_string(),
+                    node_address: grant.node_address.to_string(),
+                    node_service_port: i64::from(grant.node_port),
+                    container_id: grant.container_id.to_string(),
+                });
+                response.metadata_mut().insert(
+                    faas_proto::meta::COLD_START,
+                    MetadataValue::from_static(if grant.cold { "true" } else { "false" }),
+                );
+                Ok(response)
+            }
+            Err(e) => {
+                let (status, label) = service_status(&e);
+                self.metrics.acquired(label, waited);
+                tracing::debug!(error = %e, "acquire failed");
+                Err(status)
+            }
+        }
+    }
+
+    async fn return_container(
+        &self,
+        request: Request<ReturnContainerRequest>,
+    ) -> Result<Response<ReturnContainerReply>, Status> {
+        let ret = match to_return(request.into_inner()) {
+            Ok(r) => r,
+            Err(status) => {
+                self.metrics.returned("invalid");
+                return Err(status);
+            }
+        };
+        match self.service.release(ret) {
+            Ok(()) => {
+                self.metrics.returned("ok");
+                Ok(Response::new(ReturnContainerReply {}))
+            }
+            Err(e) => {
+                let (status, label) = service_status(&e);
+                self.metrics.returned(label);
+                Err(status)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faas_proto::schedulerproto::FunctionConfig;
+
+    fn request() -> AcquireContainerRequest {
+        AcquireContainerRequest {
+            request_id: "r1".into(),
+            account_id: "acct".into(),
+            function_name: "f".into(),
+            function_config: Some(FunctionConfig {
+                timeout_in_ms: 60_000,
+                memory_in_bytes: 512 << 20,
+                handler: "index.handler".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        assert_eq!(parse_grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_grpc_timeout("1500m"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("123456789S"), None, "more than 8 digits");
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+    }
+
+    #[test]
+    fn acquire_validation_messages() {
+        let msg = |r: AcquireContainerRequest| {
+            let s = to_acquire(r, 0, DEFAULT_ACQUIRE_TIMEOUT).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::InvalidArgument);
+            s.message().to_string()
+        };
+        let mut r = request();
+        r.account_id.clear();
+        assert_eq!(msg(r), "account ID cannot be empty");
+        let mut r = request();
+        r.function_config = None;
+        assert_eq!(msg(r), "function config cannot be nil");
+        let mut r = request();
+        r.request_id.clear();
+        assert_eq!(msg(r), "request ID cannot be empty");
+        let mut r = request();
+        r.function_name.clear();
+        assert_eq!(msg(r), "function name cannot be empty");
+        let mut r = request();
+        r.function_config.as_mut().unwrap().memory_in_bytes = 0;
+        assert!(msg(r).contains("memory_in_bytes must be positive, got 0"));
+        let mut r = request();
+        r.function_config.as_mut().unwrap().timeout_in_ms = -5;
+        assert!(msg(r).contains("timeout_in_ms must be positive, got -5"));
+        let a = to_acquire(request(), 100, Duration::from_secs(2)).unwrap();
+        assert_eq!(a.deadline, 2_100);
+        assert_eq!(a.function.memory_bytes, 512 << 20);
+    }
+
+    #[test]
+    fn return_conversion_keeps_errors_and_clamps_negatives() {
+        let r = to_return(ReturnContainerRequest {
+            request_id: "r".into(),
+            container_id: "c".into(),
+            duration_in_nanos: -1,
+            max_memory_usage_in_bytes: 10,
+            error_code: "OutOfMemory".into(),
+            error_message: "killed".into(),
+        })
+        .unwrap();
+        assert_eq!(r.duration_ns, 0);
+        assert!(r.error.unwrap().kills_container());
+        let s = to_return(ReturnContainerRequest::default()).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn errors_map_to_deliberate_codes() {
+        let code = |e: CoreError| core_status(&e).code();
+        assert_eq!(
+            code(CoreError::UnknownContainer {
+                container_id: "c".into()
+            }),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            code(CoreError::AlreadyReturned {
+                request_id: "r".into()
+            }),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(CoreError::AlreadyExists {
+                request_id: "r".into()
+            }),
+            tonic::Code::AlreadyExists
+        );
+        let (s, _) = service_status(&ServiceError::ShuttingDown);
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::Unavailable, "scheduler is shutting down")
+        );
+        let s = acquire_status(&AcquireError {
+            code: AcquireErrorCode::ResourceExhausted,
+            message: "no available node can be reserved".into(),
+        });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+    }
+}

@@ -1,0 +1,650 @@
+//! `baseline`: the contest demo scheduler's semantics, the yardstick every score is relative to.
+//!
+//! - One request per container.
+//! - An acquire takes an idle container of its function if there is one (warm).
+//! - Otherwise a container is created first-fit (the first node, in reserve order, whose free
+//!   memory covers the function's) and granted to this request once created (cold).
+//! - When no node has room, the request waits for a reserve already in flight whose node will
+//!   still have room for it, else a new reserve is asked for; once the node arrives the
+//!   request is placed first-fit.
+//! - A failed create or reserve rejects the requests waiting for it (`RESOURCE_EXHAUSTED`
+//!   from the resource manager passes through).
+//! - Containers are never removed (except dead ones) and nodes never released.
+
+use crate::core::{
+    AcquireError, AcquireErrorCode, CoreError, Decision, Event, Policy, PolicyOptions, Snapshot,
+    State,
+};
+use crate::model::{Millis, Text};
+use crate::store::FunctionKey;
+
+/// The name the policy is registered under.
+pub const NAME: &str = "baseline";
+
+/// The contest demo's policy.
+#[derive(Debug)]
+pub struct Baseline {
+    state: State,
+}
+
+impl Baseline {
+    /// A baseline policy with empty tables.
+    pub fn new(opts: PolicyOptions) -> Baseline {
+        Baseline {
+            state: State::new(opts),
+        }
+    }
+
+    /// Finds room for a waiting request: a create on a node with room, else a reserve.
+    fn place(
+        &mut self,
+        now: Millis,
+        request_id: Text,
+        function: FunctionKey,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(f) = self.state.store.function(function) else {
+            return;
+        };
+        let memory = f.spec.memory_bytes;
+        if let Some(node) = self.state.first_fit(memory) {
+            self.state
+                .start_create(now, node, function, Some(request_id), out);
+            return;
+        }
+        let expected = self.state.expected_node_bytes();
+        if memory > expected {
+            let error = AcquireError {
+                code: AcquireErrorCode::ResourceExhausted,
+                message: format!(
+                    "function {} needs {} MiB per container, more than a node offers ({} MiB)",
+                    f.spec.name,
+                    memory / crate::model::MIB,
+                    expected / crate::model::MIB
+                ),
+            };
+            self.state.reject(request_id, error, out);
+            return;
+        }
+        let pending = self
+            .state
+            .reserves()
+            .find(|(_, r)| r.expected_bytes.saturating_sub(r.planned_bytes) >= memory)
+            .map(|(op, _)| op);
+        let op = match pending {
+            Some(op) => op,
+            None => self.state.start_reserve(now, out),
+        };
+        self.state.bind_to_reserve(&request_id, op);
+    }
+}
+
+impl Policy for Baseline {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        event: Event,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), CoreError> {
+        match event {
+            Event::Acquire(acquire) => {
+                let function = self.state.accept_acquire(&acquire)?;
+                if self
+                    .state
+                    .grant_warm(now, &acquire.request_id, function, out)
+                {
+                    return Ok(());
+                }
+                self.state
+                    .wait(now, acquire.request_id.clone(), function, acquire.deadline);
+                self.place(now, acquire.request_id, function, out);
+            }
+            Event::Return(ret) => {
+                self.state.accept_return(now, ret, out)?;
+            }
+            Event::Cancel { request_id } => {
+                self.state.cancel(now, &request_id);
+            }
+            Event::NodeReserved { op, node } => {
+                let (_, waiters) = self.state.node_reserved(now, op, node)?;
+                for request_id in waiters {
+                    if let Some(function) = self.state.waiter(&request_id).map(|w| w.function) {
+                        self.place(now, request_id, function, out);
+                    }
+                }
+            }
+            Event::NodeReserveFailed {
+                op,
+                exhausted,
+                message,
+            } => {
+                let waiters = self.state.reserve_failed(op)?;
+                let error = if exhausted {
+                    AcquireError {
+                        code: AcquireErrorCode::ResourceExhausted,
+                        message,
+                    }
+                } else {
+                    AcquireError {
+                        code: AcquireErrorCode::Unavailable,
+                        message: format!("cannot reserve a node: {message}"),
+                    }
+                };
+                for request_id in waiters {
+                    self.state.reject(request_id, error.clone(), out);
+                }
+            }
+            Event::ContainerCreated { op, container_id } => {
+                let (container, request) =
+                    self.state.container_created(now, op, container_id, 1)?;
+                if let Some(request_id) = request {
+                    self.state.grant(now, request_id, container, true, out);
+                }
+            }
+            Event::ContainerCreateFailed { op, message } => {
+                let (create, request) = self.state.create_failed(op)?;
+                if let Some(request_id) = request {
+                    let function = self
+                        .state
+                        .store
+                        .function(create.function)
+                        .map(|f| f.spec.name.clone())
+                        .unwrap_or_else(|| "?".into());
+                    let node = self
+                        .state
+                        .store
+                        .node(create.node)
+                        .map(|n| n.id.clone())
+                        .unwrap_or_else(|| "?".into());
+                    let error = AcquireError {
+                        code: AcquireErrorCode::Unavailable,
+                        message: format!(
+                            "cannot create a container of function {function} on node {node}: {message}"
+                        ),
+                    };
+                    self.state.reject(request_id, error, out);
+                }
+            }
+            Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
+            Event::NodeReleased { node_id } => self.state.node_released(&node_id),
+            Event::Stats(sample) => self.state.apply_stats(now, sample),
+            Event::Tick => self.state.expire(now, out),
+        }
+        Ok(())
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.state.next_deadline()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.state.snapshot(NAME)
+    }
+
+    fn state(&self) -> &State {
+        &self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Acquire, Grant, Return};
+    use crate::model::{FunctionError, FunctionSpec, MIB, NodeInfo, OpId};
+
+    const NODE: u64 = 3072 * MIB;
+
+    fn spec(name: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            memory_bytes: 512 * MIB,
+            timeout_ms: 60_000,
+            handler: "index.handler".into(),
+        }
+    }
+
+    fn acquire(id: &str, function: &str, deadline: Millis) -> Event {
+        Event::Acquire(Acquire {
+            request_id: id.into(),
+            account_id: "acct".into(),
+            function: spec(function),
+            deadline,
+        })
+    }
+
+    fn ret(id: &str, container: &str) -> Event {
+        Event::Return(Return {
+            request_id: id.into(),
+            container_id: container.into(),
+            duration_ns: 1_000_000,
+            max_memory_bytes: 2 * MIB,
+            error: None,
+        })
+    }
+
+    fn node(id: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            address: format!("10.0.0.{}", id.len()).into(),
+            port: 5000,
+            capacity_bytes: NODE,
+        }
+    }
+
+    /// A baseline policy driven in virtual time.
+    struct Sim {
+        p: Baseline,
+        now: Millis,
+        next_container: u32,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                p: Baseline::new(PolicyOptions::default()),
+                now: 0,
+                next_container: 0,
+            }
+        }
+
+        fn send(&mut self, e: Event) -> Vec<Decision> {
+            let mut out = Vec::new();
+            self.p
+                .handle(self.now, e, &mut out)
+                .expect("event accepted");
+            out
+        }
+
+        fn send_err(&mut self, e: Event) -> CoreError {
+            let mut out = Vec::new();
+            let err = self.p.handle(self.now, e, &mut out).unwrap_err();
+            assert!(out.is_empty(), "a refused event decides nothing: {out:?}");
+            err
+        }
+
+        /// Answers every reserve and create in `out` successfully (repeatedly) and returns
+        /// the other decisions.
+        fn settle(&mut self, mut out: Vec<Decision>) -> Vec<Decision> {
+            let mut done = Vec::new();
+            let mut node_no = self.p.state().store.node_count();
+            while !out.is_empty() {
+                let mut next = Vec::new();
+                for d in out {
+                    match d {
+                        Decision::ReserveNode { op } => {
+                            node_no += 1;
+                            next.extend(self.send(Event::NodeReserved {
+                                op,
+                                node: node(&format!("n{node_no}")),
+                            }));
+                        }
+                        Decision::CreateContainer { op, .. } => {
+                            self.next_container += 1;
+                            let id = format!("c{}", self.next_container);
+                            next.extend(self.send(Event::ContainerCreated {
+                                op,
+                                container_id: id.into(),
+                            }));
+                        }
+                        other => done.push(other),
+                    }
+                }
+                out = next;
+            }
+            done
+        }
+
+        fn grant_of(decisions: &[Decision], request: &str) -> Grant {
+            decisions
+                .iter()
+                .find_map(|d| match d {
+                    Decision::Grant(g) if &*g.request_id == request => Some(g.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no grant for {request} in {decisions:?}"))
+        }
+    }
+
+    #[test]
+    fn cold_path_reserves_creates_then_grants_cold() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r1", "f", 30_000));
+        assert_eq!(out, vec![Decision::ReserveNode { op: OpId(1) }]);
+        let out = s.send(Event::NodeReserved {
+            op: OpId(1),
+            node: node("n1"),
+        });
+        let [Decision::CreateContainer { op, node, function }] = out.as_slice() else {
+            panic!("expected one create, got {out:?}");
+        };
+        assert_eq!(&*node.id, "n1");
+        assert_eq!(&*function.name, "f");
+        let out = s.send(Event::ContainerCreated {
+            op: *op,
+            container_id: "c1".into(),
+        });
+        let g = Sim::grant_of(&out, "r1");
+        assert_eq!(out.len(), 1);
+        assert!(g.cold);
+        assert_eq!(
+            (&*g.container_id, &*g.node_id, g.node_port),
+            ("c1", "n1", 5000)
+        );
+        let snap = s.p.snapshot();
+        assert_eq!((snap.cold_starts, snap.warm_hits, snap.waiting), (1, 0, 0));
+    }
+
+    #[test]
+    fn return_then_acquire_reuses_the_container_warm() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r1", "f", 30_000));
+        let out = s.settle(out);
+        let first = Sim::grant_of(&out, "r1");
+        s.now = 100;
+        assert!(s.send(ret("r1", &first.container_id)).is_empty());
+        s.now = 200;
+        let out = s.send(acquire("r2", "f", 30_200));
+        assert_eq!(out.len(), 1, "no create, no reserve: {out:?}");
+        let g = Sim::grant_of(&out, "r2");
+        assert!(!g.cold);
+        assert_eq!(g.container_id, first.container_id);
+        let f = s.p.state().store.function_by_name("f").unwrap();
+        let profile = &s.p.state().store.function(f).unwrap().profile;
+        assert_eq!(profile.calls, 1);
+        assert_eq!(profile.peak_memory_bytes, 2 * MIB);
+    }
+
+    #[test]
+    fn concurrent_acquires_get_two_containers_on_one_reserve() {
+        let mut s = Sim::new();
+        let mut out = s.send(acquire("r1", "f", 30_000));
+        let second = s.send(acquire("r2", "f", 30_000));
+        assert!(
+            second.is_empty(),
+            "r2 waits for the reserve in flight: {second:?}"
+        );
+        out.extend(second);
+        let out = s.settle(out);
+        let (a, b) = (Sim::grant_of(&out, "r1"), Sim::grant_of(&out, "r2"));
+        assert_ne!(a.container_id, b.container_id);
+        assert!(a.cold && b.cold);
+        assert_eq!(s.p.state().store.node_count(), 1);
+    }
+
+    #[test]
+    fn first_fit_fills_node_one_before_reserving_node_two() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r0", "f", 30_000));
+        s.settle(out);
+        let mut reserves = 0;
+        let mut grants = Vec::new();
+        for i in 1..7 {
+            let out = s.send(acquire(&format!("r{i}"), "f", 30_000));
+            reserves += out
+                .iter()
+                .filter(|d| matches!(d, Decision::ReserveNode { .. }))
+                .count();
+            grants.extend(s.settle(out));
+        }
+        assert_eq!(reserves, 1, "the 7th container needs a 2nd node");
+        for i in 1..6 {
+            assert_eq!(&*Sim::grant_of(&grants, &format!("r{i}")).node_id, "n1");
+        }
+        assert_eq!(&*Sim::grant_of(&grants, "r6").node_id, "n2");
+        let n1 = s.p.state().store.node_by_id("n1").unwrap();
+        assert_eq!(s.p.state().store.node(n1).unwrap().free_bytes(), 0);
+    }
+
+    #[test]
+    fn seven_waiting_requests_share_reserves_by_planned_room() {
+        let mut s = Sim::new();
+        let mut reserves = 0;
+        for i in 0..7 {
+            let out = s.send(acquire(&format!("r{i}"), "f", 30_000));
+            reserves += out.len();
+        }
+        assert_eq!(
+            reserves, 2,
+            "6 fit the first node's expected room, the 7th needs another"
+        );
+    }
+
+    #[test]
+    fn reserve_failure_rejects_with_resource_exhausted() {
+        let mut s = Sim::new();
+        s.send(acquire("r1", "f", 30_000));
+        s.send(acquire("r2", "f", 30_000));
+        let out = s.send(Event::NodeReserveFailed {
+            op: OpId(1),
+            exhausted: true,
+            message: "no available node can be reserved".into(),
+        });
+        assert_eq!(out.len(), 2);
+        for d in &out {
+            let Decision::Reject { error, .. } = d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(error.code, AcquireErrorCode::ResourceExhausted);
+            assert_eq!(error.message, "no available node can be reserved");
+        }
+        assert_eq!(s.p.state().waiting_count(), 0);
+        assert_eq!(s.p.next_wakeup(), None);
+    }
+
+    #[test]
+    fn create_failure_rejects_and_frees_the_memory() {
+        let mut s = Sim::new();
+        s.send(acquire("r1", "f", 30_000));
+        let out = s.send(Event::NodeReserved {
+            op: OpId(1),
+            node: node("n1"),
+        });
+        let [Decision::CreateContainer { op, .. }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        let out = s.send(Event::ContainerCreateFailed {
+            op: *op,
+            message: "image missing".into(),
+        });
+        let [Decision::Reject { error, .. }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(error.code, AcquireErrorCode::Unavailable);
+        assert!(error.message.contains("image missing"), "{}", error.message);
+        let n1 = s.p.state().store.node_by_id("n1").unwrap();
+        assert_eq!(s.p.state().store.node(n1).unwrap().used_bytes, 0);
+    }
+
+    #[test]
+    fn unknown_container_and_double_return_are_refused() {
+        let mut s = Sim::new();
+        let err = s.send_err(ret("nobody", "c404"));
+        assert_eq!(
+            err.to_string(),
+            "container c404 is not known to the scheduler"
+        );
+        let out = s.send(acquire("r1", "f", 30_000));
+        let out = s.settle(out);
+        let g = Sim::grant_of(&out, "r1");
+        let err = s.send_err(ret("r1", "c999"));
+        assert!(matches!(err, CoreError::WrongContainer { .. }), "{err}");
+        s.send(ret("r1", &g.container_id));
+        let err = s.send_err(ret("r1", &g.container_id));
+        assert_eq!(
+            err,
+            CoreError::AlreadyReturned {
+                request_id: "r1".into()
+            }
+        );
+        let err = s.send_err(ret("r-never", &g.container_id));
+        assert!(matches!(err, CoreError::UnknownRequest { .. }), "{err}");
+    }
+
+    #[test]
+    fn duplicate_request_id_is_refused_while_waiting_or_leased() {
+        let mut s = Sim::new();
+        s.send(acquire("r1", "f", 30_000));
+        let err = s.send_err(acquire("r1", "f", 30_000));
+        assert!(matches!(err, CoreError::AlreadyExists { .. }), "{err}");
+        let out = s.settle(vec![Decision::ReserveNode { op: OpId(1) }]);
+        Sim::grant_of(&out, "r1");
+        let err = s.send_err(acquire("r1", "f", 30_000));
+        assert!(matches!(err, CoreError::AlreadyExists { .. }), "{err}");
+    }
+
+    #[test]
+    fn deadline_expiry_rejects_on_tick_and_a_late_container_stays_idle() {
+        let mut s = Sim::new();
+        s.send(acquire("r1", "f", 1_000));
+        assert_eq!(s.p.next_wakeup(), Some(1_000));
+        s.now = 999;
+        assert!(s.send(Event::Tick).is_empty());
+        s.now = 1_000;
+        let out = s.send(Event::Tick);
+        let [Decision::Reject { request_id, error }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(&**request_id, "r1");
+        assert_eq!(error.code, AcquireErrorCode::DeadlineExceeded);
+        assert!(error.message.contains("function f"), "{}", error.message);
+        assert_eq!(s.p.next_wakeup(), None);
+        // The node still arrives; nobody waits for it, so nothing is created.
+        let out = s.send(Event::NodeReserved {
+            op: OpId(1),
+            node: node("n1"),
+        });
+        assert!(out.is_empty(), "{out:?}");
+        // A request that expires while its container is being created leaves the container
+        // idle: the next acquire gets it warm.
+        s.send(acquire("r2", "f", 2_000));
+        s.now = 2_000;
+        let out = s.send(Event::Tick);
+        assert!(
+            matches!(out.as_slice(), [Decision::Reject { .. }]),
+            "{out:?}"
+        );
+        let out = s.send(Event::ContainerCreated {
+            op: OpId(2),
+            container_id: "c1".into(),
+        });
+        assert!(out.is_empty(), "nobody to grant to: {out:?}");
+        let out = s.send(acquire("r3", "f", 40_000));
+        let g = Sim::grant_of(&out, "r3");
+        assert!(!g.cold);
+        assert_eq!(&*g.container_id, "c1");
+    }
+
+    #[test]
+    fn dead_container_is_never_granted_again() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r1", "f", 30_000));
+        let g = Sim::grant_of(&s.settle(out), "r1");
+        let out = s.send(Event::Return(Return {
+            request_id: "r1".into(),
+            container_id: g.container_id.clone(),
+            duration_ns: 5,
+            max_memory_bytes: 512 * MIB,
+            error: Some(FunctionError {
+                code: "ContainerExited".into(),
+                message: "exit 137".into(),
+            }),
+        }));
+        let [Decision::RemoveContainer { node, container_id }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!((&*node.id, container_id), ("n1", &g.container_id));
+        let n1 = s.p.state().store.node_by_id("n1").unwrap();
+        assert_eq!(s.p.state().store.node(n1).unwrap().used_bytes, 0);
+        let out = s.send(acquire("r2", "f", 30_000));
+        let out = s.settle(out);
+        let g2 = Sim::grant_of(&out, "r2");
+        assert!(g2.cold);
+        assert_ne!(g2.container_id, g.container_id);
+        assert_eq!(&*g2.node_id, "n1", "the dead container's memory was freed");
+        s.send(Event::ContainerRemoved {
+            container_id: g.container_id.clone(),
+        });
+        assert!(s.p.state().store.container_by_id(&g.container_id).is_none());
+        assert_eq!(s.p.snapshot().container_deaths, 1);
+    }
+
+    #[test]
+    fn function_errors_that_do_not_kill_keep_the_container() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r1", "f", 30_000));
+        let g = Sim::grant_of(&s.settle(out), "r1");
+        let out = s.send(Event::Return(Return {
+            request_id: "r1".into(),
+            container_id: g.container_id.clone(),
+            duration_ns: 5,
+            max_memory_bytes: 0,
+            error: Some(FunctionError {
+                code: "UserError".into(),
+                message: "boom".into(),
+            }),
+        }));
+        assert!(out.is_empty());
+        let out = s.send(acquire("r2", "f", 30_000));
+        assert_eq!(Sim::grant_of(&out, "r2").container_id, g.container_id);
+    }
+
+    #[test]
+    fn cancel_gives_back_an_undelivered_grant() {
+        let mut s = Sim::new();
+        let out = s.send(acquire("r1", "f", 30_000));
+        let g = Sim::grant_of(&s.settle(out), "r1");
+        assert!(
+            s.send(Event::Cancel {
+                request_id: "r1".into()
+            })
+            .is_empty()
+        );
+        assert_eq!(s.p.state().store.lease_count(), 0);
+        let out = s.send(acquire("r2", "f", 30_000));
+        assert_eq!(Sim::grant_of(&out, "r2").container_id, g.container_id);
+        // Cancelling a waiting request forgets it.
+        s.send(acquire("r3", "f", 30_000));
+        s.send(Event::Cancel {
+            request_id: "r3".into(),
+        });
+        assert_eq!(s.p.state().waiting_count(), 0);
+    }
+
+    #[test]
+    fn a_function_bigger_than_a_node_is_rejected_at_once() {
+        let mut s = Sim::new();
+        let mut big = spec("huge");
+        big.memory_bytes = 4096 * MIB;
+        let out = s.send(Event::Acquire(Acquire {
+            request_id: "r1".into(),
+            account_id: "a".into(),
+            function: big,
+            deadline: 30_000,
+        }));
+        let [Decision::Reject { error, .. }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(error.code, AcquireErrorCode::ResourceExhausted);
+        assert!(error.message.contains("4096 MiB"), "{}", error.message);
+    }
+
+    #[test]
+    fn result_events_for_unknown_operations_are_refused() {
+        let mut s = Sim::new();
+        let err = s.send_err(Event::ContainerCreated {
+            op: OpId(77),
+            container_id: "c".into(),
+        });
+        assert!(matches!(err, CoreError::UnknownOperation { .. }), "{err}");
+        let err = s.send_err(Event::NodeReserveFailed {
+            op: OpId(77),
+            exhausted: false,
+            message: String::new(),
+        });
+        assert!(matches!(err, CoreError::UnknownOperation { .. }), "{err}");
+    }
+}

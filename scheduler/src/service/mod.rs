@@ -1,0 +1,438 @@
+//! The async driver around the pure policy core.
+//!
+//! [`Scheduler`] holds the policy behind a `std::sync::Mutex` that is never held across an
+//! `.await` (a critical section is one `Policy::handle` call plus sorting its decisions), keeps
+//! a one-shot channel per waiting acquire, and carries decisions out through the ports it
+//! declares ([`ResourcePort`], [`NodePort`]); every result comes back to the core as an event.
+//! Background tasks send `Tick`s (at the policy's next wake-up and at least every 100 ms) and
+//! poll `GetStats` on every node. Time comes from the [`Clock`] port.
+
+pub mod ports;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::core::{
+    Acquire, AcquireError, CoreError, Decision, Event, Grant, Policy, Return, Snapshot,
+};
+use crate::model::{Millis, NodeAddr, Text};
+use crate::store::Map;
+use faas_common::shutdown::Shutdown;
+pub use ports::{Clock, NodePort, PortError, ReserveError, ResourcePort};
+
+/// The longest the timer waits between two ticks, ms.
+pub const MAX_TICK_MS: Millis = 100;
+
+/// Why an acquire or a return failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The call itself was refused by the core (unknown container, duplicate request...).
+    #[error(transparent)]
+    Refused(#[from] CoreError),
+    /// The acquire was accepted but could not be served.
+    #[error(transparent)]
+    Rejected(#[from] AcquireError),
+    /// The scheduler stops; the call was not served.
+    #[error("scheduler is shutting down")]
+    ShuttingDown,
+}
+
+/// Settings of the driver.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// How often each node's `GetStats` is polled, ms (0 = never).
+    pub stats_interval_ms: Millis,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            stats_interval_ms: 1000,
+        }
+    }
+}
+
+type Reply = Result<Grant, ServiceError>;
+
+struct Core {
+    policy: Box<dyn Policy>,
+    pending: Map<Text, oneshot::Sender<Reply>>,
+    account: Option<Text>,
+    shutting_down: bool,
+    scratch: Vec<Decision>,
+}
+
+/// Work to do outside the lock after a core step.
+#[derive(Default)]
+struct Effects {
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    actions: Vec<(Decision, Text)>,
+    cancels: Vec<Text>,
+}
+
+/// What a core step answered to the caller that triggered it.
+enum Step {
+    /// The event was applied; the caller's request (if any) was answered in this step.
+    Done(Option<Reply>),
+    /// The caller's acquire waits; the answer will come on this channel.
+    Waiting(oneshot::Receiver<Reply>),
+}
+
+struct Inner<R, N, C> {
+    core: Mutex<Core>,
+    resource: Arc<R>,
+    nodes: Arc<N>,
+    clock: C,
+    wake: Notify,
+    planned_wake: AtomicU64,
+    opts: ServiceOptions,
+}
+
+/// The scheduler service: acquire and return, driven by a policy. Cheap to clone.
+pub struct Scheduler<R, N, C> {
+    inner: Arc<Inner<R, N, C>>,
+}
+
+impl<R, N, C> Clone for Scheduler<R, N, C> {
+    fn clone(&self) -> Self {
+        Scheduler {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
+    /// A scheduler running `policy`, talking to the outside through the given ports.
+    pub fn new(
+        policy: Box<dyn Policy>,
+        resource: R,
+        nodes: N,
+        clock: C,
+        opts: ServiceOptions,
+    ) -> Self {
+        Scheduler {
+            inner: Arc::new(Inner {
+                core: Mutex::new(Core {
+                    policy,
+                    pending: Map::default(),
+                    account: None,
+                    shutting_down: false,
+                    scratch: Vec::with_capacity(16),
+                }),
+                resource: Arc::new(resource),
+                nodes: Arc::new(nodes),
+                clock,
+                wake: Notify::new(),
+                planned_wake: AtomicU64::new(0),
+                opts,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock cannot leave the pure core half-updated in a way we
+        // could repair; keep serving with what is there rather than failing every call.
+        self.inner
+            .core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current time on the scheduler's clock.
+    pub fn now(&self) -> Millis {
+        self.inner.clock.now()
+    }
+
+    /// Asks for a container. Waits (up to `acquire.deadline`) until the policy grants one or
+    /// rejects the request. If the returned future is dropped early, the request is cancelled
+    /// (and a container granted meanwhile is given back).
+    pub async fn acquire(&self, acquire: Acquire) -> Result<Grant, ServiceError> {
+        let request_id = acquire.request_id.clone();
+        let account = acquire.account_id.clone();
+        let step = self.step(Event::Acquire(acquire), Some(&request_id), Some(account))?;
+        match step {
+            Step::Done(Some(reply)) => reply,
+            Step::Done(None) => Err(ServiceError::Refused(CoreError::Inconsistent(
+                "the acquire was neither answered nor queued".into(),
+            ))),
+            Step::Waiting(rx) => {
+                let mut guard = CancelOnDrop {
+                    scheduler: self,
+                    request_id: Some(request_id),
+                };
+                let reply = rx.await.unwrap_or(Err(ServiceError::ShuttingDown));
+                guard.request_id = None;
+                reply
+            }
+        }
+    }
+
+    /// Gives a container back.
+    pub fn release(&self, ret: Return) -> Result<(), ServiceError> {
+        self.step(Event::Return(ret), None, None).map(|_| ())
+    }
+
+    /// Applies one event (for results, stats, ticks and tests).
+    pub fn feed(&self, event: Event) -> Result<(), ServiceError> {
+        self.step(event, None, None).map(|_| ())
+    }
+
+    /// Counts for metrics.
+    pub fn snapshot(&self) -> Snapshot {
+        self.lock().policy.snapshot()
+    }
+
+    /// Runs `f` on the policy (read-only), under the lock: keep it short.
+    pub fn inspect<T>(&self, f: impl FnOnce(&dyn Policy) -> T) -> T {
+        f(self.lock().policy.as_ref())
+    }
+
+    /// Fails every waiting acquire with "scheduler is shutting down" and refuses new ones.
+    pub fn shutdown(&self) {
+        let pending: Vec<_> = {
+            let mut core = self.lock();
+            core.shutting_down = true;
+            core.pending.drain().map(|(_, tx)| tx).collect()
+        };
+        for tx in pending {
+            let _ = tx.send(Err(ServiceError::ShuttingDown));
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// One core step: apply `event` under the lock, sort its decisions, then (outside the
+    /// lock) answer waiting acquires and start the I/O the decisions ask for.
+    fn step(
+        &self,
+        event: Event,
+        own_request: Option<&Text>,
+        account: Option<Text>,
+    ) -> Result<Step, ServiceError> {
+        let now = self.inner.clock.now();
+        let mut effects = Effects::default();
+        let step = {
+            let mut guard = self.lock();
+            let core = &mut *guard;
+            if core.shutting_down && matches!(event, Event::Acquire(_)) {
+                return Err(ServiceError::ShuttingDown);
+            }
+            if core.account.is_none() {
+                core.account = account;
+            }
+            let mut out = std::mem::take(&mut core.scratch);
+            if let Err(e) = core.policy.handle(now, event, &mut out) {
+                core.scratch = out;
+                return Err(ServiceError::Refused(e));
+            }
+            let mut own = None;
+            for d in out.drain(..) {
+                let (request_id, reply) = match d {
+                    Decision::Grant(g) => (g.request_id.clone(), Ok(g)),
+                    Decision::Reject { request_id, error } => {
+                        (request_id, Err(ServiceError::Rejected(error)))
+                    }
+                    io => {
+                        let account = core.account.clone().unwrap_or_else(|| "".into());
+                        effects.actions.push((io, account));
+                        continue;
+                    }
+                };
+                if own_request.is_some_and(|own| *own == request_id) {
+                    own = Some(reply);
+                } else if let Some(tx) = core.pending.remove(&request_id) {
+                    effects.replies.push((tx, reply));
+                } else if let Ok(g) = reply {
+                    // Nobody waits for this grant any more: give the container straight back.
+                    effects.cancels.push(g.request_id);
+                }
+            }
+            core.scratch = out;
+            let step = match (own, own_request) {
+                (Some(reply), _) => Step::Done(Some(reply)),
+                (None, Some(id)) => {
+                    let (tx, rx) = oneshot::channel();
+                    core.pending.insert(id.clone(), tx);
+                    Step::Waiting(rx)
+                }
+                (None, None) => Step::Done(None),
+            };
+            if let Some(w) = core.policy.next_wakeup()
+                && w < self.inner.planned_wake.load(Ordering::Relaxed)
+            {
+                self.inner.wake.notify_one();
+            }
+            step
+        };
+        self.apply(effects);
+        Ok(step)
+    }
+
+    fn apply(&self, effects: Effects) {
+        for request_id in effects.cancels {
+            let _ = self.feed(Event::Cancel { request_id });
+        }
+        for (tx, reply) in effects.replies {
+            if let Err(Ok(grant)) = tx.send(reply) {
+                // The caller went away between the decision and the delivery.
+                let _ = self.feed(Event::Cancel {
+                    request_id: grant.request_id,
+                });
+            }
+        }
+        if effects.actions.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                actions = effects.actions.len(),
+                "no tokio runtime to carry out scheduler decisions"
+            );
+            return;
+        };
+        for (decision, account) in effects.actions {
+            let me = self.clone();
+            runtime.spawn(async move { me.execute(decision, account).await });
+        }
+    }
+
+    async fn execute(&self, decision: Decision, account: Text) {
+        let event = match decision {
+            Decision::ReserveNode { op } => {
+                match self.inner.resource.reserve_node(&account).await {
+                    Ok(node) => {
+                        tracing::info!(%op, node = %node.id, address = %node.address, port = node.port, "node reserved");
+                        Event::NodeReserved { op, node }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%op, exhausted = e.exhausted, error = %e.message, "reserve failed");
+                        Event::NodeReserveFailed {
+                            op,
+                            exhausted: e.exhausted,
+                            message: e.message,
+                        }
+                    }
+                }
+            }
+            Decision::CreateContainer { op, node, function } => {
+                match self.inner.nodes.create_container(&node, &function).await {
+                    Ok(container_id) => {
+                        tracing::debug!(%op, node = %node.id, function = %function.name, container = %container_id, "container created");
+                        Event::ContainerCreated { op, container_id }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%op, node = %node.id, function = %function.name, error = %e, "create failed");
+                        Event::ContainerCreateFailed {
+                            op,
+                            message: e.message,
+                        }
+                    }
+                }
+            }
+            Decision::RemoveContainer { node, container_id } => {
+                if let Err(e) = self
+                    .inner
+                    .nodes
+                    .remove_container(&node, &container_id)
+                    .await
+                {
+                    // The core no longer counts it; the node service reaps what it cannot
+                    // remove when the node is released.
+                    tracing::warn!(node = %node.id, container = %container_id, error = %e, "remove failed");
+                }
+                Event::ContainerRemoved { container_id }
+            }
+            Decision::ReleaseNode { node_id } => {
+                match self.inner.resource.release_node(&node_id).await {
+                    Ok(()) => Event::NodeReleased { node_id },
+                    Err(e) => {
+                        tracing::error!(node = %node_id, error = %e, "release failed; the node stays held");
+                        return;
+                    }
+                }
+            }
+            Decision::Grant(_) | Decision::Reject { .. } => return,
+        };
+        if let Err(e) = self.feed(event) {
+            tracing::error!(error = %e, "the policy refused a result event");
+        }
+    }
+
+    /// Starts the timer and the stats poller; both stop when `shutdown` fires.
+    pub fn start(&self, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(self.clone().timer(shutdown.clone()))];
+        if self.inner.opts.stats_interval_ms > 0 {
+            tasks.push(tokio::spawn(self.clone().stats_poller(shutdown)));
+        }
+        tasks
+    }
+
+    async fn timer(self, shutdown: Shutdown) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let next = self.lock().policy.next_wakeup();
+            let now = self.inner.clock.now();
+            let at = next.map_or(now + MAX_TICK_MS, |n| n.min(now + MAX_TICK_MS));
+            self.inner.planned_wake.store(at, Ordering::Relaxed);
+            let sleep = tokio::time::sleep(Duration::from_millis(at.saturating_sub(now)));
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = sleep => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            if let Err(e) = self.feed(Event::Tick) {
+                tracing::error!(error = %e, "the policy refused a tick");
+            }
+        }
+    }
+
+    async fn stats_poller(self, shutdown: Shutdown) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let every = Duration::from_millis(self.inner.opts.stats_interval_ms);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let nodes: Vec<NodeAddr> =
+                self.inspect(|p| p.state().store.nodes().map(|(_, n)| n.addr()).collect());
+            let port = &self.inner.nodes;
+            let samples = join_all(nodes.iter().map(|n| port.get_stats(n))).await;
+            for (node, sample) in nodes.iter().zip(samples) {
+                match sample {
+                    Ok(s) => {
+                        let _ = self.feed(Event::Stats(s));
+                    }
+                    Err(e) => tracing::debug!(node = %node.id, error = %e, "GetStats failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Cancels a waiting acquire whose future is dropped before its answer arrived.
+struct CancelOnDrop<'a, R: ResourcePort, N: NodePort, C: Clock> {
+    scheduler: &'a Scheduler<R, N, C>,
+    request_id: Option<Text>,
+}
+
+impl<R: ResourcePort, N: NodePort, C: Clock> Drop for CancelOnDrop<'_, R, N, C> {
+    fn drop(&mut self) {
+        if let Some(request_id) = self.request_id.take() {
+            {
+                let mut core = self.scheduler.lock();
+                core.pending.remove(&request_id);
+            }
+            let _ = self.scheduler.feed(Event::Cancel { request_id });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

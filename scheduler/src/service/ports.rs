@@ -1,0 +1,65 @@
+//! The ports the service talks to the outside through. The api layer implements them with
+//! gRPC clients and a real clock; tests implement them with in-process fakes.
+
+use std::future::Future;
+
+use crate::model::{FunctionSpec, Millis, NodeAddr, NodeInfo, StatsSample, Text};
+
+/// The scheduler's clock (milliseconds from an arbitrary origin, never going backwards).
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Millis;
+}
+
+/// A failed `ReserveNode`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReserveError {
+    /// The resource manager has no node left (`RESOURCE_EXHAUSTED`); worth retrying later.
+    pub exhausted: bool,
+    /// What it said.
+    pub message: String,
+}
+
+/// A failed call to the resource manager or a node service.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    /// What went wrong, for logs and error replies.
+    pub message: String,
+}
+
+/// The resource manager, as the scheduler needs it.
+pub trait ResourcePort: Send + Sync + 'static {
+    /// Reserves one node for `account_id`.
+    fn reserve_node(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<NodeInfo, ReserveError>> + Send;
+
+    /// Gives a node back.
+    fn release_node(&self, node_id: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// The node services, as the scheduler needs them.
+pub trait NodePort: Send + Sync + 'static {
+    /// Creates a container of `function` on `node`; answers its id.
+    fn create_container(
+        &self,
+        node: &NodeAddr,
+        function: &FunctionSpec,
+    ) -> impl Future<Output = Result<Text, PortError>> + Send;
+
+    /// Removes a container from `node`.
+    fn remove_container(
+        &self,
+        node: &NodeAddr,
+        container_id: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Reads the usage of `node` and its containers.
+    fn get_stats(
+        &self,
+        node: &NodeAddr,
+    ) -> impl Future<Output = Result<StatsSample, PortError>> + Send;
+}

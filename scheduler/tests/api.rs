@@ -1,0 +1,315 @@
+//! The real scheduler server on 127.0.0.1:0 against in-test fake resource manager and node
+//! service gRPC servers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use faas_proto::nodeservoceproto::node_service_server::{NodeService, NodeServiceServer};
+use faas_proto::nodeservoceproto::{
+    CreateContainerReply, CreateContainerRequest, GetStatsReply, GetStatsRequest,
+    InvokeFunctionReply, InvokeFunctionRequest, RemoveContainerReply, RemoveContainerRequest,
+    ReserveReply, ReserveRequest,
+};
+use faas_proto::resourcemanagerproto::resource_manager_server::{
+    ResourceManager, ResourceManagerServer,
+};
+use faas_proto::resourcemanagerproto::{
+    GetNodesUsageReply, GetNodesUsageRequest, NodeDesc, ReleaseNodeReply, ReleaseNodeRequest,
+    ReserveNodeReply, ReserveNodeRequest,
+};
+use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
+use faas_proto::schedulerproto::{
+    AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
+};
+use tokio::net::TcpListener;
+use tonic::{Code, Request, Response, Status};
+
+#[derive(Default)]
+struct Calls {
+    reserves: AtomicU32,
+    creates: AtomicU32,
+    hang_creates: AtomicBool,
+    create_hanging: tokio::sync::Notify,
+    accounts: std::sync::Mutex<Vec<String>>,
+}
+
+struct FakeRm {
+    calls: Arc<Calls>,
+    node_port: u16,
+}
+
+#[tonic::async_trait]
+impl ResourceManager for FakeRm {
+    async fn reserve_node(
+        &self,
+        request: Request<ReserveNodeRequest>,
+    ) -> Result<Response<ReserveNodeReply>, Status> {
+        let n = self.calls.reserves.fetch_add(1, Ordering::SeqCst) + 1;
+        self.calls
+            .accounts
+            .lock()
+            .unwrap()
+            .push(request.into_inner().account_id);
+        Ok(Response::new(ReserveNodeReply {
+            node: Some(NodeDesc {
+                id: format!("node-{n}"),
+                address: "127.0.0.1".into(),
+                node_service_port: i64::from(self.node_port),
+                memory_in_bytes: 3072 << 20,
+                ..NodeDesc::default()
+            }),
+        }))
+    }
+
+    async fn release_node(
+        &self,
+        _request: Request<ReleaseNodeRequest>,
+    ) -> Result<Response<ReleaseNodeReply>, Status> {
+        Ok(Response::new(ReleaseNodeReply {}))
+    }
+
+    async fn get_nodes_usage(
+        &self,
+        _request: Request<GetNodesUsageRequest>,
+    ) -> Result<Response<GetNodesUsageReply>, Status> {
+        Ok(Response::new(GetNodesUsageReply::default()))
+    }
+}
+
+struct FakeNode {
+    calls: Arc<Calls>,
+}
+
+type InvokeStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<InvokeFunctionReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeService for FakeNode {
+    async fn reserve(&self, _r: Request<ReserveRequest>) -> Result<Response<ReserveReply>, Status> {
+        Ok(Response::new(ReserveReply {}))
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerReply>, Status> {
+        let meta = request
+            .into_inner()
+            .function_meta
+            .ok_or_else(|| Status::invalid_argument("no function meta"))?;
+        assert_eq!(meta.memory_in_bytes, 512 << 20);
+        if self.calls.hang_creates.load(Ordering::SeqCst) {
+            self.calls.create_hanging.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let n = self.calls.creates.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Response::new(CreateContainerReply {
+            container_id: format!("{}-container-{n}", meta.function_name),
+        }))
+    }
+
+    async fn remove_container(
+        &self,
+        _r: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerReply>, Status> {
+        Ok(Response::new(RemoveContainerReply {}))
+    }
+
+    type InvokeFunctionStream = InvokeStream;
+
+    async fn invoke_function(
+        &self,
+        _r: Request<InvokeFunctionRequest>,
+    ) -> Result<Response<Self::InvokeFunctionStream>, Status> {
+        Err(Status::unimplemented("the scheduler never invokes"))
+    }
+
+    async fn get_stats(
+        &self,
+        _r: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsReply>, Status> {
+        Ok(Response::new(GetStatsReply::default()))
+    }
+}
+
+struct Platform {
+    client: SchedulerClient<tonic::transport::Channel>,
+    calls: Arc<Calls>,
+    node_port: u16,
+    trigger: faas_common::shutdown::Trigger,
+    scheduler: tokio::task::JoinHandle<Result<(), faas_scheduler::Error>>,
+}
+
+async fn start() -> Platform {
+    let calls = Arc::new(Calls::default());
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+
+    let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_port = node_listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NodeServiceServer::new(FakeNode {
+                calls: calls.clone(),
+            }))
+            .serve_with_incoming_shutdown(
+                faas_common::serve::incoming(node_listener),
+                shutdown.clone().wait(),
+            ),
+    );
+
+    let rm_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rm_addr = rm_listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ResourceManagerServer::new(FakeRm {
+                calls: calls.clone(),
+                node_port,
+            }))
+            .serve_with_incoming_shutdown(
+                faas_common::serve::incoming(rm_listener),
+                shutdown.clone().wait(),
+            ),
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = faas_scheduler::Config::local(rm_addr.to_string());
+    let scheduler = tokio::spawn(faas_scheduler::run(listener, config, shutdown));
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    Platform {
+        client: SchedulerClient::new(channel),
+        calls,
+        node_port,
+        trigger,
+        scheduler,
+    }
+}
+
+fn acquire(id: &str) -> Request<AcquireContainerRequest> {
+    let mut r = Request::new(AcquireContainerRequest {
+        request_id: id.into(),
+        account_id: "account-1".into(),
+        function_name: "hello".into(),
+        function_config: Some(FunctionConfig {
+            timeout_in_ms: 60_000,
+            memory_in_bytes: 512 << 20,
+            handler: "index.handler".into(),
+        }),
+    });
+    r.set_timeout(Duration::from_secs(30));
+    r
+}
+
+fn cold(reply: &Response<AcquireContainerReply>) -> String {
+    reply
+        .metadata()
+        .get(faas_proto::meta::COLD_START)
+        .expect("cold-start metadata")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn give_back(id: &str, container: &str) -> ReturnContainerRequest {
+    ReturnContainerRequest {
+        request_id: id.into(),
+        container_id: container.into(),
+        duration_in_nanos: 2_000_000,
+        max_memory_usage_in_bytes: 3 << 20,
+        ..ReturnContainerRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn invalid_acquires_are_refused_with_the_contest_messages() {
+    let mut p = start().await;
+    let mut r = acquire("r1");
+    r.get_mut().account_id.clear();
+    let s = p.client.acquire_container(r).await.unwrap_err();
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::InvalidArgument, "account ID cannot be empty")
+    );
+    let mut r = acquire("r1");
+    r.get_mut().function_config = None;
+    let s = p.client.acquire_container(r).await.unwrap_err();
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::InvalidArgument, "function config cannot be nil")
+    );
+    assert_eq!(p.calls.reserves.load(Ordering::SeqCst), 0);
+    p.trigger.trigger();
+    p.scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn cold_then_warm_then_return_errors() {
+    let mut p = start().await;
+    let reply = p.client.acquire_container(acquire("r1")).await.unwrap();
+    assert_eq!(cold(&reply), "true");
+    let first = reply.into_inner();
+    assert_eq!(first.node_address, "127.0.0.1");
+    assert_eq!(first.node_service_port, i64::from(p.node_port));
+    assert_eq!(first.node_id, "node-1");
+    assert_eq!(first.container_id, "hello-container-1");
+    assert_eq!(p.calls.reserves.load(Ordering::SeqCst), 1);
+    assert_eq!(p.calls.creates.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *p.calls.accounts.lock().unwrap(),
+        vec!["account-1".to_string()]
+    );
+
+    p.client
+        .return_container(give_back("r1", &first.container_id))
+        .await
+        .unwrap();
+    let reply = p.client.acquire_container(acquire("r2")).await.unwrap();
+    assert_eq!(cold(&reply), "false");
+    assert_eq!(reply.into_inner().container_id, first.container_id);
+    assert_eq!(
+        p.calls.creates.load(Ordering::SeqCst),
+        1,
+        "no second create"
+    );
+
+    let s = p
+        .client
+        .return_container(give_back("r9", "no-such-container"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    assert!(s.message().contains("no-such-container"), "{}", s.message());
+
+    let s = p
+        .client
+        .return_container(give_back("r1", &first.container_id))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert_eq!(s.message(), "request r1 was already returned");
+
+    p.trigger.trigger();
+    p.scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_answers_waiting_acquires_with_unavailable() {
+    let p = start().await;
+    p.calls.hang_creates.store(true, Ordering::SeqCst);
+    let mut client = p.client.clone();
+    let waiting = tokio::spawn(async move { client.acquire_container(acquire("r1")).await });
+    // Once the create is in flight, the request waits inside the core.
+    p.calls.create_hanging.notified().await;
+    assert_eq!(p.calls.reserves.load(Ordering::SeqCst), 1);
+    p.trigger.trigger();
+    let s = waiting.await.unwrap().unwrap_err();
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::Unavailable, "scheduler is shutting down")
+    );
+    p.scheduler.await.unwrap().unwrap();
+}
