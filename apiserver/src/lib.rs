@@ -1,1 +1,70 @@
-//! placeholder
+//! The API server: the platform's front door.
+//!
+//! It serves the contest's `apiserverproto.APIServer` (`InvokeFunction`, `ListFunctions`), the
+//! platform's `faas.admin.v1.Admin` (deploy, get, list and delete functions) and
+//! `grpc.health.v1` on one port. An invocation acquires a container from the scheduler, runs
+//! the function on the container's node and always gives the container back.
+//!
+//! Layers: [`model`] (functions, invocations) → [`store`] (the function table) → [`service`]
+//! (registry rules, the functions file, the invocation chain behind ports) → [`api`] (tonic
+//! servers and clients, metrics, the clock).
+
+pub mod api;
+pub mod config;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::path::PathBuf;
+
+use faas_common::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use model::{Function, FunctionSpec, Handler};
+pub use service::{RegistryError, parse_functions_toml, validate_spec};
+
+/// Why the API server cannot start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the functions file {}: {reason}", path.display())]
+    ReadFunctions {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error(transparent)]
+    Functions(#[from] RegistryError),
+    #[error("bad scheduler endpoint (--scheduler / SCHEDULER_ENDPOINT): {0}")]
+    SchedulerEndpoint(faas_common::serve::ServeError),
+    #[error(transparent)]
+    Serve(#[from] faas_common::serve::ServeError),
+    #[error("the gRPC server failed: {0}")]
+    Transport(tonic::transport::Error),
+}
+
+/// Serves the API server on `listener` until `shutdown` fires.
+pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    api::server::App::new(config)?
+        .serve(listener, shutdown)
+        .await
+}
+
+/// What `apiserver` (and `faas apiserver`) does: load the functions, bind host:port, announce
+/// the address, serve until SIGINT/SIGTERM, stop cleanly.
+pub async fn main_with(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr();
+    let scheduler = config.scheduler.clone();
+    let app = api::server::App::new(config)?;
+    let listener = faas_common::serve::bind(&addr).await?;
+    let local = listener.local_addr()?;
+    faas_common::serve::announce(local);
+    tracing::info!(addr = %local, scheduler = %scheduler, "apiserver listening");
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+    tokio::spawn(async move {
+        faas_common::shutdown::os_signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    app.serve(listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The API server's Prometheus figures: invocations by function and outcome, server-side
+//! latency, time spent acquiring, cold starts, and invocations in flight.
+//!
+//! Requests for functions that are not deployed are counted under the function `-`, so a
+//! client cannot grow the label set with made-up names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The function label for requests that named no deployed function.
+pub const UNKNOWN_FUNCTION: &str = "-";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub function: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 16 min.
+    Histogram::new(exponential_buckets(0.001, 2.0, 21))
+}
+
+type HistogramFamily = Family<FunctionLabels, Histogram, fn() -> Histogram>;
+
+/// The figures, registered in their own registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    invocations: Family<OutcomeLabels, Counter>,
+    latency: HistogramFamily,
+    acquire: HistogramFamily,
+    cold_starts: Family<FunctionLabels, Counter>,
+    in_flight: Gauge,
+}
+
+/// Counts one invocation in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("faas_apiserver");
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let acquire: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let cold_starts = Family::<FunctionLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "invocations",
+            "Invocations by function and outcome",
+            invocations.clone(),
+        );
+        registry.register(
+            "invocation_seconds",
+            "Server-side latency of invocations",
+            latency.clone(),
+        );
+        registry.register(
+            "acquire_seconds",
+            "Time spent acquiring a container from the scheduler",
+            acquire.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Invocations the scheduler created a container for",
+            cold_starts.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Invocations being served now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            invocations,
+            latency,
+            acquire,
+            cold_starts,
+            in_flight,
+        }
+    }
+
+    /// The registry to serve.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Counts an invocation as in flight until the guard drops.
+    pub fn start(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Records a finished invocation.
+    pub fn finished(&self, function: &str, outcome: &'static str, latency: Duration) {
+        self.invocations
+            .get_or_create(&OutcomeLabels {
+                function: function.to_string(),
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Records the acquire step of an invocation that got a container.
+    pub fn acquired(&self, function: &str, acquire: Duration, cold_start: Option<bool>) {
+        let labels = FunctionLabels {
+            function: function.to_string(),
+        };
+        self.acquire
+            .get_or_create(&labels)
+            .observe(acquire.as_secs_f64());
+        if cold_start == Some(true) {
+            self.cold_starts.get_or_create(&labels).inc();
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_show_up_in_the_text() {
+        let metrics = Metrics::new();
+        {
+            let _guard = metrics.start();
+            let text = faas_common::metrics::render(&metrics.registry());
+            assert!(text.contains("faas_apiserver_in_flight 1"), "{text}");
+        }
+        metrics.finished("hello", "ok", Duration::from_millis(3));
+        metrics.acquired("hello", Duration::from_millis(1), Some(true));
+        let text = faas_common::metrics::render(&metrics.registry());
+        assert!(text.contains("faas_apiserver_in_flight 0"), "{text}");
+        assert!(
+            text.contains(r#"faas_apiserver_invocations_total{function="hello",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"faas_apiserver_cold_starts_total{function="hello"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"faas_apiserver_invocation_seconds_count{function="hello"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The scheduler port over gRPC: `schedulerproto.Scheduler` on one lazily connected channel.
+
+use std::time::Duration;
+
+use faas_proto::meta;
+use faas_proto::schedulerproto::{
+    AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
+    scheduler_client::SchedulerClient,
+};
+use tonic::transport::Channel;
+
+use crate::api::convert::remote_error;
+use crate::model::{AcquireRequest, Placement, RemoteCode, RemoteError, ReturnRequest};
+use crate::service::SchedulerPort;
+
+/// The deadline of each call to the scheduler (the contest's clients used about 30 s).
+pub const SCHEDULER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The scheduler at one endpoint.
+#[derive(Clone, Debug)]
+pub struct GrpcScheduler {
+    client: SchedulerClient<Channel>,
+    endpoint: String,
+}
+
+impl GrpcScheduler {
+    /// A client of the scheduler at `endpoint` (`host:port`); connects on first use.
+    pub fn connect_lazy(endpoint: &str) -> Result<GrpcScheduler, faas_common::serve::ServeError> {
+        let channel = faas_common::serve::connect_lazy(endpoint)?;
+        Ok(GrpcScheduler {
+            client: SchedulerClient::new(channel),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn error(&self, status: &tonic::Status) -> RemoteError {
+        let mut err = remote_error(status);
+        if err.code == RemoteCode::Unavailable {
+            err.message = format!(
+                "the scheduler at {} is unavailable: {}",
+                self.endpoint, err.message
+            );
+        }
+        err
+    }
+}
+
+impl SchedulerPort for GrpcScheduler {
+    async fn acquire(&self, req: AcquireRequest) -> Result<Placement, RemoteError> {
+        let mut request = tonic::Request::new(AcquireContainerRequest {
+            request_id: req.request_id,
+            account_id: req.account_id,
+            function_name: req.function_name,
+            function_config: Some(FunctionConfig {
+                timeout_in_ms: req.timeout_ms,
+                memory_in_bytes: req.memory_bytes,
+                handler: req.handler,
+            }),
+        });
+        request.set_timeout(SCHEDULER_DEADLINE);
+        let response = self
+            .client
+            .clone()
+            .acquire_container(request)
+            .await
+            .map_err(|s| self.error(&s))?;
+        let cold_start = response
+            .metadata()
+            .get(meta::COLD_START)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| match v {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            });
+        let reply = response.into_inner();
+        Ok(Placement {
+            node_id: reply.node_id,
+            node_address: reply.node_address,
+            node_port: reply.node_service_port,
+            container_id: reply.container_id,
+            cold_start,
+        })
+    }
+
+    async fn return_container(&self, req: ReturnRequest) -> Result<(), RemoteError> {
+        let mut request = tonic::Request::new(ReturnContainerRequest {
+            request_id: req.request_id,
+            container_id: req.container_id,
+            duration_in_nanos: req.duration_nanos,
+            max_memory_usage_in_bytes: req.max_memory_bytes,
+            error_code: req.error_code,
+            error_message: req.error_message,
+        });
+        request.set_timeout(SCHEDULER_DEADLINE);
+        self.client
+            .clone()
+            .return_container(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| self.error(&s))
+    }
+}

@@ -1,0 +1,346 @@
+//! The API server's gRPC services and the assembled server.
+//!
+//! `apiserverproto.APIServer` (the contest's `InvokeFunction` and `ListFunctions`),
+//! `faas.admin.v1.Admin` (deploy, get, list and delete functions) and `grpc.health.v1`, all on
+//! one port. Each invocation runs in a task of its own, so a client that goes away mid-call
+//! cannot stop the chain before the container is returned to the scheduler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faas_common::shutdown::Shutdown;
+use faas_proto::admin::{
+    self,
+    admin_server::{Admin, AdminServer},
+};
+use faas_proto::apiserverproto::{
+    self, InvokeFunctionReply, InvokeFunctionRequest,
+    api_server_server::{ApiServer, ApiServerServer},
+};
+use faas_proto::meta;
+use tokio::net::TcpListener;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::api::clock::SystemClock;
+use crate::api::convert::{
+    admin_record, contest_function, invoke_status, registry_status, spec_from_admin,
+};
+use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
+use crate::api::node::GrpcNodes;
+use crate::api::scheduler::GrpcScheduler;
+use crate::service::{InvokeRequest, Invoked, Invoker, Registry};
+use crate::{Config, Error};
+
+/// The invoker with the live gRPC ports.
+pub type LiveInvoker = Invoker<GrpcScheduler, GrpcNodes, SystemClock>;
+
+/// Room for the other fields of an `InvokeFunctionRequest` beyond the event, so an event a
+/// little over the limit still decodes and gets a clear message instead of a transport error.
+pub const REQUEST_OVERHEAD_BYTES: usize = 1024 * 1024;
+
+/// `apiserverproto.APIServer`.
+#[derive(Clone, Debug)]
+pub struct ApiServerService {
+    invoker: Arc<LiveInvoker>,
+    metrics: Arc<Metrics>,
+}
+
+fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiMetadataValue>) {
+    if let Ok(value) = value.try_into() {
+        map.insert(key, value);
+    }
+}
+
+fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
+    set_meta(map, meta::ACQUIRE_MS, done.acquire_nanos / 1_000_000);
+    set_meta(map, meta::DURATION_NS, done.duration_nanos);
+    set_meta(
+        map,
+        meta::CONTAINER_ID,
+        done.placement.container_id.as_str(),
+    );
+    set_meta(map, meta::NODE_ID, done.placement.node_id.as_str());
+    set_meta(map, meta::MAX_MEMORY_BYTES, done.max_memory_bytes);
+    if let Some(cold) = done.placement.cold_start {
+        set_meta(map, meta::COLD_START, if cold { "true" } else { "false" });
+    }
+}
+
+impl ApiServerService {
+    pub fn new(invoker: Arc<LiveInvoker>, metrics: Arc<Metrics>) -> ApiServerService {
+        ApiServerService { invoker, metrics }
+    }
+
+    async fn invoke(
+        invoker: Arc<LiveInvoker>,
+        metrics: Arc<Metrics>,
+        req: InvokeFunctionRequest,
+        request_id: String,
+        started: Instant,
+    ) -> Result<Response<InvokeFunctionReply>, Status> {
+        let _in_flight = metrics.start();
+        let function_name = req.function_name.clone();
+        let result = invoker
+            .invoke(InvokeRequest {
+                request_id: request_id.clone(),
+                account_id: req.account_id,
+                function_name: req.function_name,
+                event: req.event,
+            })
+            .await;
+        let latency = started.elapsed();
+        match result {
+            Ok(mut done) => {
+                metrics.finished(&function_name, "ok", latency);
+                metrics.acquired(
+                    &function_name,
+                    Duration::from_nanos(done.acquire_nanos),
+                    done.placement.cold_start,
+                );
+                tracing::debug!(
+                    container_id = %done.placement.container_id,
+                    node_id = %done.placement.node_id,
+                    duration_ns = done.duration_nanos,
+                    latency_ms = latency.as_millis() as u64,
+                    "invocation succeeded"
+                );
+                let mut response = Response::new(InvokeFunctionReply {
+                    request_id,
+                    server_side_latency_in_ms: i64::try_from(started.elapsed().as_millis())
+                        .unwrap_or(i64::MAX),
+                    body: std::mem::take(&mut done.body),
+                });
+                reply_metadata(response.metadata_mut(), &done);
+                Ok(response)
+            }
+            Err(err) => {
+                let label = if err.function_known() {
+                    function_name.as_str()
+                } else {
+                    UNKNOWN_FUNCTION
+                };
+                metrics.finished(label, err.outcome(), latency);
+                match err.outcome() {
+                    "invalid_argument" | "not_found" | "function_error" | "timeout"
+                    | "out_of_memory" | "bad_event" => {
+                        tracing::info!(error = %err, "invocation failed")
+                    }
+                    _ => tracing::warn!(error = %err, "invocation failed"),
+                }
+                Err(invoke_status(&err))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ApiServer for ApiServerService {
+    async fn invoke_function(
+        &self,
+        request: Request<InvokeFunctionRequest>,
+    ) -> Result<Response<InvokeFunctionReply>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!(
+            "invoke",
+            request_id = %request_id,
+            function = %req.function_name
+        );
+        let task = tokio::spawn(
+            Self::invoke(
+                self.invoker.clone(),
+                self.metrics.clone(),
+                req,
+                request_id,
+                started,
+            )
+            .instrument(span),
+        );
+        task.await
+            .map_err(|e| Status::internal(format!("the invocation task failed: {e}")))?
+    }
+
+    async fn list_functions(
+        &self,
+        _request: Request<apiserverproto::ListFunctionsRequest>,
+    ) -> Result<Response<apiserverproto::ListFunctionsReply>, Status> {
+        let functions = self
+            .invoker
+            .registry()
+            .list()
+            .iter()
+            .map(|f| contest_function(f))
+            .collect();
+        Ok(Response::new(apiserverproto::ListFunctionsReply {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            functions,
+        }))
+    }
+}
+
+/// `faas.admin.v1.Admin`.
+#[derive(Clone, Debug)]
+pub struct AdminService {
+    registry: Arc<Registry>,
+}
+
+impl AdminService {
+    pub fn new(registry: Arc<Registry>) -> AdminService {
+        AdminService { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn deploy_function(
+        &self,
+        request: Request<admin::DeployFunctionRequest>,
+    ) -> Result<Response<admin::DeployFunctionReply>, Status> {
+        let spec = request.into_inner().function.ok_or_else(|| {
+            Status::invalid_argument(
+                "the request has no function: set DeployFunctionRequest.function",
+            )
+        })?;
+        let deployed = self
+            .registry
+            .deploy(spec_from_admin(spec), faas_common::clock::now_ms())
+            .map_err(|e| registry_status(&e))?;
+        let f = &deployed.function;
+        tracing::info!(
+            function = %f.name,
+            revision = f.revision,
+            handler = %f.handler,
+            memory_bytes = f.memory_bytes,
+            timeout_ms = f.timeout_ms,
+            created = deployed.created,
+            "function deployed"
+        );
+        Ok(Response::new(admin::DeployFunctionReply {
+            function: Some(admin_record(f)),
+            created: deployed.created,
+        }))
+    }
+
+    async fn get_function(
+        &self,
+        request: Request<admin::GetFunctionRequest>,
+    ) -> Result<Response<admin::GetFunctionReply>, Status> {
+        let f = self
+            .registry
+            .get(&request.into_inner().name)
+            .map_err(|e| registry_status(&e))?;
+        Ok(Response::new(admin::GetFunctionReply {
+            function: Some(admin_record(&f)),
+        }))
+    }
+
+    async fn list_functions(
+        &self,
+        _request: Request<admin::ListFunctionsRequest>,
+    ) -> Result<Response<admin::ListFunctionsReply>, Status> {
+        let functions = self
+            .registry
+            .list()
+            .iter()
+            .map(|f| admin_record(f))
+            .collect();
+        Ok(Response::new(admin::ListFunctionsReply { functions }))
+    }
+
+    async fn delete_function(
+        &self,
+        request: Request<admin::DeleteFunctionRequest>,
+    ) -> Result<Response<admin::DeleteFunctionReply>, Status> {
+        let f = self
+            .registry
+            .delete(&request.into_inner().name)
+            .map_err(|e| registry_status(&e))?;
+        tracing::info!(function = %f.name, revision = f.revision, "function deleted");
+        Ok(Response::new(admin::DeleteFunctionReply {}))
+    }
+}
+
+/// A ready-to-serve API server: functions loaded, clients made.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    invoker: Arc<LiveInvoker>,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    /// Loads the functions and makes the scheduler client; fails on a bad functions file or
+    /// scheduler endpoint, before anything listens.
+    pub fn new(config: Config) -> Result<App, Error> {
+        let (specs, origin) = config.load_functions()?;
+        let registry = Registry::with_functions(specs, faas_common::clock::now_ms())?;
+        tracing::info!(functions = registry.len(), from = %origin, "functions loaded");
+        let scheduler =
+            GrpcScheduler::connect_lazy(&config.scheduler).map_err(Error::SchedulerEndpoint)?;
+        let invoker = Invoker::new(
+            Arc::new(registry),
+            scheduler,
+            GrpcNodes::new(),
+            SystemClock::new(),
+            config.max_event_bytes,
+        );
+        Ok(App {
+            config,
+            invoker: Arc::new(invoker),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// The function registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.invoker.registry()
+    }
+
+    /// Serves on `listener` until `shutdown` fires; in-flight calls finish first.
+    pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+        if let Some(port) = self.config.metrics_port.filter(|p| *p != 0) {
+            let addr = crate::config::host_port(&self.config.host, port);
+            let metrics_listener = faas_common::serve::bind(&addr).await?;
+            tracing::info!(addr = %metrics_listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), "metrics on /metrics");
+            tokio::spawn(faas_common::metrics::serve(
+                metrics_listener,
+                self.metrics.registry(),
+                shutdown.clone(),
+            ));
+        }
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ApiServerServer<ApiServerService>>()
+            .await;
+        health.set_serving::<AdminServer<AdminService>>().await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+
+        let max_request = self
+            .config
+            .max_event_bytes
+            .saturating_add(REQUEST_OVERHEAD_BYTES);
+        let api = ApiServerServer::new(ApiServerService::new(
+            self.invoker.clone(),
+            self.metrics.clone(),
+        ))
+        .max_decoding_message_size(max_request)
+        .max_encoding_message_size(usize::MAX);
+        let admin = AdminServer::new(AdminService::new(self.invoker.registry().clone()));
+
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(api)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+            .await
+            .map_err(Error::Transport)?;
+        tracing::info!("apiserver stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The API server's configuration: flags, each also read from an environment variable.
+
+use std::path::PathBuf;
+
+use crate::Error;
+use crate::model::FunctionSpec;
+use crate::service::file::{DEFAULT_FUNCTIONS_ORIGIN, DEFAULT_FUNCTIONS_TOML};
+use crate::service::parse_functions_toml;
+
+/// The contest's API server port.
+pub const DEFAULT_PORT: u16 = 10500;
+/// Where the scheduler listens by default (the contest's port).
+pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:10600";
+/// The largest event by default: 6 MiB, like the contest's platform.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
+
+/// How to run the API server.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "APISERVER_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The scheduler's host:port.
+    #[arg(long, env = "SCHEDULER_ENDPOINT", default_value = DEFAULT_SCHEDULER)]
+    pub scheduler: String,
+    /// A functions file (TOML, `[[function]]` entries) to load at start instead of the
+    /// built-in set (deploy/functions.toml).
+    #[arg(long, env = "FAAS_FUNCTIONS")]
+    pub functions: Option<PathBuf>,
+    /// The largest event accepted by InvokeFunction, in bytes.
+    #[arg(long, env = "FAAS_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+    /// Port of the Prometheus endpoint (/metrics); unset or 0 turns it off.
+    #[arg(long, env = "APISERVER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: DEFAULT_PORT,
+            scheduler: DEFAULT_SCHEDULER.to_string(),
+            functions: None,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            metrics_port: None,
+        }
+    }
+}
+
+impl Config {
+    /// The functions to start with, and where they came from.
+    pub fn load_functions(&self) -> Result<(Vec<FunctionSpec>, String), Error> {
+        match &self.functions {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|reason| Error::ReadFunctions {
+                        path: path.clone(),
+                        reason,
+                    })?;
+                let origin = path.display().to_string();
+                Ok((parse_functions_toml(&text, &origin)?, origin))
+            }
+            None => Ok((
+                parse_functions_toml(DEFAULT_FUNCTIONS_TOML, DEFAULT_FUNCTIONS_ORIGIN)?,
+                DEFAULT_FUNCTIONS_ORIGIN.to_string(),
+            )),
+        }
+    }
+
+    /// `host:port` to listen on.
+    pub fn listen_addr(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with an IPv6 literal host in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn defaults_match_the_contest() {
+        let cli = Cli::try_parse_from(["apiserver"]).unwrap();
+        assert_eq!(cli.config, Config::default());
+        assert_eq!(cli.config.listen_addr(), "127.0.0.1:10500");
+        assert_eq!(host_port("::", 1), "[::]:1");
+    }
+
+    #[test]
+    fn a_missing_functions_file_is_named() {
+        let config = Config {
+            functions: Some("/nonexistent/functions.toml".into()),
+            ..Config::default()
+        };
+        let err = config.load_functions().unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/functions.toml"),
+            "{err}"
+        );
+    }
+}

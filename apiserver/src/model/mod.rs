@@ -1,0 +1,17 @@
+//! The API server's data model: plain data, no I/O.
+//!
+//! - [`function`]: a deployable function ([`FunctionSpec`]), a deployed one ([`Function`]) and
+//!   the built-in [`Handler`]s with the limits a function must respect.
+//! - [`invocation`]: what one invocation carries between the API server, the scheduler and a
+//!   node (the placement the scheduler hands out, the execution a node reports).
+
+pub mod function;
+pub mod invocation;
+
+pub use function::{
+    Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,
+    MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
+};
+pub use invocation::{
+    AcquireRequest, Execution, Failure, Placement, RemoteCode, RemoteError, ReturnRequest,
+};

@@ -1,0 +1,17 @@
+//! The API server's business rules.
+//!
+//! - [`registry`]: deploy, get, list and delete functions, with the validation rules.
+//! - [`file`]: the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
+//! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
+//!   scheduler, run the function on the node, always give the container back. It talks to
+//!   the scheduler, the nodes and the clock only through the ports it declares.
+
+pub mod file;
+pub mod invoke;
+pub mod registry;
+
+pub use file::{DEFAULT_FUNCTIONS_TOML, parse_functions_toml};
+pub use invoke::{
+    Clock, InvokeError, InvokeRequest, Invoked, Invoker, NodeCall, NodePort, SchedulerPort,
+};
+pub use registry::{Deployed, Registry, RegistryError, validate_spec};

@@ -1,0 +1,349 @@
+//! The function registry: deploy (create or replace), get, list, delete, and the rules a
+//! function must follow. Time comes in as an argument (`now_ms`).
+
+use std::sync::Arc;
+
+use crate::model::{
+    Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,
+    MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
+};
+use crate::store::FunctionTable;
+
+/// Why a function cannot be deployed or found, or a functions file cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("function name cannot be empty")]
+    EmptyName,
+    #[error(
+        "function name {name:?} is {chars} characters long, over the limit of {MAX_NAME_CHARS}"
+    )]
+    NameTooLong { name: String, chars: usize },
+    #[error("function name {name:?} contains {bad:?}: use only letters, digits, '_' and '-'")]
+    NameCharacter { name: String, bad: char },
+    #[error("function {name:?}: {field} is missing")]
+    MissingField { name: String, field: &'static str },
+    #[error(
+        "function {name:?}: handler {handler:?} is not a built-in handler (one of hello, echo, sleep, cpu, memory, spin)"
+    )]
+    UnknownHandler { name: String, handler: String },
+    #[error(
+        "function {name:?}: memory of {} is out of range: give 64 to 3072 MiB", show_bytes(*.memory_bytes)
+    )]
+    MemoryOutOfRange { name: String, memory_bytes: i64 },
+    #[error(
+        "function {name:?}: timeout of {timeout_ms} ms is out of range: give {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS} ms"
+    )]
+    TimeoutOutOfRange { name: String, timeout_ms: i64 },
+    #[error("function {name} not found")]
+    NotFound { name: String },
+    #[error("{origin}: not a valid functions file: {message}")]
+    Malformed { origin: String, message: String },
+    #[error("{origin}: entry {entry}: {problem}")]
+    InFile {
+        origin: String,
+        /// 1-based position of the `[[function]]` entry.
+        entry: usize,
+        /// What is wrong with the entry (kept out of the error's source chain: the message
+        /// already says it).
+        problem: Box<RegistryError>,
+    },
+    #[error("{origin}: entry {entry}: function {name:?} is defined twice (first at entry {first})")]
+    Duplicate {
+        origin: String,
+        entry: usize,
+        first: usize,
+        name: String,
+    },
+}
+
+fn show_bytes(bytes: i64) -> String {
+    if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), RegistryError> {
+    if name.is_empty() {
+        return Err(RegistryError::EmptyName);
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(RegistryError::NameTooLong {
+            name: name.to_string(),
+            chars,
+        });
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(RegistryError::NameCharacter {
+            name: name.to_string(),
+            bad,
+        });
+    }
+    Ok(())
+}
+
+/// Checks `spec` against the rules; returns its handler.
+///
+/// Name: 1 to 64 of `a-z A-Z 0-9 _ -`; handler: a built-in one; memory: 64 to 3072 MiB
+/// (a function must fit on one node); timeout: 1 ms to 15 minutes.
+pub fn validate_spec(spec: &FunctionSpec) -> Result<Handler, RegistryError> {
+    validate_name(&spec.name)?;
+    let handler = spec
+        .handler
+        .parse::<Handler>()
+        .map_err(|_| RegistryError::UnknownHandler {
+            name: spec.name.clone(),
+            handler: spec.handler.clone(),
+        })?;
+    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&spec.memory_bytes) {
+        return Err(RegistryError::MemoryOutOfRange {
+            name: spec.name.clone(),
+            memory_bytes: spec.memory_bytes,
+        });
+    }
+    if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&spec.timeout_ms) {
+        return Err(RegistryError::TimeoutOutOfRange {
+            name: spec.name.clone(),
+            timeout_ms: spec.timeout_ms,
+        });
+    }
+    Ok(handler)
+}
+
+/// The result of a deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub function: Arc<Function>,
+    /// `true` when the name was new, `false` when an existing function was replaced.
+    pub created: bool,
+}
+
+/// The deployed functions and the rules over them.
+#[derive(Debug, Default)]
+pub struct Registry {
+    table: FunctionTable,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// A registry holding `specs`, all deployed at `now_ms`; the first invalid one fails it.
+    pub fn with_functions(
+        specs: impl IntoIterator<Item = FunctionSpec>,
+        now_ms: i64,
+    ) -> Result<Registry, RegistryError> {
+        let registry = Registry::new();
+        for spec in specs {
+            registry.deploy(spec, now_ms)?;
+        }
+        Ok(registry)
+    }
+
+    /// Creates the function, or replaces the one of the same name (its revision goes up by
+    /// one and its creation time stays).
+    pub fn deploy(&self, spec: FunctionSpec, now_ms: i64) -> Result<Deployed, RegistryError> {
+        let handler = validate_spec(&spec)?;
+        let FunctionSpec {
+            name,
+            memory_bytes,
+            timeout_ms,
+            description,
+            ..
+        } = spec;
+        let (function, old) = self.table.upsert_with(&name, |prev| Function {
+            name: name.clone(),
+            handler,
+            memory_bytes,
+            timeout_ms,
+            description,
+            revision: prev.map_or(1, |p| p.revision + 1),
+            created_at_ms: prev.map_or(now_ms, |p| p.created_at_ms),
+            updated_at_ms: now_ms,
+        });
+        Ok(Deployed {
+            function,
+            created: old.is_none(),
+        })
+    }
+
+    /// The function named `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Function>, RegistryError> {
+        if name.is_empty() {
+            return Err(RegistryError::EmptyName);
+        }
+        self.table.get(name).ok_or_else(|| RegistryError::NotFound {
+            name: name.to_string(),
+        })
+    }
+
+    /// Every function, sorted by name.
+    pub fn list(&self) -> Vec<Arc<Function>> {
+        self.table.list()
+    }
+
+    /// Deletes the function named `name`; returns what it was.
+    pub fn delete(&self, name: &str) -> Result<Arc<Function>, RegistryError> {
+        if name.is_empty() {
+            return Err(RegistryError::EmptyName);
+        }
+        self.table
+            .remove(name)
+            .ok_or_else(|| RegistryError::NotFound {
+                name: name.to_string(),
+            })
+    }
+
+    /// How many functions are deployed.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            handler: "hello".into(),
+            memory_bytes: 128 * MIB,
+            timeout_ms: 60_000,
+            description: "says hello".into(),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_rules() {
+        assert!(validate_spec(&spec("a")).is_ok());
+        assert!(validate_spec(&spec("Hello_world-2")).is_ok());
+        assert!(validate_spec(&spec(&"x".repeat(64))).is_ok());
+        assert_eq!(validate_spec(&spec("")), Err(RegistryError::EmptyName));
+        let err = validate_spec(&spec(&"x".repeat(65))).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::NameTooLong { chars: 65, .. }),
+            "{err}"
+        );
+        let err = validate_spec(&spec("a b")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "function name \"a b\" contains ' ': use only letters, digits, '_' and '-'"
+        );
+        assert!(validate_spec(&spec("héllo")).is_err());
+        assert!(validate_spec(&spec("a/b")).is_err());
+    }
+
+    #[test]
+    fn handler_memory_and_timeout_are_bounded() {
+        let mut s = spec("f");
+        s.handler = "python3".into();
+        let err = validate_spec(&s).unwrap_err();
+        assert!(err.to_string().contains("handler \"python3\""), "{err}");
+
+        for (mem, ok) in [
+            (64 * MIB, true),
+            (3072 * MIB, true),
+            (64 * MIB - 1, false),
+            (3072 * MIB + 1, false),
+            (0, false),
+            (-MIB, false),
+        ] {
+            let mut s = spec("f");
+            s.memory_bytes = mem;
+            assert_eq!(validate_spec(&s).is_ok(), ok, "memory {mem}");
+        }
+        let mut s = spec("f");
+        s.memory_bytes = 32 * MIB;
+        assert_eq!(
+            validate_spec(&s).unwrap_err().to_string(),
+            "function \"f\": memory of 32 MiB is out of range: give 64 to 3072 MiB"
+        );
+
+        for (timeout, ok) in [
+            (1, true),
+            (900_000, true),
+            (0, false),
+            (900_001, false),
+            (-5, false),
+        ] {
+            let mut s = spec("f");
+            s.timeout_ms = timeout;
+            assert_eq!(validate_spec(&s).is_ok(), ok, "timeout {timeout}");
+        }
+    }
+
+    #[test]
+    fn deploy_creates_then_replaces_with_the_next_revision() {
+        let registry = Registry::new();
+        let first = registry.deploy(spec("hello"), 1_000).unwrap();
+        assert!(first.created);
+        assert_eq!(first.function.revision, 1);
+        assert_eq!(
+            (first.function.created_at_ms, first.function.updated_at_ms),
+            (1_000, 1_000)
+        );
+
+        let mut changed = spec("hello");
+        changed.memory_bytes = 256 * MIB;
+        changed.handler = "echo".into();
+        let second = registry.deploy(changed, 2_000).unwrap();
+        assert!(!second.created);
+        assert_eq!(second.function.revision, 2);
+        assert_eq!(second.function.handler, Handler::Echo);
+        assert_eq!(second.function.memory_bytes, 256 * MIB);
+        assert_eq!(
+            (second.function.created_at_ms, second.function.updated_at_ms),
+            (1_000, 2_000)
+        );
+        assert_eq!(registry.get("hello").unwrap(), second.function);
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn an_invalid_redeploy_leaves_the_function_as_it_was() {
+        let registry = Registry::new();
+        registry.deploy(spec("f"), 1).unwrap();
+        let mut bad = spec("f");
+        bad.timeout_ms = 0;
+        assert!(registry.deploy(bad, 2).is_err());
+        let f = registry.get("f").unwrap();
+        assert_eq!((f.revision, f.timeout_ms), (1, 60_000));
+    }
+
+    #[test]
+    fn get_delete_and_list() {
+        let registry = Registry::new();
+        for name in ["zeta", "alpha", "mid"] {
+            registry.deploy(spec(name), 5).unwrap();
+        }
+        let names: Vec<_> = registry.list().iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["alpha", "mid", "zeta"]);
+
+        assert_eq!(registry.delete("mid").unwrap().name, "mid");
+        let err = registry.delete("mid").unwrap_err();
+        assert_eq!(err.to_string(), "function mid not found");
+        let err = registry.get("mid").unwrap_err();
+        assert_eq!(err, RegistryError::NotFound { name: "mid".into() });
+        assert_eq!(registry.get(""), Err(RegistryError::EmptyName));
+        assert_eq!(registry.len(), 2);
+
+        // A deleted name starts again at revision 1.
+        assert_eq!(
+            registry.deploy(spec("mid"), 9).unwrap().function.revision,
+            1
+        );
+    }
+}

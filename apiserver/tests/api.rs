@@ -1,0 +1,745 @@
+//! The real API server on 127.0.0.1:0, with fake Scheduler and NodeService servers that record
+//! every call they get.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use faas_apiserver::Config;
+use faas_common::shutdown::{self, Trigger};
+use faas_proto::admin::{self, admin_client::AdminClient};
+use faas_proto::apiserverproto::{self, InvokeFunctionRequest, api_server_client::ApiServerClient};
+use faas_proto::meta;
+use faas_proto::nodeservoceproto::{
+    self as node, InvokeFunctionReply,
+    invoke_function_reply::{Footer, Header},
+    node_service_server::{NodeService, NodeServiceServer},
+};
+use faas_proto::schedulerproto::{
+    AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
+    scheduler_server::{Scheduler, SchedulerServer},
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+/// One call a fake received, in the order they arrived.
+#[derive(Clone, Debug)]
+enum Call {
+    Acquire(AcquireContainerRequest),
+    Invoke(node::InvokeFunctionRequest),
+    Return(ReturnContainerRequest),
+}
+
+type Log = Arc<Mutex<Vec<Call>>>;
+
+struct FakeScheduler {
+    log: Log,
+    node_port: i64,
+    refuse: Option<(Code, &'static str)>,
+}
+
+#[tonic::async_trait]
+impl Scheduler for FakeScheduler {
+    async fn acquire_container(
+        &self,
+        request: Request<AcquireContainerRequest>,
+    ) -> Result<Response<AcquireContainerReply>, Status> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Acquire(request.into_inner()));
+        if let Some((code, message)) = self.refuse {
+            return Err(Status::new(code, message));
+        }
+        let mut response = Response::new(AcquireContainerReply {
+            node_id: "node-7".into(),
+            node_address: "127.0.0.1".into(),
+            node_service_port: self.node_port,
+            container_id: "container-42".into(),
+        });
+        response
+            .metadata_mut()
+            .insert(meta::COLD_START, "true".parse().unwrap());
+        Ok(response)
+    }
+
+    async fn return_container(
+        &self,
+        request: Request<ReturnContainerRequest>,
+    ) -> Result<Response<ReturnContainerReply>, Status> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Return(request.into_inner()));
+        Ok(Response::new(ReturnContainerReply {}))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum NodeBehaviour {
+    /// Header, two body chunks, footer.
+    Succeed,
+    /// The function fails: header error and footer "Code: message".
+    FunctionError,
+    /// The function times out.
+    Timeout,
+}
+
+struct FakeNode {
+    log: Log,
+    behaviour: NodeBehaviour,
+}
+
+type ReplyStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<InvokeFunctionReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeService for FakeNode {
+    type InvokeFunctionStream = ReplyStream;
+
+    async fn reserve(
+        &self,
+        _: Request<node::ReserveRequest>,
+    ) -> Result<Response<node::ReserveReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn create_container(
+        &self,
+        _: Request<node::CreateContainerRequest>,
+    ) -> Result<Response<node::CreateContainerReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn remove_container(
+        &self,
+        _: Request<node::RemoveContainerRequest>,
+    ) -> Result<Response<node::RemoveContainerReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_stats(
+        &self,
+        _: Request<node::GetStatsRequest>,
+    ) -> Result<Response<node::GetStatsReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn invoke_function(
+        &self,
+        request: Request<node::InvokeFunctionRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Invoke(request.into_inner()));
+        let header = |error: &str| InvokeFunctionReply {
+            header: Some(Header {
+                error: error.as_bytes().to_vec(),
+                max_mem_usage_in_bytes: 777,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = |b: &str| InvokeFunctionReply {
+            body: b.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let footer = |error: &str| InvokeFunctionReply {
+            footer: Some(Footer {
+                duration_in_nanos: 4242,
+                error: error.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let replies = match self.behaviour {
+            NodeBehaviour::Succeed => vec![header(""), body("hello "), body("world"), footer("")],
+            NodeBehaviour::FunctionError => vec![
+                header("division by zero"),
+                footer("FunctionError: division by zero"),
+            ],
+            // As the real node service reports it: the code also in `invoke_exception`.
+            NodeBehaviour::Timeout => {
+                let text = "Timeout: ran past its 10000 ms timeout";
+                let mut last = footer(text);
+                last.footer.as_mut().unwrap().invoke_exception = "Timeout".into();
+                vec![header(text), last]
+            }
+        };
+        let stream = tokio_stream::iter(replies.into_iter().map(Ok));
+        Ok(Response::new(Box::pin(stream) as ReplyStream))
+    }
+}
+
+/// The API server and its fakes, stopped when dropped.
+struct Platform {
+    log: Log,
+    api: ApiServerClient<Channel>,
+    admin: AdminClient<Channel>,
+    addr: String,
+    trigger: Trigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Platform {
+    fn calls(&self) -> Vec<Call> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn acquires(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Acquire(_)))
+            .count()
+    }
+
+    fn returns(&self) -> Vec<ReturnContainerRequest> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Return(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        self.trigger.trigger();
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+struct Setup {
+    behaviour: NodeBehaviour,
+    /// The node is a closed port.
+    node_down: bool,
+    refuse: Option<(Code, &'static str)>,
+    config: Config,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            behaviour: NodeBehaviour::Succeed,
+            node_down: false,
+            refuse: None,
+            config: Config::default(),
+        }
+    }
+}
+
+async fn start(setup: Setup) -> Platform {
+    let log: Log = Arc::default();
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = Vec::new();
+
+    let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_port = node_listener.local_addr().unwrap().port();
+    if setup.node_down {
+        drop(node_listener);
+    } else {
+        let node = NodeServiceServer::new(FakeNode {
+            log: log.clone(),
+            behaviour: setup.behaviour,
+        });
+        let stop = shutdown.clone().wait();
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(node)
+                .serve_with_incoming_shutdown(faas_common::serve::incoming(node_listener), stop)
+                .await
+                .unwrap();
+        }));
+    }
+
+    let scheduler_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheduler_addr = scheduler_listener.local_addr().unwrap();
+    let scheduler = SchedulerServer::new(FakeScheduler {
+        log: log.clone(),
+        node_port: node_port.into(),
+        refuse: setup.refuse,
+    });
+    let stop = shutdown.clone().wait();
+    tasks.push(tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(scheduler)
+            .serve_with_incoming_shutdown(faas_common::serve::incoming(scheduler_listener), stop)
+            .await
+            .unwrap();
+    }));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = Config {
+        port: 0,
+        scheduler: scheduler_addr.to_string(),
+        ..setup.config
+    };
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        faas_apiserver::run(listener, config, stop).await.unwrap();
+    }));
+
+    let channel = faas_common::serve::connect(&addr).await.unwrap();
+    Platform {
+        log,
+        api: ApiServerClient::new(channel.clone()),
+        admin: AdminClient::new(channel),
+        addr,
+        trigger,
+        tasks,
+    }
+}
+
+fn invoke(function: &str, account: &str, event: &[u8]) -> InvokeFunctionRequest {
+    InvokeFunctionRequest {
+        account_id: account.into(),
+        function_name: function.into(),
+        event: event.to_vec(),
+    }
+}
+
+fn meta_str<'a>(response: &'a Response<apiserverproto::InvokeFunctionReply>, key: &str) -> &'a str {
+    response
+        .metadata()
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in the reply metadata"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn invoke_hello_acquires_invokes_and_returns_in_order() {
+    let mut p = start(Setup::default()).await;
+    let response = p
+        .api
+        .invoke_function(invoke("hello", "acct-1", b"{\"x\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(meta_str(&response, meta::DURATION_NS), "4242");
+    assert_eq!(meta_str(&response, meta::MAX_MEMORY_BYTES), "777");
+    assert_eq!(meta_str(&response, meta::CONTAINER_ID), "container-42");
+    assert_eq!(meta_str(&response, meta::NODE_ID), "node-7");
+    assert_eq!(meta_str(&response, meta::COLD_START), "true");
+    meta_str(&response, meta::ACQUIRE_MS)
+        .parse::<u64>()
+        .unwrap();
+    let reply = response.into_inner();
+    assert_eq!(reply.body, b"hello world");
+    assert!(reply.server_side_latency_in_ms >= 0);
+    uuid::Uuid::parse_str(&reply.request_id).unwrap();
+
+    let calls = p.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let Call::Acquire(acquire) = &calls[0] else {
+        panic!("first call is not an acquire: {calls:?}")
+    };
+    let Call::Invoke(invoked) = &calls[1] else {
+        panic!("second call is not an invoke: {calls:?}")
+    };
+    let Call::Return(returned) = &calls[2] else {
+        panic!("third call is not a return: {calls:?}")
+    };
+    assert_eq!(acquire.request_id, reply.request_id);
+    assert_eq!(acquire.account_id, "acct-1");
+    assert_eq!(acquire.function_name, "hello");
+    let config = acquire.function_config.clone().unwrap();
+    assert_eq!(config.handler, "hello");
+    assert_eq!(config.memory_in_bytes, 128 * 1024 * 1024);
+    assert_eq!(config.timeout_in_ms, 60_000);
+
+    assert_eq!(invoked.request_id, reply.request_id);
+    assert_eq!(invoked.container_id, "container-42");
+    assert_eq!(invoked.event, b"{\"x\":1}");
+    assert_eq!(invoked.function_meta.clone().unwrap().handler, "hello");
+
+    assert_eq!(
+        *returned,
+        ReturnContainerRequest {
+            request_id: reply.request_id.clone(),
+            container_id: "container-42".into(),
+            duration_in_nanos: 4242,
+            max_memory_usage_in_bytes: 777,
+            error_code: String::new(),
+            error_message: String::new(),
+        }
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_function_error_is_unknown_and_the_container_still_goes_back() {
+    let mut p = start(Setup {
+        behaviour: NodeBehaviour::FunctionError,
+        ..Setup::default()
+    })
+    .await;
+    let status = p
+        .api
+        .invoke_function(invoke("echo", "acct", b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unknown, "{status:?}");
+    assert_eq!(status.message(), "function echo failed: division by zero");
+    let returns = p.returns();
+    assert_eq!(returns.len(), 1);
+    assert_eq!(returns[0].container_id, "container-42");
+    assert_eq!(returns[0].error_code, "FunctionError");
+    assert_eq!(returns[0].error_message, "division by zero");
+    assert_eq!(returns[0].duration_in_nanos, 4242);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_timeout_is_deadline_exceeded() {
+    let mut p = start(Setup {
+        behaviour: NodeBehaviour::Timeout,
+        ..Setup::default()
+    })
+    .await;
+    let status = p
+        .api
+        .invoke_function(invoke("spin", "acct", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().starts_with("function spin timed out"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .message()
+            .ends_with(": ran past its 10000 ms timeout"),
+        "{status:?}"
+    );
+    let returns = p.returns();
+    assert_eq!(returns[0].error_code, "Timeout");
+    assert_eq!(returns[0].error_message, "ran past its 10000 ms timeout");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_unavailable_and_the_container_still_goes_back() {
+    let mut p = start(Setup {
+        node_down: true,
+        ..Setup::default()
+    })
+    .await;
+    let status = p
+        .api
+        .invoke_function(invoke("hello", "acct", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("node-7"), "{status:?}");
+    let returns = p.returns();
+    assert_eq!(returns.len(), 1, "{:?}", p.calls());
+    assert_eq!(returns[0].container_id, "container-42");
+    assert_eq!(returns[0].error_code, "NodeUnavailable");
+    assert!(!returns[0].error_message.is_empty());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn acquire_errors_pass_through_with_context() {
+    let mut p = start(Setup {
+        refuse: Some((Code::ResourceExhausted, "no available node can be reserved")),
+        ..Setup::default()
+    })
+    .await;
+    let status = p
+        .api
+        .invoke_function(invoke("hello", "acct", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "acquire container for hello: no available node can be reserved"
+    );
+    assert_eq!(p.acquires(), 1);
+    assert!(p.returns().is_empty());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_function_is_not_found_without_acquiring() {
+    let mut p = start(Setup::default()).await;
+    let status = p
+        .api
+        .invoke_function(invoke("nope", "acct", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "function nope not found");
+
+    let status = p
+        .api
+        .invoke_function(invoke("", "acct", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(p.acquires(), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_a_little_over_the_default_limit_gets_a_clear_message() {
+    let mut p = start(Setup::default()).await;
+    let limit = faas_apiserver::config::DEFAULT_MAX_EVENT_BYTES;
+    let status = p
+        .api
+        .invoke_function(invoke("echo", "acct", &vec![b'a'; limit + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "event is {} bytes, over the limit of {limit} bytes",
+            limit + 1
+        )
+    );
+    assert_eq!(p.acquires(), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_limit_is_configurable() {
+    let mut p = start(Setup {
+        config: Config {
+            max_event_bytes: 10,
+            ..Config::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let status = p
+        .api
+        .invoke_function(invoke("echo", "acct", &[0; 11]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "event is 11 bytes, over the limit of 10 bytes"
+    );
+    assert_eq!(p.acquires(), 0);
+    p.api
+        .invoke_function(invoke("echo", "acct", &[0; 10]))
+        .await
+        .unwrap();
+    assert_eq!(p.acquires(), 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_account_is_invalid_without_acquiring() {
+    let mut p = start(Setup::default()).await;
+    let status = p
+        .api
+        .invoke_function(invoke("hello", "", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "account ID cannot be empty");
+    assert_eq!(p.acquires(), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn admin_deploy_list_redeploy_delete() {
+    let mut p = start(Setup::default()).await;
+    let spec = admin::FunctionSpec {
+        name: "greeter".into(),
+        handler: "echo".into(),
+        memory_in_bytes: 256 * 1024 * 1024,
+        timeout_in_ms: 1500,
+        description: "echoes".into(),
+    };
+    let deployed = p
+        .admin
+        .deploy_function(admin::DeployFunctionRequest {
+            function: Some(spec.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deployed.created);
+    let record = deployed.function.unwrap();
+    assert_eq!(record.revision, 1);
+    assert_eq!(record.spec.unwrap(), spec);
+
+    let listed = p
+        .api
+        .list_functions(apiserverproto::ListFunctionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!listed.request_id.is_empty());
+    let names: Vec<_> = listed
+        .functions
+        .iter()
+        .map(|f| f.function_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["cpu", "echo", "greeter", "hello", "memory", "sleep", "spin"]
+    );
+    let greeter = listed
+        .functions
+        .iter()
+        .find(|f| f.function_name == "greeter")
+        .unwrap();
+    assert_eq!(
+        *greeter,
+        apiserverproto::FunctionConfig {
+            function_name: "greeter".into(),
+            timeout_in_ms: 1500,
+            memory_in_bytes: 256 * 1024 * 1024,
+            handler: "echo".into(),
+        }
+    );
+
+    let again = p
+        .admin
+        .deploy_function(admin::DeployFunctionRequest {
+            function: Some(admin::FunctionSpec {
+                timeout_in_ms: 3000,
+                ..spec.clone()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.created);
+    assert_eq!(again.function.unwrap().revision, 2);
+    let got = p
+        .admin
+        .get_function(admin::GetFunctionRequest {
+            name: "greeter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .function
+        .unwrap();
+    assert_eq!(got.revision, 2);
+    assert_eq!(got.spec.unwrap().timeout_in_ms, 3000);
+
+    // It runs with its own configuration.
+    p.api
+        .invoke_function(invoke("greeter", "acct", b"hi"))
+        .await
+        .unwrap();
+    let Call::Acquire(acquire) = &p.calls()[0] else {
+        panic!("no acquire")
+    };
+    assert_eq!(acquire.function_config.clone().unwrap().timeout_in_ms, 3000);
+
+    p.admin
+        .delete_function(admin::DeleteFunctionRequest {
+            name: "greeter".into(),
+        })
+        .await
+        .unwrap();
+    let status = p
+        .api
+        .invoke_function(invoke("greeter", "acct", b"hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "function greeter not found");
+    assert_eq!(p.acquires(), 1);
+
+    let status = p
+        .admin
+        .delete_function(admin::DeleteFunctionRequest {
+            name: "greeter".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    let status = p
+        .admin
+        .deploy_function(admin::DeployFunctionRequest {
+            function: Some(admin::FunctionSpec {
+                memory_in_bytes: 4096 * 1024 * 1024,
+                ..spec
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("out of range"), "{status:?}");
+
+    let status = p
+        .admin
+        .deploy_function(admin::DeployFunctionRequest { function: None })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let p = start(Setup::default()).await;
+    let channel = faas_common::serve::connect(&p.addr).await.unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in ["", "apiserverproto.APIServer", "faas.admin.v1.Admin"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_functions_file_is_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("faas-apiserver-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[function]]\nname = \"x\"\nhandler = \"perl\"\nmemory_mb = 128\ntimeout_ms = 5\n",
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config {
+        functions: Some(path.clone()),
+        ..Config::default()
+    };
+    let err = faas_apiserver::run(listener, config, shutdown::Shutdown::never())
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("\"x\""), "{message}");
+    assert!(message.contains("\"perl\""), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
