@@ -1,0 +1,431 @@
+//! What one run of a workload under one policy produced: a [`RequestRecord`] per request,
+//! the nodes it held ([`NodeUsage`], from `GetNodesUsage`), the containers it kept where known
+//! ([`ContainerLifetime`]), gathered in a [`RunResult`], and the figures derived from them
+//! (node-seconds, idle memory-time, percentiles, time series).
+//!
+//! All times are ms from the start of the run (the live driver's first send, or virtual time
+//! 0 in the simulator). Node and container times are signed: a node reserved before the first
+//! request (a scheduler warming up) has a negative `reserved_ms`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::score::RunTotals;
+
+/// One request as the client saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The function's name.
+    pub function: String,
+    /// When it was sent, ms from the start of the run.
+    pub at_ms: u64,
+    /// From send to reply, as the client measured it, ms.
+    pub response_ms: f64,
+    /// Time spent in `AcquireContainer`, ms.
+    pub scheduling_ms: f64,
+    /// The function's own duration, ms (0 when it never ran).
+    pub duration_ms: f64,
+    /// Whether a container was created for it.
+    pub cold: bool,
+    /// Why it failed, if it did (a gRPC status, a function error code).
+    pub error: Option<String>,
+    pub node_id: Option<String>,
+    pub container_id: Option<String>,
+}
+
+impl RequestRecord {
+    /// The contest's RT: scheduling latency + function duration, ms.
+    pub fn rt_ms(&self) -> f64 {
+        self.scheduling_ms + self.duration_ms
+    }
+}
+
+/// One node's reservation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    pub id: String,
+    /// When `ReserveNode` succeeded, ms from the start of the run.
+    pub reserved_ms: i64,
+    /// When it was released (`None`: held to the end of the run).
+    pub released_ms: Option<i64>,
+}
+
+impl NodeUsage {
+    /// From a `GetNodesUsage` entry: epoch-ms timestamps, a release time of 0 meaning "not
+    /// released", and the run's start in epoch ms.
+    pub fn from_epoch_ms(
+        id: impl Into<String>,
+        reserved_epoch_ms: i64,
+        released_epoch_ms: i64,
+        run_start_epoch_ms: i64,
+    ) -> Self {
+        NodeUsage {
+            id: id.into(),
+            reserved_ms: reserved_epoch_ms - run_start_epoch_ms,
+            released_ms: (released_epoch_ms > 0).then(|| released_epoch_ms - run_start_epoch_ms),
+        }
+    }
+
+    /// The time held within a run that ended at `end_ms`, ms.
+    pub fn held_ms(&self, end_ms: i64) -> i64 {
+        (self.released_ms.unwrap_or(end_ms).min(end_ms) - self.reserved_ms).max(0)
+    }
+}
+
+/// One container's life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerLifetime {
+    pub id: String,
+    pub node_id: String,
+    pub function: String,
+    /// Its memory limit: what it holds on its node.
+    pub memory_bytes: u64,
+    pub created_ms: i64,
+    /// `None`: still there at the end of the run.
+    pub removed_ms: Option<i64>,
+}
+
+/// Percentiles of a set of latencies, ms (nearest rank on the sorted values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// The nearest-rank percentile `p` (0..=1) of sorted values (0 when empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl LatencySummary {
+    /// Summarises the values (any order).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return LatencySummary::default();
+        }
+        v.sort_by(f64::total_cmp);
+        LatencySummary {
+            p50: percentile(&v, 0.50),
+            p99: percentile(&v, 0.99),
+            p999: percentile(&v, 0.999),
+            max: v[v.len() - 1],
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+        }
+    }
+}
+
+/// Everything one run produced: the input of [`crate::score`] and [`crate::report`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The scheduling policy's name ("baseline", "ours", ...).
+    pub policy: String,
+    /// The workload's name.
+    pub workload: String,
+    /// When the run ended (nodes still held count until here), ms.
+    pub end_ms: i64,
+    pub requests: Vec<RequestRecord>,
+    pub nodes: Vec<NodeUsage>,
+    /// Empty when the driver could not learn container lifetimes.
+    pub containers: Vec<ContainerLifetime>,
+    /// Anything the driver wants the report to show (warnings, settings).
+    pub notes: Vec<String>,
+}
+
+/// A value per time bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeSeries {
+    /// Bucket width, ms.
+    pub bucket_ms: i64,
+    /// Start of the first bucket, ms.
+    pub start_ms: i64,
+    pub values: Vec<f64>,
+}
+
+impl RunResult {
+    /// An empty result for `policy` on `workload`.
+    pub fn new(policy: impl Into<String>, workload: impl Into<String>) -> Self {
+        RunResult {
+            policy: policy.into(),
+            workload: workload.into(),
+            ..RunResult::default()
+        }
+    }
+
+    /// The run's end: `end_ms`, or the last moment recorded when that is later.
+    pub fn effective_end_ms(&self) -> i64 {
+        let last_request = self
+            .requests
+            .iter()
+            .map(|r| r.at_ms as f64 + r.response_ms)
+            .fold(0.0f64, f64::max)
+            .ceil() as i64;
+        self.end_ms.max(last_request)
+    }
+
+    /// ND: the sum over nodes of the time held, seconds.
+    pub fn node_seconds(&self) -> f64 {
+        let end = self.effective_end_ms();
+        self.nodes.iter().map(|n| n.held_ms(end)).sum::<i64>() as f64 / 1000.0
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.requests.iter().filter(|r| r.error.is_some()).count() as u64
+    }
+
+    pub fn cold_starts(&self) -> u64 {
+        self.requests.iter().filter(|r| r.cold).count() as u64
+    }
+
+    /// What the score needs.
+    pub fn totals(&self) -> RunTotals {
+        let mut rt: BTreeMap<String, f64> = BTreeMap::new();
+        for r in &self.requests {
+            *rt.entry(r.function.clone()).or_default() += r.rt_ms();
+        }
+        RunTotals {
+            rt_ms_by_function: rt,
+            node_seconds: self.node_seconds(),
+            requests: self.requests.len() as u64,
+            errors: self.errors(),
+        }
+    }
+
+    /// Memory-time containers held while serving nothing, MiB·s: for each container, its
+    /// limit times (its lifetime minus the union of its requests' execution intervals, from
+    /// the end of scheduling to the end of the function). `None` without container lifetimes.
+    pub fn idle_memory_mb_seconds(&self) -> Option<f64> {
+        if self.containers.is_empty() {
+            return None;
+        }
+        let end = self.effective_end_ms() as f64;
+        let mut busy: HashMap<&str, Vec<(f64, f64)>> = HashMap::new();
+        for r in &self.requests {
+            if let Some(c) = &r.container_id {
+                let start = r.at_ms as f64 + r.scheduling_ms;
+                busy.entry(c.as_str())
+                    .or_default()
+                    .push((start, start + r.duration_ms.max(0.0)));
+            }
+        }
+        let mut total = 0.0;
+        for c in &self.containers {
+            let (from, to) = (
+                c.created_ms as f64,
+                c.removed_ms.map_or(end, |r| (r as f64).min(end)),
+            );
+            if to <= from {
+                continue;
+            }
+            let busy_ms = busy
+                .get_mut(c.id.as_str())
+                .map_or(0.0, |v| union_length(v, from, to));
+            let idle_s = ((to - from) - busy_ms).max(0.0) / 1000.0;
+            total += c.memory_bytes as f64 / (1u64 << 20) as f64 * idle_s;
+        }
+        Some(total)
+    }
+
+    /// Response-time percentiles over every request.
+    pub fn latency(&self) -> LatencySummary {
+        LatencySummary::of(self.requests.iter().map(|r| r.response_ms))
+    }
+
+    /// Scheduling-latency percentiles over every request.
+    pub fn scheduling_latency(&self) -> LatencySummary {
+        LatencySummary::of(self.requests.iter().map(|r| r.scheduling_ms))
+    }
+
+    /// A bucket width giving about 200 buckets over the run, at least 1 s.
+    pub fn default_bucket_ms(&self) -> i64 {
+        (self.effective_end_ms() / 200).max(1000)
+    }
+
+    fn span(&self) -> i64 {
+        let first = self
+            .nodes
+            .iter()
+            .map(|n| n.reserved_ms)
+            .chain(self.containers.iter().map(|c| c.created_ms))
+            .min()
+            .unwrap_or(0);
+        first.min(0)
+    }
+
+    /// Nodes held at the start of each bucket.
+    pub fn nodes_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        let end = self.effective_end_ms();
+        let intervals = self
+            .nodes
+            .iter()
+            .map(|n| (n.reserved_ms, n.released_ms.unwrap_or(end)))
+            .collect::<Vec<_>>();
+        self.count_alive(&intervals, bucket_ms)
+    }
+
+    /// Containers alive at the start of each bucket.
+    pub fn containers_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        let end = self.effective_end_ms();
+        let intervals = self
+            .containers
+            .iter()
+            .map(|c| (c.created_ms, c.removed_ms.unwrap_or(end)))
+            .collect::<Vec<_>>();
+        self.count_alive(&intervals, bucket_ms)
+    }
+
+    fn count_alive(&self, intervals: &[(i64, i64)], bucket_ms: i64) -> TimeSeries {
+        let bucket_ms = bucket_ms.max(1);
+        let start = self.span();
+        let end = self.effective_end_ms();
+        let n = buckets(start, end, bucket_ms);
+        let mut values = vec![0.0; n];
+        for (k, v) in values.iter_mut().enumerate() {
+            let t = start + k as i64 * bucket_ms;
+            *v = intervals.iter().filter(|&&(a, b)| a <= t && t < b).count() as f64;
+        }
+        TimeSeries {
+            bucket_ms,
+            start_ms: start,
+            values,
+        }
+    }
+
+    /// Cold starts per bucket (by send time).
+    pub fn cold_starts_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        let bucket_ms = bucket_ms.max(1);
+        let start = self.span();
+        let end = self.effective_end_ms();
+        let n = buckets(start, end, bucket_ms);
+        let mut values = vec![0.0; n];
+        for r in self.requests.iter().filter(|r| r.cold) {
+            let k = ((r.at_ms as i64 - start) / bucket_ms) as usize;
+            if let Some(v) = values.get_mut(k) {
+                *v += 1.0;
+            }
+        }
+        TimeSeries {
+            bucket_ms,
+            start_ms: start,
+            values,
+        }
+    }
+}
+
+/// How many buckets of `bucket_ms` cover `[start, end)`: at least one.
+fn buckets(start: i64, end: i64, bucket_ms: i64) -> usize {
+    ((end - start + bucket_ms - 1) / bucket_ms).max(1) as usize
+}
+
+/// The length of the union of `intervals` clipped to `[from, to)`. Sorts `intervals`.
+fn union_length(intervals: &mut [(f64, f64)], from: f64, to: f64) -> f64 {
+    intervals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut cur: Option<(f64, f64)> = None;
+    for &(a, b) in intervals.iter() {
+        let (a, b) = (a.max(from), b.min(to));
+        if b <= a {
+            continue;
+        }
+        cur = match cur {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some((a, b)) = cur {
+        total += b - a;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn req(f: &str, at: u64, sched: f64, dur: f64, cold: bool) -> RequestRecord {
+        RequestRecord {
+            function: f.into(),
+            at_ms: at,
+            response_ms: sched + dur + 1.0,
+            scheduling_ms: sched,
+            duration_ms: dur,
+            cold,
+            error: None,
+            node_id: Some("n1".into()),
+            container_id: Some("c1".into()),
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 500.0);
+        assert_eq!(percentile(&v, 0.99), 990.0);
+        assert_eq!(percentile(&v, 0.999), 999.0);
+        assert_eq!(percentile(&v, 1.0), 1000.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        let s = LatencySummary::of([3.0, 1.0, 2.0]);
+        assert_eq!((s.p50, s.max, s.mean), (2.0, 3.0, 2.0));
+    }
+
+    #[test]
+    fn node_seconds_count_to_release_or_end() {
+        let mut r = RunResult::new("p", "w");
+        r.end_ms = 10_000;
+        r.nodes = vec![
+            NodeUsage::from_epoch_ms("a", 1_000_000, 1_004_000, 1_000_000),
+            NodeUsage::from_epoch_ms("b", 999_000, 0, 1_000_000),
+        ];
+        assert_eq!(r.nodes[1].reserved_ms, -1000);
+        assert_eq!(r.nodes[1].released_ms, None);
+        assert_eq!(r.node_seconds(), 4.0 + 11.0);
+        let ts = r.nodes_over_time(1000);
+        assert_eq!(ts.start_ms, -1000);
+        assert_eq!(ts.values[0], 1.0);
+        assert_eq!(ts.values[1], 2.0);
+        assert_eq!(ts.values[6], 1.0);
+    }
+
+    #[test]
+    fn idle_memory_subtracts_busy_time() {
+        let mut r = RunResult::new("p", "w");
+        r.end_ms = 10_000;
+        assert_eq!(r.idle_memory_mb_seconds(), None);
+        r.containers = vec![ContainerLifetime {
+            id: "c1".into(),
+            node_id: "n1".into(),
+            function: "f".into(),
+            memory_bytes: 512 << 20,
+            created_ms: 0,
+            removed_ms: Some(4_000),
+        }];
+        // Busy 1000..2000 and 1500..2500 (overlap) and 3500..4500 (clipped at 4000).
+        r.requests = vec![
+            req("f", 900, 100.0, 1000.0, true),
+            req("f", 1500, 0.0, 1000.0, false),
+            req("f", 3500, 0.0, 1000.0, false),
+        ];
+        // Lifetime 4 s, busy 1.5 + 0.5 s: idle 2 s x 512 MiB.
+        assert!((r.idle_memory_mb_seconds().unwrap() - 1024.0).abs() < 1e-9);
+        let t = r.totals();
+        assert_eq!(t.requests, 3);
+        assert!((t.rt_ms_by_function["f"] - 3100.0).abs() < 1e-9);
+        assert_eq!(r.cold_starts(), 1);
+        assert_eq!(r.cold_starts_over_time(1000).values[0], 1.0);
+        assert_eq!(r.containers_over_time(1000).values[3], 1.0);
+        assert_eq!(r.containers_over_time(1000).values[4], 0.0);
+    }
+}

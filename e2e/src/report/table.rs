@@ -1,0 +1,127 @@
+//! The terminal summary: a table per policy, then one per function, in plain text.
+
+use std::fmt::Write;
+
+use super::Report;
+
+/// Renders rows as left-aligned first column, right-aligned others.
+fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = width[i].saturating_sub(c.chars().count());
+            if i == 0 {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    out.push_str(&line(
+        &width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+pub(super) fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "workload {}  (baseline: {})",
+        report.workload, report.baseline
+    );
+    if let Some(d) = &report.description {
+        let _ = writeln!(out, "{d}");
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = report
+        .policies
+        .iter()
+        .map(|(name, p)| {
+            vec![
+                name.clone(),
+                p.score.map_or("-".into(), |s| format!("{s:.4}")),
+                p.requests.to_string(),
+                p.errors.to_string(),
+                p.cold_starts.to_string(),
+                format!("{:.1}", p.node_seconds),
+                p.idle_memory_mb_seconds
+                    .map_or("-".into(), |v| format!("{v:.0}")),
+                ms(p.latency_ms.p50),
+                ms(p.latency_ms.p99),
+                ms(p.latency_ms.p999),
+            ]
+        })
+        .collect();
+    out.push_str(&grid(
+        &[
+            "policy",
+            "score",
+            "requests",
+            "errors",
+            "cold",
+            "node-s",
+            "idle MB·s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+        ],
+        &rows,
+    ));
+    for (name, p) in &report.policies {
+        let _ = writeln!(out, "\n{name}: per function");
+        let mut functions: Vec<_> = p.functions.iter().collect();
+        functions.sort_by(|a, b| super::natural_cmp(a.0, b.0));
+        let rows: Vec<Vec<String>> = functions
+            .into_iter()
+            .map(|(f, r)| {
+                vec![
+                    f.clone(),
+                    r.calls.to_string(),
+                    r.errors.to_string(),
+                    r.cold_starts.to_string(),
+                    ms(r.latency_ms.p50),
+                    ms(r.latency_ms.p99),
+                    r.rt_ratio.map_or("-".into(), |v| format!("{v:.3}")),
+                ]
+            })
+            .collect();
+        out.push_str(&grid(
+            &[
+                "function", "calls", "errors", "cold", "p50 ms", "p99 ms", "RT/base",
+            ],
+            &rows,
+        ));
+        for n in &p.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+    }
+    if let Some(a) = &report.attribution {
+        let _ = writeln!(out, "\nData: {a}");
+    }
+    out
+}
