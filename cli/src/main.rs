@@ -1,1 +1,312 @@
-fn main() {}
+//! `faas`: start the platform, invoke and manage functions, run the demo load, and run any
+//! single component (`faas scheduler ...`) exactly as its own binary does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use faas_cli::client::{Api, DEFAULT_ACCOUNT, describe};
+use faas_cli::demo;
+use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_proto::admin::{DeleteFunctionRequest, DeployFunctionRequest, ListFunctionsRequest};
+
+#[derive(Parser)]
+#[command(
+    name = "faas",
+    version,
+    about = "A mini Function-as-a-Service platform speaking the 2020 mini-faas contest protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Debug)]
+struct PlatformArgs {
+    /// Address the components listen on.
+    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Scheduler policy.
+    #[arg(long, env = "SCHEDULER_POLICY", default_value = "baseline")]
+    policy: String,
+    /// Nodes ready at start (the contest: 10).
+    #[arg(long, default_value_t = 10)]
+    ready_nodes: u32,
+    /// Nodes at most (the contest: 20).
+    #[arg(long, default_value_t = 20)]
+    max_nodes: u32,
+    /// Delay before the node pool refills, ms.
+    #[arg(long, default_value_t = 10_000)]
+    refill_delay_ms: u64,
+    /// Function definitions (TOML); the built-in default set when absent.
+    #[arg(long, env = "FAAS_FUNCTIONS")]
+    functions: Option<PathBuf>,
+}
+
+impl PlatformArgs {
+    fn options(&self, ports: (u16, u16, u16)) -> PlatformOptions {
+        PlatformOptions {
+            host: self.host.clone(),
+            apiserver_port: ports.0,
+            scheduler_port: ports.1,
+            resource_manager_port: ports.2,
+            policy: self.policy.clone(),
+            ready_nodes: self.ready_nodes,
+            max_nodes: self.max_nodes,
+            refill_delay_ms: self.refill_delay_ms,
+            functions: self.functions.clone(),
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+struct Target {
+    /// The API server to talk to.
+    #[arg(long, env = "FAAS_APISERVER", default_value = "127.0.0.1:10500")]
+    apiserver: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start all five components locally and run until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        #[arg(long, env = "APISERVER_PORT", default_value_t = 10500)]
+        apiserver_port: u16,
+        #[arg(long, env = "SERVICE_PORT", default_value_t = 10600)]
+        scheduler_port: u16,
+        #[arg(long, env = "RESOURCE_MANAGER_PORT", default_value_t = 10400)]
+        resource_manager_port: u16,
+    },
+    /// Start the platform on free ports, send a mixed load over every default function,
+    /// print a table per function and the node-seconds, then stop.
+    Demo {
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// How long to send load, in seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Invoke a function and print its body.
+    Invoke {
+        /// The function's name.
+        name: String,
+        /// The event (JSON or any text).
+        #[arg(long, default_value = "")]
+        event: String,
+        /// Read the event from a file instead.
+        #[arg(long, conflicts_with = "event")]
+        event_file: Option<PathBuf>,
+        #[arg(long, env = "FAAS_ACCOUNT", default_value = DEFAULT_ACCOUNT)]
+        account: String,
+        /// Also print the request id, latency, cold start and placement.
+        #[arg(long, short)]
+        verbose: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the deployed functions.
+    Functions {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Deploy (create or replace) the functions of a TOML file.
+    Deploy {
+        /// A TOML file in the format of deploy/functions.toml.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a function.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run the API server alone.
+    Apiserver(faas_apiserver::Config),
+    /// Run the scheduler alone.
+    Scheduler(faas_scheduler::Config),
+    /// Run the resource manager alone.
+    ResourceManager(faas_resource_manager::Config),
+    /// Run one node service alone.
+    NodeService(faas_node_service::Config),
+    /// Run one container service alone.
+    ContainerService(faas_container_service::Config),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    faas_common::logging::init(match cli.command {
+        Command::Demo { .. }
+        | Command::Invoke { .. }
+        | Command::Functions { .. }
+        | Command::Deploy { .. }
+        | Command::Delete { .. } => "warn",
+        _ => "info",
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            platform,
+            apiserver_port,
+            scheduler_port,
+            resource_manager_port,
+        } => up(platform.options((apiserver_port, scheduler_port, resource_manager_port))).await,
+        Command::Demo { platform, seconds } => {
+            run_demo(platform.options((0, 0, 0)), Duration::from_secs(seconds)).await
+        }
+        Command::Invoke {
+            name,
+            event,
+            event_file,
+            account,
+            verbose,
+            target,
+        } => {
+            let event = match event_file {
+                Some(path) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => event.into_bytes(),
+            };
+            let api = Api::connect(&target.apiserver).await?;
+            match api.invoke(&account, &name, event).await {
+                Ok(out) => {
+                    if verbose {
+                        eprintln!(
+                            "request {} | server {} ms | acquire {} ms | cold {} | node {} | container {}",
+                            out.request_id,
+                            out.server_latency_ms,
+                            out.acquire_ms.map_or("?".into(), |v| format!("{v:.2}")),
+                            out.cold.map_or("?".into(), |v| v.to_string()),
+                            out.node_id.as_deref().unwrap_or("?"),
+                            out.container_id.as_deref().unwrap_or("?"),
+                        );
+                    }
+                    println!("{}", String::from_utf8_lossy(&out.body));
+                    Ok(())
+                }
+                Err(status) => bail!("{}", describe(&status)),
+            }
+        }
+        Command::Functions { target } => {
+            let api = Api::connect(&target.apiserver).await?;
+            let list = api
+                .admin()
+                .list_functions(ListFunctionsRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!(describe(&s)))?
+                .into_inner()
+                .functions;
+            println!(
+                "{:<16} {:<8} {:>10} {:>11} {:>8}  description",
+                "name", "handler", "memory MiB", "timeout ms", "revision"
+            );
+            for record in list {
+                let spec = record.spec.unwrap_or_default();
+                println!(
+                    "{:<16} {:<8} {:>10} {:>11} {:>8}  {}",
+                    spec.name,
+                    spec.handler,
+                    spec.memory_in_bytes / (1 << 20),
+                    spec.timeout_in_ms,
+                    record.revision,
+                    spec.description
+                );
+            }
+            Ok(())
+        }
+        Command::Deploy { file, target } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let specs = faas_apiserver::parse_functions_toml(&text, &file.display().to_string())?;
+            let api = Api::connect(&target.apiserver).await?;
+            for spec in specs {
+                let name = spec.name.clone();
+                let reply = api
+                    .admin()
+                    .deploy_function(DeployFunctionRequest {
+                        function: Some(faas_apiserver::api::convert::spec_to_admin(spec)),
+                    })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("deploy {name}: {}", describe(&s)))?
+                    .into_inner();
+                let revision = reply.function.map_or(0, |f| f.revision);
+                let verb = if reply.created { "created" } else { "updated" };
+                println!("{name}: {verb} (revision {revision})");
+            }
+            Ok(())
+        }
+        Command::Delete { name, target } => {
+            let api = Api::connect(&target.apiserver).await?;
+            api.admin()
+                .delete_function(DeleteFunctionRequest { name: name.clone() })
+                .await
+                .map_err(|s| anyhow::anyhow!(describe(&s)))?;
+            println!("{name}: deleted");
+            Ok(())
+        }
+        Command::Apiserver(config) => faas_apiserver::main_with(config).await,
+        Command::Scheduler(config) => faas_scheduler::main_with(config).await,
+        Command::ResourceManager(config) => faas_resource_manager::main_with(config).await,
+        Command::NodeService(config) => faas_node_service::main_with(config).await,
+        Command::ContainerService(config) => faas_container_service::main_with(config).await,
+    }
+}
+
+async fn up(options: PlatformOptions) -> anyhow::Result<()> {
+    let platform = LocalPlatform::start(&options).await?;
+    println!("faas platform is up (policy {}):", options.policy);
+    println!("  apiserver        {}", platform.apiserver);
+    println!("  scheduler        {}", platform.scheduler);
+    println!("  resource-manager {}", platform.resource_manager);
+    println!(
+        "try: faas invoke hello --event '{{\"name\":\"you\"}}' --apiserver {}",
+        platform.apiserver
+    );
+    println!("Ctrl-C stops everything.");
+    faas_common::shutdown::os_signal().await;
+    println!("stopping...");
+    platform.stop().await?;
+    println!("stopped; no component, node or container process is left.");
+    Ok(())
+}
+
+async fn run_demo(options: PlatformOptions, duration: Duration) -> anyhow::Result<()> {
+    println!("starting the platform (policy {})...", options.policy);
+    let platform = LocalPlatform::start(&options).await?;
+    let result = async {
+        let api = Api::connect(&platform.apiserver.to_string()).await?;
+        let mix = demo::default_mix();
+        println!(
+            "sending {} s of mixed load over {} functions ({:.0} calls/s)...",
+            duration.as_secs(),
+            mix.len(),
+            mix.iter().map(|s| s.rate).sum::<f64>()
+        );
+        let samples = tokio::select! {
+            samples = demo::run_load(&api, &mix, duration) => samples,
+            _ = faas_common::shutdown::os_signal() => bail!("interrupted"),
+        };
+        let node_seconds = demo::node_seconds(
+            &platform.resource_manager.to_string(),
+            faas_common::clock::now_ms(),
+        )
+        .await?;
+        print!("{}", demo::render(&demo::summarize(&samples), node_seconds));
+        Ok(())
+    }
+    .await;
+    println!("stopping the platform...");
+    let stopped = platform.stop().await;
+    result.and(stopped)
+}
