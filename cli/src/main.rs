@@ -139,6 +139,23 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let quiet = matches!(
+        cli.command,
+        Command::Demo { .. }
+            | Command::Invoke { .. }
+            | Command::Functions { .. }
+            | Command::Deploy { .. }
+            | Command::Delete { .. }
+    );
+    if quiet && std::env::var_os("RUST_LOG").is_none() {
+        // Child components (node and container services) inherit this: the demo's table
+        // stays readable. Set before any thread exists.
+        #[allow(unsafe_code)]
+        // SAFETY: still single-threaded here; nothing reads the environment concurrently.
+        unsafe {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+    }
     faas_common::logging::init(match cli.command {
         Command::Demo { .. }
         | Command::Invoke { .. }

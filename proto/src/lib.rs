@@ -39,7 +39,8 @@ pub mod meta {
     /// Set by the scheduler on an `AcquireContainer` reply: `"true"` when a container was
     /// created for this request (a cold start), `"false"` when a warm one was reused.
     pub const COLD_START: &str = "x-faas-cold-start";
-    /// Set by the API server on an `InvokeFunction` reply: time spent in `AcquireContainer`, ms.
+    /// Set by the API server on an `InvokeFunction` reply: time spent in `AcquireContainer`,
+    /// in milliseconds with a fraction (`0.153`).
     pub const ACQUIRE_MS: &str = "x-faas-acquire-ms";
     /// Set by the API server on an `InvokeFunction` reply: the function's own duration, ns.
     pub const DURATION_NS: &str = "x-faas-duration-ns";

@@ -54,7 +54,9 @@ fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiM
 }
 
 fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
-    set_meta(map, meta::ACQUIRE_MS, done.acquire_nanos / 1_000_000);
+    // Fractional ms (µs resolution): a warm acquire takes well under a millisecond.
+    let acquire_ms = format!("{:.3}", done.acquire_nanos as f64 / 1e6);
+    set_meta(map, meta::ACQUIRE_MS, acquire_ms.as_str());
     set_meta(map, meta::DURATION_NS, done.duration_nanos);
     set_meta(
         map,
