@@ -56,6 +56,7 @@ impl PlatformArgs {
             max_nodes: self.max_nodes,
             refill_delay_ms: self.refill_delay_ms,
             functions: self.functions.clone(),
+            ..PlatformOptions::default()
         }
     }
 }
@@ -137,7 +138,18 @@ enum Command {
     ContainerService(faas_container_service::Config),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with its causes), not a debug dump with a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,

@@ -36,6 +36,15 @@ pub struct PlatformOptions {
     pub refill_delay_ms: u64,
     /// Function definitions to load (TOML); `None` loads the built-in default set.
     pub functions: Option<PathBuf>,
+    /// Where nodes come from: `local` (node-service child processes) or `docker`
+    /// (node-service containers; see the resource manager's `--provider`).
+    pub provider: String,
+    /// How local nodes run containers: `process` or `docker` (ignored by `--provider
+    /// docker`, whose nodes always use the docker runtime).
+    pub node_runtime: String,
+    /// The Docker instance label of every container and the orphan clean-up scope
+    /// (`None`: the resource manager's default).
+    pub docker_instance: Option<String>,
 }
 
 impl Default for PlatformOptions {
@@ -50,6 +59,9 @@ impl Default for PlatformOptions {
             max_nodes: 20,
             refill_delay_ms: 10_000,
             functions: None,
+            provider: "local".to_string(),
+            node_runtime: "process".to_string(),
+            docker_instance: None,
         }
     }
 }
@@ -113,18 +125,25 @@ impl LocalPlatform {
         let scheduler = scheduler_listener.local_addr()?;
         let apiserver = api_listener.local_addr()?;
 
-        let rm_config: faas_resource_manager::Config = config_from(&strings(&[
+        let mut rm_args = strings(&[
             "--host",
             &opts.host,
             "--provider",
-            "local",
+            &opts.provider,
+            "--node-runtime",
+            &opts.node_runtime,
             "--ready-nodes",
             &opts.ready_nodes.to_string(),
             "--max-nodes",
             &opts.max_nodes.to_string(),
             "--refill-delay-ms",
             &opts.refill_delay_ms.to_string(),
-        ]))?;
+        ]);
+        if let Some(instance) = &opts.docker_instance {
+            rm_args.push("--docker-instance".to_string());
+            rm_args.push(instance.clone());
+        }
+        let rm_config: faas_resource_manager::Config = config_from(&rm_args)?;
         let scheduler_config: faas_scheduler::Config = config_from(&strings(&[
             "--host",
             &opts.host,

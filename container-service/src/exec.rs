@@ -65,19 +65,31 @@ fn live_heap() -> u64 {
 impl Executor {
     /// An executor for `spec`; measures the resident baseline (RSS minus live heap) now.
     pub fn new(spec: FunctionSpec) -> Executor {
+        Executor::with_emulation(spec, true)
+    }
+
+    /// An executor for `spec`; with `emulate_memory_limit` false, allocations are never
+    /// refused by the budget (a real cgroup limit and the kernel's OOM killer act instead).
+    pub fn with_emulation(spec: FunctionSpec, emulate_memory_limit: bool) -> Executor {
         let baseline_bytes = rss::current_rss_bytes().saturating_sub(live_heap());
+        let limit = if emulate_memory_limit {
+            spec.memory_bytes
+        } else {
+            u64::MAX
+        };
         Executor {
-            budget: Arc::new(MemoryBudget::new(
-                spec.memory_bytes,
-                baseline_bytes,
-                live_heap,
-            )),
+            budget: Arc::new(MemoryBudget::new(limit, baseline_bytes, live_heap)),
             spec,
             baseline_bytes,
             in_flight: AtomicI64::new(0),
             served: AtomicI64::new(0),
             jobs: BlockingJobs::default(),
         }
+    }
+
+    /// Whether the memory limit is emulated (see [`Executor::with_emulation`]).
+    pub fn emulates_memory_limit(&self) -> bool {
+        self.budget.limit() != u64::MAX
     }
 
     /// The function this executor runs.

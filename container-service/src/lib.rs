@@ -48,6 +48,16 @@ pub struct Config {
     /// The function's timeout in milliseconds, used when a request does not set one.
     #[arg(long, env = "FAAS_TIMEOUT_MS", default_value_t = 60_000)]
     pub timeout_ms: u64,
+    /// Whether to emulate the memory limit (refuse allocations past it with `OutOfMemory`).
+    /// Turn it off in a real container (`--emulate-memory-limit false`): the cgroup limit and
+    /// the kernel's OOM killer act instead.
+    #[arg(
+        long,
+        env = "FAAS_EMULATE_MEMORY_LIMIT",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub emulate_memory_limit: bool,
 }
 
 /// Errors of starting or serving the container service.
@@ -89,7 +99,10 @@ fn executor(config: &Config) -> Result<Arc<exec::Executor>, Error> {
         memory_bytes: config.memory_bytes,
         timeout_ms: config.timeout_ms,
     };
-    Ok(Arc::new(exec::Executor::new(spec)))
+    Ok(Arc::new(exec::Executor::with_emulation(
+        spec,
+        config.emulate_memory_limit,
+    )))
 }
 
 /// Serves the container service on `listener` until `shutdown` fires.
@@ -112,6 +125,7 @@ async fn serve(
         handler = exec.spec().handler.as_str(),
         memory_bytes = exec.spec().memory_bytes,
         timeout_ms = exec.spec().timeout_ms,
+        emulated_memory_limit = exec.emulates_memory_limit(),
         "container service ready"
     );
     tonic::transport::Server::builder()

@@ -30,6 +30,7 @@ fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
         handler: handler.into(),
         memory_bytes,
         timeout_ms: 30_000,
+        emulate_memory_limit: true,
     }
 }
 

@@ -7,6 +7,9 @@
 //! cargo run -p faas-node-service --example cold_start -- 30
 //! ```
 //! (set `FAAS_CONTAINER_SERVICE_BIN` to measure another build, e.g. a release one).
+//!
+//! `FAAS_RUNTIME=docker` measures the docker runtime instead (images from
+//! `deploy/build-images.sh`; containers labelled instance `bench`, node `bench`).
 
 use std::time::{Duration, Instant};
 
@@ -44,7 +47,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = faas_common::shutdown::channel();
-    let node = tokio::spawn(run(listener, Config::local(), shutdown));
+    let mut config = Config::local();
+    if std::env::var("FAAS_RUNTIME").as_deref() == Ok("docker") {
+        config.runtime = faas_node_service::RuntimeKind::Docker;
+        config.node_id = Some("bench".into());
+        config.docker_instance = "bench".into();
+    }
+    let node = tokio::spawn(run(listener, config, shutdown));
     let mut client = NodeServiceClient::new(faas_common::serve::connect(&addr.to_string()).await?);
 
     let (mut creates, mut first_invokes) = (Vec::with_capacity(n), Vec::with_capacity(n));

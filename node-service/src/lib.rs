@@ -4,7 +4,7 @@
 //!
 //! Layers: [`model`] (containers, invocations, stats) → [`store`] (the container table) →
 //! [`service`] (the rules, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
-//! [`api`] (gRPC, the `process` runtime, `/proc` readings, metrics).
+//! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
 
 pub mod api;
 pub mod model;
@@ -28,6 +28,8 @@ use service::{Node, NodeIdentity, Runtime};
 pub enum RuntimeKind {
     /// Each container is a child process of the `container-service` binary.
     Process,
+    /// Each container is a Docker container of the container-service image (bollard).
+    Docker,
 }
 
 /// Configuration of one node service.
@@ -61,6 +63,31 @@ pub struct Config {
     /// Port of the Prometheus endpoint (0 or unset = off).
     #[arg(long, env = "NODE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Docker runtime: the container-service image.
+    #[arg(
+        long,
+        env = "FAAS_DOCKER_IMAGE",
+        default_value = "minifaas/container-service:latest"
+    )]
+    pub docker_image: String,
+    /// Docker runtime: the bridge network containers join (created if missing).
+    #[arg(long, env = "FAAS_DOCKER_NETWORK", default_value = "minifaas")]
+    pub docker_network: String,
+    /// Docker runtime: the platform instance its containers are labelled with.
+    #[arg(long, env = "FAAS_DOCKER_INSTANCE", default_value = "minifaas")]
+    pub docker_instance: String,
+    /// Docker runtime: vCPU per GiB of a container's memory (its CPU quota).
+    #[arg(long, env = "FAAS_DOCKER_CPUS_PER_GIB", default_value_t = 0.67)]
+    pub docker_cpus_per_gib: f64,
+    /// Docker runtime: the pids limit of each container.
+    #[arg(long, env = "FAAS_DOCKER_PIDS_LIMIT", default_value_t = 256)]
+    pub docker_pids_limit: i64,
+    /// Docker runtime: `uid:gid` containers run as (must not be root).
+    #[arg(long, env = "FAAS_DOCKER_USER", default_value = "65534:65534")]
+    pub docker_user: String,
+    /// Docker runtime: the port the container service listens on inside its container.
+    #[arg(long, env = "FAAS_DOCKER_CONTAINER_PORT", default_value_t = 9000)]
+    pub docker_container_port: u16,
 }
 
 impl Config {
@@ -75,6 +102,13 @@ impl Config {
             container_ready_timeout_ms: 10_000,
             container_service_bin: None,
             metrics_port: None,
+            docker_image: "minifaas/container-service:latest".into(),
+            docker_network: "minifaas".into(),
+            docker_instance: "minifaas".into(),
+            docker_cpus_per_gib: 0.67,
+            docker_pids_limit: 256,
+            docker_user: "65534:65534".into(),
+            docker_container_port: 9000,
         }
     }
 }
@@ -90,12 +124,15 @@ pub enum Error {
     LocalAddr(std::io::Error),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    #[error("the docker runtime cannot start: {0}")]
+    Docker(service::RuntimeError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Checks the configuration and builds its runtime (nothing is started yet).
-fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
+/// Checks the configuration and builds its runtime (the docker runtime connects to the
+/// daemon and removes this node's leftovers; no container is started yet).
+async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
     if config.memory_bytes == 0 {
         return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
     }
@@ -108,13 +145,59 @@ fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
             };
             Arc::new(api::process::ProcessRuntime::new(launcher, ready))
         }
+        RuntimeKind::Docker => {
+            if !(config.docker_cpus_per_gib > 0.0 && config.docker_cpus_per_gib.is_finite()) {
+                return Err(Error::InvalidConfig(format!(
+                    "--docker-cpus-per-gib must be > 0, got {}",
+                    config.docker_cpus_per_gib
+                )));
+            }
+            if config.docker_pids_limit <= 0 {
+                return Err(Error::InvalidConfig(
+                    "--docker-pids-limit must be > 0".into(),
+                ));
+            }
+            let user = config.docker_user.trim();
+            if user.is_empty() || user == "0" || user.starts_with("0:") || user.starts_with("root")
+            {
+                return Err(Error::InvalidConfig(format!(
+                    "--docker-user must name a non-root user, got {user:?}"
+                )));
+            }
+            let node_id = config
+                .node_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    Error::InvalidConfig(
+                        "the docker runtime needs --node-id (its containers are labelled with it)"
+                            .into(),
+                    )
+                })?;
+            let options = api::docker::DockerOptions {
+                image: config.docker_image.clone(),
+                network: config.docker_network.clone(),
+                instance: config.docker_instance.clone(),
+                node_id,
+                cpus_per_gib: config.docker_cpus_per_gib,
+                pids_limit: config.docker_pids_limit,
+                user: user.to_string(),
+                port: config.docker_container_port,
+                ready_timeout: ready,
+            };
+            Arc::new(
+                api::docker::DockerRuntime::connect(options)
+                    .await
+                    .map_err(Error::Docker)?,
+            )
+        }
     })
 }
 
 /// Serves the node service on `listener` until `shutdown` fires; then stops and reaps every
 /// container.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
-    let runtime = runtime(&config)?;
+    let runtime = runtime(&config).await?;
     serve(listener, config, runtime, shutdown).await
 }
 
@@ -178,7 +261,7 @@ async fn serve(
 /// What `main` does: check the configuration and find the container binary, bind, print the readiness line, serve until SIGINT/SIGTERM, then stop
 /// every container.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
-    let runtime = runtime(&config)?;
+    let runtime = runtime(&config).await?;
     let listener = faas_common::serve::bind(&format!("{}:{}", config.host, config.port)).await?;
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
     let (trigger, shutdown) = faas_common::shutdown::channel();

@@ -13,6 +13,9 @@ pub enum ProviderKind {
     Local,
     /// Hand out a fixed list of node-service addresses (`--static-nodes`); nothing is started.
     Static,
+    /// Start a node-service container per node through the Docker socket; nodes run their
+    /// functions in sibling containers (the node service's `docker` runtime).
+    Docker,
 }
 
 /// Configuration of the resource manager.
@@ -80,6 +83,49 @@ pub struct Config {
     /// Port of the Prometheus `/metrics` endpoint (0 or unset: off).
     #[arg(long, env = "RESOURCE_MANAGER_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// `--provider docker`: the node-service image.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_NODE_IMAGE",
+        default_value = "minifaas/node-service:latest"
+    )]
+    pub docker_node_image: String,
+    /// `--provider docker`: the container-service image nodes run functions in.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_CONTAINER_IMAGE",
+        default_value = "minifaas/container-service:latest"
+    )]
+    pub docker_container_image: String,
+    /// `--provider docker`: the bridge network of nodes and functions (created if missing).
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_NETWORK",
+        default_value = "minifaas"
+    )]
+    pub docker_network: String,
+    /// `--provider docker`: the instance label of every container; containers of this
+    /// instance left by an earlier run are removed at start.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_INSTANCE",
+        default_value = "minifaas"
+    )]
+    pub docker_instance: String,
+    /// `--provider docker`: the Docker socket on the host, mounted into each node.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: String,
+    /// `--provider docker`: vCPU per GiB of a function's memory (its container's CPU quota).
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_DOCKER_CPUS_PER_GIB",
+        default_value = "0.67"
+    )]
+    pub docker_cpus_per_gib: String,
 }
 
 impl Default for Config {
@@ -100,6 +146,12 @@ impl Default for Config {
             node_stop_grace_ms: 5_000,
             node_call_timeout_ms: 5_000,
             metrics_port: None,
+            docker_node_image: "minifaas/node-service:latest".to_string(),
+            docker_container_image: "minifaas/container-service:latest".to_string(),
+            docker_network: "minifaas".to_string(),
+            docker_instance: "minifaas".to_string(),
+            docker_socket: "/var/run/docker.sock".to_string(),
+            docker_cpus_per_gib: "0.67".to_string(),
         }
     }
 }
@@ -142,6 +194,17 @@ impl Config {
             node_memory_bytes,
             node_id_prefix: self.node_id_prefix.clone(),
         })
+    }
+
+    /// The `--docker-cpus-per-gib` value, checked (> 0).
+    pub fn docker_cpus_per_gib(&self) -> Result<f64, Error> {
+        match self.docker_cpus_per_gib.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+            _ => Err(Error::Config(format!(
+                "--docker-cpus-per-gib must be a number > 0, got {:?}",
+                self.docker_cpus_per_gib
+            ))),
+        }
     }
 
     /// The `--static-nodes` list, parsed and checked.

@@ -13,6 +13,8 @@ pub enum Error {
     Config(String),
     #[error("the local node provider cannot find node-service: {0}")]
     NodeServiceBinary(#[from] LaunchError),
+    #[error("the docker node provider cannot start: {0}")]
+    Docker(String),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("gRPC server failed: {0}")]

@@ -3,7 +3,8 @@
 //! Before a handler allocates a large block it asks for a [`Reservation`]; the request is
 //! refused when `resident baseline + live heap + other reservations + the block` would pass
 //! the limit. The reservation is given back once the block is allocated (the block is then
-//! counted in the live heap). Under Docker the kernel's OOM killer enforces the real limit.
+//! counted in the live heap). Under Docker the emulation is turned off
+//! (`--emulate-memory-limit false`) and the kernel's OOM killer enforces the real limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,7 +1,8 @@
 //! The technical edges of the node service: the gRPC server ([`grpc`]), the `process`
-//! runtime ([`process`]), the gRPC client into containers ([`invoker`]), `/proc` and
+//! runtime ([`process`]), the `docker` runtime ([`docker`]), the gRPC client into containers ([`invoker`]), `/proc` and
 //! `statvfs` measurements ([`procfs`], [`host`]) and the Prometheus figures ([`metrics`]).
 
+pub mod docker;
 pub mod grpc;
 pub mod host;
 pub mod invoker;

@@ -76,6 +76,8 @@ pub struct Failure {
 impl Failure {
     /// The error code the node reports when a container's process is gone or silent.
     pub const CONTAINER_EXITED: &'static str = "ContainerExited";
+    /// The error code the node reports when the kernel killed a container for memory.
+    pub const OUT_OF_MEMORY: &'static str = "OutOfMemory";
 
     /// `"<code>: <message>"`, the form the reply's error fields carry.
     pub fn text(&self) -> String {
@@ -99,9 +101,18 @@ pub struct Invocation {
 impl Invocation {
     /// The invocation that never reached a live container.
     pub fn container_exited(reason: &str) -> Invocation {
+        Invocation::lost(Failure::CONTAINER_EXITED, reason)
+    }
+
+    /// The invocation whose container the kernel killed for passing its memory limit.
+    pub fn out_of_memory(reason: &str) -> Invocation {
+        Invocation::lost(Failure::OUT_OF_MEMORY, reason)
+    }
+
+    fn lost(code: &str, reason: &str) -> Invocation {
         Invocation {
             failure: Some(Failure {
-                code: Failure::CONTAINER_EXITED.to_string(),
+                code: code.to_string(),
                 message: reason.to_string(),
             }),
             handled: false,
@@ -115,6 +126,8 @@ impl Invocation {
 pub enum Liveness {
     Running,
     Exited,
+    /// The container was killed for passing its memory limit (the kernel's OOM killer).
+    OutOfMemory,
     /// The runtime does not know the container.
     Unknown,
 }

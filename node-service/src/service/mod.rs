@@ -264,13 +264,22 @@ impl Node {
                 message,
             }),
             Err(e @ (InvokeError::Unreachable(_) | InvokeError::NoAnswer(_))) => {
-                let reason = match self.runtime.liveness(id).await {
+                let liveness = self.runtime.liveness(id).await;
+                let reason = match liveness {
                     Liveness::Exited => format!("container {id} process exited ({e})"),
+                    Liveness::OutOfMemory => format!(
+                        "container {id} was killed for passing its memory limit of {} bytes (out of memory)",
+                        container.spec.memory_bytes
+                    ),
                     Liveness::Unknown => format!("container {id} is gone from the runtime ({e})"),
                     Liveness::Running => format!("container {id} does not answer: {e}"),
                 };
                 self.bury(id, &reason).await;
-                Ok(Invocation::container_exited(&reason))
+                Ok(if liveness == Liveness::OutOfMemory {
+                    Invocation::out_of_memory(&reason)
+                } else {
+                    Invocation::container_exited(&reason)
+                })
             }
         }
     }

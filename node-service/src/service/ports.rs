@@ -1,7 +1,6 @@
 //! The ports the node's business rules talk through; the api layer implements them.
 //!
-//! - [`Runtime`]: starts and stops containers and measures them (`process` today; `docker`
-//!   later, with bollard, beside it).
+//! - [`Runtime`]: starts and stops containers and measures them (`process`, and `docker` through bollard).
 //! - [`ContainerInvoker`]: calls the container service inside a container.
 //! - [`HostProbe`]: the node service's own usage and its disk.
 

@@ -1,7 +1,8 @@
-//! The technical edges: the gRPC server, the node providers, the node-service client, the
+//! The technical edges: the gRPC server, the node providers (local, static, docker), the node-service client, the
 //! refill timer and the metrics endpoint. [`run`] wires them together.
 
 mod clock;
+mod docker;
 mod grpc;
 mod local;
 mod manager;
@@ -18,6 +19,7 @@ use faas_proto::resourcemanagerproto::resource_manager_server::ResourceManagerSe
 use tokio::net::TcpListener;
 
 pub use clock::Clock;
+pub use docker::{DockerOptions, DockerProvider};
 pub use grpc::{ResourceManagerApi, node_desc};
 pub use local::{LocalOptions, LocalProvider};
 pub use manager::Manager;
@@ -63,6 +65,29 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
             let provider = StaticProvider::new(
                 endpoints,
                 Duration::from_millis(config.node_start_timeout_ms),
+            );
+            serve(listener, &config, rules, provider, shutdown).await
+        }
+        ProviderKind::Docker => {
+            let cpus = config.docker_cpus_per_gib()?;
+            let provider = DockerProvider::connect(DockerOptions {
+                node_image: config.docker_node_image.clone(),
+                container_image: config.docker_container_image.clone(),
+                network: config.docker_network.clone(),
+                instance: config.docker_instance.clone(),
+                socket: config.docker_socket.clone(),
+                cpus_per_gib: cpus.to_string(),
+                node_port: 7000,
+                start_timeout: Duration::from_millis(config.node_start_timeout_ms),
+                stop_grace: Duration::from_millis(config.node_stop_grace_ms),
+            })
+            .await
+            .map_err(Error::Docker)?;
+            tracing::info!(
+                image = %config.docker_node_image,
+                network = %config.docker_network,
+                instance = %config.docker_instance,
+                "docker node provider"
             );
             serve(listener, &config, rules, provider, shutdown).await
         }

@@ -1,0 +1,288 @@
+//! The whole chain with real containers: the resource manager's `docker` provider starts
+//! node-service containers, whose `docker` runtime runs every function in its own container
+//! (built from this tree by `deploy/build-images.sh`, once per test process).
+//!
+//! Without a Docker daemon these tests say so loudly and pass; with `FAAS_REQUIRE_DOCKER=1`
+//! (CI) they fail instead. After each test no container labelled `minifaas.role` remains.
+
+mod support;
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use faas_cli::client::Api;
+use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
+use serde_json::Value;
+use tonic::Code;
+
+const ACCOUNT: &str = "docker-test";
+const ROLE_LABEL: &str = "minifaas.role";
+
+/// The docker tests share the daemon's `minifaas` network and assert on every platform
+/// container: they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn docker_cli(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Whether the daemon answers: skips loudly without one, panics if CI requires Docker.
+fn docker_available() -> bool {
+    match docker_cli(&["version", "--format", "{{.Server.Version}}"]) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("FAAS_REQUIRE_DOCKER").as_deref() == Ok("1") {
+                panic!("FAAS_REQUIRE_DOCKER=1 but the Docker daemon does not answer: {e}");
+            }
+            eprintln!(
+                "\n!!!!! SKIPPED: no Docker daemon answers ({e}); docker tests did not run !!!!!\n"
+            );
+            false
+        }
+    }
+}
+
+/// Builds the images from this tree, once per test process.
+fn build_images() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/build-images.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .status()
+            .map_err(|e| format!("cannot run {script}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{script} failed: {status}"))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Every container (running or not) carrying `label` (`key` or `key=value`).
+fn containers_with(label: &str) -> Vec<String> {
+    docker_cli(&["ps", "-aq", "--filter", &format!("label={label}")])
+        .expect("docker ps")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes this test's containers even when the test fails half-way.
+struct Cleanup {
+    instance: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let left = containers_with(&format!("minifaas.instance={}", self.instance));
+        if !left.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(left.iter().map(String::as_str));
+            let _ = docker_cli(&args);
+        }
+    }
+}
+
+struct DockerPlatform {
+    platform: LocalPlatform,
+    api: Api,
+    instance: String,
+    _cleanup: Cleanup,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl DockerPlatform {
+    /// Stops the platform and checks that no platform container is left.
+    async fn stop(self) {
+        self.platform.stop().await.expect("platform stops cleanly");
+        let left = containers_with(ROLE_LABEL);
+        assert!(
+            left.is_empty(),
+            "containers labelled {ROLE_LABEL} remain after stop: {left:?}"
+        );
+    }
+}
+
+async fn start() -> Option<DockerPlatform> {
+    if !docker_available() {
+        return None;
+    }
+    let serial = SERIAL.lock().await;
+    tokio::task::spawn_blocking(build_images).await.unwrap();
+    support::use_built_binary();
+    let instance = format!("test-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let cleanup = Cleanup {
+        instance: instance.clone(),
+    };
+    let options = PlatformOptions {
+        provider: "docker".into(),
+        docker_instance: Some(instance.clone()),
+        ready_nodes: 1,
+        max_nodes: 3,
+        refill_delay_ms: 100,
+        ..PlatformOptions::default()
+    };
+    let platform = LocalPlatform::start(&options)
+        .await
+        .expect("platform starts");
+    let api = Api::connect(&platform.apiserver.to_string())
+        .await
+        .expect("api server answers");
+    Some(DockerPlatform {
+        platform,
+        api,
+        instance,
+        _cleanup: cleanup,
+        _serial: serial,
+    })
+}
+
+fn json(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_builtin_function_runs_in_a_container() {
+    let Some(p) = start().await else { return };
+    let api = &p.api;
+
+    let hello = api
+        .invoke(ACCOUNT, "hello", br#"{"name":"Ada"}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(json(&hello.body)["message"], "Hello, Ada!");
+    let event = br#"{"anything": [1, 2, 3]}"#.to_vec();
+    assert_eq!(
+        api.invoke(ACCOUNT, "echo", event.clone())
+            .await
+            .unwrap()
+            .body,
+        event
+    );
+    let sleep = api
+        .invoke(ACCOUNT, "sleep", br#"{"ms":50}"#.to_vec())
+        .await
+        .unwrap();
+    assert!(sleep.duration_ns.unwrap() >= 50_000_000);
+    let cpu = api
+        .invoke(ACCOUNT, "cpu", br#"{"rounds":1000}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(json(&cpu.body)["rounds"], 1000);
+    let memory = api
+        .invoke(ACCOUNT, "memory", br#"{"mb":24,"ms":10}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(json(&memory.body)["mb"], 24);
+    let spin = api
+        .invoke(ACCOUNT, "spin", br#"{"ms":30,"mb":1}"#.to_vec())
+        .await
+        .unwrap();
+    assert!(spin.duration_ns.unwrap() >= 30_000_000);
+
+    // Each function ran in a container of this instance, labelled with its role.
+    let functions = containers_with(&format!("minifaas.instance={}", p.instance));
+    let roles = containers_with(&format!("{ROLE_LABEL}=function"));
+    assert!(
+        functions.iter().filter(|c| roles.contains(c)).count() >= 6,
+        "one function container per function: {functions:?}"
+    );
+    assert!(!containers_with(&format!("{ROLE_LABEL}=node")).is_empty());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containers_get_the_functions_limits() {
+    let Some(p) = start().await else { return };
+    let out = p.api.invoke(ACCOUNT, "hello", vec![]).await.unwrap();
+    assert_eq!(out.cold, Some(true));
+    let ids = containers_with("minifaas.function=hello");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let inspect = docker_cli(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.CpuPeriod}} \
+         {{.HostConfig.CpuQuota}} {{.HostConfig.PidsLimit}} {{.HostConfig.ReadonlyRootfs}} \
+         {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.Config.User}} \
+         {{index .Config.Labels \"minifaas.node\"}}",
+        &ids[0],
+    ])
+    .unwrap();
+    let memory: u64 = 128 << 20; // hello's memory in deploy/functions.toml
+    let quota = faas_node_service::api::docker::cpu_quota_micros(memory, 0.67);
+    let node = out.node_id.clone().unwrap_or_default();
+    assert_eq!(
+        inspect,
+        format!(
+            "{memory} {memory} 100000 {quota} 256 true [ALL] [no-new-privileges] 65534:65534 {node}"
+        )
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_past_the_memory_limit_is_oom_killed_and_the_next_one_succeeds() {
+    let Some(p) = start().await else { return };
+    p.api
+        .admin()
+        .deploy_function(DeployFunctionRequest {
+            function: Some(FunctionSpec {
+                name: "hog".into(),
+                handler: "memory".into(),
+                memory_in_bytes: 64 << 20,
+                timeout_in_ms: 30_000,
+                description: "allocates past its limit".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    let first = p
+        .api
+        .invoke(ACCOUNT, "hog", br#"{"mb":8,"ms":1}"#.to_vec())
+        .await
+        .unwrap();
+    let err = p
+        .api
+        .invoke(ACCOUNT, "hog", br#"{"mb":256,"ms":1}"#.to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("memory"), "{err:?}");
+    let killed = containers_with("minifaas.function=hog");
+    let next = p
+        .api
+        .invoke(ACCOUNT, "hog", br#"{"mb":8,"ms":1}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(json(&next.body)["mb"], 8);
+    assert_eq!(
+        next.cold,
+        Some(true),
+        "a new container replaced the killed one"
+    );
+    assert_ne!(next.container_id, first.container_id);
+    let now = containers_with("minifaas.function=hog");
+    assert!(
+        killed.iter().all(|k| !now.contains(k)) || killed.is_empty(),
+        "the killed container was removed: before {killed:?}, now {now:?}"
+    );
+    p.stop().await;
+}

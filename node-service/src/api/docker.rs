@@ -1,0 +1,647 @@
+//! The `docker` runtime: each container is a real Docker container of the container-service
+//! image, created through the Docker Engine API (bollard).
+//!
+//! A container gets the function's memory as its cgroup limit (swap off, so the kernel's OOM
+//! killer acts at the limit), a CPU quota proportional to that memory, a pids limit, a
+//! read-only root file system, `no-new-privileges`, no capabilities and a non-root user. It
+//! joins the platform's user-defined bridge network, and its address is its IP there.
+//!
+//! Every container carries [`labels`]: its role (`function`), the platform instance, the node
+//! and the function. At start-up the runtime removes containers of this instance and node
+//! left by an earlier run; at shutdown it removes everything it made.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStatsResponse, EndpointSettings, HostConfig,
+    NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+
+use crate::model::{ContainerHandle, ContainerSpec, ContainerUsage, Liveness};
+use crate::service::{Runtime, RuntimeError};
+
+/// The labels the platform puts on every container and network it creates.
+pub mod labels {
+    /// `function` (a function container) or `node` (a node-service container).
+    pub const ROLE: &str = "minifaas.role";
+    /// The platform instance (one deployment or test run); orphan clean-up is per instance.
+    pub const INSTANCE: &str = "minifaas.instance";
+    /// The node a container belongs to.
+    pub const NODE: &str = "minifaas.node";
+    /// The function a container runs.
+    pub const FUNCTION: &str = "minifaas.function";
+    /// The platform's id of a function container (what the node service calls it).
+    pub const CONTAINER: &str = "minifaas.container";
+    /// On a network: the platform created it.
+    pub const NETWORK: &str = "minifaas.network";
+    /// The role of a function container.
+    pub const ROLE_FUNCTION: &str = "function";
+    /// The role of a node-service container.
+    pub const ROLE_NODE: &str = "node";
+}
+
+/// The CPU period the quota is expressed in (Docker's default, 100 ms).
+pub const CPU_PERIOD_MICROS: i64 = 100_000;
+/// The smallest quota Docker accepts (1 ms per period).
+const MIN_CPU_QUOTA_MICROS: i64 = 1_000;
+const GIB: f64 = 1_073_741_824.0;
+/// How long a container gets to stop after SIGTERM before it is killed.
+const STOP_GRACE_SECS: i32 = 2;
+/// How long (polls × step) `liveness` waits for a dying container to be reported dead.
+const EXIT_CONFIRM_POLLS: u32 = 40;
+const EXIT_CONFIRM_STEP: Duration = Duration::from_millis(25);
+/// Pause between readiness probes of a starting container.
+const READY_STEP: Duration = Duration::from_millis(5);
+
+/// The CPU quota (µs per [`CPU_PERIOD_MICROS`]) of a container with `memory_bytes` of
+/// memory at `cpus_per_gib` vCPU per GiB.
+pub fn cpu_quota_micros(memory_bytes: u64, cpus_per_gib: f64) -> i64 {
+    let cpus = memory_bytes as f64 / GIB * cpus_per_gib;
+    ((cpus * CPU_PERIOD_MICROS as f64).round() as i64).max(MIN_CPU_QUOTA_MICROS)
+}
+
+/// How function containers are made.
+#[derive(Clone, Debug)]
+pub struct DockerOptions {
+    /// The container-service image.
+    pub image: String,
+    /// The user-defined bridge network containers join (created if missing).
+    pub network: String,
+    /// The platform instance label.
+    pub instance: String,
+    /// The node these containers belong to.
+    pub node_id: String,
+    /// vCPU per GiB of memory.
+    pub cpus_per_gib: f64,
+    /// The pids limit of each container.
+    pub pids_limit: i64,
+    /// `uid:gid` the container service runs as (never root).
+    pub user: String,
+    /// The port the container service listens on inside its container.
+    pub port: u16,
+    /// How long a new container may take to listen.
+    pub ready_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct DockerContainer {
+    docker_id: String,
+    memory_limit: u64,
+    /// The last (container CPU ns, system CPU ns) sample, for `docker stats`' CPU percent.
+    cpu: Mutex<Option<(u64, u64)>>,
+}
+
+/// Containers as Docker containers.
+#[derive(Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+    options: DockerOptions,
+    containers: Mutex<HashMap<String, Arc<DockerContainer>>>,
+    closed: AtomicBool,
+    created_network: bool,
+}
+
+fn unavailable(what: &str, e: DockerError) -> RuntimeError {
+    RuntimeError::Unavailable(format!("docker: {what}: {e}"))
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Keeps `[a-zA-Z0-9_.-]` (what Docker allows in names), replacing anything else with `-`.
+pub fn name_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
+/// Makes sure the bridge network `name` exists; returns whether it was created now.
+pub async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    instance: &str,
+) -> Result<bool, DockerError> {
+    match docker.inspect_network(name, None).await {
+        Ok(_) => Ok(false),
+        Err(e) if is_not_found(&e) => {
+            let request = NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(HashMap::from([
+                    (labels::NETWORK.to_string(), "true".to_string()),
+                    (labels::INSTANCE.to_string(), instance.to_string()),
+                ])),
+                ..Default::default()
+            };
+            match docker.create_network(request).await {
+                Ok(_) => Ok(true),
+                // Someone else created it meanwhile.
+                Err(_) if docker.inspect_network(name, None).await.is_ok() => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes network `name` if nothing uses it any more (errors are logged, not returned).
+pub async fn remove_network_if_unused(docker: &Docker, name: &str) {
+    match docker.inspect_network(name, None).await {
+        Ok(n) if n.containers.as_ref().is_none_or(|c| c.is_empty()) => {
+            if let Err(e) = docker.remove_network(name).await {
+                tracing::debug!(network = name, error = %e, "network not removed");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Force-removes every container (running or not) carrying all of `filters` (`key=value`
+/// labels); returns how many were removed.
+pub async fn remove_labelled(docker: &Docker, filters: &[String]) -> usize {
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&HashMap::from([("label", filters.to_vec())]))
+        .build();
+    let Ok(list) = docker.list_containers(Some(options)).await else {
+        return 0;
+    };
+    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+    let removed = futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
+    removed.into_iter().filter(|ok| *ok).count()
+}
+
+/// Force-removes a container (and its anonymous volumes); true if it is gone.
+pub async fn force_remove(docker: &Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => true,
+        Err(e) if is_not_found(&e) => true,
+        Err(e) => {
+            tracing::warn!(container = id, error = %e, "cannot remove container");
+            false
+        }
+    }
+}
+
+/// The container's IP on `network`, from an inspect.
+pub async fn container_ip(docker: &Docker, id: &str, network: &str) -> Option<String> {
+    let inspect = docker.inspect_container(id, None).await.ok()?;
+    inspect
+        .network_settings?
+        .networks?
+        .get(network)?
+        .ip_address
+        .clone()
+        .filter(|ip| !ip.is_empty())
+}
+
+/// `docker stats`' memory figure: usage minus the inactive page cache.
+fn memory_used(stats: &ContainerStatsResponse) -> Option<u64> {
+    let mem = stats.memory_stats.as_ref()?;
+    let usage = mem.usage?;
+    let cache = mem
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("total_inactive_file")
+                .or_else(|| s.get("inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Some(usage.saturating_sub(cache))
+}
+
+/// (container CPU ns, system CPU ns, online CPUs) of one sample.
+fn cpu_sample(stats: &ContainerStatsResponse) -> Option<(u64, u64, u32)> {
+    let cpu = stats.cpu_stats.as_ref()?;
+    let total = cpu.cpu_usage.as_ref()?.total_usage?;
+    let system = cpu.system_cpu_usage?;
+    let online = cpu
+        .online_cpus
+        .filter(|n| *n > 0)
+        .or_else(|| {
+            cpu.cpu_usage
+                .as_ref()?
+                .percpu_usage
+                .as_ref()
+                .map(|v| v.len() as u32)
+        })
+        .unwrap_or(1);
+    Some((total, system, online))
+}
+
+/// Percent of one core between two samples, as `docker stats` computes it.
+pub fn cpu_percent(prev: (u64, u64), now: (u64, u64), online_cpus: u32) -> f64 {
+    let used = now.0.saturating_sub(prev.0) as f64;
+    let system = now.1.saturating_sub(prev.1) as f64;
+    if system <= 0.0 {
+        return 0.0;
+    }
+    used / system * f64::from(online_cpus.max(1)) * 100.0
+}
+
+impl DockerRuntime {
+    /// Connects to the local Docker daemon, makes sure the network exists and removes this
+    /// node's containers left by an earlier run.
+    pub async fn connect(options: DockerOptions) -> Result<DockerRuntime, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| unavailable("cannot reach the daemon", e))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| unavailable("the daemon does not answer", e))?;
+        let created_network = ensure_network(&docker, &options.network, &options.instance)
+            .await
+            .map_err(|e| unavailable(&format!("cannot create network {}", options.network), e))?;
+        let orphans = remove_labelled(&docker, &Self::own_filters(&options)).await;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                node = %options.node_id,
+                "removed function containers left by an earlier run"
+            );
+        }
+        tracing::info!(image = %options.image, network = %options.network, "docker runtime ready");
+        Ok(DockerRuntime {
+            docker,
+            options,
+            containers: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            created_network,
+        })
+    }
+
+    fn own_filters(options: &DockerOptions) -> Vec<String> {
+        vec![
+            format!("{}={}", labels::ROLE, labels::ROLE_FUNCTION),
+            format!("{}={}", labels::INSTANCE, options.instance),
+            format!("{}={}", labels::NODE, options.node_id),
+        ]
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<DockerContainer>>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<DockerContainer>> {
+        self.table().get(id).cloned()
+    }
+
+    /// The Docker id of a container (for diagnostics and tests).
+    pub fn docker_id(&self, id: &str) -> Option<String> {
+        Some(self.get(id)?.docker_id.clone())
+    }
+
+    fn body(&self, id: &str, spec: &ContainerSpec) -> ContainerCreateBody {
+        let o = &self.options;
+        let mut cmd = vec![
+            "--host".to_string(),
+            "0.0.0.0".to_string(),
+            "--port".to_string(),
+            o.port.to_string(),
+            "--function-name".to_string(),
+            spec.function_name.clone(),
+            "--handler".to_string(),
+            spec.handler.clone(),
+            "--memory-bytes".to_string(),
+            spec.memory_bytes.to_string(),
+            // The cgroup limit and the kernel's OOM killer act here, not the emulation.
+            "--emulate-memory-limit".to_string(),
+            "false".to_string(),
+        ];
+        if spec.timeout_ms > 0 {
+            cmd.push("--timeout-ms".to_string());
+            cmd.push(spec.timeout_ms.to_string());
+        }
+        let memory = i64::try_from(spec.memory_bytes).unwrap_or(i64::MAX);
+        ContainerCreateBody {
+            image: Some(o.image.clone()),
+            cmd: Some(cmd),
+            user: Some(o.user.clone()),
+            labels: Some(HashMap::from([
+                (labels::ROLE.to_string(), labels::ROLE_FUNCTION.to_string()),
+                (labels::INSTANCE.to_string(), o.instance.clone()),
+                (labels::NODE.to_string(), o.node_id.clone()),
+                (labels::FUNCTION.to_string(), spec.function_name.clone()),
+                (labels::CONTAINER.to_string(), id.to_string()),
+            ])),
+            host_config: Some(HostConfig {
+                memory: Some(memory),
+                // Equal to the memory: no swap, so the limit is a hard one.
+                memory_swap: Some(memory),
+                cpu_period: Some(CPU_PERIOD_MICROS),
+                cpu_quota: Some(cpu_quota_micros(spec.memory_bytes, o.cpus_per_gib)),
+                pids_limit: Some(o.pids_limit),
+                readonly_rootfs: Some(true),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                network_mode: Some(o.network.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    o.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Waits until the container's service accepts connections, or the container stops.
+    async fn wait_listening(&self, docker_id: &str, addr: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let mut polls = 0u32;
+        loop {
+            let attempt = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            if let Ok(Ok(_)) = attempt {
+                return Ok(());
+            }
+            polls += 1;
+            if polls.is_multiple_of(20) {
+                let state = self
+                    .docker
+                    .inspect_container(docker_id, None)
+                    .await
+                    .ok()
+                    .and_then(|i| i.state);
+                if let Some(state) = state
+                    && state.running == Some(false)
+                {
+                    return Err(format!(
+                        "the container exited with code {} before listening{} (see `docker logs`)",
+                        state.exit_code.unwrap_or(-1),
+                        state
+                            .error
+                            .filter(|e| !e.is_empty())
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "nothing listened on {addr} within {} ms",
+                    self.options.ready_timeout.as_millis()
+                ));
+            }
+            tokio::time::sleep(READY_STEP).await;
+        }
+    }
+
+    async fn sample(&self, id: String, c: Arc<DockerContainer>) -> ContainerUsage {
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = self
+            .docker
+            .stats(&c.docker_id, Some(options))
+            .next()
+            .await
+            .and_then(Result::ok);
+        let memory = stats.as_ref().and_then(memory_used);
+        let alive = match memory {
+            Some(_) => true,
+            // A stopped container has no figures: ask whether it still runs.
+            None => !matches!(
+                self.probe_state(&c.docker_id).await,
+                Liveness::Exited | Liveness::OutOfMemory | Liveness::Unknown
+            ),
+        };
+        let cpu_pct = match stats.as_ref().and_then(cpu_sample) {
+            Some((total, system, online)) => {
+                let mut last = c.cpu.lock().unwrap_or_else(|e| e.into_inner());
+                let pct = last
+                    .map(|prev| cpu_percent(prev, (total, system), online))
+                    .unwrap_or(0.0);
+                *last = Some((total, system));
+                pct
+            }
+            None => 0.0,
+        };
+        ContainerUsage {
+            id,
+            memory_bytes: memory.unwrap_or(0),
+            cpu_pct,
+            memory_limit_bytes: c.memory_limit,
+            alive,
+        }
+    }
+
+    /// One inspect: running, exited, killed for memory, or gone.
+    async fn probe_state(&self, docker_id: &str) -> Liveness {
+        match self.docker.inspect_container(docker_id, None).await {
+            Ok(inspect) => {
+                let Some(state) = inspect.state else {
+                    return Liveness::Unknown;
+                };
+                if state.running == Some(true) {
+                    Liveness::Running
+                } else if state.oom_killed == Some(true) || state.exit_code == Some(137) {
+                    Liveness::OutOfMemory
+                } else {
+                    Liveness::Exited
+                }
+            }
+            Err(e) if is_not_found(&e) => Liveness::Unknown,
+            // The daemon did not answer: say nothing worse than what is known.
+            Err(_) => Liveness::Running,
+        }
+    }
+
+    async fn stop_and_remove(&self, docker_id: &str) {
+        let options = StopContainerOptionsBuilder::new()
+            .t(STOP_GRACE_SECS)
+            .build();
+        if let Err(e) = self.docker.stop_container(docker_id, Some(options)).await
+            && !is_not_found(&e)
+        {
+            tracing::debug!(container = docker_id, error = %e, "stop failed; removing by force");
+        }
+        force_remove(&self.docker, docker_id).await;
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = format!(
+            "minifaas-{}-{}-{}-{}",
+            name_part(&self.options.instance),
+            name_part(&self.options.node_id),
+            name_part(&spec.function_name),
+            &id[..8]
+        );
+        let function = spec.function_name.clone();
+        let start_failed = |message: String| RuntimeError::StartFailed {
+            function: function.clone(),
+            message,
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                self.body(&id, spec),
+            )
+            .await
+            .map_err(|e| match e {
+                e if is_not_found(&e) => RuntimeError::Unavailable(format!(
+                    "docker: image {} not found: build it with deploy/build-images.sh ({e})",
+                    self.options.image
+                )),
+                e => start_failed(format!("docker create: {e}")),
+            })?;
+        let docker_id = created.id;
+        if let Err(e) = self.docker.start_container(&docker_id, None).await {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(start_failed(format!("docker start: {e}")));
+        }
+        let Some(ip) = container_ip(&self.docker, &docker_id, &self.options.network).await else {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(start_failed(format!(
+                "the container has no address on network {}",
+                self.options.network
+            )));
+        };
+        let address = format!("{ip}:{}", self.options.port);
+        if let Err(message) = self.wait_listening(&docker_id, &address).await {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(RuntimeError::NotReady { function, message });
+        }
+        let container = Arc::new(DockerContainer {
+            docker_id: docker_id.clone(),
+            memory_limit: spec.memory_bytes,
+            cpu: Mutex::new(None),
+        });
+        self.table().insert(id.clone(), container);
+        if self.closed.load(Ordering::Acquire) {
+            // Shutdown may have drained the table before this insert.
+            self.table().remove(&id);
+            force_remove(&self.docker, &docker_id).await;
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        tracing::debug!(container = %id, docker = %docker_id, %address, function = %spec.function_name, "container started");
+        Ok(ContainerHandle { id, address })
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let container = self
+            .table()
+            .remove(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        self.stop_and_remove(&container.docker_id).await;
+        tracing::debug!(container = %id, docker = %container.docker_id, "container removed");
+        Ok(())
+    }
+
+    async fn stats(&self) -> Vec<ContainerUsage> {
+        let all: Vec<(String, Arc<DockerContainer>)> = self
+            .table()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
+        futures::future::join_all(all.into_iter().map(|(id, c)| self.sample(id, c))).await
+    }
+
+    async fn liveness(&self, id: &str) -> Liveness {
+        let Some(c) = self.get(id) else {
+            return Liveness::Unknown;
+        };
+        // Asked because a call failed: the connection breaks as the kernel kills the
+        // process, a moment before Docker records the container as exited.
+        for _ in 0..EXIT_CONFIRM_POLLS {
+            match self.probe_state(&c.docker_id).await {
+                Liveness::Running => tokio::time::sleep(EXIT_CONFIRM_STEP).await,
+                other => return other,
+            }
+        }
+        Liveness::Running
+    }
+
+    async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all: Vec<Arc<DockerContainer>> = self.table().drain().map(|(_, c)| c).collect();
+        if !all.is_empty() {
+            tracing::info!(containers = all.len(), "removing containers");
+        }
+        futures::future::join_all(all.iter().map(|c| self.stop_and_remove(&c.docker_id))).await;
+        // Whatever a failed create left behind.
+        remove_labelled(&self.docker, &Self::own_filters(&self.options)).await;
+        if self.created_network {
+            remove_network_if_unused(&self.docker, &self.options.network).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_quota_follows_the_memory() {
+        let gib = 1u64 << 30;
+        assert_eq!(cpu_quota_micros(gib, 0.67), 67_000);
+        assert_eq!(cpu_quota_micros(3 * gib, 0.67), 201_000);
+        assert_eq!(cpu_quota_micros(128 << 20, 0.67), 8_375);
+        assert_eq!(cpu_quota_micros(1, 0.67), MIN_CPU_QUOTA_MICROS);
+    }
+
+    #[test]
+    fn cpu_percent_is_of_one_core() {
+        // 2 of 4 cores busy for the whole interval: 200 %.
+        assert_eq!(cpu_percent((0, 0), (2_000, 4_000), 4), 200.0);
+        assert_eq!(cpu_percent((5, 5), (5, 5), 4), 0.0);
+    }
+
+    #[test]
+    fn names_keep_only_what_docker_allows() {
+        assert_eq!(name_part("node-1"), "node-1");
+        assert_eq!(name_part("a b/c:d"), "a-b-c-d");
+    }
+}

@@ -1,0 +1,443 @@
+//! The `docker` node provider: each node is a container of the node-service image, running
+//! the node service's `docker` runtime, so function containers are sibling containers on the
+//! same Docker daemon.
+//!
+//! Nodes join the platform's user-defined bridge network (created if missing, removed at
+//! shutdown if this provider created it and nothing else uses it); a node's address is its IP
+//! there. A node is up once its `grpc.health.v1` answers SERVING. Every container carries the
+//! labels `minifaas.role` (`node`), `minifaas.instance` and `minifaas.node`; function
+//! containers made by the node carry the same instance and node labels.
+//!
+//! At start the provider removes every container of its instance left by an earlier run;
+//! stopping a node stops its container (the node service then removes its own function
+//! containers) and removes whatever function containers of that node remain; shutdown does
+//! that for every node, then sweeps the instance's labels once more.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::model::NodeEndpoint;
+use crate::service::{NodeProvider, ProviderError};
+
+/// The labels the platform puts on its containers and networks (the node service's docker
+/// runtime uses the same keys).
+pub mod labels {
+    pub const ROLE: &str = "minifaas.role";
+    pub const INSTANCE: &str = "minifaas.instance";
+    pub const NODE: &str = "minifaas.node";
+    pub const NETWORK: &str = "minifaas.network";
+    pub const ROLE_NODE: &str = "node";
+}
+
+/// Where the Docker socket is mounted inside node containers.
+const SOCKET_IN_NODE: &str = "/var/run/docker.sock";
+/// Pause between health probes of a starting node.
+const READY_STEP: Duration = Duration::from_millis(20);
+
+/// How node containers are made.
+#[derive(Clone, Debug)]
+pub struct DockerOptions {
+    /// The node-service image.
+    pub node_image: String,
+    /// The container-service image the nodes run functions in.
+    pub container_image: String,
+    /// The bridge network nodes and function containers join.
+    pub network: String,
+    /// The platform instance label (orphan clean-up is per instance).
+    pub instance: String,
+    /// The Docker socket on the host, mounted into each node.
+    pub socket: String,
+    /// vCPU per GiB of function memory, passed to each node.
+    pub cpus_per_gib: String,
+    /// The port the node service listens on inside its container.
+    pub node_port: u16,
+    /// How long a node may take to answer its health check.
+    pub start_timeout: Duration,
+    /// How long a stopping node may take before it is killed.
+    pub stop_grace: Duration,
+}
+
+/// Starts node-service containers.
+#[derive(Debug)]
+pub struct DockerProvider {
+    docker: Docker,
+    options: DockerOptions,
+    /// The socket's group, added to node containers so a non-root node service can use it.
+    socket_gid: Option<u32>,
+    /// Running nodes: node id → Docker container id.
+    nodes: Mutex<HashMap<String, String>>,
+    closed: AtomicBool,
+    created_network: bool,
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn name_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
+async fn force_remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    if let Err(e) = docker.remove_container(id, Some(options)).await
+        && !is_not_found(&e)
+    {
+        tracing::warn!(container = id, error = %e, "cannot remove container");
+    }
+}
+
+/// Force-removes every container carrying all `label=value` filters; returns how many.
+async fn remove_labelled(docker: &Docker, filters: Vec<String>) -> usize {
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&HashMap::from([("label", filters)]))
+        .build();
+    let Ok(list) = docker.list_containers(Some(options)).await else {
+        return 0;
+    };
+    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+    futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
+    ids.len()
+}
+
+async fn healthy(addr: &str) -> bool {
+    let Ok(channel) = faas_common::serve::connect(addr).await else {
+        return false;
+    };
+    matches!(
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new()
+            })
+            .await
+            .map(|r| r.into_inner().status()),
+        Ok(ServingStatus::Serving)
+    )
+}
+
+impl DockerProvider {
+    /// Connects to the Docker daemon, makes sure the network exists and removes every
+    /// container of this instance left by an earlier run.
+    pub async fn connect(options: DockerOptions) -> Result<DockerProvider, String> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| format!("cannot reach the Docker daemon: {e}"))?;
+        docker.ping().await.map_err(|e| {
+            format!("the Docker daemon does not answer (is the socket mounted?): {e}")
+        })?;
+        let created_network = match docker.inspect_network(&options.network, None).await {
+            Ok(_) => false,
+            Err(e) if is_not_found(&e) => {
+                let request = NetworkCreateRequest {
+                    name: options.network.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(HashMap::from([
+                        (labels::NETWORK.to_string(), "true".to_string()),
+                        (labels::INSTANCE.to_string(), options.instance.clone()),
+                    ])),
+                    ..Default::default()
+                };
+                docker.create_network(request).await.map_err(|e| {
+                    format!("cannot create Docker network {}: {e}", options.network)
+                })?;
+                tracing::info!(network = %options.network, "created Docker network");
+                true
+            }
+            Err(e) => return Err(format!("cannot inspect network {}: {e}", options.network)),
+        };
+        let orphans = remove_labelled(
+            &docker,
+            vec![format!("{}={}", labels::INSTANCE, options.instance)],
+        )
+        .await;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                instance = %options.instance,
+                "removed platform containers left by an earlier run"
+            );
+        }
+        let socket_gid = std::fs::metadata(&options.socket).ok().map(|m| m.gid());
+        Ok(DockerProvider {
+            docker,
+            options,
+            socket_gid,
+            nodes: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            created_network,
+        })
+    }
+
+    fn body(&self, node_id: &str, memory_bytes: u64) -> ContainerCreateBody {
+        let o = &self.options;
+        let cmd: Vec<String> = [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &o.node_port.to_string(),
+            "--node-id",
+            node_id,
+            "--memory-bytes",
+            &memory_bytes.to_string(),
+            "--runtime",
+            "docker",
+            "--docker-image",
+            &o.container_image,
+            "--docker-network",
+            &o.network,
+            "--docker-instance",
+            &o.instance,
+            "--docker-cpus-per-gib",
+            &o.cpus_per_gib,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        ContainerCreateBody {
+            image: Some(o.node_image.clone()),
+            cmd: Some(cmd),
+            user: Some("65534:65534".into()),
+            env: Some(vec![format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}")]),
+            labels: Some(HashMap::from([
+                (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
+                (labels::INSTANCE.to_string(), o.instance.clone()),
+                (labels::NODE.to_string(), node_id.to_string()),
+            ])),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:{SOCKET_IN_NODE}", o.socket)]),
+                group_add: self.socket_gid.map(|g| vec![g.to_string()]),
+                readonly_rootfs: Some(true),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                pids_limit: Some(1024),
+                network_mode: Some(o.network.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    o.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn wait_healthy(&self, docker_id: &str, addr: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.options.start_timeout;
+        let mut polls = 0u32;
+        loop {
+            if healthy(addr).await {
+                return Ok(());
+            }
+            polls += 1;
+            if polls.is_multiple_of(10)
+                && let Ok(inspect) = self.docker.inspect_container(docker_id, None).await
+                && let Some(state) = inspect.state
+                && state.running == Some(false)
+            {
+                return Err(format!(
+                    "the node container exited with code {} (see `docker logs {docker_id}`)",
+                    state.exit_code.unwrap_or(-1)
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "its node service did not answer on {addr} within {} ms",
+                    self.options.start_timeout.as_millis()
+                ));
+            }
+            tokio::time::sleep(READY_STEP).await;
+        }
+    }
+
+    /// Stops a node's container, then removes it and every function container of the node.
+    async fn stop_container(&self, node_id: &str, docker_id: &str) {
+        let grace = i32::try_from(self.options.stop_grace.as_secs().max(1)).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(grace).build();
+        if let Err(e) = self.docker.stop_container(docker_id, Some(options)).await
+            && !is_not_found(&e)
+        {
+            tracing::debug!(node = node_id, error = %e, "stop failed; removing by force");
+        }
+        force_remove(&self.docker, docker_id).await;
+        let leftovers = remove_labelled(
+            &self.docker,
+            vec![
+                format!("{}={}", labels::INSTANCE, self.options.instance),
+                format!("{}={}", labels::NODE, node_id),
+            ],
+        )
+        .await;
+        if leftovers > 0 {
+            tracing::warn!(
+                node = node_id,
+                leftovers,
+                "removed function containers the node left"
+            );
+        }
+    }
+}
+
+impl NodeProvider for DockerProvider {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn start_node(
+        &self,
+        node_id: &str,
+        memory_bytes: u64,
+    ) -> Result<NodeEndpoint, ProviderError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ProviderError::Closed);
+        }
+        let failed = |message: String| ProviderError::Start {
+            node_id: node_id.to_string(),
+            message,
+        };
+        let name = format!(
+            "minifaas-{}-{}",
+            name_part(&self.options.instance),
+            name_part(node_id)
+        );
+        // A container of the same name is a leftover of this instance: replace it.
+        force_remove(&self.docker, &name).await;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                self.body(node_id, memory_bytes),
+            )
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "docker create from image {} failed (build it with deploy/build-images.sh): {e}",
+                    self.options.node_image
+                ))
+            })?;
+        let docker_id = created.id;
+        {
+            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes.insert(node_id.to_string(), docker_id.clone());
+        }
+        let started = async {
+            self.docker
+                .start_container(&docker_id, None)
+                .await
+                .map_err(|e| format!("docker start: {e}"))?;
+            let inspect = self
+                .docker
+                .inspect_container(&docker_id, None)
+                .await
+                .map_err(|e| format!("docker inspect: {e}"))?;
+            let ip = inspect
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|n| n.get(&self.options.network).cloned())
+                .and_then(|e| e.ip_address)
+                .filter(|ip| !ip.is_empty())
+                .ok_or_else(|| format!("no address on network {}", self.options.network))?;
+            let addr = format!("{ip}:{}", self.options.node_port);
+            self.wait_healthy(&docker_id, &addr).await?;
+            Ok::<_, String>(ip)
+        }
+        .await;
+        let closed = self.closed.load(Ordering::Acquire);
+        match started {
+            Ok(ip) if !closed => {
+                tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
+                Ok(NodeEndpoint {
+                    address: ip,
+                    port: self.options.node_port,
+                })
+            }
+            outcome => {
+                {
+                    let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+                    nodes.remove(node_id);
+                }
+                self.stop_container(node_id, &docker_id).await;
+                match outcome {
+                    Err(message) => Err(failed(message)),
+                    Ok(_) => Err(ProviderError::Closed),
+                }
+            }
+        }
+    }
+
+    async fn stop_node(&self, node_id: &str) {
+        let docker_id = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes.remove(node_id)
+        };
+        if let Some(docker_id) = docker_id {
+            self.stop_container(node_id, &docker_id).await;
+        }
+    }
+
+    async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all: Vec<(String, String)> = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes.drain().collect()
+        };
+        if !all.is_empty() {
+            tracing::info!(nodes = all.len(), "stopping docker nodes");
+        }
+        futures::future::join_all(
+            all.iter()
+                .map(|(node, docker_id)| self.stop_container(node, docker_id)),
+        )
+        .await;
+        remove_labelled(
+            &self.docker,
+            vec![format!("{}={}", labels::INSTANCE, self.options.instance)],
+        )
+        .await;
+        if self.created_network
+            && let Ok(n) = self
+                .docker
+                .inspect_network(&self.options.network, None)
+                .await
+            && n.containers.as_ref().is_none_or(|c| c.is_empty())
+            && let Err(e) = self.docker.remove_network(&self.options.network).await
+        {
+            tracing::debug!(network = %self.options.network, error = %e, "network not removed");
+        }
+    }
+}
