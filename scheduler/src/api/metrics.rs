@@ -1,6 +1,6 @@
 //! The scheduler's Prometheus figures: acquires and returns by outcome, the acquire wait-time
 //! histogram (measured at the gRPC edge), and, read from the policy at each scrape, cold
-//! starts, warm hits, containers and nodes by state, waiting and leased requests.
+//! starts, warm hits, containers and nodes by state, waiting and leased requests, node-seconds.
 
 use std::fmt;
 use std::sync::Arc;
@@ -146,6 +146,12 @@ impl Collector for SnapshotCollector {
             "Containers reported dead",
             s.container_deaths,
         )?;
+        counter(
+            e,
+            "scheduler_node_seconds",
+            "Node-seconds held so far (reserve to release): the contest's node duration",
+            s.node_millis / 1000,
+        )?;
         gauge_family(
             e,
             "scheduler_containers",
@@ -212,6 +218,7 @@ mod tests {
             warm_hits: 7,
             containers_ready: 2,
             nodes_active: 1,
+            node_millis: 12_500,
             ..Snapshot::default()
         });
         m.acquired("warm", 0.001);
@@ -225,6 +232,7 @@ mod tests {
             "scheduler_warm_hits_total 7",
             "scheduler_containers{state=\"ready\"} 2",
             "scheduler_nodes{state=\"active\"} 1",
+            "scheduler_node_seconds_total 12",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

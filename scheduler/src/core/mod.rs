@@ -315,6 +315,8 @@ pub struct Snapshot {
     pub returns: u64,
     /// Containers that died.
     pub container_deaths: u64,
+    /// Node-milliseconds held so far (reserve to release, or to the latest time seen).
+    pub node_millis: u64,
 }
 
 /// A scheduling policy: events in, decisions out, time as an argument.

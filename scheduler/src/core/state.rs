@@ -101,6 +101,10 @@ pub struct State {
     /// Containers whose removal completed; forgotten as soon as no request holds them.
     removal_done: Set<ContainerKey>,
     counters: Counters,
+    /// The latest `now` the state was called with (for node-seconds).
+    latest: Millis,
+    /// Node-milliseconds of the nodes already released.
+    released_node_ms: u64,
 }
 
 impl State {
@@ -116,6 +120,8 @@ impl State {
             next_seq: 0,
             removal_done: Set::default(),
             counters: Counters::default(),
+            latest: 0,
+            released_node_ms: 0,
         }
     }
 
@@ -163,6 +169,7 @@ impl State {
         cold: bool,
         out: &mut Vec<Decision>,
     ) -> bool {
+        self.observe(now);
         if !self.store.take_slot(container, now) {
             return false;
         }
@@ -280,6 +287,7 @@ impl State {
 
     /// Rejects every waiting request whose deadline is at or before `now`.
     pub fn expire(&mut self, now: Millis, out: &mut Vec<Decision>) {
+        self.observe(now);
         while let Some((&(deadline, _), _)) = self.deadlines.first_key_value() {
             if deadline > now {
                 break;
@@ -359,6 +367,7 @@ impl State {
             return Err(CoreError::Inconsistent("lease vanished".into()));
         };
         self.counters.returns += 1;
+        self.observe(now);
         let key = lease.container;
         self.store
             .remember_return(lease.lease.request_id, lease.lease.container_id);
@@ -491,6 +500,14 @@ impl State {
         self.ops.get(&op)
     }
 
+    /// Container creates in flight, oldest first.
+    pub fn creates(&self) -> impl Iterator<Item = (OpId, &CreateOp)> {
+        self.ops.iter().filter_map(|(id, op)| match op {
+            Op::Create(c) => Some((*id, c)),
+            Op::Reserve(_) => None,
+        })
+    }
+
     /// Reserves in flight, oldest first.
     pub fn reserves(&self) -> impl Iterator<Item = (OpId, &ReserveOp)> {
         self.ops.iter().filter_map(|(id, op)| match op {
@@ -566,6 +583,7 @@ impl State {
         let Some(Op::Reserve(r)) = self.ops.remove(&op) else {
             return Err(CoreError::Inconsistent("reserve op vanished".into()));
         };
+        self.observe(now);
         let key = self
             .store
             .insert_node(Node::new(info, now))
@@ -779,6 +797,9 @@ impl State {
         let Some(key) = self.store.node_by_id(node_id) else {
             return;
         };
+        if let Some(n) = self.store.node(key) {
+            self.released_node_ms += self.latest.saturating_sub(n.reserved_at);
+        }
         let gone: Vec<ContainerKey> = self
             .store
             .containers()
@@ -825,7 +846,29 @@ impl State {
         }
     }
 
-    // ---- metrics ----
+    // ---- time and metrics ----
+
+    /// Notes that time `now` was reached (the state sees `now` in grants, ticks, returns
+    /// and reserves; policies may call this with any other event's time).
+    pub fn observe(&mut self, now: Millis) {
+        self.latest = self.latest.max(now);
+    }
+
+    /// The latest time the state saw.
+    pub fn latest(&self) -> Millis {
+        self.latest
+    }
+
+    /// Node-milliseconds so far: for every node, from its reserve to its release (or to the
+    /// latest time seen, while held). The contest's "node duration".
+    pub fn node_millis(&self) -> u64 {
+        self.released_node_ms
+            + self
+                .store
+                .nodes()
+                .map(|(_, n)| self.latest.saturating_sub(n.reserved_at))
+                .sum::<u64>()
+    }
 
     /// Counts for metrics.
     pub fn snapshot(&self, policy: &str) -> Snapshot {
@@ -840,6 +883,7 @@ impl State {
             rejects: self.counters.rejects,
             returns: self.counters.returns,
             container_deaths: self.counters.deaths,
+            node_millis: self.node_millis(),
             ..Snapshot::default()
         };
         for op in self.ops.values() {

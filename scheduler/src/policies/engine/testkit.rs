@@ -1,0 +1,235 @@
+//! A virtual-time harness for policy tests: sends events, answers the policy's reserves,
+//! creates, removals and releases like a well-behaved platform would (at once, or held back
+//! on request), and ticks at the policy's wake-ups.
+
+use crate::core::{Acquire, Decision, Event, Grant, Policy, Return};
+use crate::model::{
+    ContainerUsage, FunctionError, FunctionSpec, MIB, Millis, NodeInfo, NodeUsage, OpId,
+    StatsSample,
+};
+
+/// Memory of a contest node.
+pub const NODE: u64 = 3072 * MIB;
+
+/// A function of `memory_mib`.
+pub fn spec(name: &str, memory_mib: u64) -> FunctionSpec {
+    FunctionSpec {
+        name: name.into(),
+        memory_bytes: memory_mib * MIB,
+        timeout_ms: 60_000,
+        handler: "index.handler".into(),
+    }
+}
+
+/// A policy in virtual time with a scripted platform.
+pub struct Sim<P: Policy> {
+    pub p: P,
+    pub now: Millis,
+    /// Reserves fail with `RESOURCE_EXHAUSTED` while set.
+    pub exhausted: bool,
+    /// Creates are held back (answered by [`Sim::finish_creates`]) while set.
+    pub hold_creates: bool,
+    pub held: Vec<OpId>,
+    pub grants: Vec<Grant>,
+    pub rejects: Vec<Decision>,
+    pub reserves: u32,
+    pub failed_reserves: u32,
+    pub creates: u32,
+    pub removed: Vec<String>,
+    pub released: Vec<String>,
+    next_node: u32,
+}
+
+impl<P: Policy> Sim<P> {
+    pub fn new(p: P) -> Sim<P> {
+        Sim {
+            p,
+            now: 0,
+            exhausted: false,
+            hold_creates: false,
+            held: Vec::new(),
+            grants: Vec::new(),
+            rejects: Vec::new(),
+            reserves: 0,
+            failed_reserves: 0,
+            creates: 0,
+            removed: Vec::new(),
+            released: Vec::new(),
+            next_node: 0,
+        }
+    }
+
+    /// Sends one event and plays out what follows.
+    pub fn send(&mut self, e: Event) {
+        let mut out = Vec::new();
+        self.p
+            .handle(self.now, e, &mut out)
+            .expect("event accepted");
+        self.settle(out);
+    }
+
+    fn settle(&mut self, mut out: Vec<Decision>) {
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for d in out {
+                let e = match d {
+                    Decision::Grant(g) => {
+                        self.grants.push(g);
+                        continue;
+                    }
+                    d @ Decision::Reject { .. } => {
+                        self.rejects.push(d);
+                        continue;
+                    }
+                    Decision::ReserveNode { op } if self.exhausted => {
+                        self.failed_reserves += 1;
+                        Event::NodeReserveFailed {
+                            op,
+                            exhausted: true,
+                            message: "no available node can be reserved".into(),
+                        }
+                    }
+                    Decision::ReserveNode { op } => {
+                        self.reserves += 1;
+                        self.next_node += 1;
+                        Event::NodeReserved {
+                            op,
+                            node: NodeInfo {
+                                id: format!("n{}", self.next_node).into(),
+                                address: "10.0.0.1".into(),
+                                port: 5000,
+                                capacity_bytes: NODE,
+                            },
+                        }
+                    }
+                    Decision::CreateContainer { op, .. } if self.hold_creates => {
+                        self.held.push(op);
+                        continue;
+                    }
+                    Decision::CreateContainer { op, .. } => self.created(op),
+                    Decision::RemoveContainer { container_id, .. } => {
+                        self.removed.push(container_id.to_string());
+                        Event::ContainerRemoved { container_id }
+                    }
+                    Decision::ReleaseNode { node_id } => {
+                        self.released.push(node_id.to_string());
+                        Event::NodeReleased { node_id }
+                    }
+                };
+                self.p
+                    .handle(self.now, e, &mut next)
+                    .expect("result accepted");
+            }
+            out = next;
+        }
+    }
+
+    fn created(&mut self, op: OpId) -> Event {
+        self.creates += 1;
+        Event::ContainerCreated {
+            op,
+            container_id: format!("c{}", self.creates).into(),
+        }
+    }
+
+    /// Completes the held creates.
+    pub fn finish_creates(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for op in held {
+            let e = self.created(op);
+            self.send(e);
+        }
+    }
+
+    /// An acquire of `f` waiting up to 60 s.
+    pub fn acquire(&mut self, id: &str, f: &crate::model::FunctionSpec) {
+        self.send(Event::Acquire(Acquire {
+            request_id: id.into(),
+            account_id: "acct".into(),
+            function: f.clone(),
+            deadline: self.now + 60_000,
+        }));
+    }
+
+    /// The grant of `id`.
+    pub fn grant(&self, id: &str) -> Grant {
+        self.grants
+            .iter()
+            .rev()
+            .find(|g| &*g.request_id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no grant for {id}; grants {:?}", self.grants))
+    }
+
+    /// Returns `id` after a call of `duration_ms` touching `memory_mib`.
+    pub fn ret(&mut self, id: &str, duration_ms: u64, memory_mib: u64) {
+        self.ret_err(id, duration_ms, memory_mib, None);
+    }
+
+    /// Returns `id` with an error.
+    pub fn ret_err(
+        &mut self,
+        id: &str,
+        duration_ms: u64,
+        memory_mib: u64,
+        error: Option<FunctionError>,
+    ) {
+        let container_id = self.grant(id).container_id;
+        self.send(Event::Return(Return {
+            request_id: id.into(),
+            container_id,
+            duration_ns: duration_ms * 1_000_000,
+            max_memory_bytes: memory_mib * MIB,
+            error,
+        }));
+    }
+
+    /// A `GetStats` sample of one container.
+    pub fn stats(&mut self, container: &str, memory_mib: u64, cpu_pct: f64) {
+        let Some(key) = self.p.state().store.container_by_id(container) else {
+            panic!("no container {container}");
+        };
+        let row = self.p.state().store.container(key).unwrap();
+        let node = row.container.node_id.clone();
+        let total = row.container.memory_bytes;
+        self.send(Event::Stats(StatsSample {
+            node_id: node,
+            node: NodeUsage::default(),
+            containers: vec![ContainerUsage {
+                container_id: container.into(),
+                total_memory_bytes: total,
+                memory_usage_bytes: memory_mib * MIB,
+                cpu_pct,
+            }],
+        }));
+    }
+
+    /// Moves time to `to`, ticking at every wake-up on the way.
+    pub fn advance(&mut self, to: Millis) {
+        for _ in 0..1_000_000 {
+            match self.p.next_wakeup() {
+                Some(w) if w <= to => {
+                    self.now = self.now.max(w);
+                    self.send(Event::Tick);
+                    if self.p.next_wakeup().is_some_and(|n| n <= self.now) {
+                        // Wake-ups never stay in the past after a tick.
+                        panic!("wake-up {:?} not after {}", self.p.next_wakeup(), self.now);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(to);
+        self.send(Event::Tick);
+    }
+
+    /// Ready containers held.
+    pub fn ready(&self) -> u64 {
+        self.p.snapshot().containers_ready
+    }
+
+    /// Nodes held.
+    pub fn nodes(&self) -> usize {
+        self.p.state().store.node_count()
+    }
+}
