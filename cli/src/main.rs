@@ -28,7 +28,7 @@ struct PlatformArgs {
     #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Scheduler policy.
-    #[arg(long, env = "SCHEDULER_POLICY", default_value = "baseline")]
+    #[arg(long, env = "SCHEDULER_POLICY", default_value = faas_scheduler::policies::DEFAULT_POLICY)]
     policy: String,
     /// Nodes ready at start (the contest: 10).
     #[arg(long, default_value_t = 10)]

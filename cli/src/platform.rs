@@ -54,7 +54,7 @@ impl Default for PlatformOptions {
             apiserver_port: 0,
             scheduler_port: 0,
             resource_manager_port: 0,
-            policy: "baseline".to_string(),
+            policy: faas_scheduler::policies::DEFAULT_POLICY.to_string(),
             ready_nodes: 10,
             max_nodes: 20,
             refill_delay_ms: 10_000,

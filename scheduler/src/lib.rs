@@ -44,7 +44,7 @@ pub struct Config {
     )]
     pub resource_manager: String,
     /// The scheduling policy (see `core::POLICY_NAMES`).
-    #[arg(long, env = "SCHEDULER_POLICY", default_value = "baseline")]
+    #[arg(long, env = "SCHEDULER_POLICY", default_value = policies::DEFAULT_POLICY)]
     pub policy: String,
     /// How often every node's `GetStats` is polled, ms (0 = never).
     #[arg(long, env = "SCHEDULER_STATS_INTERVAL_MS", default_value_t = 1000)]

@@ -12,6 +12,9 @@ pub mod no_reuse;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};
 
+/// The policy a scheduler runs when none is named: ours.
+pub const DEFAULT_POLICY: &str = adaptive::NAME;
+
 /// The names [`policy_by_name`] knows.
 pub const POLICY_NAMES: &[&str] = &[
     baseline::NAME,
