@@ -84,7 +84,10 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             match pair(&mut c).await {
-                Ok(()) => latencies.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1e3),
+                Ok(()) => latencies
+                    .lock()
+                    .unwrap()
+                    .push(sent.elapsed().as_secs_f64() * 1e3),
                 Err(_) => *errors.lock().unwrap() += 1,
             }
         }));

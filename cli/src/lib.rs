@@ -6,6 +6,7 @@
 //! - [`client`]: calls to the API server (invoke with the platform's metadata, list, deploy).
 //! - [`demo`]: the mixed sample load of `faas demo` and its table.
 
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod platform;

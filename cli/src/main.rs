@@ -126,6 +126,10 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Replay contest-style or real-trace load against the live platform and score policies.
+    Replay(faas_cli::bench::ReplayArgs),
+    /// Run policies in virtual time against models of the nodes (fast, deterministic).
+    Simulate(faas_cli::bench::SimulateArgs),
     /// Run the API server alone.
     Apiserver(faas_apiserver::Config),
     /// Run the scheduler alone.
@@ -154,6 +158,8 @@ fn real_main() -> anyhow::Result<()> {
     let quiet = matches!(
         cli.command,
         Command::Demo { .. }
+            | Command::Replay(_)
+            | Command::Simulate(_)
             | Command::Invoke { .. }
             | Command::Functions { .. }
             | Command::Deploy { .. }
@@ -168,14 +174,7 @@ fn real_main() -> anyhow::Result<()> {
             std::env::set_var("RUST_LOG", "warn");
         }
     }
-    faas_common::logging::init(match cli.command {
-        Command::Demo { .. }
-        | Command::Invoke { .. }
-        | Command::Functions { .. }
-        | Command::Deploy { .. }
-        | Command::Delete { .. } => "warn",
-        _ => "info",
-    });
+    faas_common::logging::init(if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -284,6 +283,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{name}: deleted");
             Ok(())
         }
+        Command::Replay(args) => faas_cli::bench::replay(args).await,
+        Command::Simulate(args) => faas_cli::bench::simulate(args).await,
         Command::Apiserver(config) => faas_apiserver::main_with(config).await,
         Command::Scheduler(config) => faas_scheduler::main_with(config).await,
         Command::ResourceManager(config) => faas_resource_manager::main_with(config).await,

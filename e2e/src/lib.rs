@@ -2,8 +2,9 @@
 //! reports across scheduling policies.
 //!
 //! This crate has no binary: the `faas` command drives it (`faas replay`, `faas simulate`).
-//! The parts here need no running platform; a live driver and a virtual-time simulator
-//! plug into them:
+//! The live driver ([`live`]) plays a workload against a running platform; the simulator
+//! ([`sim`]) plays it in virtual time through the scheduler's real policy core; both produce
+//! the same [`RunResult`]:
 //!
 //! ```text
 //!  scenario::build / trace::Trace::open(..).to_workload(..)
@@ -33,6 +34,13 @@
 //!   [`record::NodeUsage`], [`record::ContainerLifetime`]) and its figures (node-seconds, idle
 //!   memory-time, percentiles, time series).
 //! - [`report`]: [`report::Report`] across policies: terminal table, JSON, HTML with plots.
+//! - [`live`]: the open-loop live driver ([`live::run`] with [`live::LiveOptions`]): deploys
+//!   the functions, sends each invocation at its time, records every reply's metadata, polls
+//!   node services for container lifetimes and the resource manager for node-seconds.
+//! - [`sim`]: the virtual-time simulator ([`sim::simulate`] / [`sim::simulate_named`] with
+//!   [`sim::SimOptions`]): the policy core against models of the resource manager, the node
+//!   services and the functions; deterministic for a seed; a day of the 200-function trace
+//!   (1.6 million calls) in a few seconds.
 //!
 //! ## For the live driver and the simulator
 //!
@@ -75,10 +83,12 @@
 //! assert!(report.policy("ours").unwrap().score.unwrap() < 1.0);
 //! ```
 
+pub mod live;
 pub mod record;
 pub mod report;
 pub mod scenario;
 pub mod score;
+pub mod sim;
 pub mod trace;
 pub mod workload;
 

@@ -1,0 +1,594 @@
+//! The live driver: replays a [`Workload`] against a running platform, open loop, and records
+//! what happened as a [`RunResult`].
+//!
+//! - The workload's functions are deployed through the admin API (`DeployFunction`) first
+//!   (unless [`LiveOptions::deploy`] is off).
+//! - Each invocation is sent at its time by its own task (tokio timers); a send never waits for
+//!   an earlier reply (open loop), so an overloaded platform shows as latency and errors, not
+//!   as fewer requests. At most [`LiveOptions::max_in_flight`] requests are outstanding; an
+//!   invocation due beyond that is recorded as a client-side error instead of being sent.
+//! - Per request: the response time the client measured, the scheduling latency and function
+//!   duration from the API server's reply metadata (`faas_proto::meta`), cold or warm, the
+//!   node and container, or the error (`Code: message`).
+//! - With a resource manager address: every [`LiveOptions::stats_interval_ms`] the driver
+//!   lists the reserved nodes (`GetNodesUsage`) and asks each node service for its containers
+//!   (`GetStats`); a container's life runs from its first sighting (or its first grant, when
+//!   earlier) to the midpoint between its last sighting and the first poll without it (or its
+//!   node's release). At the end the node-seconds come from `GetNodesUsage`.
+//! - The run stops by itself: after the last send it waits for the outstanding replies at most
+//!   [`LiveOptions::grace_ms`]; what is still outstanding then is recorded as an error.
+//! - A progress bar (sent / answered / errors) is drawn on stderr when it is a terminal and
+//!   [`LiveOptions::progress`] is on.
+
+pub mod client;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
+use crate::workload::Workload;
+use client::{PlatformClient, describe};
+
+/// How to drive a live run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveOptions {
+    /// The API server, `host:port`.
+    pub apiserver: String,
+    /// The resource manager, `host:port`: node-seconds and container lifetimes come from it
+    /// (without it the run has neither, and no score can be computed).
+    pub resource_manager: Option<String>,
+    /// The name the run is reported under (the platform's scheduling policy).
+    pub policy: String,
+    /// The account invocations are made for.
+    pub account: String,
+    /// Deploy the workload's functions before the run.
+    pub deploy: bool,
+    /// Requests outstanding at most; beyond that an invocation is recorded as an error.
+    pub max_in_flight: usize,
+    /// How long to wait for outstanding replies after the last send, ms.
+    pub grace_ms: u64,
+    /// How often node services are polled for their containers, ms (0: never).
+    pub stats_interval_ms: u64,
+    /// Draw a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+    /// The platform was started for this run: node time before the first send counts (a
+    /// scheduler warming up). Off: node time before the run is not counted.
+    pub fresh_platform: bool,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            apiserver: "127.0.0.1:10500".to_string(),
+            resource_manager: None,
+            policy: "baseline".to_string(),
+            account: "faas-e2e".to_string(),
+            deploy: true,
+            max_in_flight: 2000,
+            grace_ms: 90_000,
+            stats_interval_ms: 500,
+            progress: true,
+            fresh_platform: true,
+        }
+    }
+}
+
+/// Why a live run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot reach the {what} at {addr}: {source}")]
+    Connect {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: faas_common::serve::ServeError,
+    },
+    #[error("cannot deploy function {function}: {status}")]
+    Deploy { function: String, status: String },
+    #[error("cannot read node usage from the resource manager at {addr}: {status}")]
+    NodesUsage { addr: String, status: String },
+    #[error("invalid live option {name}: {reason}")]
+    InvalidOption { name: &'static str, reason: String },
+}
+
+/// One container as the poller saw it, ms from the start of the run.
+#[derive(Clone, Debug)]
+struct Seen {
+    node_id: String,
+    limit: u64,
+    first_ms: i64,
+    last_ms: i64,
+    gone_ms: Option<i64>,
+}
+
+/// Replays `workload` against the platform (see the module documentation).
+pub async fn run(workload: &Workload, options: &LiveOptions) -> Result<RunResult, LiveError> {
+    if options.max_in_flight == 0 {
+        return Err(LiveError::InvalidOption {
+            name: "max_in_flight",
+            reason: "at least one request must be allowed in flight".into(),
+        });
+    }
+    let channel = faas_common::serve::connect(&options.apiserver)
+        .await
+        .map_err(|source| LiveError::Connect {
+            what: "API server",
+            addr: options.apiserver.clone(),
+            source,
+        })?;
+    let api = PlatformClient::new(channel);
+    let rm = match &options.resource_manager {
+        Some(addr) => Some(ResourceManagerClient::new(
+            faas_common::serve::connect(addr)
+                .await
+                .map_err(|source| LiveError::Connect {
+                    what: "resource manager",
+                    addr: addr.clone(),
+                    source,
+                })?,
+        )),
+        None => None,
+    };
+    if options.deploy {
+        for f in &workload.functions {
+            api.deploy(f).await.map_err(|s| LiveError::Deploy {
+                function: f.name.clone(),
+                status: describe(&s),
+            })?;
+        }
+    }
+
+    let n = workload.invocations.len();
+    let bar = progress_bar(n as u64, options.progress);
+    let start = Instant::now();
+    let start_epoch_ms = faas_common::clock::now_ms();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let poller = match (&rm, options.stats_interval_ms) {
+        (Some(rm), interval) if interval > 0 => Some(tokio::spawn(poll_containers(
+            rm.clone(),
+            start,
+            start_epoch_ms,
+            Duration::from_millis(interval),
+            stop_rx,
+        ))),
+        _ => None,
+    };
+
+    // The sender: one task per invocation, at its time.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, RequestRecord)>();
+    let shared = Arc::new(workload.clone());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let sender = {
+        let tasks = tasks.clone();
+        let shared = shared.clone();
+        let api = api.clone();
+        let tx = tx.clone();
+        let in_flight = in_flight.clone();
+        let account: Arc<str> = Arc::from(options.account.as_str());
+        let max_in_flight = options.max_in_flight;
+        tokio::spawn(async move {
+            for i in 0..shared.invocations.len() {
+                let at = start + Duration::from_millis(shared.invocations[i].at_ms);
+                tokio::time::sleep_until(at).await;
+                let sent_ms = start.elapsed().as_millis() as u64;
+                let inv = &shared.invocations[i];
+                let f = &shared.functions[inv.function];
+                if in_flight.load(Ordering::Relaxed) >= max_in_flight {
+                    let _ = tx.send((
+                        i,
+                        failed(
+                            &f.name,
+                            sent_ms,
+                            0.0,
+                            format!(
+                                "Client: not sent, {max_in_flight} requests already in flight (the driver's bound)"
+                            ),
+                        ),
+                    ));
+                    continue;
+                }
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                let timeout = Duration::from_millis(f.timeout_ms + 35_000);
+                let (api, tx, in_flight, account) =
+                    (api.clone(), tx.clone(), in_flight.clone(), account.clone());
+                let name = f.name.clone();
+                let event = inv.event.clone();
+                let task = tokio::spawn(async move {
+                    let sent = Instant::now();
+                    let result = api.invoke(&account, &name, event, timeout).await;
+                    let response_ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                    let record = match result {
+                        Ok(reply) => {
+                            let duration_ms = reply.duration_ns.map_or(0.0, |d| d as f64 / 1e6);
+                            RequestRecord {
+                                function: name,
+                                at_ms: sent_ms,
+                                response_ms,
+                                scheduling_ms: reply
+                                    .acquire_ms
+                                    .unwrap_or((response_ms - duration_ms).max(0.0)),
+                                duration_ms,
+                                cold: reply.cold.unwrap_or(false),
+                                error: None,
+                                node_id: reply.node_id,
+                                container_id: reply.container_id,
+                            }
+                        }
+                        Err(status) => failed(&name, sent_ms, response_ms, describe(&status)),
+                    };
+                    let _ = tx.send((i, record));
+                });
+                if let Ok(mut t) = tasks.lock() {
+                    t.push(task.abort_handle());
+                }
+            }
+        })
+    };
+    drop(tx);
+
+    // Collect until every invocation is answered, or the grace after the last send is over.
+    let mut records: Vec<Option<RequestRecord>> = vec![None; n];
+    let mut answered = 0usize;
+    let mut errors = 0usize;
+    let mut last_reply_ms = 0i64;
+    let deadline = start
+        + Duration::from_millis(workload.duration_ms)
+        + Duration::from_millis(options.grace_ms);
+    while answered < n {
+        let next = tokio::select! {
+            r = rx.recv() => r,
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some((i, record)) = next else { break };
+        if records[i].is_none() {
+            answered += 1;
+            errors += usize::from(record.error.is_some());
+            last_reply_ms = last_reply_ms.max(start.elapsed().as_millis() as i64);
+            records[i] = Some(record);
+            bar.set_position(answered as u64);
+            bar.set_message(format!("{errors} errors"));
+        }
+    }
+    let end_ms = if answered < n {
+        start.elapsed().as_millis() as i64
+    } else {
+        last_reply_ms
+    }
+    .max(workload.duration_ms as i64);
+    // Stop whatever is still outstanding.
+    sender.abort();
+    let _ = sender.await;
+    if let Ok(mut t) = tasks.lock() {
+        for task in t.drain(..) {
+            task.abort();
+        }
+    }
+    bar.finish_and_clear();
+    let _ = stop_tx.send(true);
+    let seen = match poller {
+        Some(p) => p.await.unwrap_or_default(),
+        None => HashMap::new(),
+    };
+
+    let mut result = RunResult::new(options.policy.clone(), workload.name.clone());
+    result.notes.push(format!(
+        "live against {} (open loop, {} invocations)",
+        options.apiserver, n
+    ));
+    let unanswered = n - answered;
+    if unanswered > 0 {
+        result.notes.push(format!(
+            "{unanswered} requests got no reply within {} ms after the last send",
+            options.grace_ms
+        ));
+    }
+    let requests: Vec<RequestRecord> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                // Never answered: aborted at the end of the run (or never sent).
+                let inv = &workload.invocations[i];
+                failed(
+                    &workload.functions[inv.function].name,
+                    inv.at_ms,
+                    (end_ms - inv.at_ms as i64).max(0) as f64,
+                    "Client: no reply before the run ended".to_string(),
+                )
+            })
+        })
+        .collect();
+    result.end_ms = end_ms;
+    result.containers = lifetimes(seen, &requests, workload);
+    result.requests = requests;
+
+    if let (Some(mut rm), Some(addr)) = (rm, &options.resource_manager) {
+        let nodes = client::nodes_usage(&mut rm, format!("e2e-usage-{start_epoch_ms}"))
+            .await
+            .map_err(|s| LiveError::NodesUsage {
+                addr: addr.clone(),
+                status: describe(&s),
+            })?;
+        result.nodes = node_usage(&nodes, start_epoch_ms, options.fresh_platform);
+        if !options.fresh_platform {
+            result
+                .notes
+                .push("node time before the run's first send is not counted".to_string());
+        }
+    } else {
+        result
+            .notes
+            .push("no resource manager address: node-seconds unknown".to_string());
+    }
+    if result.containers.is_empty() {
+        result
+            .notes
+            .push("container lifetimes unknown: idle memory-time not measured".to_string());
+    }
+    Ok(result)
+}
+
+/// A failed request's record.
+fn failed(function: &str, at_ms: u64, response_ms: f64, error: String) -> RequestRecord {
+    RequestRecord {
+        function: function.to_string(),
+        at_ms,
+        response_ms,
+        scheduling_ms: response_ms,
+        duration_ms: 0.0,
+        cold: false,
+        error: Some(error),
+        node_id: None,
+        container_id: None,
+    }
+}
+
+fn progress_bar(len: u64, wanted: bool) -> ProgressBar {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {pos}/{len} answered, {msg} (eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar
+}
+
+/// `GetNodesUsage` entries as the run's node usage.
+pub fn node_usage(
+    nodes: &[faas_proto::resourcemanagerproto::NodeDesc],
+    start_epoch_ms: i64,
+    fresh_platform: bool,
+) -> Vec<NodeUsage> {
+    nodes
+        .iter()
+        .filter(|n| n.reserved_time_timestamp_ms > 0)
+        .filter(|n| {
+            fresh_platform
+                || n.released_time_timestamp_ms == 0
+                || n.released_time_timestamp_ms > start_epoch_ms
+        })
+        .map(|n| {
+            let mut u = NodeUsage::from_epoch_ms(
+                n.id.clone(),
+                n.reserved_time_timestamp_ms,
+                n.released_time_timestamp_ms,
+                start_epoch_ms,
+            );
+            if !fresh_platform {
+                u.reserved_ms = u.reserved_ms.max(0);
+            }
+            u
+        })
+        .collect()
+}
+
+/// Polls the reserved nodes' containers until `stop` turns true.
+async fn poll_containers(
+    mut rm: ResourceManagerClient<Channel>,
+    start: Instant,
+    start_epoch_ms: i64,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> HashMap<String, Seen> {
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut clients: HashMap<String, NodeServiceClient<Channel>> = HashMap::new();
+    let mut round = 0u64;
+    let timeout = interval.min(Duration::from_secs(2));
+    loop {
+        round += 1;
+        let now_ms = start.elapsed().as_millis() as i64;
+        if let Ok(nodes) = client::nodes_usage(&mut rm, format!("e2e-poll-{round}")).await {
+            for node in nodes {
+                if node.reserved_time_timestamp_ms <= 0 {
+                    continue;
+                }
+                if node.released_time_timestamp_ms > 0 {
+                    let released = node.released_time_timestamp_ms - start_epoch_ms;
+                    for s in seen.values_mut() {
+                        if s.node_id == node.id && s.gone_ms.is_none() {
+                            s.gone_ms = Some(released.max(s.last_ms));
+                        }
+                    }
+                    clients.remove(&node.id);
+                    continue;
+                }
+                let client = match clients.get_mut(&node.id) {
+                    Some(c) => c,
+                    None => {
+                        let addr = format!("{}:{}", node.address, node.node_service_port);
+                        let Ok(channel) = faas_common::serve::connect_lazy(&addr) else {
+                            continue;
+                        };
+                        clients
+                            .entry(node.id.clone())
+                            .or_insert(NodeServiceClient::new(channel))
+                    }
+                };
+                let Ok(containers) =
+                    client::node_containers(client, format!("e2e-stats-{round}"), timeout).await
+                else {
+                    continue;
+                };
+                let polled_ms = start.elapsed().as_millis() as i64;
+                for (id, limit) in &containers {
+                    let s = seen.entry(id.clone()).or_insert_with(|| Seen {
+                        node_id: node.id.clone(),
+                        limit: *limit,
+                        first_ms: now_ms,
+                        last_ms: now_ms,
+                        gone_ms: None,
+                    });
+                    s.last_ms = polled_ms;
+                    s.gone_ms = None;
+                }
+                for (id, s) in seen.iter_mut() {
+                    if s.node_id == node.id
+                        && s.gone_ms.is_none()
+                        && !containers.iter().any(|(c, _)| c == id)
+                    {
+                        s.gone_ms = Some((s.last_ms + polled_ms) / 2);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    seen
+}
+
+/// Container lifetimes from the poller's sightings, refined by the grants in the records.
+fn lifetimes(
+    seen: HashMap<String, Seen>,
+    requests: &[RequestRecord],
+    workload: &Workload,
+) -> Vec<ContainerLifetime> {
+    let mut first_grant: HashMap<&str, (f64, &str)> = HashMap::new();
+    for r in requests {
+        if let Some(c) = r.container_id.as_deref() {
+            let t = r.at_ms as f64 + r.scheduling_ms;
+            let e = first_grant.entry(c).or_insert((t, r.function.as_str()));
+            if t < e.0 {
+                *e = (t, r.function.as_str());
+            }
+        }
+    }
+    let mut out: Vec<ContainerLifetime> = seen
+        .into_iter()
+        .map(|(id, s)| {
+            let grant = first_grant.get(id.as_str());
+            let function = grant.map_or("?", |g| g.1).to_string();
+            let created_ms = grant.map_or(s.first_ms, |g| (g.0.floor() as i64).min(s.first_ms));
+            let limit = if s.limit > 0 {
+                s.limit
+            } else {
+                workload
+                    .function_index(&function)
+                    .map_or(0, |i| workload.functions[i].memory_bytes)
+            };
+            ContainerLifetime {
+                id,
+                node_id: s.node_id,
+                function,
+                memory_bytes: limit,
+                created_ms,
+                removed_ms: s.gone_ms,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faas_proto::resourcemanagerproto::NodeDesc;
+
+    fn desc(id: &str, reserved: i64, released: i64) -> NodeDesc {
+        NodeDesc {
+            id: id.into(),
+            reserved_time_timestamp_ms: reserved,
+            released_time_timestamp_ms: released,
+            ..NodeDesc::default()
+        }
+    }
+
+    #[test]
+    fn node_usage_counts_warm_up_only_on_a_fresh_platform() {
+        let nodes = [
+            desc("old", 1_000, 5_000),
+            desc("early", 8_000, 0),
+            desc("in-run", 12_000, 15_000),
+            desc("never", 0, 0),
+        ];
+        let fresh = node_usage(&nodes, 10_000, true);
+        assert_eq!(fresh.len(), 3);
+        assert_eq!(fresh[1].reserved_ms, -2_000);
+        let shared = node_usage(&nodes, 10_000, false);
+        assert_eq!(
+            shared.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            ["early", "in-run"]
+        );
+        assert_eq!(shared[0].reserved_ms, 0);
+        assert_eq!(shared[1].released_ms, Some(5_000));
+    }
+
+    #[test]
+    fn lifetimes_start_at_the_first_grant_when_it_is_earlier() {
+        let w = crate::scenario::build("contest", &crate::ScenarioOptions::default()).unwrap();
+        let mut seen = HashMap::new();
+        seen.insert(
+            "c1".to_string(),
+            Seen {
+                node_id: "n1".into(),
+                limit: 0,
+                first_ms: 900,
+                last_ms: 4_000,
+                gone_ms: Some(4_250),
+            },
+        );
+        let r = RequestRecord {
+            function: "f3".into(),
+            at_ms: 500,
+            response_ms: 400.0,
+            scheduling_ms: 20.4,
+            duration_ms: 32.0,
+            cold: true,
+            error: None,
+            node_id: Some("n1".into()),
+            container_id: Some("c1".into()),
+        };
+        let l = lifetimes(seen, &[r], &w);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].created_ms, 520);
+        assert_eq!(l[0].removed_ms, Some(4_250));
+        assert_eq!(l[0].function, "f3");
+        assert_eq!(
+            l[0].memory_bytes,
+            512 << 20,
+            "the function's limit when stats had none"
+        );
+    }
+}

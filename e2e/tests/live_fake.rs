@@ -1,0 +1,251 @@
+//! The live driver against a fake API server (real gRPC on 127.0.0.1, no platform): it
+//! deploys every function, sends open loop (a slow reply never holds back the next send),
+//! reads the reply metadata, records errors with their code, and stops by itself when a
+//! reply never comes.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faas_e2e::live::{self, LiveOptions};
+use faas_e2e::workload::{FunctionProfile, HandlerKind, Invocation, MIB, Workload};
+use faas_proto::admin::admin_server::{Admin, AdminServer};
+use faas_proto::admin::{
+    DeleteFunctionReply, DeleteFunctionRequest, DeployFunctionReply, DeployFunctionRequest,
+    GetFunctionReply, GetFunctionRequest, ListFunctionsReply, ListFunctionsRequest,
+};
+use faas_proto::apiserverproto::api_server_server::{ApiServer, ApiServerServer};
+use faas_proto::apiserverproto::{self as api, InvokeFunctionReply, InvokeFunctionRequest};
+use faas_proto::meta;
+use tonic::{Request, Response, Status};
+
+#[derive(Default)]
+struct Fake {
+    deployed: Mutex<HashSet<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Shared(Arc<Fake>);
+
+#[tonic::async_trait]
+impl ApiServer for Shared {
+    async fn invoke_function(
+        &self,
+        request: Request<InvokeFunctionRequest>,
+    ) -> Result<Response<InvokeFunctionReply>, Status> {
+        let req = request.into_inner();
+        let fake = &self.0;
+        if !fake.deployed.lock().unwrap().contains(&req.function_name) {
+            return Err(Status::not_found(format!(
+                "function {} not found",
+                req.function_name
+            )));
+        }
+        let n = fake.calls.fetch_add(1, Ordering::SeqCst);
+        let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let wait = match req.function_name.as_str() {
+            "slow" => Duration::from_millis(400),
+            "hang" => Duration::from_secs(3600),
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep(wait).await;
+        fake.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut reply = Response::new(InvokeFunctionReply {
+            request_id: format!("req-{n}"),
+            body: b"{}".to_vec(),
+            server_side_latency_in_ms: wait.as_millis() as i64,
+        });
+        let md = reply.metadata_mut();
+        md.insert(meta::ACQUIRE_MS, "0.250".parse().unwrap());
+        md.insert(
+            meta::DURATION_NS,
+            (wait.as_nanos() as u64).to_string().parse().unwrap(),
+        );
+        let cold = if n == 0 { "true" } else { "false" };
+        md.insert(meta::COLD_START, cold.parse().unwrap());
+        md.insert(meta::CONTAINER_ID, "c-1".parse().unwrap());
+        md.insert(meta::NODE_ID, "node-1".parse().unwrap());
+        Ok(reply)
+    }
+
+    async fn list_functions(
+        &self,
+        _request: Request<api::ListFunctionsRequest>,
+    ) -> Result<Response<api::ListFunctionsReply>, Status> {
+        Ok(Response::new(api::ListFunctionsReply::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for Shared {
+    async fn deploy_function(
+        &self,
+        request: Request<DeployFunctionRequest>,
+    ) -> Result<Response<DeployFunctionReply>, Status> {
+        let spec = request
+            .into_inner()
+            .function
+            .ok_or_else(|| Status::invalid_argument("no function"))?;
+        assert!(spec.memory_in_bytes > 0 && spec.timeout_in_ms > 0);
+        self.0.deployed.lock().unwrap().insert(spec.name);
+        Ok(Response::new(DeployFunctionReply {
+            function: None,
+            created: true,
+        }))
+    }
+
+    async fn get_function(
+        &self,
+        _request: Request<GetFunctionRequest>,
+    ) -> Result<Response<GetFunctionReply>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_functions(
+        &self,
+        _request: Request<ListFunctionsRequest>,
+    ) -> Result<Response<ListFunctionsReply>, Status> {
+        Ok(Response::new(ListFunctionsReply::default()))
+    }
+
+    async fn delete_function(
+        &self,
+        _request: Request<DeleteFunctionRequest>,
+    ) -> Result<Response<DeleteFunctionReply>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+}
+
+async fn serve(fake: Arc<Fake>) -> String {
+    let listener = faas_common::serve::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shared = Shared(fake);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ApiServerServer::new(shared.clone()))
+            .add_service(AdminServer::new(shared))
+            .serve_with_incoming(faas_common::serve::incoming(listener)),
+    );
+    addr
+}
+
+fn call(at_ms: u64, function: usize) -> Invocation {
+    Invocation {
+        at_ms,
+        function,
+        event: b"{}".to_vec(),
+        expected_duration_ms: 0,
+        expected_memory_mb: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_open_loop_records_metadata_and_errors_and_stops_by_itself() {
+    let fake = Arc::new(Fake::default());
+    let addr = serve(fake.clone()).await;
+    let functions = vec![
+        FunctionProfile::new("slow", HandlerKind::Sleep, 128 * MIB, 60_000, 400.0),
+        FunctionProfile::new("fast", HandlerKind::Hello, 128 * MIB, 60_000, 0.0),
+        FunctionProfile::new("hang", HandlerKind::Sleep, 128 * MIB, 60_000, 0.0),
+    ];
+    // Ten slow calls 20 ms apart: each takes 400 ms, so an open-loop sender has them all out
+    // at once. One fast call, one call that never returns.
+    let mut calls: Vec<Invocation> = (0..10).map(|i| call(i * 20, 0)).collect();
+    calls.push(call(50, 1));
+    calls.push(call(60, 2));
+    let workload = Workload::new("fake", functions, calls, 300).unwrap();
+    let options = LiveOptions {
+        apiserver: addr,
+        resource_manager: None,
+        policy: "fake".into(),
+        grace_ms: 1_500,
+        progress: false,
+        ..LiveOptions::default()
+    };
+    let run = live::run(&workload, &options).await.unwrap();
+
+    assert_eq!(run.policy, "fake");
+    assert_eq!(run.requests.len(), 12);
+    assert_eq!(
+        fake.deployed.lock().unwrap().len(),
+        3,
+        "every function deployed"
+    );
+    // Open loop: the slow calls overlapped.
+    assert!(
+        fake.max_in_flight.load(Ordering::SeqCst) >= 5,
+        "at most {} requests were outstanding together",
+        fake.max_in_flight.load(Ordering::SeqCst)
+    );
+    let slow: Vec<_> = run
+        .requests
+        .iter()
+        .filter(|r| r.function == "slow")
+        .collect();
+    assert_eq!(slow.len(), 10);
+    for r in &slow {
+        assert!(r.error.is_none(), "{r:?}");
+        assert_eq!(r.scheduling_ms, 0.25);
+        assert_eq!(r.duration_ms, 400.0);
+        assert!(r.response_ms >= 400.0, "{r:?}");
+        assert_eq!(r.container_id.as_deref(), Some("c-1"));
+        assert_eq!(r.node_id.as_deref(), Some("node-1"));
+    }
+    assert_eq!(run.cold_starts(), 1);
+    // The call that never returns is cut at the grace and recorded as an error.
+    let hang = run.requests.iter().find(|r| r.function == "hang").unwrap();
+    assert!(
+        hang.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no reply")),
+        "{hang:?}"
+    );
+    assert!(
+        run.notes.iter().any(|n| n.contains("no reply")),
+        "{:?}",
+        run.notes
+    );
+    assert!(run.nodes.is_empty() && run.containers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_function_is_an_error_with_its_code() {
+    let fake = Arc::new(Fake::default());
+    let addr = serve(fake.clone()).await;
+    let functions = vec![FunctionProfile::new(
+        "ghost",
+        HandlerKind::Hello,
+        128 * MIB,
+        1_000,
+        0.0,
+    )];
+    let workload = Workload::new("fake", functions, vec![call(0, 0)], 10).unwrap();
+    let options = LiveOptions {
+        apiserver: addr,
+        deploy: false,
+        progress: false,
+        ..LiveOptions::default()
+    };
+    let run = live::run(&workload, &options).await.unwrap();
+    let r = &run.requests[0];
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("NotFound:")),
+        "{r:?}"
+    );
+    assert_eq!(run.errors(), 1);
+    // Nothing listens here: the driver says which address it could not reach.
+    let options = LiveOptions {
+        apiserver: "127.0.0.1:1".into(),
+        progress: false,
+        ..LiveOptions::default()
+    };
+    let e = live::run(&workload, &options).await.unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+}
