@@ -2,7 +2,7 @@
 //! loopback against a real local platform, open loop at a fixed rate. Prints the achieved
 //! rate and the pair latency percentiles.
 //!
-//! `cargo run --release -p faas-cli --example control_plane -- [RATE=2000] [SECONDS=10] [POLICY=baseline]`
+//! `cargo run --release -p faas-cli --example control_plane -- [RATE=2000] [SECONDS=10] [POLICY=adaptive]`
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let rate: f64 = args.next().map_or(Ok(2000.0), |a| a.parse())?;
     let seconds: u64 = args.next().map_or(Ok(10), |a| a.parse())?;
-    let policy = args.next().unwrap_or_else(|| "baseline".to_string());
+    let policy = args
+        .next()
+        .unwrap_or_else(|| faas_scheduler::policies::DEFAULT_POLICY.to_string());
     let platform = LocalPlatform::start(&PlatformOptions {
         ready_nodes: 2,
         policy: policy.clone(),
