@@ -483,9 +483,12 @@ impl Engine {
             self.next_sweep = Some(now + self.knobs.sweep_every_ms);
         }
         let fd = self.fd(f);
+        // The function's idle time, if this arrival ends one (for a miss, below).
+        let mut fn_gap = 0;
         if fd.idle() {
             if let Some(since) = fd.idle_since.take() {
                 let gap = now.saturating_sub(since);
+                fn_gap = gap;
                 if gap >= MERGE_GAP_MS {
                     if !per_container {
                         fd.hist.record(gap);
@@ -525,6 +528,14 @@ impl Engine {
                 self.maybe_spare(now, f, out);
             }
             return Ok(());
+        }
+        // A miss after the window let every container go: per-container idle times only see
+        // gaps shorter than the window (right-censored), so the function's idle time is
+        // recorded here, where the window was too short.
+        if per_container && warm.is_none() && fn_gap >= MERGE_GAP_MS {
+            let fd = &mut self.fns[f.index() as usize];
+            fd.hist.record(fn_gap);
+            fd.window = None;
         }
         if !self.started && self.knobs.initial_nodes > 0 {
             self.started = true;
@@ -1444,6 +1455,10 @@ mod tests {
             prewarm_ms: 20 * 3_600_000,
             keep_alive_ms: 24 * 3_600_000,
         };
-        assert_eq!(keep_for(long, 100, &knobs), 4 * 3_600_000, "capped");
+        assert_eq!(
+            keep_for(long, 100, &knobs),
+            crate::policies::adaptive::FALLBACK_KEEP_ALIVE_MS,
+            "capped at the fallback"
+        );
     }
 }
