@@ -728,6 +728,27 @@ impl State {
         Ok((key, request))
     }
 
+    /// The error for requests that waited on a failed create (`UNAVAILABLE`, naming the
+    /// function and the node).
+    pub fn create_failed_error(&self, create: &CreateOp, message: &str) -> AcquireError {
+        let function = self
+            .store
+            .function(create.function)
+            .map(|f| f.spec.name.clone())
+            .unwrap_or_else(|| "?".into());
+        let node = self
+            .store
+            .node(create.node)
+            .map(|n| n.id.clone())
+            .unwrap_or_else(|| "?".into());
+        AcquireError {
+            code: AcquireErrorCode::Unavailable,
+            message: format!(
+                "cannot create a container of function {function} on node {node}: {message}"
+            ),
+        }
+    }
+
     /// Applies a failed create: the memory placed for it is freed. Returns the op and the
     /// request it was meant for if that request still waits (now unbound).
     pub fn create_failed(&mut self, op: OpId) -> Result<(CreateOp, Option<Text>), CoreError> {

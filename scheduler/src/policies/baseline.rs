@@ -148,24 +148,7 @@ impl Policy for Baseline {
             Event::ContainerCreateFailed { op, message } => {
                 let (create, request) = self.state.create_failed(op)?;
                 if let Some(request_id) = request {
-                    let function = self
-                        .state
-                        .store
-                        .function(create.function)
-                        .map(|f| f.spec.name.clone())
-                        .unwrap_or_else(|| "?".into());
-                    let node = self
-                        .state
-                        .store
-                        .node(create.node)
-                        .map(|n| n.id.clone())
-                        .unwrap_or_else(|| "?".into());
-                    let error = AcquireError {
-                        code: AcquireErrorCode::Unavailable,
-                        message: format!(
-                            "cannot create a container of function {function} on node {node}: {message}"
-                        ),
-                    };
+                    let error = self.state.create_failed_error(&create, &message);
                     self.state.reject(request_id, error, out);
                 }
             }

@@ -106,22 +106,7 @@ pub(crate) fn reject_create_waiter(
     message: &str,
     out: &mut Vec<Decision>,
 ) {
-    let function = state
-        .store
-        .function(create.function)
-        .map(|f| f.spec.name.clone())
-        .unwrap_or_else(|| "?".into());
-    let node = state
-        .store
-        .node(create.node)
-        .map(|n| n.id.clone())
-        .unwrap_or_else(|| "?".into());
-    let error = AcquireError {
-        code: AcquireErrorCode::Unavailable,
-        message: format!(
-            "cannot create a container of function {function} on node {node}: {message}"
-        ),
-    };
+    let error = state.create_failed_error(create, message);
     state.reject(request_id, error, out);
 }
 

@@ -932,24 +932,7 @@ impl Engine {
             return Ok(());
         }
         fd.create_failures = 0;
-        let name = self
-            .state
-            .store
-            .function(f)
-            .map(|r| r.spec.name.clone())
-            .unwrap_or_else(|| "?".into());
-        let node = self
-            .state
-            .store
-            .node(create.node)
-            .map(|n| n.id.clone())
-            .unwrap_or_else(|| "?".into());
-        let error = AcquireError {
-            code: AcquireErrorCode::Unavailable,
-            message: format!(
-                "cannot create a container of function {name} on node {node}: {message}"
-            ),
-        };
+        let error = self.state.create_failed_error(&create, message);
         while let Some(id) = self.pop_waiter(f) {
             self.state.reject(id, error.clone(), out);
         }
