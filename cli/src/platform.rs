@@ -45,6 +45,10 @@ pub struct PlatformOptions {
     /// The Docker instance label of every container and the orphan clean-up scope
     /// (`None`: the resource manager's default).
     pub docker_instance: Option<String>,
+    /// Unbound containers each node keeps ready for creates (the node service's
+    /// `--warm-pool`; `None`: its default, or `FAAS_WARM_POOL` for local nodes, which
+    /// inherit this process's environment).
+    pub node_warm_pool: Option<u32>,
 }
 
 impl Default for PlatformOptions {
@@ -62,6 +66,7 @@ impl Default for PlatformOptions {
             provider: "local".to_string(),
             node_runtime: "process".to_string(),
             docker_instance: None,
+            node_warm_pool: None,
         }
     }
 }
@@ -142,6 +147,10 @@ impl LocalPlatform {
         if let Some(instance) = &opts.docker_instance {
             rm_args.push("--docker-instance".to_string());
             rm_args.push(instance.clone());
+        }
+        if let Some(n) = opts.node_warm_pool {
+            rm_args.push("--node-warm-pool".to_string());
+            rm_args.push(n.to_string());
         }
         let rm_config: faas_resource_manager::Config = config_from(&rm_args)?;
         let scheduler_config: faas_scheduler::Config = config_from(&strings(&[

@@ -3,7 +3,8 @@
 //! (built from this tree by `deploy/build-images.sh`, once per test process).
 //!
 //! Without a Docker daemon these tests say so loudly and pass; with `FAAS_REQUIRE_DOCKER=1`
-//! (CI) they fail instead. After each test no container labelled `minifaas.role` remains.
+//! (CI) they fail instead. After each test no container labelled `minifaas.role` remains
+//! (warm pool containers included: they carry the same role, instance and node labels).
 
 mod support;
 
@@ -120,7 +121,13 @@ impl DockerPlatform {
     }
 }
 
+/// Starts a platform with the nodes' default warm pool.
 async fn start() -> Option<DockerPlatform> {
+    start_with(None).await
+}
+
+/// Starts a platform whose nodes keep `warm_pool` unbound containers (`None`: the default).
+async fn start_with(warm_pool: Option<u32>) -> Option<DockerPlatform> {
     if !docker_available() {
         return None;
     }
@@ -137,6 +144,7 @@ async fn start() -> Option<DockerPlatform> {
         ready_nodes: 1,
         max_nodes: 3,
         refill_delay_ms: 100,
+        node_warm_pool: warm_pool,
         ..PlatformOptions::default()
     };
     let platform = LocalPlatform::start(&options)
@@ -209,32 +217,143 @@ async fn each_builtin_function_runs_in_a_container() {
     p.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn containers_get_the_functions_limits() {
-    let Some(p) = start().await else { return };
-    let out = p.api.invoke(ACCOUNT, "hello", vec![]).await.unwrap();
-    assert_eq!(out.cold, Some(true));
-    let ids = containers_with("minifaas.function=hello");
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let inspect = docker_cli(&[
+/// `docker inspect` of a container's limits, settings and node label, in one line.
+fn limits_of(container: &str) -> String {
+    docker_cli(&[
         "inspect",
         "--format",
         "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.CpuPeriod}} \
          {{.HostConfig.CpuQuota}} {{.HostConfig.PidsLimit}} {{.HostConfig.ReadonlyRootfs}} \
          {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.Config.User}} \
          {{index .Config.Labels \"minifaas.node\"}}",
-        &ids[0],
+        container,
     ])
-    .unwrap();
-    let memory: u64 = 128 << 20; // hello's memory in deploy/functions.toml
+    .unwrap()
+}
+
+/// What [`limits_of`] says for a function of `memory` bytes on `node`.
+fn expected_limits(memory: u64, node: &str) -> String {
     let quota = faas_node_service::api::docker::cpu_quota_micros(memory, 0.67);
+    format!(
+        "{memory} {memory} 100000 {quota} 256 true [ALL] [no-new-privileges] 65534:65534 {node}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containers_get_the_functions_limits() {
+    // Without a warm pool: the container is created for the function (and named after it).
+    let Some(p) = start_with(Some(0)).await else {
+        return;
+    };
+    let out = p.api.invoke(ACCOUNT, "hello", vec![]).await.unwrap();
+    assert_eq!(out.cold, Some(true));
+    let ids = containers_with("minifaas.function=hello");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(containers_with("minifaas.pool=true").is_empty());
+    let memory: u64 = 128 << 20; // hello's memory in deploy/functions.toml
     let node = out.node_id.clone().unwrap_or_default();
-    assert_eq!(
-        inspect,
-        format!(
-            "{memory} {memory} 100000 {quota} 256 true [ALL] [no-new-privileges] 65534:65534 {node}"
-        )
-    );
+    assert_eq!(limits_of(&ids[0]), expected_limits(memory, &node));
+    p.stop().await;
+}
+
+/// The running warm pool containers of `instance` that have announced that they listen.
+fn listening_pool_containers(instance: &str) -> Vec<String> {
+    let running = docker_cli(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=minifaas.instance={instance}"),
+        "--filter",
+        "label=minifaas.pool=true",
+        "--filter",
+        "status=running",
+    ])
+    .expect("docker ps");
+    running
+        .lines()
+        .filter(|id| {
+            docker_cli(&["logs", id])
+                .is_ok_and(|out| out.contains(faas_common::serve::READY_PREFIX))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_warm_pool_container_gets_the_functions_limits() {
+    let Some(p) = start_with(Some(1)).await else {
+        return;
+    };
+    let memory: u64 = 96 << 20;
+    // A create served from the pool needs the pool container to be up when the scheduler
+    // asks: wait for it, and try again with a new function if a create raced it anyway.
+    let mut pooled = None;
+    for attempt in 0..5 {
+        let since = std::time::Instant::now();
+        while listening_pool_containers(&p.instance).is_empty() {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(60),
+                "no warm pool container came up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let name = format!("pooled-{attempt}");
+        p.api
+            .admin()
+            .deploy_function(DeployFunctionRequest {
+                function: Some(FunctionSpec {
+                    name: name.clone(),
+                    handler: "memory".into(),
+                    memory_in_bytes: memory as i64,
+                    timeout_in_ms: 30_000,
+                    description: "served from the warm pool".into(),
+                }),
+            })
+            .await
+            .unwrap();
+        let out = p
+            .api
+            .invoke(ACCOUNT, &name, br#"{"mb":16,"ms":1}"#.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(json(&out.body)["mb"], 16, "the invocation works");
+        let id = out
+            .container_id
+            .clone()
+            .expect("the reply names its container");
+        let found = containers_with(&format!("minifaas.container={id}"));
+        assert_eq!(found.len(), 1, "container {id}: {found:?}");
+        let from_pool = docker_cli(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"minifaas.pool\"}}",
+            &found[0],
+        ])
+        .unwrap();
+        if from_pool == "true" {
+            pooled = Some((name, found[0].clone(), out));
+            break;
+        }
+    }
+    let (name, container, out) = pooled.expect("no create was served from the warm pool");
+    let node = out.node_id.clone().unwrap_or_default();
+    assert_eq!(limits_of(&container), expected_limits(memory, &node));
+
+    // The cgroup follows: 72 MiB fit in the function's 96 MiB (not in the pool's 64 MiB),
+    // 256 MiB do not.
+    let fits = p
+        .api
+        .invoke(ACCOUNT, &name, br#"{"mb":72,"ms":1}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(fits.container_id, out.container_id, "the same container");
+    assert_eq!(json(&fits.body)["mb"], 72);
+    let err = p
+        .api
+        .invoke(ACCOUNT, &name, br#"{"mb":256,"ms":1}"#.to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     p.stop().await;
 }
 
@@ -259,6 +378,11 @@ async fn a_call_past_the_memory_limit_is_oom_killed_and_the_next_one_succeeds() 
         .invoke(ACCOUNT, "hog", br#"{"mb":8,"ms":1}"#.to_vec())
         .await
         .unwrap();
+    // The container that served `first` (from the warm pool or created for hog).
+    let killed = containers_with(&format!(
+        "minifaas.container={}",
+        first.container_id.clone().unwrap_or_default()
+    ));
     let err = p
         .api
         .invoke(ACCOUNT, "hog", br#"{"mb":256,"ms":1}"#.to_vec())
@@ -266,7 +390,6 @@ async fn a_call_past_the_memory_limit_is_oom_killed_and_the_next_one_succeeds() 
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("memory"), "{err:?}");
-    let killed = containers_with("minifaas.function=hog");
     let next = p
         .api
         .invoke(ACCOUNT, "hog", br#"{"mb":8,"ms":1}"#.to_vec())
@@ -279,10 +402,11 @@ async fn a_call_past_the_memory_limit_is_oom_killed_and_the_next_one_succeeds() 
         "a new container replaced the killed one"
     );
     assert_ne!(next.container_id, first.container_id);
-    let now = containers_with("minifaas.function=hog");
+    let now = containers_with(&format!("minifaas.instance={}", p.instance));
+    assert_eq!(killed.len(), 1, "{killed:?}");
     assert!(
-        killed.iter().all(|k| !now.contains(k)) || killed.is_empty(),
-        "the killed container was removed: before {killed:?}, now {now:?}"
+        !now.contains(&killed[0]),
+        "the killed container was removed: {killed:?}, now {now:?}"
     );
     p.stop().await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use faas_common::shutdown::{self, Trigger};
 use faas_container_service::{Config, run};
 use faas_proto::container::container_service_client::ContainerServiceClient;
-use faas_proto::container::{InvokeReply, InvokeRequest, StatusRequest};
+use faas_proto::container::{BindRequest, InvokeReply, InvokeRequest, StatusRequest};
 use tonic::transport::Channel;
 
 struct Server {
@@ -26,11 +26,31 @@ fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
     Config {
         host: "127.0.0.1".into(),
         port: 0,
-        function_name: function.into(),
-        handler: handler.into(),
+        unbound: false,
+        function_name: Some(function.into()),
+        handler: Some(handler.into()),
         memory_bytes,
         timeout_ms: 30_000,
         emulate_memory_limit: true,
+    }
+}
+
+/// A container started `--unbound` (the memory limit emulated once bound).
+fn unbound() -> Config {
+    Config {
+        unbound: true,
+        function_name: None,
+        handler: None,
+        ..config("", "", 1 << 30)
+    }
+}
+
+fn bind_request(function: &str, handler: &str, memory: i64, timeout: i64) -> BindRequest {
+    BindRequest {
+        function_name: function.into(),
+        handler: handler.into(),
+        memory_in_bytes: memory,
+        timeout_in_ms: timeout,
     }
 }
 
@@ -269,6 +289,169 @@ async fn run_refuses_an_unknown_handler() {
     );
 }
 
+#[tokio::test]
+async fn an_unbound_container_serves_after_one_bind() {
+    let server = start(unbound()).await;
+    let mut client = server.client.clone();
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.function_name, "", "unbound: no function");
+    assert_eq!((status.handler.as_str(), status.memory_in_bytes), ("", 0));
+    assert!(status.rss_bytes > 0);
+
+    let err = client.invoke(request("f", b"")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("container is not bound to a function"),
+        "{}",
+        err.message()
+    );
+
+    client
+        .bind(bind_request("f", "hello", 128 << 20, 0))
+        .await
+        .unwrap();
+    let reply = invoke(&server, "f", br#"{"name":"Ada"}"#).await;
+    assert_eq!(reply.error_code, "", "{}", reply.error_message);
+    assert_eq!(
+        json(&reply.body),
+        serde_json::json!({"message":"Hello, Ada!"})
+    );
+    assert!(reply.max_memory_usage_in_bytes > 0);
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.function_name, "f");
+    assert_eq!(status.handler, "hello");
+    assert_eq!(status.memory_in_bytes, 128 << 20);
+    assert_eq!(
+        status.timeout_in_ms, 60_000,
+        "0 ms binds the default timeout"
+    );
+    assert_eq!(status.served, 1);
+    let err = client.invoke(request("g", b"")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("runs function \"f\""),
+        "{}",
+        err.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_is_bound_once() {
+    let server = start(unbound()).await;
+    let mut client = server.client.clone();
+    client
+        .bind(bind_request("f", "echo", 64 << 20, 1_000))
+        .await
+        .unwrap();
+    let err = client
+        .bind(bind_request("g", "hello", 64 << 20, 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("already bound to function \"f\""),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        invoke(&server, "f", b"still echo").await.body,
+        b"still echo"
+    );
+    server.stop().await;
+
+    // The start-up flags are a bind too.
+    let server = start(config("f", "hello", 1 << 30)).await;
+    let err = server
+        .client
+        .clone()
+        .bind(bind_request("g", "hello", 64 << 20, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_bind_is_refused_and_binds_nothing() {
+    let server = start(unbound()).await;
+    let mut client = server.client.clone();
+    for (req, words) in [
+        (
+            bind_request("f", "python3.9", 1 << 20, 0),
+            "unknown handler \"python3.9\"",
+        ),
+        (bind_request(" ", "hello", 1 << 20, 0), "function name"),
+        (
+            bind_request("f", "hello", 0, 0),
+            "memory_in_bytes must be > 0",
+        ),
+        (
+            bind_request("f", "hello", -5, 0),
+            "memory_in_bytes must be > 0",
+        ),
+        (
+            bind_request("f", "hello", 1 << 20, -1),
+            "timeout_in_ms must be >= 0",
+        ),
+    ] {
+        let err = client.bind(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(words),
+            "{} should say {words}",
+            err.message()
+        );
+    }
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.function_name, "", "still unbound");
+    client
+        .bind(bind_request("f", "hello", 1 << 20, 10))
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_memory_limit_of_a_bind_is_emulated() {
+    let server = start(unbound()).await;
+    server
+        .client
+        .clone()
+        .bind(bind_request("f", "memory", 96 << 20, 0))
+        .await
+        .unwrap();
+    let reply = invoke(&server, "f", br#"{"mb":512}"#).await;
+    assert_eq!(reply.error_code, "OutOfMemory");
+    assert!(
+        reply
+            .error_message
+            .contains("memory limit of 100663296 bytes"),
+        "{}",
+        reply.error_message
+    );
+    let reply = invoke(&server, "f", br#"{"mb":8,"ms":1}"#).await;
+    assert_eq!(reply.error_code, "", "{}", reply.error_message);
+    assert!(reply.max_memory_usage_in_bytes >= 8 << 20);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_timeout_of_a_bind_applies() {
+    let server = start(unbound()).await;
+    server
+        .client
+        .clone()
+        .bind(bind_request("f", "sleep", 64 << 20, 40))
+        .await
+        .unwrap();
+    let reply = invoke(&server, "f", br#"{"ms":600000}"#).await;
+    assert_eq!(reply.error_code, "Timeout");
+    assert_eq!(reply.error_message, "function timed out after 40 ms");
+    server.stop().await;
+}
+
 fn binary() -> faas_common::launch::Launcher {
     faas_common::launch::Launcher::new(env!("CARGO_BIN_EXE_container-service"), vec![])
 }
@@ -291,6 +474,54 @@ async fn the_binary_announces_serves_and_stops() {
     assert_eq!(status.handler, "hello");
     child.stop(Duration::from_secs(5)).await;
     assert!(child.has_exited());
+}
+
+#[tokio::test]
+async fn the_binary_starts_unbound_and_binds() {
+    let mut cmd = binary().command();
+    cmd.args(["--port", "0", "--unbound"]);
+    let (mut child, addr) = faas_common::launch::Child::spawn_ready(cmd, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    let mut client = ContainerServiceClient::new(channel);
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.function_name, "");
+    client
+        .bind(bind_request("f", "echo", 64 << 20, 0))
+        .await
+        .unwrap();
+    let reply = client
+        .invoke(request("f", b"bound"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.body, b"bound");
+    child.stop(Duration::from_secs(5)).await;
+    assert!(child.has_exited());
+}
+
+#[tokio::test]
+async fn the_binary_refuses_unbound_with_a_function() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_container-service"))
+        .args(["--unbound", "--function-name", "f"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--unbound"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_container-service"))
+        .args(["--handler", "hello"])
+        .env_remove("FAAS_FUNCTION_NAME")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a function name or --unbound is required"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test]

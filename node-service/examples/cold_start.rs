@@ -10,12 +10,45 @@
 //!
 //! `FAAS_RUNTIME=docker` measures the docker runtime instead (images from
 //! `deploy/build-images.sh`; containers labelled instance `bench`, node `bench`).
+//!
+//! `FAAS_WARM_POOL=N` (default 0: off, every create starts a container) measures creates
+//! served by the warm pool: before each create the example waits until the pool is full
+//! again (read from the node's metrics), so every create finds it warm; the pool's hits and
+//! misses are printed at the end.
 
 use std::time::{Duration, Instant};
 
 use faas_node_service::{Config, run};
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One figure from the node's `/metrics` at `addr` (a plain HTTP/1.0 GET).
+async fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: node\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in the node's metrics"))
+}
+
+/// Waits until the pool holds `n` ready containers (the metrics endpoint may not listen yet
+/// when the node has just started).
+async fn until_pool_ready(addr: &str, n: u64) -> anyhow::Result<()> {
+    let since = Instant::now();
+    while metric(addr, "node_warm_pool_ready").await.unwrap_or(0) < n {
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(60),
+            "the warm pool did not fill in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -53,11 +86,30 @@ async fn main() -> anyhow::Result<()> {
         config.node_id = Some("bench".into());
         config.docker_instance = "bench".into();
     }
+    config.warm_pool = std::env::var("FAAS_WARM_POOL")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let metrics_addr = if config.warm_pool > 0 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        config.metrics_port = Some(port);
+        Some(format!("127.0.0.1:{port}"))
+    } else {
+        None
+    };
+    let pool = config.warm_pool as u64;
+    println!("runtime {:?}, warm pool {pool}", config.runtime);
     let node = tokio::spawn(run(listener, config, shutdown));
     let mut client = NodeServiceClient::new(faas_common::serve::connect(&addr.to_string()).await?);
 
     let (mut creates, mut first_invokes) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
+        if let Some(addr) = &metrics_addr {
+            until_pool_ready(addr, pool).await?;
+        }
         let started = Instant::now();
         let id = client
             .create_container(pb::CreateContainerRequest {
@@ -97,6 +149,13 @@ async fn main() -> anyhow::Result<()> {
     }
     report("create", creates);
     report("first invoke", first_invokes);
+    if let Some(addr) = &metrics_addr {
+        println!(
+            "warm pool: {} hits, {} misses",
+            metric(addr, "node_warm_pool_hits_total").await?,
+            metric(addr, "node_warm_pool_misses_total").await?
+        );
+    }
 
     trigger.trigger();
     node.await??;

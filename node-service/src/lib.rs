@@ -3,8 +3,9 @@
 //! `nodeservoceproto.NodeService` and `grpc.health.v1`.
 //!
 //! Layers: [`model`] (containers, invocations, stats) → [`store`] (the container table) →
-//! [`service`] (the rules, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
-//! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
+//! [`service`] (the rules, the warm pool of unbound containers, and the ports `Runtime`,
+//! `ContainerInvoker`, `HostProbe`) → [`api`] (gRPC, the `process` and `docker` runtimes,
+//! `/proc` readings, metrics).
 
 pub mod api;
 pub mod model;
@@ -31,6 +32,12 @@ pub enum RuntimeKind {
     /// Each container is a Docker container of the container-service image (bollard).
     Docker,
 }
+
+/// The default warm pool size, for both runtimes: two covers a pair of creates arriving
+/// together (a burst's first two cold starts) while the refill (a few ms for a process, about
+/// half a second for a Docker container) catches up, at the cost of two idle containers per
+/// node (a few MiB each).
+pub const DEFAULT_WARM_POOL: usize = 2;
 
 /// Configuration of one node service.
 #[derive(clap::Args, Clone, Debug)]
@@ -60,6 +67,10 @@ pub struct Config {
     /// The container-service binary for the process runtime (default: found beside this one).
     #[arg(long, env = "FAAS_CONTAINER_SERVICE_BIN")]
     pub container_service_bin: Option<PathBuf>,
+    /// Containers kept started but bound to no function, so that a CreateContainer binds
+    /// one instead of starting one (0 = off). Not containers of the contest protocol.
+    #[arg(long, env = "FAAS_WARM_POOL", default_value_t = DEFAULT_WARM_POOL)]
+    pub warm_pool: usize,
     /// Port of the Prometheus endpoint (0 or unset = off).
     #[arg(long, env = "NODE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
@@ -101,6 +112,7 @@ impl Config {
             runtime: RuntimeKind::Process,
             container_ready_timeout_ms: 10_000,
             container_service_bin: None,
+            warm_pool: DEFAULT_WARM_POOL,
             metrics_port: None,
             docker_image: "minifaas/container-service:latest".into(),
             docker_network: "minifaas".into(),
@@ -135,6 +147,13 @@ pub enum Error {
 async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
     if config.memory_bytes == 0 {
         return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
+    }
+    if config.warm_pool > service::pool::MAX_SIZE {
+        return Err(Error::InvalidConfig(format!(
+            "--warm-pool must be at most {}, got {}",
+            service::pool::MAX_SIZE,
+            config.warm_pool
+        )));
     }
     let ready = Duration::from_millis(config.container_ready_timeout_ms);
     Ok(match config.runtime {
@@ -217,15 +236,22 @@ async fn serve(
         total_memory_bytes: config.memory_bytes,
         ready_timeout: Duration::from_millis(config.container_ready_timeout_ms),
     };
-    let node = Arc::new(Node::new(
-        identity,
-        runtime,
-        Arc::new(api::invoker::GrpcInvoker::default()),
-        Arc::new(api::host::ProcHost::default()),
-    ));
+    let node = Arc::new(
+        Node::new(
+            identity,
+            runtime,
+            Arc::new(api::invoker::GrpcInvoker::default()),
+            Arc::new(api::host::ProcHost::default()),
+        )
+        .with_warm_pool(config.warm_pool),
+    );
+    node.warm_pool().fill();
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(NodeMetrics::register(&mut registry));
+    registry.register_collector(Box::new(api::metrics::WarmPoolCollector(
+        node.warm_pool().clone(),
+    )));
     if let Some(port) = config.metrics_port.filter(|p| *p != 0) {
         let metrics_listener = faas_common::serve::bind(&format!("{}:{port}", config.host)).await?;
         tracing::info!(addr = ?metrics_listener.local_addr().ok(), "metrics endpoint");
@@ -245,6 +271,7 @@ async fn serve(
         live_id = %node.identity().live_id,
         runtime = ?config.runtime,
         memory_bytes = config.memory_bytes,
+        warm_pool = config.warm_pool,
         "node service ready"
     );
     let served = tonic::transport::Server::builder()

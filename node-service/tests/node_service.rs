@@ -1,67 +1,25 @@
 //! Integration tests: the node service started in-process on 127.0.0.1:0 through `run`,
 //! creating real `container-service` child processes.
 //!
-//! Finding the container binary: Cargo builds only this package's binaries for these tests
-//! (`CARGO_BIN_EXE_container-service` exists only in the container-service crate's own
-//! tests), so [`container_service_bin`] runs `cargo build -p faas-container-service --bin
-//! container-service` once per test process (a `OnceLock`) into the same target directory
-//! and profile as this test executable, and hands the path to the node through
-//! `Config::container_service_bin`. It always builds (a no-op when up to date) instead of
-//! trusting `Launcher::find`, which could pick up a stale binary from an older build.
+//! The container binary comes from [`support::container_service_bin`]. These tests run with
+//! the warm pool off (every container is started for its create, so it can be found by its
+//! `--function-name`); `tests/warm_pool.rs` covers the pool.
 //!
 //! Processes are checked from outside: a container's pid is found in `/proc` by its
 //! `--function-name` (unique per test) among this process's children, and "gone" means
 //! `/proc/PID` no longer exists (killed *and* reaped).
 
+mod support;
+
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use faas_common::shutdown::{self, Trigger};
 use faas_node_service::{Config, run};
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
+use support::{children_running, container_service_bin, exists, state, threads};
 use tonic::transport::Channel;
-
-fn container_service_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "faas-container-service",
-                "--bin",
-                "container-service",
-            ])
-            .arg("--profile")
-            .arg(profile)
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir)
-            .status()
-            .expect("run cargo build for container-service");
-        assert!(status.success(), "cargo build of container-service failed");
-        let bin = profile_dir.join("container-service");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-    .clone()
-}
 
 struct Node {
     client: NodeServiceClient<Channel>,
@@ -74,6 +32,7 @@ impl Node {
         let mut config = Config::local();
         config.node_id = Some("node-1".into());
         config.container_service_bin = Some(container_service_bin());
+        config.warm_pool = 0;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = shutdown::channel();
@@ -159,53 +118,10 @@ fn pids_of(function: &str) -> Vec<u32> {
     children_running(std::process::id(), function)
 }
 
-/// Pids of `parent`'s children running the function `function`.
-fn children_running(parent: u32, function: &str) -> Vec<u32> {
-    let needle = format!("--function-name\0{function}\0");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 fn the_pid_of(function: &str) -> u32 {
     let pids = pids_of(function);
     assert_eq!(pids.len(), 1, "one process for {function}: {pids:?}");
     pids[0]
-}
-
-fn exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 #[tokio::test]
@@ -464,8 +380,7 @@ async fn the_cpu_of_a_busy_container_is_measured() {
 async fn the_binary_stops_its_containers_on_sigterm() {
     let node_bin = PathBuf::from(env!("CARGO_BIN_EXE_node-service"));
     let mut cmd = tokio::process::Command::new(&node_bin);
-    cmd.arg("--port")
-        .arg("0")
+    cmd.args(["--port", "0", "--warm-pool", "0"])
         .env("FAAS_CONTAINER_SERVICE_BIN", container_service_bin());
     let (mut child, addr) = faas_common::launch::Child::spawn_ready(cmd, Duration::from_secs(10))
         .await

@@ -56,6 +56,10 @@ pub struct Config {
     /// `--runtime` passed to each local node service (how it runs containers).
     #[arg(long, env = "RESOURCE_MANAGER_NODE_RUNTIME", default_value = "process")]
     pub node_runtime: String,
+    /// `--warm-pool` of each node service it starts (local and docker providers): unbound
+    /// containers a node keeps ready for CreateContainer. Unset: the node service's default.
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_WARM_POOL")]
+    pub node_warm_pool: Option<u32>,
     /// Node ids are PREFIX-1, PREFIX-2, ...
     #[arg(long, env = "RESOURCE_MANAGER_NODE_ID_PREFIX", default_value = "node")]
     pub node_id_prefix: String,
@@ -141,6 +145,7 @@ impl Default for Config {
             static_nodes: Vec::new(),
             node_service_bin: None,
             node_runtime: "process".to_string(),
+            node_warm_pool: None,
             node_id_prefix: "node".to_string(),
             node_start_timeout_ms: 30_000,
             node_stop_grace_ms: 5_000,

@@ -121,6 +121,16 @@ struct Manager {
 
 impl Manager {
     async fn start(prefix: &str, ready_nodes: usize, max_nodes: usize) -> Manager {
+        Manager::start_with(prefix, ready_nodes, max_nodes, Config::default()).await
+    }
+
+    /// Starts a manager with `base`'s settings besides the port, pool sizes and prefix.
+    async fn start_with(
+        prefix: &str,
+        ready_nodes: usize,
+        max_nodes: usize,
+        base: Config,
+    ) -> Manager {
         ensure_node_service();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -132,7 +142,7 @@ impl Manager {
             // initial nodes.
             refill_delay_ms: 3_600_000,
             node_id_prefix: prefix.to_string(),
-            ..Config::default()
+            ..base
         };
         let (trigger, shutdown) = faas_common::shutdown::channel();
         let task = tokio::spawn(faas_resource_manager::run(listener, config, shutdown));
@@ -345,5 +355,27 @@ async fn parallel_reserves_never_share_a_node() {
         })
         .count();
     assert_eq!(exhausted, 2, "{results:?}");
+    rm.stop().await;
+}
+
+#[tokio::test]
+async fn nodes_get_the_warm_pool_size() {
+    let base = Config {
+        node_warm_pool: Some(1),
+        ..Config::default()
+    };
+    let rm = Manager::start_with("pooled", 1, 1, base).await;
+    rm.wait_serving().await;
+    let nodes = node_processes("pooled");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", nodes[0].0)).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--warm-pool", "1"]),
+        "{args:?}"
+    );
     rm.stop().await;
 }

@@ -1,24 +1,34 @@
-//! The gRPC edge: `faas.container.v1.ContainerService` over the [`Executor`].
+//! The gRPC edge: `faas.container.v1.ContainerService` over the container's [`Binding`]
+//! (Invoke and Status through its [`Executor`](crate::exec::Executor) once bound, Bind to
+//! bind it).
 
 use std::sync::Arc;
 
 use faas_proto::container::container_service_server::{ContainerService, ContainerServiceServer};
-use faas_proto::container::{InvokeReply, InvokeRequest, StatusReply, StatusRequest};
+use faas_proto::container::{
+    BindReply, BindRequest, InvokeReply, InvokeRequest, StatusReply, StatusRequest,
+};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::binding::{BindError, Binding, DEFAULT_TIMEOUT_MS, FunctionConfig};
 use crate::exec::Executor;
+use crate::memory::rss;
 
 /// The container service's gRPC implementation.
 #[derive(Clone, Debug)]
 pub struct ContainerApi {
-    exec: Arc<Executor>,
+    binding: Arc<Binding>,
+}
+
+fn wire(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl ContainerApi {
-    /// Serves `exec`.
-    pub fn new(exec: Arc<Executor>) -> ContainerApi {
-        ContainerApi { exec }
+    /// Serves `binding`.
+    pub fn new(binding: Arc<Binding>) -> ContainerApi {
+        ContainerApi { binding }
     }
 
     /// The tonic server for this implementation.
@@ -26,23 +36,61 @@ impl ContainerApi {
         ContainerServiceServer::new(self)
     }
 
-    /// Refuses a request meant for another function (empty fields mean "this container's").
-    fn check_target(&self, req: &InvokeRequest) -> Result<(), Status> {
-        let spec = self.exec.spec();
-        let name_ok = req.function_name.is_empty() || req.function_name == spec.function_name;
-        let handler_ok = req.handler.is_empty() || req.handler == spec.handler.as_str();
-        if name_ok && handler_ok {
-            return Ok(());
-        }
-        Err(Status::failed_precondition(format!(
-            "this container runs function {:?} (handler {:?}), not function {:?} (handler {:?}); \
-             invoke a container of that function instead",
-            spec.function_name,
-            spec.handler.as_str(),
-            req.function_name,
-            req.handler
-        )))
+    /// The executor of the bound function, or the refusal of an unbound container.
+    fn executor(&self) -> Result<&Arc<Executor>, Status> {
+        self.binding.executor().ok_or_else(|| {
+            Status::failed_precondition(
+                "container is not bound to a function: call Bind with the function first",
+            )
+        })
     }
+}
+
+/// Refuses a request meant for another function (empty fields mean "this container's").
+fn check_target(exec: &Executor, req: &InvokeRequest) -> Result<(), Status> {
+    let spec = exec.spec();
+    let name_ok = req.function_name.is_empty() || req.function_name == spec.function_name;
+    let handler_ok = req.handler.is_empty() || req.handler == spec.handler.as_str();
+    if name_ok && handler_ok {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "this container runs function {:?} (handler {:?}), not function {:?} (handler {:?}); \
+         invoke a container of that function instead",
+        spec.function_name,
+        spec.handler.as_str(),
+        req.function_name,
+        req.handler
+    )))
+}
+
+/// The Bind request as a function configuration (0 ms = the default timeout).
+fn function_config(req: BindRequest) -> Result<FunctionConfig, Status> {
+    let memory_bytes = u64::try_from(req.memory_in_bytes)
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "memory_in_bytes must be > 0, got {}",
+                req.memory_in_bytes
+            ))
+        })?;
+    let timeout_ms = match u64::try_from(req.timeout_in_ms) {
+        Ok(0) => DEFAULT_TIMEOUT_MS,
+        Ok(ms) => ms,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "timeout_in_ms must be >= 0 (0 = the default {DEFAULT_TIMEOUT_MS} ms), got {}",
+                req.timeout_in_ms
+            )));
+        }
+    };
+    Ok(FunctionConfig {
+        function_name: req.function_name,
+        handler: req.handler,
+        memory_bytes,
+        timeout_ms,
+    })
 }
 
 #[tonic::async_trait]
@@ -52,17 +100,18 @@ impl ContainerService for ContainerApi {
         request: Request<InvokeRequest>,
     ) -> Result<Response<InvokeReply>, Status> {
         let req = request.into_inner();
-        self.check_target(&req)?;
+        let exec = self.executor()?;
+        check_target(exec, &req)?;
         let timeout_ms = u64::try_from(req.timeout_in_ms).map_err(|_| {
             Status::invalid_argument(format!(
                 "timeout_in_ms must be >= 0 (0 = the function's {} ms), got {}",
-                self.exec.spec().timeout_ms,
+                exec.spec().timeout_ms,
                 req.timeout_in_ms
             ))
         })?;
-        let timeout = self.exec.effective_timeout(timeout_ms);
+        let timeout = exec.effective_timeout(timeout_ms);
         let span = tracing::debug_span!("invoke", request_id = %req.request_id);
-        let out = self.exec.invoke(req.event, timeout).instrument(span).await;
+        let out = exec.invoke(req.event, timeout).instrument(span).await;
         let (error_code, error_message) = match out.error {
             Some((code, message)) => {
                 tracing::debug!(request_id = %req.request_id, code, %message, "function failed");
@@ -84,16 +133,46 @@ impl ContainerService for ContainerApi {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        let spec = self.exec.spec();
-        let s = self.exec.status();
+        let Some(exec) = self.binding.executor() else {
+            return Ok(Response::new(StatusReply {
+                rss_bytes: wire(rss::current_rss_bytes()),
+                ..StatusReply::default()
+            }));
+        };
+        let spec = exec.spec();
+        let s = exec.status();
         Ok(Response::new(StatusReply {
             function_name: spec.function_name.clone(),
             handler: spec.handler.as_str().to_string(),
-            memory_in_bytes: i64::try_from(spec.memory_bytes).unwrap_or(i64::MAX),
-            timeout_in_ms: i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX),
+            memory_in_bytes: wire(spec.memory_bytes),
+            timeout_in_ms: wire(spec.timeout_ms),
             in_flight: s.in_flight,
             served: s.served,
-            rss_bytes: i64::try_from(s.rss_bytes).unwrap_or(i64::MAX),
+            rss_bytes: wire(s.rss_bytes),
         }))
+    }
+
+    async fn bind(&self, request: Request<BindRequest>) -> Result<Response<BindReply>, Status> {
+        let config = function_config(request.into_inner())?;
+        match self.binding.bind(&config) {
+            Ok(exec) => {
+                let spec = exec.spec();
+                tracing::info!(
+                    function = %spec.function_name,
+                    handler = spec.handler.as_str(),
+                    memory_bytes = spec.memory_bytes,
+                    timeout_ms = spec.timeout_ms,
+                    emulated_memory_limit = exec.emulates_memory_limit(),
+                    "container bound"
+                );
+                Ok(Response::new(BindReply {}))
+            }
+            Err(e @ BindError::Invalid(_)) => {
+                Err(Status::invalid_argument(format!("cannot bind: {e}")))
+            }
+            Err(e @ BindError::AlreadyBound { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+        }
     }
 }

@@ -9,9 +9,14 @@
 //! Every container carries [`labels`]: its role (`function`), the platform instance, the node
 //! and the function. At start-up the runtime removes containers of this instance and node
 //! left by an earlier run; at shutdown it removes everything it made.
+//!
+//! A warm pool container is started `--unbound` with small limits ([`UNBOUND_MEMORY_BYTES`])
+//! and the label `minifaas.pool` instead of `minifaas.function` (labels cannot change after
+//! creation); when it is assigned a function its limits are raised to the function's with
+//! Docker's update API (memory and swap together, CPU quota, pids).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStatsResponse, EndpointSettings, HostConfig,
+    ContainerCreateBody, ContainerStatsResponse, ContainerUpdateBody, EndpointSettings, HostConfig,
     NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
@@ -45,6 +50,9 @@ pub mod labels {
     pub const CONTAINER: &str = "minifaas.container";
     /// On a network: the platform created it.
     pub const NETWORK: &str = "minifaas.network";
+    /// `true` on a container started unbound for the warm pool (it has no
+    /// [`FUNCTION`] label, even once bound).
+    pub const POOL: &str = "minifaas.pool";
     /// The role of a function container.
     pub const ROLE_FUNCTION: &str = "function";
     /// The role of a node-service container.
@@ -53,6 +61,9 @@ pub mod labels {
 
 /// The CPU period the quota is expressed in (Docker's default, 100 ms).
 pub const CPU_PERIOD_MICROS: i64 = 100_000;
+/// The memory limit of a warm pool container until it is assigned a function (an idle
+/// container service holds a few MiB).
+pub const UNBOUND_MEMORY_BYTES: u64 = 64 << 20;
 /// The smallest quota Docker accepts (1 ms per period).
 const MIN_CPU_QUOTA_MICROS: i64 = 1_000;
 const GIB: f64 = 1_073_741_824.0;
@@ -97,7 +108,7 @@ pub struct DockerOptions {
 #[derive(Debug)]
 struct DockerContainer {
     docker_id: String,
-    memory_limit: u64,
+    memory_limit: AtomicU64,
     /// The last (container CPU ns, system CPU ns) sample, for `docker stats`' CPU percent.
     cpu: Mutex<Option<(u64, u64)>>,
 }
@@ -321,46 +332,73 @@ impl DockerRuntime {
         Some(self.get(id)?.docker_id.clone())
     }
 
-    fn body(&self, id: &str, spec: &ContainerSpec) -> ContainerCreateBody {
+    /// The memory, swap, CPU and pids limits of a container with `memory_bytes` of memory:
+    /// swap equal to the memory (no swap, a hard limit), the CPU quota proportional to it.
+    fn limits(&self, memory_bytes: u64) -> ContainerUpdateBody {
+        let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
+        ContainerUpdateBody {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            cpu_period: Some(CPU_PERIOD_MICROS),
+            cpu_quota: Some(cpu_quota_micros(memory_bytes, self.options.cpus_per_gib)),
+            pids_limit: Some(self.options.pids_limit),
+            ..Default::default()
+        }
+    }
+
+    /// The container to create: for `spec`'s function, or unbound (a warm pool container)
+    /// when `None`.
+    fn body(&self, id: &str, spec: Option<&ContainerSpec>) -> ContainerCreateBody {
         let o = &self.options;
         let mut cmd = vec![
             "--host".to_string(),
             "0.0.0.0".to_string(),
             "--port".to_string(),
             o.port.to_string(),
-            "--function-name".to_string(),
-            spec.function_name.clone(),
-            "--handler".to_string(),
-            spec.handler.clone(),
-            "--memory-bytes".to_string(),
-            spec.memory_bytes.to_string(),
-            // The cgroup limit and the kernel's OOM killer act here, not the emulation.
-            "--emulate-memory-limit".to_string(),
-            "false".to_string(),
         ];
-        if spec.timeout_ms > 0 {
-            cmd.push("--timeout-ms".to_string());
-            cmd.push(spec.timeout_ms.to_string());
-        }
-        let memory = i64::try_from(spec.memory_bytes).unwrap_or(i64::MAX);
+        let mut labels = HashMap::from([
+            (labels::ROLE.to_string(), labels::ROLE_FUNCTION.to_string()),
+            (labels::INSTANCE.to_string(), o.instance.clone()),
+            (labels::NODE.to_string(), o.node_id.clone()),
+            (labels::CONTAINER.to_string(), id.to_string()),
+        ]);
+        let memory_bytes = match spec {
+            Some(spec) => {
+                cmd.extend([
+                    "--function-name".to_string(),
+                    spec.function_name.clone(),
+                    "--handler".to_string(),
+                    spec.handler.clone(),
+                    "--memory-bytes".to_string(),
+                    spec.memory_bytes.to_string(),
+                ]);
+                if spec.timeout_ms > 0 {
+                    cmd.push("--timeout-ms".to_string());
+                    cmd.push(spec.timeout_ms.to_string());
+                }
+                labels.insert(labels::FUNCTION.to_string(), spec.function_name.clone());
+                spec.memory_bytes
+            }
+            None => {
+                cmd.push("--unbound".to_string());
+                labels.insert(labels::POOL.to_string(), "true".to_string());
+                UNBOUND_MEMORY_BYTES
+            }
+        };
+        // The cgroup limit and the kernel's OOM killer act here, not the emulation.
+        cmd.extend(["--emulate-memory-limit".to_string(), "false".to_string()]);
+        let limits = self.limits(memory_bytes);
         ContainerCreateBody {
             image: Some(o.image.clone()),
             cmd: Some(cmd),
             user: Some(o.user.clone()),
-            labels: Some(HashMap::from([
-                (labels::ROLE.to_string(), labels::ROLE_FUNCTION.to_string()),
-                (labels::INSTANCE.to_string(), o.instance.clone()),
-                (labels::NODE.to_string(), o.node_id.clone()),
-                (labels::FUNCTION.to_string(), spec.function_name.clone()),
-                (labels::CONTAINER.to_string(), id.to_string()),
-            ])),
+            labels: Some(labels),
             host_config: Some(HostConfig {
-                memory: Some(memory),
-                // Equal to the memory: no swap, so the limit is a hard one.
-                memory_swap: Some(memory),
-                cpu_period: Some(CPU_PERIOD_MICROS),
-                cpu_quota: Some(cpu_quota_micros(spec.memory_bytes, o.cpus_per_gib)),
-                pids_limit: Some(o.pids_limit),
+                memory: limits.memory,
+                memory_swap: limits.memory_swap,
+                cpu_period: limits.cpu_period,
+                cpu_quota: limits.cpu_quota,
+                pids_limit: limits.pids_limit,
                 readonly_rootfs: Some(true),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 cap_drop: Some(vec!["ALL".to_string()]),
@@ -375,6 +413,89 @@ impl DockerRuntime {
             }),
             ..Default::default()
         }
+    }
+
+    /// Creates and starts the container `body` under `name`, waits until it listens and
+    /// records it as `id`; `function` names it in errors and logs.
+    async fn launch(
+        &self,
+        id: String,
+        name: String,
+        body: ContainerCreateBody,
+        function: &str,
+        memory_limit: u64,
+    ) -> Result<ContainerHandle, RuntimeError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        let start_failed = |message: String| RuntimeError::StartFailed {
+            function: function.to_string(),
+            message,
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| match e {
+                e if is_not_found(&e) => RuntimeError::Unavailable(format!(
+                    "docker: image {} not found: build it with deploy/build-images.sh ({e})",
+                    self.options.image
+                )),
+                e => start_failed(format!("docker create: {e}")),
+            })?;
+        let docker_id = created.id;
+        if let Err(e) = self.docker.start_container(&docker_id, None).await {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(start_failed(format!("docker start: {e}")));
+        }
+        let Some(ip) = container_ip(&self.docker, &docker_id, &self.options.network).await else {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(start_failed(format!(
+                "the container has no address on network {}",
+                self.options.network
+            )));
+        };
+        let address = format!("{ip}:{}", self.options.port);
+        if let Err(message) = self.wait_listening(&docker_id, &address).await {
+            force_remove(&self.docker, &docker_id).await;
+            return Err(RuntimeError::NotReady {
+                function: function.to_string(),
+                message,
+            });
+        }
+        let container = Arc::new(DockerContainer {
+            docker_id: docker_id.clone(),
+            memory_limit: AtomicU64::new(memory_limit),
+            cpu: Mutex::new(None),
+        });
+        self.table().insert(id.clone(), container);
+        if self.closed.load(Ordering::Acquire) {
+            // Shutdown may have drained the table before this insert.
+            self.table().remove(&id);
+            force_remove(&self.docker, &docker_id).await;
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
+        tracing::debug!(container = %id, docker = %docker_id, %address, %function, "container started");
+        Ok(ContainerHandle { id, address })
+    }
+
+    /// A container name: the instance, the node, `what` (the function or `pool`) and the
+    /// start of the id.
+    fn name(&self, what: &str, id: &str) -> String {
+        format!(
+            "minifaas-{}-{}-{}-{}",
+            name_part(&self.options.instance),
+            name_part(&self.options.node_id),
+            name_part(what),
+            &id[..8]
+        )
     }
 
     /// Waits until the container's service accepts connections, or the container stops.
@@ -457,7 +578,7 @@ impl DockerRuntime {
             id,
             memory_bytes: memory.unwrap_or(0),
             cpu_pct,
-            memory_limit_bytes: c.memory_limit,
+            memory_limit_bytes: c.memory_limit.load(Ordering::Relaxed),
             alive,
         }
     }
@@ -503,71 +624,38 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(RuntimeError::Unavailable(
-                "the node service is shutting down".into(),
-            ));
-        }
         let id = uuid::Uuid::new_v4().to_string();
-        let name = format!(
-            "minifaas-{}-{}-{}-{}",
-            name_part(&self.options.instance),
-            name_part(&self.options.node_id),
-            name_part(&spec.function_name),
-            &id[..8]
-        );
-        let function = spec.function_name.clone();
-        let start_failed = |message: String| RuntimeError::StartFailed {
-            function: function.clone(),
-            message,
-        };
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-                self.body(&id, spec),
-            )
+        let name = self.name(&spec.function_name, &id);
+        let body = self.body(&id, Some(spec));
+        self.launch(id, name, body, &spec.function_name, spec.memory_bytes)
             .await
-            .map_err(|e| match e {
-                e if is_not_found(&e) => RuntimeError::Unavailable(format!(
-                    "docker: image {} not found: build it with deploy/build-images.sh ({e})",
-                    self.options.image
-                )),
-                e => start_failed(format!("docker create: {e}")),
+    }
+
+    async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = self.name("pool", &id);
+        let body = self.body(&id, None);
+        self.launch(id, name, body, "(warm pool)", UNBOUND_MEMORY_BYTES)
+            .await
+    }
+
+    async fn assign(&self, id: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let container = self
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        // Memory and swap go together: Docker refuses a memory limit above the swap limit
+        // already set.
+        self.docker
+            .update_container(&container.docker_id, self.limits(spec.memory_bytes))
+            .await
+            .map_err(|e| RuntimeError::StartFailed {
+                function: spec.function_name.clone(),
+                message: format!("docker update of the warm pool container's limits: {e}"),
             })?;
-        let docker_id = created.id;
-        if let Err(e) = self.docker.start_container(&docker_id, None).await {
-            force_remove(&self.docker, &docker_id).await;
-            return Err(start_failed(format!("docker start: {e}")));
-        }
-        let Some(ip) = container_ip(&self.docker, &docker_id, &self.options.network).await else {
-            force_remove(&self.docker, &docker_id).await;
-            return Err(start_failed(format!(
-                "the container has no address on network {}",
-                self.options.network
-            )));
-        };
-        let address = format!("{ip}:{}", self.options.port);
-        if let Err(message) = self.wait_listening(&docker_id, &address).await {
-            force_remove(&self.docker, &docker_id).await;
-            return Err(RuntimeError::NotReady { function, message });
-        }
-        let container = Arc::new(DockerContainer {
-            docker_id: docker_id.clone(),
-            memory_limit: spec.memory_bytes,
-            cpu: Mutex::new(None),
-        });
-        self.table().insert(id.clone(), container);
-        if self.closed.load(Ordering::Acquire) {
-            // Shutdown may have drained the table before this insert.
-            self.table().remove(&id);
-            force_remove(&self.docker, &docker_id).await;
-            return Err(RuntimeError::Unavailable(
-                "the node service is shutting down".into(),
-            ));
-        }
-        tracing::debug!(container = %id, docker = %docker_id, %address, function = %spec.function_name, "container started");
-        Ok(ContainerHandle { id, address })
+        container
+            .memory_limit
+            .store(spec.memory_bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

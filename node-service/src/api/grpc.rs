@@ -172,14 +172,15 @@ impl NodeService for NodeApi {
         let started = Instant::now();
         let result = self.node.create_container(spec).instrument(span).await;
         match result {
-            Ok(c) => {
+            Ok(created) => {
                 let secs = started.elapsed().as_secs_f64();
                 self.metrics.create_seconds.observe(secs);
                 self.metrics.containers_created.inc();
                 self.account();
+                let c = created.container;
                 tracing::info!(
                     request_id = %req.request_id, container = %c.id, function = %c.spec.function_name,
-                    ms = secs * 1e3, "container created"
+                    ms = secs * 1e3, from_pool = created.from_pool, "container created"
                 );
                 Ok(Response::new(pb::CreateContainerReply {
                     container_id: c.id,

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use faas_proto::container::container_service_client::ContainerServiceClient;
-use faas_proto::container::{InvokeRequest, StatusRequest};
+use faas_proto::container::{BindRequest, InvokeRequest, StatusRequest};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::model::{Container, ContainerHandle, Failure, Invocation, InvokeCall};
+use crate::model::{Container, ContainerHandle, ContainerSpec, Failure, Invocation, InvokeCall};
 use crate::service::{ContainerInvoker, InvokeError};
 
 type Client = ContainerServiceClient<Channel>;
@@ -61,6 +61,26 @@ impl ContainerInvoker for GrpcInvoker {
     async fn ready(&self, handle: &ContainerHandle, timeout: Duration) -> Result<(), InvokeError> {
         let mut client = self.client(&handle.id, &handle.address)?;
         match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(classify(status)),
+            Err(_) => Err(InvokeError::NoAnswer(timeout)),
+        }
+    }
+
+    async fn bind(
+        &self,
+        handle: &ContainerHandle,
+        spec: &ContainerSpec,
+        timeout: Duration,
+    ) -> Result<(), InvokeError> {
+        let mut client = self.client(&handle.id, &handle.address)?;
+        let request = BindRequest {
+            function_name: spec.function_name.clone(),
+            handler: spec.handler.clone(),
+            memory_in_bytes: i64::try_from(spec.memory_bytes).unwrap_or(i64::MAX),
+            timeout_in_ms: i64::try_from(spec.timeout_ms).unwrap_or(i64::MAX),
+        };
+        match tokio::time::timeout(timeout, client.bind(request)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => Err(classify(status)),
             Err(_) => Err(InvokeError::NoAnswer(timeout)),

@@ -1,13 +1,20 @@
 //! The node service's Prometheus figures: containers created and removed, invocations by
-//! outcome, and how long creating a container takes.
+//! outcome, how long creating a container takes, and the warm pool's figures (read from the
+//! pool at each scrape by [`WarmPoolCollector`]).
 
-use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::model::Failure;
+use crate::service::WarmPool;
 
 type Labels = Vec<(String, String)>;
 
@@ -106,9 +113,94 @@ impl NodeMetrics {
     }
 }
 
+/// The warm pool's figures, read at each scrape: `node_warm_pool_size`, `_ready`,
+/// `_starting` (gauges) and `_hits`, `_misses`, `_discarded`, `_start_failures` (counters).
+#[derive(Debug)]
+pub struct WarmPoolCollector(pub Arc<WarmPool>);
+
+impl Collector for WarmPoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let gauges = [
+            (
+                "node_warm_pool_size",
+                "Unbound containers the warm pool keeps (0 = off)",
+                s.size,
+            ),
+            (
+                "node_warm_pool_ready",
+                "Warm pool containers ready to be bound",
+                s.ready,
+            ),
+            (
+                "node_warm_pool_starting",
+                "Warm pool containers being started",
+                s.starting,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        let counters = [
+            (
+                "node_warm_pool_hits",
+                "Creates served from the warm pool",
+                s.hits,
+            ),
+            (
+                "node_warm_pool_misses",
+                "Creates that started a container because no warm pool container was ready",
+                s.misses,
+            ),
+            (
+                "node_warm_pool_discarded",
+                "Warm pool containers thrown away (exited while waiting, or failed to bind)",
+                s.discarded,
+            ),
+            (
+                "node_warm_pool_start_failures",
+                "Warm pool containers that failed to start",
+                s.start_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_pool_is_read_at_each_scrape() {
+        let runtime = Arc::new(crate::api::process::ProcessRuntime::new(
+            faas_common::launch::Launcher::new("/nonexistent/container-service", vec![]),
+            std::time::Duration::from_secs(1),
+        ));
+        let invoker = Arc::new(crate::api::invoker::GrpcInvoker::default());
+        let pool = WarmPool::new(3, runtime, invoker, std::time::Duration::from_secs(1));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(WarmPoolCollector(pool)));
+        let text = faas_common::metrics::render(&registry);
+        for line in [
+            "node_warm_pool_size 3",
+            "node_warm_pool_ready 0",
+            "node_warm_pool_starting 0",
+            "node_warm_pool_hits_total 0",
+            "node_warm_pool_misses_total 0",
+            "node_warm_pool_discarded_total 0",
+            "node_warm_pool_start_failures_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
 
     #[test]
     fn outcomes_are_counted_by_label() {

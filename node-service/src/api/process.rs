@@ -3,10 +3,11 @@
 //!
 //! Children are started with [`Child::spawn_ready`] (own process group, `PDEATHSIG`, killed
 //! on drop), so they cannot outlive the node service; `remove` and `shutdown` stop and reap
-//! them. Usage is read from `/proc/PID`.
+//! them. Usage is read from `/proc/PID`. A warm pool container is the same child started with
+//! `--unbound`; it gets its memory limit (for the stats) when it is assigned a function.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ const EXIT_CONFIRM_STEP: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 struct ProcContainer {
     pid: Option<u32>,
-    memory_limit: u64,
+    /// The function's memory (0 while a pool container is unbound).
+    memory_limit: AtomicU64,
     child: tokio::sync::Mutex<Child>,
     cpu: Mutex<CpuSampler>,
 }
@@ -64,34 +66,25 @@ impl ProcessRuntime {
     pub fn pid(&self, id: &str) -> Option<u32> {
         self.get(id)?.pid
     }
-}
 
-#[async_trait]
-impl Runtime for ProcessRuntime {
-    fn name(&self) -> &'static str {
-        "process"
-    }
-
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+    /// Starts `cmd` (the container-service with its flags) as a new container; `function`
+    /// names it in errors and logs.
+    async fn start(
+        &self,
+        mut cmd: tokio::process::Command,
+        function: &str,
+        memory_limit: u64,
+    ) -> Result<ContainerHandle, RuntimeError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RuntimeError::Unavailable(
                 "the node service is shutting down".into(),
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let mut cmd = self.launcher.command();
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--function-name"])
-            .arg(&spec.function_name)
-            .arg("--handler")
-            .arg(&spec.handler)
-            .arg("--memory-bytes")
-            .arg(spec.memory_bytes.to_string());
-        if spec.timeout_ms > 0 {
-            cmd.arg("--timeout-ms").arg(spec.timeout_ms.to_string());
-        }
         // The container's settings come from its flags only, never from the node's env.
         for var in [
             "CONTAINER_SERVICE_PORT",
+            "FAAS_UNBOUND",
             "FAAS_FUNCTION_NAME",
             "FAAS_HANDLER",
             "FAAS_MEMORY_BYTES",
@@ -99,16 +92,15 @@ impl Runtime for ProcessRuntime {
         ] {
             cmd.env_remove(var);
         }
-        let function = spec.function_name.clone();
         let (mut child, addr) = Child::spawn_ready(cmd, self.ready_timeout)
             .await
             .map_err(|e| match e {
                 LaunchError::ExitedEarly { .. } => RuntimeError::StartFailed {
-                    function: function.clone(),
+                    function: function.to_string(),
                     message: format!("{e} (its stderr is in the node service's log)"),
                 },
                 LaunchError::NotReady { .. } => RuntimeError::NotReady {
-                    function: function.clone(),
+                    function: function.to_string(),
                     message: e.to_string(),
                 },
                 LaunchError::NotFound { .. } | LaunchError::Spawn { .. } => {
@@ -124,16 +116,54 @@ impl Runtime for ProcessRuntime {
         }
         let container = Arc::new(ProcContainer {
             pid,
-            memory_limit: spec.memory_bytes,
+            memory_limit: AtomicU64::new(memory_limit),
             child: tokio::sync::Mutex::new(child),
             cpu: Mutex::new(CpuSampler::new(pid)),
         });
         self.table().insert(id.clone(), container);
-        tracing::debug!(container = %id, ?pid, %addr, function = %spec.function_name, "container started");
+        tracing::debug!(container = %id, ?pid, %addr, %function, "container started");
         Ok(ContainerHandle {
             id,
             address: addr.to_string(),
         })
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+        let mut cmd = self.launcher.command();
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--function-name"])
+            .arg(&spec.function_name)
+            .arg("--handler")
+            .arg(&spec.handler)
+            .arg("--memory-bytes")
+            .arg(spec.memory_bytes.to_string());
+        if spec.timeout_ms > 0 {
+            cmd.arg("--timeout-ms").arg(spec.timeout_ms.to_string());
+        }
+        self.start(cmd, &spec.function_name, spec.memory_bytes)
+            .await
+    }
+
+    async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
+        let mut cmd = self.launcher.command();
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--unbound"]);
+        self.start(cmd, "(warm pool)", 0).await
+    }
+
+    async fn assign(&self, id: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let container = self
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        container
+            .memory_limit
+            .store(spec.memory_bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -169,7 +199,7 @@ impl Runtime for ProcessRuntime {
                 id,
                 memory_bytes,
                 cpu_pct,
-                memory_limit_bytes: c.memory_limit,
+                memory_limit_bytes: c.memory_limit.load(Ordering::Relaxed),
                 alive,
             });
         }

@@ -2,7 +2,9 @@
 //!
 //! A node holds many [`Container`]s; each runs one function ([`ContainerSpec`]) and is either
 //! running or dead (its process exited or stopped answering). An [`Invocation`] is the result
-//! of one call into a container; [`StatsReport`] is what `GetStats` answers.
+//! of one call into a container; [`StatsReport`] is what `GetStats` answers. The warm pool's
+//! containers are bound to no function and are not the node's containers until a create
+//! takes one ([`Created`], [`WarmPoolStats`]).
 
 use std::time::Duration;
 
@@ -43,6 +45,33 @@ pub struct Container {
     pub address: String,
     pub spec: ContainerSpec,
     pub state: ContainerState,
+}
+
+/// What a create made: the container, and whether the warm pool served it (a container
+/// started ahead of time, bound now) instead of a container started for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub container: Container,
+    pub from_pool: bool,
+}
+
+/// The warm pool's figures at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WarmPoolStats {
+    /// How many unbound containers the pool keeps (0 = off).
+    pub size: usize,
+    /// Started, answering, waiting to be taken.
+    pub ready: usize,
+    /// Being started (or waiting to retry a failed start).
+    pub starting: usize,
+    /// Creates served from the pool.
+    pub hits: u64,
+    /// Creates that found the pool empty (or every ready container failing to bind).
+    pub misses: u64,
+    /// Pool containers thrown away: died while waiting, or failed to bind.
+    pub discarded: u64,
+    /// Pool containers that failed to start.
+    pub start_failures: u64,
 }
 
 /// The function fields an `InvokeFunction` request may carry (all optional).

@@ -1,17 +1,20 @@
-//! The node's business rules: validating and recording containers, routing invocations,
-//! turning a dead or silent container into a `ContainerExited` failure, and putting the
-//! node's figures together. It talks to the outside only through the [`ports`].
+//! The node's business rules: validating and recording containers (from the [`pool`] when
+//! it has one ready, else started for the create), routing invocations, turning a dead or
+//! silent container into a `ContainerExited` failure, and putting the node's figures
+//! together. It talks to the outside only through the [`ports`].
 
+pub mod pool;
 pub mod ports;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::model::{
-    ANSWER_GRACE, Container, ContainerSpec, ContainerState, DEFAULT_TIMEOUT_MS, FunctionMeta,
-    Invocation, InvokeCall, Liveness, NodeStats, StatsReport,
+    ANSWER_GRACE, Container, ContainerHandle, ContainerSpec, ContainerState, Created,
+    DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation, InvokeCall, Liveness, NodeStats, StatsReport,
 };
 use crate::store::ContainerTable;
+pub use pool::WarmPool;
 pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError};
 
 /// Failures of the node's operations; the api layer maps each to a gRPC status.
@@ -57,6 +60,7 @@ pub struct Node {
     invoker: Arc<dyn ContainerInvoker>,
     host: Arc<dyn HostProbe>,
     containers: ContainerTable,
+    pool: Arc<WarmPool>,
     owner: RwLock<String>,
 }
 
@@ -70,21 +74,40 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// A node with no containers.
+    /// A node with no containers and no warm pool.
     pub fn new(
         identity: NodeIdentity,
         runtime: Arc<dyn Runtime>,
         invoker: Arc<dyn ContainerInvoker>,
         host: Arc<dyn HostProbe>,
     ) -> Node {
+        let pool = WarmPool::new(0, runtime.clone(), invoker.clone(), identity.ready_timeout);
         Node {
             identity,
             runtime,
             invoker,
             host,
             containers: ContainerTable::default(),
+            pool,
             owner: RwLock::new(String::new()),
         }
+    }
+
+    /// The same node keeping `size` unbound containers ready for creates (0 = none). The pool
+    /// starts filling at [`WarmPool::fill`].
+    pub fn with_warm_pool(mut self, size: usize) -> Node {
+        self.pool = WarmPool::new(
+            size,
+            self.runtime.clone(),
+            self.invoker.clone(),
+            self.identity.ready_timeout,
+        );
+        self
+    }
+
+    /// The warm pool (size 0 when off).
+    pub fn warm_pool(&self) -> &Arc<WarmPool> {
+        &self.pool
     }
 
     /// Who this node is.
@@ -155,21 +178,13 @@ impl Node {
         })
     }
 
-    /// Starts a container for `spec`; returns once it answers.
-    pub async fn create_container(&self, spec: ContainerSpec) -> Result<Container, NodeError> {
-        let handle = self.runtime.create(&spec).await?;
-        if let Err(e) = self
-            .invoker
-            .ready(&handle, self.identity.ready_timeout)
-            .await
-        {
-            self.invoker.forget(&handle.id);
-            let _ = self.runtime.remove(&handle.id).await;
-            return Err(NodeError::NotReady {
-                container: handle.id,
-                message: e.to_string(),
-            });
-        }
+    /// Makes a container for `spec`: a warm pool container bound to it when one is ready and
+    /// binds, else one started for it; returns once it answers.
+    pub async fn create_container(&self, spec: ContainerSpec) -> Result<Created, NodeError> {
+        let (handle, from_pool) = match self.pool.take(&spec).await {
+            Some(handle) => (handle, true),
+            None => (self.start_container(&spec).await?, false),
+        };
         let container = Container {
             id: handle.id,
             address: handle.address,
@@ -185,7 +200,28 @@ impl Node {
                 "node memory over-committed"
             );
         }
-        Ok(container)
+        Ok(Created {
+            container,
+            from_pool,
+        })
+    }
+
+    /// Starts a container for `spec` through the runtime and waits until it answers.
+    async fn start_container(&self, spec: &ContainerSpec) -> Result<ContainerHandle, NodeError> {
+        let handle = self.runtime.create(spec).await?;
+        if let Err(e) = self
+            .invoker
+            .ready(&handle, self.identity.ready_timeout)
+            .await
+        {
+            self.invoker.forget(&handle.id);
+            let _ = self.runtime.remove(&handle.id).await;
+            return Err(NodeError::NotReady {
+                container: handle.id,
+                message: e.to_string(),
+            });
+        }
+        Ok(handle)
     }
 
     /// Stops a container (running or dead) and forgets it.
@@ -296,11 +332,24 @@ impl Node {
     }
 
     /// The node's and its containers' measured figures. Containers whose process exited
-    /// are marked dead here too.
+    /// are marked dead here too. What the runtime runs besides the node's containers (warm
+    /// pool containers, a container still being created) counts in the node's own usage, not
+    /// as containers; a pool container found exited is replaced.
     pub async fn stats(&self) -> StatsReport {
         let usages = self.runtime.stats().await;
         let mut containers = Vec::with_capacity(usages.len());
+        let mut own = self.host.own_usage();
+        let mut exited_elsewhere = Vec::new();
         for u in usages {
+            if self.containers.get(&u.id).is_none() {
+                if u.alive {
+                    own.memory_bytes += u.memory_bytes;
+                    own.cpu_pct += u.cpu_pct;
+                } else {
+                    exited_elsewhere.push(u.id);
+                }
+                continue;
+            }
             if !u.alive {
                 self.bury(&u.id, &format!("container {} process exited", u.id))
                     .await;
@@ -308,7 +357,7 @@ impl Node {
             }
             containers.push(u);
         }
-        let own = self.host.own_usage();
+        self.pool.reap(&exited_elsewhere);
         let total = self.identity.total_memory_bytes;
         let used = own.memory_bytes + containers.iter().map(|c| c.memory_bytes).sum::<u64>();
         let cpu = own.cpu_pct + containers.iter().map(|c| c.cpu_pct).sum::<f64>();
@@ -327,8 +376,9 @@ impl Node {
         }
     }
 
-    /// Stops every container.
+    /// Stops the warm pool and every container.
     pub async fn shutdown(&self) {
+        self.pool.shutdown().await;
         for c in self.containers.all() {
             self.containers.remove(&c.id);
             self.invoker.forget(&c.id);
@@ -350,6 +400,25 @@ mod tests {
         alive: Mutex<HashMap<String, bool>>,
         removed: Mutex<Vec<String>>,
         next: Mutex<u32>,
+        /// Ids started unbound, in order.
+        unbound: Mutex<Vec<String>>,
+        /// (id, memory) given to pool containers.
+        assigned: Mutex<Vec<(String, u64)>>,
+        /// How many of the next unbound starts fail.
+        failing_starts: Mutex<u32>,
+    }
+
+    impl FakeRuntime {
+        fn start(&self, prefix: &str) -> ContainerHandle {
+            let mut n = self.next.lock().unwrap();
+            *n += 1;
+            let id = format!("{prefix}{n}");
+            self.alive.lock().unwrap().insert(id.clone(), true);
+            ContainerHandle {
+                id,
+                address: "127.0.0.1:1".into(),
+            }
+        }
     }
 
     #[async_trait]
@@ -358,14 +427,26 @@ mod tests {
             "fake"
         }
         async fn create(&self, _spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
-            let mut n = self.next.lock().unwrap();
-            *n += 1;
-            let id = format!("c{n}");
-            self.alive.lock().unwrap().insert(id.clone(), true);
-            Ok(ContainerHandle {
-                id,
-                address: "127.0.0.1:1".into(),
-            })
+            Ok(self.start("c"))
+        }
+        async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
+            {
+                let mut failing = self.failing_starts.lock().unwrap();
+                if *failing > 0 {
+                    *failing -= 1;
+                    return Err(RuntimeError::Unavailable("no luck".into()));
+                }
+            }
+            let handle = self.start("p");
+            self.unbound.lock().unwrap().push(handle.id.clone());
+            Ok(handle)
+        }
+        async fn assign(&self, id: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+            self.assigned
+                .lock()
+                .unwrap()
+                .push((id.to_string(), spec.memory_bytes));
+            Ok(())
         }
         async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
             self.removed.lock().unwrap().push(id.to_string());
@@ -407,6 +488,9 @@ mod tests {
         replies: Mutex<Vec<Result<Invocation, InvokeError>>>,
         calls: Mutex<Vec<(InvokeCall, Duration)>>,
         not_ready: bool,
+        /// (container id, function) of every Bind.
+        binds: Mutex<Vec<(String, String)>>,
+        bind_error: Option<InvokeError>,
     }
 
     #[async_trait]
@@ -417,6 +501,21 @@ mod tests {
             } else {
                 Ok(())
             }
+        }
+        async fn bind(
+            &self,
+            h: &ContainerHandle,
+            spec: &ContainerSpec,
+            _t: Duration,
+        ) -> Result<(), InvokeError> {
+            if let Some(e) = &self.bind_error {
+                return Err(e.clone());
+            }
+            self.binds
+                .lock()
+                .unwrap()
+                .push((h.id.clone(), spec.function_name.clone()));
+            Ok(())
         }
         async fn invoke(
             &self,
@@ -501,7 +600,7 @@ mod tests {
     async fn an_invocation_without_meta_uses_the_containers_function() {
         let (node, _, invoker) = node(FakeInvoker::default());
         let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
-        let c = node.create_container(spec).await.unwrap();
+        let c = node.create_container(spec).await.unwrap().container;
         node.invoke(&c.id, "r1".into(), b"{}".to_vec(), None)
             .await
             .unwrap();
@@ -521,7 +620,7 @@ mod tests {
     async fn an_exited_container_fails_the_call_and_is_marked_dead() {
         let (node, runtime, invoker) = node(FakeInvoker::default());
         let spec = Node::validate_spec(meta("f", "hello", 128, 0)).unwrap();
-        let c = node.create_container(spec).await.unwrap();
+        let c = node.create_container(spec).await.unwrap().container;
         assert_eq!(node.containers().committed_bytes(), 128);
         runtime.alive.lock().unwrap().insert(c.id.clone(), false);
         invoker
@@ -562,7 +661,8 @@ mod tests {
         let c = node
             .create_container(Node::validate_spec(meta("f", "sleep", 1, 0)).unwrap())
             .await
-            .unwrap();
+            .unwrap()
+            .container;
         invoker
             .replies
             .lock()
@@ -625,5 +725,171 @@ mod tests {
         assert_eq!(node.containers().running(), 1);
         node.shutdown().await;
         assert!(node.containers().all().is_empty());
+    }
+
+    fn pooled(invoker: FakeInvoker, size: usize) -> (Node, Arc<FakeRuntime>, Arc<FakeInvoker>) {
+        let (node, runtime, invoker) = node(invoker);
+        let node = node.with_warm_pool(size);
+        node.warm_pool().fill();
+        (node, runtime, invoker)
+    }
+
+    /// Lets the pool's background work run until `done` holds.
+    async fn until(node: &Node, done: impl Fn(&crate::model::WarmPoolStats) -> bool) {
+        while !done(&node.warm_pool().stats()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_binds_a_pool_container_and_the_pool_refills() {
+        let (node, runtime, invoker) = pooled(FakeInvoker::default(), 2);
+        until(&node, |s| s.ready == 2).await;
+        let pool_ids = runtime.unbound.lock().unwrap().clone();
+        assert_eq!(pool_ids.len(), 2);
+
+        let created = node
+            .create_container(Node::validate_spec(meta("f", "hello", 128, 0)).unwrap())
+            .await
+            .unwrap();
+        assert!(created.from_pool);
+        let id = created.container.id;
+        assert_eq!(id, pool_ids[0], "the oldest pool container is taken");
+        assert_eq!(*runtime.assigned.lock().unwrap(), vec![(id.clone(), 128)]);
+        assert_eq!(
+            *invoker.binds.lock().unwrap(),
+            vec![(id.clone(), "f".to_string())]
+        );
+        assert_eq!(node.containers().committed_bytes(), 128);
+
+        until(&node, |s| s.ready == 2).await;
+        let s = node.warm_pool().stats();
+        assert_eq!((s.hits, s.misses, s.discarded), (1, 0, 0));
+        assert_eq!(runtime.unbound.lock().unwrap().len(), 3, "one refill");
+
+        // Only the created container is a container; the pool counts as the node's own use.
+        let r = node.stats().await;
+        assert_eq!(r.containers.len(), 1);
+        assert_eq!(r.containers[0].id, id);
+        assert_eq!(r.node.memory_usage_bytes, 50 + 100 + 2 * 100);
+        assert_eq!(r.node.committed_memory_bytes, 128);
+        assert!(node.containers().get(&pool_ids[1]).is_none());
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_pool_container_that_does_not_bind_is_replaced_and_the_create_starts_one() {
+        let invoker = FakeInvoker {
+            bind_error: Some(InvokeError::Unreachable("connection refused".into())),
+            ..Default::default()
+        };
+        let (node, runtime, _) = pooled(invoker, 1);
+        until(&node, |s| s.ready == 1).await;
+        let pool_id = runtime.unbound.lock().unwrap()[0].clone();
+        let created = node
+            .create_container(Node::validate_spec(meta("f", "hello", 128, 0)).unwrap())
+            .await
+            .unwrap();
+        assert!(!created.from_pool);
+        assert_ne!(created.container.id, pool_id);
+        let s = node.warm_pool().stats();
+        assert_eq!((s.hits, s.misses, s.discarded), (0, 1, 1));
+        until(&node, |s| s.ready == 1).await;
+        while !runtime.removed.lock().unwrap().contains(&pool_id) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_function_the_container_refuses_leaves_the_pool_container_in_the_pool() {
+        let invoker = FakeInvoker {
+            bind_error: Some(InvokeError::InvalidArgument("unknown handler".into())),
+            ..Default::default()
+        };
+        let (node, runtime, _) = pooled(invoker, 1);
+        until(&node, |s| s.ready == 1).await;
+        let created = node
+            .create_container(Node::validate_spec(meta("f", "nope", 1, 0)).unwrap())
+            .await
+            .unwrap();
+        assert!(!created.from_pool, "the normal start decides");
+        let s = node.warm_pool().stats();
+        assert_eq!((s.ready, s.misses, s.discarded), (1, 1, 0));
+        assert!(
+            runtime.assigned.lock().unwrap().is_empty(),
+            "no limits changed"
+        );
+        assert_eq!(runtime.unbound.lock().unwrap().len(), 1, "nothing replaced");
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_pool_container_that_exits_is_replaced() {
+        let (node, runtime, _) = pooled(FakeInvoker::default(), 1);
+        until(&node, |s| s.ready == 1).await;
+        let pool_id = runtime.unbound.lock().unwrap()[0].clone();
+        runtime.alive.lock().unwrap().insert(pool_id.clone(), false);
+        let r = node.stats().await;
+        assert!(r.containers.is_empty());
+        assert_eq!(node.warm_pool().stats().discarded, 1);
+        until(&node, |s| s.ready == 1).await;
+        let ids = runtime.unbound.lock().unwrap().clone();
+        assert_eq!(ids.len(), 2, "a replacement was started: {ids:?}");
+        let created = node
+            .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(created.container.id, ids[1]);
+        node.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_starts_are_retried_after_a_pause() {
+        let (node, runtime) = {
+            let (node, runtime, _) = node(FakeInvoker::default());
+            *runtime.failing_starts.lock().unwrap() = 2;
+            (node.with_warm_pool(1), runtime)
+        };
+        node.warm_pool().fill();
+        until(&node, |s| s.ready == 1).await;
+        let s = node.warm_pool().stats();
+        assert_eq!((s.start_failures, s.starting), (2, 0));
+        assert_eq!(runtime.unbound.lock().unwrap().len(), 1);
+        node.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_retries_and_leaves_no_pool_container() {
+        let (node, runtime) = {
+            let (node, runtime, _) = node(FakeInvoker::default());
+            *runtime.failing_starts.lock().unwrap() = 1_000;
+            (node.with_warm_pool(2), runtime)
+        };
+        node.warm_pool().fill();
+        until(&node, |s| s.start_failures >= 4).await;
+        node.shutdown().await;
+        let s = node.warm_pool().stats();
+        assert_eq!((s.ready, s.starting), (0, 0));
+        node.warm_pool().fill();
+        assert_eq!(
+            node.warm_pool().stats().starting,
+            0,
+            "no fill after shutdown"
+        );
+        assert!(runtime.alive.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_pool_every_create_starts_a_container() {
+        let (node, runtime, invoker) = pooled(FakeInvoker::default(), 0);
+        let created = node
+            .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+            .await
+            .unwrap();
+        assert!(!created.from_pool);
+        assert!(runtime.unbound.lock().unwrap().is_empty());
+        assert!(invoker.binds.lock().unwrap().is_empty());
+        assert_eq!(node.warm_pool().stats(), Default::default());
     }
 }

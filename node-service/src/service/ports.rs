@@ -1,7 +1,9 @@
 //! The ports the node's business rules talk through; the api layer implements them.
 //!
-//! - [`Runtime`]: starts and stops containers and measures them (`process`, and `docker` through bollard).
-//! - [`ContainerInvoker`]: calls the container service inside a container.
+//! - [`Runtime`]: starts and stops containers (bound to a function, or unbound for the warm
+//!   pool) and measures them (`process`, and `docker` through bollard).
+//! - [`ContainerInvoker`]: calls the container service inside a container (Status, Bind,
+//!   Invoke).
 //! - [`HostProbe`]: the node service's own usage and its disk.
 
 use std::time::Duration;
@@ -37,6 +39,26 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts a container for `spec` and returns once its service listens.
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError>;
+
+    /// Starts a container bound to no function yet (for the warm pool) and returns once its
+    /// service listens. Its id stays when it is bound. Not every runtime can: the default
+    /// answers `Unavailable`.
+    async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
+        Err(RuntimeError::Unavailable(format!(
+            "the {} runtime cannot start unbound containers",
+            self.name()
+        )))
+    }
+
+    /// Gives a container started unbound the resources of `spec` (its memory limit, CPU
+    /// quota...), before it is bound to that function.
+    async fn assign(&self, id: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let _ = (id, spec);
+        Err(RuntimeError::Unavailable(format!(
+            "the {} runtime cannot start unbound containers",
+            self.name()
+        )))
+    }
 
     /// Stops the container and reclaims everything it held (process reaped, container deleted).
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
@@ -82,6 +104,14 @@ pub enum InvokeError {
 pub trait ContainerInvoker: Send + Sync + 'static {
     /// Connects to a new container and checks that it answers (one Status call).
     async fn ready(&self, handle: &ContainerHandle, timeout: Duration) -> Result<(), InvokeError>;
+
+    /// Binds a container started unbound to `spec`'s function (one Bind call).
+    async fn bind(
+        &self,
+        handle: &ContainerHandle,
+        spec: &ContainerSpec,
+        timeout: Duration,
+    ) -> Result<(), InvokeError>;
 
     /// Runs one invocation; `deadline` bounds the whole call.
     async fn invoke(

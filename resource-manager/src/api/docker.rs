@@ -10,7 +10,8 @@
 //!
 //! At start the provider removes every container of its instance left by an earlier run;
 //! stopping a node stops its container (the node service then removes its own function
-//! containers) and removes whatever function containers of that node remain; shutdown does
+//! containers, warm pool ones included) and removes whatever function containers of that node
+//! remain (they all carry the node's instance and node labels); shutdown does
 //! that for every node, then sweeps the instance's labels once more.
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct DockerOptions {
     pub socket: String,
     /// vCPU per GiB of function memory, passed to each node.
     pub cpus_per_gib: String,
+    /// `--warm-pool` of each node (`None`: the node service's default).
+    pub warm_pool: Option<u32>,
     /// The port the node service listens on inside its container.
     pub node_port: u16,
     /// How long a node may take to answer its health check.
@@ -204,7 +207,7 @@ impl DockerProvider {
 
     fn body(&self, node_id: &str, memory_bytes: u64) -> ContainerCreateBody {
         let o = &self.options;
-        let cmd: Vec<String> = [
+        let mut cmd: Vec<String> = [
             "--host",
             "0.0.0.0",
             "--port",
@@ -227,6 +230,9 @@ impl DockerProvider {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(n) = o.warm_pool {
+            cmd.extend(["--warm-pool".to_string(), n.to_string()]);
+        }
         ContainerCreateBody {
             image: Some(o.node_image.clone()),
             cmd: Some(cmd),

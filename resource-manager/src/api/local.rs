@@ -1,8 +1,9 @@
 //! The `local` node provider: one node-service child process per node on this machine.
 //!
 //! A node is started with `--host 127.0.0.1 --port 0 --node-id ID --memory-bytes N --runtime R`
-//! and is up once it prints its readiness line. Stopping sends SIGTERM (the node service then
-//! stops its own container children), waits out the grace period, kills, and always reaps.
+//! (and `--warm-pool N` when set) and is up once it prints its readiness line. Stopping sends
+//! SIGTERM (the node service then stops its own container children), waits out the grace
+//! period, kills, and always reaps.
 //! Children die with the manager even if it is killed (see `faas_common::launch`).
 
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ use crate::service::{NodeProvider, ProviderError};
 pub struct LocalOptions {
     /// `--runtime` of each node service.
     pub runtime: String,
+    /// `--warm-pool` of each node service (`None`: the node's default or its environment).
+    pub warm_pool: Option<u32>,
     /// How long a node may take to print its readiness line.
     pub start_timeout: Duration,
     /// How long a stopping node may take before it is killed.
@@ -76,6 +79,9 @@ impl NodeProvider for LocalProvider {
             .arg(memory_bytes.to_string())
             .arg("--runtime")
             .arg(&self.options.runtime);
+        if let Some(n) = self.options.warm_pool {
+            cmd.arg("--warm-pool").arg(n.to_string());
+        }
         let (mut child, addr) = Child::spawn_ready(cmd, self.options.start_timeout)
             .await
             .map_err(|e| ProviderError::Start {

@@ -45,6 +45,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                 launcher,
                 LocalOptions {
                     runtime: config.node_runtime.clone(),
+                    warm_pool: config.node_warm_pool,
                     start_timeout: Duration::from_millis(config.node_start_timeout_ms),
                     stop_grace: Duration::from_millis(config.node_stop_grace_ms),
                 },
@@ -77,6 +78,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                 instance: config.docker_instance.clone(),
                 socket: config.docker_socket.clone(),
                 cpus_per_gib: cpus.to_string(),
+                warm_pool: config.node_warm_pool,
                 node_port: 7000,
                 start_timeout: Duration::from_millis(config.node_start_timeout_ms),
                 stop_grace: Duration::from_millis(config.node_stop_grace_ms),

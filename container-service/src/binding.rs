@@ -1,0 +1,225 @@
+//! Which function the container runs, fixed once: either by the start-up flags or by one
+//! `Bind` call on a container started `--unbound` (the node service's warm pool). Both go
+//! through [`FunctionConfig::check`] and [`Binding::bind`], so a Bind is refused exactly where
+//! the flags would be and a bound container behaves the same whichever way it was bound.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::exec::{Executor, FunctionSpec};
+use crate::handlers::HandlerKind;
+
+/// The function timeout when neither the flags nor a Bind set one.
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// A function as the flags or a Bind call describe it, not yet checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionConfig {
+    pub function_name: String,
+    pub handler: String,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+}
+
+/// Why a function configuration cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("unknown handler {name:?}: this container service knows {known}")]
+    UnknownHandler { name: String, known: String },
+    #[error("the function name must not be empty")]
+    EmptyName,
+    #[error("the memory limit must be > 0 bytes")]
+    NoMemory,
+    #[error("the timeout must be > 0 ms")]
+    NoTimeout,
+}
+
+impl FunctionConfig {
+    /// Checks the configuration and turns it into the spec an executor runs.
+    pub fn check(&self) -> Result<FunctionSpec, SpecError> {
+        let handler: HandlerKind = self
+            .handler
+            .parse()
+            .map_err(|_| SpecError::UnknownHandler {
+                name: self.handler.clone(),
+                known: HandlerKind::NAMES.join(", "),
+            })?;
+        if self.function_name.trim().is_empty() {
+            return Err(SpecError::EmptyName);
+        }
+        if self.memory_bytes == 0 {
+            return Err(SpecError::NoMemory);
+        }
+        if self.timeout_ms == 0 {
+            return Err(SpecError::NoTimeout);
+        }
+        Ok(FunctionSpec {
+            function_name: self.function_name.clone(),
+            handler,
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
+/// Why a Bind was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Invalid(#[from] SpecError),
+    #[error(
+        "this container is already bound to function {function:?} (handler {handler:?}); a container is bound once"
+    )]
+    AlreadyBound { function: String, handler: String },
+}
+
+/// The container's function: unset until bound, then fixed for the container's life.
+#[derive(Debug)]
+pub struct Binding {
+    exec: OnceLock<Arc<Executor>>,
+    emulate_memory_limit: bool,
+}
+
+impl Binding {
+    /// A container bound to nothing yet; `emulate_memory_limit` is passed to the executor
+    /// made at binding (see [`Executor::with_emulation`]).
+    pub fn unbound(emulate_memory_limit: bool) -> Binding {
+        Binding {
+            exec: OnceLock::new(),
+            emulate_memory_limit,
+        }
+    }
+
+    /// A container bound right away to `function` (the start-up flags), or unbound when
+    /// `None`: the flags are an immediate bind.
+    pub fn start(
+        function: Option<&FunctionConfig>,
+        emulate_memory_limit: bool,
+    ) -> Result<Binding, SpecError> {
+        let binding = Binding::unbound(emulate_memory_limit);
+        if let Some(function) = function {
+            // A new binding is unbound: this cannot lose a race.
+            let _ = binding.install(function.check()?);
+        }
+        Ok(binding)
+    }
+
+    /// Binds the container to `config`'s function, once. The executor (and with it the
+    /// memory baseline the limit emulation and the peak measurement use) is made now.
+    pub fn bind(&self, config: &FunctionConfig) -> Result<Arc<Executor>, BindError> {
+        if let Some(exec) = self.exec.get() {
+            return Err(already_bound(exec));
+        }
+        self.install(config.check()?)
+    }
+
+    fn install(&self, spec: FunctionSpec) -> Result<Arc<Executor>, BindError> {
+        let mut made_now = false;
+        let exec = self.exec.get_or_init(|| {
+            made_now = true;
+            Arc::new(Executor::with_emulation(spec, self.emulate_memory_limit))
+        });
+        if made_now {
+            Ok(exec.clone())
+        } else {
+            // Another Bind won the race.
+            Err(already_bound(exec))
+        }
+    }
+
+    /// The executor of the bound function; `None` while unbound.
+    pub fn executor(&self) -> Option<&Arc<Executor>> {
+        self.exec.get()
+    }
+
+    /// Whether the memory limit is (or will be, once bound) emulated.
+    pub fn emulates_memory_limit(&self) -> bool {
+        self.emulate_memory_limit
+    }
+}
+
+fn already_bound(exec: &Executor) -> BindError {
+    BindError::AlreadyBound {
+        function: exec.spec().function_name.clone(),
+        handler: exec.spec().handler.as_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, handler: &str, memory_bytes: u64, timeout_ms: u64) -> FunctionConfig {
+        FunctionConfig {
+            function_name: name.into(),
+            handler: handler.into(),
+            memory_bytes,
+            timeout_ms,
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        assert!(matches!(
+            config("f", "python3.9", 1, 1).check(),
+            Err(SpecError::UnknownHandler { .. })
+        ));
+        assert_eq!(
+            config(" ", "hello", 1, 1).check(),
+            Err(SpecError::EmptyName)
+        );
+        assert_eq!(config("f", "hello", 0, 1).check(), Err(SpecError::NoMemory));
+        assert_eq!(
+            config("f", "hello", 1, 0).check(),
+            Err(SpecError::NoTimeout)
+        );
+        let spec = config("f", "sleep", 64, 300).check().unwrap();
+        assert_eq!(
+            (spec.handler, spec.memory_bytes, spec.timeout_ms),
+            (HandlerKind::Sleep, 64, 300)
+        );
+    }
+
+    #[test]
+    fn a_container_binds_once() {
+        let binding = Binding::unbound(true);
+        assert!(binding.executor().is_none());
+        let err = binding.bind(&config("", "hello", 1 << 20, 1)).unwrap_err();
+        assert_eq!(err, BindError::Invalid(SpecError::EmptyName));
+        assert!(binding.executor().is_none(), "a refused Bind binds nothing");
+
+        let exec = binding.bind(&config("f", "hello", 1 << 20, 1)).unwrap();
+        assert_eq!(exec.spec().function_name, "f");
+        assert!(exec.emulates_memory_limit());
+        let err = binding.bind(&config("g", "echo", 1 << 20, 1)).unwrap_err();
+        assert_eq!(
+            err,
+            BindError::AlreadyBound {
+                function: "f".into(),
+                handler: "hello".into()
+            }
+        );
+        assert_eq!(binding.executor().unwrap().spec().function_name, "f");
+    }
+
+    #[test]
+    fn the_start_up_flags_bind_right_away() {
+        let bound = Binding::start(Some(&config("f", "echo", 1 << 20, 5)), true).unwrap();
+        assert_eq!(bound.executor().unwrap().spec().timeout_ms, 5);
+        assert!(matches!(
+            bound.bind(&config("g", "echo", 1, 1)),
+            Err(BindError::AlreadyBound { .. })
+        ));
+        assert!(Binding::start(None, true).unwrap().executor().is_none());
+        assert_eq!(
+            Binding::start(Some(&config("f", "echo", 0, 5)), true).unwrap_err(),
+            SpecError::NoMemory
+        );
+    }
+
+    #[test]
+    fn without_emulation_the_bound_executor_has_no_limit() {
+        let binding = Binding::unbound(false);
+        let exec = binding.bind(&config("f", "memory", 1 << 20, 1)).unwrap();
+        assert!(!exec.emulates_memory_limit());
+    }
+}

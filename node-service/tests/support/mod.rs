@@ -1,0 +1,126 @@
+//! Shared by the node service's integration tests: the container-service binary they hand to
+//! the node, and looks at the process tree through `/proc`.
+//!
+//! Finding the container binary: Cargo builds only this package's binaries for these tests
+//! (`CARGO_BIN_EXE_container-service` exists only in the container-service crate's own
+//! tests), so [`container_service_bin`] runs `cargo build -p faas-container-service --bin
+//! container-service` once per test process (a `OnceLock`) into the same target directory
+//! and profile as this test executable, and hands the path to the node through
+//! `Config::container_service_bin`. It always builds (a no-op when up to date) instead of
+//! trusting `Launcher::find`, which could pick up a stale binary from an older build.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub fn container_service_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "faas-container-service",
+                "--bin",
+                "container-service",
+            ])
+            .arg("--profile")
+            .arg(profile)
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .status()
+            .expect("run cargo build for container-service");
+        assert!(status.success(), "cargo build of container-service failed");
+        let bin = profile_dir.join("container-service");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Waits until `pid` is dead (every thread gone: a zombie, or reaped), not for a time.
+pub async fn until_dead(pid: u32) {
+    while exists(pid) && (state(pid) != Some('Z') || threads(pid) > 1) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Kills `pid` with SIGKILL and waits until it is dead.
+pub async fn kill(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -9 {pid}");
+    until_dead(pid).await;
+}
+
+/// Pids of `parent`'s children whose command line holds `needle` (NUL-separated arguments).
+pub fn children_with(parent: u32, needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Pids of `parent`'s children running the function `function` (started for it).
+pub fn children_running(parent: u32, function: &str) -> Vec<u32> {
+    children_with(parent, &format!("--function-name\0{function}\0"))
+}
+
+/// Pids of `parent`'s children started unbound (warm pool containers, bound or not).
+pub fn unbound_children(parent: u32) -> Vec<u32> {
+    children_with(parent, "--unbound\0")
+}
+
+/// Whether `/proc/PID` exists: gone means killed *and* reaped.
+pub fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// How many threads the process has.
+pub fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The process's state letter (`R`, `S`, `Z`...).
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
