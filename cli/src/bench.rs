@@ -319,6 +319,9 @@ pub struct OutputArgs {
     /// Write the report as one HTML page with plots here.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Write every run's raw records (requests, nodes, container lifetimes) as JSON here.
+    #[arg(long)]
+    pub runs_json: Option<PathBuf>,
 }
 
 /// `faas replay`: play a workload live.
@@ -396,6 +399,9 @@ pub struct SimulateArgs {
     /// Between a grant and the return, beyond the body (invoke path), ms.
     #[arg(long)]
     pub invoke_overhead_ms: Option<f64>,
+    /// How often the nodes' usage (`GetStats`) reaches the policy, ms; 0: never.
+    #[arg(long, default_value_t = 1000)]
+    pub stats_interval_ms: u64,
 }
 
 impl SimulateArgs {
@@ -415,6 +421,7 @@ impl SimulateArgs {
                 .unwrap_or(d.container_start_ms.clone()),
             acquire_overhead_ms: self.acquire_overhead_ms.unwrap_or(d.acquire_overhead_ms),
             invoke_overhead_ms: self.invoke_overhead_ms.unwrap_or(d.invoke_overhead_ms),
+            stats_interval_ms: self.stats_interval_ms,
             ..d
         }
     }
@@ -426,6 +433,13 @@ fn report(
     policies: &PolicyArgs,
     output: &OutputArgs,
 ) -> anyhow::Result<Report> {
+    if let Some(path) = &output.runs_json {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        serde_json::to_writer(std::io::BufWriter::new(file), &runs)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("raw runs: {}", path.display());
+    }
     let baseline = runs
         .iter()
         .any(|r| r.policy == BASELINE)

@@ -31,6 +31,11 @@
 //! - **Functions**: an invocation runs exactly its `expected_duration_ms` (cut at the
 //!   function's timeout, then a `Timeout` error), and fails with `OutOfMemory` (which kills
 //!   the container) when its `expected_memory_mb` exceeds the container's limit.
+//! - **`GetStats`**: every [`SimOptions::stats_interval_ms`] each held node reports its
+//!   containers as the live scheduler polls them: CPU is the busy time of CPU-bound bodies
+//!   (`spin`, `cpu`: all of it; `memory`: a tenth, the page touching) over the interval, in
+//!   percent of one core; memory is [`SimOptions::container_rss_bytes`] plus what the running
+//!   calls touch.
 //! - **Overheads**: [`SimOptions::acquire_overhead_ms`] is added to every scheduling latency
 //!   (the API server → scheduler round trip, which the policy does not see);
 //!   [`SimOptions::invoke_overhead_ms`] is added between the grant and the return (the node
@@ -40,8 +45,8 @@
 //! ## What is not modelled
 //!
 //! CPU contention (a live 2-core machine slows `spin` bodies when many run at once; here a
-//! body always takes its expected time), the CPU share a container's memory buys, `GetStats`
-//! samples (no policy here reads them), network failures, and node start failures.
+//! body always takes its expected time), the CPU share a container's memory buys, network
+//! failures, and node start failures.
 //!
 //! The run is deterministic for a workload, a policy and [`SimOptions::seed`] (the seed
 //! draws the container start latencies; the policy core has no randomness that affects
@@ -56,12 +61,15 @@ use faas_scheduler::core::{
     Acquire, AcquireErrorCode, Decision, Event, Policy, PolicyOptions, Return, UnknownPolicy,
     policy_by_name,
 };
-use faas_scheduler::model::{FunctionError, FunctionSpec, NodeInfo, Text};
+use faas_scheduler::model::{
+    ContainerUsage, FunctionError, FunctionSpec, NodeInfo, NodeUsage as SchedNodeUsage,
+    StatsSample, Text,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
-use crate::workload::{MIB, Percentiles, Workload};
+use crate::workload::{HandlerKind, MIB, Percentiles, Workload};
 
 /// The models' settings (see the module documentation).
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +102,10 @@ pub struct SimOptions {
     pub acquire_timeout_ms: u64,
     /// The account acquires are made for.
     pub account: String,
+    /// How often each node's usage reaches the policy (`GetStats`), ms; 0: never.
+    pub stats_interval_ms: u64,
+    /// A container's memory use with no call running, bytes.
+    pub container_rss_bytes: u64,
 }
 
 impl Default for SimOptions {
@@ -118,6 +130,8 @@ impl Default for SimOptions {
             invoke_overhead_ms: 1.5,
             acquire_timeout_ms: 30_000,
             account: "faas-sim".to_string(),
+            stats_interval_ms: 1000,
+            container_rss_bytes: 4 * MIB,
         }
     }
 }
@@ -282,6 +296,8 @@ enum Ev {
     NodeUp(Text),
     /// A container's removal completed (the node model frees it, then tells the policy).
     Removed(Text),
+    /// Every held node reports its usage.
+    Stats,
 }
 
 struct Item {
@@ -347,6 +363,10 @@ struct LiveContainer {
     lifetime: usize,
     node: Text,
     memory: u64,
+    /// Invocations running in it.
+    running: Vec<u32>,
+    /// CPU time of CPU-bound bodies since the last stats sample, µs.
+    cpu_us: u64,
 }
 
 /// A node held by the policy, in the node model.
@@ -386,6 +406,8 @@ struct Sim<'a> {
     holding: Vec<Option<Text>>,
     answered: usize,
     delivered: u64,
+    /// When the nodes last reported their usage.
+    last_stats: Us,
     result: RunResult,
 }
 
@@ -457,6 +479,7 @@ impl<'a> Sim<'a> {
             holding: vec![None; n],
             answered: 0,
             delivered: 0,
+            last_stats: 0,
             result,
         }
     }
@@ -479,6 +502,9 @@ impl<'a> Sim<'a> {
         let w = self.w;
         let invs = &w.invocations;
         let mut next = 0usize;
+        if self.o.stats_interval_ms > 0 {
+            self.push(self.o.stats_interval_ms * 1000, Ev::Stats);
+        }
         loop {
             let arrival = invs.get(next).map(|i| i.at_ms * 1000);
             let event = self.heap.peek().map(|i| i.at);
@@ -543,6 +569,7 @@ impl<'a> Sim<'a> {
                 }
                 self.deliver(Event::ContainerRemoved { container_id: id })
             }
+            Ev::Stats => self.stats(),
         }
     }
 
@@ -670,6 +697,9 @@ impl<'a> Sim<'a> {
             node_id: Some(node_id.to_string()),
             container_id: Some(container_id.to_string()),
         });
+        if let Some(c) = self.containers.get_mut(&container_id) {
+            c.running.push(i as u32);
+        }
         self.holding[i] = Some(container_id);
         let at =
             self.now + us(self.o.acquire_overhead_ms + self.o.invoke_overhead_ms + duration_ms);
@@ -703,6 +733,11 @@ impl<'a> Sim<'a> {
         let Some(container_id) = self.holding[i].take() else {
             return Ok(());
         };
+        let busy = self.cpu_since_sample(i);
+        if let Some(c) = self.containers.get_mut(&container_id) {
+            c.running.retain(|&r| r as usize != i);
+            c.cpu_us += busy;
+        }
         let w = self.w;
         let inv = &w.invocations[i];
         let error = self.records[i].as_ref().and_then(|r| r.error.clone());
@@ -851,6 +886,8 @@ impl<'a> Sim<'a> {
                         lifetime,
                         node: node_id,
                         memory: function.memory_bytes,
+                        running: Vec::new(),
+                        cpu_us: 0,
                     },
                 );
                 self.push(
@@ -866,6 +903,79 @@ impl<'a> Sim<'a> {
         };
         let at = self.now + us(self.o.reserve_ms);
         self.push(at, Ev::Deliver(event));
+    }
+
+    // ---- usage ----
+
+    /// The CPU time invocation `i` used since the last stats sample, µs.
+    fn cpu_since_sample(&self, i: usize) -> u64 {
+        let Some(granted) = self.reqs[i].granted else {
+            return 0;
+        };
+        let w = self.w;
+        let share = match w.functions[w.invocations[i].function].handler {
+            HandlerKind::Spin | HandlerKind::Cpu => 1.0,
+            HandlerKind::Memory => 0.1,
+            HandlerKind::Hello | HandlerKind::Echo | HandlerKind::Sleep => 0.0,
+        };
+        let from = granted.max(self.last_stats);
+        (self.now.saturating_sub(from) as f64 * share) as u64
+    }
+
+    /// Every held node reports its containers' usage over the interval since the last one.
+    fn stats(&mut self) -> Result<(), SimError> {
+        let interval = self.now.saturating_sub(self.last_stats).max(1);
+        let w = self.w;
+        let mut per_node: HashMap<Text, Vec<ContainerUsage>> = HashMap::new();
+        for (id, c) in &self.containers {
+            let running_cpu: u64 = c
+                .running
+                .iter()
+                .map(|&i| self.cpu_since_sample(i as usize))
+                .sum();
+            let touched: u64 = c
+                .running
+                .iter()
+                .map(|&i| w.invocations[i as usize].expected_memory_mb * MIB)
+                .sum();
+            per_node
+                .entry(c.node.clone())
+                .or_default()
+                .push(ContainerUsage {
+                    container_id: id.clone(),
+                    total_memory_bytes: c.memory,
+                    memory_usage_bytes: (self.o.container_rss_bytes + touched).min(c.memory),
+                    cpu_pct: (c.cpu_us + running_cpu) as f64 * 100.0 / interval as f64,
+                });
+        }
+        for c in self.containers.values_mut() {
+            c.cpu_us = 0;
+        }
+        self.last_stats = self.now;
+        let mut nodes: Vec<Text> = self.nodes.keys().cloned().collect();
+        nodes.sort_unstable();
+        for node_id in nodes {
+            let mut containers = per_node.remove(&node_id).unwrap_or_default();
+            containers.sort_unstable_by(|a, b| a.container_id.cmp(&b.container_id));
+            let used: u64 = containers.iter().map(|c| c.memory_usage_bytes).sum();
+            let cpu: f64 = containers.iter().map(|c| c.cpu_pct).sum();
+            let sample = StatsSample {
+                node_id,
+                node: SchedNodeUsage {
+                    total_memory_bytes: self.pool.memory,
+                    memory_usage_bytes: used,
+                    available_memory_bytes: self.pool.memory.saturating_sub(used),
+                    cpu_pct: cpu,
+                },
+                containers,
+            };
+            self.deliver(Event::Stats(sample))?;
+        }
+        let next = self.now + self.o.stats_interval_ms * 1000;
+        if next <= self.w.duration_ms * 1000 || self.answered < self.reqs.len() {
+            self.push(next, Ev::Stats);
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> RunResult {
@@ -932,6 +1042,56 @@ mod tests {
         b.stream(f, Arrivals::Periodic { every_ms: 1000.0 }, 0, 20_000);
         b.stream(g, Arrivals::Poisson { rate_per_s: 5.0 }, 0, 20_000);
         b.build(3).unwrap()
+    }
+
+    /// Whether two calls of `function` ever ran in one container at once.
+    fn shared(run: &RunResult, function: &str) -> bool {
+        let mut calls: Vec<(&str, f64, f64)> = run
+            .requests
+            .iter()
+            .filter(|r| r.function == function && r.error.is_none())
+            .filter_map(|r| {
+                let start = r.at_ms as f64 + r.scheduling_ms;
+                Some((r.container_id.as_deref()?, start, start + r.duration_ms))
+            })
+            .collect();
+        calls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        calls
+            .windows(2)
+            .any(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2)
+    }
+
+    #[test]
+    fn node_stats_tell_the_policy_which_bodies_spin() {
+        let mut b = WorkloadBuilder::new("spin-or-sleep", 30_000);
+        for (name, handler) in [("spin", HandlerKind::Spin), ("nap", HandlerKind::Sleep)] {
+            let f = b.function(FunctionProfile::new(
+                name,
+                handler,
+                512 * MIB,
+                60_000,
+                200.0,
+            ));
+            let burst = Arrivals::Bursts {
+                every_ms: 2_000.0,
+                size: 4.0,
+                spread_ms: 20.0,
+            };
+            b.stream(f, burst, 0, 30_000);
+        }
+        let w = b.build(1).unwrap();
+        let run = |stats_interval_ms| {
+            let o = SimOptions {
+                stats_interval_ms,
+                ..SimOptions::default()
+            };
+            simulate_named(&w, "adaptive", &o).unwrap().result
+        };
+        let with_stats = run(1000);
+        assert!(shared(&with_stats, "nap"), "sleeping calls share");
+        assert!(!shared(&with_stats, "spin"), "spinning calls never share");
+        let blind = run(0);
+        assert!(shared(&blind, "spin"), "without stats spin looks light");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub const KNOBS: Knobs = Knobs {
     headroom: false,
     node_idle_ms: 0,
     evict_idle_ms: None,
+    consolidate_after_ms: None,
 };
 
 /// The 2nd-place contest scheduler.

@@ -22,6 +22,7 @@ pub const POLICY_NAMES: &[&str] = &[
     no_reuse::NAME,
     czy::NAME,
     adaptive::NAME,
+    adaptive::PACKED_NAME,
 ];
 
 /// Builds the policy registered as `name`.
@@ -32,6 +33,7 @@ pub fn policy_by_name(name: &str, opts: &PolicyOptions) -> Result<Box<dyn Policy
         no_reuse::NAME => Ok(Box::new(no_reuse::NoReuse::new(opts.clone()))),
         czy::NAME => Ok(Box::new(czy::Czy::new(opts.clone()))),
         adaptive::NAME => Ok(Box::new(adaptive::Adaptive::new(opts.clone()))),
+        adaptive::PACKED_NAME => Ok(Box::new(adaptive::Adaptive::packed(opts.clone()))),
         _ => Err(UnknownPolicy {
             name: name.to_string(),
             known: POLICY_NAMES.to_vec(),

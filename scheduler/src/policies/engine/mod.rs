@@ -25,8 +25,10 @@ use crate::core::{
     Acquire, AcquireError, AcquireErrorCode, CoreError, Decision, Event, Op, PolicyOptions, Return,
     Snapshot, State,
 };
-use crate::model::{ContainerState, FunctionError, MIB, Millis, NodeState, StatsSample, Text};
-use crate::store::{ContainerKey, FunctionKey, Map, NodeKey};
+use crate::model::{
+    ContainerState, FunctionError, MIB, Millis, NodeState, OpId, StatsSample, Text,
+};
+use crate::store::{ContainerKey, FunctionKey, Map, NodeKey, Set};
 use histogram::{IdleHistogram, Window};
 
 /// More waiting requests than this (all functions together) are refused at once.
@@ -37,6 +39,10 @@ pub const MERGE_GAP_MS: Millis = 1000;
 pub const INITIAL_START_MS: f64 = 1000.0;
 /// Consecutive create failures of one function after which its waiting requests fail.
 pub const MAX_CREATE_FAILURES: u32 = 3;
+/// A node is emptied only if every container on it has been idle this long, ms.
+pub const DRAIN_MIN_IDLE_MS: Millis = 10_000;
+/// A node is emptied only if it holds at most this many containers (each is moved).
+pub const DRAIN_MAX_CONTAINERS: usize = 4;
 /// Reserves asked for at once when memory runs short.
 pub const MAX_RESERVES_AT_ONCE: u64 = 4;
 
@@ -88,7 +94,7 @@ pub enum Placement {
 }
 
 /// When idle containers go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum KeepAlive {
     /// A fixed idle time, optionally keeping each function's last container.
     Fixed {
@@ -118,6 +124,11 @@ pub enum KeepAlive {
         /// Record each container's idle times (release to next grant) rather than the
         /// function's (last activity to next arrival).
         per_container: bool,
+        /// While a function's histogram is not representative, its idle containers beyond
+        /// the most recently used one are kept `extra_cost × start / duration` of the
+        /// fallback window (at most all of it): a cold start costs a long call little, its
+        /// spare containers' memory the same as a short call's (`None`: the fallback).
+        extra_cost: Option<f64>,
     },
 }
 
@@ -168,6 +179,10 @@ pub struct Knobs {
     /// When memory runs short, remove containers idle this long (ms) to make room instead
     /// of reserving; any idle one while reserves fail. `None`: never evict.
     pub evict_idle_ms: Option<Millis>,
+    /// Empty the least used node into the others when they have room for its containers
+    /// (see [`Engine::consolidate`]); a node must have been held this long (ms) first.
+    /// `None`: never.
+    pub consolidate_after_ms: Option<Millis>,
 }
 
 /// What a function was classified as.
@@ -293,6 +308,13 @@ pub struct Engine {
     started: bool,
     largest_function: u64,
     last_arrival: Millis,
+    /// Replacement creates of consolidation: create → the id of the container it replaces
+    /// (ids, not keys: a key is reused once its container is gone).
+    replacing: Map<OpId, Text>,
+    /// Containers on a draining node whose replacement is ready → the replacement's id.
+    replaced: Map<Text, Text>,
+    /// When a node was last reserved or released by consolidation.
+    last_node_change: Millis,
 }
 
 impl std::fmt::Debug for View {
@@ -353,6 +375,9 @@ impl Engine {
             started: false,
             largest_function: 0,
             last_arrival: 0,
+            replacing: Map::default(),
+            replaced: Map::default(),
+            last_node_change: 0,
         }
     }
 
@@ -409,6 +434,7 @@ impl Engine {
                 debug_assert!(waiters.is_empty(), "the engine never binds to reserves");
                 self.reserve_backoff_ms = 0;
                 self.reserve_retry_at = None;
+                self.last_node_change = now;
                 self.pump(now, out);
             }
             Event::NodeReserveFailed { op, .. } => {
@@ -886,6 +912,9 @@ impl Engine {
         };
         let limit = self.fd(f).limit;
         let (key, request) = self.state.container_created(now, op, container_id, limit)?;
+        if let Some(old) = self.replacing.remove(&op) {
+            self.replaced_by(&old, key, out);
+        }
         let n = self.start_samples();
         self.start_ms = ewma(self.start_ms, n, now.saturating_sub(started_at) as f64);
         let fd = self.fd(f);
@@ -920,6 +949,7 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) -> Result<(), CoreError> {
         let (create, request) = self.state.create_failed(op)?;
+        self.replacing.remove(&op);
         let f = create.function;
         let fd = self.fd(f);
         if let Some(r) = request {
@@ -1136,6 +1166,12 @@ impl Engine {
         if shortage.is_empty() {
             return;
         }
+        if self.draining().is_some() {
+            // Memory ran short while a node empties: use it again before anything else.
+            self.undrain();
+            self.pump_at = Some(now);
+            return;
+        }
         let backing_off = self.reserve_retry_at.is_some_and(|t| t > now);
         let mut missing = 0u64;
         for memory in shortage {
@@ -1173,6 +1209,16 @@ impl Engine {
         min_idle: Millis,
         out: &mut Vec<Decision>,
     ) -> bool {
+        // Unless reserves fail, each function keeps its most recently used container.
+        let mut newest: Map<FunctionKey, Millis> = Map::default();
+        if min_idle > 0 {
+            for (_, r) in self.state.store.containers() {
+                if r.container.state == ContainerState::Ready {
+                    let t = newest.entry(r.function).or_insert(0);
+                    *t = (*t).max(r.container.last_used_at);
+                }
+            }
+        }
         let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = self
             .state
             .store
@@ -1181,6 +1227,9 @@ impl Engine {
                 r.container.state == ContainerState::Ready
                     && r.container.in_flight == 0
                     && now.saturating_sub(r.container.last_used_at) >= min_idle
+                    && newest
+                        .get(&r.function)
+                        .is_none_or(|&t| r.container.last_used_at < t)
                     && self
                         .fns
                         .get(r.function.index() as usize)
@@ -1289,6 +1338,7 @@ impl Engine {
             }
         }
         idle.sort_unstable_by_key(|x| x.0);
+        let extra_keep = self.extra_keep_ms();
         for (last_used, key, f) in idle {
             let idle_ms = now.saturating_sub(last_used);
             let Some(fd) = self.fns.get(f.index() as usize) else {
@@ -1305,7 +1355,11 @@ impl Engine {
                     let unload = fd.idle()
                         && idle_ms >= unload_grace_ms
                         && fd.prewarm_at.is_some_and(|p| p > now + lead);
-                    unload || (idle_ms >= fd.keep_ms && now >= fd.keep_until)
+                    let extra = ready[f.index() as usize] > 1
+                        && extra_keep
+                            .get(f.index() as usize)
+                            .is_some_and(|&k| idle_ms >= k);
+                    unload || extra || (idle_ms >= fd.keep_ms && now >= fd.keep_until)
                 }
             };
             if remove && self.state.remove_container(key, out) {
@@ -1313,11 +1367,281 @@ impl Engine {
             }
         }
         self.prewarm(now, out);
+        if self.knobs.consolidate_after_ms.is_some() {
+            self.consolidate(now, out);
+        }
         let view = self.view();
         if self.knobs.headroom {
             self.keep_headroom(now, &view, out);
         }
         self.release_empty_nodes(now, &view, &busy_nodes, out);
+    }
+
+    // ---- consolidation ----
+
+    /// The node being emptied, if any.
+    fn draining(&self) -> Option<NodeKey> {
+        self.state
+            .store
+            .nodes()
+            .find(|(_, n)| n.state == NodeState::Draining)
+            .map(|(k, _)| k)
+    }
+
+    /// Empties one node into the others so that it can be released: when the other nodes'
+    /// free memory holds the least used node's containers and the headroom, that node is
+    /// marked draining (no new containers), each of its idle containers is created again
+    /// on another node (best fit) and removed once the copy is ready, busy ones when their
+    /// requests end; the empty node is released at once. The copy keeps the original's idle
+    /// clock, so keep-alive is not extended, and no warm container is lost. Draining stops
+    /// (the node is usable again) as soon as memory runs short anywhere.
+    fn consolidate(&mut self, now: Millis, out: &mut Vec<Decision>) {
+        self.finish_moves(out);
+        let node = match self.draining() {
+            Some(n) => n,
+            None if !self.starving.is_empty() => return,
+            None => match self.drain_candidate(now) {
+                Some(n) => {
+                    if let Some(node) = self.state.store.node_mut(n) {
+                        node.state = NodeState::Draining;
+                    }
+                    n
+                }
+                None => return,
+            },
+        };
+        let creating_there = self.state.creates().any(|(_, c)| c.node == node);
+        let mut on_node: Vec<(ContainerKey, FunctionKey, u64, bool)> = self
+            .state
+            .store
+            .containers()
+            .filter(|(_, r)| r.node == node)
+            .map(|(k, r)| {
+                let idle = r.container.state == ContainerState::Ready && r.container.in_flight == 0;
+                (k, r.function, r.container.memory_bytes, idle)
+            })
+            .collect();
+        if on_node.is_empty() && !creating_there {
+            let busy = self.state.store.node(node).is_none_or(|n| n.containers > 0);
+            if !busy && self.state.release_node(node, out) {
+                self.node_empty_since.remove(&node);
+                self.last_node_change = now;
+            }
+            return;
+        }
+        on_node.sort_unstable_by_key(|c| std::cmp::Reverse(c.2));
+        let pending: Set<Text> = self.replacing.values().cloned().collect();
+        let mut view = self.view();
+        for (key, f, memory, idle) in on_node {
+            let Some(id) = self
+                .state
+                .store
+                .container(key)
+                .map(|r| r.container.id.clone())
+            else {
+                continue;
+            };
+            if !idle || pending.contains(&id) || self.replaced.contains_key(&id) {
+                continue;
+            }
+            match self.place(&mut view, f, memory) {
+                Some(to) => {
+                    if let Some(op) = self.state.start_create(now, to, f, None, out) {
+                        self.replacing.insert(op, id);
+                    }
+                }
+                None => {
+                    self.undrain();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A node worth emptying: the least used of at least two, held long enough, whose
+    /// containers (and the headroom) fit into the other nodes' free memory.
+    fn drain_candidate(&self, now: Millis) -> Option<NodeKey> {
+        let hold = self.knobs.consolidate_after_ms?;
+        if self.reserve_retry_at.is_some_and(|t| t > now)
+            || self.state.reserves().next().is_some()
+            || now.saturating_sub(self.last_node_change) < hold
+        {
+            return None;
+        }
+        let view = self.view();
+        if view.nodes.len() < 2 {
+            return None;
+        }
+        let capacity = |k: NodeKey| self.state.store.node(k).map_or(0, |n| n.capacity_bytes);
+        let candidate = view
+            .nodes
+            .iter()
+            .filter(|v| {
+                self.state
+                    .store
+                    .node(v.key)
+                    .is_some_and(|n| now.saturating_sub(n.reserved_at) >= hold)
+            })
+            .min_by_key(|v| capacity(v.key).saturating_sub(v.free))?
+            .key;
+        if self.state.creates().any(|(_, c)| c.node == candidate) {
+            return None;
+        }
+        // Best fit of its containers, largest first, into the other nodes.
+        let mut others = View {
+            nodes: view
+                .nodes
+                .iter()
+                .filter(|v| v.key != candidate)
+                .cloned()
+                .collect(),
+            per_function: Map::default(),
+        };
+        let on_node = || {
+            self.state
+                .store
+                .containers()
+                .filter(move |(_, r)| r.node == candidate)
+        };
+        // Only a node of idle containers: moving the containers of busy functions would
+        // have their requests wait for the copies.
+        let quiet = on_node().all(|(_, r)| {
+            r.container.state == ContainerState::Ready
+                && r.container.in_flight == 0
+                && now.saturating_sub(r.container.last_used_at) >= DRAIN_MIN_IDLE_MS
+        });
+        if !quiet || on_node().count() > DRAIN_MAX_CONTAINERS {
+            return None;
+        }
+        let mut moving: Vec<(FunctionKey, u64)> = on_node()
+            .map(|(_, r)| (r.function, r.container.memory_bytes))
+            .collect();
+        moving.sort_unstable_by_key(|m| std::cmp::Reverse(m.1));
+        for (f, memory) in moving {
+            self.place(&mut others, f, memory)?;
+        }
+        // Room to spare afterwards: the headroom and a quarter of a node, so that the next
+        // burst does not reserve the node just released.
+        let free: u64 = others.nodes.iter().map(|v| v.free).sum();
+        let slack = self.headroom_bytes() + self.state.expected_node_bytes() / 4;
+        (free >= slack).then_some(candidate)
+    }
+
+    /// The draining node takes containers again (moves already begun complete).
+    fn undrain(&mut self) {
+        if let Some(n) = self.draining()
+            && let Some(node) = self.state.store.node_mut(n)
+        {
+            node.state = NodeState::Active;
+        }
+    }
+
+    /// Removes the moved containers whose requests have ended; forgets those already gone.
+    fn finish_moves(&mut self, out: &mut Vec<Decision>) {
+        if self.replaced.is_empty() {
+            return;
+        }
+        let moved: Vec<(Text, Text)> = self
+            .replaced
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        for (id, copy) in moved {
+            let copy_ready = self
+                .state
+                .store
+                .container_by_id(&copy)
+                .and_then(|k| self.state.store.container(k))
+                .is_some_and(|r| r.container.state == ContainerState::Ready);
+            if !copy_ready {
+                // The copy is gone (expired or died): the original stays.
+                self.replaced.remove(&id);
+                continue;
+            }
+            let row = self
+                .state
+                .store
+                .container_by_id(&id)
+                .and_then(|k| Some((k, self.state.store.container(k)?)));
+            let Some((key, row)) = row else {
+                self.replaced.remove(&id);
+                continue;
+            };
+            match row.container.state {
+                ContainerState::Ready if row.container.in_flight == 0 => {
+                    self.state.remove_container(key, out);
+                    self.replaced.remove(&id);
+                }
+                ContainerState::Ready => {}
+                _ => {
+                    self.replaced.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// A replacement `new` of `old` is ready: `new` takes over `old`'s idle clock and `old`
+    /// goes now if idle, else once its requests end (next sweep), draining or not.
+    fn replaced_by(&mut self, old_id: &str, new: ContainerKey, out: &mut Vec<Decision>) {
+        let Some(new_id) = self
+            .state
+            .store
+            .container(new)
+            .map(|r| r.container.id.clone())
+        else {
+            return;
+        };
+        let Some(old) = self.state.store.container_by_id(old_id) else {
+            return;
+        };
+        let Some(row) = self.state.store.container(old) else {
+            return;
+        };
+        let (last_used, idle) = (
+            row.container.last_used_at,
+            row.container.state == ContainerState::Ready && row.container.in_flight == 0,
+        );
+        self.state
+            .store
+            .update_container(new, |c| c.last_used_at = last_used);
+        if idle {
+            self.state.remove_container(old, out);
+        } else {
+            self.replaced.insert(Text::from(old_id), new_id);
+        }
+    }
+
+    /// Per function, how long its idle containers beyond the most recently used one are
+    /// kept while its histogram is not representative (see [`KeepAlive::Hybrid`]);
+    /// `Millis::MAX` where the rule does not apply.
+    fn extra_keep_ms(&self) -> Vec<Millis> {
+        let KeepAlive::Hybrid {
+            extra_cost: Some(cost),
+            fallback_ms,
+            ..
+        } = self.knobs.keep_alive
+        else {
+            return Vec::new();
+        };
+        self.fns
+            .iter()
+            .map(|fd| {
+                let representative = matches!(fd.window, Some(Some(_)));
+                let duration_ms = self
+                    .state
+                    .store
+                    .function(fd.key)
+                    .filter(|r| r.profile.calls > 0)
+                    .map(|r| r.profile.mean_duration_ns / 1e6);
+                match duration_ms {
+                    Some(d) if !representative => {
+                        let share = (cost * self.start_ms / d.max(1.0)).min(1.0);
+                        (fallback_ms as f64 * share) as Millis
+                    }
+                    _ => Millis::MAX,
+                }
+            })
+            .collect()
     }
 
     fn prewarm(&mut self, now: Millis, out: &mut Vec<Decision>) {
