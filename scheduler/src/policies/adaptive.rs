@@ -11,7 +11,8 @@
 //!   many as 70% of the container's memory holds at the largest per-call memory seen, at
 //!   most [`MAX_SHARE`].
 //! - **Packing.** Best fit by memory (a container's CPU quota follows its memory, so memory
-//!   packing is CPU-quota packing too); a CPU-heavy container goes to the node with the fewest
+//!   packing is CPU-quota packing too); a CPU-heavy container best fits among nodes with fewer
+//!   than [`super::engine::HEAVY_PER_NODE`] CPU-heavy containers, else goes to the node with the fewest
 //!   CPU-heavy containers first.
 //! - **Keep-alive and pre-warm** (Shahrad et al., ATC 2020, with 10%-wide bins from 1 s). Per
 //!   function, its containers' idle times (release to the next grant, pauses under 1 s

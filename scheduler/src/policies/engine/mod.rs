@@ -39,6 +39,12 @@ pub const MERGE_GAP_MS: Millis = 1000;
 pub const INITIAL_START_MS: f64 = 1000.0;
 /// Consecutive create failures of one function after which its waiting requests fail.
 pub const MAX_CREATE_FAILURES: u32 = 3;
+/// CPU-heavy containers one node takes before placement prefers other nodes. With 1, each
+/// node gets one before any gets two, then they pack by memory like the rest (CPU quotas,
+/// 0.67 vCPU per GiB, follow memory): on the simulated Azure day 8,887 cold starts and
+/// 11.66 G MB·s idle, against 8,554 and 11.75 G when spread by count first, and the 5-min
+/// contest 960 node-seconds against 976.
+pub const HEAVY_PER_NODE: u32 = 1;
 /// A node is emptied only if every container on it has been idle this long, ms.
 pub const DRAIN_MIN_IDLE_MS: Millis = 10_000;
 /// A node is emptied only if it holds at most this many containers (each is moved).
@@ -88,8 +94,8 @@ pub enum Creates {
 pub enum Placement {
     /// czy: the node with the fewest containers of the function, ties to the most free memory.
     SpreadByFunction,
-    /// Best fit by memory (fewer, fuller nodes); CPU-heavy containers go to the node with the
-    /// fewest CPU-heavy containers first.
+    /// Best fit by memory (fewer, fuller nodes); CPU-heavy containers best fit among the
+    /// nodes with fewer than [`HEAVY_PER_NODE`] of them, else the node with the fewest.
     Pack,
 }
 
@@ -1053,7 +1059,10 @@ impl Engine {
                     (count, std::cmp::Reverse(v.free))
                 })
                 .map(|(i, _)| i),
-            Placement::Pack if heavy => fits.min_by_key(|(_, v)| (v.heavy, v.free)).map(|(i, _)| i),
+            // CPU-heavy: best fit among nodes under the cap, else the fewest CPU-heavy.
+            Placement::Pack if heavy => fits
+                .min_by_key(|(_, v)| (v.heavy >= HEAVY_PER_NODE, v.free, v.heavy))
+                .map(|(i, _)| i),
             Placement::Pack => fits.min_by_key(|(_, v)| v.free).map(|(i, _)| i),
         }?;
         let v = &mut view.nodes[best];
