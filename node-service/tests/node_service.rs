@@ -14,11 +14,11 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faas_common::shutdown::{self, Trigger};
-use faas_node_service::{Config, run};
+use faas_common::shutdown::Trigger;
+use faas_node_service::Config;
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
-use support::{children_running, container_service_bin, exists, state, threads};
+use support::{Served, children_running, container_service_bin, exists, serve, state, threads};
 use tonic::transport::Channel;
 
 struct Node {
@@ -31,17 +31,14 @@ impl Node {
     async fn start() -> Node {
         let mut config = Config::local();
         config.node_id = Some("node-1".into());
-        config.container_service_bin = Some(container_service_bin());
         config.warm_pool = 0;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown) = shutdown::channel();
-        let task = tokio::spawn(run(listener, config, shutdown));
-        let channel = faas_common::serve::connect(&addr.to_string())
-            .await
-            .unwrap();
+        let Served {
+            client,
+            trigger,
+            task,
+        } = serve(config).await;
         Node {
-            client: NodeServiceClient::new(channel),
+            client,
             trigger,
             task,
         }

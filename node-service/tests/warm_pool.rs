@@ -12,11 +12,13 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use faas_common::shutdown::{self, Trigger};
-use faas_node_service::{Config, run};
+use faas_common::shutdown::Trigger;
+use faas_node_service::Config;
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
-use support::{children_running, container_service_bin, exists, kill, unbound_children};
+use support::{
+    Served, children_running, container_service_bin, exists, kill, serve, unbound_children,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
@@ -64,19 +66,16 @@ impl Node {
         let serial = SERIAL.lock().await;
         let mut config = Config::local();
         config.node_id = Some("pool-node".into());
-        config.container_service_bin = Some(container_service_bin());
         config.warm_pool = warm_pool;
         let metrics_port = free_port();
         config.metrics_port = Some(metrics_port);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown) = shutdown::channel();
-        let task = tokio::spawn(run(listener, config, shutdown));
-        let channel = faas_common::serve::connect(&addr.to_string())
-            .await
-            .unwrap();
+        let Served {
+            client,
+            trigger,
+            task,
+        } = serve(config).await;
         Node {
-            client: NodeServiceClient::new(channel),
+            client,
             metrics: format!("127.0.0.1:{metrics_port}"),
             trigger,
             task,

@@ -1,5 +1,5 @@
 //! Shared by the node service's integration tests: the container-service binary they hand to
-//! the node, and looks at the process tree through `/proc`.
+//! the node, serving a node in-process, and looks at the process tree through `/proc`.
 //!
 //! Finding the container binary: Cargo builds only this package's binaries for these tests
 //! (`CARGO_BIN_EXE_container-service` exists only in the container-service crate's own
@@ -12,6 +12,35 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+
+use faas_common::shutdown::{self, Trigger};
+use faas_node_service::{Config, run};
+use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use tonic::transport::Channel;
+
+/// A node served in-process on 127.0.0.1:0 with `config` (its container binary set here).
+pub struct Served {
+    pub client: NodeServiceClient<Channel>,
+    pub trigger: Trigger,
+    pub task: tokio::task::JoinHandle<Result<(), faas_node_service::Error>>,
+}
+
+/// Serves a node with `config` and connects to it.
+pub async fn serve(mut config: Config) -> Served {
+    config.container_service_bin = Some(container_service_bin());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(run(listener, config, shutdown));
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    Served {
+        client: NodeServiceClient::new(channel),
+        trigger,
+        task,
+    }
+}
 
 pub fn container_service_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
