@@ -25,12 +25,16 @@
 //!   [`SimOptions::reserve_ms`] / [`SimOptions::release_ms`].
 //! - **Node service**: a create takes a start latency drawn from
 //!   [`SimOptions::container_start_ms`] (a percentile distribution; the default is fitted to
-//!   the live `process` runtime, see [`SimOptions::default`]) and fails when the node's
-//!   memory limits would exceed [`SimOptions::node_memory_bytes`]; a removal takes
-//!   [`SimOptions::container_remove_ms`]; releasing a node ends its containers.
+//!   the live `process` runtime, see [`SimOptions::default`]); as the real node service
+//!   (and the contest), it lets containers' limits add up to more than the node's memory
+//!   (over-commit); a removal takes [`SimOptions::container_remove_ms`]; releasing a node
+//!   ends its containers.
 //! - **Functions**: an invocation runs exactly its `expected_duration_ms` (cut at the
 //!   function's timeout, then a `Timeout` error), and fails with `OutOfMemory` (which kills
-//!   the container) when its `expected_memory_mb` exceeds the container's limit.
+//!   the container) when its `expected_memory_mb` exceeds the container's limit, or when
+//!   what the node's containers use (each [`SimOptions::container_rss_bytes`] plus the
+//!   memory of the calls running) would exceed the node's memory: the risk over-commit
+//!   takes.
 //! - **`GetStats`**: every [`SimOptions::stats_interval_ms`] each held node reports its
 //!   containers as the live scheduler polls them: CPU is the busy time of CPU-bound bodies
 //!   (`spin`, `cpu`: all of it; `memory`: a tenth, the page touching) over the interval, in
@@ -372,7 +376,8 @@ struct LiveContainer {
 /// A node held by the policy, in the node model.
 struct HeldNode {
     usage: usize,
-    placed: u64,
+    /// What its containers use: their RSS and their running calls' memory, bytes.
+    used: u64,
 }
 
 /// Per-invocation progress.
@@ -380,6 +385,8 @@ struct HeldNode {
 struct ReqState {
     granted: Option<Us>,
     answered: bool,
+    /// Memory the running call holds on its node, bytes.
+    holds: u64,
 }
 
 struct Sim<'a> {
@@ -564,7 +571,7 @@ impl<'a> Sim<'a> {
                 if let Some(c) = self.containers.remove(&id) {
                     self.result.containers[c.lifetime].removed_ms = Some(self.now_ms() as i64);
                     if let Some(n) = self.nodes.get_mut(&c.node) {
-                        n.placed = n.placed.saturating_sub(c.memory);
+                        n.used = n.used.saturating_sub(self.o.container_rss_bytes);
                     }
                 }
                 self.deliver(Event::ContainerRemoved { container_id: id })
@@ -669,13 +676,25 @@ impl<'a> Sim<'a> {
         let f = &w.functions[inv.function];
         let waited_ms = (self.now - inv.at_ms * 1000) as f64 / 1000.0;
         let scheduling_ms = waited_ms + self.o.acquire_overhead_ms;
-        let (duration_ms, error) = if inv.expected_memory_mb * MIB > f.memory_bytes {
+        let touches = inv.expected_memory_mb * MIB;
+        let node_used = self.nodes.get(&node_id).map_or(0, |n| n.used);
+        let (duration_ms, error) = if touches > f.memory_bytes {
             (
                 0.0,
                 Some(format!(
                     "OutOfMemory: the body touches {} MiB, the limit is {} MiB",
                     inv.expected_memory_mb,
                     f.memory_bytes / MIB
+                )),
+            )
+        } else if node_used + touches > self.pool.memory {
+            (
+                0.0,
+                Some(format!(
+                    "OutOfMemory: node {node_id} has {} MiB of {} MiB in use, the body touches {} MiB",
+                    node_used / MIB,
+                    self.pool.memory / MIB,
+                    inv.expected_memory_mb
                 )),
             )
         } else if inv.expected_duration_ms > f.timeout_ms {
@@ -686,6 +705,7 @@ impl<'a> Sim<'a> {
         } else {
             (inv.expected_duration_ms as f64, None)
         };
+        let runs = error.is_none();
         self.records[i] = Some(RequestRecord {
             function: self.names[inv.function].clone(),
             at_ms: inv.at_ms,
@@ -697,6 +717,10 @@ impl<'a> Sim<'a> {
             node_id: Some(node_id.to_string()),
             container_id: Some(container_id.to_string()),
         });
+        if runs && let Some(n) = self.nodes.get_mut(&node_id) {
+            n.used += touches;
+            self.reqs[i].holds = touches;
+        }
         if let Some(c) = self.containers.get_mut(&container_id) {
             c.running.push(i as u32);
         }
@@ -734,9 +758,13 @@ impl<'a> Sim<'a> {
             return Ok(());
         };
         let busy = self.cpu_since_sample(i);
+        let holds = std::mem::take(&mut self.reqs[i].holds);
         if let Some(c) = self.containers.get_mut(&container_id) {
             c.running.retain(|&r| r as usize != i);
             c.cpu_us += busy;
+            if let Some(n) = self.nodes.get_mut(&c.node) {
+                n.used = n.used.saturating_sub(holds);
+            }
         }
         let w = self.w;
         let inv = &w.invocations[i];
@@ -777,7 +805,7 @@ impl<'a> Sim<'a> {
                     reserved_ms: self.now_ms() as i64,
                     released_ms: None,
                 });
-                self.nodes.insert(id.clone(), HeldNode { usage, placed: 0 });
+                self.nodes.insert(id.clone(), HeldNode { usage, used: 0 });
                 Event::NodeReserved {
                     op,
                     node: NodeInfo {
@@ -853,16 +881,10 @@ impl<'a> Sim<'a> {
 
     fn create(&mut self, op: faas_scheduler::model::OpId, node_id: Text, function: FunctionSpec) {
         let fits = match self.nodes.get_mut(&node_id) {
-            Some(n) if n.placed + function.memory_bytes <= self.pool.memory => {
-                n.placed += function.memory_bytes;
+            Some(n) => {
+                n.used += self.o.container_rss_bytes;
                 Ok(())
             }
-            Some(n) => Err(format!(
-                "not enough memory on node {node_id}: {} MiB placed, {} MiB asked, {} MiB in all",
-                n.placed / MIB,
-                function.memory_bytes / MIB,
-                self.pool.memory / MIB
-            )),
             None => Err(format!("node {node_id} is not reserved")),
         };
         let event = match fits {
@@ -1133,6 +1155,49 @@ mod tests {
             r.node_seconds()
         );
         assert_eq!(r.containers.len() as u64, r.cold_starts());
+    }
+
+    #[test]
+    fn calls_fail_with_out_of_memory_when_a_node_runs_out() {
+        // 256 MiB nodes, 128 MiB containers that use 60 MiB idle: two fit by their limits,
+        // but two calls touching 100 MiB at once would use 320 MiB of the node.
+        let mut b = WorkloadBuilder::new("oom", 5_000);
+        let mut fat = FunctionProfile::new("fat", HandlerKind::Memory, 128 * MIB, 60_000, 500.0);
+        fat.memory_mb = crate::workload::ValueModel::Fixed(100.0);
+        let f = b.function(fat);
+        let burst = Arrivals::Bursts {
+            every_ms: 10_000.0,
+            size: 2.0,
+            spread_ms: 0.0,
+        };
+        b.stream(f, burst, 0, 5_000);
+        let w = b.build(1).unwrap();
+        let o = SimOptions {
+            node_memory_bytes: 256 * MIB,
+            container_rss_bytes: 60 * MIB,
+            ..SimOptions::default()
+        };
+        let r = simulate_named(&w, "baseline", &o).unwrap().result;
+        assert_eq!(r.requests.len(), 2);
+        assert_eq!(
+            r.nodes.len(),
+            1,
+            "both containers fit on one node by their limits"
+        );
+        let errors: Vec<&str> = r
+            .requests
+            .iter()
+            .filter_map(|q| q.error.as_deref())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("OutOfMemory: node"), "{}", errors[0]);
+        // With room for both calls, none fails.
+        let roomy = SimOptions {
+            container_rss_bytes: 20 * MIB,
+            ..o
+        };
+        let r = simulate_named(&w, "baseline", &roomy).unwrap().result;
+        assert_eq!(r.errors(), 0);
     }
 
     #[test]

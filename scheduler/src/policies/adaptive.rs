@@ -54,7 +54,9 @@
 //! - **Waiting.** A request that finds no slot waits (FIFO per function) until a slot frees or
 //!   its deadline; a failed reserve is retried with a back-off while requests keep waiting.
 
-use super::engine::{Concurrency, Creates, Engine, KeepAlive, Knobs, Placement, Thresholds};
+use super::engine::{
+    Concurrency, Creates, Engine, KeepAlive, Knobs, Overcommit, Placement, Thresholds,
+};
 use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
 use crate::model::Millis;
 
@@ -68,6 +70,18 @@ pub const FALLBACK_KEEP_ALIVE_MS: Millis = 10 * 60 * 1000;
 /// How many call durations of memory one cold start is worth (see
 /// [`KeepAlive::Hybrid::extra_cost`]).
 pub const EXTRA_COST: f64 = 2.0;
+
+/// How adaptive over-commits nodes (see [`Overcommit`]): limits up to twice a node's memory
+/// (so CPU quotas up to twice its vCPUs, where the contest saw node CPU under 50% at peak
+/// without over-commit); a learned container counts twice what its calls use, after 3
+/// returns. Simulated 5-min contest, seeds 1–4: 960 / 1,175 / 1,010 / 947 node-seconds
+/// without, 784 / 969 / 860 / 756 with, the same cold starts and no error; simulated Azure
+/// day 8,887 → 8,783 cold starts, idle memory-time 11.66 → 11.68 G MB·s.
+pub const OVERCOMMIT: Overcommit = Overcommit {
+    max_factor: 2.0,
+    margin: 2.0,
+    min_calls: 3,
+};
 
 /// The adaptive policy's knobs.
 pub const KNOBS: Knobs = Knobs {
@@ -107,6 +121,7 @@ pub const KNOBS: Knobs = Knobs {
     node_idle_ms: 10_000,
     evict_idle_ms: Some(60_000),
     consolidate_after_ms: None,
+    overcommit: Some(OVERCOMMIT),
 };
 
 /// The name of adaptive with consolidation.
@@ -183,7 +198,7 @@ impl Policy for Adaptive {
 mod tests {
     use super::*;
     use crate::core::AcquireErrorCode;
-    use crate::model::FunctionError;
+    use crate::model::{FunctionError, MIB};
     use crate::policies::engine::testkit::{Sim, spec};
 
     fn sim() -> Sim<Adaptive> {
@@ -536,14 +551,80 @@ mod tests {
         s.advance(4_000);
         assert_eq!((s.nodes(), s.ready()), (2, 8));
         s.now = 4_900;
+        // f's calls use enough memory that its container counts its whole limit.
         for i in 0..6 {
-            s.ret(&format!("f{i}"), 900, 4);
+            s.ret(&format!("f{i}"), 900, 100);
         }
         for i in 0..2 {
             s.ret(&format!("g{i}"), 900, 4);
         }
         s.advance(8_000);
         assert_eq!(s.ready(), 2);
+    }
+
+    /// Limits placed per node, MiB.
+    fn limits_by_node(s: &Sim<Adaptive>) -> Vec<u64> {
+        let store = &s.p.state().store;
+        let mut by_node: Vec<(String, u64)> = Vec::new();
+        for (_, r) in store.containers() {
+            let id = r.container.node_id.to_string();
+            match by_node.iter_mut().find(|(n, _)| *n == id) {
+                Some((_, m)) => *m += r.container.memory_bytes / MIB,
+                None => by_node.push((id, r.container.memory_bytes / MIB)),
+            }
+        }
+        by_node.sort();
+        by_node.into_iter().map(|(_, m)| m).collect()
+    }
+
+    #[test]
+    fn learned_light_containers_pack_by_the_memory_they_use() {
+        let mut s = sim();
+        // Six 512 MiB functions whose calls use 4 MiB fill one node by their limits.
+        let light: Vec<_> = (0..6).map(|i| spec(&format!("a{i}"), 512)).collect();
+        for (i, f) in light.iter().enumerate() {
+            learn(&mut s, f, &format!("a{i}-"), 10, 4);
+        }
+        assert_eq!((s.reserves, s.nodes()), (1, 1));
+        assert_eq!(limits_by_node(&s), vec![3072]);
+        // Learned, each counts half its limit: a new function still fits on that node.
+        let b = spec("b", 512);
+        s.acquire("b1", &b);
+        assert_eq!(s.grant("b1").node_id.as_ref(), "n1");
+        assert_eq!(s.reserves, 1, "no node reserved for it");
+        // Never more than twice the node's memory in limits.
+        for i in 0..10 {
+            let f = spec(&format!("c{i}"), 512);
+            learn(&mut s, &f, &format!("c{i}-"), 10, 4);
+        }
+        let limits = limits_by_node(&s);
+        assert_eq!(limits.len(), 2, "{limits:?}");
+        assert!(limits.iter().all(|&m| m <= 2 * 3072), "{limits:?}");
+        assert_eq!(limits.iter().sum::<u64>(), 17 * 512);
+    }
+
+    #[test]
+    fn memory_heavy_and_unlearned_containers_count_their_limits() {
+        let mut s = sim();
+        // Calls using 200 MiB of 512 (39%) make the function memory-heavy.
+        let heavy: Vec<_> = (0..6).map(|i| spec(&format!("m{i}"), 512)).collect();
+        for (i, f) in heavy.iter().enumerate() {
+            learn(&mut s, f, &format!("m{i}-"), 10, 200);
+        }
+        assert!(engine(&s).function("m0").unwrap().class.memory_heavy);
+        assert_eq!(s.nodes(), 1);
+        // The node is full: a function not yet learned needs another node.
+        let b = spec("b", 512);
+        s.acquire("b1", &b);
+        assert_eq!(s.grant("b1").node_id.as_ref(), "n2");
+        assert_eq!(limits_by_node(&s), vec![3072, 512]);
+        // Functions not yet learned count their limits: five more fill n2 exactly.
+        for i in 0..5 {
+            s.acquire(&format!("u{i}"), &spec(&format!("u{i}"), 512));
+        }
+        assert_eq!(limits_by_node(&s), vec![3072, 3072]);
+        s.acquire("u5", &spec("u5", 512));
+        assert_eq!(s.grant("u5").node_id.as_ref(), "n3");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub const KNOBS: Knobs = Knobs {
     node_idle_ms: 0,
     evict_idle_ms: None,
     consolidate_after_ms: None,
+    overcommit: None,
 };
 
 /// The 2nd-place contest scheduler.

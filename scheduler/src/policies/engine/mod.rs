@@ -189,7 +189,35 @@ pub struct Knobs {
     /// (see [`Engine::consolidate`]); a node must have been held this long (ms) first.
     /// `None`: never.
     pub consolidate_after_ms: Option<Millis>,
+    /// Pack learned light containers by the memory they use rather than their limits
+    /// (`None`: every container counts its limit).
+    pub overcommit: Option<Overcommit>,
 }
+
+/// Over-commit: what a container counts against its node's memory when packing.
+///
+/// A container counts its limit until its function has returned `min_calls` times; then,
+/// unless the function is memory-heavy, `margin` × what its calls were seen to use at once
+/// (the largest per-call memory times the container's concurrency, plus
+/// [`CONTAINER_BASE_BYTES`]), at least `1 / max_factor` of its limit and at most all of it.
+/// So a node never holds more than `max_factor` × its memory in limits, nor CPU quotas
+/// (0.67 vCPU per GiB of limit) beyond `max_factor` × its vCPUs: warm containers idle most
+/// of the time (the contest saw node CPU under 50% at peak), and CPU-heavy ones are spread
+/// one per node first ([`HEAVY_PER_NODE`]). The contest allows over-commit; what a node's
+/// containers really use stays near `1 / margin` of its memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Overcommit {
+    /// Limits a node holds at most, as a multiple of its memory.
+    pub max_factor: f64,
+    /// A learned container counts this many times the memory its calls use.
+    pub margin: f64,
+    /// Returns of a function before its measured memory is trusted.
+    pub min_calls: u64,
+}
+
+/// What a container process uses besides its calls (runtime, code), bytes: counted on top
+/// of the calls' memory when over-committing.
+pub const CONTAINER_BASE_BYTES: u64 = 8 * MIB;
 
 /// What a function was classified as.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -283,8 +311,11 @@ impl FnData {
 #[derive(Clone, Debug)]
 struct NodeView {
     key: NodeKey,
+    /// Memory not counted by containers (their charges, see [`Overcommit`]).
     free: u64,
-    /// Memory that frees when removals in flight complete.
+    /// Limits the node may still take (its memory, times the over-commit factor).
+    free_limit: u64,
+    /// Charges that free when removals in flight complete.
     removing: u64,
     heavy: u32,
 }
@@ -983,14 +1014,13 @@ impl Engine {
         if row.free_containers() > 0 || row.creating > 0 {
             return;
         }
-        let memory = row.spec.memory_bytes;
         let mut view = self.view();
-        match self.place(&mut view, f, memory) {
-            Some(node) => {
+        match self.place(&mut view, f) {
+            Ok(node) => {
                 self.state.start_create(now, node, f, None, out);
             }
-            None => {
-                self.shortage.push(memory);
+            Err(charge) => {
+                self.shortage.push(charge);
                 self.ensure_nodes(now, &view, out);
             }
         }
@@ -998,7 +1028,29 @@ impl Engine {
 
     // ---- provisioning ----
 
+    /// What one container of `f` counts against its node's memory when packing (see
+    /// [`Overcommit`]), bytes.
+    fn charge(&self, f: FunctionKey) -> u64 {
+        let Some(row) = self.state.store.function(f) else {
+            return 0;
+        };
+        let limit = row.spec.memory_bytes;
+        let (Some(oc), Some(fd)) = (self.knobs.overcommit, self.fns.get(f.index() as usize)) else {
+            return limit;
+        };
+        if fd.class.memory_heavy || row.profile.calls < oc.min_calls || fd.call_memory == 0 {
+            return limit;
+        }
+        let used = fd
+            .call_memory
+            .saturating_mul(u64::from(fd.limit.max(1)))
+            .saturating_add(CONTAINER_BASE_BYTES);
+        let floor = (limit as f64 / oc.max_factor.max(1.0)) as u64;
+        ((used as f64 * oc.margin) as u64).clamp(floor.min(limit), limit)
+    }
+
     fn view(&self) -> View {
+        let factor = self.knobs.overcommit.map_or(1.0, |o| o.max_factor.max(1.0));
         let mut nodes: Vec<NodeView> = self
             .state
             .store
@@ -1006,34 +1058,69 @@ impl Engine {
             .filter(|(_, n)| n.state == NodeState::Active)
             .map(|(k, n)| NodeView {
                 key: k,
-                free: n.free_bytes(),
+                // Without over-commit charges are limits: the store's free memory.
+                free: if self.knobs.overcommit.is_some() {
+                    n.capacity_bytes
+                } else {
+                    n.free_bytes()
+                },
+                free_limit: ((n.capacity_bytes as f64 * factor) as u64)
+                    .saturating_sub(n.used_bytes),
                 removing: 0,
                 heavy: 0,
             })
             .collect();
+        let charges: Vec<u64> = match self.knobs.overcommit {
+            Some(_) => self.fns.iter().map(|fd| self.charge(fd.key)).collect(),
+            None => Vec::new(),
+        };
         let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
-        let mut bump = |nodes: &mut Vec<NodeView>, node: NodeKey, f: FunctionKey, removing: u64| {
+        let mut bump = |nodes: &mut Vec<NodeView>,
+                        node: NodeKey,
+                        f: FunctionKey,
+                        limit: u64,
+                        removing: bool| {
             *per_function.entry((node, f)).or_default() += 1;
             let heavy = self
                 .fns
                 .get(f.index() as usize)
                 .is_some_and(|d| d.class.cpu_heavy);
+            let charge = if charges.is_empty() {
+                limit
+            } else {
+                charges.get(f.index() as usize).copied().unwrap_or(limit)
+            };
             if let Some(v) = nodes.iter_mut().find(|v| v.key == node) {
-                v.removing += removing;
+                if !charges.is_empty() {
+                    v.free = v.free.saturating_sub(charge);
+                }
+                if removing {
+                    v.removing += charge;
+                }
                 v.heavy += heavy as u32;
             }
         };
         for (_, r) in self.state.store.containers() {
             match r.container.state {
-                ContainerState::Ready => bump(&mut nodes, r.node, r.function, 0),
-                ContainerState::Removing => {
-                    bump(&mut nodes, r.node, r.function, r.container.memory_bytes)
-                }
+                ContainerState::Ready => bump(
+                    &mut nodes,
+                    r.node,
+                    r.function,
+                    r.container.memory_bytes,
+                    false,
+                ),
+                ContainerState::Removing => bump(
+                    &mut nodes,
+                    r.node,
+                    r.function,
+                    r.container.memory_bytes,
+                    true,
+                ),
                 _ => {}
             }
         }
         for (_, c) in self.state.creates() {
-            bump(&mut nodes, c.node, c.function, 0);
+            bump(&mut nodes, c.node, c.function, c.memory_bytes, false);
         }
         View {
             nodes,
@@ -1041,8 +1128,15 @@ impl Engine {
         }
     }
 
-    /// A node for a new container of `f` (updating the view), if one has room.
-    fn place(&self, view: &mut View, f: FunctionKey, memory: u64) -> Option<NodeKey> {
+    /// A node for a new container of `f` (updating the view), if one has room; else the
+    /// charge that found none.
+    fn place(&self, view: &mut View, f: FunctionKey) -> Result<NodeKey, u64> {
+        let charge = self.charge(f);
+        let limit = self
+            .state
+            .store
+            .function(f)
+            .map_or(charge, |r| r.spec.memory_bytes);
         let heavy = self
             .fns
             .get(f.index() as usize)
@@ -1051,7 +1145,7 @@ impl Engine {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.free >= memory);
+            .filter(|(_, v)| v.free >= charge && v.free_limit >= limit);
         let best = match self.knobs.placement {
             Placement::SpreadByFunction => fits
                 .min_by_key(|(_, v)| {
@@ -1064,13 +1158,15 @@ impl Engine {
                 .min_by_key(|(_, v)| (v.heavy >= HEAVY_PER_NODE, v.free, v.heavy))
                 .map(|(i, _)| i),
             Placement::Pack => fits.min_by_key(|(_, v)| v.free).map(|(i, _)| i),
-        }?;
+        }
+        .ok_or(charge)?;
         let v = &mut view.nodes[best];
-        v.free -= memory;
+        v.free -= charge;
+        v.free_limit -= limit;
         v.heavy += heavy as u32;
         let key = v.key;
         *view.per_function.entry((key, f)).or_default() += 1;
-        Some(key)
+        Ok(key)
     }
 
     /// Whether removals in flight will make room for `memory` somewhere.
@@ -1109,7 +1205,7 @@ impl Engine {
         let Some(row) = self.state.store.function(f) else {
             return;
         };
-        let (creating, live, memory) = (row.creating, row.containers, row.spec.memory_bytes);
+        let (creating, live) = (row.creating, row.containers);
         let limit = fd.limit.max(1);
         let mut need = match self.knobs.creates {
             Creates::PerRequest => waiting.saturating_sub(creating * limit).div_ceil(limit),
@@ -1154,13 +1250,13 @@ impl Engine {
             }
         };
         while need > 0 {
-            match self.place(view, f, memory) {
-                Some(node) => {
+            match self.place(view, f) {
+                Ok(node) => {
                     self.state.start_create(now, node, f, None, out);
                 }
-                None => {
-                    if !Self::room_after_removals(view, memory) {
-                        self.shortage.push(memory);
+                Err(charge) => {
+                    if !Self::room_after_removals(view, charge) {
+                        self.shortage.push(charge);
                     }
                     break;
                 }
@@ -1228,7 +1324,7 @@ impl Engine {
                 }
             }
         }
-        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = self
+        let victims: Vec<(Millis, ContainerKey, NodeKey, FunctionKey)> = self
             .state
             .store
             .containers()
@@ -1244,18 +1340,15 @@ impl Engine {
                         .get(r.function.index() as usize)
                         .is_none_or(|d| d.queue.is_empty())
             })
-            .map(|(k, r)| {
-                (
-                    r.container.last_used_at,
-                    k,
-                    r.node,
-                    r.container.memory_bytes,
-                )
-            })
+            .map(|(k, r)| (r.container.last_used_at, k, r.node, r.function))
             .collect();
         if victims.is_empty() {
             return false;
         }
+        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = victims
+            .into_iter()
+            .map(|(t, k, n, f)| (t, k, n, self.charge(f)))
+            .collect();
         victims.sort_unstable_by_key(|v| v.0);
         // The node where the fewest evictions make room.
         let mut best: Option<(usize, NodeKey)> = None;
@@ -1441,7 +1534,7 @@ impl Engine {
         on_node.sort_unstable_by_key(|c| std::cmp::Reverse(c.2));
         let pending: Set<Text> = self.replacing.values().cloned().collect();
         let mut view = self.view();
-        for (key, f, memory, idle) in on_node {
+        for (key, f, _, idle) in on_node {
             let Some(id) = self
                 .state
                 .store
@@ -1453,13 +1546,13 @@ impl Engine {
             if !idle || pending.contains(&id) || self.replaced.contains_key(&id) {
                 continue;
             }
-            match self.place(&mut view, f, memory) {
-                Some(to) => {
+            match self.place(&mut view, f) {
+                Ok(to) => {
                     if let Some(op) = self.state.start_create(now, to, f, None, out) {
                         self.replacing.insert(op, id);
                     }
                 }
-                None => {
+                Err(_) => {
                     self.undrain();
                     return;
                 }
@@ -1526,8 +1619,8 @@ impl Engine {
             .map(|(_, r)| (r.function, r.container.memory_bytes))
             .collect();
         moving.sort_unstable_by_key(|m| std::cmp::Reverse(m.1));
-        for (f, memory) in moving {
-            self.place(&mut others, f, memory)?;
+        for (f, _) in moving {
+            self.place(&mut others, f).ok()?;
         }
         // Room to spare afterwards: the headroom and a quarter of a node, so that the next
         // burst does not reserve the node just released.
@@ -1671,15 +1764,14 @@ impl Engine {
             let Some(row) = self.state.store.function(f) else {
                 continue;
             };
-            let memory = row.spec.memory_bytes;
             let have = row.containers + row.creating;
             for _ in have..count {
-                match self.place(&mut view, f, memory) {
-                    Some(node) => {
+                match self.place(&mut view, f) {
+                    Ok(node) => {
                         self.state.start_create(now, node, f, None, out);
                     }
-                    None => {
-                        self.shortage.push(memory);
+                    Err(charge) => {
+                        self.shortage.push(charge);
                         break;
                     }
                 }
