@@ -194,7 +194,8 @@ impl Node {
         self.containers.insert(container.clone());
         let committed = self.containers.committed_bytes();
         if committed > self.identity.total_memory_bytes {
-            tracing::warn!(
+            // Allowed (the contest allows it; the scheduler may over-commit on purpose).
+            tracing::debug!(
                 committed,
                 total = self.identity.total_memory_bytes,
                 "node memory over-committed"

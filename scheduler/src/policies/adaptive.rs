@@ -14,6 +14,11 @@
 //!   packing is CPU-quota packing too); a CPU-heavy container best fits among nodes with fewer
 //!   than [`super::engine::HEAVY_PER_NODE`] CPU-heavy containers, else goes to the node with the fewest
 //!   CPU-heavy containers first.
+//! - **Over-commit** ([`OVERCOMMIT`]). A container counts its limit until its function has
+//!   returned 3 times; then, unless memory-heavy, twice what its calls use at once, at least
+//!   half its limit. A node thus holds up to twice its memory in limits (the contest allows
+//!   over-commit, and its nodes' CPU stayed under 50% at peak) while what its containers
+//!   really use stays near half of it.
 //! - **Keep-alive and pre-warm** (Shahrad et al., ATC 2020, with 10%-wide bins from 1 s). Per
 //!   function, its containers' idle times (release to the next grant, pauses under 1 s
 //!   ignored) go into a histogram: per container rather than per function, because a

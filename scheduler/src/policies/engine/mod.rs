@@ -4,7 +4,12 @@
 //!
 //! A policy is an [`Engine`] with a set of [`Knobs`]; the knobs pick the rule at each point
 //! where the two policies differ (concurrency, how many containers to create, placement,
-//! keep-alive). Everything stays pure: time is the `now` argument.
+//! over-commit, keep-alive, consolidation). Everything stays pure: time is the `now`
+//! argument.
+//!
+//! Placement works on a view built per provisioning round: each node's memory minus what
+//! its containers count (their limits, or with [`Overcommit`] their learned charges), and
+//! the limits it may still take.
 //!
 //! Rules every knob setting keeps:
 //! - a request that finds no free slot waits in its function's FIFO queue (bounded by its
