@@ -1329,7 +1329,7 @@ impl Engine {
                 }
             }
         }
-        let victims: Vec<(Millis, ContainerKey, NodeKey, FunctionKey)> = self
+        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = self
             .state
             .store
             .containers()
@@ -1345,15 +1345,11 @@ impl Engine {
                         .get(r.function.index() as usize)
                         .is_none_or(|d| d.queue.is_empty())
             })
-            .map(|(k, r)| (r.container.last_used_at, k, r.node, r.function))
+            .map(|(k, r)| (r.container.last_used_at, k, r.node, self.charge(r.function)))
             .collect();
         if victims.is_empty() {
             return false;
         }
-        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = victims
-            .into_iter()
-            .map(|(t, k, n, f)| (t, k, n, self.charge(f)))
-            .collect();
         victims.sort_unstable_by_key(|v| v.0);
         // The node where the fewest evictions make room.
         let mut best: Option<(usize, NodeKey)> = None;
