@@ -7,6 +7,7 @@
 //! - [`metrics`]: serve a Prometheus registry as text over HTTP.
 //! - [`logging`]: one `tracing` set-up for every binary.
 //! - [`clock`]: wall-clock milliseconds, for the api layers (services take time as an argument).
+//! - [`text`]: clip input quoted in error messages.
 
 pub mod clock;
 pub mod launch;
@@ -14,3 +15,4 @@ pub mod logging;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;
+pub mod text;

@@ -12,6 +12,13 @@ use tonic::transport::{Channel, Endpoint};
 /// The line prefix a component prints on stdout once it listens: `FAAS_LISTENING 127.0.0.1:port`.
 pub const READY_PREFIX: &str = "FAAS_LISTENING";
 
+/// The largest gRPC message every server and client on the invoke path encodes and decodes
+/// (tonic's default is 4 MiB): the documented event limit (6 MiB) plus room for the other
+/// fields, so an event the API server accepts passes every hop. Set it on each generated
+/// server and client with `.max_decoding_message_size(MAX_MESSAGE_BYTES)` and
+/// `.max_encoding_message_size(MAX_MESSAGE_BYTES)`.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Errors of binding or connecting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

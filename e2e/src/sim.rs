@@ -656,6 +656,7 @@ impl<'a> Sim<'a> {
                     self.push(at, Ev::Removed(container_id));
                 }
                 Decision::ReleaseNode { node_id } => self.release(node_id),
+                Decision::Health(_) => {}
             }
         }
         Ok(())
@@ -983,6 +984,7 @@ impl<'a> Sim<'a> {
             let cpu: f64 = containers.iter().map(|c| c.cpu_pct).sum();
             let sample = StatsSample {
                 node_id,
+                taken_at: self.now / 1000,
                 node: SchedNodeUsage {
                     total_memory_bytes: self.pool.memory,
                     memory_usage_bytes: used,
@@ -1036,6 +1038,7 @@ fn event_label(e: &Event) -> &'static str {
         Event::ContainerRemoved { .. } => "ContainerRemoved",
         Event::NodeReleased { .. } => "NodeReleased",
         Event::Stats(_) => "Stats",
+        Event::NodeUnreachable { .. } => "NodeUnreachable",
         Event::Tick => "Tick",
     }
 }

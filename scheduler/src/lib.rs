@@ -58,6 +58,17 @@ pub struct Config {
     /// Memory a node is assumed to offer until one reports it, bytes (contest: 3072 MiB).
     #[arg(long, env = "SCHEDULER_NODE_MEMORY_BYTES", default_value_t = model::CONTEST_NODE_BYTES)]
     pub node_memory_bytes: u64,
+    /// How long one `GetStats` poll may take before the node counts as not answering, ms.
+    #[arg(long, env = "SCHEDULER_PROBE_TIMEOUT_MS", default_value_t = service::PROBE_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_timeout_ms: u64,
+    /// A node that fails every observation this long is lost: its containers are forgotten,
+    /// its waiting requests placed elsewhere, and it is released, ms.
+    #[arg(long, env = "SCHEDULER_NODE_LOST_AFTER_MS", default_value_t = core::NODE_LOST_AFTER_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_lost_after_ms: u64,
+    /// A lease held this long past its function's timeout (a caller that never returned) is
+    /// reclaimed, ms.
+    #[arg(long, env = "SCHEDULER_LEASE_GRACE_MS", default_value_t = core::LEASE_GRACE_MS)]
+    pub lease_grace_ms: u64,
 }
 
 impl Config {
@@ -73,6 +84,9 @@ impl Config {
             metrics_port: None,
             acquire_timeout_ms: 30_000,
             node_memory_bytes: model::CONTEST_NODE_BYTES,
+            probe_timeout_ms: service::PROBE_TIMEOUT_MS,
+            node_lost_after_ms: core::NODE_LOST_AFTER_MS,
+            lease_grace_ms: core::LEASE_GRACE_MS,
         }
     }
 }
@@ -96,6 +110,8 @@ pub enum Error {
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let opts = PolicyOptions {
         expected_node_bytes: config.node_memory_bytes,
+        node_lost_after_ms: config.node_lost_after_ms,
+        lease_grace_ms: config.lease_grace_ms,
         ..PolicyOptions::default()
     };
     let policy = policy_by_name(&config.policy, &opts)?;
@@ -112,6 +128,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
         InstantClock::new(),
         ServiceOptions {
             stats_interval_ms: config.stats_interval_ms,
+            probe_timeout_ms: config.probe_timeout_ms,
         },
     );
     let metrics = Arc::new(Metrics::default());

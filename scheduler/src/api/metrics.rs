@@ -148,6 +148,24 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "scheduler_nodes_lost",
+            "Nodes declared lost (failed every observation for the loss time) and released",
+            s.nodes_lost,
+        )?;
+        counter(
+            e,
+            "scheduler_leases_expired",
+            "Leases held past their function's timeout plus the grace, reclaimed",
+            s.leases_expired,
+        )?;
+        gauge(
+            e,
+            "scheduler_nodes_suspect",
+            "Nodes failing their health observations, not yet lost",
+            s.nodes_suspect,
+        )?;
+        counter(
+            e,
             "scheduler_node_seconds",
             "Node-seconds held so far (reserve to release): the contest's node duration",
             s.node_millis / 1000,

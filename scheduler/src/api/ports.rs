@@ -35,6 +35,20 @@ fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
+/// Whether a failed call never got an answer from its peer: it could not connect, the
+/// connection broke, or the deadline passed. (A peer that answers with a status, even
+/// `UNAVAILABLE` for a reason of its own, is alive; tonic's own transport failures carry
+/// the transport error as their source.)
+fn transport_failure(s: &tonic::Status) -> bool {
+    match s.code() {
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
+            std::error::Error::source(s).is_some()
+        }
+        _ => false,
+    }
+}
+
 fn bytes(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -135,13 +149,18 @@ impl ResourcePort for GrpcResource {
             .release_node(timed(request, CALL_TIMEOUT))
             .await
             .map(|_| ())
-            .map_err(|s| PortError {
-                message: format!(
+            .map_err(|s| {
+                let message = format!(
                     "ReleaseNode {node_id} at {} failed: {:?}: {}",
                     self.endpoint,
                     s.code(),
                     s.message()
-                ),
+                );
+                if transport_failure(&s) {
+                    PortError::unreachable(message)
+                } else {
+                    PortError::answered(message)
+                }
             })
     }
 }
@@ -163,23 +182,25 @@ impl GrpcNodes {
             return Ok(NodeServiceClient::new(ch.clone()));
         }
         let addr = format!("{}:{}", node.address, node.port);
-        let ch = faas_common::serve::connect_lazy(&addr).map_err(|e| PortError {
-            message: e.to_string(),
-        })?;
+        let ch = faas_common::serve::connect_lazy(&addr)
+            .map_err(|e| PortError::answered(e.to_string()))?;
         channels.insert(key, ch.clone());
         Ok(NodeServiceClient::new(ch))
     }
 
     fn failed(node: &NodeAddr, call: &str, s: tonic::Status) -> PortError {
-        PortError {
-            message: format!(
-                "{call} on node {} ({}:{}) failed: {:?}: {}",
-                node.id,
-                node.address,
-                node.port,
-                s.code(),
-                s.message()
-            ),
+        let message = format!(
+            "{call} on node {} ({}:{}) failed: {:?}: {}",
+            node.id,
+            node.address,
+            node.port,
+            s.code(),
+            s.message()
+        );
+        if transport_failure(&s) {
+            PortError::unreachable(message)
+        } else {
+            PortError::answered(message)
         }
     }
 }
@@ -208,12 +229,10 @@ impl NodePort for GrpcNodes {
             .map_err(|s| Self::failed(node, "CreateContainer", s))?
             .into_inner();
         if reply.container_id.is_empty() {
-            return Err(PortError {
-                message: format!(
-                    "CreateContainer on node {} answered an empty container id",
-                    node.id
-                ),
-            });
+            return Err(PortError::answered(format!(
+                "CreateContainer on node {} answered an empty container id",
+                node.id
+            )));
         }
         Ok(reply.container_id.into())
     }
@@ -243,6 +262,7 @@ impl NodePort for GrpcNodes {
         let n = reply.node_stats.unwrap_or_default();
         Ok(StatsSample {
             node_id: node.id.clone(),
+            taken_at: 0,
             node: NodeUsage {
                 total_memory_bytes: bytes(n.total_memory_in_bytes),
                 memory_usage_bytes: bytes(n.memory_usage_in_bytes),

@@ -18,7 +18,7 @@ use crate::model::{
     FunctionError, FunctionSpec, Millis, NodeAddr, NodeInfo, OpId, StatsSample, Text,
 };
 pub use crate::policies::{POLICY_NAMES, policy_by_name};
-pub use state::{CreateOp, Op, ReserveOp, State, Waiter};
+pub use state::{CreateOp, Healed, Op, ReserveOp, State, Waiter};
 
 /// An acquire: a request wants a container of `function` before `deadline`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,8 +101,17 @@ pub enum Event {
         /// The node.
         node_id: Text,
     },
-    /// A node's `GetStats` answer.
+    /// A node's `GetStats` answer (also a successful health observation of the node).
     Stats(StatsSample),
+    /// A failed health observation of a node: `GetStats`, a create or a remove failed at the
+    /// transport level or got no answer in time. A node that fails every observation for
+    /// [`PolicyOptions::node_lost_after_ms`] is lost (see [`State::heal`]).
+    NodeUnreachable {
+        /// The node.
+        node_id: Text,
+        /// What failed.
+        message: String,
+    },
     /// Time passed (deadlines, periodic policy work).
     Tick,
 }
@@ -162,6 +171,123 @@ pub enum Decision {
         /// Which.
         node_id: Text,
     },
+    /// Something about the platform's health changed (for logs, metrics and reports; no
+    /// answer expected).
+    Health(HealthNote),
+}
+
+/// A health transition the core decided, with what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthNote {
+    /// A node failed its first observation since its last success.
+    NodeSuspect {
+        /// The node.
+        node_id: Text,
+        /// What failed.
+        reason: String,
+    },
+    /// A suspect node answered again.
+    NodeRecovered {
+        /// The node.
+        node_id: Text,
+        /// How long it was suspect, ms.
+        after_ms: Millis,
+    },
+    /// A node failed every observation for the loss time: forgotten and released.
+    NodeLost {
+        /// The node.
+        node_id: Text,
+        /// Containers forgotten with it.
+        containers: u32,
+        /// Requests that waited on creates there and are placed again.
+        replaced_requests: u32,
+        /// The latest failure seen.
+        reason: String,
+    },
+    /// A container was found dead outside a call (missing from its node's stats).
+    ContainerLost {
+        /// The container.
+        container_id: Text,
+        /// Its node.
+        node_id: Text,
+        /// Why it is taken for dead.
+        reason: String,
+    },
+    /// A lease was held past its function's timeout plus the grace and was reclaimed.
+    LeaseExpired {
+        /// The request that held it.
+        request_id: Text,
+        /// The container.
+        container_id: Text,
+        /// How long it was held, ms.
+        held_ms: Millis,
+    },
+    /// A function's definition changed: its containers of the old definition are retired.
+    DefinitionChanged {
+        /// The function.
+        function: Text,
+        /// Idle containers removed at once.
+        removed: u32,
+        /// Busy containers that finish their calls first.
+        draining: u32,
+    },
+}
+
+impl HealthNote {
+    /// A short lower-case label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HealthNote::NodeSuspect { .. } => "node_suspect",
+            HealthNote::NodeRecovered { .. } => "node_recovered",
+            HealthNote::NodeLost { .. } => "node_lost",
+            HealthNote::ContainerLost { .. } => "container_lost",
+            HealthNote::LeaseExpired { .. } => "lease_expired",
+            HealthNote::DefinitionChanged { .. } => "definition_changed",
+        }
+    }
+}
+
+impl fmt::Display for HealthNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthNote::NodeSuspect { node_id, reason } => {
+                write!(f, "node {node_id} is suspect: {reason}")
+            }
+            HealthNote::NodeRecovered { node_id, after_ms } => {
+                write!(f, "node {node_id} answers again after {after_ms} ms")
+            }
+            HealthNote::NodeLost {
+                node_id,
+                containers,
+                replaced_requests,
+                reason,
+            } => write!(
+                f,
+                "node {node_id} is lost ({reason}): {containers} containers forgotten, {replaced_requests} waiting requests placed again, node released"
+            ),
+            HealthNote::ContainerLost {
+                container_id,
+                node_id,
+                reason,
+            } => write!(f, "container {container_id} on node {node_id} is dead: {reason}"),
+            HealthNote::LeaseExpired {
+                request_id,
+                container_id,
+                held_ms,
+            } => write!(
+                f,
+                "lease of request {request_id} on container {container_id} reclaimed after {held_ms} ms"
+            ),
+            HealthNote::DefinitionChanged {
+                function,
+                removed,
+                draining,
+            } => write!(
+                f,
+                "function {function} changed: {removed} idle containers of the old definition removed, {draining} draining"
+            ),
+        }
+    }
 }
 
 /// Why an acquire is answered with an error.
@@ -204,6 +330,14 @@ pub enum CoreError {
     /// A second return of one request.
     #[error("request {request_id} was already returned")]
     AlreadyReturned {
+        /// The request.
+        request_id: Text,
+    },
+    /// A return of a request whose lease expired and was reclaimed.
+    #[error(
+        "request {request_id} held its container past its function's timeout plus the grace; the lease expired and was reclaimed"
+    )]
+    LeaseExpired {
         /// The request.
         request_id: Text,
     },
@@ -261,13 +395,24 @@ pub struct PolicyOptions {
     pub expected_node_bytes: u64,
     /// How many returned request ids are remembered (to answer "already returned").
     pub remembered_returns: usize,
+    /// A node failing every observation this long (and at least twice) is lost, ms.
+    pub node_lost_after_ms: Millis,
+    /// A lease held this long past its function's timeout is reclaimed, ms.
+    pub lease_grace_ms: Millis,
 }
+
+/// The default of [`PolicyOptions::node_lost_after_ms`].
+pub const NODE_LOST_AFTER_MS: Millis = 3000;
+/// The default of [`PolicyOptions::lease_grace_ms`].
+pub const LEASE_GRACE_MS: Millis = 10_000;
 
 impl Default for PolicyOptions {
     fn default() -> Self {
         PolicyOptions {
             expected_node_bytes: crate::model::CONTEST_NODE_BYTES,
             remembered_returns: 100_000,
+            node_lost_after_ms: NODE_LOST_AFTER_MS,
+            lease_grace_ms: LEASE_GRACE_MS,
         }
     }
 }
@@ -315,6 +460,12 @@ pub struct Snapshot {
     pub returns: u64,
     /// Containers that died.
     pub container_deaths: u64,
+    /// Nodes that failed their observations (not yet lost).
+    pub nodes_suspect: u64,
+    /// Nodes declared lost.
+    pub nodes_lost: u64,
+    /// Leases reclaimed after they expired.
+    pub leases_expired: u64,
     /// Node-milliseconds held so far (reserve to release, or to the latest time seen).
     pub node_millis: u64,
 }

@@ -3,17 +3,22 @@
 //!
 //! A policy owns a [`State`] and calls it; the state never decides where or when (that is the
 //! policy's job), it only applies what was decided and keeps the tables consistent.
+//!
+//! Health (lost nodes, dead containers, expired leases, retired definitions) is in
+//! [`health`]: the same for every policy, so a policy only places the requests it hands back.
 
-use std::collections::BTreeMap;
+mod health;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Acquire, AcquireError, AcquireErrorCode, CoreError, Decision, Grant, PolicyOptions, Return,
     Snapshot,
 };
-use crate::model::{
-    Container, ContainerState, Lease, Millis, Node, NodeInfo, NodeState, OpId, StatsSample, Text,
-};
+use crate::model::{Container, ContainerState, Lease, Millis, Node, NodeInfo, NodeState, OpId, Text};
 use crate::store::{ContainerKey, FunctionKey, LeaseRow, Map, NodeKey, Set, Store};
+
+pub use health::Healed;
 
 /// A reserve in flight.
 #[derive(Clone, Debug)]
@@ -85,6 +90,8 @@ struct Counters {
     rejects: u64,
     returns: u64,
     deaths: u64,
+    nodes_lost: u64,
+    leases_expired: u64,
 }
 
 /// The shared bookkeeping of a policy.
@@ -105,6 +112,10 @@ pub struct State {
     latest: Millis,
     /// Node-milliseconds of the nodes already released.
     released_node_ms: u64,
+    /// Leases by expiry time.
+    lease_expiry: BTreeSet<(Millis, Text)>,
+    /// Nodes that failed their latest observations.
+    suspects: Set<NodeKey>,
 }
 
 impl State {
@@ -122,6 +133,8 @@ impl State {
             counters: Counters::default(),
             latest: 0,
             released_node_ms: 0,
+            lease_expiry: BTreeSet::new(),
+            suspects: Set::default(),
         }
     }
 
@@ -133,8 +146,14 @@ impl State {
     // ---- acquires and grants ----
 
     /// Validates an acquire and registers its function. Fails (changing nothing) for a
-    /// request id that is waiting or leased, or an unusable function.
-    pub fn accept_acquire(&mut self, acquire: &Acquire) -> Result<FunctionKey, CoreError> {
+    /// request id that is waiting or leased, or an unusable function. A changed definition
+    /// of a known function retires the containers of the old one (see
+    /// [`State::retire_definition`]).
+    pub fn accept_acquire(
+        &mut self,
+        acquire: &Acquire,
+        out: &mut Vec<Decision>,
+    ) -> Result<FunctionKey, CoreError> {
         let spec = &acquire.function;
         if spec.memory_bytes == 0 {
             return Err(CoreError::InvalidFunction {
@@ -156,7 +175,16 @@ impl State {
             });
         }
         self.counters.acquires += 1;
-        Ok(self.store.upsert_function(spec))
+        let changed = self
+            .store
+            .function_by_name(&spec.name)
+            .and_then(|k| self.store.function(k))
+            .is_some_and(|f| f.spec != *spec);
+        let key = self.store.upsert_function(spec);
+        if changed {
+            self.retire_definition(key, out);
+        }
+        Ok(key)
     }
 
     /// Grants `container` to `request_id` (taking one of its slots), ending the request's wait
@@ -181,6 +209,13 @@ impl State {
             self.store.release_slot(container, now);
             return false;
         };
+        let timeout_ms = self
+            .store
+            .function(row.function)
+            .map_or(0, |f| f.spec.timeout_ms);
+        let expires_at = now
+            .saturating_add(timeout_ms)
+            .saturating_add(self.opts.lease_grace_ms);
         let grant = Grant {
             request_id: request_id.clone(),
             container_id: row.container.id.clone(),
@@ -196,6 +231,7 @@ impl State {
                 container_id: grant.container_id.clone(),
                 started_at: now,
                 cold,
+                expires_at,
             },
             container,
         };
@@ -204,6 +240,8 @@ impl State {
             self.store.release_slot(container, now);
             return false;
         }
+        self.lease_expiry
+            .insert((expires_at, grant.request_id.clone()));
         if cold {
             self.counters.cold_starts += 1;
         } else {
@@ -314,21 +352,52 @@ impl State {
         }
     }
 
-    /// The earliest deadline of a waiting request.
+    /// The earliest deadline of a waiting request (and the earliest time a lease expires or a suspect node is due to be lost: the state
+    /// needs a tick then too).
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first_key_value().map(|(&(d, _), _)| d)
+        let waiting = self.deadlines.first_key_value().map(|(&(d, _), _)| d);
+        [waiting, self.next_health_check()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Forgets a request whose caller went away: stops its wait, or gives back the container
     /// it was granted but never received (no call is counted). Unknown ids are ignored.
-    pub fn cancel(&mut self, now: Millis, request_id: &str) -> Option<ContainerKey> {
+    pub fn cancel(
+        &mut self,
+        now: Millis,
+        request_id: &str,
+        out: &mut Vec<Decision>,
+    ) -> Option<ContainerKey> {
         if self.end_wait(request_id).is_some() {
             return None;
         }
-        let row = self.store.remove_lease(request_id)?;
+        let row = self.drop_lease(request_id)?;
         self.store.release_slot(row.container, now);
-        self.forget_if_gone(row.container);
+        self.after_release(row.container, out);
         Some(row.container)
+    }
+
+    /// Removes a request's lease from the tables and the expiry index.
+    fn drop_lease(&mut self, request_id: &str) -> Option<LeaseRow> {
+        let row = self.store.remove_lease(request_id)?;
+        self.lease_expiry
+            .remove(&(row.lease.expires_at, row.lease.request_id.clone()));
+        Some(row)
+    }
+
+    /// After a slot was given back: a retired container with no call left is removed, a
+    /// removed one with no holder left is forgotten.
+    fn after_release(&mut self, key: ContainerKey, out: &mut Vec<Decision>) {
+        let retire = self
+            .store
+            .container(key)
+            .is_some_and(|r| r.container.stale && r.container.in_flight == 0);
+        if retire {
+            self.remove_container(key, out);
+        }
+        self.forget_if_gone(key);
     }
 
     // ---- returns ----
@@ -342,6 +411,11 @@ impl State {
         out: &mut Vec<Decision>,
     ) -> Result<Returned, CoreError> {
         let Some(lease) = self.store.lease(&ret.request_id) else {
+            if self.store.lease_expired(&ret.request_id) {
+                return Err(CoreError::LeaseExpired {
+                    request_id: ret.request_id,
+                });
+            }
             if self.store.returned_container(&ret.request_id).is_some() {
                 return Err(CoreError::AlreadyReturned {
                     request_id: ret.request_id,
@@ -363,7 +437,7 @@ impl State {
                 given: ret.container_id,
             });
         }
-        let Some(lease) = self.store.remove_lease(&ret.request_id) else {
+        let Some(lease) = self.drop_lease(&ret.request_id) else {
             return Err(CoreError::Inconsistent("lease vanished".into()));
         };
         self.counters.returns += 1;
@@ -381,7 +455,16 @@ impl State {
         if ret.error.as_ref().is_some_and(|e| e.kills_container()) {
             died = self.mark_dead(key, out);
         }
-        self.forget_if_gone(key);
+        if let Some(node) = self.store.container(key).map(|r| r.node) {
+            match ret.error.as_ref().filter(|e| e.node_unavailable()) {
+                Some(e) => {
+                    let reason = format!("a call could not reach it: {}", e.message);
+                    self.node_failed(now, node, reason, out);
+                }
+                None => self.node_answered(now, node, out),
+            }
+        }
+        self.after_release(key, out);
         Ok(Returned {
             container: key,
             function,
@@ -706,6 +789,8 @@ impl State {
             last_used_at: now,
             served: 0,
             usage: None,
+            stale: false,
+            missing_samples: 0,
         };
         let (node_key, function_key) = (c.node, c.function);
         let key = self
@@ -821,12 +906,8 @@ impl State {
         if let Some(n) = self.store.node(key) {
             self.released_node_ms += self.latest.saturating_sub(n.reserved_at);
         }
-        let gone: Vec<ContainerKey> = self
-            .store
-            .containers()
-            .filter(|(_, r)| r.node == key)
-            .map(|(k, _)| k)
-            .collect();
+        self.suspects.remove(&key);
+        let gone: Vec<ContainerKey> = self.store.containers_on(key).collect();
         for c in gone {
             let in_flight = self
                 .store
@@ -842,29 +923,6 @@ impl State {
             }
         }
         self.store.remove_node(key);
-    }
-
-    /// Applies a `GetStats` sample. Samples of nodes the scheduler no longer holds, and of
-    /// containers it does not know, are ignored.
-    pub fn apply_stats(&mut self, now: Millis, sample: StatsSample) {
-        let Some(key) = self.store.node_by_id(&sample.node_id) else {
-            return;
-        };
-        if let Some(n) = self.store.node_mut(key) {
-            n.usage = Some(sample.node);
-            n.usage_at = now;
-        }
-        for usage in sample.containers {
-            let Some(c) = self.store.container_by_id(&usage.container_id) else {
-                continue;
-            };
-            let function = self.store.container(c).map(|r| r.function);
-            if let Some(f) = function.and_then(|f| self.store.function_mut(f)) {
-                f.profile
-                    .record_usage(usage.memory_usage_bytes, usage.cpu_pct);
-            }
-            self.store.update_container(c, |c| c.usage = Some(usage));
-        }
     }
 
     // ---- time and metrics ----
@@ -904,6 +962,9 @@ impl State {
             rejects: self.counters.rejects,
             returns: self.counters.returns,
             container_deaths: self.counters.deaths,
+            nodes_suspect: self.suspects.len() as u64,
+            nodes_lost: self.counters.nodes_lost,
+            leases_expired: self.counters.leases_expired,
             node_millis: self.node_millis(),
             ..Snapshot::default()
         };

@@ -124,6 +124,9 @@ pub struct ContainerUsage {
 pub struct StatsSample {
     /// The node that answered.
     pub node_id: Text,
+    /// When the sample was asked for (scheduler clock): containers created before this and
+    /// missing from the sample are missing from the node.
+    pub taken_at: Millis,
     /// The node's own usage.
     pub node: NodeUsage,
     /// Usage of each container on the node.
@@ -153,6 +156,12 @@ pub struct Node {
     pub usage: Option<NodeUsage>,
     /// When `usage` was sampled.
     pub usage_at: Millis,
+    /// Since when the node has failed every observation (no success since), if it has.
+    pub suspect_since: Option<Millis>,
+    /// Failed observations since the last success.
+    pub failures: u32,
+    /// What the latest failed observation said.
+    pub last_failure: String,
 }
 
 impl Node {
@@ -169,6 +178,9 @@ impl Node {
             reserved_at: now,
             usage: None,
             usage_at: 0,
+            suspect_since: None,
+            failures: 0,
+            last_failure: String::new(),
         }
     }
 
@@ -245,12 +257,17 @@ pub struct Container {
     pub served: u64,
     /// The latest `GetStats` usage, if any arrived.
     pub usage: Option<ContainerUsage>,
+    /// It runs a definition of its function that was replaced: never granted again, removed
+    /// once its calls are done.
+    pub stale: bool,
+    /// Consecutive stats samples of its node that did not list it.
+    pub missing_samples: u8,
 }
 
 impl Container {
     /// Whether it can take one more request now.
     pub fn has_free_slot(&self) -> bool {
-        self.state == ContainerState::Ready && self.in_flight < self.max_concurrency
+        self.state == ContainerState::Ready && !self.stale && self.in_flight < self.max_concurrency
     }
 }
 
@@ -265,6 +282,9 @@ pub struct Lease {
     pub started_at: Millis,
     /// Whether the container was created for it.
     pub cold: bool,
+    /// When the lease is reclaimed if it was not returned (its function's timeout plus the
+    /// grace of [`crate::core::PolicyOptions::lease_grace_ms`]).
+    pub expires_at: Millis,
 }
 
 /// An execution failure reported in `ReturnContainer`.
@@ -277,14 +297,21 @@ pub struct FunctionError {
 }
 
 /// Error codes (case-insensitive) in `ReturnContainer` meaning the container itself is gone
-/// or unusable: it is marked dead, never granted again, and removed.
+/// or unusable: it is marked dead, never granted again, and removed (see the self-healing
+/// section of `docs/CONVENTIONS.md`).
 pub const CONTAINER_FATAL_CODES: &[&str] = &[
     "ContainerExited",
     "OutOfMemory",
     "OOMKilled",
     "ContainerNotFound",
     "ContainerDead",
+    "ContainerUnreachable",
+    "WrongFunction",
 ];
+
+/// The error code (case-insensitive) of a return whose caller could not reach the
+/// container's node: a failed health observation of that node.
+pub const NODE_UNAVAILABLE_CODE: &str = "NodeUnavailable";
 
 impl FunctionError {
     /// Whether this error means the container cannot serve again.
@@ -293,6 +320,11 @@ impl FunctionError {
         CONTAINER_FATAL_CODES
             .iter()
             .any(|c| c.eq_ignore_ascii_case(code))
+    }
+
+    /// Whether the caller could not reach the container's node.
+    pub fn node_unavailable(&self) -> bool {
+        self.code.trim().eq_ignore_ascii_case(NODE_UNAVAILABLE_CODE)
     }
 }
 

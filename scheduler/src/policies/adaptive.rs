@@ -203,7 +203,7 @@ impl Policy for Adaptive {
 mod tests {
     use super::*;
     use crate::core::AcquireErrorCode;
-    use crate::model::{FunctionError, MIB};
+    use crate::model::{FunctionError, FunctionSpec, MIB};
     use crate::policies::engine::testkit::{Sim, spec};
 
     fn sim() -> Sim<Adaptive> {
@@ -677,7 +677,11 @@ mod tests {
     #[test]
     fn busy_containers_and_their_nodes_are_never_removed() {
         let mut s = sim();
-        let f = spec("f", 256);
+        // A timeout longer than the test, so the held lease never expires.
+        let f = FunctionSpec {
+            timeout_ms: 24 * 3_600_000,
+            ..spec("f", 256)
+        };
         s.acquire("r1", &f);
         s.advance(3 * FALLBACK_KEEP_ALIVE_MS);
         assert_eq!(s.ready(), 1);

@@ -79,6 +79,15 @@ impl Baseline {
     }
 }
 
+impl Baseline {
+    /// Places a request that still waits but lost what it waited for.
+    fn replace(&mut self, now: Millis, request_id: Text, out: &mut Vec<Decision>) {
+        if let Some(function) = self.state.waiter(&request_id).map(|w| w.function) {
+            self.place(now, request_id, function, out);
+        }
+    }
+}
+
 impl Policy for Baseline {
     fn name(&self) -> &str {
         NAME
@@ -92,7 +101,7 @@ impl Policy for Baseline {
     ) -> Result<(), CoreError> {
         match event {
             Event::Acquire(acquire) => {
-                let function = self.state.accept_acquire(&acquire)?;
+                let function = self.state.accept_acquire(&acquire, out)?;
                 if self
                     .state
                     .grant_warm(now, &acquire.request_id, function, out)
@@ -107,7 +116,7 @@ impl Policy for Baseline {
                 self.state.accept_return(now, ret, out)?;
             }
             Event::Cancel { request_id } => {
-                self.state.cancel(now, &request_id);
+                self.state.cancel(now, &request_id, out);
             }
             Event::NodeReserved { op, node } => {
                 let (_, waiters) = self.state.node_reserved(now, op, node)?;
@@ -141,8 +150,13 @@ impl Policy for Baseline {
             Event::ContainerCreated { op, container_id } => {
                 let (container, request) =
                     self.state.container_created(now, op, container_id, 1)?;
-                if let Some(request_id) = request {
-                    self.state.grant(now, request_id, container, true, out);
+                if let Some(request_id) = request
+                    && !self
+                        .state
+                        .grant(now, request_id.clone(), container, true, out)
+                {
+                    // Created for an older definition of its function: place it again.
+                    self.replace(now, request_id, out);
                 }
             }
             Event::ContainerCreateFailed { op, message } => {
@@ -152,10 +166,19 @@ impl Policy for Baseline {
                     self.state.reject(request_id, error, out);
                 }
             }
+            Event::NodeUnreachable { node_id, message } => {
+                self.state.node_unreachable(now, &node_id, message, out);
+            }
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::Stats(sample) => self.state.apply_stats(now, sample),
-            Event::Tick => self.state.expire(now, out),
+            Event::Stats(sample) => self.state.apply_stats(now, sample, out),
+            Event::Tick => {
+                self.state.expire(now, out);
+                let healed = self.state.heal(now, out);
+                for request_id in healed.replace {
+                    self.replace(now, request_id, out);
+                }
+            }
         }
         Ok(())
     }

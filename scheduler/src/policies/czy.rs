@@ -110,6 +110,7 @@ impl Policy for Czy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::FunctionSpec;
     use crate::policies::engine::testkit::{Sim, spec};
 
     fn sim() -> Sim<Czy> {
@@ -202,7 +203,11 @@ mod tests {
     #[test]
     fn idle_cleanup_keeps_one_container_per_function_and_releases_empty_nodes() {
         let mut s = sim();
-        let f = spec("f", 256);
+        // A timeout longer than the test, so the held lease below never expires.
+        let f = FunctionSpec {
+            timeout_ms: 3_600_000,
+            ..spec("f", 256)
+        };
         s.acquire("a", &f);
         s.acquire("b", &f);
         s.now = 1_000;

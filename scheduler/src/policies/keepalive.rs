@@ -75,6 +75,19 @@ pub(crate) fn place_first_fit(
 
 /// Rejects the requests that waited for a failed reserve (`RESOURCE_EXHAUSTED` from the
 /// resource manager passes through, anything else is `UNAVAILABLE`).
+/// Places again a request that still waits but lost what it waited for (a create on a lost
+/// node, a container of an older definition).
+pub(crate) fn replace_first_fit(
+    state: &mut State,
+    now: Millis,
+    request_id: Text,
+    out: &mut Vec<Decision>,
+) {
+    if let Some(function) = state.waiter(&request_id).map(|w| w.function) {
+        place_first_fit(state, now, request_id, function, out);
+    }
+}
+
 pub(crate) fn reject_reserve_waiters(
     state: &mut State,
     waiters: Vec<Text>,
@@ -200,7 +213,7 @@ impl Policy for KeepAlive {
     ) -> Result<(), CoreError> {
         match event {
             Event::Acquire(acquire) => {
-                let function = self.state.accept_acquire(&acquire)?;
+                let function = self.state.accept_acquire(&acquire, out)?;
                 if self
                     .state
                     .grant_warm(now, &acquire.request_id, function, out)
@@ -218,7 +231,7 @@ impl Policy for KeepAlive {
                 }
             }
             Event::Cancel { request_id } => {
-                if let Some(container) = self.state.cancel(now, &request_id) {
+                if let Some(container) = self.state.cancel(now, &request_id, out) {
                     self.note_idle(now, container);
                 }
             }
@@ -244,8 +257,14 @@ impl Policy for KeepAlive {
                 let (container, request) =
                     self.state.container_created(now, op, container_id, 1)?;
                 match request {
+                    Some(request_id)
+                        if self
+                            .state
+                            .grant(now, request_id.clone(), container, true, out) => {}
                     Some(request_id) => {
-                        self.state.grant(now, request_id, container, true, out);
+                        // Created for an older definition of its function: place it again.
+                        self.state.remove_container(container, out);
+                        replace_first_fit(&mut self.state, now, request_id, out);
                     }
                     None => self.note_idle(now, container),
                 }
@@ -270,9 +289,19 @@ impl Policy for KeepAlive {
                 }
             }
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::Stats(sample) => self.state.apply_stats(now, sample),
+            Event::NodeUnreachable { node_id, message } => {
+                self.state.node_unreachable(now, &node_id, message, out);
+            }
+            Event::Stats(sample) => self.state.apply_stats(now, sample, out),
             Event::Tick => {
                 self.state.expire(now, out);
+                let healed = self.state.heal(now, out);
+                for (container, _) in healed.freed {
+                    self.note_idle(now, container);
+                }
+                for request_id in healed.replace {
+                    replace_first_fit(&mut self.state, now, request_id, out);
+                }
                 self.expire_idle(now, out);
             }
         }

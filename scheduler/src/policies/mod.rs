@@ -7,6 +7,8 @@ pub mod adaptive;
 pub mod baseline;
 pub mod czy;
 pub mod engine;
+#[cfg(test)]
+mod health_tests;
 pub mod keepalive;
 pub mod no_reuse;
 

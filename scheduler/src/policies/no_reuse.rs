@@ -9,7 +9,9 @@
 //!   delivered, or that was created after its request's deadline.
 //! - Nodes are never released (as in the baseline), so the comparison isolates reuse.
 
-use super::keepalive::{place_first_fit, reject_create_waiter, reject_reserve_waiters};
+use super::keepalive::{
+    place_first_fit, reject_create_waiter, reject_reserve_waiters, replace_first_fit,
+};
 use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
 use crate::model::Millis;
 
@@ -44,7 +46,7 @@ impl Policy for NoReuse {
     ) -> Result<(), CoreError> {
         match event {
             Event::Acquire(acquire) => {
-                let function = self.state.accept_acquire(&acquire)?;
+                let function = self.state.accept_acquire(&acquire, out)?;
                 self.state
                     .wait(now, acquire.request_id.clone(), function, acquire.deadline);
                 place_first_fit(&mut self.state, now, acquire.request_id, function, out);
@@ -56,7 +58,7 @@ impl Policy for NoReuse {
                 }
             }
             Event::Cancel { request_id } => {
-                if let Some(container) = self.state.cancel(now, &request_id) {
+                if let Some(container) = self.state.cancel(now, &request_id, out) {
                     self.state.remove_container(container, out);
                 }
             }
@@ -80,8 +82,14 @@ impl Policy for NoReuse {
                 let (container, request) =
                     self.state.container_created(now, op, container_id, 1)?;
                 match request {
+                    Some(request_id)
+                        if self
+                            .state
+                            .grant(now, request_id.clone(), container, true, out) => {}
                     Some(request_id) => {
-                        self.state.grant(now, request_id, container, true, out);
+                        // Created for an older definition of its function: place it again.
+                        self.state.remove_container(container, out);
+                        replace_first_fit(&mut self.state, now, request_id, out);
                     }
                     None => {
                         self.state.remove_container(container, out);
@@ -96,8 +104,20 @@ impl Policy for NoReuse {
             }
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::Stats(sample) => self.state.apply_stats(now, sample),
-            Event::Tick => self.state.expire(now, out),
+            Event::NodeUnreachable { node_id, message } => {
+                self.state.node_unreachable(now, &node_id, message, out);
+            }
+            Event::Stats(sample) => self.state.apply_stats(now, sample, out),
+            Event::Tick => {
+                self.state.expire(now, out);
+                let healed = self.state.heal(now, out);
+                for (container, _) in healed.freed {
+                    self.state.remove_container(container, out);
+                }
+                for request_id in healed.replace {
+                    replace_first_fit(&mut self.state, now, request_id, out);
+                }
+            }
         }
         Ok(())
     }

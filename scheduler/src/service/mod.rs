@@ -5,7 +5,10 @@
 //! a one-shot channel per waiting acquire, and carries decisions out through the ports it
 //! declares ([`ResourcePort`], [`NodePort`]); every result comes back to the core as an event.
 //! Background tasks send `Tick`s (at the policy's next wake-up and at least every 100 ms) and
-//! poll `GetStats` on every node. Time comes from the [`Clock`] port.
+//! poll `GetStats` on every node, each poll bounded by the probe timeout: an answer is a
+//! `Stats` event, a failure or silence a `NodeUnreachable` event (so are creates and
+//! removes that fail at the transport level), from which the core learns node health.
+//! [`Decision::Health`] notes are logged here. Time comes from the [`Clock`] port.
 
 pub mod ports;
 
@@ -18,7 +21,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Acquire, AcquireError, CoreError, Decision, Event, Grant, Policy, Return, Snapshot,
+    Acquire, AcquireError, CoreError, Decision, Event, Grant, HealthNote, Policy, Return,
+    Snapshot,
 };
 use crate::model::{Millis, NodeAddr, Text};
 use crate::store::Map;
@@ -47,12 +51,18 @@ pub enum ServiceError {
 pub struct ServiceOptions {
     /// How often each node's `GetStats` is polled, ms (0 = never).
     pub stats_interval_ms: Millis,
+    /// How long one `GetStats` poll may take before the node counts as not answering, ms.
+    pub probe_timeout_ms: Millis,
 }
+
+/// The default of [`ServiceOptions::probe_timeout_ms`].
+pub const PROBE_TIMEOUT_MS: Millis = 1000;
 
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             stats_interval_ms: 1000,
+            probe_timeout_ms: PROBE_TIMEOUT_MS,
         }
     }
 }
@@ -73,6 +83,7 @@ struct Effects {
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
     actions: Vec<(Decision, Text)>,
     cancels: Vec<Text>,
+    notes: Vec<HealthNote>,
 }
 
 /// What a core step answered to the caller that triggered it.
@@ -236,6 +247,10 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     Decision::Reject { request_id, error } => {
                         (request_id, Err(ServiceError::Rejected(error)))
                     }
+                    Decision::Health(note) => {
+                        effects.notes.push(note);
+                        continue;
+                    }
                     io => {
                         let account = core.account.clone().unwrap_or_else(|| "".into());
                         effects.actions.push((io, account));
@@ -273,6 +288,9 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
     }
 
     fn apply(&self, effects: Effects) {
+        for note in effects.notes {
+            log_health(&note);
+        }
         for request_id in effects.cancels {
             let _ = self.feed(Event::Cancel { request_id });
         }
@@ -326,6 +344,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     }
                     Err(e) => {
                         tracing::warn!(%op, node = %node.id, function = %function.name, error = %e, "create failed");
+                        self.unreachable(&node, &e);
                         Event::ContainerCreateFailed {
                             op,
                             message: e.message,
@@ -343,6 +362,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     // The core no longer counts it; the node service reaps what it cannot
                     // remove when the node is released.
                     tracing::warn!(node = %node.id, container = %container_id, error = %e, "remove failed");
+                    self.unreachable(&node, &e);
                 }
                 Event::ContainerRemoved { container_id }
             }
@@ -355,10 +375,26 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     }
                 }
             }
-            Decision::Grant(_) | Decision::Reject { .. } => return,
+            Decision::Grant(_) | Decision::Reject { .. } | Decision::Health(_) => return,
         };
-        if let Err(e) = self.feed(event) {
-            tracing::error!(error = %e, "the policy refused a result event");
+        match self.feed(event) {
+            Ok(()) => {}
+            // The result of a create on a node declared lost meanwhile: the core forgot the
+            // operation with the node, which is being released with what it holds.
+            Err(ServiceError::Refused(CoreError::UnknownOperation { op, event })) => {
+                tracing::debug!(%op, event, "result of an operation the core forgot (its node was lost)");
+            }
+            Err(e) => tracing::error!(error = %e, "the policy refused a result event"),
+        }
+    }
+
+    /// Tells the core that `node` did not answer, if `e` says so.
+    fn unreachable(&self, node: &NodeAddr, e: &PortError) {
+        if e.unreachable {
+            let _ = self.feed(Event::NodeUnreachable {
+                node_id: node.id.clone(),
+                message: e.message.clone(),
+            });
         }
     }
 
@@ -395,6 +431,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let every = Duration::from_millis(self.inner.opts.stats_interval_ms);
+        let probe = Duration::from_millis(self.inner.opts.probe_timeout_ms.max(1));
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -402,16 +439,54 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
             }
             let nodes: Vec<NodeAddr> =
                 self.inspect(|p| p.state().store.nodes().map(|(_, n)| n.addr()).collect());
+            let taken_at = self.now();
             let port = &self.inner.nodes;
-            let samples = join_all(nodes.iter().map(|n| port.get_stats(n))).await;
+            // Every poll is bounded: a paused node must not hold up the others' samples.
+            let samples = join_all(
+                nodes
+                    .iter()
+                    .map(|n| tokio::time::timeout(probe, port.get_stats(n))),
+            )
+            .await;
             for (node, sample) in nodes.iter().zip(samples) {
-                match sample {
-                    Ok(s) => {
+                let failed = match sample {
+                    Ok(Ok(mut s)) => {
+                        s.taken_at = taken_at;
                         let _ = self.feed(Event::Stats(s));
+                        continue;
                     }
-                    Err(e) => tracing::debug!(node = %node.id, error = %e, "GetStats failed"),
-                }
+                    Ok(Err(e)) => e,
+                    Err(_) => PortError::unreachable(format!(
+                        "GetStats on node {} ({}:{}) did not answer within {} ms",
+                        node.id,
+                        node.address,
+                        node.port,
+                        probe.as_millis()
+                    )),
+                };
+                tracing::debug!(node = %node.id, error = %failed, "GetStats failed");
+                // Any failure to read a node's stats counts against its health: a node that
+                // answers but cannot report is no better than a silent one.
+                let _ = self.feed(Event::NodeUnreachable {
+                    node_id: node.id.clone(),
+                    message: failed.message,
+                });
             }
+        }
+    }
+}
+
+/// Logs a health transition: losses and expiries as warnings, the rest as information.
+fn log_health(note: &HealthNote) {
+    match note {
+        HealthNote::NodeLost { .. }
+        | HealthNote::ContainerLost { .. }
+        | HealthNote::LeaseExpired { .. }
+        | HealthNote::NodeSuspect { .. } => {
+            tracing::warn!(kind = note.kind(), "{note}");
+        }
+        HealthNote::NodeRecovered { .. } | HealthNote::DefinitionChanged { .. } => {
+            tracing::info!(kind = note.kind(), "{note}");
         }
     }
 }

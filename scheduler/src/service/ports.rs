@@ -27,6 +27,27 @@ pub struct ReserveError {
 pub struct PortError {
     /// What went wrong, for logs and error replies.
     pub message: String,
+    /// The peer could not be reached or did not answer in time (a transport failure, not
+    /// an answer): a failed health observation of a node.
+    pub unreachable: bool,
+}
+
+impl PortError {
+    /// A failure the peer answered (it is reachable).
+    pub fn answered(message: impl Into<String>) -> PortError {
+        PortError {
+            message: message.into(),
+            unreachable: false,
+        }
+    }
+
+    /// The peer could not be reached or did not answer in time.
+    pub fn unreachable(message: impl Into<String>) -> PortError {
+        PortError {
+            message: message.into(),
+            unreachable: true,
+        }
+    }
 }
 
 /// The resource manager, as the scheduler needs it.
@@ -57,7 +78,8 @@ pub trait NodePort: Send + Sync + 'static {
         container_id: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Reads the usage of `node` and its containers.
+    /// Reads the usage of `node` and its containers (the driver stamps the sample's
+    /// `taken_at`).
     fn get_stats(
         &self,
         node: &NodeAddr,

@@ -70,6 +70,7 @@ impl NodePort for FakeNodes {
         self.0.stats_calls.fetch_add(1, Ordering::SeqCst);
         Ok(StatsSample {
             node_id: node.id.clone(),
+            taken_at: 0,
             node: NodeUsage {
                 total_memory_bytes: 4096 * MIB,
                 memory_usage_bytes: 1024 * MIB,
@@ -104,7 +105,10 @@ fn service(stats_interval_ms: Millis) -> (Svc, Arc<Fakes>) {
         FakeResource(fakes.clone()),
         FakeNodes(fakes.clone()),
         TokioClock(tokio::time::Instant::now()),
-        ServiceOptions { stats_interval_ms },
+        ServiceOptions {
+            stats_interval_ms,
+            ..ServiceOptions::default()
+        },
     );
     (svc, fakes)
 }

@@ -3,10 +3,10 @@
 //! - nodes by key and by id, plus the reserve order (first-fit walks it);
 //! - functions by key and by name, each with the stack of its containers that have a free slot,
 //!   so a warm acquire is a hash lookup and a pop, never a scan over containers;
-//! - containers by key and by id;
+//! - containers by key and by id, and by node (stats and node loss look at one node's);
 //! - leases by request id;
 //! - a bounded memory of recently returned request ids, to tell "already returned" from
-//!   "never leased".
+//!   "never leased", and one of leases reclaimed when they expired.
 //!
 //! The store keeps its indexes consistent (a container's place in its function's free stack
 //! follows its state and in-flight count); business rules such as memory accounting live in
@@ -134,8 +134,10 @@ pub struct Store {
     function_names: Map<Text, FunctionKey>,
     containers: Table<ContainerRow>,
     container_ids: Map<Text, ContainerKey>,
+    node_containers: Map<NodeKey, Set<ContainerKey>>,
     leases: Map<Text, LeaseRow>,
     returned: RecentReturns,
+    expired: RecentReturns,
 }
 
 impl<T> std::fmt::Debug for Table<T> {
@@ -155,8 +157,10 @@ impl Store {
             function_names: Map::default(),
             containers: Table::default(),
             container_ids: Map::default(),
+            node_containers: Map::default(),
             leases: Map::default(),
             returned: RecentReturns::new(remembered_returns),
+            expired: RecentReturns::new(remembered_returns.min(10_000)),
         }
     }
 
@@ -278,11 +282,17 @@ impl Store {
             free_pos: None,
         });
         self.container_ids.insert(id, key);
+        self.node_containers.entry(node).or_default().insert(key);
         if let Some(f) = self.functions.get_mut(function) {
             f.containers += 1;
         }
         self.sync_free(key);
         Ok(key)
+    }
+
+    /// The containers on `node` (any state), in no particular order.
+    pub fn containers_on(&self, node: NodeKey) -> impl Iterator<Item = ContainerKey> + '_ {
+        self.node_containers.get(&node).into_iter().flatten().copied()
     }
 
     /// The container of `key`.
@@ -350,6 +360,12 @@ impl Store {
         self.unlist_free(key);
         let row = self.containers.remove(key)?;
         self.container_ids.remove(&row.container.id);
+        if let Some(on_node) = self.node_containers.get_mut(&row.node) {
+            on_node.remove(&key);
+            if on_node.is_empty() {
+                self.node_containers.remove(&row.node);
+            }
+        }
         if let Some(f) = self.functions.get_mut(row.function) {
             f.containers = f.containers.saturating_sub(1);
         }
@@ -408,6 +424,7 @@ impl Store {
             Entry::Occupied(_) => Err(Duplicate(row.lease.request_id)),
             Entry::Vacant(v) => {
                 self.returned.forget(&row.lease.request_id);
+                self.expired.forget(&row.lease.request_id);
                 v.insert(row);
                 Ok(())
             }
@@ -432,6 +449,16 @@ impl Store {
     /// Remembers that `request_id` returned `container_id`.
     pub fn remember_return(&mut self, request_id: Text, container_id: Text) {
         self.returned.remember(request_id, container_id);
+    }
+
+    /// Remembers that the lease of `request_id` on `container_id` expired and was reclaimed.
+    pub fn remember_expired(&mut self, request_id: Text, container_id: Text) {
+        self.expired.remember(request_id, container_id);
+    }
+
+    /// Whether `request_id`'s lease expired recently (and was reclaimed).
+    pub fn lease_expired(&self, request_id: &str) -> bool {
+        self.expired.container_of.contains_key(request_id)
     }
 
     /// The container a recently returned request had, if the request is remembered.
@@ -475,6 +502,8 @@ mod tests {
             last_used_at: 0,
             served: 0,
             usage: None,
+            stale: false,
+            missing_samples: 0,
         }
     }
 

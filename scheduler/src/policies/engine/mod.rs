@@ -27,8 +27,8 @@ pub(crate) mod testkit;
 use std::collections::VecDeque;
 
 use crate::core::{
-    Acquire, AcquireError, AcquireErrorCode, CoreError, Decision, Event, Op, PolicyOptions, Return,
-    Snapshot, State,
+    Acquire, AcquireError, AcquireErrorCode, CoreError, Decision, Event, HealthNote, Op,
+    PolicyOptions, Return, Snapshot, State,
 };
 use crate::model::{
     ContainerState, FunctionError, MIB, Millis, NodeState, OpId, StatsSample, Text,
@@ -467,7 +467,7 @@ impl Engine {
             Event::Acquire(a) => self.on_acquire(now, a, out)?,
             Event::Return(r) => self.on_return(now, r, out)?,
             Event::Cancel { request_id } => {
-                if let Some(c) = self.state.cancel(now, &request_id) {
+                if let Some(c) = self.state.cancel(now, &request_id, out) {
                     self.slot_freed(now, c, out);
                 }
             }
@@ -501,6 +501,9 @@ impl Engine {
                     self.node_empty_since.remove(&k);
                 }
                 self.state.node_released(&node_id);
+            }
+            Event::NodeUnreachable { node_id, message } => {
+                self.state.node_unreachable(now, &node_id, message, out);
             }
             Event::Stats(sample) => self.on_stats(now, sample, out),
             Event::Tick => self.on_tick(now, out),
@@ -538,7 +541,7 @@ impl Engine {
         a: Acquire,
         out: &mut Vec<Decision>,
     ) -> Result<(), CoreError> {
-        let f = self.state.accept_acquire(&a)?;
+        let f = self.state.accept_acquire(&a, out)?;
         let per_container = matches!(
             self.knobs.keep_alive,
             KeepAlive::Hybrid {
@@ -871,7 +874,14 @@ impl Engine {
             }
             touched.push(f);
         }
-        self.state.apply_stats(now, sample);
+        let before = out.len();
+        self.state.apply_stats(now, sample, out);
+        let lost = out[before..]
+            .iter()
+            .any(|d| matches!(d, Decision::Health(HealthNote::ContainerLost { .. })));
+        if lost && !self.starving.is_empty() {
+            self.pump(now, out);
+        }
         touched.dedup();
         for f in touched {
             self.update_limit(f);
@@ -961,10 +971,13 @@ impl Engine {
         self.start_ms = ewma(self.start_ms, n, now.saturating_sub(started_at) as f64);
         let fd = self.fd(f);
         fd.create_failures = 0;
-        if let Some(r) = request
-            && self.state.grant(now, r, key, true, out)
-        {
-            self.fd(f).inflight += 1;
+        if let Some(r) = request {
+            if self.state.grant(now, r.clone(), key, true, out) {
+                self.fd(f).inflight += 1;
+            } else {
+                // Created for an older definition of its function: the request waits on.
+                self.requeue(f, r);
+            }
         }
         self.update_limit(f);
         self.drain(now, f, true, out);
@@ -1385,8 +1398,50 @@ impl Engine {
 
     // ---- time ----
 
+    /// Puts a request that still waits back at the front of its function's queue.
+    fn requeue(&mut self, f: FunctionKey, request_id: Text) {
+        let fd = self.fd(f);
+        fd.queue.push_front(request_id);
+        if !fd.starving {
+            fd.starving = true;
+            self.starving.push(f);
+        }
+    }
+
+    /// Acts on what [`State::heal`] found: reclaimed slots serve waiting requests, requests
+    /// that waited on lost nodes wait on (placed again by the pump).
+    fn heal(&mut self, now: Millis, out: &mut Vec<Decision>) {
+        let healed = self.state.heal(now, out);
+        if healed.is_empty() {
+            return;
+        }
+        for (_, f) in healed.freed {
+            let fd = self.fd(f);
+            fd.inflight = fd.inflight.saturating_sub(1);
+            self.drain(now, f, false, out);
+            self.check_idle(now, f);
+        }
+        for request_id in healed.replace.into_iter().rev() {
+            if let Some(f) = self.state.waiter(&request_id).map(|w| w.function) {
+                self.requeue(f, request_id);
+            }
+        }
+        if !healed.lost.is_empty() {
+            for key in &healed.lost {
+                self.node_empty_since.remove(key);
+            }
+            let state = &self.state;
+            self.replacing.retain(|op, _| state.op(*op).is_some());
+            self.last_node_change = now;
+        }
+        if !self.starving.is_empty() {
+            self.pump(now, out);
+        }
+    }
+
     fn on_tick(&mut self, now: Millis, out: &mut Vec<Decision>) {
         self.state.expire(now, out);
+        self.heal(now, out);
         if self.next_sweep.is_some_and(|s| s <= now) {
             self.sweep(now, out);
             self.next_sweep = Some(now + self.knobs.sweep_every_ms.max(1));

@@ -2,7 +2,7 @@
 //! creates, removals and releases like a well-behaved platform would (at once, or held back
 //! on request), and ticks at the policy's wake-ups.
 
-use crate::core::{Acquire, Decision, Event, Grant, Policy, Return};
+use crate::core::{Acquire, Decision, Event, Grant, HealthNote, Policy, Return};
 use crate::model::{
     ContainerUsage, FunctionError, FunctionSpec, MIB, Millis, NodeInfo, NodeUsage, OpId,
     StatsSample,
@@ -32,6 +32,7 @@ pub struct Sim<P: Policy> {
     pub held: Vec<OpId>,
     pub grants: Vec<Grant>,
     pub rejects: Vec<Decision>,
+    pub health: Vec<HealthNote>,
     pub reserves: u32,
     pub failed_reserves: u32,
     pub creates: u32,
@@ -50,6 +51,7 @@ impl<P: Policy> Sim<P> {
             held: Vec::new(),
             grants: Vec::new(),
             rejects: Vec::new(),
+            health: Vec::new(),
             reserves: 0,
             failed_reserves: 0,
             creates: 0,
@@ -79,6 +81,10 @@ impl<P: Policy> Sim<P> {
                     }
                     d @ Decision::Reject { .. } => {
                         self.rejects.push(d);
+                        continue;
+                    }
+                    Decision::Health(note) => {
+                        self.health.push(note);
                         continue;
                     }
                     Decision::ReserveNode { op } if self.exhausted => {
@@ -132,13 +138,51 @@ impl<P: Policy> Sim<P> {
         }
     }
 
-    /// Completes the held creates.
+    /// Completes the held creates (those the policy still waits for: a create on a node
+    /// declared lost meanwhile is forgotten).
     pub fn finish_creates(&mut self) {
         let held = std::mem::take(&mut self.held);
         for op in held {
+            if self.p.state().op(op).is_none() {
+                continue;
+            }
             let e = self.created(op);
             self.send(e);
         }
+    }
+
+    /// A failed health observation of `node`.
+    pub fn unreachable(&mut self, node: &str) {
+        self.send(Event::NodeUnreachable {
+            node_id: node.into(),
+            message: "connection refused".into(),
+        });
+    }
+
+    /// A full `GetStats` sample of `node`, taken now, listing its live containers but
+    /// `gone`.
+    pub fn node_stats(&mut self, node: &str, gone: &[&str]) {
+        let store = &self.p.state().store;
+        let Some(key) = store.node_by_id(node) else {
+            panic!("no node {node}");
+        };
+        let containers = store
+            .containers_on(key)
+            .filter_map(|c| store.container(c))
+            .filter(|r| !gone.contains(&&*r.container.id))
+            .map(|r| ContainerUsage {
+                container_id: r.container.id.clone(),
+                total_memory_bytes: r.container.memory_bytes,
+                memory_usage_bytes: 8 * MIB,
+                cpu_pct: 1.0,
+            })
+            .collect();
+        self.send(Event::Stats(StatsSample {
+            node_id: node.into(),
+            taken_at: self.now,
+            node: NodeUsage::default(),
+            containers,
+        }));
     }
 
     /// An acquire of `f` waiting up to 60 s.
@@ -194,6 +238,8 @@ impl<P: Policy> Sim<P> {
         let total = row.container.memory_bytes;
         self.send(Event::Stats(StatsSample {
             node_id: node,
+            // A partial sample: it vouches for no container missing from it.
+            taken_at: 0,
             node: NodeUsage::default(),
             containers: vec![ContainerUsage {
                 container_id: container.into(),
