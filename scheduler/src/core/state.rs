@@ -875,11 +875,16 @@ impl State {
 
     // ---- nodes ----
 
-    /// The first node (in reserve order) that is active and has `memory_bytes` free.
+    /// The first node (in reserve order) that is active, not suspect (see [`health`]) and
+    /// has `memory_bytes` free.
     pub fn first_fit(&self, memory_bytes: u64) -> Option<NodeKey> {
         self.store
             .nodes()
-            .find(|(_, n)| n.state == NodeState::Active && n.free_bytes() >= memory_bytes)
+            .find(|(_, n)| {
+                n.state == NodeState::Active
+                    && n.suspect_since.is_none()
+                    && n.free_bytes() >= memory_bytes
+            })
             .map(|(k, _)| k)
     }
 

@@ -283,3 +283,15 @@ fn a_changed_definition_retires_the_old_containers() {
         assert!(c4 != c1 && c4 != c2, "{name}");
     }
 }
+
+#[test]
+fn a_suspect_node_takes_no_new_container() {
+    for name in POLICY_NAMES {
+        let mut s = sim(name);
+        s.acquire("r1", &spec("f", 512));
+        let node = s.grant("r1").node_id.to_string();
+        s.unreachable(&node);
+        s.acquire("r2", &spec("g", 512));
+        assert_ne!(*s.grant("r2").node_id, *node, "{name}");
+    }
+}

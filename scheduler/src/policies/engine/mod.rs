@@ -1073,7 +1073,8 @@ impl Engine {
             .state
             .store
             .nodes()
-            .filter(|(_, n)| n.state == NodeState::Active)
+            // A suspect node takes no new container: it may be gone.
+            .filter(|(_, n)| n.state == NodeState::Active && n.suspect_since.is_none())
             .map(|(k, n)| NodeView {
                 key: k,
                 // Without over-commit charges are limits: the store's free memory.
