@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use faas_proto::limits::{self, LimitError};
+
 use crate::exec::{Executor, FunctionSpec};
 use crate::handlers::HandlerKind;
 
@@ -23,32 +25,34 @@ pub struct FunctionConfig {
 /// Why a function configuration cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown handler {name:?}: this container service knows {known}")]
-    UnknownHandler { name: String, known: String },
+    /// An unknown handler or an absurd size (see [`faas_proto::limits`]).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("the function name must not be empty")]
     EmptyName,
-    #[error("the memory limit must be > 0 bytes")]
-    NoMemory,
     #[error("the timeout must be > 0 ms")]
     NoTimeout,
 }
 
 impl FunctionConfig {
-    /// Checks the configuration and turns it into the spec an executor runs.
+    /// Checks the configuration and turns it into the spec an executor runs: a known
+    /// handler, a name of at most [`limits::MAX_NAME_BYTES`], a memory limit of 1 byte to
+    /// 1 TiB, a timeout of 1 ms to 24 h.
     pub fn check(&self) -> Result<FunctionSpec, SpecError> {
-        let handler: HandlerKind = self
-            .handler
-            .parse()
-            .map_err(|_| SpecError::UnknownHandler {
-                name: self.handler.clone(),
-                known: HandlerKind::NAMES.join(", "),
-            })?;
+        // The handlers this binary implements are the shared list (`HandlerKind::NAMES`).
+        let handler: HandlerKind =
+            self.handler
+                .parse()
+                .map_err(|_| LimitError::UnknownHandler {
+                    field: "the handler",
+                    handler: faas_common::text::clip(&self.handler).into_owned(),
+                })?;
+        limits::check_name("the function name", &self.function_name)?;
         if self.function_name.trim().is_empty() {
             return Err(SpecError::EmptyName);
         }
-        if self.memory_bytes == 0 {
-            return Err(SpecError::NoMemory);
-        }
+        limits::check_memory("the memory limit", limits::signed(self.memory_bytes))?;
+        limits::check_timeout("the timeout", limits::signed(self.timeout_ms))?;
         if self.timeout_ms == 0 {
             return Err(SpecError::NoTimeout);
         }
@@ -161,16 +165,47 @@ mod tests {
     fn bad_configurations_are_refused() {
         assert!(matches!(
             config("f", "python3.9", 1, 1).check(),
-            Err(SpecError::UnknownHandler { .. })
+            Err(SpecError::Limit(LimitError::UnknownHandler { .. }))
         ));
         assert_eq!(
             config(" ", "hello", 1, 1).check(),
             Err(SpecError::EmptyName)
         );
-        assert_eq!(config("f", "hello", 0, 1).check(), Err(SpecError::NoMemory));
         assert_eq!(
             config("f", "hello", 1, 0).check(),
             Err(SpecError::NoTimeout)
+        );
+        for (bad, says) in [
+            (
+                config("f", "hello", 0, 1),
+                "the memory limit must be between",
+            ),
+            (
+                config("f", "hello", 1 << 41, 1),
+                "the memory limit must be between",
+            ),
+            (
+                config("f", "hello", u64::MAX, 1),
+                "the memory limit must be between",
+            ),
+            (
+                config("f", "hello", 1, 86_400_001),
+                "the timeout must be between",
+            ),
+            (
+                config(&"f".repeat(257), "hello", 1, 1),
+                "the function name is 257 bytes",
+            ),
+            (config("f", &"h".repeat(1 << 20), 1, 1), "(1048576 bytes)"),
+        ] {
+            let e = bad.check().unwrap_err().to_string();
+            assert!(e.contains(says), "{e} should say {says}");
+            assert!(e.len() < 300, "the message quotes at most a clip: {e}");
+        }
+        assert!(
+            config(&"f".repeat(256), "hello", 1 << 40, 86_400_000)
+                .check()
+                .is_ok()
         );
         let spec = config("f", "sleep", 64, 300).check().unwrap();
         assert_eq!(
@@ -210,10 +245,10 @@ mod tests {
             Err(BindError::AlreadyBound { .. })
         ));
         assert!(Binding::start(None, true).unwrap().executor().is_none());
-        assert_eq!(
+        assert!(matches!(
             Binding::start(Some(&config("f", "echo", 0, 5)), true).unwrap_err(),
-            SpecError::NoMemory
-        );
+            SpecError::Limit(LimitError::Memory { bytes: 0, .. })
+        ));
     }
 
     #[test]

@@ -284,7 +284,8 @@ async fn run_refuses_an_unknown_handler() {
     .await
     .unwrap_err();
     assert!(
-        err.to_string().contains("unknown handler \"python3.9\""),
+        err.to_string()
+            .contains("the handler \"python3.9\" is not a built-in handler"),
         "{err}"
     );
 }
@@ -380,20 +381,36 @@ async fn a_bad_bind_is_refused_and_binds_nothing() {
     for (req, words) in [
         (
             bind_request("f", "python3.9", 1 << 20, 0),
-            "unknown handler \"python3.9\"",
+            "\"python3.9\" is not a built-in handler",
         ),
         (bind_request(" ", "hello", 1 << 20, 0), "function name"),
         (
+            bind_request(&"f".repeat(257), "hello", 1 << 20, 0),
+            "the function name is 257 bytes long",
+        ),
+        (
+            bind_request("f", &"h".repeat(1 << 20), 1 << 20, 0),
+            "(1048576 bytes)\" is not a built-in handler",
+        ),
+        (
             bind_request("f", "hello", 0, 0),
-            "memory_in_bytes must be > 0",
+            "memory_in_bytes must be between 1 byte and 1 TiB",
         ),
         (
             bind_request("f", "hello", -5, 0),
-            "memory_in_bytes must be > 0",
+            "memory_in_bytes must be between",
+        ),
+        (
+            bind_request("f", "hello", 1_000_000_000_000_000_000, 0),
+            "memory_in_bytes must be between",
         ),
         (
             bind_request("f", "hello", 1 << 20, -1),
-            "timeout_in_ms must be >= 0",
+            "timeout_in_ms must be between 0 and 86400000 ms",
+        ),
+        (
+            bind_request("f", "hello", 1 << 20, 86_400_001),
+            "timeout_in_ms must be between",
         ),
     ] {
         let err = client.bind(req).await.unwrap_err();
@@ -403,6 +420,7 @@ async fn a_bad_bind_is_refused_and_binds_nothing() {
             "{} should say {words}",
             err.message()
         );
+        assert!(err.message().len() < 400, "{} bytes", err.message().len());
     }
     let status = client.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.function_name, "", "still unbound");
@@ -532,6 +550,111 @@ async fn the_binary_refuses_an_unknown_handler_at_start() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown handler \"nope\""), "{stderr}");
+    assert!(
+        stderr.contains("the handler \"nope\" is not a built-in handler; use one of hello"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "announced before refusing");
+}
+
+#[tokio::test]
+async fn the_binary_refuses_absurd_sizes_at_start() {
+    for (flag, value, says) in [
+        (
+            "--memory-bytes",
+            "1000000000000000000",
+            "the memory limit must be between 1 byte and 1 TiB",
+        ),
+        ("--memory-bytes", "0", "the memory limit must be between"),
+        (
+            "--timeout-ms",
+            "86400001",
+            "the timeout must be between 0 and 86400000 ms",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_container-service"))
+            .args(["--function-name", "f", "--handler", "hello", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+        assert!(out.stdout.is_empty(), "announced before refusing");
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_request_is_an_invalid_argument() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(run(listener, unbound(), shutdown));
+    let channel = faas_common::serve::connect(&addr.to_string())
+        .await
+        .unwrap();
+    for (path, message) in [
+        (
+            "/faas.container.v1.ContainerService/Invoke",
+            "faas.container.v1.InvokeRequest",
+        ),
+        (
+            "/faas.container.v1.ContainerService/Bind",
+            "faas.container.v1.BindRequest",
+        ),
+    ] {
+        faas_proto::codec::check_refuses_undecodable(channel.clone(), path, message)
+            .await
+            .unwrap();
+    }
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_absurd_invoke_timeout_is_an_invalid_argument() {
+    let server = start(config("f", "hello", 1 << 30)).await;
+    for timeout in [-1, 86_400_001, i64::MAX] {
+        let mut req = request("f", b"");
+        req.timeout_in_ms = timeout;
+        let err = server.client.clone().invoke(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{timeout}");
+        assert!(
+            err.message().contains("timeout_in_ms must be between"),
+            "{}",
+            err.message()
+        );
+    }
+    let mut req = request("f", b"");
+    req.timeout_in_ms = 86_400_000;
+    let reply = server
+        .client
+        .clone()
+        .invoke(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.error_code, "",
+        "a day is allowed: {}",
+        reply.error_message
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_six_mib_event_is_echoed() {
+    let server = start(config("f", "echo", 1 << 30)).await;
+    let event: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let reply = server
+        .client
+        .clone()
+        .max_encoding_message_size(faas_common::serve::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(faas_common::serve::MAX_MESSAGE_BYTES)
+        .invoke(request("f", &event))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.error_code, "", "{}", reply.error_message);
+    assert!(reply.body == event, "the body is the event");
+    server.stop().await;
 }

@@ -39,6 +39,11 @@ pub enum RuntimeKind {
 /// node (a few MiB each).
 pub const DEFAULT_WARM_POOL: usize = 2;
 
+/// The default over-commit factor: a node takes containers whose memory limits add up to
+/// twice its memory (what the `adaptive` scheduler packs at most, since containers use less
+/// than their limits), and refuses more with RESOURCE_EXHAUSTED.
+pub const DEFAULT_MAX_OVERCOMMIT: f64 = 2.0;
+
 /// Configuration of one node service.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -54,6 +59,11 @@ pub struct Config {
     /// The node's memory in bytes, as reported in GetStats (default 3 GiB, the contest's).
     #[arg(long, env = "NODE_MEMORY_BYTES", default_value_t = 3_221_225_472)]
     pub memory_bytes: u64,
+    /// The most container memory (the sum of the containers' memory limits) the node takes,
+    /// as a multiple of its memory (at least 1.0); a create beyond it is refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "NODE_MAX_OVERCOMMIT", default_value_t = DEFAULT_MAX_OVERCOMMIT)]
+    pub max_overcommit: f64,
     /// How containers are run.
     #[arg(long, env = "FAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Process)]
     pub runtime: RuntimeKind,
@@ -109,6 +119,7 @@ impl Config {
             port: 0,
             node_id: None,
             memory_bytes: 3_221_225_472,
+            max_overcommit: DEFAULT_MAX_OVERCOMMIT,
             runtime: RuntimeKind::Process,
             container_ready_timeout_ms: 10_000,
             container_service_bin: None,
@@ -147,6 +158,12 @@ pub enum Error {
 async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
     if config.memory_bytes == 0 {
         return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
+    }
+    if !(config.max_overcommit >= 1.0 && config.max_overcommit.is_finite()) {
+        return Err(Error::InvalidConfig(format!(
+            "--max-overcommit must be a number >= 1.0 (1.0 = no over-commit), got {}",
+            config.max_overcommit
+        )));
     }
     if config.warm_pool > service::pool::MAX_SIZE {
         return Err(Error::InvalidConfig(format!(
@@ -234,6 +251,8 @@ async fn serve(
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         live_id: uuid::Uuid::new_v4().to_string(),
         total_memory_bytes: config.memory_bytes,
+        // Checked to be finite and >= 1 at start; the cast saturates.
+        max_committed_bytes: (config.memory_bytes as f64 * config.max_overcommit) as u64,
         ready_timeout: Duration::from_millis(config.container_ready_timeout_ms),
     };
     let node = Arc::new(
@@ -271,6 +290,7 @@ async fn serve(
         live_id = %node.identity().live_id,
         runtime = ?config.runtime,
         memory_bytes = config.memory_bytes,
+        max_overcommit = config.max_overcommit,
         warm_pool = config.warm_pool,
         "node service ready"
     );

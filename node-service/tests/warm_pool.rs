@@ -73,6 +73,7 @@ impl Node {
             client,
             trigger,
             task,
+            ..
         } = serve(config).await;
         Node {
             client,
@@ -283,7 +284,7 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
 }
 
 #[tokio::test]
-async fn a_bad_handler_fails_as_before_and_keeps_the_pool() {
+async fn a_bad_handler_is_refused_before_the_pool_is_touched() {
     let node = Node::start(1).await;
     node.until_ready(1).await;
     let pool = unbound_children(me());
@@ -297,13 +298,18 @@ async fn a_bad_handler_fails_as_before_and_keeps_the_pool() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(
-        err.message().contains("failed to start"),
+        err.message().contains("is not a built-in handler"),
         "{}",
         err.message()
     );
     assert_eq!(node.metric("node_warm_pool_ready").await, 1);
+    assert_eq!(
+        node.metric("node_warm_pool_misses_total").await,
+        0,
+        "not even asked"
+    );
     assert_eq!(node.metric("node_warm_pool_discarded_total").await, 0);
     assert_eq!(unbound_children(me()), pool, "the pool container was kept");
     node.stop().await;

@@ -3,6 +3,14 @@
 //! The four contest packages keep their names exactly (the contest's wire protocol, see
 //! `shared/spec/wire.md`), including the misspelt `nodeservoceproto`. The platform's own
 //! packages are `faas.container.v1` and `faas.admin.v1`.
+//!
+//! - [`codec`]: the codecs the generated servers and clients use (an undecodable request is
+//!   INVALID_ARGUMENT, an undecodable reply INTERNAL), and a raw call for tests.
+//! - [`limits`]: the built-in handlers and the largest sizes every component accepts.
+//! - [`meta`]: the gRPC metadata keys the platform adds beside the contest's messages.
+
+pub mod codec;
+pub mod limits;
 
 /// `schedulerproto`: `Scheduler.AcquireContainer` / `ReturnContainer`.
 pub mod schedulerproto {
@@ -50,4 +58,9 @@ pub mod meta {
     pub const NODE_ID: &str = "x-faas-node-id";
     /// Set by the API server on an `InvokeFunction` reply: the function's peak memory, bytes.
     pub const MAX_MEMORY_BYTES: &str = "x-faas-max-memory-bytes";
+    /// Set by a node service on an `InvokeFunction` error whose event never reached the
+    /// function: `ContainerNotFound`, `ContainerDead`, `ContainerUnreachable` or
+    /// `WrongFunction` (see `docs/CONVENTIONS.md`, "Self-healing"). The API server retries
+    /// such a call once on another container.
+    pub const ERROR_CODE: &str = "x-faas-error-code";
 }

@@ -40,8 +40,10 @@ pub enum HandlerKind {
 }
 
 impl HandlerKind {
-    /// Every handler name, in the order of the enum.
-    pub const NAMES: [&'static str; 6] = ["hello", "echo", "sleep", "cpu", "memory", "spin"];
+    /// Every handler name, in the order of the enum: the platform's one list
+    /// ([`faas_proto::limits::HANDLERS`]), which node services check before they start a
+    /// container. A handler added here must be added there (a test checks both agree).
+    pub const NAMES: [&'static str; 6] = faas_proto::limits::HANDLERS;
 
     /// The handler's name as functions declare it.
     pub fn as_str(self) -> &'static str {

@@ -543,7 +543,14 @@ impl DockerRuntime {
         }
     }
 
-    async fn sample(&self, id: String, c: Arc<DockerContainer>) -> ContainerUsage {
+    /// One container's figures. A running container whose figures cannot be read is
+    /// reported alive with what is known (zero usage), never left out; when neither the
+    /// stats nor an inspect answer, the daemon cannot say whether it runs: an error.
+    async fn sample(
+        &self,
+        id: String,
+        c: Arc<DockerContainer>,
+    ) -> Result<ContainerUsage, RuntimeError> {
         let options = StatsOptionsBuilder::new()
             .stream(false)
             .one_shot(true)
@@ -558,10 +565,18 @@ impl DockerRuntime {
         let alive = match memory {
             Some(_) => true,
             // A stopped container has no figures: ask whether it still runs.
-            None => !matches!(
-                self.probe_state(&c.docker_id).await,
-                Liveness::Exited | Liveness::OutOfMemory | Liveness::Unknown
-            ),
+            None => match self.inspect_state(&c.docker_id).await {
+                Ok(state) => !matches!(
+                    state,
+                    Liveness::Exited | Liveness::OutOfMemory | Liveness::Unknown
+                ),
+                Err(e) => {
+                    return Err(unavailable(
+                        &format!("cannot tell whether container {id} runs"),
+                        e,
+                    ));
+                }
+            },
         };
         let cpu_pct = match stats.as_ref().and_then(cpu_sample) {
             Some((total, system, online)) => {
@@ -574,34 +589,42 @@ impl DockerRuntime {
             }
             None => 0.0,
         };
-        ContainerUsage {
+        Ok(ContainerUsage {
             id,
             memory_bytes: memory.unwrap_or(0),
             cpu_pct,
             memory_limit_bytes: c.memory_limit.load(Ordering::Relaxed),
             alive,
-        }
+        })
     }
 
-    /// One inspect: running, exited, killed for memory, or gone.
-    async fn probe_state(&self, docker_id: &str) -> Liveness {
+    /// One inspect: running, exited, killed for memory, or gone; an error when the daemon
+    /// does not answer.
+    async fn inspect_state(&self, docker_id: &str) -> Result<Liveness, DockerError> {
         match self.docker.inspect_container(docker_id, None).await {
             Ok(inspect) => {
                 let Some(state) = inspect.state else {
-                    return Liveness::Unknown;
+                    return Ok(Liveness::Unknown);
                 };
-                if state.running == Some(true) {
+                Ok(if state.running == Some(true) {
                     Liveness::Running
                 } else if state.oom_killed == Some(true) || state.exit_code == Some(137) {
                     Liveness::OutOfMemory
                 } else {
                     Liveness::Exited
-                }
+                })
             }
-            Err(e) if is_not_found(&e) => Liveness::Unknown,
-            // The daemon did not answer: say nothing worse than what is known.
-            Err(_) => Liveness::Running,
+            Err(e) if is_not_found(&e) => Ok(Liveness::Unknown),
+            Err(e) => Err(e),
         }
+    }
+
+    /// [`Self::inspect_state`], saying nothing worse than what is known when the daemon does
+    /// not answer (running).
+    async fn probe_state(&self, docker_id: &str) -> Liveness {
+        self.inspect_state(docker_id)
+            .await
+            .unwrap_or(Liveness::Running)
     }
 
     async fn stop_and_remove(&self, docker_id: &str) {
@@ -668,13 +691,22 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
-    async fn stats(&self) -> Vec<ContainerUsage> {
+    async fn stats(&self) -> Result<Vec<ContainerUsage>, RuntimeError> {
+        if self.closed.load(Ordering::Acquire) {
+            // The table was emptied by the shutdown: an empty list would read as "all gone".
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
         let all: Vec<(String, Arc<DockerContainer>)> = self
             .table()
             .iter()
             .map(|(id, c)| (id.clone(), c.clone()))
             .collect();
-        futures::future::join_all(all.into_iter().map(|(id, c)| self.sample(id, c))).await
+        futures::future::join_all(all.into_iter().map(|(id, c)| self.sample(id, c)))
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn liveness(&self, id: &str) -> Liveness {

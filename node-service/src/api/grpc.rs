@@ -1,10 +1,17 @@
 //! The contest's `nodeservoceproto.NodeService` over the [`Node`]: converts messages to the
 //! model, maps [`NodeError`]s to deliberate gRPC codes, and shapes the invocation stream
 //! (header, body chunks, footer).
+//!
+//! An invocation refused before its event reached the function carries its reason in the
+//! `x-faas-error-code` metadata ([`faas_proto::meta::ERROR_CODE`]) beside the status code
+//! (`ContainerNotFound`, `ContainerDead`, `ContainerUnreachable`, `WrongFunction`): the API
+//! server retries exactly those on another container. Requests and replies of up to
+//! [`MAX_MESSAGE_BYTES`] pass (a 6 MiB event).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_proto::nodeservoceproto as pb;
 use pb::invoke_function_reply::{Footer, Header};
 use pb::node_service_server::{NodeService, NodeServiceServer};
@@ -15,7 +22,8 @@ use super::metrics::NodeMetrics;
 use crate::model::{FunctionMeta, Invocation, StatsReport};
 use crate::service::{Node, NodeError, RuntimeError};
 
-/// Body bytes per stream message (well under gRPC's 4 MiB default message limit).
+/// Body bytes per stream message (well under gRPC's 4 MiB default message limit, so a
+/// client with tonic's defaults reads any body).
 pub const BODY_CHUNK: usize = 1 << 20;
 
 /// The node service's gRPC implementation.
@@ -31,9 +39,12 @@ impl NodeApi {
         NodeApi { node, metrics }
     }
 
-    /// The tonic server for this implementation.
+    /// The tonic server for this implementation, taking and sending messages up to
+    /// [`MAX_MESSAGE_BYTES`].
     pub fn into_server(self) -> NodeServiceServer<NodeApi> {
         NodeServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     fn account(&self) {
@@ -45,11 +56,12 @@ impl NodeApi {
     }
 }
 
-/// The gRPC status for a node error.
+/// The gRPC status for a node error, with its `x-faas-error-code` when it has one.
 pub fn status(e: NodeError) -> Status {
     let message = e.to_string();
-    match e {
-        NodeError::InvalidArgument(_) => Status::invalid_argument(message),
+    let code = e.error_code();
+    let mut status = match e {
+        NodeError::InvalidArgument(_) | NodeError::Limit(_) => Status::invalid_argument(message),
         NodeError::NotFound { .. } | NodeError::Runtime(RuntimeError::NotFound(_)) => {
             Status::not_found(message)
         }
@@ -58,11 +70,20 @@ pub fn status(e: NodeError) -> Status {
         | NodeError::Runtime(RuntimeError::StartFailed { .. }) => {
             Status::failed_precondition(message)
         }
-        NodeError::NotReady { .. }
+        NodeError::Overcommitted { .. } => Status::resource_exhausted(message),
+        NodeError::ContainerUnreachable { .. }
+        | NodeError::NotReady { .. }
         | NodeError::Runtime(RuntimeError::NotReady { .. })
         | NodeError::Runtime(RuntimeError::Unavailable(_)) => Status::unavailable(message),
         NodeError::Invoke { .. } => Status::internal(message),
+    };
+    if let Some(code) = code {
+        status.metadata_mut().insert(
+            faas_proto::meta::ERROR_CODE,
+            tonic::metadata::MetadataValue::from_static(code),
+        );
     }
+    status
 }
 
 fn meta(m: pb::FunctionMeta) -> FunctionMeta {
@@ -167,7 +188,7 @@ impl NodeService for NodeApi {
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerReply>, Status> {
         let req = request.into_inner();
-        let spec = Node::validate_spec(req.function_meta.map(meta)).map_err(status)?;
+        let spec = Node::validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
         let span = tracing::info_span!("create_container", request_id = %req.request_id, function = %spec.function_name);
         let started = Instant::now();
         let result = self.node.create_container(spec).instrument(span).await;
@@ -245,6 +266,9 @@ impl NodeService for NodeApi {
             }
             Err(e) => {
                 self.metrics.invocations.rejected.inc();
+                if matches!(e, NodeError::ContainerUnreachable { .. }) {
+                    self.account();
+                }
                 Err(status(e))
             }
         }
@@ -256,7 +280,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::GetStatsReply>, Status> {
         let report = self.node.stats().await;
         self.account();
-        Ok(Response::new(stats_reply(report)))
+        Ok(Response::new(stats_reply(report.map_err(status)?)))
     }
 }
 
@@ -329,5 +353,97 @@ mod tests {
             status(NodeError::InvalidArgument("x".into())).code(),
             tonic::Code::InvalidArgument
         );
+    }
+
+    fn error_code(s: &Status) -> Option<&str> {
+        s.metadata()
+            .get(faas_proto::meta::ERROR_CODE)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn refusals_before_the_function_carry_their_error_code() {
+        let (c, n) = (String::from("c"), String::from("n"));
+        for (e, code, meta) in [
+            (
+                NodeError::NotFound {
+                    container: c.clone(),
+                    node: n.clone(),
+                },
+                tonic::Code::NotFound,
+                "ContainerNotFound",
+            ),
+            (
+                NodeError::ContainerDead {
+                    container: c.clone(),
+                    node: n.clone(),
+                    reason: "exited".into(),
+                },
+                tonic::Code::FailedPrecondition,
+                "ContainerDead",
+            ),
+            (
+                NodeError::ContainerUnreachable {
+                    container: c.clone(),
+                    node: n.clone(),
+                    reason: "connection refused".into(),
+                },
+                tonic::Code::Unavailable,
+                "ContainerUnreachable",
+            ),
+            (
+                NodeError::WrongFunction("runs g".into()),
+                tonic::Code::FailedPrecondition,
+                "WrongFunction",
+            ),
+        ] {
+            let s = status(e);
+            assert_eq!((s.code(), error_code(&s)), (code, Some(meta)));
+        }
+        // Other errors carry none: the function's fate is not "never reached".
+        for (e, code) in [
+            (
+                NodeError::Invoke {
+                    container: c.clone(),
+                    message: "m".into(),
+                },
+                tonic::Code::Internal,
+            ),
+            (
+                NodeError::Runtime(RuntimeError::Unavailable("shutting down".into())),
+                tonic::Code::Unavailable,
+            ),
+            (
+                NodeError::Runtime(RuntimeError::StartFailed {
+                    function: "f".into(),
+                    message: "m".into(),
+                }),
+                tonic::Code::FailedPrecondition,
+            ),
+        ] {
+            let s = status(e);
+            assert_eq!((s.code(), error_code(&s)), (code, None));
+        }
+    }
+
+    #[test]
+    fn bad_input_and_a_full_node_map_to_their_codes() {
+        let e = faas_proto::limits::check_memory("function_meta.memory_in_bytes", -1).unwrap_err();
+        let s = status(NodeError::Limit(e));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message().starts_with("function_meta.memory_in_bytes"),
+            "{}",
+            s.message()
+        );
+        let s = status(NodeError::Overcommitted {
+            node: "n".into(),
+            asked: 1,
+            committed: 2,
+            reserved: 0,
+            limit: 2,
+        });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(error_code(&s), None);
     }
 }

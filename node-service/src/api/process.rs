@@ -176,7 +176,13 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
-    async fn stats(&self) -> Vec<ContainerUsage> {
+    async fn stats(&self) -> Result<Vec<ContainerUsage>, RuntimeError> {
+        if self.closed.load(Ordering::Acquire) {
+            // The table was emptied by the shutdown: an empty list would read as "all gone".
+            return Err(RuntimeError::Unavailable(
+                "the node service is shutting down".into(),
+            ));
+        }
         let all: Vec<(String, Arc<ProcContainer>)> = self
             .table()
             .iter()
@@ -203,7 +209,7 @@ impl Runtime for ProcessRuntime {
                 alive,
             });
         }
-        out
+        Ok(out)
     }
 
     async fn liveness(&self, id: &str) -> Liveness {

@@ -74,6 +74,22 @@ pub struct WarmPoolStats {
     pub start_failures: u64,
 }
 
+/// The codes a node sets in `x-faas-error-code` (`faas_proto::meta::ERROR_CODE`) on an
+/// `InvokeFunction` error whose event never reached the function, so the API server can tell
+/// "retry on another container" from "the function may have run" (see
+/// `docs/CONVENTIONS.md`, self-healing).
+pub mod error_code {
+    /// No such container on this node (status NOT_FOUND).
+    pub const CONTAINER_NOT_FOUND: &str = "ContainerNotFound";
+    /// The node already knew the container was dead (status FAILED_PRECONDITION).
+    pub const CONTAINER_DEAD: &str = "ContainerDead";
+    /// Connecting to the container failed: its process is gone; the node buried it
+    /// (status UNAVAILABLE).
+    pub const CONTAINER_UNREACHABLE: &str = "ContainerUnreachable";
+    /// The container runs another function or handler (status FAILED_PRECONDITION).
+    pub const WRONG_FUNCTION: &str = "WrongFunction";
+}
+
 /// The function fields an `InvokeFunction` request may carry (all optional).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FunctionMeta {

@@ -1,7 +1,23 @@
 //! The node's business rules: validating and recording containers (from the [`pool`] when
-//! it has one ready, else started for the create), routing invocations, turning a dead or
-//! silent container into a `ContainerExited` failure, and putting the node's figures
+//! it has one ready, else started for the create), routing invocations, telling a container
+//! that was gone before a call from one that died during it, and putting the node's figures
 //! together. It talks to the outside only through the [`ports`].
+//!
+//! Input is checked before anything starts: a create needs a known handler and sane sizes
+//! ([`faas_proto::limits`]), and must fit the node's over-commit limit (the sum of the running
+//! containers' memory limits, creates under way included, at most the node's memory ×
+//! `--max-overcommit`; else [`NodeError::Overcommitted`]).
+//!
+//! A failed invocation is one of two kinds, and the difference decides whether the API server
+//! may retry it elsewhere:
+//!
+//! - the event never reached the function: no such container, a container already known
+//!   dead, a container of another function, or a connection that could not be made (the
+//!   process is gone). These are errors carrying an error code ([`NodeError::error_code`]);
+//!   an unreachable container is buried (marked dead, its process reclaimed) first;
+//! - the container died or went silent *during* the call: the function may have run, so the
+//!   call is an ordinary reply with failure `ContainerExited` (or `OutOfMemory` when the
+//!   kernel killed it for memory), and the container is buried.
 
 pub mod pool;
 pub mod ports;
@@ -9,11 +25,15 @@ pub mod ports;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use faas_common::text::clip;
+use faas_proto::limits::{self, LimitError};
+
 use crate::model::{
     ANSWER_GRACE, Container, ContainerHandle, ContainerSpec, ContainerState, Created,
     DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation, InvokeCall, Liveness, NodeStats, StatsReport,
+    error_code,
 };
-use crate::store::ContainerTable;
+use crate::store::{ContainerTable, OverLimit};
 pub use pool::WarmPool;
 pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError};
 
@@ -22,6 +42,10 @@ pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError}
 pub enum NodeError {
     #[error("{0}")]
     InvalidArgument(String),
+    /// An unknown handler or an absurd size.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// `container` is the id as asked for, clipped.
     #[error("container {container} not found on node {node}")]
     NotFound { container: String, node: String },
     #[error(
@@ -32,14 +56,49 @@ pub enum NodeError {
         node: String,
         reason: String,
     },
+    #[error(
+        "container {container} on node {node} cannot be reached ({reason}); it was removed, \
+         create another"
+    )]
+    ContainerUnreachable {
+        container: String,
+        node: String,
+        reason: String,
+    },
     #[error("{0}")]
     WrongFunction(String),
+    #[error(
+        "node {node} cannot take a container of {asked} bytes: {committed} bytes of container \
+         memory are committed and {reserved} being created, and it allows {limit} bytes (its \
+         memory × --max-overcommit); place the container on another node"
+    )]
+    Overcommitted {
+        node: String,
+        asked: u64,
+        committed: u64,
+        reserved: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("container {container} did not become ready: {message}")]
     NotReady { container: String, message: String },
     #[error("calling container {container} failed: {message}")]
     Invoke { container: String, message: String },
+}
+
+impl NodeError {
+    /// The `x-faas-error-code` of an invocation refused before its event reached the
+    /// function; `None` for every other error.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            NodeError::NotFound { .. } => Some(error_code::CONTAINER_NOT_FOUND),
+            NodeError::ContainerDead { .. } => Some(error_code::CONTAINER_DEAD),
+            NodeError::ContainerUnreachable { .. } => Some(error_code::CONTAINER_UNREACHABLE),
+            NodeError::WrongFunction(_) => Some(error_code::WRONG_FUNCTION),
+            _ => None,
+        }
+    }
 }
 
 /// Identity and limits of this node.
@@ -49,6 +108,9 @@ pub struct NodeIdentity {
     /// Distinguishes successive lives of one node id.
     pub live_id: String,
     pub total_memory_bytes: u64,
+    /// The most container memory (sum of limits) the node takes: its memory × the
+    /// over-commit factor.
+    pub max_committed_bytes: u64,
     /// How long a new container may take to answer its first Status call.
     pub ready_timeout: Duration,
 }
@@ -122,7 +184,7 @@ impl Node {
 
     fn not_found(&self, id: &str) -> NodeError {
         NodeError::NotFound {
-            container: id.to_string(),
+            container: clip(id).into_owned(),
             node: self.identity.node_id.clone(),
         }
     }
@@ -143,7 +205,18 @@ impl Node {
         self.owner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Checks a `CreateContainer` request's function and turns it into a spec.
+    /// Checks a `CreateContainer` request (its container name and its function) and turns
+    /// it into a spec.
+    pub fn validate_create(
+        name: &str,
+        meta: Option<FunctionMeta>,
+    ) -> Result<ContainerSpec, NodeError> {
+        limits::check_name("name", name)?;
+        Node::validate_spec(meta)
+    }
+
+    /// Checks a `CreateContainer` request's function and turns it into a spec: a name, a
+    /// built-in handler, a memory of 1 byte to 1 TiB, a timeout of 0 (the default) to 24 h.
     pub fn validate_spec(meta: Option<FunctionMeta>) -> Result<ContainerSpec, NodeError> {
         let meta = meta.ok_or_else(|| {
             NodeError::InvalidArgument("function_meta is required to create a container".into())
@@ -153,34 +226,72 @@ impl Node {
                 "function_meta.function_name must not be empty".into(),
             ));
         }
+        limits::check_name("function_meta.function_name", &meta.function_name)?;
         if meta.handler.trim().is_empty() {
             return Err(NodeError::InvalidArgument(
                 "function_meta.handler must not be empty".into(),
             ));
         }
-        if meta.memory_bytes <= 0 {
-            return Err(NodeError::InvalidArgument(format!(
-                "function_meta.memory_in_bytes must be > 0, got {}",
-                meta.memory_bytes
-            )));
-        }
-        if meta.timeout_ms < 0 {
-            return Err(NodeError::InvalidArgument(format!(
-                "function_meta.timeout_in_ms must be >= 0 (0 = default), got {}",
-                meta.timeout_ms
-            )));
-        }
+        limits::check_handler("function_meta.handler", &meta.handler)?;
+        limits::check_memory("function_meta.memory_in_bytes", meta.memory_bytes)?;
+        limits::check_timeout("function_meta.timeout_in_ms", meta.timeout_ms)?;
+        // Both are in range (checked just above), so neither conversion can fail.
         Ok(ContainerSpec {
             function_name: meta.function_name,
             handler: meta.handler,
-            memory_bytes: meta.memory_bytes as u64,
-            timeout_ms: meta.timeout_ms as u64,
+            memory_bytes: u64::try_from(meta.memory_bytes).unwrap_or_default(),
+            timeout_ms: u64::try_from(meta.timeout_ms).unwrap_or_default(),
         })
+    }
+
+    /// Checks the optional function fields of an `InvokeFunction` request: empty or 0 means
+    /// "the container's"; anything given must be sane (a name of at most 256 bytes, a
+    /// built-in handler, a memory of up to 1 TiB, a timeout of up to 24 h).
+    pub fn validate_invoke_meta(meta: &FunctionMeta) -> Result<(), NodeError> {
+        limits::check_name("function_meta.function_name", &meta.function_name)?;
+        if !meta.handler.is_empty() {
+            limits::check_handler("function_meta.handler", &meta.handler)?;
+        }
+        if meta.memory_bytes != 0 {
+            limits::check_memory("function_meta.memory_in_bytes", meta.memory_bytes)?;
+        }
+        limits::check_timeout("function_meta.timeout_in_ms", meta.timeout_ms)?;
+        Ok(())
+    }
+
+    /// Refuses a call meant for another function than `container`'s (empty fields match).
+    fn check_function(&self, container: &Container, meta: &FunctionMeta) -> Result<(), NodeError> {
+        let spec = &container.spec;
+        let name_ok = meta.function_name.is_empty() || meta.function_name == spec.function_name;
+        let handler_ok = meta.handler.is_empty() || meta.handler == spec.handler;
+        if name_ok && handler_ok {
+            return Ok(());
+        }
+        Err(NodeError::WrongFunction(format!(
+            "container {} runs function {:?} (handler {:?}), not function {:?} (handler {:?}); \
+             invoke a container of that function instead",
+            container.id,
+            spec.function_name,
+            spec.handler,
+            clip(&meta.function_name),
+            clip(&meta.handler)
+        )))
     }
 
     /// Makes a container for `spec`: a warm pool container bound to it when one is ready and
     /// binds, else one started for it; returns once it answers.
     pub async fn create_container(&self, spec: ContainerSpec) -> Result<Created, NodeError> {
+        // Held until the container is recorded: a failed start gives the memory back.
+        let reservation = self
+            .containers
+            .reserve(spec.memory_bytes, self.identity.max_committed_bytes)
+            .map_err(|o: OverLimit| NodeError::Overcommitted {
+                node: self.identity.node_id.clone(),
+                asked: spec.memory_bytes,
+                committed: o.committed_bytes,
+                reserved: o.reserved_bytes,
+                limit: self.identity.max_committed_bytes,
+            })?;
         let (handle, from_pool) = match self.pool.take(&spec).await {
             Some(handle) => (handle, true),
             None => (self.start_container(&spec).await?, false),
@@ -191,10 +302,10 @@ impl Node {
             spec,
             state: ContainerState::Running,
         };
-        self.containers.insert(container.clone());
+        reservation.insert(container.clone());
         let committed = self.containers.committed_bytes();
         if committed > self.identity.total_memory_bytes {
-            // Allowed (the contest allows it; the scheduler may over-commit on purpose).
+            // Allowed up to the over-commit limit (the scheduler over-commits on purpose).
             tracing::debug!(
                 committed,
                 total = self.identity.total_memory_bytes,
@@ -241,7 +352,10 @@ impl Node {
     }
 
     /// Runs one invocation in container `id`. A function failure, and a container that
-    /// exited or went silent, are `Ok` with `failure` set; the latter also marks it dead.
+    /// died or went silent during the call, are `Ok` with `failure` set (the latter also
+    /// buries it). A call whose event cannot reach the function is an error with an
+    /// [`error_code`](NodeError::error_code); a container that cannot be connected to is
+    /// buried first.
     pub async fn invoke(
         &self,
         id: &str,
@@ -254,6 +368,8 @@ impl Node {
                 "container_id must not be empty".into(),
             ));
         }
+        let meta = meta.unwrap_or_default();
+        Node::validate_invoke_meta(&meta)?;
         let container = self.containers.get(id).ok_or_else(|| self.not_found(id))?;
         if let ContainerState::Dead { reason } = &container.state {
             return Err(NodeError::ContainerDead {
@@ -262,13 +378,7 @@ impl Node {
                 reason: reason.clone(),
             });
         }
-        let meta = meta.unwrap_or_default();
-        if meta.timeout_ms < 0 {
-            return Err(NodeError::InvalidArgument(format!(
-                "function_meta.timeout_in_ms must be >= 0 (0 = the container's), got {}",
-                meta.timeout_ms
-            )));
-        }
+        self.check_function(&container, &meta)?;
         let pick = |asked: String, own: &str| {
             if asked.is_empty() {
                 own.to_string()
@@ -281,7 +391,8 @@ impl Node {
             function_name: pick(meta.function_name, &container.spec.function_name),
             handler: pick(meta.handler, &container.spec.handler),
             event,
-            timeout_ms: meta.timeout_ms as u64,
+            // In range: checked by validate_invoke_meta.
+            timeout_ms: u64::try_from(meta.timeout_ms).unwrap_or_default(),
         };
         let effective_ms = [
             call.timeout_ms,
@@ -300,17 +411,17 @@ impl Node {
                 container: id.to_string(),
                 message,
             }),
-            Err(e @ (InvokeError::Unreachable(_) | InvokeError::NoAnswer(_))) => {
-                let liveness = self.runtime.liveness(id).await;
-                let reason = match liveness {
-                    Liveness::Exited => format!("container {id} process exited ({e})"),
-                    Liveness::OutOfMemory => format!(
-                        "container {id} was killed for passing its memory limit of {} bytes (out of memory)",
-                        container.spec.memory_bytes
-                    ),
-                    Liveness::Unknown => format!("container {id} is gone from the runtime ({e})"),
-                    Liveness::Running => format!("container {id} does not answer: {e}"),
-                };
+            Err(e @ InvokeError::Unreachable(_)) => {
+                let (_, reason) = self.diagnose(&container, &e).await;
+                self.bury(id, &reason).await;
+                Err(NodeError::ContainerUnreachable {
+                    container: id.to_string(),
+                    node: self.identity.node_id.clone(),
+                    reason,
+                })
+            }
+            Err(e @ (InvokeError::Disconnected(_) | InvokeError::NoAnswer(_))) => {
+                let (liveness, reason) = self.diagnose(&container, &e).await;
                 self.bury(id, &reason).await;
                 Ok(if liveness == Liveness::OutOfMemory {
                     Invocation::out_of_memory(&reason)
@@ -319,6 +430,22 @@ impl Node {
                 })
             }
         }
+    }
+
+    /// Why a call into `container` failed with `e`, from the runtime's view of its process.
+    async fn diagnose(&self, container: &Container, e: &InvokeError) -> (Liveness, String) {
+        let id = &container.id;
+        let liveness = self.runtime.liveness(id).await;
+        let reason = match liveness {
+            Liveness::Exited => format!("container {id} process exited ({e})"),
+            Liveness::OutOfMemory => format!(
+                "container {id} was killed for passing its memory limit of {} bytes (out of memory)",
+                container.spec.memory_bytes
+            ),
+            Liveness::Unknown => format!("container {id} is gone from the runtime ({e})"),
+            Liveness::Running => format!("container {id} does not answer: {e}"),
+        };
+        (liveness, reason)
     }
 
     /// Marks a container dead and reclaims its process; the record stays until removed.
@@ -336,8 +463,14 @@ impl Node {
     /// are marked dead here too. What the runtime runs besides the node's containers (warm
     /// pool containers, a container still being created) counts in the node's own usage, not
     /// as containers; a pool container found exited is replaced.
-    pub async fn stats(&self) -> StatsReport {
-        let usages = self.runtime.stats().await;
+    ///
+    /// A scheduler takes a container missing from its node's samples for dead, so a running
+    /// container is never left out: a container is recorded only after the runtime holds it,
+    /// so every container running when the call began is in the runtime's list, which is
+    /// complete or an error ([`Runtime::stats`]); a runtime that cannot list fails the call
+    /// (UNAVAILABLE) instead of answering an empty list.
+    pub async fn stats(&self) -> Result<StatsReport, NodeError> {
+        let usages = self.runtime.stats().await?;
         let mut containers = Vec::with_capacity(usages.len());
         let mut own = self.host.own_usage();
         let mut exited_elsewhere = Vec::new();
@@ -362,7 +495,7 @@ impl Node {
         let total = self.identity.total_memory_bytes;
         let used = own.memory_bytes + containers.iter().map(|c| c.memory_bytes).sum::<u64>();
         let cpu = own.cpu_pct + containers.iter().map(|c| c.cpu_pct).sum::<f64>();
-        StatsReport {
+        Ok(StatsReport {
             node: NodeStats {
                 total_memory_bytes: total,
                 memory_usage_bytes: used,
@@ -374,7 +507,7 @@ impl Node {
             containers,
             live_id: self.identity.live_id.clone(),
             owner_account_id: self.owner(),
-        }
+        })
     }
 
     /// Stops the warm pool and every container.
@@ -407,6 +540,10 @@ mod tests {
         assigned: Mutex<Vec<(String, u64)>>,
         /// How many of the next unbound starts fail.
         failing_starts: Mutex<u32>,
+        /// Whether `stats` fails (the runtime cannot list).
+        stats_fail: Mutex<bool>,
+        /// How many containers were started for creates.
+        created: Mutex<u32>,
     }
 
     impl FakeRuntime {
@@ -428,6 +565,7 @@ mod tests {
             "fake"
         }
         async fn create(&self, _spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+            *self.created.lock().unwrap() += 1;
             Ok(self.start("c"))
         }
         async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
@@ -458,8 +596,12 @@ mod tests {
                 .map(|_| ())
                 .ok_or_else(|| RuntimeError::NotFound(id.to_string()))
         }
-        async fn stats(&self) -> Vec<ContainerUsage> {
-            self.alive
+        async fn stats(&self) -> Result<Vec<ContainerUsage>, RuntimeError> {
+            if *self.stats_fail.lock().unwrap() {
+                return Err(RuntimeError::Unavailable("docker: no answer".into()));
+            }
+            Ok(self
+                .alive
                 .lock()
                 .unwrap()
                 .iter()
@@ -470,7 +612,7 @@ mod tests {
                     memory_limit_bytes: 1000,
                     alive: *alive,
                 })
-                .collect()
+                .collect())
         }
         async fn liveness(&self, id: &str) -> Liveness {
             match self.alive.lock().unwrap().get(id) {
@@ -560,6 +702,7 @@ mod tests {
             node_id: "n1".into(),
             live_id: "live".into(),
             total_memory_bytes: 1000,
+            max_committed_bytes: 2000,
             ready_timeout: Duration::from_secs(1),
         };
         let node = Node::new(
@@ -580,21 +723,155 @@ mod tests {
         })
     }
 
+    /// A container of function "f" with `handler` and `memory`, created on `node`.
+    async fn created(node: &Node, handler: &str, memory: i64) -> Container {
+        let spec = Node::validate_spec(meta("f", handler, memory, 0)).unwrap();
+        node.create_container(spec).await.unwrap().container
+    }
+
     #[test]
     fn create_requests_are_validated() {
+        let long = "f".repeat(257);
+        let huge = "h".repeat(1 << 20);
         for (m, field) in [
             (None, "function_meta"),
             (meta(" ", "hello", 1, 0), "function_name"),
+            (meta(&long, "hello", 1, 0), "function_name is 257 bytes"),
             (meta("f", "", 1, 0), "handler"),
+            (
+                meta("f", "python3.9", 1, 0),
+                "\"python3.9\" is not a built-in handler",
+            ),
+            (meta("f", &huge, 1, 0), "(1048576 bytes)"),
             (meta("f", "hello", 0, 0), "memory_in_bytes"),
+            (meta("f", "hello", -1, 0), "memory_in_bytes"),
+            (
+                meta("f", "hello", 1_000_000_000_000_000_000, 0),
+                "memory_in_bytes",
+            ),
             (meta("f", "hello", 1, -1), "timeout_in_ms"),
+            (meta("f", "hello", 1, 86_400_001), "timeout_in_ms"),
         ] {
             let err = Node::validate_spec(m).unwrap_err();
-            assert!(matches!(err, NodeError::InvalidArgument(_)), "{err}");
+            assert!(
+                matches!(err, NodeError::InvalidArgument(_) | NodeError::Limit(_)),
+                "{err}"
+            );
             assert!(err.to_string().contains(field), "{err} should name {field}");
+            assert!(err.to_string().len() < 300, "clipped: {err}");
         }
         let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
         assert_eq!((spec.memory_bytes, spec.timeout_ms), (128, 300));
+        let spec = Node::validate_spec(meta(&"f".repeat(256), "spin", 1 << 40, 86_400_000));
+        assert!(spec.is_ok(), "the limits themselves are allowed");
+        let err = Node::validate_create(&"n".repeat(257), meta("f", "hello", 1, 0)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("name is 257 bytes long"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn absurd_invoke_meta_is_refused_before_the_container_is_called() {
+        let (node, _, invoker) = node(FakeInvoker::default());
+        let c = created(&node, "hello", 128).await;
+        for (m, field) in [
+            (meta(&"f".repeat(257), "", 0, 0), "function_name"),
+            (meta("", "python3.9", 0, 0), "handler"),
+            (meta("", "", -1, 0), "memory_in_bytes"),
+            (meta("", "", 1 << 41, 0), "memory_in_bytes"),
+            (meta("", "", 0, -1), "timeout_in_ms"),
+            (meta("", "", 0, 86_400_001), "timeout_in_ms"),
+        ] {
+            let err = node.invoke(&c.id, "r".into(), vec![], m).await.unwrap_err();
+            assert!(matches!(err, NodeError::Limit(_)), "{err}");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+            assert_eq!(err.error_code(), None, "not a container's fault");
+        }
+        // Unknown container ids are checked after the arguments, and quoted clipped.
+        let err = node
+            .invoke(&"x".repeat(1 << 20), "r".into(), vec![], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::NotFound { .. }), "{err}");
+        assert!(
+            err.to_string().len() < 300,
+            "clipped: {} bytes",
+            err.to_string().len()
+        );
+        assert_eq!(err.error_code(), Some("ContainerNotFound"));
+        assert!(invoker.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_call_for_another_function_is_refused_by_the_node() {
+        let (node, _, invoker) = node(FakeInvoker::default());
+        let c = created(&node, "echo", 128).await;
+        for m in [meta("g", "", 0, 0), meta("f", "sleep", 0, 0)] {
+            let err = node.invoke(&c.id, "r".into(), vec![], m).await.unwrap_err();
+            assert!(matches!(err, NodeError::WrongFunction(_)), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("runs function \"f\" (handler \"echo\")"),
+                "{err}"
+            );
+            assert_eq!(err.error_code(), Some("WrongFunction"));
+        }
+        assert!(invoker.calls.lock().unwrap().is_empty());
+        node.invoke(&c.id, "r".into(), vec![], meta("f", "echo", 128, 0))
+            .await
+            .unwrap();
+        assert_eq!(node.containers().running(), 1, "the container is kept");
+    }
+
+    #[tokio::test]
+    async fn creates_beyond_the_over_commit_limit_are_refused() {
+        // 1000 bytes of node memory, 2000 allowed in limits (the fake identity).
+        let (node, runtime, _) = node(FakeInvoker::default());
+        let create = |memory| {
+            node.create_container(Node::validate_spec(meta("f", "hello", memory, 0)).unwrap())
+        };
+        create(1500).await.unwrap();
+        let err = create(501).await.unwrap_err();
+        assert_eq!(
+            err,
+            NodeError::Overcommitted {
+                node: "n1".into(),
+                asked: 501,
+                committed: 1500,
+                reserved: 0,
+                limit: 2000
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("place the container on another node"),
+            "{err}"
+        );
+        assert_eq!(
+            *runtime.created.lock().unwrap(),
+            1,
+            "nothing was started for it"
+        );
+        create(500).await.unwrap();
+        assert_eq!(node.containers().committed_bytes(), 2000);
+    }
+
+    #[tokio::test]
+    async fn stats_fail_when_the_runtime_cannot_list() {
+        let (node, runtime, _) = node(FakeInvoker::default());
+        node.create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+            .await
+            .unwrap();
+        *runtime.stats_fail.lock().unwrap() = true;
+        let err = node.stats().await.unwrap_err();
+        assert_eq!(
+            err,
+            NodeError::Runtime(RuntimeError::Unavailable("docker: no answer".into()))
+        );
+        assert_eq!(node.containers().running(), 1, "nothing was taken for dead");
+        *runtime.stats_fail.lock().unwrap() = false;
+        assert_eq!(node.stats().await.unwrap().containers.len(), 1);
     }
 
     #[tokio::test]
@@ -618,10 +895,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_exited_container_fails_the_call_and_is_marked_dead() {
+    async fn a_container_gone_before_the_call_is_unreachable_and_buried() {
         let (node, runtime, invoker) = node(FakeInvoker::default());
-        let spec = Node::validate_spec(meta("f", "hello", 128, 0)).unwrap();
-        let c = node.create_container(spec).await.unwrap().container;
+        let c = created(&node, "hello", 128).await;
         assert_eq!(node.containers().committed_bytes(), 128);
         runtime.alive.lock().unwrap().insert(c.id.clone(), false);
         invoker
@@ -630,6 +906,50 @@ mod tests {
             .unwrap()
             .push(Err(InvokeError::Unreachable("connection refused".into())));
 
+        let err = node
+            .invoke(&c.id, "r".into(), vec![], None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, NodeError::ContainerUnreachable { .. }),
+            "{err}"
+        );
+        assert_eq!(err.error_code(), Some("ContainerUnreachable"));
+        assert!(err.to_string().contains("process exited"), "{err}");
+        assert!(err.to_string().contains("connection refused"), "{err}");
+        assert_eq!(*runtime.removed.lock().unwrap(), vec![c.id.clone()]);
+        assert_eq!(node.containers().committed_bytes(), 0);
+
+        let err = node
+            .invoke(&c.id, "r".into(), vec![], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::ContainerDead { .. }), "{err}");
+        assert_eq!(err.error_code(), Some("ContainerDead"));
+        assert!(err.to_string().contains("process exited"), "{err}");
+        assert_eq!(
+            invoker.calls.lock().unwrap().len(),
+            1,
+            "a dead container is not called"
+        );
+        node.remove_container(&c.id).await.unwrap();
+        let err = node.remove_container(&c.id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("container {} not found on node n1", c.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_that_dies_during_the_call_is_a_container_exited_reply() {
+        let (node, runtime, invoker) = node(FakeInvoker::default());
+        let c = created(&node, "sleep", 128).await;
+        runtime.alive.lock().unwrap().insert(c.id.clone(), false);
+        invoker
+            .replies
+            .lock()
+            .unwrap()
+            .push(Err(InvokeError::Disconnected("connection reset".into())));
         let inv = node.invoke(&c.id, "r".into(), vec![], None).await.unwrap();
         let failure = inv.failure.unwrap();
         assert_eq!(failure.code, Failure::CONTAINER_EXITED);
@@ -640,30 +960,13 @@ mod tests {
         );
         assert!(!inv.handled);
         assert_eq!(*runtime.removed.lock().unwrap(), vec![c.id.clone()]);
-        assert_eq!(node.containers().committed_bytes(), 0);
-
-        let err = node
-            .invoke(&c.id, "r".into(), vec![], None)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, NodeError::ContainerDead { .. }), "{err}");
-        assert!(err.to_string().contains("process exited"), "{err}");
-        node.remove_container(&c.id).await.unwrap();
-        let err = node.remove_container(&c.id).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("container {} not found on node n1", c.id)
-        );
+        assert_eq!(node.containers().running(), 0);
     }
 
     #[tokio::test]
     async fn a_silent_live_container_is_marked_dead_and_stopped() {
         let (node, runtime, invoker) = node(FakeInvoker::default());
-        let c = node
-            .create_container(Node::validate_spec(meta("f", "sleep", 1, 0)).unwrap())
-            .await
-            .unwrap()
-            .container;
+        let c = created(&node, "sleep", 1).await;
         invoker
             .replies
             .lock()
@@ -692,6 +995,15 @@ mod tests {
         assert!(matches!(err, NodeError::NotReady { .. }), "{err}");
         assert_eq!(runtime.removed.lock().unwrap().len(), 1);
         assert!(node.containers().all().is_empty());
+        // Its memory was given back: creates as large as the node allows are not refused
+        // for memory by the earlier failures.
+        for _ in 0..3 {
+            let err = node
+                .create_container(Node::validate_spec(meta("f", "hello", 2000, 0)).unwrap())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, NodeError::NotReady { .. }), "{err}");
+        }
     }
 
     #[tokio::test]
@@ -704,7 +1016,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let r = node.stats().await;
+        let r = node.stats().await.unwrap();
         assert_eq!(r.containers.len(), 2);
         assert_eq!(r.node.memory_usage_bytes, 250);
         assert_eq!(r.node.available_memory_bytes, 750);
@@ -721,7 +1033,7 @@ mod tests {
 
         // A container whose process died is dropped from the figures and marked dead.
         runtime.alive.lock().unwrap().insert("c1".into(), false);
-        let r = node.stats().await;
+        let r = node.stats().await.unwrap();
         assert_eq!(r.containers.len(), 1);
         assert_eq!(node.containers().running(), 1);
         node.shutdown().await;
@@ -769,7 +1081,7 @@ mod tests {
         assert_eq!(runtime.unbound.lock().unwrap().len(), 3, "one refill");
 
         // Only the created container is a container; the pool counts as the node's own use.
-        let r = node.stats().await;
+        let r = node.stats().await.unwrap();
         assert_eq!(r.containers.len(), 1);
         assert_eq!(r.containers[0].id, id);
         assert_eq!(r.node.memory_usage_bytes, 50 + 100 + 2 * 100);
@@ -811,7 +1123,7 @@ mod tests {
         let (node, runtime, _) = pooled(invoker, 1);
         until(&node, |s| s.ready == 1).await;
         let created = node
-            .create_container(Node::validate_spec(meta("f", "nope", 1, 0)).unwrap())
+            .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
             .await
             .unwrap();
         assert!(!created.from_pool, "the normal start decides");
@@ -831,7 +1143,7 @@ mod tests {
         until(&node, |s| s.ready == 1).await;
         let pool_id = runtime.unbound.lock().unwrap()[0].clone();
         runtime.alive.lock().unwrap().insert(pool_id.clone(), false);
-        let r = node.stats().await;
+        let r = node.stats().await.unwrap();
         assert!(r.containers.is_empty());
         assert_eq!(node.warm_pool().stats().discarded, 1);
         until(&node, |s| s.ready == 1).await;

@@ -63,8 +63,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the container and reclaims everything it held (process reaped, container deleted).
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 
-    /// Measured usage of every container the runtime holds.
-    async fn stats(&self) -> Vec<ContainerUsage>;
+    /// Measured usage of every container the runtime holds. A container the runtime holds is
+    /// never left out: one it cannot measure is reported alive with what is known, and a
+    /// runtime that cannot tell which containers run (shut down, its daemon not answering)
+    /// fails with `Unavailable` rather than answering a list that would read as "all gone".
+    async fn stats(&self) -> Result<Vec<ContainerUsage>, RuntimeError>;
 
     /// Whether the container's process still runs. Asked after a failed call, so a runtime
     /// may wait briefly for a dying process to finish dying before answering `Running`.
@@ -88,9 +91,13 @@ pub enum InvokeError {
     /// The container runs another function.
     #[error("{0}")]
     WrongFunction(String),
-    /// No connection or the connection broke.
+    /// The call was never sent: connecting failed (refused: no process listens) or the
+    /// connection was found closed before the request went out. The function did not run.
     #[error("{0}")]
     Unreachable(String),
+    /// The connection broke while the call was under way: the function may have run.
+    #[error("{0}")]
+    Disconnected(String),
     /// No answer within the deadline.
     #[error("no answer within {} ms", .0.as_millis())]
     NoAnswer(Duration),

@@ -2,6 +2,12 @@
 //!
 //! Entries are `Arc`s so that the invoke path takes the read lock only to clone a pointer;
 //! a state change replaces the entry.
+//!
+//! Admission: a create first [`ContainerTable::reserve`]s its memory against the node's
+//! limit, under the same lock that keeps the committed sum, so two creates racing for the
+//! last gigabyte cannot both pass the check. The [`Reservation`] counts as committed for
+//! later checks until the container is inserted through it (it then counts as the
+//! container's) or it is dropped (a failed start gives the memory back).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -12,6 +18,52 @@ use crate::model::{Container, ContainerState};
 struct Tables {
     by_id: HashMap<String, Arc<Container>>,
     committed_bytes: u64,
+    /// Memory of creates under way (reserved, not yet inserted).
+    reserved_bytes: u64,
+}
+
+/// A reservation that would pass the node's limit: what is committed and reserved already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverLimit {
+    /// Memory of the running containers.
+    pub committed_bytes: u64,
+    /// Memory of the creates under way.
+    pub reserved_bytes: u64,
+}
+
+/// Memory held for one create until its container is inserted (or given back on drop).
+#[derive(Debug)]
+#[must_use = "a reservation is given back when dropped"]
+pub struct Reservation<'a> {
+    table: &'a ContainerTable,
+    bytes: u64,
+}
+
+impl Reservation<'_> {
+    /// Inserts the created container; its memory now counts as the container's.
+    pub fn insert(self, container: Container) {
+        let (table, bytes) = (self.table, self.bytes);
+        // The memory moves to the container below: dropping `self` must not give it back.
+        std::mem::forget(self);
+        let mut t = table.write();
+        t.reserved_bytes -= bytes;
+        t.insert(container);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.table.write().reserved_bytes -= self.bytes;
+    }
+}
+
+impl Tables {
+    fn insert(&mut self, container: Container) {
+        self.committed_bytes += running_bytes(&container);
+        if let Some(old) = self.by_id.insert(container.id.clone(), Arc::new(container)) {
+            self.committed_bytes -= running_bytes(&old);
+        }
+    }
 }
 
 /// The containers of this node.
@@ -36,13 +88,24 @@ impl ContainerTable {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds (or replaces) a container.
+    /// Adds (or replaces) a container, whatever the limit.
     pub fn insert(&self, container: Container) {
+        self.write().insert(container);
+    }
+
+    /// Reserves `bytes` for a create if the running containers' memory, the creates under
+    /// way and `bytes` stay within `limit`; else says what is taken.
+    pub fn reserve(&self, bytes: u64, limit: u64) -> Result<Reservation<'_>, OverLimit> {
         let mut t = self.write();
-        t.committed_bytes += running_bytes(&container);
-        if let Some(old) = t.by_id.insert(container.id.clone(), Arc::new(container)) {
-            t.committed_bytes -= running_bytes(&old);
+        let taken = t.committed_bytes.saturating_add(t.reserved_bytes);
+        if taken.saturating_add(bytes) > limit {
+            return Err(OverLimit {
+                committed_bytes: t.committed_bytes,
+                reserved_bytes: t.reserved_bytes,
+            });
         }
+        t.reserved_bytes += bytes;
+        Ok(Reservation { table: self, bytes })
     }
 
     /// The container with `id`.
@@ -138,5 +201,37 @@ mod tests {
         t.remove("b");
         assert_eq!(t.committed_bytes(), 0);
         assert!(t.all().is_empty());
+    }
+
+    #[test]
+    fn reservations_count_against_the_limit_until_inserted_or_dropped() {
+        let t = ContainerTable::default();
+        t.insert(container("a", 100));
+        let r1 = t.reserve(150, 300).unwrap();
+        assert_eq!(
+            t.reserve(51, 300).unwrap_err(),
+            OverLimit {
+                committed_bytes: 100,
+                reserved_bytes: 150
+            }
+        );
+        let r2 = t.reserve(50, 300).unwrap();
+        drop(r2);
+        let r3 = t.reserve(50, 300).unwrap();
+        r1.insert(container("b", 150));
+        assert_eq!(t.committed_bytes(), 250);
+        assert!(t.reserve(1, 300).is_err(), "b and r3 fill the limit");
+        drop(r3);
+        assert!(t.reserve(50, 300).is_ok(), "the limit itself is allowed");
+        assert!(t.reserve(51, 300).is_err());
+        t.mark_dead("a", "gone");
+        assert!(
+            t.reserve(150, 300).is_ok(),
+            "a dead container holds nothing"
+        );
+        assert!(
+            t.reserve(u64::MAX, 1000).is_err(),
+            "no overflow past the limit"
+        );
     }
 }

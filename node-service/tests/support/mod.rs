@@ -21,6 +21,8 @@ use tonic::transport::Channel;
 /// A node served in-process on 127.0.0.1:0 with `config` (its container binary set here).
 pub struct Served {
     pub client: NodeServiceClient<Channel>,
+    /// The client's channel, for raw calls.
+    pub channel: Channel,
     pub trigger: Trigger,
     pub task: tokio::task::JoinHandle<Result<(), faas_node_service::Error>>,
 }
@@ -36,7 +38,8 @@ pub async fn serve(mut config: Config) -> Served {
         .await
         .unwrap();
     Served {
-        client: NodeServiceClient::new(channel),
+        client: NodeServiceClient::new(channel.clone()),
+        channel,
         trigger,
         task,
     }
@@ -152,4 +155,78 @@ pub fn threads(pid: u32) -> usize {
 pub fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// One row of `/proc/net/tcp`: (local port, remote port, state, inode).
+fn tcp_sockets() -> Vec<(u16, u16, u8, u64)> {
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            if let (Some(local), Some(remote), Ok(state), Ok(inode)) = (
+                port(f[1]),
+                port(f[2]),
+                u8::from_str_radix(f[3], 16),
+                f[9].parse::<u64>(),
+            ) {
+                out.push((local, remote, state, inode));
+            }
+        }
+    }
+    out
+}
+
+const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_CLOSE_WAIT: u8 = 0x08;
+const TCP_LISTEN: u8 = 0x0A;
+
+/// The port `pid` listens on (its one listening TCP socket).
+pub fn listening_port(pid: u32) -> u16 {
+    let inodes: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| {
+            let link = std::fs::read_link(fd.path()).ok()?;
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let ports: Vec<u16> = tcp_sockets()
+        .into_iter()
+        .filter(|(_, _, state, inode)| *state == TCP_LISTEN && inodes.contains(inode))
+        .map(|(local, ..)| local)
+        .collect();
+    assert_eq!(ports.len(), 1, "pid {pid} listens on one port: {ports:?}");
+    ports[0]
+}
+
+/// Local ports of the open client connections to `port` on this machine.
+pub fn connections_to(port: u16) -> Vec<u16> {
+    tcp_sockets()
+        .into_iter()
+        .filter(|(_, remote, state, _)| {
+            *remote == port && matches!(*state, TCP_ESTABLISHED | TCP_CLOSE_WAIT)
+        })
+        .map(|(local, ..)| local)
+        .collect()
+}
+
+/// Waits until none of the client connections `from` (local ports) to `port` is open any
+/// more: the client noticed the peer closed them and closed its end.
+pub async fn until_closed(port: u16, from: &[u16]) {
+    while connections_to(port).iter().any(|p| from.contains(p)) {
+        tokio::task::yield_now().await;
+    }
 }
