@@ -94,6 +94,34 @@ pub fn connect_lazy(addr: &str) -> Result<Channel, ServeError> {
     Ok(endpoint(addr)?.connect_lazy())
 }
 
+/// The caller's deadline from a `grpc-timeout` header value (`<1-8 digits><H|M|S|m|u|n>`);
+/// `None` when it is malformed.
+pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    if !value.is_ascii() || value.len() < 2 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The deadline the caller of a gRPC request sent (its `grpc-timeout` header), if any.
+pub fn client_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +133,29 @@ mod tests {
         assert_eq!(parse_announce(&line), Some(addr));
         assert_eq!(parse_announce("hello"), None);
         assert_eq!(parse_announce("FAAS_LISTENING nonsense"), None);
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        use std::time::Duration;
+        let cases = [
+            ("2H", Some(Duration::from_secs(7200))),
+            ("3M", Some(Duration::from_secs(180))),
+            ("5S", Some(Duration::from_secs(5))),
+            ("1500m", Some(Duration::from_millis(1500))),
+            ("250u", Some(Duration::from_micros(250))),
+            ("99999999n", Some(Duration::from_nanos(99_999_999))),
+            ("0m", Some(Duration::ZERO)),
+            ("123456789m", None),
+            ("m", None),
+            ("", None),
+            ("5s", None),
+            ("-5S", None),
+            ("5 S", None),
+            ("５S", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_grpc_timeout(text), want, "{text:?}");
+        }
     }
 }

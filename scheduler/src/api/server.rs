@@ -9,7 +9,7 @@ use faas_proto::schedulerproto::scheduler_server::Scheduler as SchedulerRpc;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
 };
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use faas_common::text::clip;
 use tracing::Instrument;
@@ -43,28 +43,6 @@ impl<R, N, C> SchedulerApi<R, N, C> {
             default_timeout,
         }
     }
-}
-
-/// Parses a `grpc-timeout` value (`<up to 8 digits><H|M|S|m|u|n>`).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
 }
 
 /// The status a refused call is answered with.
@@ -215,7 +193,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
         let started = std::time::Instant::now();
-        let timeout = client_timeout(request.metadata()).unwrap_or(self.default_timeout);
+        let timeout = faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
         let acquire = match to_acquire(request.into_inner(), self.service.now(), timeout) {
             Ok(a) => a,
             Err(status) => {
@@ -293,19 +271,6 @@ mod tests {
                 handler: "index.handler".into(),
             }),
         }
-    }
-
-    #[test]
-    fn grpc_timeouts_parse_per_the_spec() {
-        assert_eq!(parse_grpc_timeout("30S"), Some(Duration::from_secs(30)));
-        assert_eq!(
-            parse_grpc_timeout("1500m"),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_grpc_timeout("123456789S"), None, "more than 8 digits");
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("10x"), None);
     }
 
     #[test]

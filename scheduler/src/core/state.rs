@@ -791,6 +791,7 @@ impl State {
             usage: None,
             stale: false,
             missing_samples: 0,
+            parked: node.suspect_since.is_some(),
         };
         let (node_key, function_key) = (c.node, c.function);
         let key = self

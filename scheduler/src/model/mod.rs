@@ -262,12 +262,18 @@ pub struct Container {
     pub stale: bool,
     /// Consecutive stats samples of its node that did not list it.
     pub missing_samples: u8,
+    /// Its node is suspect (it failed its latest observations): not granted until the node
+    /// answers again.
+    pub parked: bool,
 }
 
 impl Container {
     /// Whether it can take one more request now.
     pub fn has_free_slot(&self) -> bool {
-        self.state == ContainerState::Ready && !self.stale && self.in_flight < self.max_concurrency
+        self.state == ContainerState::Ready
+            && !self.stale
+            && !self.parked
+            && self.in_flight < self.max_concurrency
     }
 }
 

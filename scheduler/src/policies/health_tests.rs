@@ -295,3 +295,32 @@ fn a_suspect_node_takes_no_new_container() {
         assert_ne!(*s.grant("r2").node_id, *node, "{name}");
     }
 }
+
+#[test]
+fn a_call_that_could_not_reach_a_node_is_not_sent_there_again() {
+    for name in POLICY_NAMES {
+        let mut s = sim(name);
+        let f = spec("f", 512);
+        s.acquire("r1", &f);
+        let first = s.grant("r1");
+        s.ret_err(
+            "r1",
+            0,
+            0,
+            Some(crate::model::FunctionError {
+                code: "NodeUnavailable".into(),
+                message: "connection refused".into(),
+            }),
+        );
+        s.acquire("r1-retry", &f);
+        let retry = s.grant("r1-retry");
+        assert_ne!(retry.node_id, first.node_id, "{name}");
+        // The node answers again: its container serves again.
+        s.now = 1_000;
+        s.node_stats(&first.node_id, &[]);
+        let parked = s.p.state().store.container_by_id(&first.container_id);
+        if let Some(c) = parked.and_then(|c| s.p.state().store.container(c)) {
+            assert!(!c.container.parked, "{name}");
+        }
+    }
+}

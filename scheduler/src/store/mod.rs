@@ -504,6 +504,7 @@ mod tests {
             usage: None,
             stale: false,
             missing_samples: 0,
+            parked: false,
         }
     }
 

@@ -5,8 +5,9 @@
 //! - **Nodes.** Every observation of a node is a success (a `GetStats` answer, a clean
 //!   return of one of its containers) or a failure ([`Event::NodeUnreachable`] from the
 //!   driver: stats, create or remove failed at the transport level or got no answer in time;
-//!   a return with the `NodeUnavailable` code). A failure makes the node *suspect*; any
-//!   success clears it. A node that failed every observation for
+//!   a return with the `NodeUnavailable` code). A failure makes the node *suspect*: it takes
+//!   no new container and its containers are *parked* (not granted, so a retried call goes
+//!   elsewhere at once); any success clears it. A node that failed every observation for
 //!   [`PolicyOptions::node_lost_after_ms`], and at least [`FAILURES_TO_LOSE`] times, is
 //!   *lost*: its containers are forgotten, creates in flight there fail (the requests waiting
 //!   for them are handed back to the policy to place elsewhere at once), and its release is
@@ -175,6 +176,7 @@ impl State {
             n.suspect_since = Some(now);
             let node_id = n.id.clone();
             self.suspects.insert(key);
+            self.park(key, true);
             out.push(Decision::Health(HealthNote::NodeSuspect { node_id, reason }));
         }
     }
@@ -191,6 +193,15 @@ impl State {
                 node_id: n.id.clone(),
                 after_ms: now.saturating_sub(since),
             }));
+        }
+        self.park(key, false);
+    }
+
+    /// Parks (or unparks) the containers of a node: a parked container is not granted.
+    fn park(&mut self, key: NodeKey, parked: bool) {
+        let containers: Vec<ContainerKey> = self.store.containers_on(key).collect();
+        for c in containers {
+            self.store.update_container(c, |c| c.parked = parked);
         }
     }
 
