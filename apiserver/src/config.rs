@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::Error;
 use crate::model::FunctionSpec;
 use crate::service::file::{DEFAULT_FUNCTIONS_ORIGIN, DEFAULT_FUNCTIONS_TOML};
+use crate::service::invoke::DEFAULT_NODE_GRACE;
 use crate::service::parse_functions_toml;
 
 /// The contest's API server port.
@@ -13,6 +14,11 @@ pub const DEFAULT_PORT: u16 = 10500;
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:10600";
 /// The largest event by default: 6 MiB, like the contest's platform.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
+/// The deadline of each call to the scheduler by default (ms; the contest's clients used
+/// about 30 s).
+pub const DEFAULT_SCHEDULER_TIMEOUT_MS: u64 = 30_000;
+/// How long a node call may take beyond the function's timeout, by default (ms).
+pub const DEFAULT_NODE_CALL_GRACE_MS: u64 = DEFAULT_NODE_GRACE.as_millis() as u64;
 
 /// How to run the API server.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
@@ -33,6 +39,14 @@ pub struct Config {
     /// The largest event accepted by InvokeFunction, in bytes.
     #[arg(long, env = "FAAS_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
+    /// The longest wait for the scheduler, ms: an acquire that gets no container by then
+    /// (or by the caller's own deadline, if sooner) fails with DEADLINE_EXCEEDED.
+    #[arg(long, env = "SCHEDULER_TIMEOUT_MS", default_value_t = DEFAULT_SCHEDULER_TIMEOUT_MS)]
+    pub scheduler_timeout_ms: u64,
+    /// How long a call to a node may take beyond the function's timeout, ms, before it fails
+    /// (a node that stopped answering) and its container goes back as `NodeUnavailable`.
+    #[arg(long, env = "FAAS_NODE_CALL_GRACE_MS", default_value_t = DEFAULT_NODE_CALL_GRACE_MS)]
+    pub node_call_grace_ms: u64,
     /// Port of the Prometheus endpoint (/metrics); unset or 0 turns it off.
     #[arg(long, env = "APISERVER_METRICS_PORT")]
     pub metrics_port: Option<u16>,
@@ -46,6 +60,8 @@ impl Default for Config {
             scheduler: DEFAULT_SCHEDULER.to_string(),
             functions: None,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            scheduler_timeout_ms: DEFAULT_SCHEDULER_TIMEOUT_MS,
+            node_call_grace_ms: DEFAULT_NODE_CALL_GRACE_MS,
             metrics_port: None,
         }
     }

@@ -3,7 +3,8 @@
 //! It serves the contest's `apiserverproto.APIServer` (`InvokeFunction`, `ListFunctions`), the
 //! platform's `faas.admin.v1.Admin` (deploy, get, list and delete functions) and
 //! `grpc.health.v1` on one port. An invocation acquires a container from the scheduler, runs
-//! the function on the container's node and always gives the container back.
+//! the function on the container's node and always gives the container back; a call whose
+//! event provably never reached the function runs once more on another container.
 //!
 //! Layers: [`model`] (functions, invocations) → [`store`] (the function table) → [`service`]
 //! (registry rules, the functions file, the invocation chain behind ports) → [`api`] (tonic

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use faas_apiserver::Config;
 use faas_common::shutdown::{self, Trigger};
@@ -35,8 +36,13 @@ type Log = Arc<Mutex<Vec<Call>>>;
 
 struct FakeScheduler {
     log: Log,
-    node_port: i64,
+    /// The port of the node each acquire hands out, in turn; the last one repeats.
+    node_ports: Vec<i64>,
     refuse: Option<(Code, &'static str)>,
+    /// Never answer an acquire.
+    hang: bool,
+    /// The `grpc-timeout` of each acquire.
+    timeouts: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 #[tonic::async_trait]
@@ -45,18 +51,29 @@ impl Scheduler for FakeScheduler {
         &self,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(Call::Acquire(request.into_inner()));
+        self.timeouts.lock().unwrap().push(
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_string()),
+        );
+        let n = {
+            let mut log = self.log.lock().unwrap();
+            log.push(Call::Acquire(request.into_inner()));
+            log.iter().filter(|c| matches!(c, Call::Acquire(_))).count() - 1
+        };
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
         if let Some((code, message)) = self.refuse {
             return Err(Status::new(code, message));
         }
+        let i = n.min(self.node_ports.len() - 1);
         let mut response = Response::new(AcquireContainerReply {
-            node_id: "node-7".into(),
+            node_id: format!("node-{}", 7 + i),
             node_address: "127.0.0.1".into(),
-            node_service_port: self.node_port,
-            container_id: "container-42".into(),
+            node_service_port: self.node_ports[i],
+            container_id: format!("container-{}", 42 + i),
         });
         response
             .metadata_mut()
@@ -84,6 +101,16 @@ enum NodeBehaviour {
     FunctionError,
     /// The function times out.
     Timeout,
+    /// The container exits during the call (the function may have run).
+    Exited,
+    /// Refuses before delivery with this status and `x-faas-error-code`.
+    Refuse(Code, &'static str),
+    /// Never answers (a stopped node).
+    Hang,
+    /// Sends the header, then nothing more (a node stopped mid-call).
+    HangAfterHeader,
+    /// Nothing listens on the node's port.
+    Down,
 }
 
 struct FakeNode {
@@ -131,6 +158,14 @@ impl NodeService for FakeNode {
             .lock()
             .unwrap()
             .push(Call::Invoke(request.into_inner()));
+        if let NodeBehaviour::Refuse(code, error_code) = self.behaviour {
+            let mut map = tonic::metadata::MetadataMap::new();
+            map.insert(meta::ERROR_CODE, error_code.parse().unwrap());
+            return Err(Status::with_metadata(code, "refused by the fake", map));
+        }
+        if let NodeBehaviour::Hang = self.behaviour {
+            std::future::pending::<()>().await;
+        }
         let header = |error: &str| InvokeFunctionReply {
             header: Some(Header {
                 error: error.as_bytes().to_vec(),
@@ -164,6 +199,21 @@ impl NodeService for FakeNode {
                 last.footer.as_mut().unwrap().invoke_exception = "Timeout".into();
                 vec![header(text), last]
             }
+            NodeBehaviour::Exited => {
+                let text = "ContainerExited: the container process exited (signal 9)";
+                let mut last = footer(text);
+                last.footer.as_mut().unwrap().invoke_exception = "ContainerExited".into();
+                vec![header(text), last]
+            }
+            NodeBehaviour::HangAfterHeader => {
+                use tokio_stream::StreamExt;
+                let stream = tokio_stream::iter([Ok::<_, Status>(header(""))])
+                    .chain(tokio_stream::pending());
+                return Ok(Response::new(Box::pin(stream) as ReplyStream));
+            }
+            NodeBehaviour::Refuse(..) | NodeBehaviour::Hang | NodeBehaviour::Down => {
+                unreachable!("handled above")
+            }
         };
         let stream = tokio_stream::iter(replies.into_iter().map(Ok));
         Ok(Response::new(Box::pin(stream) as ReplyStream))
@@ -173,6 +223,7 @@ impl NodeService for FakeNode {
 /// The API server and its fakes, stopped when dropped.
 struct Platform {
     log: Log,
+    acquire_timeouts: Arc<Mutex<Vec<Option<String>>>>,
     api: ApiServerClient<Channel>,
     admin: AdminClient<Channel>,
     addr: String,
@@ -211,6 +262,33 @@ impl Platform {
             .collect()
     }
 
+    /// The contest's `ListFunctions`.
+    async fn list(&mut self) -> apiserverproto::ListFunctionsReply {
+        self.api
+            .list_functions(apiserverproto::ListFunctionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Deploys `spec` through the admin API.
+    async fn deploy(&mut self, spec: admin::FunctionSpec) -> Result<(), Status> {
+        self.admin
+            .deploy_function(admin::DeployFunctionRequest {
+                function: Some(spec),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Invokes `function` (account `acct`, an empty event), expecting it to fail.
+    async fn invoke_err(&mut self, function: &str) -> Status {
+        self.api
+            .invoke_function(invoke(function, "acct", b""))
+            .await
+            .unwrap_err()
+    }
+
     async fn stop(mut self) {
         self.trigger.trigger();
         let tasks = std::mem::take(&mut self.tasks);
@@ -221,20 +299,42 @@ impl Platform {
 }
 
 struct Setup {
-    behaviour: NodeBehaviour,
-    /// The node is a closed port.
-    node_down: bool,
+    /// The nodes the scheduler hands out, one per acquire; the last one repeats.
+    nodes: Vec<NodeBehaviour>,
     refuse: Option<(Code, &'static str)>,
+    hang_acquire: bool,
     config: Config,
 }
 
 impl Default for Setup {
     fn default() -> Self {
         Setup {
-            behaviour: NodeBehaviour::Succeed,
-            node_down: false,
+            nodes: vec![NodeBehaviour::Succeed],
             refuse: None,
+            hang_acquire: false,
             config: Config::default(),
+        }
+    }
+}
+
+impl Setup {
+    /// The scheduler hands out these nodes, one per acquire; the last one repeats.
+    fn nodes(nodes: &[NodeBehaviour]) -> Setup {
+        Setup {
+            nodes: nodes.to_vec(),
+            ..Setup::default()
+        }
+    }
+
+    fn node(behaviour: NodeBehaviour) -> Setup {
+        Setup::nodes(&[behaviour])
+    }
+
+    /// Every acquire is refused with `code` and `message`.
+    fn refuse(code: Code, message: &'static str) -> Setup {
+        Setup {
+            refuse: Some((code, message)),
+            ..Setup::default()
         }
     }
 }
@@ -244,14 +344,17 @@ async fn start(setup: Setup) -> Platform {
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = Vec::new();
 
-    let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node_port = node_listener.local_addr().unwrap().port();
-    if setup.node_down {
-        drop(node_listener);
-    } else {
+    let mut node_ports = Vec::new();
+    for behaviour in setup.nodes {
+        let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        node_ports.push(node_listener.local_addr().unwrap().port().into());
+        if let NodeBehaviour::Down = behaviour {
+            drop(node_listener);
+            continue;
+        }
         let node = NodeServiceServer::new(FakeNode {
             log: log.clone(),
-            behaviour: setup.behaviour,
+            behaviour,
         });
         let stop = shutdown.clone().wait();
         tasks.push(tokio::spawn(async move {
@@ -265,10 +368,13 @@ async fn start(setup: Setup) -> Platform {
 
     let scheduler_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let scheduler_addr = scheduler_listener.local_addr().unwrap();
+    let acquire_timeouts = Arc::default();
     let scheduler = SchedulerServer::new(FakeScheduler {
         log: log.clone(),
-        node_port: node_port.into(),
+        node_ports,
         refuse: setup.refuse,
+        hang: setup.hang_acquire,
+        timeouts: Arc::clone(&acquire_timeouts),
     });
     let stop = shutdown.clone().wait();
     tasks.push(tokio::spawn(async move {
@@ -294,6 +400,7 @@ async fn start(setup: Setup) -> Platform {
     let channel = faas_common::serve::connect(&addr).await.unwrap();
     Platform {
         log,
+        acquire_timeouts,
         api: ApiServerClient::new(channel.clone()),
         admin: AdminClient::new(channel),
         addr,
@@ -379,11 +486,7 @@ async fn invoke_hello_acquires_invokes_and_returns_in_order() {
 
 #[tokio::test]
 async fn a_function_error_is_unknown_and_the_container_still_goes_back() {
-    let mut p = start(Setup {
-        behaviour: NodeBehaviour::FunctionError,
-        ..Setup::default()
-    })
-    .await;
+    let mut p = start(Setup::node(NodeBehaviour::FunctionError)).await;
     let status = p
         .api
         .invoke_function(invoke("echo", "acct", b"x"))
@@ -402,16 +505,8 @@ async fn a_function_error_is_unknown_and_the_container_still_goes_back() {
 
 #[tokio::test]
 async fn a_timeout_is_deadline_exceeded() {
-    let mut p = start(Setup {
-        behaviour: NodeBehaviour::Timeout,
-        ..Setup::default()
-    })
-    .await;
-    let status = p
-        .api
-        .invoke_function(invoke("spin", "acct", b""))
-        .await
-        .unwrap_err();
+    let mut p = start(Setup::node(NodeBehaviour::Timeout)).await;
+    let status = p.invoke_err("spin").await;
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(
         status.message().starts_with("function spin timed out"),
@@ -430,39 +525,233 @@ async fn a_timeout_is_deadline_exceeded() {
 }
 
 #[tokio::test]
-async fn an_unreachable_node_is_unavailable_and_the_container_still_goes_back() {
-    let mut p = start(Setup {
-        node_down: true,
-        ..Setup::default()
-    })
-    .await;
-    let status = p
+async fn a_refused_connection_is_retried_once_on_another_container() {
+    let mut p = start(Setup::nodes(&[NodeBehaviour::Down, NodeBehaviour::Succeed])).await;
+    let reply = p
         .api
         .invoke_function(invoke("hello", "acct", b""))
         .await
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(meta_str(&reply, meta::CONTAINER_ID), "container-43");
+    let reply = reply.into_inner();
+    assert_eq!(reply.body, b"hello world");
+    let calls = p.calls();
+    let ids: Vec<_> = calls
+        .iter()
+        .map(|c| match c {
+            Call::Acquire(a) => format!("acquire {}", a.request_id),
+            Call::Invoke(i) => format!("invoke {} on {}", i.request_id, i.container_id),
+            Call::Return(r) => format!("return {} {}", r.container_id, r.error_code),
+        })
+        .collect();
+    let id = &reply.request_id;
+    assert_eq!(
+        ids,
+        [
+            format!("acquire {id}"),
+            "return container-42 NodeUnavailable".to_string(),
+            format!("acquire {id}-retry"),
+            format!("invoke {id}-retry on container-43"),
+            "return container-43 ".to_string(),
+        ]
+    );
+    let first = &p.returns()[0];
+    assert!(
+        first.error_message.contains("node-7") && first.error_message.contains("refused"),
+        "{first:?}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_unavailable_after_one_retry_and_both_containers_go_back() {
+    let mut p = start(Setup::node(NodeBehaviour::Down)).await;
+    let status = p.invoke_err("hello").await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("node-7"), "{status:?}");
+    // The same container twice: the message says so once.
+    assert_eq!(status.message().matches("node-7").count(), 1, "{status:?}");
+    assert!(
+        status.message().ends_with("(the same on one retry)"),
+        "{status:?}"
+    );
+    assert_eq!(p.acquires(), 2);
     let returns = p.returns();
-    assert_eq!(returns.len(), 1, "{:?}", p.calls());
-    assert_eq!(returns[0].container_id, "container-42");
-    assert_eq!(returns[0].error_code, "NodeUnavailable");
-    assert!(!returns[0].error_message.is_empty());
+    assert_eq!(returns.len(), 2, "{:?}", p.calls());
+    for r in &returns {
+        assert_eq!(r.container_id, "container-42");
+        assert_eq!(r.error_code, "NodeUnavailable");
+        assert!(!r.error_message.is_empty());
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_refuses_before_delivery_is_retried_with_its_code() {
+    let refusals = [
+        (Code::NotFound, "ContainerNotFound"),
+        (Code::FailedPrecondition, "ContainerDead"),
+        (Code::Unavailable, "ContainerUnreachable"),
+        (Code::FailedPrecondition, "WrongFunction"),
+    ];
+    for (code, error_code) in refusals {
+        let mut p = start(Setup::nodes(&[
+            NodeBehaviour::Refuse(code, error_code),
+            NodeBehaviour::Succeed,
+        ]))
+        .await;
+        let reply = p
+            .api
+            .invoke_function(invoke("hello", "acct", b""))
+            .await
+            .unwrap_or_else(|s| panic!("{error_code}: {s:?}"))
+            .into_inner();
+        assert_eq!(reply.body, b"hello world");
+        let returns = p.returns();
+        assert_eq!(returns.len(), 2, "{error_code}");
+        assert_eq!(returns[0].error_code, error_code);
+        assert_eq!(returns[1].error_code, "");
+        assert_eq!(returns[1].request_id, format!("{}-retry", reply.request_id));
+        p.stop().await;
+    }
+
+    // Refused twice: UNAVAILABLE, never INTERNAL.
+    let mut p = start(Setup::node(NodeBehaviour::Refuse(
+        Code::FailedPrecondition,
+        "WrongFunction",
+    )))
+    .await;
+    let status = p.invoke_err("hello").await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("another definition"),
+        "{status:?}"
+    );
+    assert_eq!(p.acquires(), 2);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_that_exits_mid_call_is_not_retried_and_says_so() {
+    let mut p = start(Setup::nodes(&[
+        NodeBehaviour::Exited,
+        NodeBehaviour::Succeed,
+    ]))
+    .await;
+    let status = p.invoke_err("hello").await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .ends_with("the function may have run; not retried"),
+        "{status:?}"
+    );
+    assert_eq!(p.acquires(), 1);
+    assert_eq!(p.returns()[0].error_code, "ContainerExited");
+    p.stop().await;
+}
+
+/// A function for the admin API: 128 MiB, no description.
+fn admin_spec(name: &str, handler: &str, timeout_ms: i64) -> admin::FunctionSpec {
+    admin::FunctionSpec {
+        name: name.into(),
+        handler: handler.into(),
+        memory_in_bytes: 128 * 1024 * 1024,
+        timeout_in_ms: timeout_ms,
+        description: String::new(),
+    }
+}
+
+/// A function whose node calls end 1 ms after they start (`node_call_grace_ms` 0).
+async fn deploy_quick(p: &mut Platform) {
+    p.deploy(admin_spec("quick", "hello", 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_that_stops_answering_fails_the_call_by_its_deadline() {
+    for behaviour in [NodeBehaviour::Hang, NodeBehaviour::HangAfterHeader] {
+        let mut p = start(Setup {
+            config: Config {
+                node_call_grace_ms: 0,
+                ..Config::default()
+            },
+            ..Setup::node(behaviour)
+        })
+        .await;
+        deploy_quick(&mut p).await;
+        let status = p.invoke_err("quick").await;
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        let message = status.message();
+        assert!(message.contains("node-7"), "{message}");
+        assert!(message.contains("did not answer within 1 ms"), "{message}");
+        assert!(
+            message.ends_with("the function may have run; not retried"),
+            "{message}"
+        );
+        assert_eq!(p.acquires(), 1);
+        let returns = p.returns();
+        assert_eq!(returns.len(), 1);
+        assert_eq!(returns[0].error_code, "NodeUnavailable");
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_schedulers_timeouts_are_deadline_exceeded() {
+    // The scheduler's own expiry, as a tonic server sends it.
+    let mut p = start(Setup::refuse(Code::Cancelled, "Timeout expired")).await;
+    let status = p.invoke_err("hello").await;
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    p.stop().await;
+
+    // The API server's own deadline on the acquire (tonic's client-side "Timeout expired").
+    let mut p = start(Setup {
+        hang_acquire: true,
+        config: Config {
+            scheduler_timeout_ms: 50,
+            ..Config::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let status = p.invoke_err("hello").await;
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("within 50 ms"), "{status:?}");
+    assert_eq!(p.acquires(), 1);
+    assert!(p.returns().is_empty());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_acquire_and_its_retry_end_by_the_callers_deadline() {
+    let mut p = start(Setup::nodes(&[NodeBehaviour::Down, NodeBehaviour::Succeed])).await;
+    let mut request = Request::new(invoke("hello", "acct", b""));
+    request.set_timeout(Duration::from_secs(20));
+    p.api.invoke_function(request).await.unwrap();
+    let timeouts: Vec<Duration> = p
+        .acquire_timeouts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let t = t.as_deref().expect("every acquire has a deadline");
+            faas_common::serve::parse_grpc_timeout(t).unwrap()
+        })
+        .collect();
+    assert_eq!(timeouts.len(), 2);
+    // Under the caller's 20 s (not the scheduler deadline's 30 s), the retry's under the first's.
+    assert!(timeouts[0] <= Duration::from_secs(20), "{timeouts:?}");
+    assert!(timeouts[1] <= timeouts[0], "{timeouts:?}");
     p.stop().await;
 }
 
 #[tokio::test]
 async fn acquire_errors_pass_through_with_context() {
-    let mut p = start(Setup {
-        refuse: Some((Code::ResourceExhausted, "no available node can be reserved")),
-        ..Setup::default()
-    })
+    let mut p = start(Setup::refuse(
+        Code::ResourceExhausted,
+        "no available node can be reserved",
+    ))
     .await;
-    let status = p
-        .api
-        .invoke_function(invoke("hello", "acct", b""))
-        .await
-        .unwrap_err();
+    let status = p.invoke_err("hello").await;
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(
         status.message(),
@@ -476,19 +765,11 @@ async fn acquire_errors_pass_through_with_context() {
 #[tokio::test]
 async fn an_unknown_function_is_not_found_without_acquiring() {
     let mut p = start(Setup::default()).await;
-    let status = p
-        .api
-        .invoke_function(invoke("nope", "acct", b""))
-        .await
-        .unwrap_err();
+    let status = p.invoke_err("nope").await;
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "function nope not found");
 
-    let status = p
-        .api
-        .invoke_function(invoke("", "acct", b""))
-        .await
-        .unwrap_err();
+    let status = p.invoke_err("").await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(p.acquires(), 0);
     p.stop().await;
@@ -581,12 +862,7 @@ async fn admin_deploy_list_redeploy_delete() {
     assert_eq!(record.revision, 1);
     assert_eq!(record.spec.unwrap(), spec);
 
-    let listed = p
-        .api
-        .list_functions(apiserverproto::ListFunctionsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = p.list().await;
     assert!(!listed.request_id.is_empty());
     let names: Vec<_> = listed
         .functions
@@ -741,4 +1017,120 @@ async fn a_bad_functions_file_is_refused_at_start() {
     assert!(message.contains("\"x\""), "{message}");
     assert!(message.contains("\"perl\""), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_huge_function_name_is_not_found_with_a_clipped_message() {
+    let mut p = start(Setup::default()).await;
+    let name = "n".repeat(1 << 20);
+    let status = p.invoke_err(&name).await;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().len() < 300, "{}", status.message().len());
+    assert!(status.message().contains("(1048576 bytes)"), "{status:?}");
+    let status = p
+        .admin
+        .get_function(admin::GetFunctionRequest { name })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().len() < 300, "{}", status.message().len());
+    assert_eq!(p.acquires(), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn absurd_deploys_are_invalid_arguments() {
+    let mut p = start(Setup::default()).await;
+    let good = admin_spec("f", "echo", 1000);
+    let cases = [
+        admin::FunctionSpec {
+            memory_in_bytes: 0,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            memory_in_bytes: -1,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            memory_in_bytes: 1_000_000_000_000_000_000,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            memory_in_bytes: (1 << 40) + 1,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            timeout_in_ms: -1,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            timeout_in_ms: 24 * 3_600_000 + 1,
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            name: "x".repeat(257),
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            name: "x".repeat(1 << 20),
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            handler: "python3".into(),
+            ..good.clone()
+        },
+        admin::FunctionSpec {
+            handler: "h".repeat(1 << 20),
+            ..good.clone()
+        },
+    ];
+    for spec in cases {
+        let status = p.deploy(spec).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().len() < 400, "{}", status.message().len());
+    }
+    // Nothing of it was deployed, and a sane one still is.
+    assert!(
+        p.admin
+            .get_function(admin::GetFunctionRequest { name: "f".into() })
+            .await
+            .is_err()
+    );
+    p.deploy(good).await.unwrap();
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn large_function_lists_are_served_whole() {
+    let mut p = start(Setup::default()).await;
+    // 1 MiB descriptions and thousands of functions: the admin list is over 8 MiB (the
+    // platform's message limit, twice tonic's default) in all.
+    for i in 0..9 {
+        let big = admin::FunctionSpec {
+            description: "d".repeat(1 << 20),
+            ..admin_spec(&format!("big-{i}"), "echo", 1000)
+        };
+        p.deploy(big).await.unwrap();
+    }
+    for i in 0..2000 {
+        p.deploy(admin_spec(&format!("f-{i}"), "echo", 1000))
+            .await
+            .unwrap();
+    }
+    let listed = p.list().await;
+    assert_eq!(listed.functions.len(), 2015);
+    let mut admin = p.admin.clone().max_decoding_message_size(64 << 20);
+    let records = admin
+        .list_functions(admin::ListFunctionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .functions;
+    assert_eq!(records.len(), 2015);
+    let big = records
+        .iter()
+        .filter(|r| r.spec.as_ref().unwrap().description.len() == 1 << 20)
+        .count();
+    assert_eq!(big, 9);
+    p.stop().await;
 }

@@ -105,7 +105,9 @@ fn policy_list(text: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn policy_name(text: &str) -> Result<String, String> {
+/// One known policy name (a clap value parser: `faas up`, `demo`, `replay`, `simulate`);
+/// the error lists the known ones.
+pub fn policy_name(text: &str) -> Result<String, String> {
     let mut v = policy_list(text)?;
     match v.len() {
         1 => Ok(v.remove(0)),

@@ -13,6 +13,11 @@ use tonic::transport::Channel;
 /// The account the command line uses when none is given.
 pub const DEFAULT_ACCOUNT: &str = "faas-cli";
 
+/// The largest reply accepted from the API server. Not tonic's 4 MiB: a function's body
+/// can be larger, and a function list is as long as the registry (thousands of functions, a
+/// long description each). The server is the one the user pointed the command at.
+pub const MAX_REPLY_BYTES: usize = usize::MAX;
+
 /// A connection to the API server (both the contest API and the admin API).
 #[derive(Clone)]
 pub struct Api {
@@ -56,8 +61,10 @@ impl Api {
     /// Uses an existing channel.
     pub fn from_channel(channel: Channel) -> Api {
         Api {
-            invoke: ApiServerClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            // Requests stay unlimited here: the server says clearly when an event is too large.
+            invoke: ApiServerClient::new(channel.clone())
+                .max_decoding_message_size(MAX_REPLY_BYTES),
+            admin: AdminClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
         }
     }
 

@@ -28,7 +28,12 @@ struct PlatformArgs {
     #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Scheduler policy.
-    #[arg(long, env = "SCHEDULER_POLICY", default_value = faas_scheduler::policies::DEFAULT_POLICY)]
+    #[arg(
+        long,
+        env = "SCHEDULER_POLICY",
+        default_value = faas_scheduler::policies::DEFAULT_POLICY,
+        value_parser = faas_cli::bench::policy_name
+    )]
     policy: String,
     /// Nodes ready at start (the contest: 10).
     #[arg(long, default_value_t = 10)]
@@ -146,8 +151,8 @@ fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One readable line (with its causes), not a debug dump with a backtrace.
-            eprintln!("error: {e:#}");
+            // One readable line (with its causes, each once), not a debug dump.
+            eprintln!("error: {}", faas_cli::errors::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -241,6 +246,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             for record in list {
                 let spec = record.spec.unwrap_or_default();
+                // A long description would drown the table.
                 println!(
                     "{:<16} {:<8} {:>10} {:>11} {:>8}  {}",
                     spec.name,
@@ -248,7 +254,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     spec.memory_in_bytes / (1 << 20),
                     spec.timeout_in_ms,
                     record.revision,
-                    spec.description
+                    faas_common::text::clip(&spec.description)
                 );
             }
             Ok(())
@@ -294,7 +300,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn up(options: PlatformOptions) -> anyhow::Result<()> {
-    let platform = LocalPlatform::start(&options).await?;
+    let mut platform = LocalPlatform::start(&options).await?;
     println!("faas platform is up (policy {}):", options.policy);
     println!("  apiserver        {}", platform.apiserver);
     println!("  scheduler        {}", platform.scheduler);
@@ -304,9 +310,16 @@ async fn up(options: PlatformOptions) -> anyhow::Result<()> {
         platform.apiserver
     );
     println!("Ctrl-C stops everything.");
-    faas_common::shutdown::os_signal().await;
+    let failed = tokio::select! {
+        () = faas_common::shutdown::os_signal() => None,
+        e = platform.failed() => Some(e),
+    };
     println!("stopping...");
-    platform.stop().await?;
+    let stopped = platform.stop().await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    stopped?;
     println!("stopped; no component, node or container process is left.");
     Ok(())
 }

@@ -6,14 +6,27 @@
 //! child process per container (the `process` runtime). Stopping goes front to back: the API
 //! server first (no new work), then the scheduler, then the resource manager, which stops its
 //! nodes, which stop their containers.
+//!
+//! Starting fails fast on bad configuration: every component's flags are parsed, the policy
+//! and the functions file checked, and every port bound before anything runs; then each
+//! component must answer its health check, and one that stops instead fails the start with
+//! its own message (the others are stopped again).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use faas_common::shutdown::{self, Trigger};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
+
+use crate::errors::one_line;
+
+/// How long a component may take to answer its first health check.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause between health checks of a starting component.
+const READY_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -49,6 +62,11 @@ pub struct PlatformOptions {
     /// `--warm-pool`; `None`: its default, or `FAAS_WARM_POOL` for local nodes, which
     /// inherit this process's environment).
     pub node_warm_pool: Option<u32>,
+    /// More scheduler flags, after the ones these options make (a flag given again here
+    /// wins), e.g. `["--metrics-port", "9100"]`.
+    pub scheduler_args: Vec<String>,
+    /// More resource manager flags, likewise.
+    pub resource_manager_args: Vec<String>,
 }
 
 impl Default for PlatformOptions {
@@ -67,6 +85,8 @@ impl Default for PlatformOptions {
             node_runtime: "process".to_string(),
             docker_instance: None,
             node_warm_pool: None,
+            scheduler_args: Vec::new(),
+            resource_manager_args: Vec::new(),
         }
     }
 }
@@ -74,8 +94,32 @@ impl Default for PlatformOptions {
 /// One running component: its address, its shutdown trigger and its task.
 struct Component {
     name: &'static str,
+    addr: SocketAddr,
     trigger: Trigger,
     task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Why a component's task ended by itself, as one line that names the component.
+fn ended(name: &str, how: &str, outcome: Result<anyhow::Result<()>, JoinError>) -> anyhow::Error {
+    match outcome {
+        Ok(Ok(())) => anyhow::anyhow!("{name} {how}: it stopped by itself"),
+        Ok(Err(e)) => anyhow::anyhow!("{name} {how}: {}", one_line(&e)),
+        Err(e) => anyhow::anyhow!("{name} {how}: it panicked: {e}"),
+    }
+}
+
+/// Whether the gRPC server at `addr` answers its health check with SERVING.
+async fn serving(addr: SocketAddr) -> bool {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let Ok(channel) = faas_common::serve::connect(&addr.to_string()).await else {
+        return false;
+    };
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await;
+    matches!(reply, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32)
 }
 
 impl Component {
@@ -84,6 +128,31 @@ impl Component {
         match self.task.await {
             Ok(result) => result.with_context(|| format!("{} failed", self.name)),
             Err(e) => Err(anyhow::anyhow!("{} panicked: {e}", self.name)),
+        }
+    }
+
+    /// Waits until the component answers its health check; fails with its own error if it
+    /// stops first, or if it does not answer within [`READY_TIMEOUT`]. After an error the
+    /// task has ended or been told to stop; do not wait on it again.
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        let addr = self.addr;
+        let probe = async {
+            while !serving(addr).await {
+                tokio::time::sleep(READY_PROBE_INTERVAL).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            outcome = &mut self.task => Err(ended(self.name, "cannot start", outcome)),
+            () = probe => Ok(()),
+            () = tokio::time::sleep(READY_TIMEOUT) => {
+                self.trigger.trigger();
+                Err(anyhow::anyhow!(
+                    "{} cannot start: no answer on {addr} within {} s",
+                    self.name,
+                    READY_TIMEOUT.as_secs()
+                ))
+            }
         }
     }
 }
@@ -100,36 +169,51 @@ pub struct LocalPlatform {
     components: Vec<Component>,
 }
 
-/// Parses a component's clap `Args` from flags, exactly as its binary would.
-fn config_from<T: clap::Args>(args: &[String]) -> anyhow::Result<T> {
+/// Parses a component's clap `Args` from flags, exactly as its binary would (a flag given
+/// twice: the last one wins); an error names the component.
+fn config_from<T: clap::Args>(component: &str, args: &[String]) -> anyhow::Result<T> {
     #[derive(Parser)]
+    #[command(args_override_self = true)]
     struct Wrap<T: clap::Args> {
         #[command(flatten)]
         inner: T,
     }
-    let argv = std::iter::once("faas".to_string()).chain(args.iter().cloned());
-    Ok(Wrap::<T>::try_parse_from(argv)?.inner)
+    let argv = std::iter::once(component.to_string()).chain(args.iter().cloned());
+    Wrap::<T>::try_parse_from(argv)
+        .map(|w| w.inner)
+        .map_err(|e| {
+            // clap's first line says what is wrong; the rest is usage help for a terminal.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            anyhow::anyhow!(
+                "{component}: bad flags: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            )
+        })
 }
+
+const APISERVER: &str = "apiserver";
+const SCHEDULER: &str = "scheduler";
+const RESOURCE_MANAGER: &str = "resource-manager";
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
-    Ok(faas_common::serve::bind(&format!("{host}:{port}")).await?)
+async fn bind(component: &str, host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    faas_common::serve::bind(&format!("{host}:{port}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{component} cannot start: {e}"))
 }
 
 impl LocalPlatform {
-    /// Starts every component and returns once all listen. Node services start in the
-    /// background as the resource manager fills its pool.
+    /// Starts every component and returns once all answer their health checks. Node
+    /// services start in the background as the resource manager fills its pool. Fails fast,
+    /// with one line naming the component, on bad flags, an unknown policy, a bad functions
+    /// file, a port in use, or a component that stops as it starts (the others are stopped
+    /// again before this returns).
     pub async fn start(opts: &PlatformOptions) -> anyhow::Result<LocalPlatform> {
-        let rm_listener = bind(&opts.host, opts.resource_manager_port).await?;
-        let scheduler_listener = bind(&opts.host, opts.scheduler_port).await?;
-        let api_listener = bind(&opts.host, opts.apiserver_port).await?;
-        let resource_manager = rm_listener.local_addr()?;
-        let scheduler = scheduler_listener.local_addr()?;
-        let apiserver = api_listener.local_addr()?;
-
+        // Every flag first, so nothing runs on a bad configuration.
         let mut rm_args = strings(&[
             "--host",
             &opts.host,
@@ -152,21 +236,52 @@ impl LocalPlatform {
             rm_args.push("--node-warm-pool".to_string());
             rm_args.push(n.to_string());
         }
-        let rm_config: faas_resource_manager::Config = config_from(&rm_args)?;
-        let scheduler_config: faas_scheduler::Config = config_from(&strings(&[
-            "--host",
-            &opts.host,
-            "--resource-manager",
-            &resource_manager.to_string(),
-            "--policy",
-            &opts.policy,
-        ]))?;
-        let mut api_args = strings(&["--host", &opts.host, "--scheduler", &scheduler.to_string()]);
+        rm_args.extend(opts.resource_manager_args.iter().cloned());
+        let rm_config: faas_resource_manager::Config = config_from(RESOURCE_MANAGER, &rm_args)?;
+        // The scheduler's resource manager address is known once its port is bound.
+        let scheduler_args = |resource_manager: &str| {
+            let mut args = strings(&[
+                "--host",
+                &opts.host,
+                "--resource-manager",
+                resource_manager,
+                "--policy",
+                &opts.policy,
+            ]);
+            args.extend(opts.scheduler_args.iter().cloned());
+            args
+        };
+        let scheduler_config: faas_scheduler::Config =
+            config_from(SCHEDULER, &scheduler_args("127.0.0.1:1"))?;
+        faas_scheduler::policies::policy_by_name(
+            &scheduler_config.policy,
+            &faas_scheduler::core::PolicyOptions::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{SCHEDULER} cannot start: {e}"))?;
+        let mut api_args = strings(&["--host", &opts.host, "--scheduler", "127.0.0.1:1"]);
         if let Some(path) = &opts.functions {
             api_args.push("--functions".to_string());
             api_args.push(path.display().to_string());
         }
-        let api_config: faas_apiserver::Config = config_from(&api_args)?;
+        let api_config: faas_apiserver::Config = config_from(APISERVER, &api_args)?;
+        api_config
+            .load_functions()
+            .map_err(|e| anyhow::anyhow!("{APISERVER} cannot start: {e}"))?;
+
+        let rm_listener = bind(RESOURCE_MANAGER, &opts.host, opts.resource_manager_port).await?;
+        let scheduler_listener = bind(SCHEDULER, &opts.host, opts.scheduler_port).await?;
+        let api_listener = bind(APISERVER, &opts.host, opts.apiserver_port).await?;
+        let resource_manager = rm_listener.local_addr()?;
+        let scheduler = scheduler_listener.local_addr()?;
+        let apiserver = api_listener.local_addr()?;
+        let scheduler_config = faas_scheduler::Config {
+            resource_manager: resource_manager.to_string(),
+            ..scheduler_config
+        };
+        let api_config = faas_apiserver::Config {
+            scheduler: scheduler.to_string(),
+            ..api_config
+        };
 
         let (rm_trigger, rm_shutdown) = shutdown::channel();
         let rm_task = tokio::spawn(async move {
@@ -187,28 +302,57 @@ impl LocalPlatform {
                 .map_err(anyhow::Error::from)
         });
 
-        Ok(LocalPlatform {
+        let mut platform = LocalPlatform {
             apiserver,
             scheduler,
             resource_manager,
             components: vec![
                 Component {
-                    name: "apiserver",
+                    name: APISERVER,
+                    addr: apiserver,
                     trigger: api_trigger,
                     task: api_task,
                 },
                 Component {
-                    name: "scheduler",
+                    name: SCHEDULER,
+                    addr: scheduler,
                     trigger: scheduler_trigger,
                     task: scheduler_task,
                 },
                 Component {
-                    name: "resource-manager",
+                    name: RESOURCE_MANAGER,
+                    addr: resource_manager,
                     trigger: rm_trigger,
                     task: rm_task,
                 },
             ],
-        })
+        };
+        // Back to front, as each needs the one behind it.
+        for i in (0..platform.components.len()).rev() {
+            if let Err(e) = platform.components[i].ready().await {
+                // That one has ended (or been told to stop): stop the others, then say why.
+                let failed = platform.components.remove(i);
+                if let Err(also) = platform.stop().await {
+                    tracing::warn!(error = %one_line(&also), "while stopping after a failed start");
+                }
+                drop(failed);
+                return Err(e);
+            }
+        }
+        Ok(platform)
+    }
+
+    /// Waits until a component stops by itself (it failed while running) and says why, as
+    /// one line naming it. That component is then gone from the platform; [`Self::stop`]
+    /// stops the others. Never returns while every component runs.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        if self.components.is_empty() {
+            return std::future::pending().await;
+        }
+        let (outcome, i, _) =
+            futures::future::select_all(self.components.iter_mut().map(|c| &mut c.task)).await;
+        let failed = self.components.remove(i);
+        ended(failed.name, "stopped", outcome)
     }
 
     /// Stops every component front to back and waits until each has stopped (node and
@@ -222,5 +366,81 @@ impl LocalPlatform {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apiserver_accepts_exactly_the_handlers_the_container_service_runs() {
+        // The API server refuses an unknown handler at deploy; the container service runs the
+        // handler. They keep their own lists (a library dependency between the two would
+        // install the container service's counting allocator in the API server), so the
+        // platform checks that the lists agree.
+        assert_eq!(
+            faas_apiserver::Handler::names(),
+            faas_container_service::handlers::HandlerKind::NAMES
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_that_stops_while_running_is_named_and_the_rest_stop() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // Runs until told to stop, or fails at once with `fail`.
+        let component = |name, fail: Option<&'static str>| {
+            let (trigger, shutdown) = shutdown::channel();
+            let task = tokio::spawn(async move {
+                match fail {
+                    Some(why) => Err(anyhow::anyhow!("{why}")),
+                    None => {
+                        shutdown.wait().await;
+                        Ok(())
+                    }
+                }
+            });
+            Component {
+                name,
+                addr,
+                trigger,
+                task,
+            }
+        };
+        let mut platform = LocalPlatform {
+            apiserver: addr,
+            scheduler: addr,
+            resource_manager: addr,
+            components: vec![
+                component(APISERVER, None),
+                component(SCHEDULER, Some("lost its resource manager")),
+                component(RESOURCE_MANAGER, None),
+            ],
+        };
+        let err = platform.failed().await;
+        assert_eq!(
+            err.to_string(),
+            "scheduler stopped: lost its resource manager"
+        );
+        assert_eq!(platform.components.len(), 2);
+        platform.stop().await.unwrap();
+    }
+
+    #[test]
+    fn extra_flags_win_and_bad_ones_name_the_component() {
+        let config: faas_scheduler::Config = config_from(
+            SCHEDULER,
+            &strings(&["--policy", "baseline", "--policy", "czy"]),
+        )
+        .unwrap();
+        assert_eq!(config.policy, "czy");
+        let err = config_from::<faas_scheduler::Config>(SCHEDULER, &strings(&["--nope"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "scheduler: bad flags: unexpected argument '--nope' found"
+        );
     }
 }

@@ -1,12 +1,50 @@
 //! The anti-corruption layer: contest and admin messages to and from the model, gRPC codes to
 //! and from [`RemoteCode`], and the service's errors to deliberate `tonic::Status` codes.
 
+use std::error::Error as StdError;
+
 use tonic::{Code, Status};
 
 use faas_proto::{admin, apiserverproto};
 
 use crate::model::{Function, FunctionSpec, RemoteCode, RemoteError};
 use crate::service::{InvokeError, RegistryError};
+
+/// The status and every error it was made from, outermost first.
+fn source_chain(status: &Status) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+    let first: &(dyn StdError + 'static) = status;
+    std::iter::successors(Some(first), |&e| e.source())
+}
+
+/// The innermost error a status was made from, if it was made from one.
+pub fn root_cause(status: &Status) -> Option<String> {
+    source_chain(status).skip(1).last().map(|e| e.to_string())
+}
+
+/// Whether a call failed because the connection could not be made: nothing was sent, so the
+/// peer never saw the request (tonic's `ConnectError`, or a refused connection), as opposed
+/// to a connection that broke during the call.
+pub fn never_connected(status: &Status) -> bool {
+    source_chain(status).any(|e| {
+        e.is::<tonic::ConnectError>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
+/// Whether a call failed because its deadline passed: on this side (tonic's client-side
+/// `TimeoutExpired`, which tonic reports as `CANCELLED: Timeout expired`), on the server's
+/// (which answers the same without the source), or as the server's own `DEADLINE_EXCEEDED`.
+pub fn timed_out(status: &Status) -> bool {
+    match status.code() {
+        Code::DeadlineExceeded => true,
+        Code::Cancelled => {
+            status.message() == "Timeout expired"
+                || source_chain(status).any(|e| e.is::<tonic::TimeoutExpired>())
+        }
+        _ => false,
+    }
+}
 
 /// A failed gRPC call as the service sees it.
 pub fn remote_error(status: &Status) -> RemoteError {
@@ -82,7 +120,12 @@ pub fn registry_status(err: &RegistryError) -> Status {
 
 /// The status a client sees for a failed invocation.
 pub fn invoke_status(err: &InvokeError) -> Status {
-    let code = match err {
+    Status::new(invoke_code(err), err.to_string())
+}
+
+/// The code of [`invoke_status`].
+fn invoke_code(err: &InvokeError) -> Code {
+    match err {
         InvokeError::MissingFunctionName
         | InvokeError::EventTooLarge { .. }
         | InvokeError::MissingAccount
@@ -92,20 +135,25 @@ pub fn invoke_status(err: &InvokeError) -> Status {
         InvokeError::FunctionFailed { .. } => Code::Unknown,
         InvokeError::Timeout { .. } => Code::DeadlineExceeded,
         InvokeError::OutOfMemory { .. } => Code::ResourceExhausted,
-        InvokeError::NodeUnavailable { .. } | InvokeError::ContainerGone { .. } => {
-            Code::Unavailable
-        }
-        // The node refused what this server sent it: not the client's fault.
+        // A node or container that failed and was not replaced: worth a retry.
+        InvokeError::NodeUnreachable { .. }
+        | InvokeError::ContainerUnusable { .. }
+        | InvokeError::ContainerExited { .. }
+        | InvokeError::NodeBroken { .. } => Code::Unavailable,
+        InvokeError::NodeNoAnswer { .. } => Code::DeadlineExceeded,
         InvokeError::Node { code, .. } => match code {
+            // The container is in a state the node will not run it in.
+            RemoteCode::FailedPrecondition => Code::Unavailable,
+            // The node refused what this server sent it: not the client's fault.
             RemoteCode::InvalidArgument
-            | RemoteCode::FailedPrecondition
             | RemoteCode::OutOfRange
             | RemoteCode::AlreadyExists
             | RemoteCode::Unimplemented => Code::Internal,
             other => grpc_code(*other),
         },
-    };
-    Status::new(code, err.to_string())
+        // The last attempt decides.
+        InvokeError::Retried { last, .. } => invoke_code(last),
+    }
 }
 
 /// A function as the contest's `ListFunctions` shows it.
@@ -181,6 +229,12 @@ mod tests {
     #[test]
     fn invoke_errors_get_deliberate_codes() {
         let f = || "f".to_string();
+        let unreachable = || InvokeError::NodeUnreachable {
+            function: f(),
+            node: "n".into(),
+            endpoint: "e".into(),
+            message: "x".into(),
+        };
         let cases = [
             (InvokeError::MissingAccount, Code::InvalidArgument),
             (InvokeError::NotFound { name: f() }, Code::NotFound),
@@ -224,11 +278,105 @@ mod tests {
                 },
                 Code::Internal,
             ),
+            (
+                InvokeError::Node {
+                    function: f(),
+                    node: "n".into(),
+                    code: RemoteCode::FailedPrecondition,
+                    message: "x".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                InvokeError::Acquire {
+                    function: f(),
+                    code: RemoteCode::DeadlineExceeded,
+                    message: "x".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (unreachable(), Code::Unavailable),
+            (
+                InvokeError::ContainerUnusable {
+                    function: f(),
+                    container: "c".into(),
+                    node: "n".into(),
+                    reason: crate::model::Undelivered::WrongFunction,
+                    message: "x".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                InvokeError::ContainerExited {
+                    function: f(),
+                    container: "c".into(),
+                    node: "n".into(),
+                    message: "x".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                InvokeError::NodeBroken {
+                    function: f(),
+                    node: "n".into(),
+                    endpoint: "e".into(),
+                    message: "x".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                InvokeError::NodeNoAnswer {
+                    function: f(),
+                    node: "n".into(),
+                    endpoint: "e".into(),
+                    deadline_ms: 2001,
+                    message: "x".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
+                InvokeError::Retried {
+                    because: "NodeUnavailable",
+                    first: Box::new(unreachable()),
+                    last: Box::new(InvokeError::NotFound { name: f() }),
+                },
+                Code::NotFound,
+            ),
         ];
         for (err, code) in cases {
             let status = invoke_status(&err);
             assert_eq!(status.code(), code, "{err}");
             assert_eq!(status.message(), err.to_string());
         }
+    }
+
+    #[test]
+    fn deadlines_and_refused_connections_are_told_apart() {
+        use std::io::{Error, ErrorKind};
+        // As tonic makes them on the client side.
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(Error::from(
+            ErrorKind::ConnectionRefused,
+        )))));
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert!(never_connected(&refused));
+        assert!(!timed_out(&refused));
+        assert_eq!(root_cause(&refused).as_deref(), Some("connection refused"));
+        assert_eq!(root_cause(&Status::unavailable("x")), None);
+        let refused_io = Status::from_error(Box::new(Error::from(ErrorKind::ConnectionRefused)));
+        assert!(never_connected(&refused_io));
+
+        let expired = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(expired.code(), Code::Cancelled);
+        assert!(timed_out(&expired));
+        assert!(!never_connected(&expired));
+        // As a server sends its own expiry back: no source, the same message.
+        assert!(timed_out(&Status::cancelled("Timeout expired")));
+        assert!(timed_out(&Status::deadline_exceeded("too slow")));
+        assert!(!timed_out(&Status::cancelled("the client went away")));
+
+        let reset = Status::from_error(Box::new(Error::from(ErrorKind::ConnectionReset)));
+        assert!(!never_connected(&reset));
+        assert!(!timed_out(&reset));
+        assert!(!never_connected(&Status::unavailable("tcp connect error")));
     }
 }

@@ -24,6 +24,14 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// Why the first attempt was run again (the code its container went back with).
+    pub because: &'static str,
+    /// `ok` when the retry succeeded, `failed` when not.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FunctionLabels {
     pub function: String,
 }
@@ -43,6 +51,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     acquire: HistogramFamily,
     cold_starts: Family<FunctionLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
     in_flight: Gauge,
 }
 
@@ -63,6 +72,7 @@ impl Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let acquire: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let cold_starts = Family::<FunctionLabels, Counter>::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         let in_flight = Gauge::default();
         registry.register(
             "invocations",
@@ -85,6 +95,11 @@ impl Metrics {
             cold_starts.clone(),
         );
         registry.register(
+            "retries",
+            "Invocations run a second time because the first attempt never reached the function",
+            retries.clone(),
+        );
+        registry.register(
             "in_flight",
             "Invocations being served now",
             in_flight.clone(),
@@ -95,6 +110,7 @@ impl Metrics {
             latency,
             acquire,
             cold_starts,
+            retries,
             in_flight,
         }
     }
@@ -123,6 +139,16 @@ impl Metrics {
                 function: function.to_string(),
             })
             .observe(latency.as_secs_f64());
+    }
+
+    /// Records an invocation that was run a second time.
+    pub fn retried(&self, because: &'static str, ok: bool) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                because,
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
     }
 
     /// Records the acquire step of an invocation that got a container.
@@ -159,6 +185,7 @@ mod tests {
         }
         metrics.finished("hello", "ok", Duration::from_millis(3));
         metrics.acquired("hello", Duration::from_millis(1), Some(true));
+        metrics.retried("WrongFunction", true);
         let text = faas_common::metrics::render(&metrics.registry());
         assert!(text.contains("faas_apiserver_in_flight 0"), "{text}");
         assert!(
@@ -171,6 +198,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"faas_apiserver_invocation_seconds_count{function="hello"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"faas_apiserver_retries_total{because="WrongFunction",outcome="ok"} 1"#
+            ),
             "{text}"
         );
     }

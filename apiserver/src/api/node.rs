@@ -3,27 +3,31 @@
 //!
 //! The node reports a function's failure inside the stream, not as a gRPC error: the header's
 //! `error` bytes and the footer's `error` (`"Code: message"`, e.g. `"Timeout: ..."`). A gRPC
-//! error, or a stream that ends before its footer, is a failure of the node call itself.
+//! error, or a stream that ends before its footer, is a failure of the node call itself, and
+//! [`node_error`] tells what kind: never connected, refused before delivery (the node's
+//! `x-faas-error-code`), no answer in time, or broken off.
+//!
+//! The whole call, reply stream included, ends by the call's deadline: a node that stops
+//! answering (SIGSTOP, a hung host) fails its calls then instead of holding them.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
+use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
     FunctionMeta, InvokeFunctionRequest, node_service_client::NodeServiceClient,
 };
+use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::api::convert::remote_error;
-use crate::model::{Execution, Failure, Placement, RemoteCode, RemoteError};
+use crate::api::convert::{never_connected, remote_code, remote_error, root_cause, timed_out};
+use crate::model::{
+    Execution, Failure, NodeError, NodeErrorKind, Placement, RemoteCode, Undelivered,
+};
 use crate::service::NodePort;
 use crate::service::invoke::{CODE_FUNCTION_ERROR, NodeCall};
 
-/// Time the node call may take beyond the function's own timeout (the node and the container
-/// service need a moment to notice the timeout and answer).
-pub const NODE_DEADLINE_GRACE: Duration = Duration::from_secs(10);
-/// The largest single message accepted from a node.
-pub const MAX_NODE_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// The largest function response collected; a larger one fails the invocation.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// The failure code of a response over [`MAX_RESPONSE_BYTES`].
@@ -40,7 +44,7 @@ impl GrpcNodes {
         GrpcNodes::default()
     }
 
-    fn channel(&self, endpoint: &str) -> Result<Channel, RemoteError> {
+    fn channel(&self, endpoint: &str) -> Result<Channel, NodeError> {
         if let Some(channel) = self
             .channels
             .read()
@@ -56,11 +60,44 @@ impl GrpcNodes {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
-        let channel = faas_common::serve::connect_lazy(endpoint)
-            .map_err(|e| RemoteError::new(RemoteCode::Unavailable, e.to_string()))?;
+        let channel = faas_common::serve::connect_lazy(endpoint).map_err(|e| {
+            NodeError::new(
+                NodeErrorKind::NotConnected,
+                RemoteCode::Unavailable,
+                e.to_string(),
+            )
+        })?;
         channels.insert(endpoint.to_string(), channel.clone());
         Ok(channel)
     }
+}
+
+/// What a failed node call means for the invocation.
+pub fn node_error(status: &Status) -> NodeError {
+    let error = remote_error(status);
+    let refused = status
+        .metadata()
+        .get(meta::ERROR_CODE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Undelivered::from_code);
+    let mut message = error.message;
+    let kind = if never_connected(status) {
+        // tonic says "tcp connect error"; the cause ("Connection refused") is deeper.
+        if let Some(cause) = root_cause(status) {
+            message = format!("{message}: {cause}");
+        }
+        NodeErrorKind::NotConnected
+    } else if let Some(reason) = refused {
+        NodeErrorKind::Refused(reason)
+    } else if status.code() == tonic::Code::NotFound {
+        // A node that names no code: NOT_FOUND is about the container, before delivery.
+        NodeErrorKind::Refused(Undelivered::ContainerNotFound)
+    } else if timed_out(status) {
+        NodeErrorKind::NoAnswer
+    } else {
+        NodeErrorKind::Broken
+    };
+    NodeError::new(kind, remote_code(status.code()), message)
 }
 
 /// Splits a node error text `"Code: message"`; text without a code is a function error.
@@ -103,30 +140,34 @@ fn failure(exception: &str, text: Option<String>) -> Option<Failure> {
     }
 }
 
-impl NodePort for GrpcNodes {
-    async fn invoke(
+impl GrpcNodes {
+    /// The call itself, without its deadline.
+    async fn call(
         &self,
         placement: &Placement,
-        call: NodeCall,
-    ) -> Result<Execution, RemoteError> {
+        call: NodeCall<'_>,
+    ) -> Result<Execution, NodeError> {
         if placement.node_address.is_empty() || !(1..=65535).contains(&placement.node_port) {
-            return Err(RemoteError::new(
+            return Err(NodeError::new(
+                NodeErrorKind::NotConnected,
                 RemoteCode::Unavailable,
                 format!(
                     "the scheduler gave an unusable node address {:?} port {}",
-                    placement.node_address, placement.node_port
+                    faas_common::text::clip(&placement.node_address),
+                    placement.node_port
                 ),
             ));
         }
         let endpoint = placement.node_endpoint();
         let channel = self.channel(&endpoint)?;
-        let mut client =
-            NodeServiceClient::new(channel).max_decoding_message_size(MAX_NODE_MESSAGE_BYTES);
-        let function = &call.function;
+        let mut client = NodeServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let function = call.function;
         let mut request = tonic::Request::new(InvokeFunctionRequest {
-            request_id: call.request_id,
+            request_id: call.request_id.to_string(),
             container_id: placement.container_id.clone(),
-            event: call.event,
+            event: call.event.to_vec(),
             function_meta: Some(FunctionMeta {
                 function_name: function.name.clone(),
                 handler: function.handler.as_str().to_string(),
@@ -134,20 +175,19 @@ impl NodePort for GrpcNodes {
                 memory_in_bytes: function.memory_bytes,
             }),
         });
-        let timeout_ms = u64::try_from(function.timeout_ms).unwrap_or(0);
-        request.set_timeout(Duration::from_millis(timeout_ms) + NODE_DEADLINE_GRACE);
+        request.set_timeout(call.deadline);
 
         let mut stream = client
             .invoke_function(request)
             .await
-            .map_err(|s| remote_error(&s))?
+            .map_err(|s| node_error(&s))?
             .into_inner();
         let mut execution = Execution::default();
         let mut header_error: Option<String> = None;
         let mut footer_error: Option<String> = None;
         let mut footer_exception = String::new();
         let mut footer_seen = false;
-        while let Some(reply) = stream.message().await.map_err(|s| remote_error(&s))? {
+        while let Some(reply) = stream.message().await.map_err(|s| node_error(&s))? {
             if let Some(header) = reply.header {
                 if !header.error.is_empty() {
                     header_error = Some(String::from_utf8_lossy(&header.error).into_owned());
@@ -183,13 +223,33 @@ impl NodePort for GrpcNodes {
             }
         }
         if !footer_seen {
-            return Err(RemoteError::new(
+            return Err(NodeError::new(
+                NodeErrorKind::Broken,
                 RemoteCode::Unavailable,
                 "the node's reply stream ended before its footer",
             ));
         }
         execution.failure = failure(&footer_exception, footer_error.or(header_error));
         Ok(execution)
+    }
+}
+
+impl NodePort for GrpcNodes {
+    async fn invoke(
+        &self,
+        placement: &Placement,
+        call: NodeCall<'_>,
+    ) -> Result<Execution, NodeError> {
+        // The grpc-timeout header only bounds the wait for the reply's headers: the stream
+        // after them needs a deadline of its own.
+        match tokio::time::timeout(call.deadline, self.call(placement, call)).await {
+            Ok(result) => result,
+            Err(_) => Err(NodeError::new(
+                NodeErrorKind::NoAnswer,
+                RemoteCode::DeadlineExceeded,
+                format!("no complete answer within {} ms", call.deadline.as_millis()),
+            )),
+        }
     }
 }
 
@@ -245,5 +305,72 @@ mod tests {
                 .code,
             "ContainerExited"
         );
+    }
+
+    #[test]
+    fn node_errors_say_whether_the_event_can_have_reached_the_function() {
+        use std::io::{Error, ErrorKind};
+        use tonic::metadata::MetadataMap;
+        let with_code = |status: Status, code: &'static str| {
+            let mut map = MetadataMap::new();
+            map.insert(meta::ERROR_CODE, code.parse().unwrap());
+            Status::with_metadata(status.code(), status.message(), map)
+        };
+        let cases = [
+            (
+                Status::from_error(Box::new(tonic::ConnectError(Box::new(Error::from(
+                    ErrorKind::ConnectionRefused,
+                ))))),
+                NodeErrorKind::NotConnected,
+            ),
+            (
+                with_code(Status::not_found("no container c"), "ContainerNotFound"),
+                NodeErrorKind::Refused(Undelivered::ContainerNotFound),
+            ),
+            (
+                Status::not_found("no container c"),
+                NodeErrorKind::Refused(Undelivered::ContainerNotFound),
+            ),
+            (
+                with_code(Status::failed_precondition("dead"), "ContainerDead"),
+                NodeErrorKind::Refused(Undelivered::ContainerDead),
+            ),
+            (
+                with_code(Status::unavailable("refused"), "ContainerUnreachable"),
+                NodeErrorKind::Refused(Undelivered::ContainerUnreachable),
+            ),
+            (
+                with_code(Status::failed_precondition("other"), "WrongFunction"),
+                NodeErrorKind::Refused(Undelivered::WrongFunction),
+            ),
+            // A code the node may not use before delivery is not trusted.
+            (
+                with_code(Status::unavailable("gone"), "ContainerExited"),
+                NodeErrorKind::Broken,
+            ),
+            (
+                Status::from_error(Box::new(tonic::TimeoutExpired(()))),
+                NodeErrorKind::NoAnswer,
+            ),
+            (
+                Status::cancelled("Timeout expired"),
+                NodeErrorKind::NoAnswer,
+            ),
+            (Status::deadline_exceeded("late"), NodeErrorKind::NoAnswer),
+            (
+                Status::from_error(Box::new(Error::from(ErrorKind::ConnectionReset))),
+                NodeErrorKind::Broken,
+            ),
+            (
+                Status::unavailable("h2 protocol error"),
+                NodeErrorKind::Broken,
+            ),
+            (Status::internal("oops"), NodeErrorKind::Broken),
+        ];
+        for (status, kind) in cases {
+            let err = node_error(&status);
+            assert_eq!(err.kind, kind, "{status:?}");
+            assert_eq!(err.code, remote_code(status.code()), "{status:?}");
+        }
     }
 }

@@ -9,33 +9,47 @@ use faas_proto::schedulerproto::{
 };
 use tonic::transport::Channel;
 
-use crate::api::convert::remote_error;
+use crate::api::convert::{remote_error, timed_out};
 use crate::model::{AcquireRequest, Placement, RemoteCode, RemoteError, ReturnRequest};
 use crate::service::SchedulerPort;
-
-/// The deadline of each call to the scheduler (the contest's clients used about 30 s).
-pub const SCHEDULER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The scheduler at one endpoint.
 #[derive(Clone, Debug)]
 pub struct GrpcScheduler {
     client: SchedulerClient<Channel>,
     endpoint: String,
+    /// The longest any call may take (an acquire also ends by the caller's deadline).
+    deadline: Duration,
 }
 
 impl GrpcScheduler {
-    /// A client of the scheduler at `endpoint` (`host:port`); connects on first use.
-    pub fn connect_lazy(endpoint: &str) -> Result<GrpcScheduler, faas_common::serve::ServeError> {
+    /// A client of the scheduler at `endpoint` (`host:port`) whose calls end within
+    /// `deadline`; connects on first use.
+    pub fn connect_lazy(
+        endpoint: &str,
+        deadline: Duration,
+    ) -> Result<GrpcScheduler, faas_common::serve::ServeError> {
         let channel = faas_common::serve::connect_lazy(endpoint)?;
         Ok(GrpcScheduler {
             client: SchedulerClient::new(channel),
             endpoint: endpoint.to_string(),
+            deadline,
         })
     }
 
-    fn error(&self, status: &tonic::Status) -> RemoteError {
+    /// A failed call as the service sees it; `deadline` is the one the call had.
+    fn error(&self, status: &tonic::Status, deadline: Duration) -> RemoteError {
         let mut err = remote_error(status);
-        if err.code == RemoteCode::Unavailable {
+        if timed_out(status) {
+            // tonic reports its own deadline as CANCELLED "Timeout expired".
+            err.code = RemoteCode::DeadlineExceeded;
+            err.message = format!(
+                "the scheduler at {} gave no answer within {} ms ({})",
+                self.endpoint,
+                deadline.as_millis(),
+                err.message
+            );
+        } else if err.code == RemoteCode::Unavailable {
             err.message = format!(
                 "the scheduler at {} is unavailable: {}",
                 self.endpoint, err.message
@@ -46,7 +60,12 @@ impl GrpcScheduler {
 }
 
 impl SchedulerPort for GrpcScheduler {
-    async fn acquire(&self, req: AcquireRequest) -> Result<Placement, RemoteError> {
+    async fn acquire(
+        &self,
+        req: AcquireRequest,
+        within: Option<Duration>,
+    ) -> Result<Placement, RemoteError> {
+        let deadline = within.map_or(self.deadline, |w| w.min(self.deadline));
         let mut request = tonic::Request::new(AcquireContainerRequest {
             request_id: req.request_id,
             account_id: req.account_id,
@@ -57,13 +76,13 @@ impl SchedulerPort for GrpcScheduler {
                 handler: req.handler,
             }),
         });
-        request.set_timeout(SCHEDULER_DEADLINE);
+        request.set_timeout(deadline);
         let response = self
             .client
             .clone()
             .acquire_container(request)
             .await
-            .map_err(|s| self.error(&s))?;
+            .map_err(|s| self.error(&s, deadline))?;
         let cold_start = response
             .metadata()
             .get(meta::COLD_START)
@@ -92,12 +111,12 @@ impl SchedulerPort for GrpcScheduler {
             error_code: req.error_code,
             error_message: req.error_message,
         });
-        request.set_timeout(SCHEDULER_DEADLINE);
+        request.set_timeout(self.deadline);
         self.client
             .clone()
             .return_container(request)
             .await
             .map(|_| ())
-            .map_err(|s| self.error(&s))
+            .map_err(|s| self.error(&s, self.deadline))
     }
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_common::shutdown::Shutdown;
+use faas_common::text::clip;
 use faas_proto::admin::{
     self,
     admin_server::{Admin, AdminServer},
@@ -25,12 +27,13 @@ use tracing::Instrument;
 
 use crate::api::clock::SystemClock;
 use crate::api::convert::{
-    admin_record, contest_function, invoke_status, registry_status, spec_from_admin,
+    admin_record, contest_function, invoke_status, registry_status,
+    spec_from_admin,
 };
 use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
 use crate::api::node::GrpcNodes;
 use crate::api::scheduler::GrpcScheduler;
-use crate::service::{InvokeRequest, Invoked, Invoker, Registry};
+use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
 use crate::{Config, Error};
 
 /// The invoker with the live gRPC ports.
@@ -80,6 +83,7 @@ impl ApiServerService {
         metrics: Arc<Metrics>,
         req: InvokeFunctionRequest,
         request_id: String,
+        deadline: Option<Duration>,
         started: Instant,
     ) -> Result<Response<InvokeFunctionReply>, Status> {
         let _in_flight = metrics.start();
@@ -90,9 +94,18 @@ impl ApiServerService {
                 account_id: req.account_id,
                 function_name: req.function_name,
                 event: req.event,
+                deadline,
             })
             .await;
         let latency = started.elapsed();
+        match &result {
+            Ok(Invoked {
+                retried_after: Some(because),
+                ..
+            })
+            | Err(InvokeError::Retried { because, .. }) => metrics.retried(because, result.is_ok()),
+            _ => {}
+        }
         match result {
             Ok(mut done) => {
                 metrics.finished(&function_name, "ok", latency);
@@ -144,12 +157,13 @@ impl ApiServer for ApiServerService {
         request: Request<InvokeFunctionRequest>,
     ) -> Result<Response<InvokeFunctionReply>, Status> {
         let started = Instant::now();
+        let deadline = faas_common::serve::client_timeout(request.metadata());
         let req = request.into_inner();
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
             "invoke",
             request_id = %request_id,
-            function = %req.function_name
+            function = %clip(&req.function_name)
         );
         let task = tokio::spawn(
             Self::invoke(
@@ -157,6 +171,7 @@ impl ApiServer for ApiServerService {
                 self.metrics.clone(),
                 req,
                 request_id,
+                deadline,
                 started,
             )
             .instrument(span),
@@ -280,15 +295,19 @@ impl App {
         let (specs, origin) = config.load_functions()?;
         let registry = Registry::with_functions(specs, faas_common::clock::now_ms())?;
         tracing::info!(functions = registry.len(), from = %origin, "functions loaded");
-        let scheduler =
-            GrpcScheduler::connect_lazy(&config.scheduler).map_err(Error::SchedulerEndpoint)?;
+        let scheduler = GrpcScheduler::connect_lazy(
+            &config.scheduler,
+            Duration::from_millis(config.scheduler_timeout_ms),
+        )
+        .map_err(Error::SchedulerEndpoint)?;
         let invoker = Invoker::new(
             Arc::new(registry),
             scheduler,
             GrpcNodes::new(),
             SystemClock::new(),
             config.max_event_bytes,
-        );
+        )
+        .with_node_grace(Duration::from_millis(config.node_call_grace_ms));
         Ok(App {
             config,
             invoker: Arc::new(invoker),
@@ -323,17 +342,23 @@ impl App {
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
 
+        // Requests: at least the platform's message limit, and room for the largest event
+        // plus its other fields. Replies are not limited: a function's body and the function
+        // lists (a long description each, thousands of functions) are as large as they are.
         let max_request = self
             .config
             .max_event_bytes
-            .saturating_add(REQUEST_OVERHEAD_BYTES);
+            .saturating_add(REQUEST_OVERHEAD_BYTES)
+            .max(MAX_MESSAGE_BYTES);
         let api = ApiServerServer::new(ApiServerService::new(
             self.invoker.clone(),
             self.metrics.clone(),
         ))
         .max_decoding_message_size(max_request)
         .max_encoding_message_size(usize::MAX);
-        let admin = AdminServer::new(AdminService::new(self.invoker.registry().clone()));
+        let admin = AdminServer::new(AdminService::new(self.invoker.registry().clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(usize::MAX);
 
         tonic::transport::Server::builder()
             .add_service(health_service)

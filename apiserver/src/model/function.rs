@@ -42,6 +42,11 @@ impl Handler {
         Handler::Spin,
     ];
 
+    /// Every handler's name, in the order they are documented.
+    pub fn names() -> [&'static str; 6] {
+        Handler::ALL.map(Handler::as_str)
+    }
+
     /// The handler's name on the wire and in files.
     pub fn as_str(self) -> &'static str {
         match self {

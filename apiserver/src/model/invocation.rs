@@ -3,6 +3,8 @@
 //!
 //! [`RemoteError`] carries a failure of a call to another component with its gRPC code kept
 //! as plain data ([`RemoteCode`]), so the business layer can pass it on without knowing tonic.
+//! [`NodeError`] adds what the API server could tell about a failed node call: whether the
+//! event can have reached the function ([`NodeErrorKind`]).
 
 use std::fmt;
 
@@ -114,6 +116,96 @@ impl fmt::Display for RemoteError {
     }
 }
 
+/// Why a node refused a call before its event reached the function, as the node names it in
+/// the `x-faas-error-code` metadata (`faas_proto::meta::ERROR_CODE`). The container is
+/// unusable, and the call is safe to run again on another one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Undelivered {
+    /// The node has no such container (forgotten, removed).
+    ContainerNotFound,
+    /// The node already knew the container was dead.
+    ContainerDead,
+    /// The node could not connect to the container (its process is gone).
+    ContainerUnreachable,
+    /// The container runs another function or another definition of it.
+    WrongFunction,
+}
+
+impl Undelivered {
+    /// Every reason, in the order of the contract's table.
+    pub const ALL: [Undelivered; 4] = [
+        Undelivered::ContainerNotFound,
+        Undelivered::ContainerDead,
+        Undelivered::ContainerUnreachable,
+        Undelivered::WrongFunction,
+    ];
+
+    /// The code on the wire (the node's metadata value, and the code the container goes back
+    /// to the scheduler with).
+    pub fn code(self) -> &'static str {
+        match self {
+            Undelivered::ContainerNotFound => "ContainerNotFound",
+            Undelivered::ContainerDead => "ContainerDead",
+            Undelivered::ContainerUnreachable => "ContainerUnreachable",
+            Undelivered::WrongFunction => "WrongFunction",
+        }
+    }
+
+    /// The reason a code names, if it is one of them.
+    pub fn from_code(code: &str) -> Option<Undelivered> {
+        Undelivered::ALL.into_iter().find(|u| u.code() == code)
+    }
+
+    /// What it means, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Undelivered::ContainerNotFound => "the node does not have the container",
+            Undelivered::ContainerDead => "the container is dead",
+            Undelivered::ContainerUnreachable => "the node cannot reach the container",
+            Undelivered::WrongFunction => "the container runs another definition of the function",
+        }
+    }
+}
+
+/// How a call to a node failed, as far as the API server can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeErrorKind {
+    /// Nothing reached the node: the connection was refused, or the node's address is
+    /// unusable. The event never reached a function.
+    NotConnected,
+    /// The node refused the call before the event reached the function.
+    Refused(Undelivered),
+    /// No answer within the call's deadline: the function may have run.
+    NoAnswer,
+    /// Anything else (the connection broke mid-call, the reply ended early, an unexpected
+    /// status): the function may have run.
+    Broken,
+}
+
+/// A failed call to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeError {
+    pub kind: NodeErrorKind,
+    pub code: RemoteCode,
+    pub message: String,
+}
+
+impl NodeError {
+    pub fn new(kind: NodeErrorKind, code: RemoteCode, message: impl Into<String>) -> NodeError {
+        NodeError {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} ({:?}): {}", self.code, self.kind, self.message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +224,14 @@ mod tests {
         assert_eq!(p.node_endpoint(), "[::1]:5000");
         p.node_address = "node-3".into();
         assert_eq!(p.node_endpoint(), "node-3:5000");
+    }
+
+    #[test]
+    fn undelivered_codes_round_trip() {
+        for u in Undelivered::ALL {
+            assert_eq!(Undelivered::from_code(u.code()), Some(u));
+        }
+        assert_eq!(Undelivered::from_code("ContainerExited"), None);
+        assert_eq!(Undelivered::from_code(""), None);
     }
 }

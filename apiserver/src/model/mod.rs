@@ -13,5 +13,6 @@ pub use function::{
     MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
 };
 pub use invocation::{
-    AcquireRequest, Execution, Failure, Placement, RemoteCode, RemoteError, ReturnRequest,
+    AcquireRequest, Execution, Failure, NodeError, NodeErrorKind, Placement, RemoteCode,
+    RemoteError, ReturnRequest, Undelivered,
 };

@@ -3,8 +3,9 @@
 //! - [`registry`]: deploy, get, list and delete functions, with the validation rules.
 //! - [`file`]: the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
 //! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
-//!   scheduler, run the function on the node, always give the container back. It talks to
-//!   the scheduler, the nodes and the clock only through the ports it declares.
+//!   scheduler, run the function on the node, always give the container back, and run it
+//!   once more on another container when its event provably never reached the function.
+//!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
 
 pub mod file;
 pub mod invoke;
@@ -12,6 +13,7 @@ pub mod registry;
 
 pub use file::{DEFAULT_FUNCTIONS_TOML, parse_functions_toml};
 pub use invoke::{
-    Clock, InvokeError, InvokeRequest, Invoked, Invoker, NodeCall, NodePort, SchedulerPort,
+    Clock, InvokeError, InvokeRequest, Invoked, Invoker, MAY_HAVE_RUN, NodeCall, NodePort,
+    SchedulerPort,
 };
 pub use registry::{Deployed, Registry, RegistryError, validate_spec};

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use faas_common::text::clip;
+
 use crate::model::{
     Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,
     MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
@@ -15,15 +17,22 @@ pub enum RegistryError {
     #[error("function name cannot be empty")]
     EmptyName,
     #[error(
-        "function name {name:?} is {chars} characters long, over the limit of {MAX_NAME_CHARS}"
+        "function name {:?} is {chars} characters long, over the limit of {MAX_NAME_CHARS}",
+        clip(name)
     )]
     NameTooLong { name: String, chars: usize },
-    #[error("function name {name:?} contains {bad:?}: use only letters, digits, '_' and '-'")]
+    #[error(
+        "function name {:?} contains {bad:?}: use only letters, digits, '_' and '-'",
+        clip(name)
+    )]
     NameCharacter { name: String, bad: char },
-    #[error("function {name:?}: {field} is missing")]
+    #[error("function {:?}: {field} is missing", clip(name))]
     MissingField { name: String, field: &'static str },
     #[error(
-        "function {name:?}: handler {handler:?} is not a built-in handler (one of hello, echo, sleep, cpu, memory, spin)"
+        "function {:?}: handler {:?} is not a built-in handler (one of {})",
+        clip(name),
+        clip(handler),
+        Handler::names().join(", ")
     )]
     UnknownHandler { name: String, handler: String },
     #[error(
@@ -34,7 +43,7 @@ pub enum RegistryError {
         "function {name:?}: timeout of {timeout_ms} ms is out of range: give {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS} ms"
     )]
     TimeoutOutOfRange { name: String, timeout_ms: i64 },
-    #[error("function {name} not found")]
+    #[error("function {} not found", clip(name))]
     NotFound { name: String },
     #[error("{origin}: not a valid functions file: {message}")]
     Malformed { origin: String, message: String },
@@ -283,6 +292,47 @@ mod tests {
             s.timeout_ms = timeout;
             assert_eq!(validate_spec(&s).is_ok(), ok, "timeout {timeout}");
         }
+    }
+
+    #[test]
+    fn absurd_input_is_refused_and_never_echoed_whole() {
+        let huge = "x".repeat(1 << 20);
+        let mut cases = vec![
+            spec(&huge),
+            spec(&format!("{huge} with a space")),
+            spec(&"é".repeat(300)),
+        ];
+        let mut s = spec("f");
+        s.handler = huge.clone();
+        cases.push(s);
+        for memory_bytes in [0, -1, i64::MIN, 1_000_000_000_000_000_000, i64::MAX] {
+            let mut s = spec("f");
+            s.memory_bytes = memory_bytes;
+            cases.push(s);
+        }
+        for timeout_ms in [-1, i64::MIN, 24 * 3_600_000 + 1, i64::MAX] {
+            let mut s = spec("f");
+            s.timeout_ms = timeout_ms;
+            cases.push(s);
+        }
+        for s in cases {
+            let err = validate_spec(&s).unwrap_err();
+            let message = err.to_string();
+            assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        }
+        let mut s = spec("f");
+        s.handler = huge;
+        let message = validate_spec(&s).unwrap_err().to_string();
+        assert!(message.contains("(1048576 bytes)"), "{message}");
+        assert!(
+            message.ends_with("(one of hello, echo, sleep, cpu, memory, spin)"),
+            "{message}"
+        );
+        let message = Registry::new()
+            .get(&"y".repeat(1 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 200, "{message}");
     }
 
     #[test]
