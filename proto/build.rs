@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "apiserver.proto",
         "container.proto",
         "admin.proto",
+        "scheduler_admin.proto",
     ]
     .iter()
     .map(|f| dir.join(f))

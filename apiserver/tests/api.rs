@@ -19,6 +19,8 @@ use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
     scheduler_server::{Scheduler, SchedulerServer},
 };
+use faas_proto::scheduler_admin::scheduler_admin_server::{SchedulerAdmin, SchedulerAdminServer};
+use faas_proto::scheduler_admin::{RetireFunctionReply, RetireFunctionRequest};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -30,6 +32,7 @@ enum Call {
     Acquire(AcquireContainerRequest),
     Invoke(node::InvokeFunctionRequest),
     Return(ReturnContainerRequest),
+    Retire(String),
 }
 
 type Log = Arc<Mutex<Vec<Call>>>;
@@ -43,6 +46,23 @@ struct FakeScheduler {
     hang: bool,
     /// The `grpc-timeout` of each acquire.
     timeouts: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+/// The scheduler's platform API: records which functions the API server retires.
+struct FakeSchedulerAdmin {
+    log: Log,
+}
+
+#[tonic::async_trait]
+impl SchedulerAdmin for FakeSchedulerAdmin {
+    async fn retire_function(
+        &self,
+        request: Request<RetireFunctionRequest>,
+    ) -> Result<Response<RetireFunctionReply>, Status> {
+        let name = request.into_inner().function_name;
+        self.log.lock().unwrap().push(Call::Retire(name));
+        Ok(Response::new(RetireFunctionReply {}))
+    }
 }
 
 #[tonic::async_trait]
@@ -376,10 +396,12 @@ async fn start(setup: Setup) -> Platform {
         hang: setup.hang_acquire,
         timeouts: Arc::clone(&acquire_timeouts),
     });
+    let scheduler_admin = SchedulerAdminServer::new(FakeSchedulerAdmin { log: log.clone() });
     let stop = shutdown.clone().wait();
     tasks.push(tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(scheduler)
+            .add_service(scheduler_admin)
             .serve_with_incoming_shutdown(faas_common::serve::incoming(scheduler_listener), stop)
             .await
             .unwrap();
@@ -542,6 +564,7 @@ async fn a_refused_connection_is_retried_once_on_another_container() {
             Call::Acquire(a) => format!("acquire {}", a.request_id),
             Call::Invoke(i) => format!("invoke {} on {}", i.request_id, i.container_id),
             Call::Return(r) => format!("return {} {}", r.container_id, r.error_code),
+            Call::Retire(name) => format!("retire {name}"),
         })
         .collect();
     let id = &reply.request_id;
@@ -938,6 +961,16 @@ async fn admin_deploy_list_redeploy_delete() {
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "function greeter not found");
     assert_eq!(p.acquires(), 1);
+    // The scheduler is told, so the function's containers drain.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !p
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Retire(name) if name == "greeter"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no RetireFunction");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let status = p
         .admin

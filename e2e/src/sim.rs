@@ -1039,6 +1039,7 @@ fn event_label(e: &Event) -> &'static str {
         Event::NodeReleased { .. } => "NodeReleased",
         Event::Stats(_) => "Stats",
         Event::NodeUnreachable { .. } => "NodeUnreachable",
+        Event::RetireFunction { .. } => "RetireFunction",
         Event::Tick => "Tick",
     }
 }

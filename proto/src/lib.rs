@@ -42,6 +42,11 @@ pub mod admin {
     tonic::include_proto!("faas.admin.v1");
 }
 
+/// `faas.scheduler.v1`: the scheduler's platform API (retire a deleted function).
+pub mod scheduler_admin {
+    tonic::include_proto!("faas.scheduler.v1");
+}
+
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
     /// Set by the scheduler on an `AcquireContainer` reply: `"true"` when a container was

@@ -19,11 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faas_common::shutdown::Shutdown;
+use faas_proto::scheduler_admin::scheduler_admin_server::SchedulerAdminServer;
 use faas_proto::schedulerproto::scheduler_server::SchedulerServer;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::api::{GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerApi};
+use crate::api::{
+    GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi,
+};
 use crate::core::{PolicyOptions, UnknownPolicy, policy_by_name};
 use crate::service::{Scheduler, ServiceOptions};
 
@@ -173,6 +176,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(SchedulerServer::new(api))
+        .add_service(SchedulerAdminServer::new(SchedulerAdminApi::new(
+            service.clone(),
+        )))
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
         .await;
     service.shutdown();

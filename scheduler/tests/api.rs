@@ -23,6 +23,8 @@ use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
 };
+use faas_proto::scheduler_admin::RetireFunctionRequest;
+use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use tokio::net::TcpListener;
 use tonic::{Code, Request, Response, Status};
 
@@ -30,6 +32,7 @@ use tonic::{Code, Request, Response, Status};
 struct Calls {
     reserves: AtomicU32,
     creates: AtomicU32,
+    removes: AtomicU32,
     hang_creates: AtomicBool,
     create_hanging: tokio::sync::Notify,
     accounts: std::sync::Mutex<Vec<String>>,
@@ -114,6 +117,7 @@ impl NodeService for FakeNode {
         &self,
         _r: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerReply>, Status> {
+        self.calls.removes.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(RemoveContainerReply {}))
     }
 
@@ -136,6 +140,7 @@ impl NodeService for FakeNode {
 
 struct Platform {
     client: SchedulerClient<tonic::transport::Channel>,
+    admin: SchedulerAdminClient<tonic::transport::Channel>,
     calls: Arc<Calls>,
     node_port: u16,
     trigger: faas_common::shutdown::Trigger,
@@ -181,6 +186,7 @@ async fn start() -> Platform {
         .await
         .unwrap();
     Platform {
+        admin: SchedulerAdminClient::new(channel.clone()),
         client: SchedulerClient::new(channel),
         calls,
         node_port,
@@ -311,5 +317,54 @@ async fn shutdown_answers_waiting_acquires_with_unavailable() {
         (s.code(), s.message()),
         (Code::Unavailable, "scheduler is shutting down")
     );
+    p.scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_retired_function_drains_and_its_next_call_is_cold() {
+    let mut p = start().await;
+    let first = p
+        .client
+        .acquire_container(acquire("r1"))
+        .await
+        .unwrap()
+        .into_inner();
+    p.client
+        .return_container(give_back("r1", &first.container_id))
+        .await
+        .unwrap();
+    p.admin
+        .retire_function(RetireFunctionRequest {
+            function_name: "hello".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.calls.removes.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no RemoveContainer");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = p.client.acquire_container(acquire("r2")).await.unwrap();
+    assert_eq!(cold(&reply), "true");
+    assert_ne!(reply.into_inner().container_id, first.container_id);
+    // Unknown functions are fine; empty or oversized names are not.
+    p.admin
+        .retire_function(RetireFunctionRequest {
+            function_name: "never-called".into(),
+        })
+        .await
+        .unwrap();
+    for name in [String::new(), "x".repeat(100_000)] {
+        let s = p
+            .admin
+            .retire_function(RetireFunctionRequest {
+                function_name: name,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().len() < 200, "{}", s.message());
+    }
+    p.trigger.trigger();
     p.scheduler.await.unwrap().unwrap();
 }

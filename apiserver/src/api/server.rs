@@ -20,7 +20,10 @@ use faas_proto::apiserverproto::{
     api_server_server::{ApiServer, ApiServerServer},
 };
 use faas_proto::meta;
+use faas_proto::scheduler_admin::RetireFunctionRequest;
+use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -202,11 +205,44 @@ impl ApiServer for ApiServerService {
 #[derive(Clone, Debug)]
 pub struct AdminService {
     registry: Arc<Registry>,
+    scheduler: Option<SchedulerAdminClient<Channel>>,
 }
+
+/// How long the scheduler is given to take note of a deleted function.
+const RETIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl AdminService {
     pub fn new(registry: Arc<Registry>) -> AdminService {
-        AdminService { registry }
+        AdminService {
+            registry,
+            scheduler: None,
+        }
+    }
+
+    /// The same service, telling the scheduler (`faas.scheduler.v1`) of deleted functions so
+    /// their containers drain.
+    pub fn with_scheduler(mut self, channel: Channel) -> AdminService {
+        self.scheduler = Some(SchedulerAdminClient::new(channel));
+        self
+    }
+
+    /// Tells the scheduler that `name` was deleted, in the background: the delete is done
+    /// whatever it answers (a scheduler that does not hear of it keeps the containers until
+    /// its keep-alive removes them).
+    fn retire(&self, name: &str) {
+        let Some(mut client) = self.scheduler.clone() else {
+            return;
+        };
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let mut request = Request::new(RetireFunctionRequest {
+                function_name: name.clone(),
+            });
+            request.set_timeout(RETIRE_TIMEOUT);
+            if let Err(e) = client.retire_function(request).await {
+                tracing::warn!(function = %name, code = ?e.code(), error = %e.message(), "the scheduler was not told of the deleted function; its containers stay until their keep-alive ends");
+            }
+        });
     }
 }
 
@@ -276,6 +312,7 @@ impl Admin for AdminService {
             .delete(&request.into_inner().name)
             .map_err(|e| registry_status(&e))?;
         tracing::info!(function = %f.name, revision = f.revision, "function deleted");
+        self.retire(&f.name);
         Ok(Response::new(admin::DeleteFunctionReply {}))
     }
 }
@@ -356,7 +393,11 @@ impl App {
         ))
         .max_decoding_message_size(max_request)
         .max_encoding_message_size(usize::MAX);
-        let admin = AdminServer::new(AdminService::new(self.invoker.registry().clone()))
+        let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
+            .map_err(Error::SchedulerEndpoint)?;
+        let admin = AdminServer::new(
+            AdminService::new(self.invoker.registry().clone()).with_scheduler(scheduler),
+        )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(usize::MAX);
 

@@ -112,6 +112,12 @@ pub enum Event {
         /// What failed.
         message: String,
     },
+    /// The function was deleted (`faas.scheduler.v1.SchedulerAdmin/RetireFunction`): its
+    /// containers are retired as for a changed definition (see [`State::retire_function`]).
+    RetireFunction {
+        /// The function's name.
+        function: Text,
+    },
     /// Time passed (deadlines, periodic policy work).
     Tick,
 }
@@ -222,7 +228,8 @@ pub enum HealthNote {
         /// How long it was held, ms.
         held_ms: Millis,
     },
-    /// A function's definition changed: its containers of the old definition are retired.
+    /// A function's definition changed or the function was deleted: its containers of the
+    /// old definition are retired.
     DefinitionChanged {
         /// The function.
         function: Text,
@@ -284,7 +291,7 @@ impl fmt::Display for HealthNote {
                 draining,
             } => write!(
                 f,
-                "function {function} changed: {removed} idle containers of the old definition removed, {draining} draining"
+                "function {function} changed or was deleted: {removed} idle containers of the old definition removed, {draining} draining"
             ),
         }
     }

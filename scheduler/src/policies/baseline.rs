@@ -166,6 +166,9 @@ impl Policy for Baseline {
                     self.state.reject(request_id, error, out);
                 }
             }
+            Event::RetireFunction { function } => {
+                let _ = self.state.retire_function(&function, out);
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }

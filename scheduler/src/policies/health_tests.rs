@@ -324,3 +324,30 @@ fn a_call_that_could_not_reach_a_node_is_not_sent_there_again() {
         }
     }
 }
+
+#[test]
+fn a_deleted_function_is_drained() {
+    for name in POLICY_NAMES {
+        let mut s = sim(name);
+        let f = spec("f", 512);
+        s.acquire("r1", &f);
+        let c1 = s.grant("r1").container_id;
+        s.now = 100;
+        s.send(Event::RetireFunction {
+            function: "f".into(),
+        });
+        assert!(!s.removed.contains(&c1.to_string()), "{name}: a busy one drains");
+        s.now = 200;
+        s.ret("r1", 10, 4);
+        assert!(s.removed.contains(&c1.to_string()), "{name}: removed after its call");
+        // Nothing of it comes back by itself (no pre-warm), and nothing is left.
+        s.advance(3_600_000);
+        assert_eq!(s.p.state().store.function_by_name("f").map(|f| {
+            s.p.state().store.function(f).unwrap().containers
+        }), Some(0), "{name}");
+        // Unknown functions are fine.
+        s.send(Event::RetireFunction {
+            function: "never-seen".into(),
+        });
+    }
+}

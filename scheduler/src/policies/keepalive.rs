@@ -289,6 +289,9 @@ impl Policy for KeepAlive {
                 }
             }
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
+            Event::RetireFunction { function } => {
+                let _ = self.state.retire_function(&function, out);
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }

@@ -104,6 +104,9 @@ impl Policy for NoReuse {
             }
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
+            Event::RetireFunction { function } => {
+                let _ = self.state.retire_function(&function, out);
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }

@@ -306,9 +306,22 @@ impl State {
         }
     }
 
+    /// Retires every container of the function named `name` (it was deleted): idle ones are
+    /// removed, busy ones are never granted again and are removed when their last call
+    /// returns. Returns how many were removed and how many drain; `None` for a function the
+    /// scheduler never saw.
+    pub fn retire_function(&mut self, name: &str, out: &mut Vec<Decision>) -> Option<(u32, u32)> {
+        let key = self.store.function_by_name(name)?;
+        Some(self.retire_definition(key, out))
+    }
+
     /// Retires the containers of `function`'s previous definition: idle ones are removed,
     /// busy ones are never granted again and are removed when their last call returns.
-    pub(super) fn retire_definition(&mut self, function: FunctionKey, out: &mut Vec<Decision>) {
+    pub(super) fn retire_definition(
+        &mut self,
+        function: FunctionKey,
+        out: &mut Vec<Decision>,
+    ) -> (u32, u32) {
         // A definition change is rare (a deploy); a scan over the containers is fine here.
         let mut old: Vec<(ContainerKey, u32)> = self
             .store
@@ -341,5 +354,6 @@ impl State {
             removed,
             draining,
         }));
+        (removed, draining)
     }
 }

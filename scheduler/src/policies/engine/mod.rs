@@ -278,6 +278,8 @@ pub struct FnData {
     shared_n: u32,
     call_memory: u64,
     create_failures: u32,
+    /// Deleted (retired) and not called since: never pre-warmed.
+    retired: bool,
 }
 
 impl FnData {
@@ -304,6 +306,7 @@ impl FnData {
             shared_n: 0,
             call_memory: 0,
             create_failures: 0,
+            retired: false,
         }
     }
 
@@ -505,6 +508,16 @@ impl Engine {
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }
+            Event::RetireFunction { function } => {
+                if self.state.retire_function(&function, out).is_some()
+                    && let Some(f) = self.state.store.function_by_name(&function)
+                {
+                    // No pre-warming or spares for a deleted function until it is called.
+                    let fd = self.fd(f);
+                    fd.retired = true;
+                    fd.prewarm_at = None;
+                }
+            }
             Event::Stats(sample) => self.on_stats(now, sample, out),
             Event::Tick => self.on_tick(now, out),
         }
@@ -550,6 +563,7 @@ impl Engine {
             }
         );
         self.last_arrival = now;
+        self.fd(f).retired = false;
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + self.knobs.sweep_every_ms);
         }
@@ -751,6 +765,10 @@ impl Engine {
         };
         fd.prewarm_at = None;
         fd.keep_until = 0;
+        if fd.retired {
+            fd.keep_ms = 0;
+            return;
+        }
         let window = *fd.window.get_or_insert_with(|| fd.hist.window(min_samples));
         let Some(w) = window else {
             fd.keep_ms = fallback_ms;
@@ -1807,7 +1825,7 @@ impl Engine {
         let due: Vec<(FunctionKey, u32)> = self
             .fns
             .iter_mut()
-            .filter(|fd| fd.idle() && fd.prewarm_at.is_some_and(|p| p <= now))
+            .filter(|fd| fd.idle() && !fd.retired && fd.prewarm_at.is_some_and(|p| p <= now))
             .map(|fd| {
                 fd.prewarm_at = None;
                 (fd.key, fd.prewarm_count)
