@@ -77,6 +77,29 @@ pub struct Config {
         default_value_t = 5_000
     )]
     pub node_stop_grace_ms: u64,
+    /// How often every ready and reserved node's `grpc.health.v1` is probed (0: never; exits
+    /// of node processes and containers are still noticed).
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_PROBE_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub node_probe_interval_ms: u64,
+    /// How long a node may take to answer one probe before the probe counts as missed.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_PROBE_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub node_probe_timeout_ms: u64,
+    /// A node that answered no probe for this long (and missed at least two) is marked
+    /// failed, killed and replaced.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_FAILED_AFTER_MS",
+        default_value_t = 3_000
+    )]
+    pub node_failed_after_ms: u64,
     /// Deadline of the manager's own calls to a node service (`Reserve`).
     #[arg(
         long,
@@ -149,6 +172,9 @@ impl Default for Config {
             node_id_prefix: "node".to_string(),
             node_start_timeout_ms: 30_000,
             node_stop_grace_ms: 5_000,
+            node_probe_interval_ms: 1_000,
+            node_probe_timeout_ms: 1_000,
+            node_failed_after_ms: 3_000,
             node_call_timeout_ms: 5_000,
             metrics_port: None,
             docker_node_image: "minifaas/node-service:latest".to_string(),
@@ -186,6 +212,15 @@ impl Config {
                 self.refill_delay_ms
             ));
         };
+        let Ok(failed_after_ms) = i64::try_from(self.node_failed_after_ms) else {
+            return invalid(format!(
+                "--node-failed-after-ms {} is too large",
+                self.node_failed_after_ms
+            ));
+        };
+        if self.node_probe_interval_ms > 0 && self.node_probe_timeout_ms == 0 {
+            return invalid("--node-probe-timeout-ms must be at least 1".into());
+        }
         let Some(node_memory_bytes) = self.node_memory_mib.checked_mul(1024 * 1024) else {
             return invalid(format!(
                 "--node-memory-mib {} is too large",
@@ -198,6 +233,8 @@ impl Config {
             refill_delay_ms,
             node_memory_bytes,
             node_id_prefix: self.node_id_prefix.clone(),
+            failed_after_ms,
+            ..PoolRules::default()
         })
     }
 
@@ -264,6 +301,44 @@ mod tests {
         assert_eq!(rules.ready_nodes, 10);
         assert_eq!(rules.refill_delay_ms, 10_000);
         assert_eq!(rules.node_memory_bytes, 3_221_225_472);
+        assert_eq!(rules.failed_after_ms, 3_000);
+        assert_eq!(parsed.node_probe_interval_ms, 1_000);
+        assert_eq!(parsed.node_probe_timeout_ms, 1_000);
+    }
+
+    #[test]
+    fn node_health_flags_parse_and_are_checked() {
+        let c = Cli::try_parse_from([
+            "rm",
+            "--node-probe-interval-ms",
+            "300",
+            "--node-failed-after-ms",
+            "1000",
+            "--node-probe-timeout-ms",
+            "200",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(c.node_probe_interval_ms, 300);
+        assert_eq!(c.node_probe_timeout_ms, 200);
+        assert_eq!(c.pool_rules().unwrap().failed_after_ms, 1_000);
+        let no_timeout = Config {
+            node_probe_timeout_ms: 0,
+            ..Config::default()
+        };
+        let err = no_timeout.pool_rules().unwrap_err();
+        assert!(err.to_string().contains("--node-probe-timeout-ms"), "{err}");
+        let probes_off = Config {
+            node_probe_interval_ms: 0,
+            node_probe_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert!(probes_off.pool_rules().is_ok());
+        let huge = Config {
+            node_failed_after_ms: u64::MAX,
+            ..Config::default()
+        };
+        assert!(huge.pool_rules().is_err());
     }
 
     #[test]

@@ -27,10 +27,12 @@ impl From<PoolError> for Status {
     fn from(e: PoolError) -> Status {
         let message = e.to_string();
         match e {
-            PoolError::EmptyAccount | PoolError::EmptyNodeId => Status::invalid_argument(message),
+            PoolError::EmptyId(_) | PoolError::IdTooLong { .. } => {
+                Status::invalid_argument(message)
+            }
             PoolError::Exhausted => Status::resource_exhausted(message),
             PoolError::NotFound(_) => Status::not_found(message),
-            PoolError::NotReserved(_) => Status::failed_precondition(message),
+            PoolError::NotReserved { .. } => Status::failed_precondition(message),
             PoolError::Closed => Status::unavailable(message),
         }
     }
@@ -39,20 +41,30 @@ impl From<PoolError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NodeState;
+    use crate::service::IdKind;
     use tonic::Code;
 
     #[test]
     fn pool_errors_map_to_deliberate_codes() {
         let cases = [
             (
-                PoolError::EmptyAccount,
+                PoolError::EmptyId(IdKind::Account),
                 Code::InvalidArgument,
                 "account ID cannot be empty",
             ),
             (
-                PoolError::EmptyNodeId,
+                PoolError::EmptyId(IdKind::Node),
                 Code::InvalidArgument,
                 "node ID cannot be empty",
+            ),
+            (
+                PoolError::IdTooLong {
+                    kind: IdKind::Node,
+                    id: "n…(300 bytes)".into(),
+                },
+                Code::InvalidArgument,
+                "node ID \"n…(300 bytes)\" is too long: at most 256 bytes are allowed",
             ),
             (
                 PoolError::Exhausted,
@@ -62,12 +74,15 @@ mod tests {
             (
                 PoolError::NotFound("n-1".into()),
                 Code::NotFound,
-                "node n-1 not found",
+                "node \"n-1\" not found: this resource manager has no node of that id (ids come from ReserveNode)",
             ),
             (
-                PoolError::NotReserved("n-1".into()),
+                PoolError::NotReserved {
+                    id: "n-1".into(),
+                    state: NodeState::Released,
+                },
                 Code::FailedPrecondition,
-                "node n-1 is not reserved",
+                "node \"n-1\" is not reserved (it is released); only a reserved node can be released",
             ),
             (
                 PoolError::Closed,

@@ -1,224 +1,15 @@
-//! The resource manager with the real `local` provider: real node-service processes.
-//!
-//! The node-service binary is found like the manager finds it (`Launcher::find`); if it is
-//! not built yet, it is built once (with container-service, which it starts) into this
-//! test's own target directory.
+//! The resource manager with the real `local` provider: real node-service processes
+//! (the harness is in `support`).
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+mod support;
 
-use faas_common::launch::Launcher;
-use faas_common::shutdown::Trigger;
+use std::path::Path;
+
 use faas_proto::nodeservoceproto::GetStatsRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
-use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
-use faas_proto::resourcemanagerproto::{
-    GetNodesUsageRequest, NodeDesc, ReleaseNodeRequest, ReserveNodeRequest,
-};
-use faas_resource_manager::{Config, Error};
-use tokio::task::JoinHandle;
+use faas_resource_manager::Config;
+use support::{Manager, node_processes, release, reserve, test_config, usage};
 use tonic::Code;
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-
-/// Makes sure `Launcher::find("node-service")` works from this test executable.
-fn ensure_node_service() {
-    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        // The dedicated binary, not a multi-call `faas` found by chance (it may be stale);
-        // a `faas` named explicitly with FAAS_BIN is taken as given.
-        let explicit_faas = std::env::var_os("FAAS_BIN").is_some_and(|v| !v.is_empty());
-        let dedicated =
-            |l: Launcher| (explicit_faas || l.prefix_args.is_empty()).then_some(l.program);
-        if let Some(program) = Launcher::find("node-service").ok().and_then(dedicated) {
-            return Ok(program);
-        }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        // target/<profile>/deps/<test>
-        let profile_dir = exe.parent().and_then(Path::parent).ok_or("odd test path")?;
-        let target_dir = profile_dir.parent().ok_or("odd test path")?;
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir)
-            .args(["-p", "faas-node-service", "--bin", "node-service"])
-            .args(["-p", "faas-container-service", "--bin", "container-service"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("building node-service failed: {status}"));
-        }
-        Launcher::find("node-service")
-            .ok()
-            .and_then(dedicated)
-            .ok_or_else(|| "node-service is still not found after building it".to_string())
-    });
-    if let Err(e) = found {
-        panic!("node-service is needed: {e}");
-    }
-}
-
-/// Node-service children of this test process whose node id starts with `prefix`: (pid, node id).
-fn node_processes(prefix: &str) -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...
-        let Some(after_comm) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
-            continue;
-        };
-        let mut fields = after_comm.split_whitespace();
-        let state = fields.next().unwrap_or("");
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid != me || state == "Z" {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if let Some(pos) = args.iter().position(|a| a == "--node-id")
-            && let Some(id) = args.get(pos + 1)
-            && id.starts_with(&format!("{prefix}-"))
-        {
-            found.push((pid, id.clone()));
-        }
-    }
-    found
-}
-
-struct Manager {
-    addr: SocketAddr,
-    trigger: Trigger,
-    task: JoinHandle<Result<(), Error>>,
-    prefix: String,
-}
-
-impl Manager {
-    async fn start(prefix: &str, ready_nodes: usize, max_nodes: usize) -> Manager {
-        Manager::start_with(prefix, ready_nodes, max_nodes, Config::default()).await
-    }
-
-    /// Starts a manager with `base`'s settings besides the port, pool sizes and prefix.
-    async fn start_with(
-        prefix: &str,
-        ready_nodes: usize,
-        max_nodes: usize,
-        base: Config,
-    ) -> Manager {
-        ensure_node_service();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = Config {
-            port: 0,
-            ready_nodes,
-            max_nodes,
-            // Long enough that no refill happens during a test: the tests see only the
-            // initial nodes.
-            refill_delay_ms: 3_600_000,
-            node_id_prefix: prefix.to_string(),
-            ..base
-        };
-        let (trigger, shutdown) = faas_common::shutdown::channel();
-        let task = tokio::spawn(faas_resource_manager::run(listener, config, shutdown));
-        Manager {
-            addr,
-            trigger,
-            task,
-            prefix: prefix.to_string(),
-        }
-    }
-
-    async fn client(&self) -> ResourceManagerClient<Channel> {
-        let channel = faas_common::serve::connect(&self.addr.to_string())
-            .await
-            .unwrap();
-        ResourceManagerClient::new(channel)
-    }
-
-    /// Waits (through the health service's watch stream) until the initial nodes are up.
-    async fn wait_serving(&self) {
-        let channel = faas_common::serve::connect(&self.addr.to_string())
-            .await
-            .unwrap();
-        let mut health = HealthClient::new(channel);
-        let mut stream = health
-            .watch(HealthCheckRequest {
-                service: "resourcemanagerproto.ResourceManager".to_string(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(reply) = stream.message().await.unwrap() {
-            if reply.status == ServingStatus::Serving as i32 {
-                return;
-            }
-        }
-        panic!("health stream ended before SERVING");
-    }
-
-    /// Stops the manager and checks that it stopped every node it started.
-    async fn stop(self) {
-        self.trigger.trigger();
-        self.task.await.unwrap().unwrap();
-        let left = node_processes(&self.prefix);
-        assert!(
-            left.is_empty(),
-            "node-service processes left behind: {left:?}"
-        );
-    }
-}
-
-async fn reserve(
-    client: &mut ResourceManagerClient<Channel>,
-    account: &str,
-) -> Result<NodeDesc, tonic::Status> {
-    let reply = client
-        .reserve_node(ReserveNodeRequest {
-            request_id: "req-1".to_string(),
-            account_id: account.to_string(),
-        })
-        .await?;
-    Ok(reply.into_inner().node.expect("a reserved node"))
-}
-
-async fn release(
-    client: &mut ResourceManagerClient<Channel>,
-    id: &str,
-) -> Result<(), tonic::Status> {
-    client
-        .release_node(ReleaseNodeRequest {
-            request_id: "req-2".to_string(),
-            id: id.to_string(),
-        })
-        .await
-        .map(|_| ())
-}
 
 #[tokio::test]
 async fn reserve_hands_over_a_live_node_and_release_stops_it() {
@@ -261,15 +52,10 @@ async fn reserve_hands_over_a_live_node_and_release_stops_it() {
         .map(|(pid, _)| *pid)
         .expect("the reserved node's process");
 
-    let usage = client
-        .get_nodes_usage(GetNodesUsageRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
-    assert_eq!(usage.len(), 1);
-    assert_eq!(usage[0].id, node.id);
-    assert_eq!(usage[0].released_time_timestamp_ms, 0);
+    let records = usage(&mut client).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].id, node.id);
+    assert_eq!(records[0].released_time_timestamp_ms, 0);
 
     release(&mut client, &node.id).await.unwrap();
     assert!(
@@ -281,23 +67,28 @@ async fn reserve_hands_over_a_live_node_and_release_stops_it() {
         "the released node's port still accepts connections"
     );
 
-    let usage = client
-        .get_nodes_usage(GetNodesUsageRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
-    assert_eq!(usage.len(), 1, "released nodes keep their usage record");
-    assert!(usage[0].released_time_timestamp_ms >= usage[0].reserved_time_timestamp_ms);
+    let records = usage(&mut client).await;
+    assert_eq!(records.len(), 1, "released nodes keep their usage record");
+    assert!(records[0].released_time_timestamp_ms >= records[0].reserved_time_timestamp_ms);
 
     let err = release(&mut client, &node.id).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), format!("node {} is not reserved", node.id));
+    assert_eq!(
+        err.message(),
+        format!(
+            "node {:?} is not reserved (it is released); only a reserved node can be released",
+            node.id
+        )
+    );
     let err = release(&mut client, "no-such-node").await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert_eq!(err.message(), "node no-such-node not found");
+    assert_eq!(
+        err.message(),
+        "node \"no-such-node\" not found: this resource manager has no node of that id (ids come from ReserveNode)"
+    );
     let err = release(&mut client, "").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.message(), "node ID cannot be empty");
 
     rm.stop().await;
 }
@@ -360,11 +151,12 @@ async fn parallel_reserves_never_share_a_node() {
 
 #[tokio::test]
 async fn nodes_get_the_warm_pool_size() {
-    let base = Config {
+    let rm = Manager::start_with(Config {
         node_warm_pool: Some(1),
-        ..Config::default()
-    };
-    let rm = Manager::start_with("pooled", 1, 1, base).await;
+        metrics_port: None,
+        ..test_config("pooled", 1, 1)
+    })
+    .await;
     rm.wait_serving().await;
     let nodes = node_processes("pooled");
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -377,5 +169,72 @@ async fn nodes_get_the_warm_pool_size() {
         args.windows(2).any(|w| w == ["--warm-pool", "1"]),
         "{args:?}"
     );
+    rm.stop().await;
+}
+
+#[tokio::test]
+async fn ids_are_checked_and_bad_requests_are_invalid_arguments() {
+    let rm = Manager::start("checks", 1, 1).await;
+    let mut client = rm.client().await;
+
+    // Oversized ids: refused before anything happens, quoted clipped.
+    let long = "a".repeat(10_000);
+    for err in [
+        reserve(&mut client, &long).await.unwrap_err(),
+        release(&mut client, &long).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("is too long: at most 256 bytes"),
+            "{err:?}"
+        );
+        assert!(
+            err.message().len() < 300,
+            "clipped: {} bytes",
+            err.message().len()
+        );
+    }
+    let just_fits = "b".repeat(256);
+    let node = reserve(&mut client, &just_fits).await.unwrap();
+    let err = release(&mut client, &"n".repeat(256)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    // A body that is not a ReleaseNodeRequest at all.
+    let err = faas_proto::codec::call_raw(
+        rm.channel().await,
+        "/resourcemanagerproto.ResourceManager/ReleaseNode",
+        faas_proto::codec::NOT_UTF8_FIELD_1.to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    release(&mut client, &node.id).await.unwrap();
+    rm.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_exits_before_announcing_is_a_start_failure_never_ready() {
+    // `false` ignores its arguments and exits 1 at once, as a node service that cannot start.
+    let rm = Manager::start_with(Config {
+        node_service_bin: Some("false".into()),
+        ..test_config("exits", 1, 1)
+    })
+    .await;
+    rm.wait_serving().await;
+    rm.wait_metric(
+        "faas_resource_manager_node_start_failures_total{reason=\"exited\"}",
+        1.0,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        rm.metric("faas_resource_manager_nodes{state=\"ready\"}")
+            .await,
+        0.0
+    );
+    let mut client = rm.client().await;
+    let err = reserve(&mut client, "acct").await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     rm.stop().await;
 }

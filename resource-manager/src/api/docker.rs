@@ -11,8 +11,14 @@
 //! At start the provider removes every container of its instance left by an earlier run;
 //! stopping a node stops its container (the node service then removes its own function
 //! containers, warm pool ones included) and removes whatever function containers of that node
-//! remain (they all carry the node's instance and node labels); shutdown does
-//! that for every node, then sweeps the instance's labels once more.
+//! remain (they all carry the node's instance and node labels); killing a failed node does
+//! the same without a grace period; shutdown does that for every node, then sweeps the
+//! instance's labels once more.
+//!
+//! A ready node is gone when its container is missing or no longer running (one listing of
+//! the instance's node containers per check, see [`NodeProvider::gone_nodes`]); its container
+//! and its function containers are removed as it is reported. A paused container counts as
+//! running: it fails by not answering its health probes.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -20,21 +26,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::api::node_client;
+use crate::model::NodeEndpoint;
+use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
+    NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
 };
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-
-use crate::model::NodeEndpoint;
-use crate::service::{NodeProvider, ProviderError};
 
 /// The labels the platform puts on its containers and networks (the node service's docker
 /// runtime uses the same keys).
@@ -50,6 +54,8 @@ pub mod labels {
 const SOCKET_IN_NODE: &str = "/var/run/docker.sock";
 /// Pause between health probes of a starting node.
 const READY_STEP: Duration = Duration::from_millis(20);
+/// The longest single health probe of a starting node.
+const READY_PROBE: Duration = Duration::from_secs(2);
 
 /// How node containers are made.
 #[derive(Clone, Debug)]
@@ -83,8 +89,8 @@ pub struct DockerProvider {
     options: DockerOptions,
     /// The socket's group, added to node containers so a non-root node service can use it.
     socket_gid: Option<u32>,
-    /// Running nodes: node id → Docker container id.
-    nodes: Mutex<HashMap<String, String>>,
+    /// Running nodes by id.
+    nodes: Mutex<HashMap<String, DockerNode>>,
     closed: AtomicBool,
     created_network: bool,
 }
@@ -138,19 +144,26 @@ async fn remove_labelled(docker: &Docker, filters: Vec<String>) -> usize {
     ids.len()
 }
 
-async fn healthy(addr: &str) -> bool {
-    let Ok(channel) = faas_common::serve::connect(addr).await else {
-        return false;
-    };
-    matches!(
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: String::new()
-            })
-            .await
-            .map(|r| r.into_inner().status()),
-        Ok(ServingStatus::Serving)
-    )
+/// One node's container.
+#[derive(Debug)]
+struct DockerNode {
+    /// The Docker container id.
+    container: String,
+    /// Whether its start completed (only then can it be gone).
+    ready: bool,
+}
+
+/// Why a listed node container counts as gone, or `None` while it runs (or is paused).
+fn gone_because(state: Option<&ContainerSummaryStateEnum>, status: &str) -> Option<String> {
+    match state {
+        Some(
+            ContainerSummaryStateEnum::RUNNING
+            | ContainerSummaryStateEnum::PAUSED
+            | ContainerSummaryStateEnum::RESTARTING,
+        ) => None,
+        Some(state) => Some(format!("its container is {state} ({status})")),
+        None => Some(format!("its container is in an unknown state ({status})")),
+    }
 }
 
 impl DockerProvider {
@@ -263,11 +276,15 @@ impl DockerProvider {
         }
     }
 
-    async fn wait_healthy(&self, docker_id: &str, addr: &str) -> Result<(), String> {
+    async fn wait_healthy(
+        &self,
+        docker_id: &str,
+        addr: &str,
+    ) -> Result<(), (StartFailure, String)> {
         let deadline = Instant::now() + self.options.start_timeout;
         let mut polls = 0u32;
         loop {
-            if healthy(addr).await {
+            if node_client::healthy(addr, READY_PROBE).await {
                 return Ok(());
             }
             polls += 1;
@@ -276,24 +293,47 @@ impl DockerProvider {
                 && let Some(state) = inspect.state
                 && state.running == Some(false)
             {
-                return Err(format!(
-                    "the node container exited with code {} (see `docker logs {docker_id}`)",
-                    state.exit_code.unwrap_or(-1)
+                return Err((
+                    StartFailure::Exited,
+                    format!(
+                        "the node container exited with code {} (see `docker logs {docker_id}`)",
+                        state.exit_code.unwrap_or(-1)
+                    ),
                 ));
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "its node service did not answer on {addr} within {} ms",
-                    self.options.start_timeout.as_millis()
+                return Err((
+                    StartFailure::Timeout,
+                    format!(
+                        "its node service did not answer on {addr} within {} ms",
+                        self.options.start_timeout.as_millis()
+                    ),
                 ));
             }
             tokio::time::sleep(READY_STEP).await;
         }
     }
 
-    /// Stops a node's container, then removes it and every function container of the node.
-    async fn stop_container(&self, node_id: &str, docker_id: &str) {
-        let grace = i32::try_from(self.options.stop_grace.as_secs().max(1)).unwrap_or(i32::MAX);
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, DockerNode>> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets a node and stops its container (killing it at once if `kill`).
+    async fn end(&self, node_id: &str, kill: bool) {
+        let removed = self.nodes().remove(node_id);
+        if let Some(node) = removed {
+            self.stop_container(node_id, &node.container, kill).await;
+        }
+    }
+
+    /// Stops a node's container (with the grace period unless `kill`), then removes it and
+    /// every function container of the node.
+    async fn stop_container(&self, node_id: &str, docker_id: &str, kill: bool) {
+        let grace = if kill {
+            0
+        } else {
+            i32::try_from(self.options.stop_grace.as_secs().max(1)).unwrap_or(i32::MAX)
+        };
         let options = StopContainerOptionsBuilder::new().t(grace).build();
         if let Err(e) = self.docker.stop_container(docker_id, Some(options)).await
             && !is_not_found(&e)
@@ -332,10 +372,12 @@ impl NodeProvider for DockerProvider {
         if self.closed.load(Ordering::Acquire) {
             return Err(ProviderError::Closed);
         }
-        let failed = |message: String| ProviderError::Start {
+        let failed = |(kind, message): (StartFailure, String)| ProviderError::Start {
             node_id: node_id.to_string(),
+            kind,
             message,
         };
+        let spawn = |message: String| (StartFailure::Spawn, message);
         let name = format!(
             "minifaas-{}-{}",
             name_part(&self.options.instance),
@@ -351,83 +393,134 @@ impl NodeProvider for DockerProvider {
             )
             .await
             .map_err(|e| {
-                failed(format!(
+                failed(spawn(format!(
                     "docker create from image {} failed (build it with deploy/build-images.sh): {e}",
                     self.options.node_image
-                ))
+                )))
             })?;
         let docker_id = created.id;
-        {
-            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-            nodes.insert(node_id.to_string(), docker_id.clone());
-        }
+        self.nodes().insert(
+            node_id.to_string(),
+            DockerNode {
+                container: docker_id.clone(),
+                ready: false,
+            },
+        );
         let started = async {
             self.docker
                 .start_container(&docker_id, None)
                 .await
-                .map_err(|e| format!("docker start: {e}"))?;
+                .map_err(|e| spawn(format!("docker start: {e}")))?;
             let inspect = self
                 .docker
                 .inspect_container(&docker_id, None)
                 .await
-                .map_err(|e| format!("docker inspect: {e}"))?;
+                .map_err(|e| spawn(format!("docker inspect: {e}")))?;
             let ip = inspect
                 .network_settings
                 .and_then(|n| n.networks)
                 .and_then(|n| n.get(&self.options.network).cloned())
                 .and_then(|e| e.ip_address)
                 .filter(|ip| !ip.is_empty())
-                .ok_or_else(|| format!("no address on network {}", self.options.network))?;
+                .ok_or_else(|| spawn(format!("no address on network {}", self.options.network)))?;
             let addr = format!("{ip}:{}", self.options.node_port);
             self.wait_healthy(&docker_id, &addr).await?;
-            Ok::<_, String>(ip)
+            Ok::<_, (StartFailure, String)>(ip)
         }
         .await;
-        let closed = self.closed.load(Ordering::Acquire);
-        match started {
-            Ok(ip) if !closed => {
+        if let Ok(ip) = &started {
+            let mut nodes = self.nodes();
+            if let Some(node) = nodes.get_mut(node_id)
+                && !self.closed.load(Ordering::Acquire)
+            {
+                node.ready = true;
                 tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
-                Ok(NodeEndpoint {
-                    address: ip,
+                return Ok(NodeEndpoint {
+                    address: ip.clone(),
                     port: self.options.node_port,
-                })
+                });
             }
-            outcome => {
-                {
-                    let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-                    nodes.remove(node_id);
-                }
-                self.stop_container(node_id, &docker_id).await;
-                match outcome {
-                    Err(message) => Err(failed(message)),
-                    Ok(_) => Err(ProviderError::Closed),
-                }
-            }
+        }
+        self.nodes().remove(node_id);
+        self.stop_container(node_id, &docker_id, true).await;
+        match started {
+            Err(failure) => Err(failed(failure)),
+            Ok(_) => Err(ProviderError::Closed),
         }
     }
 
     async fn stop_node(&self, node_id: &str) {
-        let docker_id = {
-            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-            nodes.remove(node_id)
+        self.end(node_id, false).await;
+    }
+
+    async fn kill_node(&self, node_id: &str) {
+        self.end(node_id, true).await;
+    }
+
+    async fn gone_nodes(&self) -> Vec<GoneNode> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&HashMap::from([(
+                "label",
+                vec![
+                    format!("{}={}", labels::INSTANCE, self.options.instance),
+                    format!("{}={}", labels::ROLE, labels::ROLE_NODE),
+                ],
+            )]))
+            .build();
+        let listed = match self.docker.list_containers(Some(options)).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                // The daemon did not answer: no verdict (the probes still watch the nodes).
+                tracing::debug!(error = %e, "cannot list node containers");
+                return Vec::new();
+            }
         };
-        if let Some(docker_id) = docker_id {
-            self.stop_container(node_id, &docker_id).await;
-        }
+        let by_id: HashMap<String, Option<String>> = listed
+            .into_iter()
+            .filter_map(|c| {
+                let why = gone_because(c.state.as_ref(), c.status.as_deref().unwrap_or(""));
+                Some((c.id?, why))
+            })
+            .collect();
+        let gone: Vec<(GoneNode, String)> = {
+            let mut nodes = self.nodes();
+            let found: Vec<(String, String)> = nodes
+                .iter()
+                .filter(|(_, n)| n.ready)
+                .filter_map(|(id, n)| {
+                    let detail = match by_id.get(&n.container) {
+                        None => Some("its container is gone".to_string()),
+                        Some(why) => why.clone(),
+                    }?;
+                    Some((id.clone(), detail))
+                })
+                .collect();
+            found
+                .into_iter()
+                .filter_map(|(node_id, detail)| {
+                    let node = nodes.remove(&node_id)?;
+                    Some((GoneNode { node_id, detail }, node.container))
+                })
+                .collect()
+        };
+        futures::future::join_all(
+            gone.iter()
+                .map(|(node, container)| self.stop_container(&node.node_id, container, true)),
+        )
+        .await;
+        gone.into_iter().map(|(node, _)| node).collect()
     }
 
     async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let all: Vec<(String, String)> = {
-            let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-            nodes.drain().collect()
-        };
+        let all: Vec<(String, DockerNode)> = self.nodes().drain().collect();
         if !all.is_empty() {
             tracing::info!(nodes = all.len(), "stopping docker nodes");
         }
         futures::future::join_all(
             all.iter()
-                .map(|(node, docker_id)| self.stop_container(node, docker_id)),
+                .map(|(node, docker)| self.stop_container(node, &docker.container, false)),
         )
         .await;
         remove_labelled(
@@ -445,5 +538,24 @@ impl NodeProvider for DockerProvider {
         {
             tracing::debug!(network = %self.options.network, error = %e, "network not removed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_running_or_paused_node_container_counts_as_there() {
+        use ContainerSummaryStateEnum as S;
+        for state in [S::RUNNING, S::PAUSED, S::RESTARTING] {
+            assert_eq!(gone_because(Some(&state), "Up 3 minutes"), None, "{state}");
+        }
+        assert_eq!(
+            gone_because(Some(&S::EXITED), "Exited (137) 2 seconds ago").as_deref(),
+            Some("its container is exited (Exited (137) 2 seconds ago)")
+        );
+        assert!(gone_because(Some(&S::DEAD), "").is_some());
+        assert!(gone_because(None, "").is_some());
     }
 }

@@ -1,8 +1,14 @@
 //! The contest's `resourcemanagerproto.ResourceManager` service over the manager. Contest
 //! messages are converted to and from the model here, and nowhere else.
+//!
+//! Ids are checked by the pool (1 to 256 bytes, else `INVALID_ARGUMENT`); logs quote request
+//! fields clipped. `ReleaseNodeRequest` carries only a request id and the node id, no account,
+//! so a release cannot be checked against the node's owner: whoever knows a reserved node's
+//! id may release it (as in the contest). A failed node's release succeeds.
 
 use std::sync::Arc;
 
+use faas_common::text::clip;
 use faas_proto::resourcemanagerproto::resource_manager_server::ResourceManager;
 use faas_proto::resourcemanagerproto::{
     GetNodesUsageReply, GetNodesUsageRequest, NodeDesc, ReleaseNodeReply, ReleaseNodeRequest,
@@ -51,7 +57,11 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
         request: Request<ReserveNodeRequest>,
     ) -> Result<Response<ReserveNodeReply>, Status> {
         let req = request.into_inner();
-        let span = tracing::info_span!("reserve_node", request_id = %req.request_id, account = %req.account_id);
+        let span = tracing::info_span!(
+            "reserve_node",
+            request_id = %clip(&req.request_id),
+            account = %clip(&req.account_id)
+        );
         let node = self
             .manager
             .reserve(&req.request_id, &req.account_id)
@@ -67,8 +77,11 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
         request: Request<ReleaseNodeRequest>,
     ) -> Result<Response<ReleaseNodeReply>, Status> {
         let req = request.into_inner();
-        let span =
-            tracing::info_span!("release_node", request_id = %req.request_id, node_id = %req.id);
+        let span = tracing::info_span!(
+            "release_node",
+            request_id = %clip(&req.request_id),
+            node_id = %clip(&req.id)
+        );
         self.manager.release(&req.id).instrument(span).await?;
         Ok(Response::new(ReleaseNodeReply {}))
     }

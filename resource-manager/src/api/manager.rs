@@ -1,5 +1,8 @@
 //! The manager: the pure pool behind a short `std` mutex (never held across `.await`), a
-//! provider that carries out its starts and stops, and the timer task that drives refills.
+//! provider that carries out its starts, stops and kills, and the timer task that drives
+//! refills. The health watch (`api/health.rs`) reports what it sees through
+//! [`Manager::check_gone`] and [`Manager::probe_results`]; the pool decides which node failed,
+//! and the manager counts it, logs it once and kills it.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -12,8 +15,10 @@ use tonic::Status;
 use crate::api::clock::Clock;
 use crate::api::metrics::Counters;
 use crate::api::node_client;
-use crate::model::Node;
-use crate::service::{Action, NodeProvider, Pool, PoolError, PoolRules};
+use crate::model::{Node, NodeEndpoint, NodeState};
+use crate::service::{
+    Action, FailedNode, IdKind, NodeProvider, Pool, PoolError, PoolRules, check_id,
+};
 
 /// How many ready nodes one `ReserveNode` tries before giving up when node services refuse.
 const HANDOVER_ATTEMPTS: usize = 3;
@@ -98,22 +103,29 @@ impl<P: NodeProvider> Manager<P> {
                 Action::StopNode { node_id } => {
                     self.spawn(async move { me.provider.stop_node(&node_id).await })
                 }
+                Action::KillNode { node_id } => {
+                    self.spawn(async move { me.provider.kill_node(&node_id).await })
+                }
             }
+        }
+    }
+
+    /// Carries out one stop or kill and waits for it (a start is ignored).
+    async fn end_node(&self, action: &Action) {
+        match action {
+            Action::StopNode { node_id } => self.provider.stop_node(node_id).await,
+            Action::KillNode { node_id } => self.provider.kill_node(node_id).await,
+            Action::StartNode { .. } => {}
         }
     }
 
     /// Carries out `actions` and waits for them (stops only; starts go to the background).
     async fn execute_and_wait(self: &Arc<Self>, actions: Vec<Action>) {
-        let mut stops = Vec::new();
-        let mut starts = Vec::new();
-        for action in actions {
-            match action {
-                Action::StopNode { node_id } => stops.push(node_id),
-                start @ Action::StartNode { .. } => starts.push(start),
-            }
-        }
+        let (starts, ends): (Vec<Action>, Vec<Action>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::StartNode { .. }));
         self.execute(starts);
-        futures::future::join_all(stops.iter().map(|id| self.provider.stop_node(id))).await;
+        futures::future::join_all(ends.iter().map(|a| self.end_node(a))).await;
     }
 
     async fn start_node(self: Arc<Self>, node_id: String, memory_bytes: u64) {
@@ -126,14 +138,16 @@ impl<P: NodeProvider> Manager<P> {
                 self.pool().node_started(&node_id, endpoint, now)
             }
             Err(e) => {
-                self.counters.node_start_failures.inc();
-                let closed = {
-                    let mut pool = self.pool();
-                    pool.node_start_failed(&node_id, now);
-                    pool.is_closed()
-                };
-                if !closed {
-                    tracing::warn!(node_id, error = %e, "node failed to start; retrying after the refill delay");
+                let retry_at = self.pool().node_start_failed(&node_id, now);
+                if let (Some(retry_at), Some(kind)) = (retry_at, e.start_failure()) {
+                    self.counters.start_failed(kind);
+                    tracing::warn!(
+                        node_id,
+                        reason = %kind,
+                        error = %e,
+                        retry_in_ms = retry_at - now,
+                        "node failed to start; not reported ready, retried later"
+                    );
                 }
                 Vec::new()
             }
@@ -142,11 +156,70 @@ impl<P: NodeProvider> Manager<P> {
         self.started.notify_waiters();
         // A stop here means the node is no longer wanted (shutting down): stop it in this task
         // so shutdown, which waits for this task, also waits for the stop.
-        futures::future::join_all(stops.iter().filter_map(|a| match a {
-            Action::StopNode { node_id } => Some(self.provider.stop_node(node_id)),
-            Action::StartNode { .. } => None,
-        }))
-        .await;
+        futures::future::join_all(stops.iter().map(|a| self.end_node(a))).await;
+    }
+
+    /// The ready and reserved nodes, to probe.
+    pub fn probe_targets(&self) -> Vec<(String, NodeEndpoint)> {
+        self.pool().probe_targets()
+    }
+
+    /// Takes one probe round's results (`Err` says how a probe failed) and fails the nodes
+    /// that have not answered for too long.
+    pub fn probe_results(self: &Arc<Self>, results: Vec<(String, Result<(), String>)>) {
+        let now = self.clock.now_ms();
+        let failed: Vec<FailedNode> = {
+            let mut pool = self.pool();
+            results
+                .into_iter()
+                .filter_map(|(node_id, result)| match result {
+                    Ok(()) => {
+                        pool.probe_answered(&node_id, now);
+                        None
+                    }
+                    Err(detail) => {
+                        tracing::debug!(node_id, detail, "node missed a health probe");
+                        pool.probe_missed(&node_id, &detail, now)
+                    }
+                })
+                .collect()
+        };
+        self.nodes_failed(failed);
+    }
+
+    /// Asks the provider which nodes stopped running (it reaps them) and fails them.
+    pub async fn check_gone(self: &Arc<Self>) {
+        let gone = self.provider.gone_nodes().await;
+        if gone.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let failed: Vec<FailedNode> = {
+            let mut pool = self.pool();
+            gone.iter()
+                .filter_map(|g| pool.node_exited(&g.node_id, &g.detail, now))
+                .collect()
+        };
+        self.nodes_failed(failed);
+    }
+
+    /// Counts, logs (once: the pool reports a failure once) and kills failed nodes.
+    fn nodes_failed(self: &Arc<Self>, failed: Vec<FailedNode>) {
+        if failed.is_empty() {
+            return;
+        }
+        for f in failed {
+            let reason = f.failure.reason;
+            self.counters.node_failed(reason);
+            let detail = &f.failure.detail;
+            if f.was == NodeState::Ready {
+                tracing::warn!(node_id = f.node_id, %reason, detail, "ready node failed: removed from the pool and killed; a replacement is owed");
+            } else {
+                tracing::warn!(node_id = f.node_id, %reason, detail, "reserved node failed: killed; it stays reserved until its account releases it");
+            }
+            self.execute(f.actions);
+        }
+        self.wake.notify_one();
     }
 
     /// Starts the initial nodes and waits until each is up or failed (or shutdown).
@@ -219,9 +292,7 @@ impl<P: NodeProvider> Manager<P> {
         request_id: &str,
         account: &str,
     ) -> Result<Node, Status> {
-        if account.is_empty() {
-            return Err(PoolError::EmptyAccount.into());
-        }
+        check_id(IdKind::Account, account)?;
         let mut warm = self.warm.subscribe();
         let _ = warm.wait_for(|w| *w).await;
         let mut last_failure = String::new();
@@ -268,7 +339,7 @@ impl<P: NodeProvider> Manager<P> {
         )))
     }
 
-    /// Releases a reserved node and returns once it is stopped.
+    /// Releases a reserved (or failed) node and returns once it is stopped.
     pub async fn release(self: &Arc<Self>, node_id: &str) -> Result<(), Status> {
         let actions = self.pool().release(node_id, self.clock.now_ms())?;
         self.wake.notify_one();
@@ -330,16 +401,19 @@ impl<P: NodeProvider> Drop for HandoverGuard<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NodeEndpoint;
-    use crate::service::ProviderError;
+    use crate::model::{FailureReason, NodeEndpoint};
+    use crate::service::{GoneNode, ProviderError};
 
-    /// Starts nodes after `start_delay` (tokio time) at `port`; records starts and stops.
+    /// Starts nodes after `start_delay` (tokio time) at `port`; records starts, stops and
+    /// kills; reports the ids put into `gone` as no longer running.
     #[derive(Default)]
     struct FakeProvider {
         start_delay: Duration,
         port: u16,
         started: Mutex<Vec<String>>,
         stopped: Mutex<Vec<String>>,
+        killed: Mutex<Vec<String>>,
+        gone: Mutex<Vec<String>>,
     }
 
     impl FakeProvider {
@@ -373,6 +447,18 @@ mod tests {
         }
         async fn stop_node(&self, node_id: &str) {
             self.stopped.lock().unwrap().push(node_id.to_string());
+        }
+        async fn kill_node(&self, node_id: &str) {
+            self.killed.lock().unwrap().push(node_id.to_string());
+        }
+        async fn gone_nodes(&self) -> Vec<GoneNode> {
+            std::mem::take(&mut *self.gone.lock().unwrap())
+                .into_iter()
+                .map(|node_id| GoneNode {
+                    node_id,
+                    detail: "its process exited".into(),
+                })
+                .collect()
         }
         async fn shutdown(&self) {}
     }
@@ -508,5 +594,68 @@ mod tests {
             m.provider.running()
         );
         assert_eq!(m.provider.stopped.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gone_ready_node_is_killed_counted_once_and_replaced_after_the_delay() {
+        let m = manager(2, 3, FakeProvider::default());
+        m.warm_up(Shutdown::never()).await;
+        let (trigger, shutdown) = faas_common::shutdown::channel();
+        let driver = tokio::spawn(m.clone().drive(shutdown));
+        let dead = m.provider.started()[0].clone();
+
+        m.provider.gone.lock().unwrap().push(dead.clone());
+        m.check_gone().await;
+        m.check_gone().await; // nothing new: counted and killed once
+        advance(1).await;
+        assert_eq!(*m.provider.killed.lock().unwrap(), vec![dead.clone()]);
+        assert_eq!(m.counters.node_failures(FailureReason::Exited), 1);
+        assert_eq!(m.pool().counts().ready, 1);
+        assert!(m.probe_targets().iter().all(|(id, _)| *id != dead));
+
+        advance(DELAY_MS as u64 + 10).await;
+        assert_eq!(m.provider.started().len(), 3, "replaced after the delay");
+        assert_eq!(m.pool().counts().ready, 2);
+
+        trigger.trigger();
+        driver.await.unwrap();
+        m.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_reserved_node_fails_and_its_release_succeeds() {
+        let m = manager(1, 1, FakeProvider::default());
+        m.warm_up(Shutdown::never()).await;
+        let id = take_node(&m);
+        let missed = |m: &Arc<Manager<FakeProvider>>| {
+            m.probe_results(vec![(id.clone(), Err("no answer within 1000 ms".into()))]);
+        };
+        missed(&m);
+        advance(1_000).await;
+        m.probe_results(vec![(id.clone(), Ok(()))]);
+        advance(1_000).await;
+        missed(&m);
+        advance(2_999).await;
+        missed(&m);
+        assert_eq!(
+            m.counters.node_failures(FailureReason::Unresponsive),
+            0,
+            "silent for 2999 ms only"
+        );
+        advance(1).await;
+        missed(&m);
+        advance(1).await;
+        assert_eq!(m.counters.node_failures(FailureReason::Unresponsive), 1);
+        assert_eq!(*m.provider.killed.lock().unwrap(), vec![id.clone()]);
+        let usage = m.usage();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].state, NodeState::Failed);
+        assert_eq!(usage[0].released_at_ms, None, "still its account's");
+
+        m.release(&id)
+            .await
+            .expect("a failed node's release succeeds");
+        assert_eq!(m.usage()[0].state, NodeState::Released);
+        m.shutdown().await;
     }
 }

@@ -1,27 +1,96 @@
-//! The manager's Prometheus figures: counters bumped on the request paths (lock-free atomics)
-//! and a collector that reads the pool at scrape time (nodes by state, refills owed, node time).
+//! The manager's Prometheus figures: counters bumped on the request paths and by the health
+//! watch (lock-free atomics; node failures and start failures by reason, every reason made
+//! up front so it reads 0 before it happens) and a collector that reads the pool at scrape
+//! time (nodes by state, failed ones included; refills owed; node time).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::api::clock::Clock;
-use crate::model::NodeState;
-use crate::service::Pool;
+use crate::model::{FailureReason, NodeState};
+use crate::service::{Pool, StartFailure};
+
+/// One `reason` label.
+type Reason = [(&'static str, &'static str); 1];
 
 /// Counters of what the manager did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Counters {
     pub reserves: Counter,
     pub releases: Counter,
     pub exhausted: Counter,
     pub handover_failures: Counter,
     pub node_starts: Counter,
-    pub node_start_failures: Counter,
+    /// Starts that failed, by [`StartFailure`].
+    pub node_start_failures: Family<Reason, Counter>,
+    /// Ready or reserved nodes that failed, by [`FailureReason`].
+    pub node_failures: Family<Reason, Counter>,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        let counters = Counters {
+            reserves: Counter::default(),
+            releases: Counter::default(),
+            exhausted: Counter::default(),
+            handover_failures: Counter::default(),
+            node_starts: Counter::default(),
+            node_start_failures: Family::default(),
+            node_failures: Family::default(),
+        };
+        for kind in StartFailure::ALL {
+            let _ = counters
+                .node_start_failures
+                .get_or_create(&[("reason", kind.as_str())]);
+        }
+        for reason in FailureReason::ALL {
+            let _ = counters
+                .node_failures
+                .get_or_create(&[("reason", reason.as_str())]);
+        }
+        counters
+    }
+}
+
+impl Counters {
+    /// Counts a failed start.
+    pub fn start_failed(&self, kind: StartFailure) {
+        self.node_start_failures
+            .get_or_create(&[("reason", kind.as_str())])
+            .inc();
+    }
+
+    /// Counts a failed node.
+    pub fn node_failed(&self, reason: FailureReason) {
+        self.node_failures
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    /// Failed starts so far, all reasons.
+    pub fn start_failures(&self) -> u64 {
+        StartFailure::ALL
+            .iter()
+            .map(|k| {
+                self.node_start_failures
+                    .get_or_create(&[("reason", k.as_str())])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Failed nodes so far for `reason`.
+    pub fn node_failures(&self, reason: FailureReason) -> u64 {
+        self.node_failures
+            .get_or_create(&[("reason", reason.as_str())])
+            .get()
+    }
 }
 
 /// Reads the pool on each scrape.
@@ -108,8 +177,13 @@ pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Re
     r.register("node_starts", "Nodes started", counters.node_starts.clone());
     r.register(
         "node_start_failures",
-        "Nodes that failed to start (retried after the refill delay)",
+        "Nodes that failed to start, by reason (never reported ready; retried after the refill delay, with a back-off)",
         counters.node_start_failures.clone(),
+    );
+    r.register(
+        "node_failures",
+        "Ready or reserved nodes whose process exited or that stopped answering, by reason (killed; ready ones replaced)",
+        counters.node_failures.clone(),
     );
     r.register_collector(Box::new(PoolCollector { pool, clock }));
     root
@@ -140,6 +214,8 @@ mod tests {
         pool.reserve("acct", 0).unwrap();
         let counters = Counters::default();
         counters.reserves.inc();
+        counters.node_failed(FailureReason::Unresponsive);
+        counters.start_failed(StartFailure::Exited);
         let text = faas_common::metrics::render(&registry(
             &counters,
             Arc::new(Mutex::new(pool)),
@@ -165,5 +241,16 @@ mod tests {
             text.contains("faas_resource_manager_node_seconds "),
             "{text}"
         );
+        for line in [
+            "faas_resource_manager_node_failures_total{reason=\"unresponsive\"} 1",
+            "faas_resource_manager_node_failures_total{reason=\"exited\"} 0",
+            "faas_resource_manager_node_start_failures_total{reason=\"exited\"} 1",
+            "faas_resource_manager_node_start_failures_total{reason=\"timeout\"} 0",
+            "faas_resource_manager_nodes{state=\"failed\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert_eq!(counters.start_failures(), 1);
+        assert_eq!(counters.node_failures(FailureReason::Unresponsive), 1);
     }
 }

@@ -1,9 +1,11 @@
-//! The technical edges: the gRPC server, the node providers (local, static, docker), the node-service client, the
-//! refill timer and the metrics endpoint. [`run`] wires them together.
+//! The technical edges: the gRPC server, the node providers (local, static, docker), the
+//! node-service client, the refill timer, the node health watch and the metrics endpoint.
+//! [`run`] wires them together.
 
 mod clock;
 mod docker;
 mod grpc;
+mod health;
 mod local;
 mod manager;
 mod metrics;
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 pub use clock::Clock;
 pub use docker::{DockerOptions, DockerProvider};
 pub use grpc::{ResourceManagerApi, node_desc};
+pub use health::{WatchOptions, watch};
 pub use local::{LocalOptions, LocalProvider};
 pub use manager::Manager;
 pub use metrics::Counters;
@@ -153,6 +156,7 @@ async fn serve<P: NodeProvider>(
         })
     };
     let driver = tokio::spawn(manager.clone().drive(stop.clone()));
+    let watcher = tokio::spawn(watch(manager.clone(), watch_options(config), stop.clone()));
 
     let served = tonic::transport::Server::builder()
         .add_service(health)
@@ -169,11 +173,21 @@ async fn serve<P: NodeProvider>(
     forward.abort();
     let _ = warm_up.await;
     let _ = driver.await;
+    let _ = watcher.await;
     manager.shutdown().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
     served.map_err(Error::from)
+}
+
+/// The health watch's settings from the `--node-probe-*` flags (interval 0: no probes).
+fn watch_options(config: &Config) -> WatchOptions {
+    WatchOptions {
+        probe_interval: (config.node_probe_interval_ms > 0)
+            .then(|| Duration::from_millis(config.node_probe_interval_ms)),
+        probe_timeout: Duration::from_millis(config.node_probe_timeout_ms),
+    }
 }
 
 /// `host:port`, with brackets around an IPv6 host.

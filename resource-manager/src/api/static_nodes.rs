@@ -1,13 +1,15 @@
 //! The `static` node provider: a fixed list of node-service addresses run by someone else.
 //!
 //! "Starting" a node takes a free address and checks that its node service answers;
-//! "stopping" only gives the address back (the pool's rules decide when it is reused).
+//! "stopping" (or killing) only gives the address back (the pool's rules decide when it is
+//! reused). This provider cannot see the nodes' processes, so a static node fails only by
+//! not answering its health probes.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::model::NodeEndpoint;
-use crate::service::{NodeProvider, ProviderError};
+use crate::service::{NodeProvider, ProviderError, StartFailure};
 
 #[derive(Debug)]
 struct Slot {
@@ -81,6 +83,7 @@ impl NodeProvider for StaticProvider {
         self.free(node_id);
         Err(ProviderError::Start {
             node_id: node_id.to_string(),
+            kind: StartFailure::Unreachable,
             message: failure,
         })
     }
@@ -141,7 +144,11 @@ mod tests {
         };
         let provider = StaticProvider::new(vec![ep(port)], Duration::from_secs(5));
         let err = provider.start_node("n-1", 1).await.unwrap_err();
-        assert!(matches!(err, ProviderError::Start { .. }), "{err}");
+        assert_eq!(
+            err.start_failure(),
+            Some(StartFailure::Unreachable),
+            "{err}"
+        );
         // The address went back to the free list.
         assert!(matches!(
             provider.start_node("n-2", 1).await,

@@ -3,4 +3,4 @@
 
 mod node;
 
-pub use node::{Node, NodeEndpoint, NodeState};
+pub use node::{Failure, FailureReason, Node, NodeEndpoint, NodeState};

@@ -1,7 +1,21 @@
-//! A node and the states it goes through: `Starting → Ready → Reserved → Released`.
+//! A node and the states it goes through:
+//!
+//! ```text
+//! Starting ──▶ Ready ──▶ Reserved ──▶ Released
+//!    │           │           │            ▲
+//!    │           │           └─▶ Failed ──┘   (its owner releases it: OK)
+//!    ▼           ▼
+//!  (forgotten: a start failure, or a ready node that failed)
+//! ```
 //!
 //! Every start of a node is a new life with a new id and a new generation, so a node id
 //! names exactly one reservation at most, and usage records never mix two lives.
+//!
+//! A node *fails* when its process (or container) exits or when it stops answering its
+//! health probes for too long ([`FailureReason`]). A ready node that fails was never anyone's:
+//! it is forgotten at once, so no reserve can hand it out. A reserved node that fails belongs
+//! to its account until the account releases it: it stays `Failed`, keeps its usage record
+//! open and its slot, and its release succeeds like any other.
 
 use std::fmt;
 
@@ -33,16 +47,20 @@ pub enum NodeState {
     Ready,
     /// Handed to an account; billed from `reserved_at_ms` on.
     Reserved,
+    /// Reserved, then its process exited or stopped answering: stopped already, still its
+    /// account's (and billed) until the account releases it.
+    Failed,
     /// Released by its account and stopped; kept for the usage records.
     Released,
 }
 
 impl NodeState {
     /// Every state, in life order.
-    pub const ALL: [NodeState; 4] = [
+    pub const ALL: [NodeState; 5] = [
         NodeState::Starting,
         NodeState::Ready,
         NodeState::Reserved,
+        NodeState::Failed,
         NodeState::Released,
     ];
 
@@ -52,14 +70,21 @@ impl NodeState {
             NodeState::Starting => "starting",
             NodeState::Ready => "ready",
             NodeState::Reserved => "reserved",
+            NodeState::Failed => "failed",
             NodeState::Released => "released",
         }
     }
 
-    /// Whether a node in this state occupies one of the pool's `max_nodes` slots by itself
-    /// (a released node still occupies its slot for the refill delay; the pool tracks that).
-    pub fn is_live(self) -> bool {
+    /// Whether a node in this state occupies one of the pool's `max_nodes` slots by itself:
+    /// every state but `Released` (a failed node holds its slot until its owner releases it;
+    /// a released node still occupies its slot for the refill delay, which the pool tracks).
+    pub fn holds_slot(self) -> bool {
         !matches!(self, NodeState::Released)
+    }
+
+    /// Whether the node belongs to an account (reserved, or failed while reserved).
+    pub fn is_owned(self) -> bool {
+        matches!(self, NodeState::Reserved | NodeState::Failed)
     }
 }
 
@@ -67,6 +92,44 @@ impl fmt::Display for NodeState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Why a node failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Its process exited or its container is gone or not running.
+    Exited,
+    /// It did not answer its health probes for the configured time.
+    Unresponsive,
+}
+
+impl FailureReason {
+    /// Every reason (metric labels are made for each).
+    pub const ALL: [FailureReason; 2] = [FailureReason::Exited, FailureReason::Unresponsive];
+
+    /// A lower-case name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Exited => "exited",
+            FailureReason::Unresponsive => "unresponsive",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How and when a node failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: FailureReason,
+    /// What was seen, for people (`the node-service process 42 was killed by signal 9`).
+    pub detail: String,
+    /// When it was noticed (ms since the Unix epoch).
+    pub at_ms: i64,
 }
 
 /// One life of a node.
@@ -89,6 +152,8 @@ pub struct Node {
     pub reserved_at_ms: Option<i64>,
     /// When it was released.
     pub released_at_ms: Option<i64>,
+    /// Set when it failed while reserved.
+    pub failure: Option<Failure>,
 }
 
 impl Node {
@@ -104,6 +169,7 @@ impl Node {
             started_at_ms: now_ms,
             reserved_at_ms: None,
             released_at_ms: None,
+            failure: None,
         }
     }
 

@@ -1,35 +1,72 @@
 //! The contest's node pool rules, in virtual time.
 //!
+//! Filling the pool:
 //! - `ready_nodes` nodes are started at once ([`Pool::bootstrap`]).
 //! - Each reserve takes the longest-ready node and owes the pool one refill, due
 //!   `refill_delay_ms` later ([`Pool::reserve`]).
-//! - A due refill starts a node as long as the live nodes (starting + ready + reserved, plus
-//!   released nodes still inside their refill delay) stay within `max_nodes`; otherwise it
-//!   waits until a slot frees ([`Pool::tick`]).
+//! - A due refill starts a node as long as the nodes holding a slot (starting, ready,
+//!   reserved and failed ones, plus released nodes still inside their refill delay) stay
+//!   within `max_nodes`; otherwise it waits until a slot frees ([`Pool::tick`]).
 //! - A released node's slot is reusable `refill_delay_ms` after its release.
+//!
+//! Healing it:
+//! - A node that fails to start is forgotten and owes a retry after the refill delay
+//!   ([`Pool::node_start_failed`]). Start failures in a row also hold back *every* start
+//!   for a back-off (`start_backoff_base_ms`, doubling per failure up to
+//!   `start_backoff_max_ms`), so a node that can never start is not restarted in a tight
+//!   loop even with a zero refill delay; the next successful start clears the back-off.
+//! - A node whose process exited fails at once ([`Pool::node_exited`]). A node that misses
+//!   its health probes fails once it has missed at least [`MISSED_PROBES_TO_FAIL`] of them
+//!   and answered none for `failed_after_ms` ([`Pool::probe_missed`]); any answer clears
+//!   that ([`Pool::probe_answered`]).
+//! - A failed *ready* node was never anyone's: it is forgotten at once (no reserve can hand
+//!   it out) and owes a refill after the refill delay, like a failed start. A failed
+//!   *reserved* node stays its account's (state `Failed`, usage record open, slot held)
+//!   until the account releases it, and that release succeeds like any other. Either way
+//!   the node is killed, and a node fails only once.
 //!
 //! Each method returns the [`Action`]s the caller must carry out; [`Pool::next_wake_ms`]
 //! says when [`Pool::tick`] has something to do next.
+//!
+//! Account and node ids from clients are 1 to [`MAX_ID_BYTES`] bytes ([`check_id`]); error
+//! messages quote them clipped (`faas_common::text::clip`).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
 
-use crate::model::{Node, NodeEndpoint, NodeState};
+use faas_common::text::clip;
+
+use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeState};
 use crate::store::{NodeTable, StateCounts};
+
+/// The longest account or node id accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// A node fails for not answering only after at least this many missed probes in a row
+/// (one late answer is not an outage).
+pub const MISSED_PROBES_TO_FAIL: u32 = 2;
 
 /// The pool's rules, from configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolRules {
-    /// Live nodes at most (the contest: 20).
+    /// Nodes holding a slot at most (the contest: 20).
     pub max_nodes: usize,
     /// Nodes ready when the manager starts (the contest: 10).
     pub ready_nodes: usize,
-    /// Delay of a refill after a reserve, and of a released slot's reuse.
+    /// Delay of a refill after a reserve (or a failure), and of a released slot's reuse.
     pub refill_delay_ms: i64,
     /// Memory each node offers (the contest: 3072 MiB).
     pub node_memory_bytes: u64,
     /// Node ids are `{prefix}-{generation}`.
     pub node_id_prefix: String,
+    /// A node that answered no probe for this long (and missed at least
+    /// [`MISSED_PROBES_TO_FAIL`]) fails.
+    pub failed_after_ms: i64,
+    /// Back-off after the first start failure in a row; doubles with each further one.
+    pub start_backoff_base_ms: i64,
+    /// The longest back-off.
+    pub start_backoff_max_ms: i64,
 }
 
 impl Default for PoolRules {
@@ -40,6 +77,9 @@ impl Default for PoolRules {
             refill_delay_ms: 10_000,
             node_memory_bytes: 3072 * 1024 * 1024,
             node_id_prefix: "node".to_string(),
+            failed_after_ms: 3_000,
+            start_backoff_base_ms: 1_000,
+            start_backoff_max_ms: 30_000,
         }
     }
 }
@@ -49,8 +89,10 @@ impl Default for PoolRules {
 pub enum Action {
     /// Start this node now; report back with [`Pool::node_started`] or [`Pool::node_start_failed`].
     StartNode { node_id: String, memory_bytes: u64 },
-    /// Stop this node now.
+    /// Stop this node now (gracefully: it may stop its containers first).
     StopNode { node_id: String },
+    /// Kill this node now, without a grace period (it failed), and reap it.
+    KillNode { node_id: String },
 }
 
 /// A node just taken for an account.
@@ -62,37 +104,97 @@ pub struct Reservation {
     pub refill_at_ms: i64,
 }
 
-/// Why the pool refused a call. The messages are what clients see.
+/// A node that just failed: what to log and count, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedNode {
+    pub node_id: String,
+    /// The state it failed in: `Ready` (forgotten now, a refill owed) or `Reserved` (now
+    /// `Failed`, until its account releases it).
+    pub was: NodeState,
+    pub failure: Failure,
+    /// Kill it.
+    pub actions: Vec<Action>,
+}
+
+/// What kind of id a client sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    Account,
+    Node,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKind::Account => "account ID",
+            IdKind::Node => "node ID",
+        })
+    }
+}
+
+/// Why the pool refused a call. The messages are what clients see; ids in them are clipped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
-    #[error("account ID cannot be empty")]
-    EmptyAccount,
-    #[error("node ID cannot be empty")]
-    EmptyNodeId,
+    #[error("{0} cannot be empty")]
+    EmptyId(IdKind),
+    #[error("{kind} {id:?} is too long: at most {max} bytes are allowed", max = MAX_ID_BYTES)]
+    IdTooLong { kind: IdKind, id: String },
     #[error("no available node can be reserved")]
     Exhausted,
-    #[error("node {0} not found")]
+    #[error(
+        "node {0:?} not found: this resource manager has no node of that id (ids come from ReserveNode)"
+    )]
     NotFound(String),
-    #[error("node {0} is not reserved")]
-    NotReserved(String),
+    #[error("node {id:?} is not reserved (it is {state}); only a reserved node can be released")]
+    NotReserved { id: String, state: NodeState },
     #[error("the resource manager is shutting down")]
     Closed,
 }
 
-/// The node pool: the node table plus the refills owed and the slots still cooling down.
+/// Checks an id a client sent: 1 to [`MAX_ID_BYTES`] bytes.
+pub fn check_id(kind: IdKind, id: &str) -> Result<(), PoolError> {
+    if id.is_empty() {
+        return Err(PoolError::EmptyId(kind));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(PoolError::IdTooLong {
+            kind,
+            id: clip(id).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Probes a node has missed since its last answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Missed {
+    /// When the first of them was missed.
+    since_ms: i64,
+    count: u32,
+}
+
+/// The node pool: the node table plus the refills owed, the slots still cooling down, the
+/// probes missed and the start back-off.
 #[derive(Debug)]
 pub struct Pool {
     rules: PoolRules,
     table: NodeTable,
-    /// Due times of the refills owed (one per reserve, plus retries of failed starts).
+    /// Due times of the refills owed (one per reserve, plus retries of failed starts and
+    /// replacements of failed ready nodes).
     refills: BinaryHeap<Reverse<i64>>,
     /// Times at which released nodes' slots free up.
     cooling: BinaryHeap<Reverse<i64>>,
+    /// Ready and reserved nodes that missed their last probes.
+    missed: HashMap<String, Missed>,
+    /// Start failures since the last successful start.
+    start_failures_in_a_row: u32,
+    /// No node starts before this (the start back-off).
+    starts_not_before_ms: i64,
     last_generation: u64,
     closed: bool,
     /// Node-milliseconds of released nodes.
     released_node_ms: i64,
-    /// Sum of `reserved_at_ms` over nodes still reserved (for O(1) node time).
+    /// Sum of `reserved_at_ms` over nodes still owned (for O(1) node time).
     open_reserved_at_sum: i64,
 }
 
@@ -104,6 +206,9 @@ impl Pool {
             table: NodeTable::new(),
             refills: BinaryHeap::new(),
             cooling: BinaryHeap::new(),
+            missed: HashMap::new(),
+            start_failures_in_a_row: 0,
+            starts_not_before_ms: i64::MIN,
             last_generation: 0,
             closed: false,
             released_node_ms: 0,
@@ -131,10 +236,10 @@ impl Pool {
         self.refills.len()
     }
 
-    /// Nodes occupying a slot: starting, ready, reserved, and released ones still cooling down
-    /// (as of the last [`Pool::tick`]).
+    /// Nodes occupying a slot: starting, ready, reserved, failed, and released ones still
+    /// cooling down (as of the last [`Pool::tick`]).
     pub fn occupied_slots(&self) -> usize {
-        self.table.counts().live() + self.cooling.len()
+        self.table.counts().holding_slots() + self.cooling.len()
     }
 
     /// Whether [`Pool::close`] was called.
@@ -152,8 +257,9 @@ impl Pool {
         actions
     }
 
-    /// A started node is up at `endpoint`: it becomes reservable. Returns a stop if the node
-    /// is no longer wanted (unknown, not starting, or the pool is closed).
+    /// A started node is up at `endpoint`: it becomes reservable, and the start back-off is
+    /// cleared. Returns a stop if the node is no longer wanted (unknown, not starting, or the
+    /// pool is closed).
     pub fn node_started(
         &mut self,
         node_id: &str,
@@ -161,10 +267,7 @@ impl Pool {
         now_ms: i64,
     ) -> Vec<Action> {
         let _ = now_ms;
-        let starting = self
-            .table
-            .get(node_id)
-            .is_some_and(|n| n.state == NodeState::Starting);
+        let starting = self.is_in(node_id, NodeState::Starting);
         if self.closed || !starting {
             if starting {
                 self.table.remove(node_id);
@@ -173,6 +276,8 @@ impl Pool {
                 node_id: node_id.to_string(),
             }];
         }
+        self.start_failures_in_a_row = 0;
+        self.starts_not_before_ms = i64::MIN;
         self.table.update(node_id, |n| {
             n.state = NodeState::Ready;
             n.endpoint = Some(endpoint);
@@ -180,27 +285,34 @@ impl Pool {
         Vec::new()
     }
 
-    /// A node failed to start: it is forgotten, and a retry is owed after the refill delay.
-    pub fn node_start_failed(&mut self, node_id: &str, now_ms: i64) {
-        let starting = self
-            .table
-            .get(node_id)
-            .is_some_and(|n| n.state == NodeState::Starting);
-        if starting {
-            self.table.remove(node_id);
-            if !self.closed {
-                self.refills
-                    .push(Reverse(now_ms + self.rules.refill_delay_ms));
-            }
+    /// A node failed to start: it is forgotten, a retry is owed after the refill delay, and
+    /// every start waits out the back-off. Returns when the retry may start (`None` if the
+    /// node was not starting or the pool is closed).
+    pub fn node_start_failed(&mut self, node_id: &str, now_ms: i64) -> Option<i64> {
+        if !self.is_in(node_id, NodeState::Starting) {
+            return None;
         }
+        self.table.remove(node_id);
+        if self.closed {
+            return None;
+        }
+        self.start_failures_in_a_row = self.start_failures_in_a_row.saturating_add(1);
+        let doublings = (self.start_failures_in_a_row - 1).min(32);
+        let backoff = self
+            .rules
+            .start_backoff_base_ms
+            .saturating_mul(1i64 << doublings)
+            .min(self.rules.start_backoff_max_ms);
+        self.starts_not_before_ms = self.starts_not_before_ms.max(now_ms + backoff);
+        let due = now_ms + self.rules.refill_delay_ms;
+        self.refills.push(Reverse(due));
+        Some(due.max(self.starts_not_before_ms))
     }
 
     /// Takes the longest-ready node for `account`, and owes the pool a refill for it.
     /// The caller then hands the node over and calls [`Pool::reserve_failed`] if that fails.
     pub fn reserve(&mut self, account: &str, now_ms: i64) -> Result<Reservation, PoolError> {
-        if account.is_empty() {
-            return Err(PoolError::EmptyAccount);
-        }
+        check_id(IdKind::Account, account)?;
         if self.closed {
             return Err(PoolError::Closed);
         }
@@ -217,7 +329,7 @@ impl Pool {
                 n.reserved_at_ms = Some(now_ms);
                 n.clone()
             })
-            .ok_or_else(|| PoolError::NotFound(id.clone()))?;
+            .ok_or_else(|| PoolError::NotFound(clip(&id).into_owned()))?;
         self.open_reserved_at_sum += now_ms;
         let refill_at_ms = now_ms + self.rules.refill_delay_ms;
         self.refills.push(Reverse(refill_at_ms));
@@ -231,11 +343,12 @@ impl Pool {
         let reserved = self
             .table
             .get(node_id)
-            .filter(|n| n.state == NodeState::Reserved)
+            .filter(|n| n.state.is_owned())
             .and_then(|n| n.reserved_at_ms);
         match reserved {
             Some(at) => {
                 self.table.remove(node_id);
+                self.missed.remove(node_id);
                 self.open_reserved_at_sum -= at;
                 vec![Action::StopNode {
                     node_id: node_id.to_string(),
@@ -245,18 +358,19 @@ impl Pool {
         }
     }
 
-    /// Releases a reserved node: it is stopped, its usage record closed, and its slot frees
-    /// `refill_delay_ms` from now.
+    /// Releases a reserved (or failed) node: it is stopped, its usage record closed, and its
+    /// slot frees `refill_delay_ms` from now. Its id is never used again.
     pub fn release(&mut self, node_id: &str, now_ms: i64) -> Result<Vec<Action>, PoolError> {
-        if node_id.is_empty() {
-            return Err(PoolError::EmptyNodeId);
-        }
+        check_id(IdKind::Node, node_id)?;
         let node = self
             .table
             .get(node_id)
-            .ok_or_else(|| PoolError::NotFound(node_id.to_string()))?;
-        if node.state != NodeState::Reserved {
-            return Err(PoolError::NotReserved(node_id.to_string()));
+            .ok_or_else(|| PoolError::NotFound(clip(node_id).into_owned()))?;
+        if !node.state.is_owned() {
+            return Err(PoolError::NotReserved {
+                id: clip(node_id).into_owned(),
+                state: node.state,
+            });
         }
         let reserved_at = node.reserved_at_ms.unwrap_or(now_ms);
         let released_at = now_ms.max(reserved_at);
@@ -264,6 +378,7 @@ impl Pool {
             n.state = NodeState::Released;
             n.released_at_ms = Some(released_at);
         });
+        self.missed.remove(node_id);
         self.open_reserved_at_sum -= reserved_at;
         self.released_node_ms += released_at - reserved_at;
         if !self.closed {
@@ -275,13 +390,60 @@ impl Pool {
         }])
     }
 
-    /// Frees the slots whose delay is over and starts the refills that are due and fit.
+    /// The nodes to probe (ready and reserved ones) and where they listen.
+    pub fn probe_targets(&self) -> Vec<(String, NodeEndpoint)> {
+        self.table
+            .holding_slots()
+            .filter(|n| matches!(n.state, NodeState::Ready | NodeState::Reserved))
+            .filter_map(|n| Some((n.id.clone(), n.endpoint.clone()?)))
+            .collect()
+    }
+
+    /// Node `node_id` answered a probe: it is healthy again.
+    pub fn probe_answered(&mut self, node_id: &str, now_ms: i64) {
+        let _ = now_ms;
+        self.missed.remove(node_id);
+    }
+
+    /// Node `node_id` did not answer a probe (`detail` says how). Returns the failure if that
+    /// makes the node fail (see the module docs).
+    pub fn probe_missed(&mut self, node_id: &str, detail: &str, now_ms: i64) -> Option<FailedNode> {
+        if !self.is_probed(node_id) {
+            return None;
+        }
+        let missed = self.missed.entry(node_id.to_string()).or_insert(Missed {
+            since_ms: now_ms,
+            count: 0,
+        });
+        missed.count += 1;
+        let silent_ms = now_ms - missed.since_ms;
+        if missed.count < MISSED_PROBES_TO_FAIL || silent_ms < self.rules.failed_after_ms {
+            return None;
+        }
+        let detail = format!(
+            "no answer to {} health probes in {silent_ms} ms (last: {detail})",
+            missed.count
+        );
+        self.fail(node_id, FailureReason::Unresponsive, detail, now_ms)
+    }
+
+    /// Node `node_id`'s process exited (or its container is gone): it fails at once.
+    pub fn node_exited(&mut self, node_id: &str, detail: &str, now_ms: i64) -> Option<FailedNode> {
+        if !self.is_probed(node_id) {
+            return None;
+        }
+        self.fail(node_id, FailureReason::Exited, detail.to_string(), now_ms)
+    }
+
+    /// Frees the slots whose delay is over and starts the refills that are due and fit
+    /// (none during a start back-off).
     pub fn tick(&mut self, now_ms: i64) -> Vec<Action> {
         while self.cooling.peek().is_some_and(|Reverse(t)| *t <= now_ms) {
             self.cooling.pop();
         }
         let mut actions = Vec::new();
         while !self.closed
+            && now_ms >= self.starts_not_before_ms
             && self.refills.peek().is_some_and(|Reverse(t)| *t <= now_ms)
             && self.occupied_slots() < self.rules.max_nodes
         {
@@ -297,30 +459,32 @@ impl Pool {
             return None;
         }
         let Reverse(due) = *self.refills.peek()?;
-        if self.occupied_slots() < self.rules.max_nodes {
-            Some(due)
+        let at = if self.occupied_slots() < self.rules.max_nodes {
+            due
         } else {
             // Full: the next chance is when a cooling slot frees (a release will also wake us).
-            self.cooling.peek().map(|Reverse(t)| (*t).max(due))
-        }
+            self.cooling.peek().map(|Reverse(t)| (*t).max(due))?
+        };
+        Some(at.max(self.starts_not_before_ms))
     }
 
-    /// Stops the pool: no more starts or reserves; reserved nodes are released as of now,
-    /// ready ones forgotten. Returns a stop for every ready and reserved node (starting ones are stopped when
-    /// their start completes, see [`Pool::node_started`]).
+    /// Stops the pool: no more starts or reserves; reserved (and failed) nodes are released
+    /// as of now, ready ones forgotten. Returns a stop for every ready, reserved and failed
+    /// node (starting ones are stopped when their start completes, see [`Pool::node_started`]).
     pub fn close(&mut self, now_ms: i64) -> Vec<Action> {
         self.closed = true;
         self.refills.clear();
         self.cooling.clear();
+        self.missed.clear();
         let to_stop: Vec<(String, NodeState)> = self
             .table
-            .live()
+            .holding_slots()
             .filter(|n| n.state != NodeState::Starting)
             .map(|n| (n.id.clone(), n.state))
             .collect();
         let mut actions = Vec::with_capacity(to_stop.len());
         for (id, state) in to_stop {
-            if state == NodeState::Reserved {
+            if state.is_owned() {
                 let _ = self.release(&id, now_ms);
             } else {
                 // Never reserved: this life leaves no record.
@@ -331,15 +495,67 @@ impl Pool {
         actions
     }
 
-    /// Every node ever reserved (released ones included), in reservation order.
+    /// Every node ever reserved (released and failed ones included), in reservation order.
     pub fn usage(&self) -> impl Iterator<Item = &Node> {
         self.table.reserved_history()
     }
 
     /// Node time so far: the sum over reserved nodes of reserve-to-release (or to now), in ms.
+    /// A failed node counts until its account releases it.
     pub fn node_ms(&self, now_ms: i64) -> i64 {
-        let open = self.table.counts().reserved as i64 * now_ms - self.open_reserved_at_sum;
+        let open = self.table.counts().owned() as i64 * now_ms - self.open_reserved_at_sum;
         self.released_node_ms + open.max(0)
+    }
+
+    fn is_in(&self, node_id: &str, state: NodeState) -> bool {
+        self.table.get(node_id).is_some_and(|n| n.state == state)
+    }
+
+    /// Whether the node is one whose health is watched (ready or reserved).
+    fn is_probed(&self, node_id: &str) -> bool {
+        self.is_in(node_id, NodeState::Ready) || self.is_in(node_id, NodeState::Reserved)
+    }
+
+    /// Marks a ready or reserved node failed (see the module docs).
+    fn fail(
+        &mut self,
+        node_id: &str,
+        reason: FailureReason,
+        detail: String,
+        now_ms: i64,
+    ) -> Option<FailedNode> {
+        let was = self.table.get(node_id)?.state;
+        let failure = Failure {
+            reason,
+            detail,
+            at_ms: now_ms,
+        };
+        self.missed.remove(node_id);
+        match was {
+            NodeState::Ready => {
+                self.table.remove(node_id);
+                if !self.closed {
+                    self.refills
+                        .push(Reverse(now_ms + self.rules.refill_delay_ms));
+                }
+            }
+            NodeState::Reserved => {
+                let recorded = failure.clone();
+                self.table.update(node_id, |n| {
+                    n.state = NodeState::Failed;
+                    n.failure = Some(recorded);
+                });
+            }
+            _ => return None,
+        }
+        Some(FailedNode {
+            node_id: node_id.to_string(),
+            was,
+            failure,
+            actions: vec![Action::KillNode {
+                node_id: node_id.to_string(),
+            }],
+        })
     }
 
     fn start_new_node(&mut self, now_ms: i64) -> Action {
@@ -383,7 +599,7 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 Action::StartNode { node_id, .. } => Some(node_id.clone()),
-                Action::StopNode { .. } => None,
+                Action::StopNode { .. } | Action::KillNode { .. } => None,
             })
             .collect()
     }
@@ -399,7 +615,12 @@ mod tests {
     }
 
     fn ready_pool(ready: usize, max: usize) -> Pool {
-        let mut pool = Pool::new(rules(ready, max));
+        ready_pool_with(rules(ready, max))
+    }
+
+    /// A pool under `rules` whose initial nodes all started at 0.
+    fn ready_pool_with(rules: PoolRules) -> Pool {
+        let mut pool = Pool::new(rules);
         let actions = pool.bootstrap(0);
         start_all(&mut pool, &actions, 0);
         pool
@@ -482,7 +703,7 @@ mod tests {
     fn empty_account_is_refused() {
         let mut pool = ready_pool(1, 1);
         let err = pool.reserve("", 0).unwrap_err();
-        assert_eq!(err, PoolError::EmptyAccount);
+        assert_eq!(err, PoolError::EmptyId(IdKind::Account));
         assert_eq!(err.to_string(), "account ID cannot be empty");
         assert_eq!(pool.counts().ready, 1);
     }
@@ -500,9 +721,9 @@ mod tests {
             now += DELAY;
             let actions = pool.tick(now);
             start_all(&mut pool, &actions, now);
-            assert!(pool.counts().live() <= 20, "{:?}", pool.counts());
+            assert!(pool.counts().holding_slots() <= 20, "{:?}", pool.counts());
         }
-        assert_eq!(pool.counts().live(), 20);
+        assert_eq!(pool.counts().holding_slots(), 20);
         assert_eq!(pool.counts().reserved, 20);
         assert_eq!(reserved, 20);
         assert_eq!(pool.reserve("acct", now), Err(PoolError::Exhausted));
@@ -541,7 +762,7 @@ mod tests {
         );
         start_all(&mut pool, &actions, release_at + DELAY);
         assert_eq!(pool.counts().ready, 1);
-        assert_eq!(pool.counts().live(), 2);
+        assert_eq!(pool.counts().holding_slots(), 2);
         assert_eq!(
             pool.next_wake_ms(),
             None,
@@ -552,21 +773,26 @@ mod tests {
     #[test]
     fn release_checks_the_node() {
         let mut pool = ready_pool(2, 2);
-        assert_eq!(pool.release("", 0), Err(PoolError::EmptyNodeId));
+        assert_eq!(pool.release("", 0), Err(PoolError::EmptyId(IdKind::Node)));
         let err = pool.release("node-99", 0).unwrap_err();
-        assert_eq!(err.to_string(), "node node-99 not found");
+        assert_eq!(
+            err.to_string(),
+            "node \"node-99\" not found: this resource manager has no node of that id (ids come from ReserveNode)"
+        );
         let err = pool.release("node-2", 0).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "node node-2 is not reserved",
-            "ready, not reserved"
+            "node \"node-2\" is not reserved (it is ready); only a reserved node can be released",
         );
 
         let id = pool.reserve("a", 0).unwrap().node.id;
         pool.release(&id, 1).unwrap();
         assert_eq!(
             pool.release(&id, 2),
-            Err(PoolError::NotReserved(id.clone())),
+            Err(PoolError::NotReserved {
+                id: id.clone(),
+                state: NodeState::Released
+            }),
             "already released"
         );
         let node = pool.node(&id).unwrap();
@@ -626,7 +852,7 @@ mod tests {
         let mut pool = Pool::new(rules(1, 1));
         let actions = pool.bootstrap(0);
         let id = started_ids(&actions).remove(0);
-        pool.node_start_failed(&id, 500);
+        assert_eq!(pool.node_start_failed(&id, 500), Some(500 + DELAY));
         assert!(pool.node(&id).is_none());
         assert_eq!(pool.next_wake_ms(), Some(500 + DELAY));
         let retry = pool.tick(500 + DELAY);
@@ -658,6 +884,275 @@ mod tests {
             vec![Action::StopNode { node_id: late_id }]
         );
         assert!(pool.tick(1_000_000).is_empty());
-        assert_eq!(pool.counts().live(), 0);
+        assert_eq!(pool.counts().holding_slots(), 0);
+    }
+
+    fn exited(pool: &mut Pool, id: &str, now: i64) -> FailedNode {
+        pool.node_exited(
+            id,
+            "the node-service process 42 was killed by signal 9",
+            now,
+        )
+        .expect("the node fails")
+    }
+
+    #[test]
+    fn a_ready_node_that_exits_is_forgotten_at_once_and_refilled_after_the_delay() {
+        let mut pool = ready_pool(2, 3);
+        let failed = exited(&mut pool, "node-1", 1_000);
+        assert_eq!(failed.was, NodeState::Ready);
+        assert_eq!(failed.failure.reason, FailureReason::Exited);
+        assert_eq!(failed.failure.at_ms, 1_000);
+        assert_eq!(
+            failed.actions,
+            vec![Action::KillNode {
+                node_id: "node-1".into()
+            }]
+        );
+        assert!(pool.node("node-1").is_none(), "forgotten");
+        assert_eq!(pool.counts().ready, 1);
+        assert!(
+            pool.node_exited("node-1", "again", 1_001).is_none(),
+            "a node fails once"
+        );
+        assert!(
+            pool.probe_targets().iter().all(|(id, _)| id != "node-1"),
+            "no longer probed"
+        );
+
+        // The refill is owed after the refill delay, in a free slot, under a new id.
+        assert_eq!(pool.next_wake_ms(), Some(1_000 + DELAY));
+        assert!(pool.tick(1_000 + DELAY - 1).is_empty());
+        let actions = pool.tick(1_000 + DELAY);
+        assert_eq!(started_ids(&actions), vec!["node-3".to_string()]);
+        start_all(&mut pool, &actions, 1_000 + DELAY);
+        assert_eq!(pool.counts().ready, 2, "back to --ready-nodes");
+        assert_eq!(pool.usage().count(), 0, "never reserved, never billed");
+    }
+
+    #[test]
+    fn reserve_never_hands_out_a_failed_node() {
+        let mut pool = ready_pool(2, 2);
+        exited(&mut pool, "node-1", 10);
+        assert_eq!(pool.reserve("a", 20).unwrap().node.id, "node-2");
+        assert_eq!(pool.reserve("a", 30), Err(PoolError::Exhausted));
+    }
+
+    #[test]
+    fn a_failed_reserved_node_stays_its_owners_until_the_release_which_succeeds() {
+        let mut pool = ready_pool(2, 2);
+        let id = pool.reserve("acct", 0).unwrap().node.id;
+        let slots = pool.occupied_slots();
+        let failed = exited(&mut pool, &id, 2_000);
+        assert_eq!(failed.was, NodeState::Reserved);
+        assert_eq!(
+            failed.actions,
+            vec![Action::KillNode {
+                node_id: id.clone()
+            }]
+        );
+
+        let node = pool.node(&id).unwrap();
+        assert_eq!(node.state, NodeState::Failed);
+        assert_eq!(node.owner_account.as_deref(), Some("acct"));
+        assert_eq!(
+            node.failure.as_ref().map(|f| f.reason),
+            Some(FailureReason::Exited)
+        );
+        assert_eq!(pool.counts().failed, 1);
+        assert_eq!(
+            pool.occupied_slots(),
+            slots,
+            "it keeps its slot until released"
+        );
+        assert!(pool.probe_targets().iter().all(|(n, _)| *n != id));
+        // Still the account's: listed as reserved and billed until released.
+        let usage: Vec<_> = pool
+            .usage()
+            .map(|n| (n.id.clone(), n.released_at_ms))
+            .collect();
+        assert_eq!(usage, vec![(id.clone(), None)]);
+        assert_eq!(pool.node_ms(5_000), 5_000);
+
+        let actions = pool
+            .release(&id, 6_000)
+            .expect("releasing a failed node succeeds");
+        assert_eq!(
+            actions,
+            vec![Action::StopNode {
+                node_id: id.clone()
+            }]
+        );
+        let node = pool.node(&id).unwrap();
+        assert_eq!(node.state, NodeState::Released);
+        assert_eq!(node.released_at_ms, Some(6_000));
+        assert_eq!(pool.node_ms(9_000), 6_000);
+        assert_eq!(pool.counts().failed, 0);
+        assert_eq!(
+            pool.pending_refills(),
+            1,
+            "only the reserve's refill is owed"
+        );
+        assert!(matches!(
+            pool.release(&id, 7_000),
+            Err(PoolError::NotReserved {
+                state: NodeState::Released,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_node_fails_after_missing_probes_for_the_configured_time() {
+        let mut pool = ready_pool_with(PoolRules {
+            failed_after_ms: 3_000,
+            ..rules(1, 1)
+        });
+        let id = "node-1";
+        assert!(pool.probe_missed(id, "timeout", 0).is_none());
+        assert!(pool.probe_missed(id, "timeout", 1_000).is_none());
+        pool.probe_answered(id, 1_500);
+        // A new silence starts at its first miss.
+        for t in [2_000, 3_000, 4_000] {
+            assert!(pool.probe_missed(id, "timeout", t).is_none(), "at {t}");
+        }
+        let failed = pool
+            .probe_missed(id, "no answer within 1000 ms", 5_000)
+            .expect("silent for 3000 ms");
+        assert_eq!(failed.failure.reason, FailureReason::Unresponsive);
+        assert_eq!(
+            failed.failure.detail,
+            "no answer to 4 health probes in 3000 ms (last: no answer within 1000 ms)"
+        );
+        assert_eq!(
+            failed.actions,
+            vec![Action::KillNode { node_id: id.into() }]
+        );
+        assert!(pool.probe_missed(id, "timeout", 6_000).is_none(), "once");
+    }
+
+    #[test]
+    fn one_missed_probe_never_fails_a_node() {
+        let mut pool = ready_pool_with(PoolRules {
+            failed_after_ms: 0,
+            ..rules(1, 1)
+        });
+        assert!(pool.probe_missed("node-1", "timeout", 100_000).is_none());
+        assert!(pool.probe_missed("node-1", "timeout", 100_001).is_some());
+        assert!(
+            pool.probe_missed("node-99", "timeout", 0).is_none(),
+            "unknown nodes are ignored"
+        );
+    }
+
+    #[test]
+    fn start_failures_in_a_row_back_off_every_start() {
+        let mut pool = Pool::new(PoolRules {
+            refill_delay_ms: 0,
+            start_backoff_base_ms: 1_000,
+            start_backoff_max_ms: 4_000,
+            ..rules(1, 1)
+        });
+        let mut actions = pool.bootstrap(0);
+        // Each attempt fails at once; the retries come 1, 2, 4, 4 s apart (capped).
+        let mut now = 0;
+        for retry_at in [1_000, 3_000, 7_000, 11_000] {
+            let id = started_ids(&actions).remove(0);
+            assert_eq!(pool.node_start_failed(&id, now), Some(retry_at));
+            assert_eq!(pool.next_wake_ms(), Some(retry_at));
+            assert!(pool.tick(retry_at - 1).is_empty(), "backing off");
+            actions = pool.tick(retry_at);
+            assert_eq!(actions.len(), 1);
+            now = retry_at;
+        }
+        // A success clears the back-off: the next failure waits the base again.
+        start_all(&mut pool, &actions, 11_000);
+        let failed = exited(&mut pool, "node-5", 12_000);
+        assert_eq!(failed.was, NodeState::Ready);
+        let replacement = pool.tick(12_000);
+        let id = started_ids(&replacement).remove(0);
+        assert_eq!(pool.node_start_failed(&id, 12_050), Some(13_050));
+    }
+
+    #[test]
+    fn a_node_that_never_starts_is_retried_slowly_not_in_a_loop() {
+        let mut pool = Pool::new(PoolRules {
+            refill_delay_ms: 0,
+            ..rules(3, 3)
+        });
+        let mut pending = pool.bootstrap(0);
+        let mut starts = 0;
+        // A minute of virtual time in 10 ms steps; every start fails 10 ms after it began.
+        for now in (0..60_000).step_by(10) {
+            for id in started_ids(&pending) {
+                starts += 1;
+                pool.node_start_failed(&id, now);
+            }
+            pending = pool.tick(now);
+        }
+        // Without the back-off that would be 3 starts every 10 ms (18,000).
+        assert!(starts <= 3 * 5, "{starts} starts in a minute");
+        assert!(starts > 3, "retried: {starts}");
+    }
+
+    #[test]
+    fn a_node_that_fails_during_its_handover_is_dropped_unbilled() {
+        let mut pool = ready_pool(2, 2);
+        let id = pool.reserve("a", 0).unwrap().node.id;
+        exited(&mut pool, &id, 5);
+        assert_eq!(
+            pool.reserve_failed(&id, 6),
+            vec![Action::StopNode {
+                node_id: id.clone()
+            }]
+        );
+        assert!(pool.node(&id).is_none());
+        assert_eq!(pool.node_ms(10_000), 0);
+    }
+
+    #[test]
+    fn close_releases_failed_nodes() {
+        let mut pool = ready_pool(2, 2);
+        let id = pool.reserve("a", 0).unwrap().node.id;
+        exited(&mut pool, &id, 5);
+        let stops = pool.close(100);
+        assert_eq!(stops.len(), 2, "{stops:?}");
+        assert_eq!(pool.node(&id).unwrap().released_at_ms, Some(100));
+        assert_eq!(pool.counts().holding_slots(), 0);
+    }
+
+    #[test]
+    fn ids_are_checked_and_quoted_clipped() {
+        assert_eq!(check_id(IdKind::Node, &"n".repeat(MAX_ID_BYTES)), Ok(()));
+        assert_eq!(
+            check_id(IdKind::Account, "").unwrap_err().to_string(),
+            "account ID cannot be empty"
+        );
+        let long = "x".repeat(1 << 20);
+        let err = check_id(IdKind::Account, &long).unwrap_err();
+        let message = err.to_string();
+        assert!(message.len() < 300, "{}", message.len());
+        assert!(
+            message.starts_with("account ID \"xxx")
+                && message
+                    .ends_with("…(1048576 bytes)\" is too long: at most 256 bytes are allowed"),
+            "{message}"
+        );
+        let mut pool = ready_pool(1, 1);
+        assert!(matches!(
+            pool.reserve(&long, 0),
+            Err(PoolError::IdTooLong {
+                kind: IdKind::Account,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pool.release(&"n".repeat(MAX_ID_BYTES + 1), 0),
+            Err(PoolError::IdTooLong {
+                kind: IdKind::Node,
+                ..
+            })
+        ));
+        assert_eq!(pool.counts().ready, 1, "nothing changed");
     }
 }

@@ -12,6 +12,7 @@ pub struct StateCounts {
     pub starting: usize,
     pub ready: usize,
     pub reserved: usize,
+    pub failed: usize,
     pub released: usize,
 }
 
@@ -22,6 +23,7 @@ impl StateCounts {
             NodeState::Starting => self.starting,
             NodeState::Ready => self.ready,
             NodeState::Reserved => self.reserved,
+            NodeState::Failed => self.failed,
             NodeState::Released => self.released,
         }
     }
@@ -31,13 +33,19 @@ impl StateCounts {
             NodeState::Starting => &mut self.starting,
             NodeState::Ready => &mut self.ready,
             NodeState::Reserved => &mut self.reserved,
+            NodeState::Failed => &mut self.failed,
             NodeState::Released => &mut self.released,
         }
     }
 
-    /// Nodes that exist right now: starting, ready or reserved.
-    pub fn live(&self) -> usize {
-        self.starting + self.ready + self.reserved
+    /// Nodes that hold a slot by themselves: starting, ready, reserved or failed.
+    pub fn holding_slots(&self) -> usize {
+        self.starting + self.ready + self.reserved + self.failed
+    }
+
+    /// Nodes an account holds (reserved, or failed and not released yet): the ones billed.
+    pub fn owned(&self) -> usize {
+        self.reserved + self.failed
     }
 }
 
@@ -131,9 +139,9 @@ impl NodeTable {
             .filter_map(|id| self.nodes.get(id))
     }
 
-    /// Every node that exists right now (starting, ready or reserved).
-    pub fn live(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values().filter(|n| n.state.is_live())
+    /// Every node that holds a slot (starting, ready, reserved or failed).
+    pub fn holding_slots(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values().filter(|n| n.state.holds_slot())
     }
 
     fn index_added(&mut self, node: &Node) {
@@ -188,6 +196,7 @@ mod tests {
                 starting: 1,
                 ready: 2,
                 reserved: 0,
+                failed: 0,
                 released: 0
             }
         );
@@ -200,8 +209,16 @@ mod tests {
         assert_eq!(t.counts().reserved, 1);
         assert_eq!(t.reserved_history().count(), 1);
 
+        t.update("a", |n| n.state = NodeState::Failed);
+        assert_eq!(t.counts().failed, 1);
+        assert_eq!(t.counts().owned(), 1);
+        assert_eq!(
+            t.counts().holding_slots(),
+            3,
+            "a failed node keeps its slot"
+        );
         t.update("a", |n| n.state = NodeState::Released);
-        assert_eq!(t.counts().live(), 2);
+        assert_eq!(t.counts().holding_slots(), 2);
         assert_eq!(t.counts().released, 1);
         assert_eq!(t.reserved_history().next().unwrap().id, "a");
 
@@ -209,6 +226,6 @@ mod tests {
         assert_eq!(t.oldest_ready(), None);
         assert_eq!(t.counts().ready, 0);
         assert!(t.update("nope", |_| ()).is_none());
-        assert_eq!(t.live().count(), 1);
+        assert_eq!(t.holding_slots().count(), 1);
     }
 }

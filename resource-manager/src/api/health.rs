@@ -1,0 +1,124 @@
+//! The node health watch: one background task that notices dead and stuck nodes.
+//!
+//! Two kinds of evidence reach the pool through the manager:
+//!
+//! - **exits**, at once: the provider's [`NodeProvider::node_may_have_exited`] returns (the
+//!   local provider: on SIGCHLD) and [`NodeProvider::gone_nodes`] says which nodes stopped
+//!   running (a local child exited, and is reaped right there; a docker container is gone or
+//!   not running). Such a node fails at once. The same check also runs on every probe round,
+//!   so nothing depends on a signal arriving.
+//! - **silence**, every `--node-probe-interval-ms`: each ready and reserved node's
+//!   `grpc.health.v1` is asked, with `--node-probe-timeout-ms` to answer, over a channel kept
+//!   per node (a stopped process accepts TCP connections but answers nothing, which the
+//!   timeout catches). A node that answers no probe for `--node-failed-after-ms` fails
+//!   (the rule is the pool's, in virtual time: [`crate::service::Pool::probe_missed`]).
+//!
+//! What a failure does (kill, count, log, refill) is the manager's and the pool's business;
+//! this module only decides when to look and how.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faas_common::shutdown::Shutdown;
+use tokio::time::MissedTickBehavior;
+use tonic::transport::Channel;
+
+use crate::api::manager::Manager;
+use crate::api::node_client;
+use crate::model::NodeEndpoint;
+use crate::service::NodeProvider;
+
+/// How the watch probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Time between probe rounds; `None`: no probes (exits are still noticed).
+    pub probe_interval: Option<Duration>,
+    /// How long one probe may take.
+    pub probe_timeout: Duration,
+}
+
+/// Probes nodes over one channel per node, made on first use and dropped with the node.
+#[derive(Debug)]
+struct Prober {
+    timeout: Duration,
+    channels: HashMap<String, (NodeEndpoint, Channel)>,
+}
+
+impl Prober {
+    fn new(timeout: Duration) -> Prober {
+        Prober {
+            timeout,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Probes every target at once; returns each node's result.
+    async fn probe_all(
+        &mut self,
+        targets: Vec<(String, NodeEndpoint)>,
+    ) -> Vec<(String, Result<(), String>)> {
+        self.channels
+            .retain(|id, (endpoint, _)| targets.iter().any(|(t, e)| t == id && e == endpoint));
+        let mut calls = Vec::with_capacity(targets.len());
+        for (node_id, endpoint) in targets {
+            let channel = match self.channels.get(&node_id) {
+                Some((_, channel)) => Ok(channel.clone()),
+                None => faas_common::serve::connect_lazy(&endpoint.to_string())
+                    .inspect(|channel| {
+                        self.channels
+                            .insert(node_id.clone(), (endpoint, channel.clone()));
+                    })
+                    .map_err(|e| e.to_string()),
+            };
+            let timeout = self.timeout;
+            calls.push(async move {
+                let result = match channel {
+                    Ok(channel) => node_client::check_health(channel, timeout).await,
+                    Err(e) => Err(e),
+                };
+                (node_id, result)
+            });
+        }
+        futures::future::join_all(calls).await
+    }
+}
+
+/// Watches the manager's nodes until `shutdown` fires (see the module docs).
+pub async fn watch<P: NodeProvider>(
+    manager: Arc<Manager<P>>,
+    options: WatchOptions,
+    shutdown: Shutdown,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut prober = Prober::new(options.probe_timeout);
+    let mut rounds = options.probe_interval.map(|every| {
+        let mut rounds = tokio::time::interval(every);
+        rounds.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        rounds
+    });
+    loop {
+        let next_round = async {
+            match rounds.as_mut() {
+                Some(rounds) => {
+                    rounds.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = manager.provider().node_may_have_exited() => manager.check_gone().await,
+            _ = next_round => {
+                manager.check_gone().await;
+                let targets = manager.probe_targets();
+                let results = tokio::select! {
+                    _ = &mut stop => return,
+                    results = prober.probe_all(targets) => results,
+                };
+                manager.probe_results(results);
+            }
+        }
+    }
+}
