@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "container.proto",
         "admin.proto",
         "scheduler_admin.proto",
+        "node_admin.proto",
     ]
     .iter()
     .map(|f| dir.join(f))

@@ -47,6 +47,12 @@ pub mod scheduler_admin {
     tonic::include_proto!("faas.scheduler.v1");
 }
 
+/// `faas.node.v1`: the node service's platform API (describe the node and its containers,
+/// for recovery after a scheduler or resource-manager restart).
+pub mod node_admin {
+    tonic::include_proto!("faas.node.v1");
+}
+
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
     /// Set by the scheduler on an `AcquireContainer` reply: `"true"` when a container was
