@@ -1,0 +1,245 @@
+//! What the running platform says about itself: reserved nodes (resource manager), node and
+//! container answers, the scheduler's Prometheus figures, and a poll helper with a deadline.
+//!
+//! Shared by the integration tests (`support::observe`) and `examples/fault_bench.rs` (which
+//! includes this file with `#[path]` beside `procs.rs`).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use faas_proto::container::StatusReply;
+use faas_proto::container::StatusRequest;
+use faas_proto::container::container_service_client::ContainerServiceClient;
+use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use faas_proto::nodeservoceproto::{GetStatsReply, GetStatsRequest};
+use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
+use faas_proto::resourcemanagerproto::{GetNodesUsageRequest, NodeDesc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+use super::procs;
+
+/// How long one look at a component may take before it counts as no answer.
+pub const LOOK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Calls `f` every 50 ms until it gives `Some`, or `None` once `within` has passed.
+pub async fn poll<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every node the resource manager has reserved and not released.
+pub async fn reserved_nodes(resource_manager: &str) -> Result<Vec<NodeDesc>, String> {
+    let channel = faas_common::serve::connect(resource_manager)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(GetNodesUsageRequest {
+        request_id: "observe".into(),
+    });
+    request.set_timeout(LOOK_TIMEOUT);
+    let nodes = ResourceManagerClient::new(channel)
+        .get_nodes_usage(request)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .nodes;
+    Ok(nodes
+        .into_iter()
+        .filter(|n| n.released_time_timestamp_ms == 0)
+        .collect())
+}
+
+/// `host:port` of a node's service.
+pub fn node_addr(node: &NodeDesc) -> String {
+    format!("{}:{}", node.address, node.node_service_port)
+}
+
+/// The reply of `call` on a fresh channel to `addr`, if it connects and answers within
+/// [`LOOK_TIMEOUT`].
+async fn look<T, F, Fut>(addr: &str, call: F) -> Option<T>
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let answer = async {
+        let channel = faas_common::serve::connect(addr).await.ok()?;
+        call(channel).await.ok().map(tonic::Response::into_inner)
+    };
+    tokio::time::timeout(LOOK_TIMEOUT, answer)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A node's `GetStats`, if it answers within [`LOOK_TIMEOUT`].
+pub async fn node_stats(addr: &str) -> Option<GetStatsReply> {
+    look(addr, |channel| async move {
+        let request = GetStatsRequest {
+            request_id: "observe".into(),
+        };
+        NodeServiceClient::new(channel).get_stats(request).await
+    })
+    .await
+}
+
+/// A container process of this process tree and what its container service says.
+#[derive(Clone, Debug)]
+pub struct LiveContainer {
+    pub pid: u32,
+    /// The node service that started it.
+    pub node_pid: u32,
+    pub node_id: String,
+    pub port: u16,
+    /// Its `Status` (an unbound warm-pool container has an empty `function_name`).
+    pub status: StatusReply,
+}
+
+/// A container service's `Status` on a loopback port.
+pub async fn container_status(port: u16) -> Option<StatusReply> {
+    look(&format!("127.0.0.1:{port}"), |channel| async move {
+        ContainerServiceClient::new(channel)
+            .status(StatusRequest {})
+            .await
+    })
+    .await
+}
+
+/// Every container process under this process that answers `Status` (bound or not).
+pub async fn live_containers() -> Vec<LiveContainer> {
+    let looks = procs::containers()
+        .into_iter()
+        .map(|(pid, node_pid)| async move {
+            let node_id = procs::flag(node_pid, "--node-id")?;
+            for port in procs::listen_ports(pid) {
+                if let Some(status) = container_status(port).await {
+                    return Some(LiveContainer {
+                        pid,
+                        node_pid,
+                        node_id,
+                        port,
+                        status,
+                    });
+                }
+            }
+            None
+        });
+    futures::future::join_all(looks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The live containers bound to `function`.
+pub async fn containers_of(function: &str) -> Vec<LiveContainer> {
+    let mut all = live_containers().await;
+    all.retain(|c| c.status.function_name == function);
+    all
+}
+
+/// A free loopback port (for `--metrics-port`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The Prometheus text served on `127.0.0.1:port/metrics`.
+pub async fn scrape(port: u16) -> Option<String> {
+    let look = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    };
+    tokio::time::timeout(LOOK_TIMEOUT, look)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The sum of the samples of metric `name` (any labels) whose labels contain none of `skip`.
+pub fn metric(text: &str, name: &str, skip: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric_name, labels) = series.split_once('{').unwrap_or((series, ""));
+        if metric_name != name || skip.iter().any(|s| labels.contains(s)) {
+            continue;
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// The nodes the scheduler holds, from its `scheduler_nodes` gauge (every state but
+/// `reserving`, which counts reserves in flight, not nodes).
+pub fn scheduler_nodes(text: &str) -> Option<u64> {
+    metric(text, "scheduler_nodes", &["state=\"reserving\""]).map(|v| v as u64)
+}
+
+/// Reserved nodes against the nodes the scheduler knows.
+#[derive(Clone, Debug, Default)]
+pub struct NodeLedger {
+    /// Ids of the nodes reserved and not released (resource manager).
+    pub reserved: Vec<String>,
+    /// Of those, the ones whose node service does not answer `GetStats`.
+    pub not_answering: Vec<String>,
+    /// The nodes the scheduler holds (`None`: its metrics did not answer).
+    pub scheduler_nodes: Option<u64>,
+}
+
+impl NodeLedger {
+    /// Reserved nodes beyond the ones the scheduler knows.
+    pub fn unknown_to_scheduler(&self) -> usize {
+        let known = self.scheduler_nodes.unwrap_or(0) as usize;
+        self.reserved.len().saturating_sub(known)
+    }
+
+    /// Every reserved node answers and is known to the scheduler, and no more.
+    pub fn consistent(&self) -> bool {
+        self.not_answering.is_empty() && self.scheduler_nodes == Some(self.reserved.len() as u64)
+    }
+}
+
+/// Reserved nodes (and whether they answer) against the scheduler's `scheduler_nodes` gauge.
+pub async fn node_ledger(resource_manager: &str, scheduler_metrics_port: u16) -> NodeLedger {
+    let reserved = reserved_nodes(resource_manager).await.unwrap_or_default();
+    let mut ledger = NodeLedger::default();
+    for node in reserved {
+        if node_stats(&node_addr(&node)).await.is_none() {
+            ledger.not_answering.push(node.id.clone());
+        }
+        ledger.reserved.push(node.id);
+    }
+    ledger.scheduler_nodes = scrape(scheduler_metrics_port)
+        .await
+        .as_deref()
+        .and_then(scheduler_nodes);
+    ledger
+}
