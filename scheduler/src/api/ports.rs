@@ -14,6 +14,9 @@ use faas_proto::nodeservoceproto::{
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 use faas_proto::resourcemanagerproto::{NodeDesc, ReleaseNodeRequest, ReserveNodeRequest};
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 use crate::model::{
     ContainerUsage, FunctionSpec, Millis, NodeAddr, NodeInfo, NodeUsage, StatsSample, Text,
@@ -172,20 +175,24 @@ pub struct GrpcNodes {
 }
 
 impl GrpcNodes {
-    fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<Channel>, PortError> {
+    fn channel(&self, node: &NodeAddr) -> Result<Channel, PortError> {
         let mut channels = self
             .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (node.address.clone(), node.port);
         if let Some(ch) = channels.get(&key) {
-            return Ok(NodeServiceClient::new(ch.clone()));
+            return Ok(ch.clone());
         }
         let addr = format!("{}:{}", node.address, node.port);
         let ch = faas_common::serve::connect_lazy(&addr)
             .map_err(|e| PortError::answered(e.to_string()))?;
         channels.insert(key, ch.clone());
-        Ok(NodeServiceClient::new(ch))
+        Ok(ch)
+    }
+
+    fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<Channel>, PortError> {
+        self.channel(node).map(NodeServiceClient::new)
     }
 
     fn failed(node: &NodeAddr, call: &str, s: tonic::Status) -> PortError {
@@ -247,6 +254,20 @@ impl NodePort for GrpcNodes {
             .await
             .map(|_| ())
             .map_err(|s| Self::failed(node, "RemoveContainer", s))
+    }
+
+    async fn probe(&self, node: &NodeAddr) -> Result<(), PortError> {
+        let channel = self.channel(node)?;
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        request.set_timeout(CALL_TIMEOUT);
+        match HealthClient::new(channel).check(request).await {
+            Ok(reply) if reply.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+            Ok(_) => Err(PortError::answered(format!(
+                "node {} says it is not serving",
+                node.id
+            ))),
+            Err(s) => Err(Self::failed(node, "health check", s)),
+        }
     }
 
     async fn get_stats(&self, node: &NodeAddr) -> Result<StatsSample, PortError> {

@@ -441,14 +441,17 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 self.inspect(|p| p.state().store.nodes().map(|(_, n)| n.addr()).collect());
             let taken_at = self.now();
             let port = &self.inner.nodes;
-            // Every poll is bounded: a paused node must not hold up the others' samples.
-            let samples = join_all(
-                nodes
-                    .iter()
-                    .map(|n| tokio::time::timeout(probe, port.get_stats(n))),
-            )
+            // Every poll is bounded: a paused node must not hold up the others' samples. The
+            // liveness probe runs beside the stats: a node whose stats are slow (Docker's
+            // stats API on a busy machine) but that answers the probe is alive.
+            let rounds = join_all(nodes.iter().map(|n| {
+                futures::future::join(
+                    tokio::time::timeout(probe, port.get_stats(n)),
+                    tokio::time::timeout(probe, port.probe(n)),
+                )
+            }))
             .await;
-            for (node, sample) in nodes.iter().zip(samples) {
+            for (node, (sample, alive)) in nodes.iter().zip(rounds) {
                 let failed = match sample {
                     Ok(Ok(mut s)) => {
                         s.taken_at = taken_at;
@@ -465,8 +468,9 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     )),
                 };
                 tracing::debug!(node = %node.id, error = %failed, "GetStats failed");
-                // Any failure to read a node's stats counts against its health: a node that
-                // answers but cannot report is no better than a silent one.
+                if matches!(alive, Ok(Ok(()))) {
+                    continue;
+                }
                 let _ = self.feed(Event::NodeUnreachable {
                     node_id: node.id.clone(),
                     message: failed.message,

@@ -84,4 +84,8 @@ pub trait NodePort: Send + Sync + 'static {
         &self,
         node: &NodeAddr,
     ) -> impl Future<Output = Result<StatsSample, PortError>> + Send;
+
+    /// Asks whether `node` is alive (a cheap call, beside the stats: gathering stats can be
+    /// slow on a busy node, which must not make it look dead).
+    fn probe(&self, node: &NodeAddr) -> impl Future<Output = Result<(), PortError>> + Send;
 }

@@ -17,6 +17,11 @@ struct Fakes {
     removes: AtomicU32,
     stats_calls: AtomicU32,
     create_delay_ms: AtomicU64,
+    /// GetStats never answers (a paused node, or a slow one).
+    stats_hang: std::sync::atomic::AtomicBool,
+    /// The health probe fails (a dead or paused node).
+    probe_fails: std::sync::atomic::AtomicBool,
+    releases: StdMutex<Vec<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -44,7 +49,8 @@ impl ResourcePort for FakeResource {
         })
     }
 
-    async fn release_node(&self, _node_id: &str) -> Result<(), PortError> {
+    async fn release_node(&self, node_id: &str) -> Result<(), PortError> {
+        self.0.releases.lock().unwrap().push(node_id.to_string());
         Ok(())
     }
 }
@@ -66,8 +72,18 @@ impl NodePort for FakeNodes {
         Ok(())
     }
 
+    async fn probe(&self, _node: &NodeAddr) -> Result<(), PortError> {
+        if self.0.probe_fails.load(Ordering::SeqCst) {
+            return Err(PortError::unreachable("connection refused"));
+        }
+        Ok(())
+    }
+
     async fn get_stats(&self, node: &NodeAddr) -> Result<StatsSample, PortError> {
         self.0.stats_calls.fetch_add(1, Ordering::SeqCst);
+        if self.0.stats_hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         Ok(StatsSample {
             node_id: node.id.clone(),
             taken_at: 0,
@@ -279,4 +295,29 @@ async fn a_dead_container_is_removed_through_the_node_port() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(fakes.removes.load(Ordering::SeqCst), 1);
     assert_eq!(svc.snapshot().containers_dead, 0, "forgotten once removed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_node_is_lost_and_released_but_slow_stats_alone_are_fine() {
+    let (svc, fakes) = service(1_000);
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+    let tasks = svc.start(shutdown);
+    svc.acquire(acquire(&svc, "r1", 30_000)).await.unwrap();
+    // Stats never answer, but the node answers its probe: it is alive.
+    fakes.stats_hang.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(10_000)).await;
+    let snap = svc.snapshot();
+    assert_eq!((snap.nodes_suspect, snap.nodes_lost), (0, 0));
+    // Now the probe fails too: suspect at the next poll, lost 3 s later, released.
+    fakes.probe_fails.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(svc.snapshot().nodes_suspect, 1);
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    let snap = svc.snapshot();
+    assert_eq!((snap.nodes_suspect, snap.nodes_lost), (0, 1));
+    assert_eq!(*fakes.releases.lock().unwrap(), vec!["n1".to_string()]);
+    trigger.trigger();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
