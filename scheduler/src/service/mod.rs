@@ -56,7 +56,7 @@ pub struct ServiceOptions {
 }
 
 /// The default of [`ServiceOptions::probe_timeout_ms`].
-pub const PROBE_TIMEOUT_MS: Millis = 1000;
+pub const PROBE_TIMEOUT_MS: Millis = 500;
 
 impl Default for ServiceOptions {
     fn default() -> Self {
