@@ -1,11 +1,22 @@
 //! The node service: one per node. It creates and removes containers through a runtime,
 //! invokes functions in them, and reports measured usage, serving the contest's
-//! `nodeservoceproto.NodeService` and `grpc.health.v1`.
+//! `nodeservoceproto.NodeService`, the platform's `faas.node.v1.NodeAdmin` (`DescribeNode`:
+//! the node, its reservation and its containers with their calls in flight, for recovery)
+//! and `grpc.health.v1`, all on one port.
 //!
-//! Layers: [`model`] (containers, invocations, stats) → [`store`] (the container table) →
-//! [`service`] (the rules, the warm pool of unbound containers, and the ports `Runtime`,
-//! `ContainerInvoker`, `HostProbe`) → [`api`] (gRPC, the `process` and `docker` runtimes,
-//! `/proc` readings, metrics).
+//! Layers: [`model`] (containers, invocations, stats, descriptions) → [`store`] (the
+//! container table) → [`service`] (the rules, the warm pool of unbound containers, the
+//! orphan timeout's activity, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
+//! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
+//!
+//! Start-up order: check the configuration and build the runtime, bind every listener (the
+//! gRPC port and the metrics port), and only then announce readiness: a parent that reads
+//! the readiness line knows the node can be called, and a taken port is an early exit with
+//! one line saying which port, never "ready, then dead".
+//!
+//! Stopping: on SIGINT/SIGTERM (or `run`'s shutdown signal), or by itself when
+//! `--orphan-timeout-ms` passes without any call (see [`service::orphan`]); either way the
+//! containers are stopped and reaped before it returns.
 
 pub mod api;
 pub mod model;
@@ -20,6 +31,7 @@ use faas_common::launch::Launcher;
 use faas_common::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
+use api::admin::NodeAdminApi;
 use api::grpc::NodeApi;
 use api::metrics::NodeMetrics;
 use service::{Node, NodeIdentity, Runtime};
@@ -84,6 +96,11 @@ pub struct Config {
     /// Port of the Prometheus endpoint (0 or unset = off).
     #[arg(long, env = "NODE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Stop by itself (containers stopped, as on SIGTERM) after this many ms without any
+    /// gRPC call (NodeService, NodeAdmin or health) and no call under way; 0 = never. For
+    /// nodes started detached: a live platform's health probes and GetStats polls keep them.
+    #[arg(long, env = "NODE_ORPHAN_TIMEOUT_MS", default_value_t = 0)]
+    pub orphan_timeout_ms: u64,
     /// Docker runtime: the container-service image.
     #[arg(
         long,
@@ -125,6 +142,7 @@ impl Config {
             container_service_bin: None,
             warm_pool: DEFAULT_WARM_POOL,
             metrics_port: None,
+            orphan_timeout_ms: 0,
             docker_image: "minifaas/container-service:latest".into(),
             docker_network: "minifaas".into(),
             docker_instance: "minifaas".into(),
@@ -141,8 +159,14 @@ impl Config {
 pub enum Error {
     #[error(transparent)]
     Launch(#[from] faas_common::launch::LaunchError),
-    #[error(transparent)]
-    Bind(#[from] faas_common::serve::ServeError),
+    /// A port could not be bound (taken, or not allowed). The io error is part of the
+    /// message, not a separate cause, so that it prints as one line.
+    #[error("cannot listen on {addr} ({flag}): {reason}")]
+    Listen {
+        flag: &'static str,
+        addr: String,
+        reason: std::io::Error,
+    },
     #[error("cannot read the listener's address: {0}")]
     LocalAddr(std::io::Error),
     #[error("invalid configuration: {0}")]
@@ -230,15 +254,51 @@ async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
     })
 }
 
-/// Serves the node service on `listener` until `shutdown` fires; then stops and reaps every
-/// container.
+/// Binds `host:port` for the setting `flag`.
+async fn listen(flag: &'static str, host: &str, port: u16) -> Result<TcpListener, Error> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|reason| Error::Listen { flag, addr, reason })
+}
+
+/// The metrics listener, when `--metrics-port` asks for one.
+async fn listen_metrics(config: &Config) -> Result<Option<TcpListener>, Error> {
+    match config.metrics_port.filter(|p| *p != 0) {
+        Some(port) => Ok(Some(listen("--metrics-port", &config.host, port).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves the node service on `listener` until `shutdown` fires (or the orphan timeout
+/// passes); then stops and reaps every container. The metrics port, if any, is bound before
+/// anything starts.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let runtime = runtime(&config).await?;
-    serve(listener, config, runtime, shutdown).await
+    let metrics = listen_metrics(&config).await?;
+    serve(listener, metrics, config, runtime, shutdown).await
+}
+
+/// Resolves when the node has heard no call for `--orphan-timeout-ms` (never when 0),
+/// saying why it stops.
+async fn orphaned(node: Arc<Node>, timeout_ms: u64) {
+    if timeout_ms == 0 {
+        return std::future::pending().await;
+    }
+    let activity = node.activity();
+    activity.idle(Duration::from_millis(timeout_ms)).await;
+    tracing::warn!(
+        node_id = %node.identity().node_id,
+        orphan_timeout_ms = timeout_ms,
+        calls_heard = activity.heard(),
+        "no gRPC call for --orphan-timeout-ms: the platform that started this node is gone; \
+         stopping the node and its containers"
+    );
 }
 
 async fn serve(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     config: Config,
     runtime: Arc<dyn Runtime>,
     shutdown: Shutdown,
@@ -266,24 +326,39 @@ async fn serve(
     );
     node.warm_pool().fill();
 
+    // One stop for every part: the caller's shutdown, or the orphan timeout.
+    let (stop_trigger, stop) = faas_common::shutdown::channel();
+    let stopper = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                _ = orphaned(node, config.orphan_timeout_ms) => {}
+            }
+            stop_trigger.trigger();
+        })
+    };
+
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(NodeMetrics::register(&mut registry));
     registry.register_collector(Box::new(api::metrics::WarmPoolCollector(
         node.warm_pool().clone(),
     )));
-    if let Some(port) = config.metrics_port.filter(|p| *p != 0) {
-        let metrics_listener = faas_common::serve::bind(&format!("{}:{port}", config.host)).await?;
+    if let Some(metrics_listener) = metrics_listener {
         tracing::info!(addr = ?metrics_listener.local_addr().ok(), "metrics endpoint");
         tokio::spawn(faas_common::metrics::serve(
             metrics_listener,
             Arc::new(registry),
-            shutdown.clone(),
+            stop.clone(),
         ));
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<faas_proto::nodeservoceproto::node_service_server::NodeServiceServer<NodeApi>>()
+        .await;
+    health
+        .set_serving::<faas_proto::node_admin::node_admin_server::NodeAdminServer<NodeAdminApi>>()
         .await;
     tracing::info!(
         node_id = %node.identity().node_id,
@@ -292,24 +367,30 @@ async fn serve(
         memory_bytes = config.memory_bytes,
         max_overcommit = config.max_overcommit,
         warm_pool = config.warm_pool,
+        orphan_timeout_ms = config.orphan_timeout_ms,
         "node service ready"
     );
     let served = tonic::transport::Server::builder()
+        .layer(api::admin::stamp_calls(node.activity().clone()))
         .add_service(health_service)
         .add_service(NodeApi::new(node.clone(), metrics).into_server())
-        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+        .add_service(NodeAdminApi::new(node.clone()).into_server())
+        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), stop.wait())
         .await;
+    stopper.abort();
     // Whatever ended the server, no container outlives it.
     node.shutdown().await;
     tracing::info!(node_id = %node.identity().node_id, "node service stopped");
     Ok(served?)
 }
 
-/// What `main` does: check the configuration and find the container binary, bind, print the readiness line, serve until SIGINT/SIGTERM, then stop
-/// every container.
+/// What `main` does: check the configuration and find the container binary, bind every
+/// listener (gRPC and metrics), print the readiness line, serve until SIGINT/SIGTERM (or the
+/// orphan timeout), then stop every container.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
     let runtime = runtime(&config).await?;
-    let listener = faas_common::serve::bind(&format!("{}:{}", config.host, config.port)).await?;
+    let listener = listen("--port", &config.host, config.port).await?;
+    let metrics = listen_metrics(&config).await?;
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
     let (trigger, shutdown) = faas_common::shutdown::channel();
     tokio::spawn(async move {
@@ -317,6 +398,6 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
         trigger.trigger();
     });
     faas_common::serve::announce(addr);
-    serve(listener, config, runtime, shutdown).await?;
+    serve(listener, metrics, config, runtime, shutdown).await?;
     Ok(())
 }

@@ -17,7 +17,8 @@ use faas_node_service::Config;
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
 use support::{
-    Served, children_running, container_service_bin, exists, kill, serve, unbound_children,
+    Served, children_running, container_service_bin, exists, free_port, kill, serve,
+    unbound_children,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -34,14 +35,6 @@ struct Node {
     trigger: Trigger,
     task: tokio::task::JoinHandle<Result<(), faas_node_service::Error>>,
     _serial: tokio::sync::MutexGuard<'static, ()>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn meta(function: &str, handler: &str, memory: i64) -> pb::FunctionMeta {

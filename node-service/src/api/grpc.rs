@@ -95,7 +95,8 @@ fn meta(m: pb::FunctionMeta) -> FunctionMeta {
     }
 }
 
-fn wire(v: u64) -> i64 {
+/// A count or size as the wire's `int64` (saturating).
+pub(crate) fn wire(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 

@@ -1,4 +1,5 @@
-//! The node service's own usage and disk, measured from `/proc` and `statvfs`.
+//! The node service's own usage and disk, measured from `/proc` and `statvfs`, and the
+//! system's wall clock.
 
 use std::sync::Mutex;
 
@@ -31,5 +32,9 @@ impl HostProbe for ProcHost {
 
     fn disk(&self) -> DiskUsage {
         procfs::disk_usage()
+    }
+
+    fn now_ms(&self) -> i64 {
+        faas_common::clock::now_ms()
     }
 }

@@ -1,7 +1,11 @@
-//! The technical edges of the node service: the gRPC server ([`grpc`]), the `process`
-//! runtime ([`process`]), the `docker` runtime ([`docker`]), the gRPC client into containers ([`invoker`]), `/proc` and
-//! `statvfs` measurements ([`procfs`], [`host`]) and the Prometheus figures ([`metrics`]).
+//! The technical edges of the node service: the gRPC servers (the contest's `NodeService` in
+//! [`grpc`]; the platform's `NodeAdmin` and the interceptor that stamps every call for the
+//! orphan timeout in [`admin`]), the `process` runtime ([`process`]), the `docker` runtime
+//! ([`docker`]), the gRPC client into containers ([`invoker`]), `/proc` and `statvfs`
+//! measurements and the wall clock ([`procfs`], [`host`]) and the Prometheus figures
+//! ([`metrics`]).
 
+pub mod admin;
 pub mod docker;
 pub mod grpc;
 pub mod host;

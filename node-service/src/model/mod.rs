@@ -1,11 +1,19 @@
 //! The node service's entities: plain data, no I/O.
 //!
 //! A node holds many [`Container`]s; each runs one function ([`ContainerSpec`]) and is either
-//! running or dead (its process exited or stopped answering). An [`Invocation`] is the result
-//! of one call into a container; [`StatsReport`] is what `GetStats` answers. The warm pool's
+//! running or dead (its process exited or stopped answering), and counts the invocations
+//! running in it ([`Calls`]). An [`Invocation`] is the result of one call into a container;
+//! [`StatsReport`] is what `GetStats` answers, [`NodeDescription`] what `DescribeNode` answers
+//! (what a restarted scheduler rebuilds its view of the node from). The warm pool's
 //! containers are bound to no function and are not the node's containers until a create
 //! takes one ([`Created`], [`WarmPoolStats`]).
+//!
+//! Times of day (`*_at_ms`) are the node's wall clock in ms since the Unix epoch, read by the
+//! service through its `HostProbe` port: they travel to other machines, so they cannot be
+//! monotonic instants.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The function a container runs, as `CreateContainer` asked for it.
@@ -38,6 +46,58 @@ pub enum ContainerState {
     },
 }
 
+/// The invocations running in one container now, and when one last started or ended.
+///
+/// Updated on the invoke path without a lock (two atomics), and shared by every version of
+/// the container's record: a state change replaces the record (see the store) but clones
+/// this `Arc`, so a call that began on the running record ends on the one marked dead.
+#[derive(Debug, Default)]
+pub struct Calls {
+    in_flight: AtomicU64,
+    last_used_at_ms: AtomicI64,
+}
+
+impl Calls {
+    /// No call yet; "last used" is the creation time until one comes.
+    pub fn new(created_at_ms: i64) -> Calls {
+        Calls {
+            in_flight: AtomicU64::new(0),
+            last_used_at_ms: AtomicI64::new(created_at_ms),
+        }
+    }
+
+    /// A call starts at `now_ms`.
+    pub fn begin(&self, now_ms: i64) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.last_used_at_ms.fetch_max(now_ms, Ordering::AcqRel);
+    }
+
+    /// A call that [`Calls::begin`] counted ends at `now_ms`.
+    pub fn end(&self, now_ms: i64) {
+        self.last_used_at_ms.fetch_max(now_ms, Ordering::AcqRel);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// When a call last started or ended (the creation time if none did); never goes back.
+    pub fn last_used_at_ms(&self) -> i64 {
+        self.last_used_at_ms.load(Ordering::Acquire)
+    }
+}
+
+/// Equal when both read the same now (records compare by what they say).
+impl PartialEq for Calls {
+    fn eq(&self, other: &Calls) -> bool {
+        (self.in_flight(), self.last_used_at_ms()) == (other.in_flight(), other.last_used_at_ms())
+    }
+}
+
+impl Eq for Calls {}
+
 /// One container on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Container {
@@ -45,6 +105,49 @@ pub struct Container {
     pub address: String,
     pub spec: ContainerSpec,
     pub state: ContainerState,
+    /// When it became this node's container (started for a create, or taken from the pool).
+    pub created_at_ms: i64,
+    /// Its invocations; shared by every version of this record.
+    pub calls: Arc<Calls>,
+}
+
+/// One container as `DescribeNode` reports it: a snapshot of its record and its calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerDescription {
+    pub id: String,
+    pub spec: ContainerSpec,
+    pub dead: bool,
+    pub in_flight: u64,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: i64,
+}
+
+impl From<&Container> for ContainerDescription {
+    fn from(c: &Container) -> ContainerDescription {
+        ContainerDescription {
+            id: c.id.clone(),
+            spec: c.spec.clone(),
+            dead: c.state != ContainerState::Running,
+            in_flight: c.calls.in_flight(),
+            created_at_ms: c.created_at_ms,
+            last_used_at_ms: c.calls.last_used_at_ms(),
+        }
+    }
+}
+
+/// Who the node is, who reserved it, and every container it holds (running and dead; not
+/// the warm pool's): what `DescribeNode` answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeDescription {
+    pub node_id: String,
+    pub live_id: String,
+    /// The account of the latest `Reserve` ("" before any).
+    pub owner_account_id: String,
+    /// When the latest `Reserve` came (0 before any).
+    pub reserved_at_ms: i64,
+    pub total_memory_bytes: u64,
+    /// Ordered by creation time, then id.
+    pub containers: Vec<ContainerDescription>,
 }
 
 /// What a create made: the container, and whether the warm pool served it (a container

@@ -18,7 +18,17 @@
 //! - the container died or went silent *during* the call: the function may have run, so the
 //!   call is an ordinary reply with failure `ContainerExited` (or `OutOfMemory` when the
 //!   kernel killed it for memory), and the container is buried.
+//!
+//! Every invocation is counted in its container's [`Calls`] while it runs, from just before
+//! the container is called until the call is over, however it ends (a reply, an error, or
+//! the caller going away, which drops the future): a guard (`Running`) does the counting,
+//! with two atomics and no lock held across the call. `DescribeNode` reports those counts
+//! ([`Node::describe`]), and a restarted scheduler rebuilds its view of the node from them,
+//! so they must be exact. The same guard, and the creates and removes, hold the node's
+//! [`orphan::Activity`] busy: a node never stops for lack of calls while it still answers
+//! one.
 
+pub mod orphan;
 pub mod pool;
 pub mod ports;
 
@@ -29,11 +39,12 @@ use faas_common::text::clip;
 use faas_proto::limits::{self, LimitError};
 
 use crate::model::{
-    ANSWER_GRACE, Container, ContainerHandle, ContainerSpec, ContainerState, Created,
-    DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation, InvokeCall, Liveness, NodeStats, StatsReport,
-    error_code,
+    ANSWER_GRACE, Calls, Container, ContainerDescription, ContainerHandle, ContainerSpec,
+    ContainerState, ContainerUsage, Created, DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation,
+    InvokeCall, Liveness, NodeDescription, NodeStats, ProcessUsage, StatsReport, error_code,
 };
 use crate::store::{ContainerTable, OverLimit};
+pub use orphan::Activity;
 pub use pool::WarmPool;
 pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError};
 
@@ -115,6 +126,13 @@ pub struct NodeIdentity {
     pub ready_timeout: Duration,
 }
 
+/// Who reserved the node, and when (wall clock).
+#[derive(Clone, Debug, Default)]
+struct Reservation {
+    owner_account_id: String,
+    at_ms: i64,
+}
+
 /// One node: its containers and the ports that reach them.
 pub struct Node {
     identity: NodeIdentity,
@@ -123,7 +141,35 @@ pub struct Node {
     host: Arc<dyn HostProbe>,
     containers: ContainerTable,
     pool: Arc<WarmPool>,
-    owner: RwLock<String>,
+    reservation: RwLock<Reservation>,
+    activity: Arc<Activity>,
+}
+
+/// One invocation under way in a container: counted in the container's [`Calls`] and in the
+/// node's [`Activity`] from its creation to its drop, which every way out of the invoke path
+/// reaches (a reply, an error, the future dropped).
+struct Running<'a> {
+    calls: &'a Calls,
+    host: &'a dyn HostProbe,
+    _busy: orphan::Busy<'a>,
+}
+
+impl<'a> Running<'a> {
+    fn begin(calls: &'a Calls, host: &'a dyn HostProbe, activity: &'a Activity) -> Running<'a> {
+        let busy = activity.begin();
+        calls.begin(host.now_ms());
+        Running {
+            calls,
+            host,
+            _busy: busy,
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.calls.end(self.host.now_ms());
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -151,7 +197,8 @@ impl Node {
             host,
             containers: ContainerTable::default(),
             pool,
-            owner: RwLock::new(String::new()),
+            reservation: RwLock::new(Reservation::default()),
+            activity: Arc::new(Activity::new()),
         }
     }
 
@@ -182,6 +229,12 @@ impl Node {
         &self.containers
     }
 
+    /// When the node last heard from anyone, and what it is still doing (the orphan
+    /// timeout's input; the api layer stamps every call's arrival in it).
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
     fn not_found(&self, id: &str) -> NodeError {
         NodeError::NotFound {
             container: clip(id).into_owned(),
@@ -189,20 +242,31 @@ impl Node {
         }
     }
 
-    /// Hands the node to an account.
+    /// Hands the node to an account, recording when (the wall clock: a restarted resource
+    /// manager counts the node's reserved seconds from it).
     pub fn reserve(&self, owner_account_id: &str) -> Result<(), NodeError> {
         if owner_account_id.trim().is_empty() {
             return Err(NodeError::InvalidArgument(
                 "owner_account_id must not be empty".into(),
             ));
         }
-        *self.owner.write().unwrap_or_else(|e| e.into_inner()) = owner_account_id.to_string();
+        *self.reservation.write().unwrap_or_else(|e| e.into_inner()) = Reservation {
+            owner_account_id: owner_account_id.to_string(),
+            at_ms: self.host.now_ms(),
+        };
         Ok(())
+    }
+
+    fn reservation(&self) -> Reservation {
+        self.reservation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The account the node was reserved for ("" before `Reserve`).
     pub fn owner(&self) -> String {
-        self.owner.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reservation().owner_account_id
     }
 
     /// Checks a `CreateContainer` request (its container name and its function) and turns
@@ -281,6 +345,7 @@ impl Node {
     /// Makes a container for `spec`: a warm pool container bound to it when one is ready and
     /// binds, else one started for it; returns once it answers.
     pub async fn create_container(&self, spec: ContainerSpec) -> Result<Created, NodeError> {
+        let _busy = self.activity.begin();
         // Held until the container is recorded: a failed start gives the memory back.
         let reservation = self
             .containers
@@ -296,11 +361,14 @@ impl Node {
             Some(handle) => (handle, true),
             None => (self.start_container(&spec).await?, false),
         };
+        let created_at_ms = self.host.now_ms();
         let container = Container {
             id: handle.id,
             address: handle.address,
             spec,
             state: ContainerState::Running,
+            created_at_ms,
+            calls: Arc::new(Calls::new(created_at_ms)),
         };
         reservation.insert(container.clone());
         let committed = self.containers.committed_bytes();
@@ -338,6 +406,7 @@ impl Node {
 
     /// Stops a container (running or dead) and forgets it.
     pub async fn remove_container(&self, id: &str) -> Result<(), NodeError> {
+        let _busy = self.activity.begin();
         let container = self
             .containers
             .remove(id)
@@ -403,6 +472,9 @@ impl Node {
         .find(|t| *t > 0)
         .unwrap_or(DEFAULT_TIMEOUT_MS);
         let deadline = Duration::from_millis(effective_ms) + ANSWER_GRACE;
+        // Counted until this function returns or its future is dropped: burying a container
+        // that failed during the call is still part of the call.
+        let _running = Running::begin(&container.calls, self.host.as_ref(), &self.activity);
         match self.invoker.invoke(&container, call, deadline).await {
             Ok(invocation) => Ok(invocation),
             Err(InvokeError::InvalidArgument(m)) => Err(NodeError::InvalidArgument(m)),
@@ -470,28 +542,10 @@ impl Node {
     /// complete or an error ([`Runtime::stats`]); a runtime that cannot list fails the call
     /// (UNAVAILABLE) instead of answering an empty list.
     pub async fn stats(&self) -> Result<StatsReport, NodeError> {
-        let usages = self.runtime.stats().await?;
-        let mut containers = Vec::with_capacity(usages.len());
+        let (containers, elsewhere) = self.observe().await?;
         let mut own = self.host.own_usage();
-        let mut exited_elsewhere = Vec::new();
-        for u in usages {
-            if self.containers.get(&u.id).is_none() {
-                if u.alive {
-                    own.memory_bytes += u.memory_bytes;
-                    own.cpu_pct += u.cpu_pct;
-                } else {
-                    exited_elsewhere.push(u.id);
-                }
-                continue;
-            }
-            if !u.alive {
-                self.bury(&u.id, &format!("container {} process exited", u.id))
-                    .await;
-                continue;
-            }
-            containers.push(u);
-        }
-        self.pool.reap(&exited_elsewhere);
+        own.memory_bytes += elsewhere.memory_bytes;
+        own.cpu_pct += elsewhere.cpu_pct;
         let total = self.identity.total_memory_bytes;
         let used = own.memory_bytes + containers.iter().map(|c| c.memory_bytes).sum::<u64>();
         let cpu = own.cpu_pct + containers.iter().map(|c| c.cpu_pct).sum::<f64>();
@@ -507,6 +561,65 @@ impl Node {
             containers,
             live_id: self.identity.live_id.clone(),
             owner_account_id: self.owner(),
+        })
+    }
+
+    /// Asks the runtime what runs: buries the node's containers whose process exited,
+    /// replaces exited pool containers, and returns the usage of the node's live containers
+    /// and the summed usage of what else the runtime runs (pool containers, containers still
+    /// being created).
+    async fn observe(&self) -> Result<(Vec<ContainerUsage>, ProcessUsage), NodeError> {
+        let usages = self.runtime.stats().await?;
+        let mut containers = Vec::with_capacity(usages.len());
+        let mut elsewhere = ProcessUsage::default();
+        let mut exited_elsewhere = Vec::new();
+        for u in usages {
+            if self.containers.get(&u.id).is_none() {
+                if u.alive {
+                    elsewhere.memory_bytes += u.memory_bytes;
+                    elsewhere.cpu_pct += u.cpu_pct;
+                } else {
+                    exited_elsewhere.push(u.id);
+                }
+                continue;
+            }
+            if !u.alive {
+                self.bury(&u.id, &format!("container {} process exited", u.id))
+                    .await;
+                continue;
+            }
+            containers.push(u);
+        }
+        self.pool.reap(&exited_elsewhere);
+        Ok((containers, elsewhere))
+    }
+
+    /// Who the node is, who reserved it and when, and every container it holds with its
+    /// calls in flight: what a restarted scheduler rebuilds its view of the node from.
+    ///
+    /// Exact at the moment of the answer: the runtime is asked first (as for
+    /// [`Node::stats`]), so a container whose process exited since the last call reads dead,
+    /// not running; a runtime that cannot tell fails the call (UNAVAILABLE) rather than
+    /// answer a guess. The counts are read after that, from the containers' own [`Calls`].
+    /// Warm pool containers are not the node's and are left out; so are containers still
+    /// being created (they become the node's when their create answers).
+    pub async fn describe(&self) -> Result<NodeDescription, NodeError> {
+        self.observe().await?;
+        let mut containers: Vec<ContainerDescription> = self
+            .containers
+            .all()
+            .iter()
+            .map(|c| ContainerDescription::from(c.as_ref()))
+            .collect();
+        containers.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        let reservation = self.reservation();
+        Ok(NodeDescription {
+            node_id: self.identity.node_id.clone(),
+            live_id: self.identity.live_id.clone(),
+            owner_account_id: reservation.owner_account_id,
+            reserved_at_ms: reservation.at_ms,
+            total_memory_bytes: self.identity.total_memory_bytes,
+            containers,
         })
     }
 
@@ -634,6 +747,8 @@ mod tests {
         /// (container id, function) of every Bind.
         binds: Mutex<Vec<(String, String)>>,
         bind_error: Option<InvokeError>,
+        /// When set, each invocation waits for a permit of it before it answers.
+        gate: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     #[async_trait]
@@ -667,6 +782,9 @@ mod tests {
             deadline: Duration,
         ) -> Result<Invocation, InvokeError> {
             self.calls.lock().unwrap().push((call, deadline));
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("gate open").forget();
+            }
             self.replies
                 .lock()
                 .unwrap()
@@ -676,9 +794,24 @@ mod tests {
         fn forget(&self, _id: &str) {}
     }
 
-    struct FakeHost;
+    /// A host whose wall clock moves 1 ms forward at each reading.
+    struct FakeHost {
+        clock: std::sync::atomic::AtomicI64,
+    }
+
+    impl Default for FakeHost {
+        fn default() -> FakeHost {
+            FakeHost {
+                clock: std::sync::atomic::AtomicI64::new(1_000_000),
+            }
+        }
+    }
 
     impl HostProbe for FakeHost {
+        fn now_ms(&self) -> i64 {
+            self.clock
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        }
         fn own_usage(&self) -> ProcessUsage {
             ProcessUsage {
                 memory_bytes: 50,
@@ -709,7 +842,7 @@ mod tests {
             identity,
             runtime.clone(),
             invoker.clone(),
-            Arc::new(FakeHost),
+            Arc::new(FakeHost::default()),
         );
         (node, runtime, invoker)
     }
@@ -1204,5 +1337,199 @@ mod tests {
         assert!(runtime.unbound.lock().unwrap().is_empty());
         assert!(invoker.binds.lock().unwrap().is_empty());
         assert_eq!(node.warm_pool().stats(), Default::default());
+    }
+
+    /// A node whose invocations wait at a gate the test opens, and one container of "f".
+    async fn gated() -> (
+        Arc<Node>,
+        Arc<FakeRuntime>,
+        Arc<FakeInvoker>,
+        Arc<tokio::sync::Semaphore>,
+        Container,
+    ) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (node, runtime, invoker) = node(FakeInvoker {
+            gate: Some(gate.clone()),
+            ..Default::default()
+        });
+        let c = created(&node, "sleep", 128).await;
+        (Arc::new(node), runtime, invoker, gate, c)
+    }
+
+    /// Starts an invocation of `c` and returns once it is inside the container (the
+    /// invoker holds it at the gate).
+    async fn start_call(
+        node: &Arc<Node>,
+        invoker: &FakeInvoker,
+        c: &Container,
+    ) -> tokio::task::JoinHandle<Result<Invocation, NodeError>> {
+        let before = invoker.calls.lock().unwrap().len();
+        let call = {
+            let (node, id) = (node.clone(), c.id.clone());
+            tokio::spawn(async move { node.invoke(&id, "r".into(), vec![], None).await })
+        };
+        while invoker.calls.lock().unwrap().len() == before {
+            tokio::task::yield_now().await;
+        }
+        call
+    }
+
+    async fn described(node: &Node, id: &str) -> ContainerDescription {
+        let d = node.describe().await.unwrap();
+        d.containers.into_iter().find(|c| c.id == id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_is_in_flight_from_before_the_container_is_called_until_it_answers() {
+        let (node, _, invoker, gate, c) = gated().await;
+        let idle = described(&node, &c.id).await;
+        assert_eq!(idle.in_flight, 0);
+        assert_eq!(
+            idle.last_used_at_ms, c.created_at_ms,
+            "never used: its creation"
+        );
+
+        let call = start_call(&node, &invoker, &c).await;
+        let busy = described(&node, &c.id).await;
+        assert_eq!(busy.in_flight, 1);
+        assert!(busy.last_used_at_ms > c.created_at_ms, "the start is a use");
+        assert_eq!(
+            node.activity().busy(),
+            1,
+            "the node is not idle under a call"
+        );
+        let second = start_call(&node, &invoker, &c).await;
+        assert_eq!(described(&node, &c.id).await.in_flight, 2);
+
+        gate.add_permits(1);
+        call.await.unwrap().unwrap();
+        let one = described(&node, &c.id).await;
+        assert_eq!(one.in_flight, 1);
+        assert!(
+            one.last_used_at_ms > busy.last_used_at_ms,
+            "the end is a use"
+        );
+        gate.add_permits(1);
+        second.await.unwrap().unwrap();
+        assert_eq!(described(&node, &c.id).await.in_flight, 0);
+        assert_eq!(node.activity().busy(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_or_is_dropped_is_no_longer_in_flight() {
+        let (node, _, invoker, gate, c) = gated().await;
+        // An error from the container.
+        invoker
+            .replies
+            .lock()
+            .unwrap()
+            .push(Err(InvokeError::Failed("broken pipe".into())));
+        let call = start_call(&node, &invoker, &c).await;
+        gate.add_permits(1);
+        let err = call.await.unwrap().unwrap_err();
+        assert!(matches!(err, NodeError::Invoke { .. }), "{err}");
+        assert_eq!(described(&node, &c.id).await.in_flight, 0);
+
+        // The caller goes away: tonic drops the handler's future mid-call.
+        let call = start_call(&node, &invoker, &c).await;
+        assert_eq!(described(&node, &c.id).await.in_flight, 1);
+        call.abort();
+        assert!(call.await.unwrap_err().is_cancelled());
+        assert_eq!(described(&node, &c.id).await.in_flight, 0);
+        assert_eq!(node.activity().busy(), 0);
+
+        // Refused before the container is called: never counted.
+        let err = node
+            .invoke(&c.id, "r".into(), vec![], meta("g", "", 0, 0))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::WrongFunction(_)), "{err}");
+        assert_eq!(described(&node, &c.id).await.in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_begun_on_a_running_container_ends_on_its_dead_record() {
+        let (node, runtime, invoker, gate, c) = gated().await;
+        let call = start_call(&node, &invoker, &c).await;
+        // Its process exits during the call; describe asks the runtime and buries it.
+        runtime.alive.lock().unwrap().insert(c.id.clone(), false);
+        let dead = described(&node, &c.id).await;
+        assert!(dead.dead);
+        assert_eq!(
+            dead.in_flight, 1,
+            "the call still runs as far as the node knows"
+        );
+        gate.add_permits(1);
+        call.await.unwrap().unwrap();
+        let after = described(&node, &c.id).await;
+        assert_eq!((after.dead, after.in_flight), (true, 0));
+    }
+
+    #[tokio::test]
+    async fn describe_tells_who_the_node_is_who_reserved_it_and_its_containers() {
+        let (node, runtime, _) = pooled(FakeInvoker::default(), 1);
+        until(&node, |s| s.ready == 1).await;
+        let d = node.describe().await.unwrap();
+        assert_eq!(
+            (d.node_id.as_str(), d.live_id.as_str(), d.total_memory_bytes),
+            ("n1", "live", 1000)
+        );
+        assert_eq!((d.owner_account_id.as_str(), d.reserved_at_ms), ("", 0));
+        assert!(
+            d.containers.is_empty(),
+            "pool containers are not the node's"
+        );
+
+        node.reserve("acct-1").unwrap();
+        let first = node.describe().await.unwrap().reserved_at_ms;
+        assert!(first > 0);
+        node.reserve("acct-2").unwrap();
+        let d = node.describe().await.unwrap();
+        assert_eq!(d.owner_account_id, "acct-2", "the latest reservation");
+        assert!(d.reserved_at_ms > first);
+
+        let a = node
+            .create_container(Node::validate_spec(meta("a", "hello", 128, 300)).unwrap())
+            .await
+            .unwrap()
+            .container;
+        let b = node
+            .create_container(Node::validate_spec(meta("b", "sleep", 256, 0)).unwrap())
+            .await
+            .unwrap()
+            .container;
+        runtime.alive.lock().unwrap().insert(b.id.clone(), false);
+        let d = node.describe().await.unwrap();
+        assert_eq!(
+            d.containers,
+            vec![
+                ContainerDescription {
+                    id: a.id.clone(),
+                    spec: a.spec.clone(),
+                    dead: false,
+                    in_flight: 0,
+                    created_at_ms: a.created_at_ms,
+                    last_used_at_ms: a.created_at_ms,
+                },
+                ContainerDescription {
+                    id: b.id.clone(),
+                    spec: b.spec.clone(),
+                    dead: true,
+                    in_flight: 0,
+                    created_at_ms: b.created_at_ms,
+                    last_used_at_ms: b.created_at_ms,
+                },
+            ],
+            "oldest first; the exited one reads dead"
+        );
+        assert!(a.created_at_ms > d.reserved_at_ms && b.created_at_ms > a.created_at_ms);
+
+        *runtime.stats_fail.lock().unwrap() = true;
+        assert_eq!(
+            node.describe().await.unwrap_err(),
+            NodeError::Runtime(RuntimeError::Unavailable("docker: no answer".into())),
+            "no guess when the runtime cannot tell"
+        );
+        node.shutdown().await;
     }
 }

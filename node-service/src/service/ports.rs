@@ -4,7 +4,7 @@
 //!   pool) and measures them (`process`, and `docker` through bollard).
 //! - [`ContainerInvoker`]: calls the container service inside a container (Status, Bind,
 //!   Invoke).
-//! - [`HostProbe`]: the node service's own usage and its disk.
+//! - [`HostProbe`]: the node service's own usage, its disk and its wall clock.
 
 use std::time::Duration;
 
@@ -132,11 +132,15 @@ pub trait ContainerInvoker: Send + Sync + 'static {
     fn forget(&self, id: &str);
 }
 
-/// The node service's own process and disk.
+/// The node service's own process, disk and clock.
 pub trait HostProbe: Send + Sync + 'static {
     /// The node service's own memory and CPU.
     fn own_usage(&self) -> ProcessUsage;
 
     /// The working directory's file system.
     fn disk(&self) -> DiskUsage;
+
+    /// The wall clock, ms since the Unix epoch: the times of day the node reports (a
+    /// container's creation and last use, the latest reservation).
+    fn now_ms(&self) -> i64;
 }

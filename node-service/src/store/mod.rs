@@ -1,7 +1,9 @@
 //! The node's container table: containers by id, with the committed memory kept current.
 //!
 //! Entries are `Arc`s so that the invoke path takes the read lock only to clone a pointer;
-//! a state change replaces the entry.
+//! a state change replaces the entry. What changes on every call (the calls in flight, the
+//! last use) is not in the table's lock at all: it lives in the record's shared
+//! [`Calls`](crate::model::Calls) atomics, which the replacement keeps.
 //!
 //! Admission: a create first [`ContainerTable::reserve`]s its memory against the node's
 //! limit, under the same lock that keeps the committed sum, so two creates racing for the
@@ -162,7 +164,7 @@ impl ContainerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContainerSpec;
+    use crate::model::{Calls, ContainerSpec};
 
     fn container(id: &str, memory_bytes: u64) -> Container {
         Container {
@@ -175,6 +177,8 @@ mod tests {
                 timeout_ms: 0,
             },
             state: ContainerState::Running,
+            created_at_ms: 0,
+            calls: Arc::new(Calls::new(0)),
         }
     }
 
@@ -184,7 +188,15 @@ mod tests {
         t.insert(container("a", 100));
         t.insert(container("b", 50));
         assert_eq!(t.committed_bytes(), 150);
+        let calls = t.get("a").unwrap().calls.clone();
+        calls.begin(5);
         assert!(t.mark_dead("a", "exited"));
+        calls.end(7);
+        assert!(
+            Arc::ptr_eq(&t.get("a").unwrap().calls, &calls),
+            "the dead record counts the calls begun on the running one"
+        );
+        assert_eq!(t.get("a").unwrap().calls.in_flight(), 0);
         assert!(!t.mark_dead("a", "again"));
         assert!(!t.mark_dead("zz", "unknown"));
         assert_eq!(t.committed_bytes(), 50);

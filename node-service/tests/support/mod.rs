@@ -45,6 +45,15 @@ pub async fn serve(mut config: Config) -> Served {
     }
 }
 
+/// A port nothing listens on now (bound and released: the OS hands out another next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn container_service_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
