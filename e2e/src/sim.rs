@@ -1040,6 +1040,7 @@ fn event_label(e: &Event) -> &'static str {
         Event::Stats(_) => "Stats",
         Event::NodeUnreachable { .. } => "NodeUnreachable",
         Event::RetireFunction { .. } => "RetireFunction",
+        Event::NodeAdopted { .. } => "NodeAdopted",
         Event::Tick => "Tick",
     }
 }

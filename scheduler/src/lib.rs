@@ -72,6 +72,10 @@ pub struct Config {
     /// reclaimed, ms.
     #[arg(long, env = "SCHEDULER_LEASE_GRACE_MS", default_value_t = core::LEASE_GRACE_MS)]
     pub lease_grace_ms: u64,
+    /// How often the nodes reserved at the resource manager are reconciled with the ones the
+    /// scheduler holds (a restarted scheduler adopts them at start), ms; 0 = never.
+    #[arg(long, env = "SCHEDULER_RECONCILE_INTERVAL_MS", default_value_t = service::RECONCILE_INTERVAL_MS)]
+    pub reconcile_interval_ms: u64,
 }
 
 impl Config {
@@ -90,6 +94,7 @@ impl Config {
             probe_timeout_ms: service::PROBE_TIMEOUT_MS,
             node_lost_after_ms: core::NODE_LOST_AFTER_MS,
             lease_grace_ms: core::LEASE_GRACE_MS,
+            reconcile_interval_ms: service::RECONCILE_INTERVAL_MS,
         }
     }
 }
@@ -132,6 +137,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
         ServiceOptions {
             stats_interval_ms: config.stats_interval_ms,
             probe_timeout_ms: config.probe_timeout_ms,
+            reconcile_interval_ms: config.reconcile_interval_ms,
         },
     );
     let metrics = Arc::new(Metrics::default());

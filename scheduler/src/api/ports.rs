@@ -12,16 +12,23 @@ use faas_proto::nodeservoceproto::{
     CreateContainerRequest, FunctionMeta, GetStatsRequest, RemoveContainerRequest,
 };
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
-use faas_proto::resourcemanagerproto::{NodeDesc, ReleaseNodeRequest, ReserveNodeRequest};
+use faas_proto::node_admin::DescribeNodeRequest;
+use faas_proto::node_admin::node_admin_client::NodeAdminClient;
+use faas_proto::resourcemanagerproto::{
+    GetNodesUsageRequest, NodeDesc, ReleaseNodeRequest, ReserveNodeRequest,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::model::{
-    ContainerUsage, FunctionSpec, Millis, NodeAddr, NodeInfo, NodeUsage, StatsSample, Text,
+    AdoptedContainer, ContainerUsage, FunctionSpec, Millis, NodeAddr, NodeInfo, NodeUsage,
+    StatsSample, Text,
 };
-use crate::service::{Clock, NodePort, PortError, ReserveError, ResourcePort};
+use crate::service::{
+    Clock, NodeDescription, NodePort, PortError, ReserveError, ReservedNode, ResourcePort,
+};
 
 /// How long a `CreateContainer` may take before it counts as failed (starts take seconds).
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -140,6 +147,49 @@ impl ResourcePort for GrpcResource {
             message: format!("ReserveNode at {} answered without a node", self.endpoint),
         })?;
         self.node_info(desc)
+    }
+
+    async fn reserved_nodes(&self) -> Result<Vec<ReservedNode>, PortError> {
+        let request = GetNodesUsageRequest {
+            request_id: new_id(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .get_nodes_usage(timed(request, CALL_TIMEOUT))
+            .await
+            .map_err(|s| {
+                let message = format!(
+                    "GetNodesUsage at {} failed: {:?}: {}",
+                    self.endpoint,
+                    s.code(),
+                    s.message()
+                );
+                if transport_failure(&s) {
+                    PortError::unreachable(message)
+                } else {
+                    PortError::answered(message)
+                }
+            })?
+            .into_inner();
+        Ok(reply
+            .nodes
+            .into_iter()
+            .filter(|d| d.reserved_time_timestamp_ms > 0 && d.released_time_timestamp_ms == 0)
+            .filter_map(|d| {
+                let reserved_at_wall_ms = u64::try_from(d.reserved_time_timestamp_ms).unwrap_or(0);
+                match self.node_info(d) {
+                    Ok(info) => Some(ReservedNode {
+                        info,
+                        reserved_at_wall_ms,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring a reserved node the resource manager describes badly");
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 
     async fn release_node(&self, node_id: &str) -> Result<(), PortError> {
@@ -270,6 +320,40 @@ impl NodePort for GrpcNodes {
         }
     }
 
+    async fn describe(&self, node: &NodeAddr) -> Result<NodeDescription, PortError> {
+        let channel = self.channel(node)?;
+        let reply = NodeAdminClient::new(channel)
+            .describe_node(timed(DescribeNodeRequest {}, CALL_TIMEOUT))
+            .await
+            .map_err(|s| Self::failed(node, "DescribeNode", s))?
+            .into_inner();
+        if reply.node_id != *node.id {
+            return Err(PortError::answered(format!(
+                "the node at {}:{} says it is {:?}, not {}",
+                node.address, node.port, reply.node_id, node.id
+            )));
+        }
+        let containers = reply
+            .containers
+            .into_iter()
+            .map(|c| AdoptedContainer {
+                id: c.container_id.into(),
+                function: FunctionSpec {
+                    name: c.function_name.into(),
+                    memory_bytes: bytes(c.memory_in_bytes),
+                    timeout_ms: bytes(c.timeout_in_ms),
+                    handler: c.handler.into(),
+                },
+                in_flight: u32::try_from(c.in_flight).unwrap_or(0),
+                dead: c.state != "running",
+            })
+            .collect();
+        Ok(NodeDescription {
+            owner_account_id: reply.owner_account_id,
+            containers,
+        })
+    }
+
     async fn get_stats(&self, node: &NodeAddr) -> Result<StatsSample, PortError> {
         let request = GetStatsRequest {
             request_id: new_id(),
@@ -329,5 +413,9 @@ impl Default for InstantClock {
 impl Clock for InstantClock {
     fn now(&self) -> Millis {
         self.origin.elapsed().as_millis() as Millis
+    }
+
+    fn wall_ms(&self) -> u64 {
+        faas_common::clock::now_ms() as u64
     }
 }

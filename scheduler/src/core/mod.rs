@@ -15,10 +15,11 @@ pub mod state;
 use std::fmt;
 
 use crate::model::{
-    FunctionError, FunctionSpec, Millis, NodeAddr, NodeInfo, OpId, StatsSample, Text,
+    AdoptedContainer, FunctionError, FunctionSpec, Millis, NodeAddr, NodeInfo, OpId,
+    StatsSample, Text,
 };
 pub use crate::policies::{POLICY_NAMES, policy_by_name};
-pub use state::{CreateOp, Healed, Op, ReserveOp, State, Waiter};
+pub use state::{CreateOp, Healed, Op, ReserveOp, Returned, State, Waiter};
 
 /// An acquire: a request wants a container of `function` before `deadline`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +118,17 @@ pub enum Event {
     RetireFunction {
         /// The function's name.
         function: Text,
+    },
+    /// A node reserved for the scheduler that it did not know (it restarted, or the resource
+    /// manager re-adopted the node): taken over with the containers the node reports (see
+    /// [`State::adopt_node`]).
+    NodeAdopted {
+        /// The node.
+        node: NodeInfo,
+        /// When it was reserved (scheduler clock).
+        reserved_at: Millis,
+        /// Its containers, as the node describes them.
+        containers: Vec<AdoptedContainer>,
     },
     /// Time passed (deadlines, periodic policy work).
     Tick,
@@ -228,6 +240,17 @@ pub enum HealthNote {
         /// How long it was held, ms.
         held_ms: Millis,
     },
+    /// A node reserved for the scheduler that it did not hold was taken over (a restart).
+    NodeAdopted {
+        /// The node.
+        node_id: Text,
+        /// Containers adopted.
+        containers: u32,
+        /// Calls running in them that were granted before the restart.
+        orphan_calls: u32,
+        /// Containers removed instead (dead, or of an older definition and idle).
+        removed: u32,
+    },
     /// A function's definition changed or the function was deleted: its containers of the
     /// old definition are retired.
     DefinitionChanged {
@@ -250,6 +273,7 @@ impl HealthNote {
             HealthNote::ContainerLost { .. } => "container_lost",
             HealthNote::LeaseExpired { .. } => "lease_expired",
             HealthNote::DefinitionChanged { .. } => "definition_changed",
+            HealthNote::NodeAdopted { .. } => "node_adopted",
         }
     }
 }
@@ -284,6 +308,15 @@ impl fmt::Display for HealthNote {
             } => write!(
                 f,
                 "lease of request {request_id} on container {container_id} reclaimed after {held_ms} ms"
+            ),
+            HealthNote::NodeAdopted {
+                node_id,
+                containers,
+                orphan_calls,
+                removed,
+            } => write!(
+                f,
+                "node {node_id} adopted with {containers} containers ({orphan_calls} calls running from before; {removed} removed)"
             ),
             HealthNote::DefinitionChanged {
                 function,

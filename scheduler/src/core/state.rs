@@ -8,6 +8,7 @@
 //! [`health`]: the same for every policy, so a policy only places the requests it hands back.
 
 mod health;
+mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,6 +81,8 @@ pub struct Returned {
     pub function: Option<FunctionKey>,
     /// Whether the container died with this call.
     pub died: bool,
+    /// The call was granted before a restart (an orphan: no lease of this life knew it).
+    pub orphan: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -116,6 +119,8 @@ pub struct State {
     lease_expiry: BTreeSet<(Millis, Text)>,
     /// Nodes that failed their latest observations.
     suspects: Set<NodeKey>,
+    /// Containers running orphan calls (see [`recovery`]), by when those expire.
+    orphan_expiry: recovery::OrphanExpiry,
 }
 
 impl State {
@@ -135,6 +140,7 @@ impl State {
             released_node_ms: 0,
             lease_expiry: BTreeSet::new(),
             suspects: Set::default(),
+            orphan_expiry: recovery::OrphanExpiry::new(),
         }
     }
 
@@ -421,6 +427,20 @@ impl State {
                     request_id: ret.request_id,
                 });
             }
+            if let Some(key) = self.has_orphans(&ret.container_id) {
+                // A call granted before this scheduler restarted.
+                self.observe(now);
+                self.store
+                    .remember_return(ret.request_id, ret.container_id);
+                return Ok(self.accept_orphan_return(
+                    now,
+                    key,
+                    ret.error.as_ref(),
+                    ret.duration_ns,
+                    ret.max_memory_bytes,
+                    out,
+                ));
+            }
             if self.store.container_by_id(&ret.container_id).is_none() {
                 return Err(CoreError::UnknownContainer {
                     container_id: ret.container_id,
@@ -469,6 +489,7 @@ impl State {
             container: key,
             function,
             died,
+            orphan: false,
         })
     }
 
@@ -657,15 +678,14 @@ impl State {
                 event: "NodeReserved",
             });
         }
-        if self.store.node_by_id(&info.id).is_some() {
-            return Err(CoreError::Inconsistent(format!(
-                "node {} was reserved again while the scheduler still holds it",
-                info.id
-            )));
-        }
         let Some(Op::Reserve(r)) = self.ops.remove(&op) else {
             return Err(CoreError::Inconsistent("reserve op vanished".into()));
         };
+        if let Some(held) = self.store.node_by_id(&info.id) {
+            // Adopted while the reserve was in flight (see `recovery`): the same node.
+            self.observe(now);
+            return Ok((held, self.unbind(r.waiters)));
+        }
         self.observe(now);
         let key = self
             .store
@@ -792,6 +812,7 @@ impl State {
             stale: false,
             missing_samples: 0,
             parked: node.suspect_since.is_some(),
+            orphans: 0,
         };
         let (node_key, function_key) = (c.node, c.function);
         let key = self

@@ -265,6 +265,10 @@ pub struct Container {
     /// Its node is suspect (it failed its latest observations): not granted until the node
     /// answers again.
     pub parked: bool,
+    /// How many of `in_flight` are calls no lease of this scheduler knows (they were granted
+    /// before a restart, see [`AdoptedContainer`]): they hold their slots until they return
+    /// or expire.
+    pub orphans: u32,
 }
 
 impl Container {
@@ -275,6 +279,20 @@ impl Container {
             && !self.parked
             && self.in_flight < self.max_concurrency
     }
+}
+
+/// A container a node reports holding, adopted by a scheduler that (re)starts: its view is
+/// rebuilt from the nodes, as a Kubernetes controller re-lists before it reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdoptedContainer {
+    /// The container's id.
+    pub id: Text,
+    /// The definition it runs.
+    pub function: FunctionSpec,
+    /// Calls running in it now (granted by an earlier life of the scheduler).
+    pub in_flight: u32,
+    /// The node reports it dead: it is removed, not adopted.
+    pub dead: bool,
 }
 
 /// A request holding a container between `AcquireContainer` and `ReturnContainer`.

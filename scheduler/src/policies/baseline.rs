@@ -169,6 +169,14 @@ impl Policy for Baseline {
             Event::RetireFunction { function } => {
                 let _ = self.state.retire_function(&function, out);
             }
+            Event::NodeAdopted {
+                node,
+                reserved_at,
+                containers,
+            } => {
+                self.state
+                    .adopt_node(now, node, reserved_at, containers, out)?;
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }

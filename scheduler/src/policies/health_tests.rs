@@ -8,7 +8,7 @@ use crate::policies::engine::testkit::{Sim, spec};
 use crate::policies::{POLICY_NAMES, no_reuse, policy_by_name};
 
 /// A registered policy behind the trait object, for the generic test harness.
-struct Named(Box<dyn Policy>);
+pub(crate) struct Named(Box<dyn Policy>);
 
 impl Policy for Named {
     fn name(&self) -> &str {
@@ -33,7 +33,7 @@ impl Policy for Named {
     }
 }
 
-fn sim(name: &str) -> Sim<Named> {
+pub(crate) fn sim(name: &str) -> Sim<Named> {
     Sim::new(Named(
         policy_by_name(name, &PolicyOptions::default()).expect("registered"),
     ))

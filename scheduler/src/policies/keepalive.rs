@@ -292,6 +292,18 @@ impl Policy for KeepAlive {
             Event::RetireFunction { function } => {
                 let _ = self.state.retire_function(&function, out);
             }
+            Event::NodeAdopted {
+                node,
+                reserved_at,
+                containers,
+            } => {
+                let adopted = self
+                    .state
+                    .adopt_node(now, node, reserved_at, containers, out)?;
+                for c in adopted.map(|(_, cs)| cs).unwrap_or_default() {
+                    self.note_idle(now, c);
+                }
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }
@@ -299,7 +311,7 @@ impl Policy for KeepAlive {
             Event::Tick => {
                 self.state.expire(now, out);
                 let healed = self.state.heal(now, out);
-                for (container, _) in healed.freed {
+                for (container, _) in healed.freed.into_iter().chain(healed.orphans_ended) {
                     self.note_idle(now, container);
                 }
                 for request_id in healed.replace {

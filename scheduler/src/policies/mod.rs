@@ -9,6 +9,8 @@ pub mod czy;
 pub mod engine;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod recovery_tests;
 pub mod keepalive;
 pub mod no_reuse;
 

@@ -107,6 +107,26 @@ impl Policy for NoReuse {
             Event::RetireFunction { function } => {
                 let _ = self.state.retire_function(&function, out);
             }
+            Event::NodeAdopted {
+                node,
+                reserved_at,
+                containers,
+            } => {
+                let adopted = self
+                    .state
+                    .adopt_node(now, node, reserved_at, containers, out)?;
+                // Idle adopted containers go at once; busy ones after their calls.
+                for c in adopted.map(|(_, cs)| cs).unwrap_or_default() {
+                    let idle = self
+                        .state
+                        .store
+                        .container(c)
+                        .is_some_and(|r| r.container.in_flight == 0);
+                    if idle {
+                        self.state.remove_container(c, out);
+                    }
+                }
+            }
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }
@@ -114,7 +134,7 @@ impl Policy for NoReuse {
             Event::Tick => {
                 self.state.expire(now, out);
                 let healed = self.state.heal(now, out);
-                for (container, _) in healed.freed {
+                for (container, _) in healed.freed.into_iter().chain(healed.orphans_ended) {
                     self.state.remove_container(container, out);
                 }
                 for request_id in healed.replace {

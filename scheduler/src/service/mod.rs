@@ -11,6 +11,7 @@
 //! [`Decision::Health`] notes are logged here. Time comes from the [`Clock`] port.
 
 pub mod ports;
+mod recovery;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +28,10 @@ use crate::core::{
 use crate::model::{Millis, NodeAddr, Text};
 use crate::store::Map;
 use faas_common::shutdown::Shutdown;
-pub use ports::{Clock, NodePort, PortError, ReserveError, ResourcePort};
+pub use ports::{
+    Clock, NodeDescription, NodePort, PortError, ReserveError, ReservedNode, ResourcePort,
+};
+pub use recovery::RECONCILE_INTERVAL_MS;
 
 /// The longest the timer waits between two ticks, ms.
 pub const MAX_TICK_MS: Millis = 100;
@@ -53,6 +57,9 @@ pub struct ServiceOptions {
     pub stats_interval_ms: Millis,
     /// How long one `GetStats` poll may take before the node counts as not answering, ms.
     pub probe_timeout_ms: Millis,
+    /// How often the reserved nodes are reconciled with the resource manager's, ms (0 =
+    /// never, not even at start; see `recovery`).
+    pub reconcile_interval_ms: Millis,
 }
 
 /// The default of [`ServiceOptions::probe_timeout_ms`].
@@ -63,6 +70,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             stats_interval_ms: 1000,
             probe_timeout_ms: PROBE_TIMEOUT_MS,
+            reconcile_interval_ms: RECONCILE_INTERVAL_MS,
         }
     }
 }
@@ -102,6 +110,8 @@ struct Inner<R, N, C> {
     wake: Notify,
     planned_wake: AtomicU64,
     opts: ServiceOptions,
+    /// Nodes this scheduler released (never adopted again), oldest first.
+    released: Mutex<std::collections::VecDeque<Text>>,
 }
 
 /// The scheduler service: acquire and return, driven by a policy. Cheap to clone.
@@ -141,6 +151,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 wake: Notify::new(),
                 planned_wake: AtomicU64::new(0),
                 opts,
+                released: Mutex::new(std::collections::VecDeque::new()),
             }),
         }
     }
@@ -367,13 +378,10 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 Event::ContainerRemoved { container_id }
             }
             Decision::ReleaseNode { node_id } => {
-                match self.inner.resource.release_node(&node_id).await {
-                    Ok(()) => Event::NodeReleased { node_id },
-                    Err(e) => {
-                        tracing::error!(node = %node_id, error = %e, "release failed; the node stays held");
-                        return;
-                    }
+                if !self.release_until_done(&node_id).await {
+                    return;
                 }
+                Event::NodeReleased { node_id }
             }
             Decision::Grant(_) | Decision::Reject { .. } | Decision::Health(_) => return,
         };
@@ -398,13 +406,30 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
         }
     }
 
-    /// Starts the timer and the stats poller; both stop when `shutdown` fires.
+    /// Starts the timer, the stats poller and the reconciler; they stop when `shutdown`
+    /// fires.
     pub fn start(&self, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![tokio::spawn(self.clone().timer(shutdown.clone()))];
         if self.inner.opts.stats_interval_ms > 0 {
-            tasks.push(tokio::spawn(self.clone().stats_poller(shutdown)));
+            tasks.push(tokio::spawn(self.clone().stats_poller(shutdown.clone())));
+        }
+        if self.inner.opts.reconciles() {
+            tasks.push(tokio::spawn(self.clone().reconciler(shutdown)));
         }
         tasks
+    }
+
+    /// Sets the account reserves are made for, if none was seen yet (a restarted scheduler
+    /// learns it from the nodes it adopts).
+    fn learn_account(&self, account: Text) {
+        let mut core = self.lock();
+        if core.account.is_none() {
+            core.account = Some(account);
+        }
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
     }
 
     async fn timer(self, shutdown: Shutdown) {
@@ -489,7 +514,9 @@ fn log_health(note: &HealthNote) {
         | HealthNote::NodeSuspect { .. } => {
             tracing::warn!(kind = note.kind(), "{note}");
         }
-        HealthNote::NodeRecovered { .. } | HealthNote::DefinitionChanged { .. } => {
+        HealthNote::NodeRecovered { .. }
+        | HealthNote::DefinitionChanged { .. }
+        | HealthNote::NodeAdopted { .. } => {
             tracing::info!(kind = note.kind(), "{note}");
         }
     }

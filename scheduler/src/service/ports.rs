@@ -3,12 +3,38 @@
 
 use std::future::Future;
 
-use crate::model::{FunctionSpec, Millis, NodeAddr, NodeInfo, StatsSample, Text};
+use crate::model::{
+    AdoptedContainer, FunctionSpec, Millis, NodeAddr, NodeInfo, StatsSample, Text,
+};
 
 /// The scheduler's clock (milliseconds from an arbitrary origin, never going backwards).
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Millis;
+
+    /// Wall-clock milliseconds since the Unix epoch (to place the resource manager's reserve
+    /// times on the scheduler's clock); 0 where there is no wall clock (tests).
+    fn wall_ms(&self) -> u64 {
+        0
+    }
+}
+
+/// A node the resource manager reports reserved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservedNode {
+    /// The node.
+    pub info: NodeInfo,
+    /// When it was reserved, wall-clock ms since the Unix epoch (0 if unknown).
+    pub reserved_at_wall_ms: u64,
+}
+
+/// What a node says it holds (`faas.node.v1.NodeAdmin/DescribeNode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeDescription {
+    /// The account the node is reserved for.
+    pub owner_account_id: String,
+    /// Its containers.
+    pub containers: Vec<AdoptedContainer>,
 }
 
 /// A failed `ReserveNode`.
@@ -60,6 +86,9 @@ pub trait ResourcePort: Send + Sync + 'static {
 
     /// Gives a node back.
     fn release_node(&self, node_id: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The nodes currently reserved (for a scheduler that restarts).
+    fn reserved_nodes(&self) -> impl Future<Output = Result<Vec<ReservedNode>, PortError>> + Send;
 }
 
 /// The node services, as the scheduler needs them.
@@ -88,4 +117,10 @@ pub trait NodePort: Send + Sync + 'static {
     /// Asks whether `node` is alive (a cheap call, beside the stats: gathering stats can be
     /// slow on a busy node, which must not make it look dead).
     fn probe(&self, node: &NodeAddr) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// What `node` holds (for a scheduler that restarts).
+    fn describe(
+        &self,
+        node: &NodeAddr,
+    ) -> impl Future<Output = Result<NodeDescription, PortError>> + Send;
 }

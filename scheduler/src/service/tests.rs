@@ -22,6 +22,12 @@ struct Fakes {
     /// The health probe fails (a dead or paused node).
     probe_fails: std::sync::atomic::AtomicBool,
     releases: StdMutex<Vec<String>>,
+    /// The nodes the fake resource manager reports reserved (a restart's view).
+    reserved: StdMutex<Vec<ReservedNode>>,
+    /// What every node describes itself as holding.
+    described: StdMutex<Vec<crate::model::AdoptedContainer>>,
+    /// The release of these answers "unreachable" this many times first.
+    release_unreachable: AtomicU32,
 }
 
 #[derive(Clone, Default)]
@@ -50,8 +56,20 @@ impl ResourcePort for FakeResource {
     }
 
     async fn release_node(&self, node_id: &str) -> Result<(), PortError> {
+        if self
+            .0
+            .release_unreachable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PortError::unreachable("connection refused"));
+        }
         self.0.releases.lock().unwrap().push(node_id.to_string());
         Ok(())
+    }
+
+    async fn reserved_nodes(&self) -> Result<Vec<ReservedNode>, PortError> {
+        Ok(self.0.reserved.lock().unwrap().clone())
     }
 }
 
@@ -70,6 +88,13 @@ impl NodePort for FakeNodes {
     async fn remove_container(&self, _node: &NodeAddr, _id: &str) -> Result<(), PortError> {
         self.0.removes.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    async fn describe(&self, _node: &NodeAddr) -> Result<NodeDescription, PortError> {
+        Ok(NodeDescription {
+            owner_account_id: "acct".into(),
+            containers: self.0.described.lock().unwrap().clone(),
+        })
     }
 
     async fn probe(&self, _node: &NodeAddr) -> Result<(), PortError> {
@@ -320,4 +345,59 @@ async fn a_silent_node_is_lost_and_released_but_slow_stats_alone_are_fine() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_scheduler_adopts_the_reserved_nodes_and_their_containers() {
+    let (svc, fakes) = service(0);
+    *fakes.reserved.lock().unwrap() = vec![ReservedNode {
+        info: NodeInfo {
+            id: "n7".into(),
+            address: "127.0.0.1".into(),
+            port: 7007,
+            capacity_bytes: CONTEST_NODE_BYTES,
+        },
+        reserved_at_wall_ms: 0,
+    }];
+    *fakes.described.lock().unwrap() = vec![crate::model::AdoptedContainer {
+        id: "kept".into(),
+        function: FunctionSpec {
+            name: "f".into(),
+            memory_bytes: 512 * MIB,
+            timeout_ms: 60_000,
+            handler: "h".into(),
+        },
+        in_flight: 0,
+        dead: false,
+    }];
+    assert_eq!(svc.reconcile().await.unwrap(), 1);
+    assert_eq!(svc.reconcile().await.unwrap(), 0, "adopted once");
+    let g = svc.acquire(acquire(&svc, "r1", 30_000)).await.unwrap();
+    assert_eq!((&*g.container_id, &*g.node_id, g.cold), ("kept", "n7", false));
+    assert_eq!(fakes.reserves.load(Ordering::SeqCst), 0, "no new node needed");
+    assert_eq!(fakes.creates.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_waits_for_the_resource_manager_and_a_released_node_is_never_adopted() {
+    let (svc, fakes) = service(0);
+    svc.acquire(acquire(&svc, "r1", 30_000)).await.unwrap();
+    // The resource manager is down for the first two tries, then answers.
+    fakes.release_unreachable.store(2, Ordering::SeqCst);
+    let id: Text = "n1".into();
+    let done = svc.release_until_done(&id).await;
+    assert!(done);
+    assert_eq!(*fakes.releases.lock().unwrap(), vec!["n1".to_string()]);
+    // The resource manager still reports it reserved for a moment: not adopted again.
+    *fakes.reserved.lock().unwrap() = vec![ReservedNode {
+        info: NodeInfo {
+            id: "n1".into(),
+            address: "127.0.0.1".into(),
+            port: 7001,
+            capacity_bytes: CONTEST_NODE_BYTES,
+        },
+        reserved_at_wall_ms: 0,
+    }];
+    svc.feed(Event::NodeReleased { node_id: id }).unwrap();
+    assert_eq!(svc.reconcile().await.unwrap(), 0);
 }

@@ -505,6 +505,7 @@ mod tests {
             stale: false,
             missing_samples: 0,
             parked: false,
+            orphans: 0,
         }
     }
 

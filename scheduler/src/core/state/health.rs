@@ -54,6 +54,9 @@ pub struct Healed {
     /// Slots freed by reclaimed leases: the container (which may be gone by now) and its
     /// function.
     pub freed: Vec<(ContainerKey, FunctionKey)>,
+    /// Containers whose orphan calls (granted before a restart) expired: their slots are
+    /// free again.
+    pub orphans_ended: Vec<(ContainerKey, FunctionKey)>,
     /// Nodes lost in this step (already forgotten).
     pub lost: Vec<NodeKey>,
 }
@@ -61,7 +64,10 @@ pub struct Healed {
 impl Healed {
     /// Whether nothing happened.
     pub fn is_empty(&self) -> bool {
-        self.replace.is_empty() && self.freed.is_empty() && self.lost.is_empty()
+        self.replace.is_empty()
+            && self.freed.is_empty()
+            && self.orphans_ended.is_empty()
+            && self.lost.is_empty()
     }
 }
 
@@ -82,6 +88,7 @@ impl State {
                 healed.freed.push(freed);
             }
         }
+        healed.orphans_ended = self.expire_orphans(now, out);
         if !self.suspects.is_empty() {
             let lost_after = self.opts.node_lost_after_ms;
             let mut due: Vec<NodeKey> = self
@@ -117,7 +124,10 @@ impl State {
             .filter_map(|n| n.suspect_since)
             .min()
             .map(|since| since + self.opts.node_lost_after_ms);
-        [lease, lost].into_iter().flatten().min()
+        [lease, lost, self.next_orphan_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn reclaim(

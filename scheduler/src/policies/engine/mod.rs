@@ -508,6 +508,11 @@ impl Engine {
             Event::NodeUnreachable { node_id, message } => {
                 self.state.node_unreachable(now, &node_id, message, out);
             }
+            Event::NodeAdopted {
+                node,
+                reserved_at,
+                containers,
+            } => self.on_adopted(now, node, reserved_at, containers, out)?,
             Event::RetireFunction { function } => {
                 if self.state.retire_function(&function, out).is_some()
                     && let Some(f) = self.state.store.function_by_name(&function)
@@ -685,7 +690,9 @@ impl Engine {
             return Ok(());
         };
         let fd = self.fd(f);
-        fd.inflight = fd.inflight.saturating_sub(1);
+        if !returned.orphan {
+            fd.inflight = fd.inflight.saturating_sub(1);
+        }
         self.learn_call(
             f,
             duration_ns,
@@ -1417,6 +1424,45 @@ impl Engine {
 
     // ---- time ----
 
+    /// Takes over a node after a restart: its containers get their function's concurrency
+    /// and serve the waiting requests.
+    fn on_adopted(
+        &mut self,
+        now: Millis,
+        node: crate::model::NodeInfo,
+        reserved_at: Millis,
+        containers: Vec<crate::model::AdoptedContainer>,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), CoreError> {
+        let Some((_, adopted)) = self
+            .state
+            .adopt_node(now, node, reserved_at, containers, out)?
+        else {
+            return Ok(());
+        };
+        let mut functions = Vec::new();
+        for c in adopted {
+            let Some(f) = self.state.store.container(c).map(|r| r.function) else {
+                continue;
+            };
+            let limit = self.fd(f).limit;
+            self.state
+                .store
+                .update_container(c, |c| c.max_concurrency = limit);
+            functions.push(f);
+        }
+        functions.dedup();
+        for f in functions {
+            self.drain(now, f, false, out);
+            self.check_idle(now, f);
+        }
+        self.last_node_change = now;
+        if !self.starving.is_empty() {
+            self.pump(now, out);
+        }
+        Ok(())
+    }
+
     /// Puts a request that still waits back at the front of its function's queue.
     fn requeue(&mut self, f: FunctionKey, request_id: Text) {
         let fd = self.fd(f);
@@ -1439,6 +1485,9 @@ impl Engine {
             fd.inflight = fd.inflight.saturating_sub(1);
             self.drain(now, f, false, out);
             self.check_idle(now, f);
+        }
+        for (_, f) in healed.orphans_ended {
+            self.drain(now, f, false, out);
         }
         for request_id in healed.replace.into_iter().rev() {
             if let Some(f) = self.state.waiter(&request_id).map(|w| w.function) {
