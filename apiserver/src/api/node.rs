@@ -81,6 +81,7 @@ pub fn node_error(status: &Status) -> NodeError {
         .and_then(|v| v.to_str().ok())
         .and_then(Undelivered::from_code);
     let mut message = error.message;
+    let mut code = remote_code(status.code());
     let kind = if never_connected(status) {
         // tonic says "tcp connect error"; the cause ("Connection refused") is deeper.
         if let Some(cause) = root_cause(status) {
@@ -95,9 +96,15 @@ pub fn node_error(status: &Status) -> NodeError {
     } else if timed_out(status) {
         NodeErrorKind::NoAnswer
     } else {
+        if std::error::Error::source(status).is_some() {
+            // tonic's own error for a connection that broke mid-call (it carries the
+            // transport error as its source; tonic often says UNKNOWN): the node went away,
+            // which is UNAVAILABLE whatever code tonic picked.
+            code = RemoteCode::Unavailable;
+        }
         NodeErrorKind::Broken
     };
-    NodeError::new(kind, remote_code(status.code()), message)
+    NodeError::new(kind, code, message)
 }
 
 /// Splits a node error text `"Code: message"`; text without a code is a function error.
@@ -305,6 +312,18 @@ mod tests {
                 .code,
             "ContainerExited"
         );
+    }
+
+    #[test]
+    fn a_connection_that_broke_mid_call_is_unavailable_whatever_tonic_said() {
+        let broken = Status::from_error(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        let e = node_error(&broken);
+        assert_eq!(e.kind, NodeErrorKind::Broken);
+        assert_eq!(e.code, RemoteCode::Unavailable);
+        // A node that answers UNKNOWN itself keeps its code.
+        let e = node_error(&Status::unknown("the node's own failure"));
+        assert_eq!(e.code, RemoteCode::Unknown);
     }
 
     #[test]
