@@ -33,9 +33,14 @@ pub struct Config {
     #[arg(long, env = "SCHEDULER_ENDPOINT", default_value = DEFAULT_SCHEDULER)]
     pub scheduler: String,
     /// A functions file (TOML, `[[function]]` entries) to load at start instead of the
-    /// built-in set (deploy/functions.toml).
+    /// built-in set (deploy/functions.toml). With --data-dir, only a new database is seeded
+    /// from it; an existing one is the source of truth.
     #[arg(long, env = "FAAS_FUNCTIONS")]
     pub functions: Option<PathBuf>,
+    /// Keep deployed functions in a SQLite database in this directory (DATA_DIR/apiserver.db),
+    /// so a restarted API server serves exactly the functions it had. Unset: memory only.
+    #[arg(long, env = "FAAS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The largest event accepted by InvokeFunction, in bytes.
     #[arg(long, env = "FAAS_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
@@ -59,6 +64,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             scheduler: DEFAULT_SCHEDULER.to_string(),
             functions: None,
+            data_dir: None,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             scheduler_timeout_ms: DEFAULT_SCHEDULER_TIMEOUT_MS,
             node_call_grace_ms: DEFAULT_NODE_CALL_GRACE_MS,

@@ -6,9 +6,14 @@
 //! the function on the container's node and always gives the container back; a call whose
 //! event provably never reached the function runs once more on another container.
 //!
-//! Layers: [`model`] (functions, invocations) → [`store`] (the function table) → [`service`]
-//! (registry rules, the functions file, the invocation chain behind ports) → [`api`] (tonic
-//! servers and clients, metrics, the clock).
+//! Layers: [`model`] (functions, invocations) → [`store`] (the in-memory function table, and
+//! the SQLite DAO behind `--data-dir`) → [`service`] (registry rules, read from memory and
+//! written through to the database; the functions file; the invocation chain behind ports)
+//! → [`api`] (tonic servers and clients, metrics, the clock).
+//!
+//! With `--data-dir DIR`, deployed functions are kept in `DIR/apiserver.db` (SQLite): the
+//! first start stores the start-up functions there, every later start serves exactly what
+//! the database holds, and an acknowledged deploy or delete is on disk before it is answered.
 
 pub mod api;
 pub mod config;
@@ -24,6 +29,8 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use model::{Function, FunctionSpec, Handler};
 pub use service::{RegistryError, parse_functions_toml, validate_spec};
+pub use store::StoreError;
+pub use store::sqlite::{DATABASE_FILE, database_files, remove_database};
 
 /// Why the API server cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Functions(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the API server cannot start: {0}")]
+    Startup(String),
     #[error("bad scheduler endpoint (--scheduler / SCHEDULER_ENDPOINT): {0}")]
     SchedulerEndpoint(faas_common::serve::ServeError),
     #[error(transparent)]
@@ -43,9 +54,18 @@ pub enum Error {
     Transport(tonic::transport::Error),
 }
 
+/// Checks, without loading it, that the database in `data_dir` can be used: no other API
+/// server uses the directory, and the file is new or a mini-faas database of a schema this
+/// binary knows, undamaged. What `faas up` checks before it starts anything. Creates the
+/// directory and an empty database if there is none; blocks on the file.
+pub fn check_data_dir(data_dir: &std::path::Path) -> Result<(), StoreError> {
+    store::SqliteDao::open(data_dir).map(drop)
+}
+
 /// Serves the API server on `listener` until `shutdown` fires.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
-    api::server::App::new(config)?
+    api::server::App::new(config)
+        .await?
         .serve(listener, shutdown)
         .await
 }
@@ -55,7 +75,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr();
     let scheduler = config.scheduler.clone();
-    let app = api::server::App::new(config)?;
+    let app = api::server::App::new(config).await?;
     let listener = faas_common::serve::bind(&addr).await?;
     let local = listener.local_addr()?;
     faas_common::serve::announce(local);

@@ -15,12 +15,12 @@ use faas_proto::nodeservoceproto::{
     invoke_function_reply::{Footer, Header},
     node_service_server::{NodeService, NodeServiceServer},
 };
+use faas_proto::scheduler_admin::scheduler_admin_server::{SchedulerAdmin, SchedulerAdminServer};
+use faas_proto::scheduler_admin::{RetireFunctionReply, RetireFunctionRequest};
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
     scheduler_server::{Scheduler, SchedulerServer},
 };
-use faas_proto::scheduler_admin::scheduler_admin_server::{SchedulerAdmin, SchedulerAdminServer};
-use faas_proto::scheduler_admin::{RetireFunctionReply, RetireFunctionRequest};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;

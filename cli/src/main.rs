@@ -79,6 +79,16 @@ enum Command {
     Up {
         #[command(flatten)]
         platform: PlatformArgs,
+        /// Where the API server keeps deployed functions (DATA_DIR/apiserver.db, SQLite), so
+        /// a restart loses none. The first start stores --functions (or the built-in set);
+        /// later starts serve what the database holds. [default: $XDG_DATA_HOME/mini-faas or
+        /// ~/.local/share/mini-faas]
+        #[arg(long, env = "FAAS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Start from a new database: delete the platform's database files in the data
+        /// directory first (they are listed), then store --functions or the built-in set.
+        #[arg(long)]
+        fresh: bool,
         #[arg(long, env = "APISERVER_PORT", default_value_t = 10500)]
         apiserver_port: u16,
         #[arg(long, env = "SERVICE_PORT", default_value_t = 10600)]
@@ -191,12 +201,48 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up {
             platform,
+            data_dir,
+            fresh,
             apiserver_port,
             scheduler_port,
             resource_manager_port,
-        } => up(platform.options((apiserver_port, scheduler_port, resource_manager_port))).await,
+        } => {
+            let data_dir = match data_dir {
+                Some(dir) => dir,
+                None => faas_cli::platform::default_data_dir(
+                    std::env::var_os("XDG_DATA_HOME"),
+                    std::env::var_os("HOME"),
+                )
+                .context(
+                    "no data directory: give --data-dir (or FAAS_DATA_DIR), or set HOME or XDG_DATA_HOME",
+                )?,
+            };
+            if fresh {
+                start_fresh(&data_dir)?;
+            }
+            let options = PlatformOptions {
+                data_dir: Some(data_dir),
+                ..platform.options((apiserver_port, scheduler_port, resource_manager_port))
+            };
+            up(options).await
+        }
         Command::Demo { platform, seconds } => {
-            run_demo(platform.options((0, 0, 0)), Duration::from_secs(seconds)).await
+            // A database of its own, gone afterwards: the demo never touches the user's.
+            let data_dir = std::env::temp_dir().join(format!("faas-demo-{}", uuid::Uuid::new_v4()));
+            let options = PlatformOptions {
+                data_dir: Some(data_dir.clone()),
+                ..platform.options((0, 0, 0))
+            };
+            let result = run_demo(options, Duration::from_secs(seconds)).await;
+            if let Err(e) = std::fs::remove_dir_all(&data_dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                eprintln!(
+                    "warning: cannot remove the demo's data directory {}: {e}",
+                    data_dir.display()
+                );
+            }
+            result
         }
         Command::Invoke {
             name,
@@ -299,12 +345,40 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `faas up --fresh`: says which database files of `data_dir` it deletes, then deletes them
+/// (refused while an API server uses the directory).
+fn start_fresh(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    faas_apiserver::remove_database(data_dir, |files| {
+        if files.is_empty() {
+            println!("--fresh: no database in {} yet", data_dir.display());
+            return;
+        }
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        println!(
+            "--fresh: deleting {} in {}",
+            names.join(", "),
+            data_dir.display()
+        );
+    })?;
+    Ok(())
+}
+
 async fn up(options: PlatformOptions) -> anyhow::Result<()> {
     let mut platform = LocalPlatform::start(&options).await?;
     println!("faas platform is up (policy {}):", options.policy);
     println!("  apiserver        {}", platform.apiserver);
     println!("  scheduler        {}", platform.scheduler);
     println!("  resource-manager {}", platform.resource_manager);
+    if let Some(dir) = &options.data_dir {
+        println!(
+            "  functions        {} (sqlite3 opens it)",
+            dir.join(faas_apiserver::DATABASE_FILE).display()
+        );
+    }
     println!(
         "try: faas invoke hello --event '{{\"name\":\"you\"}}' --apiserver {}",
         platform.apiserver

@@ -7,10 +7,14 @@
 //! server first (no new work), then the scheduler, then the resource manager, which stops its
 //! nodes, which stop their containers.
 //!
-//! Starting fails fast on bad configuration: every component's flags are parsed, the policy
-//! and the functions file checked, and every port bound before anything runs; then each
-//! component must answer its health check, and one that stops instead fails the start with
-//! its own message (the others are stopped again).
+//! With a data directory ([`PlatformOptions::data_dir`]) the API server keeps deployed
+//! functions in a SQLite database there (`DATA_DIR/apiserver.db`), so a restart loses none;
+//! without one it keeps them in memory only.
+//!
+//! Starting fails fast on bad configuration: every component's flags are parsed, the policy,
+//! the functions file and the database checked, and every port bound before anything runs;
+//! then each component must answer its health check, and one that stops instead fails the
+//! start with its own message (the others are stopped again).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,8 +51,13 @@ pub struct PlatformOptions {
     pub max_nodes: u32,
     /// Delay before the node pool refills after a reserve or release, ms.
     pub refill_delay_ms: u64,
-    /// Function definitions to load (TOML); `None` loads the built-in default set.
+    /// Function definitions to load (TOML); `None` loads the built-in default set. With a
+    /// data directory, only a new database is seeded from them.
     pub functions: Option<PathBuf>,
+    /// Where the API server keeps deployed functions (`DATA_DIR/apiserver.db`), so a restart
+    /// loses none; `None`: memory only (`FAAS_DATA_DIR` is not read here: `faas up` resolves
+    /// its own default). Tests give a temporary directory.
+    pub data_dir: Option<PathBuf>,
     /// Where nodes come from: `local` (node-service child processes) or `docker`
     /// (node-service containers; see the resource manager's `--provider`).
     pub provider: String,
@@ -81,6 +90,7 @@ impl Default for PlatformOptions {
             max_nodes: 20,
             refill_delay_ms: 10_000,
             functions: None,
+            data_dir: None,
             provider: "local".to_string(),
             node_runtime: "process".to_string(),
             docker_instance: None,
@@ -155,6 +165,19 @@ impl Component {
             }
         }
     }
+}
+
+/// Where `faas up` keeps its data when not told: `$XDG_DATA_HOME/mini-faas`, else
+/// `$HOME/.local/share/mini-faas` (the XDG base directory rules: a relative or empty
+/// `XDG_DATA_HOME` is ignored). `None` when neither is set.
+pub fn default_data_dir(
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg_data_home)
+        .or_else(|| absolute(home).map(|h| h.join(".local").join("share")))
+        .map(|base| base.join("mini-faas"))
 }
 
 /// The running platform.
@@ -263,7 +286,10 @@ impl LocalPlatform {
             api_args.push("--functions".to_string());
             api_args.push(path.display().to_string());
         }
-        let api_config: faas_apiserver::Config = config_from(APISERVER, &api_args)?;
+        let api_config = faas_apiserver::Config {
+            data_dir: opts.data_dir.clone(),
+            ..config_from(APISERVER, &api_args)?
+        };
         api_config
             .load_functions()
             .map_err(|e| anyhow::anyhow!("{APISERVER} cannot start: {e}"))?;
@@ -274,6 +300,12 @@ impl LocalPlatform {
         let resource_manager = rm_listener.local_addr()?;
         let scheduler = scheduler_listener.local_addr()?;
         let apiserver = api_listener.local_addr()?;
+        if let Some(dir) = opts.data_dir.clone() {
+            // A database the API server would refuse fails the start before any node runs.
+            tokio::task::spawn_blocking(move || faas_apiserver::check_data_dir(&dir))
+                .await?
+                .map_err(|e| anyhow::anyhow!("{APISERVER} cannot start: {e}"))?;
+        }
         let scheduler_config = faas_scheduler::Config {
             resource_manager: resource_manager.to_string(),
             ..scheduler_config
@@ -424,6 +456,23 @@ mod tests {
         );
         assert_eq!(platform.components.len(), 2);
         platform.stop().await.unwrap();
+    }
+
+    #[test]
+    fn the_default_data_dir_follows_xdg_then_home() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_data_dir(os("/xdg"), os("/home/ada")),
+            Some(PathBuf::from("/xdg/mini-faas"))
+        );
+        for xdg in [None, os(""), os("relative/data")] {
+            assert_eq!(
+                default_data_dir(xdg, os("/home/ada")),
+                Some(PathBuf::from("/home/ada/.local/share/mini-faas"))
+            );
+        }
+        assert_eq!(default_data_dir(None, None), None);
+        assert_eq!(default_data_dir(None, os("not/absolute")), None);
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub fn registry_status(err: &RegistryError) -> Status {
         | RegistryError::Malformed { .. }
         | RegistryError::InFile { .. }
         | RegistryError::Duplicate { .. } => Code::InvalidArgument,
+        // The database did not take the write (a full disk, a file another program holds):
+        // nothing changed, and the same call can succeed once that is fixed.
+        RegistryError::NotSaved { .. } => Code::Unavailable,
+        // Only at start: the server does not run on a database it cannot use.
+        RegistryError::Store(_) | RegistryError::Stored { .. } => Code::FailedPrecondition,
     };
     Status::new(code, err.to_string())
 }
@@ -348,6 +353,27 @@ mod tests {
             assert_eq!(status.code(), code, "{err}");
             assert_eq!(status.message(), err.to_string());
         }
+    }
+
+    #[test]
+    fn a_write_the_database_did_not_take_is_unavailable() {
+        let problem = crate::store::StoreError::Write {
+            path: "/data/apiserver.db".into(),
+            reason: "database or disk is full".into(),
+        };
+        let err = RegistryError::NotSaved {
+            name: "f".into(),
+            action: "deployed",
+            problem: problem.clone(),
+        };
+        let status = registry_status(&err);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "function \"f\" was not deployed: the database at /data/apiserver.db cannot be written (database or disk is full); nothing was changed"
+        );
+        let status = registry_status(&RegistryError::Store(problem));
+        assert_eq!(status.code(), Code::FailedPrecondition);
     }
 
     #[test]

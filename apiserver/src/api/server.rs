@@ -23,20 +23,20 @@ use faas_proto::meta;
 use faas_proto::scheduler_admin::RetireFunctionRequest;
 use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::api::clock::SystemClock;
 use crate::api::convert::{
-    admin_record, contest_function, invoke_status, registry_status,
-    spec_from_admin,
+    admin_record, contest_function, invoke_status, registry_status, spec_from_admin,
 };
 use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
 use crate::api::node::GrpcNodes;
 use crate::api::scheduler::GrpcScheduler;
-use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
+use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry, RegistryError};
+use crate::store::SqliteDao;
 use crate::{Config, Error};
 
 /// The invoker with the live gRPC ports.
@@ -226,6 +226,20 @@ impl AdminService {
         self
     }
 
+    /// Runs a registry write on a blocking thread: it waits for the database's disk write,
+    /// which must not hold up a runtime worker, and it runs to the end even when the caller
+    /// goes away, so the database and the registry never disagree.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || op(&registry))
+            .await
+            .map_err(|e| Status::internal(format!("the registry write failed: {e}")))?
+            .map_err(|e| registry_status(&e))
+    }
+
     /// Tells the scheduler that `name` was deleted, in the background: the delete is done
     /// whatever it answers (a scheduler that does not hear of it keeps the containers until
     /// its keep-alive removes them).
@@ -257,10 +271,10 @@ impl Admin for AdminService {
                 "the request has no function: set DeployFunctionRequest.function",
             )
         })?;
+        let now_ms = faas_common::clock::now_ms();
         let deployed = self
-            .registry
-            .deploy(spec_from_admin(spec), faas_common::clock::now_ms())
-            .map_err(|e| registry_status(&e))?;
+            .write(move |registry| registry.deploy(spec_from_admin(spec), now_ms))
+            .await?;
         let f = &deployed.function;
         tracing::info!(
             function = %f.name,
@@ -307,14 +321,52 @@ impl Admin for AdminService {
         &self,
         request: Request<admin::DeleteFunctionRequest>,
     ) -> Result<Response<admin::DeleteFunctionReply>, Status> {
-        let f = self
-            .registry
-            .delete(&request.into_inner().name)
-            .map_err(|e| registry_status(&e))?;
+        let name = request.into_inner().name;
+        let f = self.write(move |registry| registry.delete(&name)).await?;
         tracing::info!(function = %f.name, revision = f.revision, "function deleted");
         self.retire(&f.name);
         Ok(Response::new(admin::DeleteFunctionReply {}))
     }
+}
+
+/// The registry the server starts with: in memory only, or opened over the database in the
+/// data directory (seeded from the start-up functions when new).
+async fn load_registry(config: &Config) -> Result<Registry, Error> {
+    let (specs, origin) = config.load_functions()?;
+    let now_ms = faas_common::clock::now_ms();
+    let Some(dir) = config.data_dir.clone() else {
+        let registry = Registry::with_functions(specs, now_ms)?;
+        tracing::info!(
+            functions = registry.len(),
+            from = %origin,
+            "functions loaded (memory only: deployments last until this server stops; --data-dir keeps them)"
+        );
+        return Ok(registry);
+    };
+    // Opening checks the whole file and may wait for a lock: not on a runtime worker.
+    let (opened, path) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let dao = SqliteDao::open(&dir)?;
+        let path = dao.path().to_path_buf();
+        Ok((Registry::open(Arc::new(dao), specs, now_ms)?, path))
+    })
+    .await
+    .map_err(|e| Error::Startup(format!("opening the database failed: {e}")))??;
+    let functions = opened.registry.len();
+    if opened.seeded {
+        tracing::info!(
+            functions,
+            path = %path.display(),
+            from = %origin,
+            "new database: stored the start-up functions"
+        );
+    } else {
+        tracing::info!(
+            functions,
+            path = %path.display(),
+            "functions loaded from the database, the source of truth: {origin} is not applied (faas deploy FILE applies a file; faas up --fresh starts over)"
+        );
+    }
+    Ok(opened.registry)
 }
 
 /// A ready-to-serve API server: functions loaded, clients made.
@@ -326,12 +378,11 @@ pub struct App {
 }
 
 impl App {
-    /// Loads the functions and makes the scheduler client; fails on a bad functions file or
-    /// scheduler endpoint, before anything listens.
-    pub fn new(config: Config) -> Result<App, Error> {
-        let (specs, origin) = config.load_functions()?;
-        let registry = Registry::with_functions(specs, faas_common::clock::now_ms())?;
-        tracing::info!(functions = registry.len(), from = %origin, "functions loaded");
+    /// Loads the functions (from the database in `--data-dir`, else from `--functions` or
+    /// the built-in set) and makes the scheduler client; fails on a bad functions file, a
+    /// database it must not use, or a bad scheduler endpoint, before anything listens.
+    pub async fn new(config: Config) -> Result<App, Error> {
+        let registry = load_registry(&config).await?;
         let scheduler = GrpcScheduler::connect_lazy(
             &config.scheduler,
             Duration::from_millis(config.scheduler_timeout_ms),
@@ -398,8 +449,8 @@ impl App {
         let admin = AdminServer::new(
             AdminService::new(self.invoker.registry().clone()).with_scheduler(scheduler),
         )
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(usize::MAX);
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(usize::MAX);
 
         tonic::transport::Server::builder()
             .add_service(health_service)

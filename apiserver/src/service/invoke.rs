@@ -1450,4 +1450,37 @@ mod tests {
         assert_eq!(returns.len() as u64, churn.acquires.load(Ordering::SeqCst));
         assert!(returns.iter().any(|r| r.error_code == "WrongFunction"));
     }
+
+    /// The database's cost on the invoke path is nothing: once the registry is loaded, a call
+    /// (found or not) reads only its memory. The store panics if anything touches it.
+    #[tokio::test]
+    async fn the_invoke_path_never_touches_the_store() {
+        use crate::store::fake::FakeDao;
+        let dao = Arc::new(FakeDao::default());
+        let opened = Registry::open(dao.clone(), vec![], 0).unwrap();
+        let (invoker, fakes) = invoker_with(Fakes {
+            registry: Arc::new(opened.registry),
+            ..Fakes::default()
+        });
+        // Loaded, and `hello` written through.
+        assert_eq!(dao.calls(), 2);
+        assert_eq!(dao.rows().len(), 1);
+        dao.freeze();
+        for i in 0..3 {
+            let req = InvokeRequest {
+                request_id: format!("r-{i}"),
+                ..request("hello", "a", b"{}")
+            };
+            invoker.invoke(req).await.unwrap();
+        }
+        let err = invoker.invoke(request("nope", "a", b"")).await.unwrap_err();
+        assert_eq!(
+            err,
+            InvokeError::NotFound {
+                name: "nope".into()
+            }
+        );
+        assert_eq!(fakes.returned().len(), 3);
+        assert_eq!(dao.calls(), 2);
+    }
 }

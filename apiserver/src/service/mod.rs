@@ -1,6 +1,7 @@
 //! The API server's business rules.
 //!
-//! - [`registry`]: deploy, get, list and delete functions, with the validation rules.
+//! - [`registry`]: deploy, get, list and delete functions, with the validation rules; read
+//!   from memory, written through to the database (`store::FunctionDao`) when there is one.
 //! - [`file`]: the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
 //! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
 //!   scheduler, run the function on the node, always give the container back, and run it
@@ -16,4 +17,4 @@ pub use invoke::{
     Clock, InvokeError, InvokeRequest, Invoked, Invoker, MAY_HAVE_RUN, NodeCall, NodePort,
     SchedulerPort,
 };
-pub use registry::{Deployed, Registry, RegistryError, validate_spec};
+pub use registry::{Deployed, Opened, Registry, RegistryError, validate_spec};

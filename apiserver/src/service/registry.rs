@@ -1,7 +1,29 @@
 //! The function registry: deploy (create or replace), get, list, delete, and the rules a
 //! function must follow. Time comes in as an argument (`now_ms`).
+//!
+//! # Read from memory, written through
+//!
+//! Every function lives in an in-memory [`FunctionTable`]; [`Registry::get`] and
+//! [`Registry::list`] read only that, so an invocation never waits for a disk. A registry
+//! opened over a [`FunctionDao`] ([`Registry::open`]) writes every change to the database
+//! first, in a transaction, and changes the table only once the database has it:
+//!
+//! 1. validate the spec (nothing is written for an invalid one);
+//! 2. take the write lock (one write at a time, so two deploys of a name cannot both read
+//!    revision 3 and both write revision 4);
+//! 3. `put_function` / `delete_function` on the DAO, which commits to disk;
+//! 4. change the table, release the lock, answer.
+//!
+//! So a deploy that was answered survives a crash of the process, and a write the database
+//! refuses (a full disk, a file locked by another program) changes nothing and says so. The
+//! DAO blocks, and so do [`Registry::deploy`] and [`Registry::delete`]: the api layer runs them
+//! on a blocking thread, which also lets a write finish when its caller goes away.
+//!
+//! At start, [`Registry::open`] loads every stored function into the table. A new database is
+//! first seeded with the functions the server was started with; an existing one is the source
+//! of truth, and those functions are not applied.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use faas_common::text::clip;
 
@@ -9,7 +31,7 @@ use crate::model::{
     Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,
     MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
 };
-use crate::store::FunctionTable;
+use crate::store::{FunctionDao, FunctionTable, StoreError};
 
 /// Why a function cannot be deployed or found, or a functions file cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +84,25 @@ pub enum RegistryError {
         entry: usize,
         first: usize,
         name: String,
+    },
+    /// A deploy or delete the database did not take: nothing changed.
+    #[error("function {:?} was not {action}: {problem}", clip(name))]
+    NotSaved {
+        name: String,
+        /// "deployed" or "deleted".
+        action: &'static str,
+        problem: StoreError,
+    },
+    /// The database cannot be used (at start).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored function breaks the rules (edited by hand, or by another binary).
+    #[error(
+        "{origin}: {problem}; fix or delete its row with the sqlite3 tool, or start with --fresh"
+    )]
+    Stored {
+        origin: String,
+        problem: Box<RegistryError>,
     },
 }
 
@@ -136,15 +177,29 @@ pub struct Deployed {
 #[derive(Debug, Default)]
 pub struct Registry {
     table: FunctionTable,
+    /// Where every change is written first; `None`: memory only.
+    dao: Option<Arc<dyn FunctionDao>>,
+    /// Held across a whole write (read the current row, write the database, the table).
+    writes: Mutex<()>,
+}
+
+/// A registry opened over a database.
+#[derive(Debug)]
+pub struct Opened {
+    pub registry: Registry,
+    /// Whether the database was new and now holds the start-up functions; `false`: the
+    /// functions came from the database and the start-up ones were not applied.
+    pub seeded: bool,
 }
 
 impl Registry {
-    /// An empty registry.
+    /// An empty registry, in memory only.
     pub fn new() -> Registry {
         Registry::default()
     }
 
-    /// A registry holding `specs`, all deployed at `now_ms`; the first invalid one fails it.
+    /// A registry holding `specs`, all deployed at `now_ms`, in memory only; the first
+    /// invalid one fails it.
     pub fn with_functions(
         specs: impl IntoIterator<Item = FunctionSpec>,
         now_ms: i64,
@@ -156,8 +211,46 @@ impl Registry {
         Ok(registry)
     }
 
+    /// A registry over `dao` holding what it stores. A new database is first seeded with
+    /// `seed`, deployed at `now_ms`; an existing one keeps what it has (`seed` is only
+    /// validated). A stored function that breaks the rules refuses the start, naming it.
+    /// Blocks on the database.
+    pub fn open(
+        dao: Arc<dyn FunctionDao>,
+        seed: Vec<FunctionSpec>,
+        now_ms: i64,
+    ) -> Result<Opened, RegistryError> {
+        let seed: Vec<Function> = Registry::with_functions(seed, now_ms)?
+            .list()
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect();
+        let loaded = dao.load_or_seed(&seed)?;
+        let registry = Registry {
+            dao: Some(dao.clone()),
+            ..Registry::default()
+        };
+        for function in loaded.functions {
+            validate_spec(&function.spec()).map_err(|problem| RegistryError::Stored {
+                origin: dao.describe(),
+                problem: Box::new(problem),
+            })?;
+            registry.table.insert(Arc::new(function));
+        }
+        Ok(Opened {
+            registry,
+            seeded: loaded.seeded,
+        })
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data: a panic while it was held changed nothing in the table.
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Creates the function, or replaces the one of the same name (its revision goes up by
-    /// one and its creation time stays).
+    /// one and its creation time stays). With a database, it is written there first; if that
+    /// fails, nothing changes. Blocks on the database.
     pub fn deploy(&self, spec: FunctionSpec, now_ms: i64) -> Result<Deployed, RegistryError> {
         let handler = validate_spec(&spec)?;
         let FunctionSpec {
@@ -167,19 +260,31 @@ impl Registry {
             description,
             ..
         } = spec;
-        let (function, old) = self.table.upsert_with(&name, |prev| Function {
-            name: name.clone(),
+        let _one_writer = self.write_lock();
+        let previous = self.table.get(&name);
+        let function = Function {
+            name,
             handler,
             memory_bytes,
             timeout_ms,
             description,
-            revision: prev.map_or(1, |p| p.revision + 1),
-            created_at_ms: prev.map_or(now_ms, |p| p.created_at_ms),
+            revision: previous.as_ref().map_or(1, |p| p.revision + 1),
+            created_at_ms: previous.as_ref().map_or(now_ms, |p| p.created_at_ms),
             updated_at_ms: now_ms,
-        });
+        };
+        if let Some(dao) = &self.dao {
+            dao.put_function(&function)
+                .map_err(|problem| RegistryError::NotSaved {
+                    name: function.name.clone(),
+                    action: "deployed",
+                    problem,
+                })?;
+        }
+        let function = Arc::new(function);
+        self.table.insert(function.clone());
         Ok(Deployed {
             function,
-            created: old.is_none(),
+            created: previous.is_none(),
         })
     }
 
@@ -198,16 +303,28 @@ impl Registry {
         self.table.list()
     }
 
-    /// Deletes the function named `name`; returns what it was.
+    /// Deletes the function named `name`; returns what it was. With a database, it is
+    /// deleted there first; if that fails, nothing changes. Blocks on the database.
     pub fn delete(&self, name: &str) -> Result<Arc<Function>, RegistryError> {
         if name.is_empty() {
             return Err(RegistryError::EmptyName);
         }
-        self.table
-            .remove(name)
-            .ok_or_else(|| RegistryError::NotFound {
-                name: name.to_string(),
-            })
+        let _one_writer = self.write_lock();
+        let not_found = || RegistryError::NotFound {
+            name: name.to_string(),
+        };
+        if self.table.get(name).is_none() {
+            return Err(not_found());
+        }
+        if let Some(dao) = &self.dao {
+            dao.delete_function(name)
+                .map_err(|problem| RegistryError::NotSaved {
+                    name: name.to_string(),
+                    action: "deleted",
+                    problem,
+                })?;
+        }
+        self.table.remove(name).ok_or_else(not_found)
     }
 
     /// How many functions are deployed.
@@ -224,6 +341,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fake::FakeDao;
 
     fn spec(name: &str) -> FunctionSpec {
         FunctionSpec {
@@ -395,5 +513,138 @@ mod tests {
             registry.deploy(spec("mid"), 9).unwrap().function.revision,
             1
         );
+    }
+
+    fn stored(name: &str, revision: i64) -> Function {
+        Function {
+            name: name.into(),
+            handler: Handler::Echo,
+            memory_bytes: 256 * MIB,
+            timeout_ms: 1_000,
+            description: String::new(),
+            revision,
+            created_at_ms: 100,
+            updated_at_ms: 200,
+        }
+    }
+
+    fn open(dao: &Arc<FakeDao>, seed: Vec<FunctionSpec>) -> Opened {
+        Registry::open(dao.clone(), seed, 1_000).unwrap()
+    }
+
+    #[test]
+    fn open_seeds_a_new_store_and_keeps_an_existing_one() {
+        let dao = Arc::new(FakeDao::default());
+        let opened = open(&dao, vec![spec("hello")]);
+        assert!(opened.seeded);
+        let hello = opened.registry.get("hello").unwrap();
+        assert_eq!((hello.revision, hello.created_at_ms), (1, 1_000));
+        assert_eq!(dao.rows(), vec![(*hello).clone()]);
+
+        let dao = Arc::new(FakeDao::holding([stored("f", 7)]));
+        let opened = open(&dao, vec![spec("hello")]);
+        assert!(!opened.seeded);
+        let registry = opened.registry;
+        assert_eq!(
+            registry.get("hello"),
+            Err(RegistryError::NotFound {
+                name: "hello".into()
+            })
+        );
+        assert_eq!(*registry.get("f").unwrap(), stored("f", 7));
+        // Revisions go on from what was stored, and the creation time stays.
+        let f = registry.deploy(spec("f"), 5_000).unwrap().function;
+        assert_eq!(
+            (f.revision, f.created_at_ms, f.updated_at_ms),
+            (8, 100, 5_000)
+        );
+        assert_eq!(dao.rows(), vec![(*f).clone()]);
+        registry.delete("f").unwrap();
+        assert!(dao.rows().is_empty());
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_write_the_store_refuses_changes_nothing() {
+        let dao = Arc::new(FakeDao::default());
+        let registry = open(&dao, vec![spec("kept")]).registry;
+        let before = registry.list();
+        dao.fail_writes(true);
+
+        let err = registry.deploy(spec("new"), 2_000).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "function \"new\" was not deployed: the database at /fake/apiserver.db cannot be written (database or disk is full); nothing was changed"
+        );
+        assert!(matches!(
+            err,
+            RegistryError::NotSaved {
+                action: "deployed",
+                ..
+            }
+        ));
+        let mut changed = spec("kept");
+        changed.timeout_ms = 5;
+        assert!(registry.deploy(changed.clone(), 2_000).is_err());
+        let err = registry.delete("kept").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("function \"kept\" was not deleted: "),
+            "{err}"
+        );
+        assert_eq!(registry.list(), before);
+        assert_eq!(
+            registry.get("new"),
+            Err(RegistryError::NotFound { name: "new".into() })
+        );
+
+        // Nothing half-done is left behind: the next write starts from the same state.
+        dao.fail_writes(false);
+        let kept = registry.deploy(changed, 3_000).unwrap().function;
+        assert_eq!((kept.revision, kept.timeout_ms), (2, 5));
+        assert_eq!(dao.rows(), vec![(*kept).clone()]);
+    }
+
+    #[test]
+    fn a_stored_function_that_breaks_the_rules_refuses_the_start() {
+        let mut tiny = stored("tiny", 1);
+        tiny.memory_bytes = MIB;
+        let dao = Arc::new(FakeDao::holding([stored("a", 1), tiny]));
+        let err = Registry::open(dao, vec![], 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the fake database: function \"tiny\": memory of 1 MiB is out of range: give 64 to 3072 MiB; fix or delete its row with the sqlite3 tool, or start with --fresh"
+        );
+        // An invalid start-up function is refused before the store is touched.
+        let dao = Arc::new(FakeDao::default());
+        let mut bad = spec("bad");
+        bad.handler = "perl".into();
+        assert!(Registry::open(dao.clone(), vec![bad], 0).is_err());
+        assert_eq!(dao.calls(), 0);
+    }
+
+    #[test]
+    fn concurrent_deploys_of_one_name_each_get_their_own_revision() {
+        let dao = Arc::new(FakeDao::default());
+        let registry = Arc::new(open(&dao, vec![]).registry);
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let registry = registry.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| registry.deploy(spec("f"), i).unwrap().function.revision)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut revisions: Vec<i64> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        revisions.sort_unstable();
+        assert_eq!(revisions, (1..=200).collect::<Vec<_>>());
+        let f = registry.get("f").unwrap();
+        assert_eq!(f.revision, 200);
+        assert_eq!(dao.rows(), vec![(*f).clone()]);
     }
 }

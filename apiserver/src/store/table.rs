@@ -1,8 +1,9 @@
-//! The function registry's table: deployed functions by name.
+//! The in-memory function table: deployed functions by name, read by every invocation.
 //!
 //! Every invocation reads it, deployments write it rarely, so it is a read-write lock over a
 //! map of shared records: a read takes the lock for one hash lookup and an `Arc` clone, and
-//! never across an `.await`. The rules (validation, revisions) live in `service/`.
+//! never across an `.await`. The rules (validation, revisions, writing the database first)
+//! live in `service/`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -36,17 +37,9 @@ impl FunctionTable {
         self.read().get(name).cloned()
     }
 
-    /// Inserts or replaces the row for `name` with what `make` builds from the current row,
-    /// atomically; returns the new row and the row it replaced.
-    pub fn upsert_with(
-        &self,
-        name: &str,
-        make: impl FnOnce(Option<&Function>) -> Function,
-    ) -> (Arc<Function>, Option<Arc<Function>>) {
-        let mut rows = self.write();
-        let new = Arc::new(make(rows.get(name).map(|f| f.as_ref())));
-        let old = rows.insert(name.to_string(), new.clone());
-        (new, old)
+    /// Inserts `function`, or replaces the row of its name; returns the row it replaced.
+    pub fn insert(&self, function: Arc<Function>) -> Option<Arc<Function>> {
+        self.write().insert(function.name.clone(), function)
     }
 
     /// Removes the function named `name`; returns it if it was there.
@@ -91,17 +84,13 @@ mod tests {
     }
 
     #[test]
-    fn upsert_sees_the_previous_row_and_list_is_sorted() {
+    fn insert_replaces_by_name_and_list_is_sorted() {
         let table = FunctionTable::new();
-        let (new, old) = table.upsert_with("b", |prev| {
-            assert!(prev.is_none());
-            function("b", 1)
-        });
-        assert_eq!(new.revision, 1);
-        assert!(old.is_none());
-        table.upsert_with("a", |_| function("a", 1));
-        let (new, old) = table.upsert_with("b", |prev| function("b", prev.unwrap().revision + 1));
-        assert_eq!((new.revision, old.unwrap().revision), (2, 1));
+        assert!(table.insert(Arc::new(function("b", 1))).is_none());
+        table.insert(Arc::new(function("a", 1)));
+        let old = table.insert(Arc::new(function("b", 2)));
+        assert_eq!(old.unwrap().revision, 1);
+        assert_eq!(table.get("b").unwrap().revision, 2);
         let names: Vec<_> = table.list().iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(table.remove("a").unwrap().name, "a");

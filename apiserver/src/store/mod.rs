@@ -1,0 +1,26 @@
+//! Where the API server keeps its functions: read from memory, written through to a database.
+//!
+//! Two halves with two jobs:
+//!
+//! - [`table`]: the in-memory [`FunctionTable`] every invocation reads (one hash lookup under
+//!   a read lock). The invoke path never touches anything else here.
+//! - [`dao`] and [`sqlite`]: the data access layer. [`FunctionDao`] is what the service asks
+//!   of durable storage (load everything at start, put or delete one function, each in its
+//!   own transaction); [`SqliteDao`] maps the data model onto SQLite tables in
+//!   `DATA_DIR/apiserver.db`, with versioned schemas ([`sqlite::schema`]) and refusals of
+//!   files it must not touch (another program's database, a damaged one, a newer schema).
+//!
+//! The service (`service::registry`) ties them together: a deploy or delete is written to the
+//! DAO first, in a transaction, and only then to the table, so whatever an admin call has
+//! acknowledged is on disk, and a write that fails changes nothing. Without a data directory
+//! there is no DAO and the table is all there is (memory only).
+
+pub mod dao;
+#[cfg(test)]
+pub mod fake;
+pub mod sqlite;
+pub mod table;
+
+pub use dao::{FunctionDao, Loaded, StoreError};
+pub use sqlite::SqliteDao;
+pub use table::FunctionTable;
