@@ -52,6 +52,10 @@ for line in "${images[@]}"; do
     else
         rm -f "$ctx/faas-probe"
     fi
+    if [ "$name" = apiserver ]; then
+        # The mount point of its data volume (FAAS_DATA_DIR=/data in docker-compose.yml).
+        mkdir -p "$ctx/data"
+    fi
     echo "build-images: minifaas/$name:$tag" >&2
     if ! out="$(docker build --quiet -f "$repo/deploy/Dockerfile" \
         --build-arg "COMPONENT=$name" \
