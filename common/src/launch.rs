@@ -1,4 +1,5 @@
-//! Starting the platform's own binaries as child processes that never outlive their parent.
+//! Starting the platform's own binaries as child processes, which by default never outlive
+//! their parent.
 //!
 //! A component binary is found by name (`container-service`, `node-service`, ...):
 //! 1. the environment variable `FAAS_<NAME>_BIN` (e.g. `FAAS_NODE_SERVICE_BIN`);
@@ -10,14 +11,24 @@
 //! Explicit settings win over discovery, so a test can pin the whole process tree to the
 //! freshly built `faas` binary with `FAAS_BIN` (children inherit the environment).
 //!
-//! Children get `PR_SET_PDEATHSIG = SIGKILL` (Linux), their own process group (a Ctrl-C in
-//! the terminal reaches only the parent, which then stops them in order), and are killed
-//! when their handle drops. [`Child::spawn_ready`] waits for the child's readiness line
-//! (see [`crate::serve::announce`]) and returns the address it listens on.
+//! Children get their own process group (a Ctrl-C in the terminal reaches only the parent,
+//! which then stops them in order) and a [`Lifetime`]:
+//!
+//! - [`Lifetime::Guarded`] (the default): `PR_SET_PDEATHSIG = SIGKILL` (Linux), so the child
+//!   dies with its parent even if the parent is killed, and it is killed when its handle drops.
+//! - [`Lifetime::Detached`]: neither. The child keeps running when its parent dies or drops
+//!   its handle (tokio still reaps it if it exits while this process lives). Whoever detaches
+//!   a child owns its end: stop it on a clean exit, and make sure it ends by itself when its
+//!   parent is gone for good (the resource manager's nodes take an orphan timeout).
+//!
+//! [`Child::spawn_ready`] waits for the child's readiness line (see
+//! [`crate::serve::announce`]) and returns the address it listens on. A process that is not
+//! (or no longer) a child of this one, such as a detached node adopted by a restarted
+//! resource manager, can still be signalled by pid with [`send_signal`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -105,11 +116,22 @@ impl Launcher {
     }
 }
 
-/// A child process that is killed (and reaped by tokio) when dropped.
+/// Whether a child may outlive its parent (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Lifetime {
+    /// Dies with its parent (parent-death signal) and is killed when its handle drops.
+    #[default]
+    Guarded,
+    /// Keeps running when its parent dies or drops its handle.
+    Detached,
+}
+
+/// A child process. A [`Lifetime::Guarded`] one is killed (and reaped by tokio) when dropped.
 #[derive(Debug)]
 pub struct Child {
     inner: tokio::process::Child,
     program: String,
+    lifetime: Lifetime,
 }
 
 #[allow(unsafe_code)]
@@ -130,28 +152,50 @@ fn die_with_parent(cmd: &mut Command) {
 
 impl Child {
     /// Spawns `cmd` as a guarded child (stdout piped for the readiness line, stderr inherited).
-    pub fn spawn(mut cmd: Command) -> Result<Child, LaunchError> {
+    pub fn spawn(cmd: Command) -> Result<Child, LaunchError> {
+        Child::spawn_with(cmd, Lifetime::Guarded)
+    }
+
+    /// Spawns `cmd` with `lifetime` (stdout piped for the readiness line, stderr inherited).
+    pub fn spawn_with(mut cmd: Command, lifetime: Lifetime) -> Result<Child, LaunchError> {
         let program = format!("{:?}", cmd.as_std().get_program());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+            .kill_on_drop(lifetime == Lifetime::Guarded)
             .process_group(0);
-        die_with_parent(&mut cmd);
+        if lifetime == Lifetime::Guarded {
+            die_with_parent(&mut cmd);
+        }
         let inner = cmd.spawn().map_err(|source| LaunchError::Spawn {
             program: program.clone(),
             source,
         })?;
-        Ok(Child { inner, program })
+        Ok(Child {
+            inner,
+            program,
+            lifetime,
+        })
     }
 
-    /// Spawns `cmd` and waits up to `timeout` for its readiness line; returns the child and
-    /// the address it announced. The child is killed if it is not ready in time.
+    /// Spawns `cmd` as a guarded child and waits up to `timeout` for its readiness line;
+    /// returns the child and the address it announced. The child is killed if it is not
+    /// ready in time.
     pub async fn spawn_ready(
         cmd: Command,
         timeout: Duration,
     ) -> Result<(Child, SocketAddr), LaunchError> {
-        let mut child = Child::spawn(cmd)?;
+        Child::spawn_ready_with(cmd, timeout, Lifetime::Guarded).await
+    }
+
+    /// [`Child::spawn_ready`] with `lifetime`. A detached child that is not ready in time is
+    /// killed too: it never outlives a failed start.
+    pub async fn spawn_ready_with(
+        cmd: Command,
+        timeout: Duration,
+        lifetime: Lifetime,
+    ) -> Result<(Child, SocketAddr), LaunchError> {
+        let mut child = Child::spawn_with(cmd, lifetime)?;
         let stdout = child.inner.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let wait = async {
@@ -195,15 +239,30 @@ impl Child {
         self.inner.id()
     }
 
+    /// How the child was spawned.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+
     /// Whether the child has exited (without waiting).
     pub fn has_exited(&mut self) -> bool {
-        !matches!(self.inner.try_wait(), Ok(None))
+        !matches!(self.try_status(), Ok(None))
+    }
+
+    /// How the child ended, reaping it, or `None` while it runs (without waiting).
+    pub fn try_status(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.inner.try_wait()
+    }
+
+    /// Waits until the child exits, reaps it and says how it ended.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.inner.wait().await
     }
 
     /// Asks the child to stop with SIGTERM, waits up to `grace`, then kills it; always reaps.
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.inner.id() {
-            terminate(pid);
+            let _ = send_signal(pid, Signal::Terminate);
             if tokio::time::timeout(grace, self.inner.wait()).await.is_ok() {
                 return;
             }
@@ -217,11 +276,32 @@ impl Child {
     }
 }
 
+/// A signal the platform sends to its own processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// SIGTERM: stop cleanly.
+    Terminate,
+    /// SIGKILL: stop now.
+    Kill,
+}
+
+/// Sends `signal` to process `pid` (a child or not; the caller makes sure the pid is still
+/// the process it means). Fails like kill(2): `ESRCH` once the process is gone.
 #[allow(unsafe_code)]
-fn terminate(pid: u32) {
-    // SAFETY: kill(2) with a pid we own; no memory is shared.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let signal = match signal {
+        Signal::Terminate => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill(2) on one positive pid (never a process group); no memory is shared.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -247,6 +327,69 @@ mod tests {
         assert!(!child.has_exited());
         child.stop(Duration::from_millis(500)).await;
         assert!(child.has_exited());
+    }
+
+    /// Polls the process table until `pid` is gone (exited and reaped).
+    async fn wait_gone(pid: u32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(std::time::Instant::now() < deadline, "{pid} never reaped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The parent-death signal cannot be read for another process (`PR_GET_PDEATHSIG` only
+    /// reads one's own), so this checks what detaching is for: the child survives its handle.
+    #[tokio::test]
+    async fn a_detached_child_survives_its_handle_and_is_stopped_by_pid() {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo 'FAAS_LISTENING 127.0.0.1:5556'; exec sleep 30");
+        let (child, _) = Child::spawn_ready_with(cmd, Duration::from_secs(5), Lifetime::Detached)
+            .await
+            .unwrap();
+        assert_eq!(child.lifetime(), Lifetime::Detached);
+        let pid = child.id().unwrap();
+        drop(child);
+        // Still there after the drop (a guarded child is killed by it).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit_once(") ").unwrap().1.chars().next().unwrap();
+        assert!(state != 'Z' && state != 'X', "{stat}");
+
+        send_signal(pid, Signal::Kill).unwrap();
+        // tokio reaps the child whose handle was dropped.
+        wait_gone(pid).await;
+        let err = send_signal(pid, Signal::Terminate).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        assert!(
+            send_signal(0, Signal::Kill).is_err(),
+            "never a process group"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_guarded_child_is_killed_when_its_handle_drops_and_wait_reports_how() {
+        let sleeper = || {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg("exec sleep 30");
+            Child::spawn(cmd).unwrap()
+        };
+        let child = sleeper();
+        assert_eq!(child.lifetime(), Lifetime::Guarded);
+        let pid = child.id().unwrap();
+        drop(child);
+        wait_gone(pid).await;
+
+        let mut child = sleeper();
+        assert!(child.try_status().unwrap().is_none(), "running");
+        child.kill().await;
+        let status = child.try_status().unwrap().expect("reaped by kill");
+        assert!(!status.success());
+
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("exit 4");
+        let mut child = Child::spawn(cmd).unwrap();
+        assert_eq!(child.wait().await.unwrap().code(), Some(4));
     }
 
     #[tokio::test]

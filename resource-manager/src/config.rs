@@ -1,6 +1,7 @@
 //! The resource manager's configuration: every flag also reads an environment variable.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::model::NodeEndpoint;
@@ -110,6 +111,22 @@ pub struct Config {
     /// Port of the Prometheus `/metrics` endpoint (0 or unset: off).
     #[arg(long, env = "RESOURCE_MANAGER_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Directory of the state file (created if missing). Set: nodes outlive the manager and
+    /// a restarted manager takes them back with their ids, addresses and reservations; a
+    /// clean stop still stops them all. Unset: nothing is saved, and nodes die with the
+    /// manager.
+    #[arg(long, env = "RESOURCE_MANAGER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// With --state-dir: a node service nobody calls for this long exits by itself (its
+    /// `--orphan-timeout-ms`), so the nodes of a manager that never comes back clean up
+    /// after themselves. The health probes are calls: it must exceed
+    /// --node-probe-interval-ms. 0: nodes wait forever.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_NODE_ORPHAN_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub node_orphan_timeout_ms: u64,
     /// `--provider docker`: the node-service image.
     #[arg(
         long,
@@ -177,6 +194,8 @@ impl Default for Config {
             node_failed_after_ms: 3_000,
             node_call_timeout_ms: 5_000,
             metrics_port: None,
+            state_dir: None,
+            node_orphan_timeout_ms: 60_000,
             docker_node_image: "minifaas/node-service:latest".to_string(),
             docker_container_image: "minifaas/container-service:latest".to_string(),
             docker_network: "minifaas".to_string(),
@@ -236,6 +255,27 @@ impl Config {
             failed_after_ms,
             ..PoolRules::default()
         })
+    }
+
+    /// The `--orphan-timeout-ms` to give each node, checked: `None` without a state
+    /// directory (nodes die with the manager) or when set to 0.
+    pub fn node_orphan_timeout(&self) -> Result<Option<Duration>, Error> {
+        let ms = self.node_orphan_timeout_ms;
+        if self.state_dir.is_none() || ms == 0 {
+            return Ok(None);
+        }
+        if self.node_probe_interval_ms == 0 {
+            return Err(Error::Config(format!(
+                "--node-orphan-timeout-ms {ms} needs the health probes that keep nodes alive: set --node-probe-interval-ms, or --node-orphan-timeout-ms 0"
+            )));
+        }
+        let least = self.node_probe_interval_ms.saturating_mul(2);
+        if ms <= least {
+            return Err(Error::Config(format!(
+                "--node-orphan-timeout-ms {ms} must exceed twice --node-probe-interval-ms ({least} ms): a node must outlast a missed probe"
+            )));
+        }
+        Ok(Some(Duration::from_millis(ms)))
     }
 
     /// The `--docker-cpus-per-gib` value, checked (> 0).
@@ -339,6 +379,46 @@ mod tests {
             ..Config::default()
         };
         assert!(huge.pool_rules().is_err());
+    }
+
+    #[test]
+    fn the_orphan_timeout_is_given_only_with_a_state_dir_and_outlasts_the_probes() {
+        let c = Cli::try_parse_from(["rm", "--state-dir", "/var/lib/rm"])
+            .unwrap()
+            .config;
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/rm"))
+        );
+        assert_eq!(
+            c.node_orphan_timeout().unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            Config::default().node_orphan_timeout().unwrap(),
+            None,
+            "no state dir: nodes die with the manager"
+        );
+        let off = Config {
+            node_orphan_timeout_ms: 0,
+            ..c.clone()
+        };
+        assert_eq!(off.node_orphan_timeout().unwrap(), None);
+        let too_short = Config {
+            node_orphan_timeout_ms: 2_000,
+            ..c.clone()
+        };
+        let err = too_short.node_orphan_timeout().unwrap_err();
+        assert!(err.to_string().contains("must exceed twice"), "{err}");
+        let no_probes = Config {
+            node_probe_interval_ms: 0,
+            ..c
+        };
+        let err = no_probes.node_orphan_timeout().unwrap_err();
+        assert!(
+            err.to_string().contains("--node-orphan-timeout-ms 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use faas_common::launch::LaunchError;
 use faas_common::serve::ServeError;
 use tonic::Status;
 
-use crate::service::PoolError;
+use crate::service::{PoolError, StateError};
 
 /// Why the resource manager could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,8 @@ pub enum Error {
     NodeServiceBinary(#[from] LaunchError),
     #[error("the docker node provider cannot start: {0}")]
     Docker(String),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("gRPC server failed: {0}")]

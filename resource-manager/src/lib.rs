@@ -13,6 +13,15 @@
 //! stays its account's until the account releases it (that release succeeds). A node that
 //! cannot start is a start failure, never ready, retried with a back-off. See
 //! [`service`]'s pool for the rules and `api::health` for the watch.
+//!
+//! Recovery, in one paragraph: with `--state-dir`, every change of the pool is saved to a
+//! state file (atomically), and nodes outlive the manager (detached processes with an
+//! orphan timeout, or containers found again by label). A restarted manager takes back
+//! every node that still answers as itself, with its id, address, owner and reserve time;
+//! a dead ready node is forgotten, a dead reserved one is failed (its owner's until
+//! released); ids are never reused; then the pool refills as usual. A clean stop (SIGTERM,
+//! Ctrl-C) still stops every node and empties the state; only a crash leaves nodes to take
+//! back ([`run_with`] stops like one, for tests). See [`service::recovery`].
 
 pub mod api;
 pub mod config;
@@ -21,6 +30,6 @@ pub mod model;
 pub mod service;
 pub mod store;
 
-pub use api::{main_with, run};
+pub use api::{main_with, run, run_with};
 pub use config::{Config, ProviderKind};
 pub use error::Error;

@@ -1,10 +1,10 @@
 //! A node that cannot start is a start failure, never a ready node, and is retried with a
 //! back-off rather than in a loop.
 //!
-//! The node here is the real node service with its metrics port taken: it announces its gRPC
-//! port, then fails to bind the metrics port and exits. It is run through a small wrapper
-//! script that adds `--metrics-port`; this test lives in its own test process because
-//! executing a script just written races with other tests' forks (ETXTBSY).
+//! The node here is the real node service with its metrics port taken: it cannot bind it and
+//! exits as it starts. It is run through a small wrapper script that adds `--metrics-port`;
+//! this test lives in its own test process because executing a script just written races
+//! with other tests' forks (ETXTBSY).
 
 mod support;
 

@@ -3,17 +3,26 @@
 //! same Docker daemon.
 //!
 //! Nodes join the platform's user-defined bridge network (created if missing, removed at
-//! shutdown if this provider created it and nothing else uses it); a node's address is its IP
+//! shutdown if this instance created it and nothing else uses it); a node's address is its IP
 //! there. A node is up once its `grpc.health.v1` answers SERVING. Every container carries the
 //! labels `minifaas.role` (`node`), `minifaas.instance` and `minifaas.node`; function
 //! containers made by the node carry the same instance and node labels.
 //!
-//! At start the provider removes every container of its instance left by an earlier run;
-//! stopping a node stops its container (the node service then removes its own function
+//! At start the provider removes every container of its instance left by an earlier run,
+//! unless it keeps them for recovery (`keep_nodes`, with a state directory): then the
+//! manager takes back the node containers that still run ([`NodeProvider::discover`] lists
+//! them by label, [`NodeProvider::adopt`] takes one by container id if it still runs as
+//! that node), and [`NodeProvider::adoption_done`] removes every other container of the
+//! instance (node containers not taken back, and the function containers of their nodes);
+//! such nodes also get `--orphan-timeout-ms`, so the nodes of a manager that never comes
+//! back exit by themselves.
+//!
+//! Stopping a node stops its container (the node service then removes its own function
 //! containers, warm pool ones included) and removes whatever function containers of that node
 //! remain (they all carry the node's instance and node labels); killing a failed node does
-//! the same without a grace period; shutdown does that for every node, then sweeps the
-//! instance's labels once more.
+//! the same without a grace period; shutdown does that for every node (taken back or not),
+//! then sweeps the instance's labels once more. Detaching (a simulated crash) lets go of the
+//! nodes without touching a container.
 //!
 //! A ready node is gone when its container is missing or no longer running (one listing of
 //! the instance's node containers per check, see [`NodeProvider::gone_nodes`]); its container
@@ -26,13 +35,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::api::node_client;
-use crate::model::NodeEndpoint;
-use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
+use crate::api::{node_client, register_adopted};
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
+use crate::service::{FoundNode, GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
     NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
@@ -80,6 +89,10 @@ pub struct DockerOptions {
     pub start_timeout: Duration,
     /// How long a stopping node may take before it is killed.
     pub stop_grace: Duration,
+    /// Keep the containers of an earlier run at start, for recovery (see the module docs).
+    pub keep_nodes: bool,
+    /// `--orphan-timeout-ms` of each node (`None`: not passed).
+    pub orphan_timeout: Option<Duration>,
 }
 
 /// Starts node-service containers.
@@ -92,6 +105,8 @@ pub struct DockerProvider {
     /// Running nodes by id.
     nodes: Mutex<HashMap<String, DockerNode>>,
     closed: AtomicBool,
+    /// Whether this instance made the network (this run or an earlier one): removed at
+    /// shutdown once unused.
     created_network: bool,
 }
 
@@ -130,18 +145,39 @@ async fn force_remove(docker: &Docker, id: &str) {
     }
 }
 
-/// Force-removes every container carrying all `label=value` filters; returns how many.
-async fn remove_labelled(docker: &Docker, filters: Vec<String>) -> usize {
+/// Every container (running or not) carrying all `label=value` filters.
+async fn list_labelled(
+    docker: &Docker,
+    filters: Vec<String>,
+) -> Result<Vec<ContainerSummary>, DockerError> {
     let options = ListContainersOptionsBuilder::new()
         .all(true)
         .filters(&HashMap::from([("label", filters)]))
         .build();
-    let Ok(list) = docker.list_containers(Some(options)).await else {
+    docker.list_containers(Some(options)).await
+}
+
+/// Force-removes every container carrying all `label=value` filters, except those of the
+/// nodes in `keep` (by their node label); returns how many.
+async fn remove_labelled_except(docker: &Docker, filters: Vec<String>, keep: &[String]) -> usize {
+    let Ok(list) = list_labelled(docker, filters).await else {
         return 0;
     };
-    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+    let ids: Vec<String> = list
+        .into_iter()
+        .filter(|c| {
+            let node = c.labels.as_ref().and_then(|l| l.get(labels::NODE));
+            !node.is_some_and(|n| keep.contains(n))
+        })
+        .filter_map(|c| c.id)
+        .collect();
     futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
     ids.len()
+}
+
+/// Force-removes every container carrying all `label=value` filters; returns how many.
+async fn remove_labelled(docker: &Docker, filters: Vec<String>) -> usize {
+    remove_labelled_except(docker, filters, &[]).await
 }
 
 /// One node's container.
@@ -176,7 +212,10 @@ impl DockerProvider {
             format!("the Docker daemon does not answer (is the socket mounted?): {e}")
         })?;
         let created_network = match docker.inspect_network(&options.network, None).await {
-            Ok(_) => false,
+            // A network an earlier run of this instance created is this run's to remove.
+            Ok(network) => network
+                .labels
+                .is_some_and(|l| l.get(labels::INSTANCE) == Some(&options.instance)),
             Err(e) if is_not_found(&e) => {
                 let request = NetworkCreateRequest {
                     name: options.network.clone(),
@@ -195,11 +234,15 @@ impl DockerProvider {
             }
             Err(e) => return Err(format!("cannot inspect network {}: {e}", options.network)),
         };
-        let orphans = remove_labelled(
-            &docker,
-            vec![format!("{}={}", labels::INSTANCE, options.instance)],
-        )
-        .await;
+        let orphans = if options.keep_nodes {
+            0
+        } else {
+            remove_labelled(
+                &docker,
+                vec![format!("{}={}", labels::INSTANCE, options.instance)],
+            )
+            .await
+        };
         if orphans > 0 {
             tracing::warn!(
                 orphans,
@@ -245,6 +288,12 @@ impl DockerProvider {
         .collect();
         if let Some(n) = o.warm_pool {
             cmd.extend(["--warm-pool".to_string(), n.to_string()]);
+        }
+        if let Some(timeout) = o.orphan_timeout {
+            cmd.extend([
+                "--orphan-timeout-ms".to_string(),
+                timeout.as_millis().to_string(),
+            ]);
         }
         ContainerCreateBody {
             image: Some(o.node_image.clone()),
@@ -314,6 +363,37 @@ impl DockerProvider {
         }
     }
 
+    /// Removes the network if this provider created it and nothing uses it any more.
+    async fn remove_network_if_unused(&self) {
+        if self.created_network
+            && let Ok(n) = self
+                .docker
+                .inspect_network(&self.options.network, None)
+                .await
+            && n.containers.as_ref().is_none_or(|c| c.is_empty())
+            && let Err(e) = self.docker.remove_network(&self.options.network).await
+        {
+            tracing::debug!(network = %self.options.network, error = %e, "network not removed");
+        }
+    }
+
+    /// The filters of this instance's node containers.
+    fn node_filters(&self) -> Vec<String> {
+        vec![
+            format!("{}={}", labels::INSTANCE, self.options.instance),
+            format!("{}={}", labels::ROLE, labels::ROLE_NODE),
+        ]
+    }
+
+    /// A node container's address on the platform's network, if it has one.
+    fn address_of(&self, networks: Option<&HashMap<String, EndpointSettings>>) -> Option<String> {
+        networks?
+            .get(&self.options.network)?
+            .ip_address
+            .clone()
+            .filter(|ip| !ip.is_empty())
+    }
+
     fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, DockerNode>> {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -368,7 +448,7 @@ impl NodeProvider for DockerProvider {
         &self,
         node_id: &str,
         memory_bytes: u64,
-    ) -> Result<NodeEndpoint, ProviderError> {
+    ) -> Result<StartedNode, ProviderError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ProviderError::Closed);
         }
@@ -416,12 +496,8 @@ impl NodeProvider for DockerProvider {
                 .inspect_container(&docker_id, None)
                 .await
                 .map_err(|e| spawn(format!("docker inspect: {e}")))?;
-            let ip = inspect
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|n| n.get(&self.options.network).cloned())
-                .and_then(|e| e.ip_address)
-                .filter(|ip| !ip.is_empty())
+            let ip = self
+                .address_of(inspect.network_settings.and_then(|n| n.networks).as_ref())
                 .ok_or_else(|| spawn(format!("no address on network {}", self.options.network)))?;
             let addr = format!("{ip}:{}", self.options.node_port);
             self.wait_healthy(&docker_id, &addr).await?;
@@ -435,9 +511,15 @@ impl NodeProvider for DockerProvider {
             {
                 node.ready = true;
                 tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
-                return Ok(NodeEndpoint {
-                    address: ip.clone(),
-                    port: self.options.node_port,
+                return Ok(StartedNode {
+                    endpoint: NodeEndpoint {
+                        address: ip.clone(),
+                        port: self.options.node_port,
+                    },
+                    handle: NodeHandle {
+                        container_id: Some(docker_id.clone()),
+                        ..NodeHandle::default()
+                    },
                 });
             }
         }
@@ -457,18 +539,96 @@ impl NodeProvider for DockerProvider {
         self.end(node_id, true).await;
     }
 
+    async fn discover(&self) -> Vec<FoundNode> {
+        let listed = match list_labelled(&self.docker, self.node_filters()).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list node containers of an earlier run");
+                return Vec::new();
+            }
+        };
+        listed
+            .into_iter()
+            .filter_map(|c| {
+                let node_id = c.labels.as_ref()?.get(labels::NODE)?.clone();
+                let running = gone_because(c.state.as_ref(), "").is_none();
+                let address = running
+                    .then(|| self.address_of(c.network_settings.and_then(|n| n.networks).as_ref()))
+                    .flatten();
+                Some(FoundNode {
+                    node_id,
+                    endpoint: address.map(|address| NodeEndpoint {
+                        address,
+                        port: self.options.node_port,
+                    }),
+                    handle: NodeHandle {
+                        container_id: c.id,
+                        ..NodeHandle::default()
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn adopt(
+        &self,
+        node_id: &str,
+        _endpoint: &NodeEndpoint,
+        handle: &NodeHandle,
+    ) -> Result<(), String> {
+        let Some(container) = handle.container_id.clone() else {
+            return Err("no container was recorded for it".to_string());
+        };
+        let inspect = match self.docker.inspect_container(&container, None).await {
+            Ok(inspect) => inspect,
+            Err(e) if is_not_found(&e) => return Err("its container is gone".to_string()),
+            Err(e) => return Err(format!("cannot inspect its container: {e}")),
+        };
+        let tags = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+        let ours = tags.get(labels::INSTANCE) == Some(&self.options.instance)
+            && tags.get(labels::NODE).map(String::as_str) == Some(node_id);
+        if !ours {
+            return Err(format!(
+                "container {container} is not this instance's {node_id}"
+            ));
+        }
+        let state = inspect.state.unwrap_or_default();
+        if state.running != Some(true) {
+            // What is left of it is removed with the instance's other leftovers.
+            return Err(format!(
+                "its container is not running ({})",
+                state.status.map(|s| s.to_string()).unwrap_or_default()
+            ));
+        }
+        register_adopted(
+            &mut self.nodes(),
+            &self.closed,
+            node_id,
+            DockerNode {
+                container,
+                ready: true,
+            },
+        )
+    }
+
+    async fn adoption_done(&self, adopted: &[String]) {
+        let removed = remove_labelled_except(
+            &self.docker,
+            vec![format!("{}={}", labels::INSTANCE, self.options.instance)],
+            adopted,
+        )
+        .await;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                instance = %self.options.instance,
+                "removed containers of an earlier run that no node taken back owns"
+            );
+        }
+    }
+
     async fn gone_nodes(&self) -> Vec<GoneNode> {
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&HashMap::from([(
-                "label",
-                vec![
-                    format!("{}={}", labels::INSTANCE, self.options.instance),
-                    format!("{}={}", labels::ROLE, labels::ROLE_NODE),
-                ],
-            )]))
-            .build();
-        let listed = match self.docker.list_containers(Some(options)).await {
+        let listed = match list_labelled(&self.docker, self.node_filters()).await {
             Ok(listed) => listed,
             Err(e) => {
                 // The daemon did not answer: no verdict (the probes still watch the nodes).
@@ -528,16 +688,16 @@ impl NodeProvider for DockerProvider {
             vec![format!("{}={}", labels::INSTANCE, self.options.instance)],
         )
         .await;
-        if self.created_network
-            && let Ok(n) = self
-                .docker
-                .inspect_network(&self.options.network, None)
-                .await
-            && n.containers.as_ref().is_none_or(|c| c.is_empty())
-            && let Err(e) = self.docker.remove_network(&self.options.network).await
-        {
-            tracing::debug!(network = %self.options.network, error = %e, "network not removed");
-        }
+        self.remove_network_if_unused().await;
+    }
+
+    async fn detach(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all = std::mem::take(&mut *self.nodes());
+        tracing::info!(
+            nodes = all.len(),
+            "letting go of docker nodes: they keep running"
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 //! Ids are checked by the pool (1 to 256 bytes, else `INVALID_ARGUMENT`); logs quote request
 //! fields clipped. `ReleaseNodeRequest` carries only a request id and the node id, no account,
 //! so a release cannot be checked against the node's owner: whoever knows a reserved node's
-//! id may release it (as in the contest). A failed node's release succeeds.
+//! id may release it (as in the contest). A failed node's release succeeds. After a restart,
+//! `GetNodesUsage` and `ReleaseNode` wait until the earlier run's nodes are taken back, and
+//! `ReserveNode` until the pool is refilled.
 
 use std::sync::Arc;
 
@@ -90,7 +92,7 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
         &self,
         _request: Request<GetNodesUsageRequest>,
     ) -> Result<Response<GetNodesUsageReply>, Status> {
-        let nodes = self.manager.usage().iter().map(node_desc).collect();
+        let nodes = self.manager.usage().await.iter().map(node_desc).collect();
         Ok(Response::new(GetNodesUsageReply { nodes }))
     }
 }

@@ -1,20 +1,29 @@
 //! The `local` node provider: one node-service child process per node on this machine.
 //!
 //! A node is started with `--host 127.0.0.1 --port 0 --node-id ID --memory-bytes N --runtime R`
-//! (and `--warm-pool N` when set). It is up once it has printed its readiness line *and*
-//! answers its `grpc.health.v1` check: a node service announces its port before it binds its
-//! metrics port, so one whose metrics port is taken announces and then exits. Such a node is
-//! a start failure ([`StartFailure::Exited`]), never a ready node.
+//! (and `--warm-pool N` and `--orphan-timeout-ms T` when set). It is up once it has printed
+//! its readiness line *and* answers its `grpc.health.v1` check: a node service that
+//! announces its port and then exits (an older one whose metrics port is taken did) is a
+//! start failure ([`StartFailure::Exited`]), never a ready node.
 //!
 //! Stopping sends SIGTERM (the node service then stops its own container children), waits
 //! out the grace period, kills, and always reaps; killing (a failed node) skips the grace.
-//! Children die with the manager even if it is killed (see `faas_common::launch`).
+//!
+//! How long a node lives ([`LocalOptions::lifetime`]): without a state directory, nodes are
+//! guarded children that die with the manager even if it is killed (see
+//! `faas_common::launch`). With one, they are detached: they outlive a crashed manager, so a
+//! restarted one can take them back ([`NodeProvider::adopt`], by pid and process start
+//! time, see `api/processes.rs`), and each gets `--orphan-timeout-ms`, so the nodes of a
+//! manager that never comes back exit by themselves once nobody has called them for that
+//! long (the health probes are calls). A clean stop still stops every node, adopted or not.
 //!
 //! No zombies: a child that exits on its own (SIGKILL, a crash) is reaped as soon as it is
 //! noticed. [`NodeProvider::node_may_have_exited`] returns on every SIGCHLD this process
 //! gets, and [`NodeProvider::gone_nodes`] then reaps every exited child (`try_wait`) and
 //! reports it with how it ended, read from `/proc/<pid>/stat` while it is still a zombie.
-//! The health watch (`api/health.rs`) runs that on each SIGCHLD and on each probe round.
+//! An adopted node is not necessarily a child (its parent died): it is reported gone once
+//! its process no longer runs (reaping it is its new parent's business). The health watch
+//! (`api/health.rs`) runs that on each SIGCHLD and on each probe round.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,18 +31,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use faas_common::launch::{Child, LaunchError, Launcher};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use faas_common::launch::{Child, LaunchError, Launcher, Lifetime, Signal};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
-use crate::api::node_client;
-use crate::model::NodeEndpoint;
+use crate::api::processes::{ProcessRef, ProcessTable, SystemProcesses, zombie_exit};
+use crate::api::{node_client, register_adopted};
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 
 /// The longest single health check while a started node is confirmed.
 const CONFIRM_STEP: Duration = Duration::from_millis(500);
 /// The pause between two health checks of a starting node.
 const CONFIRM_PAUSE: Duration = Duration::from_millis(20);
+/// The pause between two looks at a stopping adopted process (it cannot be waited for).
+const EXIT_POLL: Duration = Duration::from_millis(10);
+/// How long a killed adopted process may take to disappear before the stop gives up on it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// How local nodes are run.
 #[derive(Clone, Debug)]
@@ -46,6 +60,10 @@ pub struct LocalOptions {
     pub start_timeout: Duration,
     /// How long a stopping node may take before it is killed.
     pub stop_grace: Duration,
+    /// Guarded nodes die with the manager; detached ones outlive it (with a state directory).
+    pub lifetime: Lifetime,
+    /// `--orphan-timeout-ms` of each node service (`None`: not passed).
+    pub orphan_timeout: Option<Duration>,
 }
 
 type Shared<T> = Arc<tokio::sync::Mutex<T>>;
@@ -54,8 +72,17 @@ type Shared<T> = Arc<tokio::sync::Mutex<T>>;
 #[derive(Debug)]
 enum ChildSignal {
     NotYet,
-    Listening(Signal),
+    Listening(tokio::signal::unix::Signal),
     Unavailable,
+}
+
+/// A node's node-service process.
+#[derive(Debug)]
+enum NodeProcess {
+    /// Started by this provider: a child it reaps.
+    Child(Box<Child>),
+    /// Started by an earlier run and taken back: watched and signalled by pid.
+    Adopted(ProcessRef),
 }
 
 /// Starts node-service processes.
@@ -63,9 +90,10 @@ enum ChildSignal {
 pub struct LocalProvider {
     launcher: Launcher,
     options: LocalOptions,
-    /// Running nodes by id. A child's own lock is held while it stops, so `shutdown` waits
+    /// Running nodes by id. A node's own lock is held while it stops, so `shutdown` waits
     /// for stops already under way (and `gone_nodes` leaves it to the stop to reap it).
-    children: Mutex<HashMap<String, Shared<Child>>>,
+    nodes: Mutex<HashMap<String, Shared<NodeProcess>>>,
+    processes: Arc<dyn ProcessTable>,
     closed: AtomicBool,
     sigchld: tokio::sync::Mutex<ChildSignal>,
 }
@@ -76,33 +104,84 @@ impl LocalProvider {
         LocalProvider {
             launcher,
             options,
-            children: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
+            processes: Arc::new(SystemProcesses),
             closed: AtomicBool::new(false),
             sigchld: tokio::sync::Mutex::new(ChildSignal::NotYet),
         }
     }
 
-    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared<Child>>> {
-        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The same provider, finding and signalling adopted nodes through `processes`.
+    pub fn with_processes(mut self, processes: Arc<dyn ProcessTable>) -> LocalProvider {
+        self.processes = processes;
+        self
     }
 
-    fn child(&self, node_id: &str) -> Option<Shared<Child>> {
-        self.children().get(node_id).cloned()
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared<NodeProcess>>> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn node(&self, node_id: &str) -> Option<Shared<NodeProcess>> {
+        self.nodes().get(node_id).cloned()
     }
 
     /// Stops (or with `grace` zero, kills) a node and forgets it.
     async fn end(&self, node_id: &str, grace: Duration) {
-        let Some(child) = self.child(node_id) else {
+        let Some(process) = self.node(node_id) else {
             return;
         };
-        let mut child = child.lock().await;
-        if grace.is_zero() {
-            child.kill().await;
-        } else {
-            child.stop(grace).await;
-        }
+        let mut process = process.lock().await;
+        self.stop_process(&mut process, grace).await;
         // Forgotten while its lock is held, so `gone_nodes` never sees it reaped but known.
-        self.children().remove(node_id);
+        self.nodes().remove(node_id);
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL (at once if `grace` is zero).
+    async fn stop_process(&self, process: &mut NodeProcess, grace: Duration) {
+        match process {
+            NodeProcess::Child(child) if grace.is_zero() => child.kill().await,
+            NodeProcess::Child(child) => child.stop(grace).await,
+            NodeProcess::Adopted(p) => {
+                let p = *p;
+                if !grace.is_zero()
+                    && self.processes.signal_if_running(p, Signal::Terminate)
+                    && self.exited_within(p, grace).await
+                {
+                    return;
+                }
+                if self.processes.signal_if_running(p, Signal::Kill)
+                    && !self.exited_within(p, KILL_WAIT).await
+                {
+                    tracing::warn!(
+                        pid = p.pid,
+                        "an adopted node-service process survived SIGKILL"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits up to `within` for an adopted process to stop running; returns whether it did.
+    async fn exited_within(&self, process: ProcessRef, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if !self.processes.is_running(process) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(EXIT_POLL).await;
+        }
+    }
+
+    /// If the node's process has exited, says how (a child is reaped); `None` while it runs.
+    fn exited(&self, process: &mut NodeProcess) -> Option<String> {
+        match process {
+            NodeProcess::Child(child) => reap_if_exited(child),
+            NodeProcess::Adopted(p) => (!self.processes.is_running(*p))
+                .then(|| format!("process {} (adopted) exited", p.pid)),
+        }
     }
 }
 
@@ -124,25 +203,6 @@ fn launch_failure(e: &LaunchError) -> StartFailure {
         LaunchError::ExitedEarly { .. } => StartFailure::Exited,
         LaunchError::NotReady { .. } => StartFailure::Timeout,
     }
-}
-
-/// How a process ended, from the `/proc/<pid>/stat` line of its zombie (field 52, the wait
-/// status; Linux 3.5+). `None` if the line is not a zombie's or has no such field.
-fn zombie_exit(stat: &str) -> Option<String> {
-    // pid (comm) state ...: comm may hold spaces and parentheses, so split at the last ')'.
-    let (_, rest) = stat.rsplit_once(") ")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() != Some(&"Z") {
-        return None;
-    }
-    // `rest` starts at field 3 (state), so field 52 is at index 49.
-    let status: i32 = fields.get(49)?.parse().ok()?;
-    let signal = status & 0x7f;
-    Some(if signal == 0 {
-        format!("exited with code {}", (status >> 8) & 0xff)
-    } else {
-        format!("was killed by signal {signal}")
-    })
 }
 
 /// If the child has exited, reaps it and says how it ended ("process 42 was killed by
@@ -202,7 +262,7 @@ impl NodeProvider for LocalProvider {
         &self,
         node_id: &str,
         memory_bytes: u64,
-    ) -> Result<NodeEndpoint, ProviderError> {
+    ) -> Result<StartedNode, ProviderError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ProviderError::Closed);
         }
@@ -221,9 +281,14 @@ impl NodeProvider for LocalProvider {
         if let Some(n) = self.options.warm_pool {
             cmd.arg("--warm-pool").arg(n.to_string());
         }
-        let (mut child, addr) = Child::spawn_ready(cmd, self.options.start_timeout)
-            .await
-            .map_err(|e| failed(launch_failure(&e), e.to_string()))?;
+        if let Some(timeout) = self.options.orphan_timeout {
+            cmd.arg("--orphan-timeout-ms")
+                .arg(timeout.as_millis().to_string());
+        }
+        let (mut child, addr) =
+            Child::spawn_ready_with(cmd, self.options.start_timeout, self.options.lifetime)
+                .await
+                .map_err(|e| failed(launch_failure(&e), e.to_string()))?;
         let endpoint = endpoint_of(addr);
         if let Err((kind, message)) =
             confirm_serving(&mut child, &endpoint.to_string(), deadline).await
@@ -231,18 +296,51 @@ impl NodeProvider for LocalProvider {
             child.kill().await;
             return Err(failed(kind, message));
         }
+        let pid = child.id();
+        let handle = NodeHandle {
+            pid,
+            process_start: pid.and_then(|pid| self.processes.start_time(pid)),
+            ..NodeHandle::default()
+        };
         {
-            let mut children = self.children();
+            let mut nodes = self.nodes();
             if !self.closed.load(Ordering::Acquire) {
-                children.insert(
+                nodes.insert(
                     node_id.to_string(),
-                    Arc::new(tokio::sync::Mutex::new(child)),
+                    Arc::new(tokio::sync::Mutex::new(NodeProcess::Child(Box::new(child)))),
                 );
-                return Ok(endpoint);
+                return Ok(StartedNode { endpoint, handle });
             }
         }
         child.stop(self.options.stop_grace).await;
         Err(ProviderError::Closed)
+    }
+
+    async fn adopt(
+        &self,
+        node_id: &str,
+        _endpoint: &NodeEndpoint,
+        handle: &NodeHandle,
+    ) -> Result<(), String> {
+        let (Some(pid), Some(start)) = (handle.pid, handle.process_start) else {
+            return Err("no node-service process was recorded for it".to_string());
+        };
+        let process = ProcessRef { pid, start };
+        match self.processes.start_time(pid) {
+            None => return Err(format!("its node-service process {pid} is gone")),
+            Some(now) if now != start => {
+                return Err(format!(
+                    "its node-service process {pid} is gone (the pid now names another process)"
+                ));
+            }
+            Some(_) => {}
+        }
+        register_adopted(
+            &mut self.nodes(),
+            &self.closed,
+            node_id,
+            Arc::new(tokio::sync::Mutex::new(NodeProcess::Adopted(process))),
+        )
     }
 
     async fn stop_node(&self, node_id: &str) {
@@ -254,19 +352,19 @@ impl NodeProvider for LocalProvider {
     }
 
     async fn gone_nodes(&self) -> Vec<GoneNode> {
-        let children: Vec<(String, Shared<Child>)> = self
-            .children()
+        let nodes: Vec<(String, Shared<NodeProcess>)> = self
+            .nodes()
             .iter()
-            .map(|(id, child)| (id.clone(), child.clone()))
+            .map(|(id, process)| (id.clone(), process.clone()))
             .collect();
         let mut gone = Vec::new();
-        for (node_id, child) in children {
+        for (node_id, process) in nodes {
             // Locked: it is being stopped, and the stop reaps it.
-            let Ok(mut child) = child.try_lock() else {
+            let Ok(mut process) = process.try_lock() else {
                 continue;
             };
-            if let Some(how) = reap_if_exited(&mut child) {
-                self.children().remove(&node_id);
+            if let Some(how) = self.exited(&mut process) {
+                self.nodes().remove(&node_id);
                 gone.push(GoneNode {
                     node_id,
                     detail: format!("its node-service {how}"),
@@ -298,43 +396,35 @@ impl NodeProvider for LocalProvider {
 
     async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let all: Vec<(String, Shared<Child>)> = self.children().drain().collect();
+        let all: Vec<(String, Shared<NodeProcess>)> = self.nodes().drain().collect();
         if !all.is_empty() {
             tracing::info!(nodes = all.len(), "stopping local nodes");
         }
         let grace = self.options.stop_grace;
-        futures::future::join_all(all.into_iter().map(|(_, child)| async move {
-            child.lock().await.stop(grace).await;
+        futures::future::join_all(all.into_iter().map(|(_, process)| async move {
+            self.stop_process(&mut *process.lock().await, grace).await;
         }))
         .await;
+    }
+
+    async fn detach(&self) {
+        self.closed.store(true, Ordering::Release);
+        let all: Vec<(String, Shared<NodeProcess>)> = self.nodes().drain().collect();
+        if self.options.lifetime == Lifetime::Guarded && !all.is_empty() {
+            tracing::warn!(
+                nodes = all.len(),
+                "detaching guarded nodes: they die with their handles (no --state-dir)"
+            );
+        }
+        // Dropped unstopped: a detached child keeps running, and an adopted process was
+        // never ours to drop.
+        drop(all);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A zombie's stat line with `status` as field 52 (fields 4..51 are zeros).
-    fn zombie_stat(status: i32) -> String {
-        let middle = vec!["0"; 48].join(" ");
-        format!("42 (node (x) svc) Z {middle} {status}")
-    }
-
-    #[test]
-    fn zombie_exit_reads_the_wait_status() {
-        assert_eq!(
-            zombie_exit(&zombie_stat(9)).as_deref(),
-            Some("was killed by signal 9")
-        );
-        assert_eq!(
-            zombie_exit(&zombie_stat(3 << 8)).as_deref(),
-            Some("exited with code 3")
-        );
-        let running = zombie_stat(0).replace(") Z ", ") S ");
-        assert_eq!(zombie_exit(&running), None, "not a zombie");
-        assert_eq!(zombie_exit("42 (short) Z 1 2"), None, "no field 52");
-        assert_eq!(zombie_exit("garbage"), None);
-    }
 
     #[tokio::test]
     async fn an_exited_child_is_reaped_and_described() {
@@ -362,6 +452,155 @@ mod tests {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "reaped: no zombie left"
+        );
+    }
+
+    use crate::api::processes_fake::FakeProcesses;
+
+    fn provider(processes: Arc<FakeProcesses>) -> LocalProvider {
+        let options = LocalOptions {
+            runtime: "process".into(),
+            warm_pool: None,
+            start_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(2),
+            lifetime: Lifetime::Detached,
+            orphan_timeout: None,
+        };
+        LocalProvider::new(Launcher::new("false", vec![]), options).with_processes(processes)
+    }
+
+    fn handle(pid: u32, start: u64) -> NodeHandle {
+        NodeHandle {
+            pid: Some(pid),
+            process_start: Some(start),
+            ..NodeHandle::default()
+        }
+    }
+
+    fn nowhere() -> NodeEndpoint {
+        NodeEndpoint {
+            address: "127.0.0.1".into(),
+            port: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_recorded_process_is_taken_back_and_nothing_else_is_signalled() {
+        let processes = Arc::new(FakeProcesses::default());
+        processes.run(
+            ProcessRef {
+                pid: 10,
+                start: 100,
+            },
+            false,
+        );
+        // pid 11 was reused: it now names a process that started later.
+        processes.run(
+            ProcessRef {
+                pid: 11,
+                start: 999,
+            },
+            false,
+        );
+        let local = provider(processes.clone());
+        let adopt = |id: &'static str, h: NodeHandle| {
+            let local = &local;
+            async move { local.adopt(id, &nowhere(), &h).await }
+        };
+        assert_eq!(
+            adopt("n-0", NodeHandle::default()).await,
+            Err("no node-service process was recorded for it".to_string())
+        );
+        assert_eq!(
+            adopt("n-12", handle(12, 100)).await,
+            Err("its node-service process 12 is gone".to_string())
+        );
+        assert_eq!(
+            adopt("n-11", handle(11, 110)).await,
+            Err(
+                "its node-service process 11 is gone (the pid now names another process)"
+                    .to_string()
+            )
+        );
+        assert_eq!(adopt("n-10", handle(10, 100)).await, Ok(()));
+        assert!(adopt("n-10", handle(10, 100)).await.is_err(), "once");
+        // Killing a node that was refused touches nothing.
+        local.kill_node("n-11").await;
+        assert!(processes.sent().is_empty(), "{:?}", processes.sent());
+        assert!(local.gone_nodes().await.is_empty(), "n-10 still runs");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_node_is_stopped_with_term_then_kill_and_reported_gone_once() {
+        let processes = Arc::new(FakeProcesses::default());
+        let stubborn = ProcessRef { pid: 10, start: 1 };
+        let failed = ProcessRef { pid: 20, start: 2 };
+        let exits = ProcessRef { pid: 30, start: 3 };
+        processes.run(stubborn, true);
+        processes.run(failed, false);
+        processes.run(exits, false);
+        let local = provider(processes.clone());
+        for (id, p) in [("n-10", stubborn), ("n-20", failed), ("n-30", exits)] {
+            local
+                .adopt(id, &nowhere(), &handle(p.pid, p.start))
+                .await
+                .unwrap();
+        }
+
+        let began = Instant::now();
+        local.stop_node("n-10").await;
+        assert_eq!(
+            processes.sent(),
+            vec![(10, Signal::Terminate), (10, Signal::Kill)]
+        );
+        assert!(
+            began.elapsed() >= Duration::from_secs(2),
+            "the grace was given"
+        );
+
+        local.kill_node("n-20").await;
+        assert_eq!(processes.sent()[2..], [(20, Signal::Kill)], "no grace");
+
+        processes.exit(30);
+        let gone = local.gone_nodes().await;
+        assert_eq!(
+            gone,
+            vec![GoneNode {
+                node_id: "n-30".into(),
+                detail: "its node-service process 30 (adopted) exited".into()
+            }]
+        );
+        assert!(local.gone_nodes().await.is_empty(), "reported once");
+        assert_eq!(processes.sent().len(), 3, "a gone process is not signalled");
+    }
+
+    #[tokio::test]
+    async fn detach_lets_go_of_adopted_nodes_without_a_signal_and_refuses_more() {
+        let processes = Arc::new(FakeProcesses::default());
+        processes.run(ProcessRef { pid: 10, start: 1 }, false);
+        processes.run(ProcessRef { pid: 11, start: 1 }, false);
+        let local = provider(processes.clone());
+        local
+            .adopt("n-10", &nowhere(), &handle(10, 1))
+            .await
+            .unwrap();
+        local.detach().await;
+        assert!(processes.sent().is_empty());
+        assert_eq!(processes.start_time(10), Some(1), "still running");
+        assert!(
+            local
+                .adopt("n-11", &nowhere(), &handle(11, 1))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            local.start_node("n-12", 1).await,
+            Err(ProviderError::Closed)
+        );
+        local.shutdown().await;
+        assert!(
+            processes.sent().is_empty(),
+            "detached nodes are no longer its own"
         );
     }
 }

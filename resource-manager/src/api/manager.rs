@@ -3,21 +3,34 @@
 //! refills. The health watch (`api/health.rs`) reports what it sees through
 //! [`Manager::check_gone`] and [`Manager::probe_results`]; the pool decides which node failed,
 //! and the manager counts it, logs it once and kills it.
+//!
+//! With a state store ([`Manager::with_state`], the `--state-dir`), every change of the pool
+//! is saved before it takes effect outside (a start is saved before the node is started, a
+//! reserve before the node is handed over), synchronously, one save at a time, each with the
+//! pool as it is when the save begins: the file never lags behind what clients were told.
+//! A restarted manager then takes the nodes back instead of starting new ones
+//! ([`Manager::recover`], rules in [`crate::service::recovery`]). A clean stop
+//! ([`Manager::shutdown`]) stops every node and saves an empty state; [`Manager::detach`]
+//! stops as a crash would, leaving the nodes and the saved state as they are.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use faas_common::shutdown::Shutdown;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tonic::Status;
 
 use crate::api::clock::Clock;
 use crate::api::metrics::Counters;
 use crate::api::node_client;
-use crate::model::{Node, NodeEndpoint, NodeState};
+use crate::model::{Node, NodeEndpoint, NodeHandle, NodeState, StartedNode};
+use crate::service::recovery::{self, SavedState, Sighting, StateStore};
 use crate::service::{
-    Action, FailedNode, IdKind, NodeProvider, Pool, PoolError, PoolRules, check_id,
+    Action, FailedNode, IdKind, MISSED_PROBES_TO_FAIL, NodeProvider, Pool, PoolError, PoolRules,
+    ProviderError, StartFailure, check_id,
 };
 
 /// How many ready nodes one `ReserveNode` tries before giving up when node services refuse.
@@ -25,6 +38,19 @@ const HANDOVER_ATTEMPTS: usize = 3;
 
 /// Longest sleep of the refill timer when nothing is due (it is woken on every change anyway).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+/// The pause between two attempts to identify a node of an earlier run.
+const IDENTIFY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where the pool's state is saved, and how nodes are asked who they are after a restart.
+struct Persistence {
+    store: Arc<dyn StateStore>,
+    /// How long one identification of a node may take.
+    identify_timeout: Duration,
+    /// Held while saving, so saves happen one at a time; true while saving fails (logged
+    /// once per run of failures).
+    saving: Mutex<bool>,
+}
 
 /// The pool, its provider and the work in flight.
 pub struct Manager<P: NodeProvider> {
@@ -36,11 +62,16 @@ pub struct Manager<P: NodeProvider> {
     started: Notify,
     /// True once the initial nodes are up (or failed); reserves wait for it.
     warm: watch::Sender<bool>,
+    /// True once the pool holds what it will start from (at once on a first start; after a
+    /// restart, once the earlier run's nodes are taken back): usage and releases wait for it,
+    /// so a restarted manager never answers from a pool it has not rebuilt yet.
+    restored: watch::Sender<bool>,
     /// Starts and background stops in flight; shutdown waits for them.
     tasks: Mutex<JoinSet<()>>,
     counters: Counters,
     node_call_timeout: Duration,
     clock: Clock,
+    persistence: Option<Persistence>,
 }
 
 impl<P: NodeProvider> Manager<P> {
@@ -58,10 +89,49 @@ impl<P: NodeProvider> Manager<P> {
             wake: Notify::new(),
             started: Notify::new(),
             warm: watch::Sender::new(false),
+            restored: watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
             counters,
             node_call_timeout,
             clock,
+            persistence: None,
+        }
+    }
+
+    /// The same manager, saving its pool to `store` after every change and identifying
+    /// nodes (after each start, and at recovery) with calls of at most `identify_timeout`.
+    pub fn with_state(mut self, store: Arc<dyn StateStore>, identify_timeout: Duration) -> Self {
+        self.persistence = Some(Persistence {
+            store,
+            identify_timeout,
+            saving: Mutex::new(false),
+        });
+        self
+    }
+
+    /// Saves the pool as it is now (nothing without a state store). A failed save is logged
+    /// (once until a save succeeds again); the manager keeps serving.
+    fn persist(&self) {
+        let Some(p) = &self.persistence else {
+            return;
+        };
+        let mut failing = p.saving.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.pool().snapshot();
+        self.save(p, &mut failing, &state);
+    }
+
+    fn save(&self, p: &Persistence, failing: &mut bool, state: &SavedState) {
+        match p.store.save(state) {
+            Ok(()) => {
+                if std::mem::take(failing) {
+                    tracing::info!("the state file is written again");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(failing, true) {
+                    tracing::error!(error = %e, "cannot save the pool's state; a restart would lose the nodes changed since");
+                }
+            }
         }
     }
 
@@ -128,14 +198,47 @@ impl<P: NodeProvider> Manager<P> {
         futures::future::join_all(ends.iter().map(|a| self.end_node(a))).await;
     }
 
+    /// With a state store, learns a started node's live id (so a restarted manager can tell
+    /// it from another life at the same address); a node that cannot say who it is, or says
+    /// it is another node, is killed and counts as a failed start.
+    async fn identified(
+        &self,
+        node_id: &str,
+        mut started: StartedNode,
+    ) -> Result<StartedNode, ProviderError> {
+        let Some(p) = &self.persistence else {
+            return Ok(started);
+        };
+        let message = match node_client::identify(&started.endpoint, p.identify_timeout).await {
+            Ok(identity) if identity.node_id == node_id => {
+                started.handle.live_id = Some(identity.live_id);
+                return Ok(started);
+            }
+            Ok(identity) => format!(
+                "it says it is node {:?}",
+                faas_common::text::clip(&identity.node_id)
+            ),
+            Err(e) => format!("it does not say who it is: {e}"),
+        };
+        self.provider.kill_node(node_id).await;
+        Err(ProviderError::Start {
+            node_id: node_id.to_string(),
+            kind: StartFailure::Unreachable,
+            message,
+        })
+    }
+
     async fn start_node(self: Arc<Self>, node_id: String, memory_bytes: u64) {
         self.counters.node_starts.inc();
-        let result = self.provider.start_node(&node_id, memory_bytes).await;
+        let result = match self.provider.start_node(&node_id, memory_bytes).await {
+            Ok(started) => self.identified(&node_id, started).await,
+            Err(e) => Err(e),
+        };
         let now = self.clock.now_ms();
         let stops = match result {
-            Ok(endpoint) => {
-                tracing::info!(node_id, %endpoint, "node ready");
-                self.pool().node_started(&node_id, endpoint, now)
+            Ok(started) => {
+                tracing::info!(node_id, endpoint = %started.endpoint, "node ready");
+                self.pool().node_started(&node_id, started, now)
             }
             Err(e) => {
                 let retry_at = self.pool().node_start_failed(&node_id, now);
@@ -152,6 +255,7 @@ impl<P: NodeProvider> Manager<P> {
                 Vec::new()
             }
         };
+        self.persist();
         self.wake.notify_one();
         self.started.notify_waiters();
         // A stop here means the node is no longer wanted (shutting down): stop it in this task
@@ -219,6 +323,7 @@ impl<P: NodeProvider> Manager<P> {
             }
             self.execute(f.actions);
         }
+        self.persist();
         self.wake.notify_one();
     }
 
@@ -226,12 +331,116 @@ impl<P: NodeProvider> Manager<P> {
     /// Reserves wait for this.
     pub async fn warm_up(self: &Arc<Self>, shutdown: Shutdown) {
         let actions = self.pool().bootstrap(self.clock.now_ms());
-        let wanted = actions.len();
+        self.persist();
+        self.restored.send_replace(true);
         tracing::info!(
-            nodes = wanted,
+            nodes = actions.len(),
             provider = self.provider.name(),
             "starting the initial nodes"
         );
+        self.start_and_wait(actions, shutdown).await;
+    }
+
+    /// A restarted manager's warm-up: takes back the nodes of `saved` (and those its provider
+    /// finds by itself) that are still alive, as the rules of [`crate::service::recovery`]
+    /// say, kills what is left of the others, removes the earlier run's leftovers, then
+    /// refills the pool to `--ready-nodes` and waits for those starts. Reserves wait for this.
+    pub async fn recover(self: &Arc<Self>, saved: SavedState, shutdown: Shutdown) {
+        let (prefix, memory_bytes) = {
+            let pool = self.pool();
+            let rules = pool.rules();
+            (rules.node_id_prefix.clone(), rules.node_memory_bytes)
+        };
+        let found = self.provider.discover().await;
+        let now = self.clock.now_ms();
+        let saved = recovery::merge_found(saved, found, &prefix, memory_bytes, now);
+        let to_sight = saved.to_sight();
+        tracing::info!(
+            nodes = to_sight.len(),
+            provider = self.provider.name(),
+            "taking back the nodes of an earlier run"
+        );
+        let seen: HashMap<String, Sighting> = futures::future::join_all(to_sight.into_iter().map(
+            |(id, endpoint, handle)| async move {
+                let sighting = self.sight(&id, endpoint, &handle).await;
+                (id, sighting)
+            },
+        ))
+        .await
+        .into_iter()
+        .collect();
+        let now = self.clock.now_ms();
+        let settled = recovery::settle(saved, &seen, now);
+        let adopted: Vec<String> = settled
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.state, NodeState::Ready | NodeState::Reserved))
+            .inspect(|n| {
+                tracing::info!(
+                    node_id = n.id,
+                    state = %n.state,
+                    owner = n.owner_account.as_deref().unwrap_or(""),
+                    "node taken back"
+                );
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        let lost = settled.lost.len();
+        let actions = self
+            .pool()
+            .restore(settled.nodes, settled.next_generation, now);
+        self.persist();
+        self.restored.send_replace(true);
+        self.nodes_failed(settled.lost);
+        // Before any start: a new node must not be mistaken for a leftover.
+        self.provider.adoption_done(&adopted).await;
+        tracing::info!(
+            adopted = adopted.len(),
+            lost,
+            starting = actions.len(),
+            "recovered the earlier run's nodes"
+        );
+        self.start_and_wait(actions, shutdown).await;
+    }
+
+    /// Takes a node of an earlier run back from the provider and asks it who it is, for as
+    /// long as a node may stay silent (and at least twice) before it counts as silent.
+    async fn sight(
+        &self,
+        node_id: &str,
+        endpoint: Option<NodeEndpoint>,
+        handle: &NodeHandle,
+    ) -> Sighting {
+        let Some(endpoint) = endpoint else {
+            return Sighting::Gone("no address was recorded for it".to_string());
+        };
+        if let Err(why) = self.provider.adopt(node_id, &endpoint, handle).await {
+            return Sighting::Gone(why);
+        }
+        let timeout = self
+            .persistence
+            .as_ref()
+            .map_or(self.node_call_timeout, |p| p.identify_timeout);
+        let silent_after =
+            Duration::from_millis(u64::try_from(self.pool().rules().failed_after_ms).unwrap_or(0));
+        let deadline = Instant::now() + silent_after;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match node_client::identify(&endpoint, timeout).await {
+                Ok(identity) => return Sighting::Alive(identity),
+                Err(why) if attempts >= MISSED_PROBES_TO_FAIL && Instant::now() >= deadline => {
+                    return Sighting::Silent(why);
+                }
+                Err(_) => tokio::time::sleep(IDENTIFY_PAUSE).await,
+            }
+        }
+    }
+
+    /// Starts `actions` and waits until each is up or failed (or shutdown), then lets
+    /// reserves through.
+    async fn start_and_wait(self: &Arc<Self>, actions: Vec<Action>, shutdown: Shutdown) {
+        let wanted = actions.len();
         self.execute(actions);
         let stop = shutdown.wait();
         tokio::pin!(stop);
@@ -272,6 +481,7 @@ impl<P: NodeProvider> Manager<P> {
             };
             if !actions.is_empty() {
                 tracing::info!(nodes = actions.len(), "refilling the pool");
+                self.persist();
             }
             self.execute(actions);
             let sleep = match next {
@@ -307,6 +517,7 @@ impl<P: NodeProvider> Manager<P> {
                     return Err(e.into());
                 }
             };
+            self.persist();
             self.wake.notify_one();
             let node = reservation.node;
             let mut guard = HandoverGuard {
@@ -341,7 +552,10 @@ impl<P: NodeProvider> Manager<P> {
 
     /// Releases a reserved (or failed) node and returns once it is stopped.
     pub async fn release(self: &Arc<Self>, node_id: &str) -> Result<(), Status> {
+        check_id(IdKind::Node, node_id)?;
+        self.wait_restored().await;
         let actions = self.pool().release(node_id, self.clock.now_ms())?;
+        self.persist();
         self.wake.notify_one();
         self.counters.releases.inc();
         tracing::info!(node_id, "node released");
@@ -353,14 +567,49 @@ impl<P: NodeProvider> Manager<P> {
     }
 
     /// Every node ever reserved, in reservation order.
-    pub fn usage(&self) -> Vec<Node> {
+    pub async fn usage(&self) -> Vec<Node> {
+        self.wait_restored().await;
         self.pool().usage().cloned().collect()
     }
 
-    /// Stops the pool and every node: no node started by this manager survives.
+    async fn wait_restored(&self) {
+        let mut restored = self.restored.subscribe();
+        let _ = restored.wait_for(|r| *r).await;
+    }
+
+    /// Stops the pool and every node (adopted ones too): no node survives, and the saved
+    /// state is emptied (only the next generation is kept, so ids stay unique).
     pub async fn shutdown(self: &Arc<Self>) {
         let stops = self.pool().close(self.clock.now_ms());
         self.warm.send_replace(true);
+        self.restored.send_replace(true);
+        self.finish_tasks().await;
+        self.execute_and_wait(stops).await;
+        self.provider.shutdown().await;
+        if let Some(p) = &self.persistence {
+            let mut failing = p.saving.lock().unwrap_or_else(PoisonError::into_inner);
+            let empty = SavedState {
+                next_generation: self.pool().snapshot().next_generation,
+                nodes: Vec::new(),
+            };
+            self.save(p, &mut failing, &empty);
+        }
+        tracing::info!("all nodes stopped");
+    }
+
+    /// Stops as a crash would, for tests and fault injection: waits for the work in flight,
+    /// then lets go of every node without stopping it and leaves the saved state as it is, for
+    /// a restarted manager to take them back.
+    pub async fn detach(self: &Arc<Self>) {
+        self.warm.send_replace(true);
+        self.restored.send_replace(true);
+        self.finish_tasks().await;
+        self.provider.detach().await;
+        tracing::info!("detached: the nodes keep running");
+    }
+
+    /// Waits for the starts and background stops in flight (and those they spawn).
+    async fn finish_tasks(&self) {
         loop {
             let mut tasks =
                 std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
@@ -369,9 +618,6 @@ impl<P: NodeProvider> Manager<P> {
             }
             while tasks.join_next().await.is_some() {}
         }
-        self.execute_and_wait(stops).await;
-        self.provider.shutdown().await;
-        tracing::info!("all nodes stopped");
     }
 }
 
@@ -391,6 +637,7 @@ impl<P: NodeProvider> Drop for HandoverGuard<P> {
             .manager
             .pool()
             .reserve_failed(&node_id, self.manager.clock.now_ms());
+        self.manager.persist();
         self.manager.wake.notify_one();
         if tokio::runtime::Handle::try_current().is_ok() {
             self.manager.execute(actions);
@@ -401,67 +648,9 @@ impl<P: NodeProvider> Drop for HandoverGuard<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FailureReason, NodeEndpoint};
-    use crate::service::{GoneNode, ProviderError};
-
-    /// Starts nodes after `start_delay` (tokio time) at `port`; records starts, stops and
-    /// kills; reports the ids put into `gone` as no longer running.
-    #[derive(Default)]
-    struct FakeProvider {
-        start_delay: Duration,
-        port: u16,
-        started: Mutex<Vec<String>>,
-        stopped: Mutex<Vec<String>>,
-        killed: Mutex<Vec<String>>,
-        gone: Mutex<Vec<String>>,
-    }
-
-    impl FakeProvider {
-        fn started(&self) -> Vec<String> {
-            self.started.lock().unwrap().clone()
-        }
-        fn running(&self) -> Vec<String> {
-            let stopped = self.stopped.lock().unwrap();
-            self.started()
-                .into_iter()
-                .filter(|id| !stopped.contains(id))
-                .collect()
-        }
-    }
-
-    impl NodeProvider for FakeProvider {
-        fn name(&self) -> &'static str {
-            "fake"
-        }
-        async fn start_node(
-            &self,
-            node_id: &str,
-            _memory: u64,
-        ) -> Result<NodeEndpoint, ProviderError> {
-            tokio::time::sleep(self.start_delay).await;
-            self.started.lock().unwrap().push(node_id.to_string());
-            Ok(NodeEndpoint {
-                address: "127.0.0.1".into(),
-                port: self.port,
-            })
-        }
-        async fn stop_node(&self, node_id: &str) {
-            self.stopped.lock().unwrap().push(node_id.to_string());
-        }
-        async fn kill_node(&self, node_id: &str) {
-            self.killed.lock().unwrap().push(node_id.to_string());
-        }
-        async fn gone_nodes(&self) -> Vec<GoneNode> {
-            std::mem::take(&mut *self.gone.lock().unwrap())
-                .into_iter()
-                .map(|node_id| GoneNode {
-                    node_id,
-                    detail: "its process exited".into(),
-                })
-                .collect()
-        }
-        async fn shutdown(&self) {}
-    }
+    use crate::api::provider_fake::{FakeNode, FakeProvider};
+    use crate::api::state_memory::MemoryState;
+    use crate::model::{FailureReason, ids_and_states};
 
     const DELAY_MS: i64 = 10_000;
 
@@ -479,6 +668,26 @@ mod tests {
             Duration::from_secs(5),
             Clock::new(),
         ))
+    }
+
+    /// A loopback port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// [`manager`] saving to `store`.
+    fn persistent(
+        ready: usize,
+        max: usize,
+        provider: FakeProvider,
+        store: Arc<MemoryState>,
+    ) -> Arc<Manager<FakeProvider>> {
+        let m = Arc::into_inner(manager(ready, max, provider)).unwrap();
+        Arc::new(m.with_state(store, Duration::from_secs(5)))
     }
 
     /// Reserves without the node-service hand-over (the pool's side of `reserve`).
@@ -567,16 +776,11 @@ mod tests {
 
     #[tokio::test]
     async fn nodes_that_refuse_the_handover_are_dropped_and_stopped() {
-        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let m = manager(
             2,
             2,
             FakeProvider {
-                port: closed_port,
+                port: closed_port(),
                 ..FakeProvider::default()
             },
         );
@@ -587,7 +791,7 @@ mod tests {
         m.shutdown().await;
         assert_eq!(m.counters.handover_failures.get(), 2);
         assert_eq!(m.counters.reserves.get(), 0);
-        assert!(m.usage().is_empty(), "refused nodes are not billed");
+        assert!(m.usage().await.is_empty(), "refused nodes are not billed");
         assert!(
             m.provider.running().is_empty(),
             "{:?}",
@@ -647,7 +851,7 @@ mod tests {
         advance(1).await;
         assert_eq!(m.counters.node_failures(FailureReason::Unresponsive), 1);
         assert_eq!(*m.provider.killed.lock().unwrap(), vec![id.clone()]);
-        let usage = m.usage();
+        let usage = m.usage().await;
         assert_eq!(usage.len(), 1);
         assert_eq!(usage[0].state, NodeState::Failed);
         assert_eq!(usage[0].released_at_ms, None, "still its account's");
@@ -655,7 +859,159 @@ mod tests {
         m.release(&id)
             .await
             .expect("a failed node's release succeeds");
-        assert_eq!(m.usage()[0].state, NodeState::Released);
+        assert_eq!(m.usage().await[0].state, NodeState::Released);
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn recovery_takes_back_live_nodes_fails_dead_ones_and_cleans_up_before_any_start() {
+        let one = FakeNode::serve("node-1", "live-1", Some(("acct", 5_000))).await;
+        let two = FakeNode::serve("node-2", "live-2", None).await;
+        let node = |generation: u64, state: NodeState, endpoint: NodeEndpoint| {
+            let mut n = Node::starting(format!("node-{generation}"), generation, 64, 0);
+            n.state = state;
+            n.endpoint = Some(endpoint);
+            n.handle.live_id = Some(format!("live-{generation}"));
+            if state != NodeState::Ready {
+                n.owner_account = Some("acct".into());
+                n.reserved_at_ms = Some(1_000 * generation as i64);
+            }
+            if state == NodeState::Released {
+                n.released_at_ms = Some(9_000);
+            }
+            n
+        };
+        let nowhere = NodeEndpoint {
+            address: "127.0.0.1".into(),
+            port: 1,
+        };
+        let saved = SavedState {
+            next_generation: 6,
+            nodes: vec![
+                node(1, NodeState::Reserved, one.endpoint.clone()),
+                node(2, NodeState::Ready, two.endpoint.clone()),
+                node(3, NodeState::Reserved, nowhere.clone()),
+                node(4, NodeState::Ready, nowhere.clone()),
+                node(5, NodeState::Released, nowhere),
+            ],
+        };
+        let provider = FakeProvider {
+            serve_nodes: true,
+            alive: Mutex::new(["node-1".into(), "node-2".into()].into()),
+            ..FakeProvider::default()
+        };
+        let store = Arc::new(MemoryState::default());
+        let m = persistent(2, 5, provider, store.clone());
+        m.recover(saved, Shutdown::never()).await;
+        m.finish_tasks().await;
+
+        let usage = m.usage().await;
+        assert_eq!(
+            ids_and_states(&usage),
+            vec![
+                ("node-1", NodeState::Reserved),
+                ("node-3", NodeState::Failed),
+                ("node-5", NodeState::Released)
+            ]
+        );
+        assert_eq!(
+            usage[0].reserved_at_ms,
+            Some(1_000),
+            "the saved reserve time: node time stays correct"
+        );
+        let mut killed = m.provider.killed();
+        killed.sort();
+        assert_eq!(killed, vec!["node-3", "node-4"]);
+        assert_eq!(m.counters.node_failures(FailureReason::Exited), 2);
+        assert_eq!(
+            *m.provider.adoption_done.lock().unwrap(),
+            vec![(vec!["node-1".to_string(), "node-2".to_string()], 0)],
+            "leftovers removed before any start"
+        );
+        assert_eq!(
+            m.provider.started(),
+            vec!["node-6"],
+            "refilled to --ready-nodes under a new id"
+        );
+        let latest = store.latest().unwrap();
+        assert_eq!(latest.next_generation, 7);
+        assert_eq!(
+            ids_and_states(&latest.nodes),
+            vec![
+                ("node-1", NodeState::Reserved),
+                ("node-3", NodeState::Failed),
+                ("node-5", NodeState::Released),
+                ("node-2", NodeState::Ready),
+                ("node-6", NodeState::Ready)
+            ]
+        );
+        assert_eq!(
+            latest.nodes[4].handle.live_id.as_deref(),
+            Some("live-node-6"),
+            "a started node's live id is saved"
+        );
+
+        m.shutdown().await;
+        assert!(
+            m.provider.running().is_empty(),
+            "{:?}",
+            m.provider.running()
+        );
+        assert_eq!(
+            store.latest(),
+            Some(SavedState {
+                next_generation: 7,
+                nodes: Vec::new()
+            }),
+            "a clean stop leaves an empty state"
+        );
+    }
+
+    #[tokio::test]
+    async fn detach_leaves_the_nodes_running_and_the_saved_state_as_it_is() {
+        let provider = FakeProvider {
+            serve_nodes: true,
+            ..FakeProvider::default()
+        };
+        let store = Arc::new(MemoryState::default());
+        let m = persistent(2, 2, provider, store.clone());
+        m.warm_up(Shutdown::never()).await;
+        let saved = store.latest().unwrap();
+        assert_eq!(
+            ids_and_states(&saved.nodes),
+            vec![("node-1", NodeState::Ready), ("node-2", NodeState::Ready)]
+        );
+        let saves = store.saves();
+
+        m.detach().await;
+        assert!(
+            m.provider
+                .detached
+                .load(std::sync::atomic::Ordering::Acquire)
+        );
+        assert_eq!(m.provider.running().len(), 2, "nothing stopped");
+        assert_eq!(store.saves(), saves, "nothing saved");
+    }
+
+    #[tokio::test]
+    async fn with_a_state_store_a_node_that_cannot_say_who_it_is_is_a_failed_start() {
+        let provider = FakeProvider {
+            port: closed_port(),
+            ..FakeProvider::default()
+        };
+        let store = Arc::new(MemoryState::default());
+        let m = persistent(1, 1, provider, store.clone());
+        m.warm_up(Shutdown::never()).await;
+        assert_eq!(m.provider.killed(), vec!["node-1"]);
+        assert_eq!(m.counters.start_failures(), 1);
+        assert_eq!(m.pool().counts().ready, 0);
+        assert_eq!(
+            store.latest(),
+            Some(SavedState {
+                next_generation: 2,
+                nodes: Vec::new()
+            })
+        );
         m.shutdown().await;
     }
 }

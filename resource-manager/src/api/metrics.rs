@@ -192,7 +192,7 @@ pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NodeEndpoint;
+    use crate::model::{NodeEndpoint, StartedNode};
     use crate::service::{Action, PoolRules};
 
     #[test]
@@ -208,7 +208,7 @@ mod tests {
                     address: "h".into(),
                     port: 1,
                 };
-                pool.node_started(&node_id, ep, 0);
+                pool.node_started(&node_id, StartedNode::at(ep), 0);
             }
         }
         pool.reserve("acct", 0).unwrap();

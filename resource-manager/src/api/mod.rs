@@ -1,6 +1,6 @@
 //! The technical edges: the gRPC server, the node providers (local, static, docker), the
-//! node-service client, the refill timer, the node health watch and the metrics endpoint.
-//! [`run`] wires them together.
+//! node-service client, the refill timer, the node health watch, the state file and the
+//! metrics endpoint. [`run`] wires them together; [`run_with`] also stops as a crash would.
 
 mod clock;
 mod docker;
@@ -10,12 +10,20 @@ mod local;
 mod manager;
 mod metrics;
 mod node_client;
+mod processes;
+#[cfg(test)]
+mod processes_fake;
+#[cfg(test)]
+mod provider_fake;
+mod state_file;
+#[cfg(test)]
+mod state_memory;
 mod static_nodes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use faas_common::launch::Launcher;
+use faas_common::launch::{Launcher, Lifetime};
 use faas_common::shutdown::Shutdown;
 use faas_proto::resourcemanagerproto::resource_manager_server::ResourceManagerServer;
 use tokio::net::TcpListener;
@@ -27,16 +35,49 @@ pub use health::{WatchOptions, watch};
 pub use local::{LocalOptions, LocalProvider};
 pub use manager::Manager;
 pub use metrics::Counters;
+pub use processes::{ProcessRef, ProcessTable, SystemProcesses};
+pub use state_file::StateFile;
 pub use static_nodes::StaticProvider;
 
 use crate::config::{Config, ProviderKind};
 use crate::error::Error;
-use crate::service::{NodeProvider, PoolRules};
+use crate::service::{NodeProvider, PoolRules, SavedState, StateStore};
 
 /// Serves the resource manager on `listener` until `shutdown` fires, then stops every node
-/// it started and returns.
+/// it started (and every node it took back) and returns.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    run_with(listener, config, shutdown, Shutdown::never()).await
+}
+
+/// [`run`] with a second way to stop, for tests and fault injection: when `detach` fires
+/// (and `shutdown` has not), the manager stops serving as a crash would. Its nodes keep
+/// running and the state file stays as it is, so a manager started again on the same
+/// `--state-dir` takes them back; without a state dir the nodes die with their handles.
+pub async fn run_with(
+    listener: TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+    detach: Shutdown,
+) -> Result<(), Error> {
     let mut rules = config.pool_rules()?;
+    let orphan_timeout = config.node_orphan_timeout()?;
+    let state = match &config.state_dir {
+        Some(dir) => {
+            let file = StateFile::open(dir, provider_name(config.provider))?;
+            let saved = file.load()?.unwrap_or_default();
+            tracing::info!(
+                file = %file.path().display(),
+                nodes = saved.nodes.len(),
+                "state file read"
+            );
+            Some(State {
+                store: Arc::new(file),
+                saved,
+            })
+        }
+        None => None,
+    };
+    let stops = Stops { shutdown, detach };
     match config.provider {
         ProviderKind::Local => {
             let launcher = match &config.node_service_bin {
@@ -51,9 +92,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                     warm_pool: config.node_warm_pool,
                     start_timeout: Duration::from_millis(config.node_start_timeout_ms),
                     stop_grace: Duration::from_millis(config.node_stop_grace_ms),
+                    lifetime: if state.is_some() {
+                        Lifetime::Detached
+                    } else {
+                        Lifetime::Guarded
+                    },
+                    orphan_timeout,
                 },
             );
-            serve(listener, &config, rules, provider, shutdown).await
+            serve(listener, &config, rules, provider, stops, state).await
         }
         ProviderKind::Static => {
             let endpoints = config.static_endpoints()?;
@@ -70,7 +117,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                 endpoints,
                 Duration::from_millis(config.node_start_timeout_ms),
             );
-            serve(listener, &config, rules, provider, shutdown).await
+            serve(listener, &config, rules, provider, stops, state).await
         }
         ProviderKind::Docker => {
             let cpus = config.docker_cpus_per_gib()?;
@@ -85,6 +132,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                 node_port: 7000,
                 start_timeout: Duration::from_millis(config.node_start_timeout_ms),
                 stop_grace: Duration::from_millis(config.node_stop_grace_ms),
+                keep_nodes: state.is_some(),
+                orphan_timeout,
             })
             .await
             .map_err(Error::Docker)?;
@@ -94,9 +143,51 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
                 instance = %config.docker_instance,
                 "docker node provider"
             );
-            serve(listener, &config, rules, provider, shutdown).await
+            serve(listener, &config, rules, provider, stops, state).await
         }
     }
+}
+
+/// Puts node `node_id`, taken back from an earlier run, into a provider's table `nodes`,
+/// unless the provider is closing or already has that id (the shared tail of the local and
+/// docker providers' `adopt`).
+fn register_adopted<T>(
+    nodes: &mut std::collections::HashMap<String, T>,
+    closed: &std::sync::atomic::AtomicBool,
+    node_id: &str,
+    node: T,
+) -> Result<(), String> {
+    if closed.load(std::sync::atomic::Ordering::Acquire) {
+        return Err("the node provider is shutting down".to_string());
+    }
+    if nodes.contains_key(node_id) {
+        return Err(format!("node {node_id} is already this provider's"));
+    }
+    nodes.insert(node_id.to_string(), node);
+    Ok(())
+}
+
+/// The provider's name in the state file.
+fn provider_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Local => "local",
+        ProviderKind::Static => "static",
+        ProviderKind::Docker => "docker",
+    }
+}
+
+/// The ways [`run_with`] stops.
+struct Stops {
+    /// Clean: every node stopped, the saved state emptied.
+    shutdown: Shutdown,
+    /// As a crash: nodes and saved state left as they are.
+    detach: Shutdown,
+}
+
+/// The state store and what it held at start.
+struct State {
+    store: Arc<dyn StateStore>,
+    saved: SavedState,
 }
 
 async fn serve<P: NodeProvider>(
@@ -104,28 +195,46 @@ async fn serve<P: NodeProvider>(
     config: &Config,
     rules: PoolRules,
     provider: P,
-    shutdown: Shutdown,
+    stops: Stops,
+    state: Option<State>,
 ) -> Result<(), Error> {
     let metrics_listener = match config.metrics_port.filter(|p| *p != 0) {
         Some(port) => Some(faas_common::serve::bind(&host_port(&config.host, port)).await?),
         None => None,
     };
     let counters = Counters::default();
-    let manager = Arc::new(Manager::new(
+    let node_call_timeout = Duration::from_millis(config.node_call_timeout_ms);
+    let manager = Manager::new(
         rules,
         provider,
         counters.clone(),
-        Duration::from_millis(config.node_call_timeout_ms),
+        node_call_timeout,
         Clock::new(),
-    ));
+    );
+    let (manager, saved) = match state {
+        Some(State { store, saved }) => {
+            let identify_timeout = match config.node_probe_timeout_ms {
+                0 => node_call_timeout,
+                ms => Duration::from_millis(ms),
+            };
+            (manager.with_state(store, identify_timeout), Some(saved))
+        }
+        None => (manager, None),
+    };
+    let manager = Arc::new(manager);
 
-    // Everything below stops on `stop`, which fires on `shutdown` or when the server ends.
+    // Everything below stops on `stop`, which fires on either way to stop, or when the
+    // server ends.
+    let Stops { shutdown, detach } = stops;
     let (stop_trigger, stop) = faas_common::shutdown::channel();
     let forward = {
         let trigger = stop_trigger.clone();
-        let shutdown = shutdown.clone();
+        let (shutdown, detach) = (shutdown.clone(), detach.clone());
         tokio::spawn(async move {
-            shutdown.wait().await;
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                _ = detach.wait() => {}
+            }
             trigger.trigger();
         })
     };
@@ -149,7 +258,10 @@ async fn serve<P: NodeProvider>(
         let manager = manager.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            manager.warm_up(stop).await;
+            match saved {
+                Some(saved) => manager.recover(saved, stop).await,
+                None => manager.warm_up(stop).await,
+            }
             reporter
                 .set_serving::<ResourceManagerServer<ResourceManagerApi<P>>>()
                 .await;
@@ -163,7 +275,7 @@ async fn serve<P: NodeProvider>(
         .add_service(ResourceManagerServer::new(ResourceManagerApi::new(
             manager.clone(),
         )))
-        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), stop.clone().wait())
         .await;
     if let Err(e) = &served {
         tracing::error!(error = %e, "gRPC server failed; stopping");
@@ -174,7 +286,11 @@ async fn serve<P: NodeProvider>(
     let _ = warm_up.await;
     let _ = driver.await;
     let _ = watcher.await;
-    manager.shutdown().await;
+    if detach.is_triggered() && !shutdown.is_triggered() {
+        manager.detach().await;
+    } else {
+        manager.shutdown().await;
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -1,9 +1,13 @@
 //! The manager's calls into a node service: `Reserve`, which hands the node to an account,
-//! and `grpc.health.v1` checks, which tell a node that serves from one that is starting,
-//! dying or stopped.
+//! `grpc.health.v1` checks, which tell a node that serves from one that is starting, dying
+//! or stopped, and [`identify`], which asks a node who it is (`faas.node.v1.NodeAdmin/
+//! DescribeNode`).
 
 use std::time::Duration;
 
+use faas_common::text::clip;
+use faas_proto::node_admin::DescribeNodeRequest;
+use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::ReserveRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use tonic::transport::Channel;
@@ -12,6 +16,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::model::NodeEndpoint;
+use crate::service::NodeIdentity;
 
 /// Tells the node service at `endpoint` that `account` owns it now. Errors are messages for
 /// logs and clients.
@@ -51,6 +56,37 @@ pub async fn hand_over(
     }
 }
 
+/// Asks the node service at `endpoint` who it is (`DescribeNode`), within `timeout`.
+/// Errors say what happened, for logs.
+pub async fn identify(endpoint: &NodeEndpoint, timeout: Duration) -> Result<NodeIdentity, String> {
+    let addr = endpoint.to_string();
+    let call = async {
+        let channel = faas_common::serve::connect(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(DescribeNodeRequest {});
+        request.set_timeout(timeout);
+        let r = NodeAdminClient::new(channel)
+            .describe_node(request)
+            .await
+            .map_err(|s| format!("DescribeNode failed: {:?}: {}", s.code(), clip(s.message())))?
+            .into_inner();
+        Ok(NodeIdentity {
+            node_id: r.node_id,
+            live_id: r.live_id,
+            owner_account: Some(r.owner_account_id).filter(|o| !o.is_empty()),
+            reserved_at_ms: Some(r.reserved_at_ms).filter(|t| *t > 0),
+        })
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(identity)) if identity.live_id.is_empty() => {
+            Err(format!("the node service at {addr} reports no live id"))
+        }
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 /// Asks the node service behind `channel` for its overall health; `Ok` only for SERVING
 /// within `timeout`. Errors say what happened, for logs.
 pub async fn check_health(channel: Channel, timeout: Duration) -> Result<(), String> {
@@ -65,7 +101,7 @@ pub async fn check_health(channel: Channel, timeout: Duration) -> Result<(), Str
         Ok(Err(status)) => Err(format!(
             "health check failed: {:?}: {}",
             status.code(),
-            faas_common::text::clip(status.message())
+            clip(status.message())
         )),
         Ok(Ok(reply)) => match reply.into_inner().status() {
             ServingStatus::Serving => Ok(()),

@@ -3,12 +3,14 @@
 //! "Starting" a node takes a free address and checks that its node service answers;
 //! "stopping" (or killing) only gives the address back (the pool's rules decide when it is
 //! reused). This provider cannot see the nodes' processes, so a static node fails only by
-//! not answering its health probes.
+//! not answering its health probes. After a restart it takes a node back by its address
+//! (whether it is still the same node is for its node service to say); detaching, like
+//! stopping, leaves the node services running.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::model::NodeEndpoint;
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{NodeProvider, ProviderError, StartFailure};
 
 #[derive(Debug)]
@@ -62,7 +64,7 @@ impl NodeProvider for StaticProvider {
         &self,
         node_id: &str,
         _memory_bytes: u64,
-    ) -> Result<NodeEndpoint, ProviderError> {
+    ) -> Result<StartedNode, ProviderError> {
         let endpoint = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             let total = slots.len();
@@ -76,7 +78,7 @@ impl NodeProvider for StaticProvider {
         let addr = endpoint.to_string();
         let probe = tokio::time::timeout(self.probe_timeout, faas_common::serve::connect(&addr));
         let failure = match probe.await {
-            Ok(Ok(_channel)) => return Ok(endpoint),
+            Ok(Ok(_channel)) => return Ok(StartedNode::at(endpoint)),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("{addr} did not answer within {:?}", self.probe_timeout),
         };
@@ -88,11 +90,33 @@ impl NodeProvider for StaticProvider {
         })
     }
 
+    async fn adopt(
+        &self,
+        node_id: &str,
+        endpoint: &NodeEndpoint,
+        _handle: &NodeHandle,
+    ) -> Result<(), String> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.endpoint == *endpoint)
+            .ok_or_else(|| format!("{endpoint} is no longer one of --static-nodes"))?;
+        match &slot.holder {
+            Some(holder) if holder != node_id => Err(format!("{endpoint} is {holder}'s")),
+            _ => {
+                slot.holder = Some(node_id.to_string());
+                Ok(())
+            }
+        }
+    }
+
     async fn stop_node(&self, node_id: &str) {
         self.free(node_id);
     }
 
     async fn shutdown(&self) {}
+
+    async fn detach(&self) {}
 }
 
 #[cfg(test)]
@@ -124,16 +148,39 @@ mod tests {
         );
 
         let provider = StaticProvider::new(vec![ep(port)], Duration::from_secs(5));
-        assert_eq!(provider.start_node("n-1", 1).await.unwrap(), ep(port));
+        assert_eq!(
+            provider.start_node("n-1", 1).await.unwrap().endpoint,
+            ep(port)
+        );
         assert_eq!(
             provider.start_node("n-2", 1).await,
             Err(ProviderError::NoCapacity(1))
         );
         provider.stop_node("n-1").await;
-        assert_eq!(provider.start_node("n-3", 1).await.unwrap(), ep(port));
+        assert_eq!(
+            provider.start_node("n-3", 1).await.unwrap().endpoint,
+            ep(port)
+        );
 
         trigger.trigger();
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_node_is_taken_back_by_its_address_once() {
+        let provider = StaticProvider::new(vec![ep(1), ep(2)], Duration::from_secs(5));
+        let none = NodeHandle::default();
+        provider.adopt("n-1", &ep(2), &none).await.unwrap();
+        provider.adopt("n-1", &ep(2), &none).await.unwrap();
+        assert_eq!(
+            provider.adopt("n-2", &ep(2), &none).await,
+            Err("127.0.0.1:2 is n-1's".to_string())
+        );
+        assert!(provider.adopt("n-3", &ep(3), &none).await.is_err());
+        // The adopted address is taken; the other one stays free for starts.
+        let slots = provider.slots.lock().unwrap();
+        assert_eq!(slots[1].holder.as_deref(), Some("n-1"));
+        assert_eq!(slots[0].holder, None);
     }
 
     #[tokio::test]

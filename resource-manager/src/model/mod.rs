@@ -3,4 +3,6 @@
 
 mod node;
 
-pub use node::{Failure, FailureReason, Node, NodeEndpoint, NodeState};
+#[cfg(test)]
+pub use node::ids_and_states;
+pub use node::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState, StartedNode};

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Every start of a node is a new life with a new id and a new generation, so a node id
-//! names exactly one reservation at most, and usage records never mix two lives.
+//! names exactly one reservation at most, and usage records never mix two lives. A node's
+//! [`NodeHandle`] is how its provider finds that life again after the manager restarted:
+//! its process (pid and start time) or its container, and the live id its node service
+//! reports (a different live id at the same address is another life, not this node).
 //!
 //! A node *fails* when its process (or container) exits or when it stops answering its
 //! health probes for too long ([`FailureReason`]). A ready node that fails was never anyone's:
@@ -34,6 +37,40 @@ impl fmt::Display for NodeEndpoint {
             write!(f, "[{}]:{}", self.address, self.port)
         } else {
             write!(f, "{}:{}", self.address, self.port)
+        }
+    }
+}
+
+/// How a node's life is found again after the manager restarted (persisted in the state
+/// file). Which fields are set depends on the provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NodeHandle {
+    /// The node service's process id (`local` provider).
+    pub pid: Option<u32>,
+    /// When that process started, in clock ticks since boot (`/proc/<pid>/stat` field 22):
+    /// with the pid, it names exactly one process, even after the pid is reused.
+    pub process_start: Option<u64>,
+    /// The node's container id (`docker` provider).
+    pub container_id: Option<String>,
+    /// The live id the node service reported once it was up (`DescribeNode`).
+    pub live_id: Option<String>,
+}
+
+/// A node its provider just brought up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartedNode {
+    /// Where its node service listens.
+    pub endpoint: NodeEndpoint,
+    /// How to find it again.
+    pub handle: NodeHandle,
+}
+
+impl StartedNode {
+    /// A node known by its address only (a static node, a test).
+    pub fn at(endpoint: NodeEndpoint) -> StartedNode {
+        StartedNode {
+            endpoint,
+            handle: NodeHandle::default(),
         }
     }
 }
@@ -144,6 +181,8 @@ pub struct Node {
     pub state: NodeState,
     /// Known once the node is ready.
     pub endpoint: Option<NodeEndpoint>,
+    /// Known once the node is ready.
+    pub handle: NodeHandle,
     /// The account it was handed to, once reserved.
     pub owner_account: Option<String>,
     /// When it was asked to start (ms since the Unix epoch).
@@ -165,6 +204,7 @@ impl Node {
             memory_bytes,
             state: NodeState::Starting,
             endpoint: None,
+            handle: NodeHandle::default(),
             owner_account: None,
             started_at_ms: now_ms,
             reserved_at_ms: None,
@@ -181,6 +221,12 @@ impl Node {
             None => 0,
         }
     }
+}
+
+/// Each node's id and state, in order: what tests compare.
+#[cfg(test)]
+pub fn ids_and_states(nodes: &[Node]) -> Vec<(&str, NodeState)> {
+    nodes.iter().map(|n| (n.id.as_str(), n.state)).collect()
 }
 
 #[cfg(test)]

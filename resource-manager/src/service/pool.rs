@@ -25,6 +25,15 @@
 //!   until the account releases it, and that release succeeds like any other. Either way
 //!   the node is killed, and a node fails only once.
 //!
+//! Surviving a restart of the manager:
+//! - [`Pool::snapshot`] is what the manager persists after every change: every node but the
+//!   starting ones (ready, reserved, failed, and the released ones' usage records) and the
+//!   next generation, so no id is ever handed out twice.
+//! - [`Pool::restore`] is [`Pool::bootstrap`]'s counterpart for a restarted manager: it takes
+//!   back the nodes that survived (see [`crate::service::recovery`] for which do), keeps
+//!   their ids, states, owners and reserve times (node time stays correct, released slots
+//!   keep cooling), and owes one refill, due now, per ready node missing from `ready_nodes`.
+//!
 //! Each method returns the [`Action`]s the caller must carry out; [`Pool::next_wake_ms`]
 //! says when [`Pool::tick`] has something to do next.
 //!
@@ -37,7 +46,8 @@ use std::fmt;
 
 use faas_common::text::clip;
 
-use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeState};
+use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeState, StartedNode};
+use crate::service::recovery::SavedState;
 use crate::store::{NodeTable, StateCounts};
 
 /// The longest account or node id accepted, in bytes.
@@ -104,7 +114,8 @@ pub struct Reservation {
     pub refill_at_ms: i64,
 }
 
-/// A node that just failed: what to log and count, and what to do about it.
+/// A node that just failed (or was found dead by a restarted manager): what to log and
+/// count, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailedNode {
     pub node_id: String,
@@ -257,13 +268,13 @@ impl Pool {
         actions
     }
 
-    /// A started node is up at `endpoint`: it becomes reservable, and the start back-off is
-    /// cleared. Returns a stop if the node is no longer wanted (unknown, not starting, or the
-    /// pool is closed).
+    /// A started node is up (at `started.endpoint`): it becomes reservable, and the start
+    /// back-off is cleared. Returns a stop if the node is no longer wanted (unknown, not
+    /// starting, or the pool is closed).
     pub fn node_started(
         &mut self,
         node_id: &str,
-        endpoint: NodeEndpoint,
+        started: StartedNode,
         now_ms: i64,
     ) -> Vec<Action> {
         let _ = now_ms;
@@ -280,9 +291,67 @@ impl Pool {
         self.starts_not_before_ms = i64::MIN;
         self.table.update(node_id, |n| {
             n.state = NodeState::Ready;
-            n.endpoint = Some(endpoint);
+            n.endpoint = Some(started.endpoint);
+            n.handle = started.handle;
         });
         Vec::new()
+    }
+
+    /// Takes back the nodes of a restarted manager (on a new pool, instead of
+    /// [`Pool::bootstrap`]): ready, reserved, failed and released ones keep their ids, states,
+    /// owners and times (starting ones are skipped: their start died with the old manager).
+    /// Generations continue after `next_generation - 1` and after every restored node's.
+    /// One refill is owed, due now, per ready node missing from `ready_nodes`; returns the
+    /// starts that fit now.
+    pub fn restore(&mut self, nodes: Vec<Node>, next_generation: u64, now_ms: i64) -> Vec<Action> {
+        self.last_generation = self.last_generation.max(next_generation.saturating_sub(1));
+        for mut node in nodes {
+            self.last_generation = self.last_generation.max(node.generation);
+            if node.state == NodeState::Starting || self.table.get(&node.id).is_some() {
+                continue;
+            }
+            if node.state.is_owned() || node.state == NodeState::Released {
+                let reserved_at = *node.reserved_at_ms.get_or_insert(now_ms);
+                if node.state == NodeState::Released {
+                    let released_at = node.released_at_ms.unwrap_or(now_ms).max(reserved_at);
+                    node.released_at_ms = Some(released_at);
+                    self.released_node_ms += released_at - reserved_at;
+                    let slot_free_at = released_at + self.rules.refill_delay_ms;
+                    if slot_free_at > now_ms {
+                        self.cooling.push(Reverse(slot_free_at));
+                    }
+                } else {
+                    self.open_reserved_at_sum += reserved_at;
+                }
+            }
+            self.table.insert(node);
+        }
+        let counts = self.table.counts();
+        let missing = self
+            .rules
+            .ready_nodes
+            .saturating_sub(counts.ready + counts.starting);
+        for _ in 0..missing {
+            self.refills.push(Reverse(now_ms));
+        }
+        self.tick(now_ms)
+    }
+
+    /// What survives a restart (see the module docs): the nodes ever reserved in reservation
+    /// order (so [`Pool::restore`] gives back the same usage records in the same order), then
+    /// the ready ones, oldest first, and the next generation. Starting nodes are left out.
+    pub fn snapshot(&self) -> SavedState {
+        let mut ready: Vec<Node> = self
+            .table
+            .holding_slots()
+            .filter(|n| n.state == NodeState::Ready)
+            .cloned()
+            .collect();
+        ready.sort_by_key(|n| n.generation);
+        SavedState {
+            next_generation: self.last_generation + 1,
+            nodes: self.usage().cloned().chain(ready).collect(),
+        }
     }
 
     /// A node failed to start: it is forgotten, a retry is owed after the refill delay, and
@@ -608,7 +677,7 @@ mod tests {
     fn start_all(pool: &mut Pool, actions: &[Action], now: i64) {
         for (i, id) in started_ids(actions).iter().enumerate() {
             assert!(
-                pool.node_started(id, endpoint(1000 + i as u16), now)
+                pool.node_started(id, StartedNode::at(endpoint(1000 + i as u16)), now)
                     .is_empty()
             );
         }
@@ -880,7 +949,7 @@ mod tests {
         assert_eq!(pool.node(&a).unwrap().released_at_ms, Some(20_000));
         assert_eq!(pool.reserve("a", 20_001), Err(PoolError::Closed));
         assert_eq!(
-            pool.node_started(&late_id, endpoint(9), 20_002),
+            pool.node_started(&late_id, StartedNode::at(endpoint(9)), 20_002),
             vec![Action::StopNode { node_id: late_id }]
         );
         assert!(pool.tick(1_000_000).is_empty());
@@ -1154,5 +1223,79 @@ mod tests {
             })
         ));
         assert_eq!(pool.counts().ready, 1, "nothing changed");
+    }
+
+    #[test]
+    fn a_restored_pool_keeps_ids_states_and_node_time_and_refills_to_the_ready_nodes() {
+        let mut before = ready_pool(3, 4);
+        let a = pool_reserve(&mut before, "a", 1_000);
+        let b = pool_reserve(&mut before, "b", 2_000);
+        before.release(&b, 3_000).unwrap();
+        // A refill is starting when the manager dies: not saved, its start died with it.
+        assert_eq!(
+            started_ids(&before.tick(11_000)),
+            vec!["node-4".to_string()]
+        );
+        let saved = before.snapshot();
+        assert_eq!(
+            crate::model::ids_and_states(&saved.nodes),
+            vec![
+                ("node-1", NodeState::Reserved),
+                ("node-2", NodeState::Released),
+                ("node-3", NodeState::Ready)
+            ]
+        );
+        assert_eq!(saved.next_generation, 5, "node-4's id is used up too");
+
+        let mut after = Pool::new(rules(3, 4));
+        let mut nodes = saved.nodes.clone();
+        nodes.push(Node::starting("node-9".into(), 9, 1, 0));
+        let actions = after.restore(nodes, saved.next_generation, 11_500);
+        assert!(
+            after.node("node-9").is_none(),
+            "a starting node is not restored"
+        );
+        // Ready: node-3; reserved: node-1; node-2's slot cools until 13 000. Two ready nodes
+        // are missing: one fits now, under an id past every one used, the other waits.
+        assert_eq!(started_ids(&actions), vec!["node-10".to_string()]);
+        assert_eq!(after.pending_refills(), 1);
+        assert_eq!(after.next_wake_ms(), Some(3_000 + DELAY));
+        assert_eq!(after.counts().reserved, 1);
+        assert_eq!(after.counts().ready, 1);
+        assert_eq!(after.node_ms(20_000), before.node_ms(20_000));
+        assert_eq!(after.node_ms(20_000), 19_000 + 1_000);
+        let usage: Vec<_> = after.usage().map(|n| n.id.clone()).collect();
+        assert_eq!(usage, vec![a.clone(), b]);
+        assert_eq!(after.node(&a).unwrap().owner_account.as_deref(), Some("a"));
+
+        // The reserved node is released as usual, the cooled slot is refilled as usual.
+        assert!(after.release(&a, 12_000).is_ok());
+        start_all(&mut after, &actions, 11_600);
+        assert_eq!(
+            started_ids(&after.tick(13_000)),
+            vec!["node-11".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_restored_pool_lists_the_usage_records_in_the_same_order() {
+        let mut before = Pool::new(rules(2, 2));
+        before.bootstrap(0);
+        // node-2 comes up first, so it is reserved first.
+        for id in ["node-2", "node-1"] {
+            before.node_started(id, StartedNode::at(endpoint(1)), 0);
+        }
+        let first = pool_reserve(&mut before, "a", 10);
+        let second = pool_reserve(&mut before, "a", 10);
+        assert_eq!((first.as_str(), second.as_str()), ("node-2", "node-1"));
+        let saved = before.snapshot();
+        let mut after = Pool::new(rules(2, 2));
+        after.restore(saved.nodes, saved.next_generation, 20);
+        let order: Vec<&str> = after.usage().map(|n| n.id.as_str()).collect();
+        assert_eq!(order, vec!["node-2", "node-1"]);
+    }
+
+    fn pool_reserve(pool: &mut Pool, account: &str, now: i64) -> String {
+        pool.reserve(account, now).unwrap().node.id
     }
 }

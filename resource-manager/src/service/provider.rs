@@ -1,6 +1,7 @@
 //! The port through which the pool gets real nodes: a provider starts a node and tells
 //! where its node service listens, stops or kills it again, and says which of its nodes are
-//! no longer running. Implementations live in `api/`.
+//! no longer running. After a restart of the manager it takes back the nodes of the earlier
+//! run (see [`crate::service::recovery`]). Implementations live in `api/`.
 //!
 //! What "no longer running" means depends on the provider: the `local` provider's child
 //! process exited (it is reaped as it is noticed), the `docker` provider's container is gone
@@ -10,7 +11,8 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::model::NodeEndpoint;
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
+use crate::service::recovery::FoundNode;
 
 /// Why a start failed, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,12 +99,37 @@ pub trait NodeProvider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Brings node `node_id` up with `memory_bytes` for containers; returns where its
-    /// node service listens once it answers its health check.
+    /// node service listens, and how to find it again, once it answers its health check.
     fn start_node(
         &self,
         node_id: &str,
         memory_bytes: u64,
-    ) -> impl Future<Output = Result<NodeEndpoint, ProviderError>> + Send;
+    ) -> impl Future<Output = Result<StartedNode, ProviderError>> + Send;
+
+    /// The nodes of an earlier run this provider finds by itself, without the state file
+    /// (the docker provider: its node containers, by label). By default none.
+    fn discover(&self) -> impl Future<Output = Vec<FoundNode>> + Send {
+        async { Vec::new() }
+    }
+
+    /// Takes back node `node_id` of an earlier run, listening at `endpoint`, by its `handle`:
+    /// from now on the provider watches, stops and kills it as if it had started it. Fails,
+    /// saying why, when that process or container is gone or is not that node's any more;
+    /// then nothing is taken (and nothing else is ever killed for it).
+    fn adopt(
+        &self,
+        node_id: &str,
+        endpoint: &NodeEndpoint,
+        handle: &NodeHandle,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Adoption is over and `adopted` are the nodes taken back: removes whatever else of the
+    /// earlier run remains (the docker provider: its instance's containers of no adopted
+    /// node). By default nothing.
+    fn adoption_done(&self, adopted: &[String]) -> impl Future<Output = ()> + Send {
+        let _ = adopted;
+        async {}
+    }
 
     /// Stops node `node_id` and everything running on it (gracefully first); returns once it
     /// is gone. Unknown ids are ignored.
@@ -129,4 +156,8 @@ pub trait NodeProvider: Send + Sync + 'static {
 
     /// Stops every node this provider started and refuses new starts.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
+
+    /// Lets go of every node without stopping it, as a crash would (for tests and fault
+    /// injection): they keep running for a restarted manager to adopt. Refuses new starts.
+    fn detach(&self) -> impl Future<Output = ()> + Send;
 }

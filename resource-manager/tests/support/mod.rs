@@ -98,6 +98,18 @@ fn is_my_live_child(pid: u32) -> bool {
 /// Live node-service children of this test process whose node id starts with `prefix-`:
 /// (pid, node id).
 pub fn node_processes(prefix: &str) -> Vec<(u32, String)> {
+    node_processes_where(prefix, is_my_live_child)
+}
+
+/// Live (not zombie) node-service processes whose node id starts with `prefix-`, whoever
+/// their parent is (nodes of a killed resource manager binary have a new one): (pid, node id).
+pub fn all_node_processes(prefix: &str) -> Vec<(u32, String)> {
+    node_processes_where(prefix, |pid| {
+        process_state(pid).is_some_and(|state| state != "Z")
+    })
+}
+
+fn node_processes_where(prefix: &str, keep: impl Fn(u32) -> bool) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return found;
@@ -110,7 +122,7 @@ pub fn node_processes(prefix: &str) -> Vec<(u32, String)> {
         else {
             continue;
         };
-        if !is_my_live_child(pid) {
+        if !keep(pid) {
             continue;
         }
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -229,10 +241,64 @@ pub fn test_config(prefix: &str, ready_nodes: usize, max_nodes: usize) -> Config
     }
 }
 
+/// Kills every node-service process of `.0` (a prefix) when dropped, whoever its parent:
+/// nodes started detached (with a state dir) outlive this test process otherwise, whatever
+/// happens to the test.
+pub struct KillNodesOnDrop(pub String);
+
+impl Drop for KillNodesOnDrop {
+    fn drop(&mut self) {
+        for (pid, _) in all_node_processes(&self.0) {
+            let _ = faas_common::launch::send_signal(pid, faas_common::launch::Signal::Kill);
+        }
+    }
+}
+
+/// A fresh state directory under the system's temp dir, removed when dropped.
+pub struct StateDir(pub PathBuf);
+
+impl StateDir {
+    pub fn new(name: &str) -> StateDir {
+        StateDir(std::env::temp_dir().join(format!(
+            "faas-rm-test-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        )))
+    }
+
+    /// The state file's path.
+    pub fn file(&self) -> PathBuf {
+        self.0.join("resource-manager.json")
+    }
+
+    /// The state file, parsed.
+    pub fn read(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.file()).expect("the state file exists");
+        serde_json::from_str(&text).expect("the state file is JSON")
+    }
+
+    /// The ids of the nodes the state file lists.
+    pub fn node_ids(&self) -> Vec<String> {
+        self.read()["nodes"]
+            .as_array()
+            .expect("a node list")
+            .iter()
+            .map(|n| n["id"].as_str().expect("an id").to_string())
+            .collect()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A resource manager served in-process.
 pub struct Manager {
     pub addr: SocketAddr,
     trigger: Trigger,
+    detach: Trigger,
     task: JoinHandle<Result<(), Error>>,
     prefix: String,
     metrics_port: Option<u16>,
@@ -259,23 +325,34 @@ impl Manager {
         let prefix = config.node_id_prefix.clone();
         let metrics_port = config.metrics_port;
         let (trigger, shutdown) = faas_common::shutdown::channel();
-        let task = tokio::spawn(faas_resource_manager::run(listener, config, shutdown));
+        let (detach, detached) = faas_common::shutdown::channel();
+        let task = tokio::spawn(faas_resource_manager::run_with(
+            listener, config, shutdown, detached,
+        ));
         if let Some(port) = metrics_port {
-            eventually(
-                "the metrics endpoint",
-                Duration::from_secs(30),
-                || async move {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                },
-            )
-            .await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                if task.is_finished() {
+                    // It will never answer: say why it stopped.
+                    panic!(
+                        "the resource manager stopped as it started: {:?}",
+                        task.await
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no metrics endpoint on {port} in 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         Manager {
             addr,
             trigger,
+            detach,
             task,
             prefix,
             metrics_port,
@@ -343,6 +420,13 @@ impl Manager {
             }
         })
         .await
+    }
+
+    /// Stops the manager as a crash would (`run_with`'s detach): it stops serving, and its
+    /// nodes and state file are left as they are.
+    pub async fn crash(self) {
+        self.detach.trigger();
+        self.task.await.unwrap().unwrap();
     }
 
     /// Stops the manager and checks that it stopped every node it started.
