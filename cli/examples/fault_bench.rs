@@ -21,13 +21,6 @@
 //! The example is its own multi-call binary (`fault_bench node-service ...`), so the node and
 //! container services it starts are always built from the same code as the bench.
 
-#[path = "../tests/support/load.rs"]
-mod load;
-#[path = "../tests/support/observe.rs"]
-mod observe;
-#[path = "../tests/support/procs.rs"]
-mod procs;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,7 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use faas_cli::client::Api;
+use faas_cli::load;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_e2e::{observe, procs};
 use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
 use faas_proto::apiserverproto::FunctionConfig;
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
@@ -147,17 +142,10 @@ impl Injected {
 
 /// The node service holding the most function containers: (pid, node id, containers).
 async fn busiest_node() -> anyhow::Result<(u32, String, usize)> {
-    let mut per_node: HashMap<(u32, String), usize> = HashMap::new();
-    for c in observe::live_containers().await {
-        if !c.status.function_name.is_empty() {
-            *per_node.entry((c.node_pid, c.node_id)).or_default() += 1;
-        }
-    }
-    per_node
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|((pid, id), n)| (pid, id, n))
-        .context("no node holds a function container")
+    let node = observe::busiest_node()
+        .await
+        .context("no node holds a function container")?;
+    Ok((node.pid, node.node_id, node.containers.len()))
 }
 
 /// SIGKILLs a function container that has served calls, at a moment it runs one (`busy`) or

@@ -10,6 +10,12 @@
 //!   (`faas_e2e::sim`); the baseline is always simulated too, so every policy is scored.
 //!
 //! Both print the report's summary table and write `--json` / `--html` when asked.
+//!
+//! `--faults kill-node@30s,restart-scheduler@60s` makes either a fault bench
+//! (`faas_e2e::fault`): `faas replay` strikes the faults into each platform it starts
+//! ([`crate::faults`]; it refuses to fault a platform it does not own, `--apiserver`), and
+//! reports each fault's figures and what each platform left behind once it stopped;
+//! `faas simulate` strikes node loss (`kill-node`) in virtual time.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +23,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use faas_e2e::RunResult;
+pub use faas_e2e::fault::parse_duration_ms;
+use faas_e2e::fault::{FaultKind, FaultPlan, parse_faults};
 use faas_e2e::live::{self, LiveOptions};
 use faas_e2e::report::{Report, ReportOptions};
 use faas_e2e::scenario::{self, ScenarioOptions};
@@ -25,38 +33,11 @@ use faas_e2e::sim::{self, SimOptions};
 use faas_e2e::trace::{Body, Iat, Selection, Trace, TraceOptions};
 use faas_e2e::workload::{Percentiles, Workload};
 
+use crate::faults::{PlatformFaults, stop_counting_leaks};
 use crate::platform::{LocalPlatform, PlatformOptions};
 
 /// The policy every score is relative to.
 const BASELINE: &str = "baseline";
-
-/// Parses `2m`, `90s`, `1500ms`, `1h` or a bare number of seconds into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 2m, 90s, 1500ms, 1h)"))?;
-    let factor = match unit.trim() {
-        "" | "s" => 1000.0,
-        "ms" => 1.0,
-        "m" | "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    let ms = value * factor;
-    if !ms.is_finite() || ms < 1.0 {
-        return Err(format!("{text:?} is too short: a run lasts at least 1 ms"));
-    }
-    Ok(ms.round() as u64)
-}
 
 /// Parses a latency distribution, ms: `15` (fixed), `8-60` (uniform) or
 /// `0:8,0.5:15,0.95:35,1:60` (percentile points).
@@ -365,6 +346,12 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Faults to strike into each started platform, comma-separated FAULT@TIME (time from
+    /// the first send): kill-node, kill-containers:N, pause-node:DURATION,
+    /// restart-scheduler, restart-resource-manager, restart-apiserver; e.g.
+    /// kill-node@30s,restart-scheduler@60s. Not with --apiserver.
+    #[arg(long, value_parser = parse_faults, value_name = "SPEC")]
+    pub faults: Option<FaultPlan>,
 }
 
 /// `faas simulate`: play a workload in virtual time.
@@ -404,6 +391,10 @@ pub struct SimulateArgs {
     /// How often the nodes' usage (`GetStats`) reaches the policy, ms; 0: never.
     #[arg(long, default_value_t = 1000)]
     pub stats_interval_ms: u64,
+    /// Node losses to strike, comma-separated kill-node@TIME (the simulated node holding
+    /// the most containers stops answering), e.g. kill-node@30s,kill-node@90s.
+    #[arg(long, value_parser = parse_faults, value_name = "SPEC")]
+    pub faults: Option<FaultPlan>,
 }
 
 impl SimulateArgs {
@@ -424,6 +415,7 @@ impl SimulateArgs {
             acquire_overhead_ms: self.acquire_overhead_ms.unwrap_or(d.acquire_overhead_ms),
             invoke_overhead_ms: self.invoke_overhead_ms.unwrap_or(d.invoke_overhead_ms),
             stats_interval_ms: self.stats_interval_ms,
+            faults: self.faults.clone().unwrap_or_default(),
             ..d
         }
     }
@@ -501,6 +493,81 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a replay's platform is set up for its faults, and what is left to clean up.
+struct FaultBench {
+    /// The scheduler's metrics port (leaks are counted against its figures).
+    scheduler_metrics: Option<u16>,
+    /// Scratch directories of the platform (API server database, resource manager state).
+    scratch: Option<std::path::PathBuf>,
+    /// Give the API server a data directory (it is restarted: the deployed functions must
+    /// survive).
+    apiserver_data: bool,
+    /// Give the resource manager a state directory (it is restarted: its nodes must be
+    /// taken back).
+    resource_manager_state: bool,
+}
+
+impl FaultBench {
+    fn new(faults: &FaultPlan) -> FaultBench {
+        let faulted = !faults.0.is_empty();
+        FaultBench {
+            scheduler_metrics: faulted.then(faas_e2e::observe::free_port),
+            scratch: faulted.then(|| {
+                std::env::temp_dir().join(format!("faas-replay-{}", uuid::Uuid::new_v4()))
+            }),
+            apiserver_data: faults.has(|k| k == FaultKind::RestartApiserver),
+            resource_manager_state: faults.has(|k| k == FaultKind::RestartResourceManager),
+        }
+    }
+
+    /// `options` as the faults need them: restartable, the scheduler's metrics on, and a
+    /// data or state directory for a component that is restarted.
+    fn platform_options(&self, mut options: PlatformOptions) -> PlatformOptions {
+        let (Some(port), Some(scratch)) = (self.scheduler_metrics, &self.scratch) else {
+            return options;
+        };
+        options.restartable = true;
+        options
+            .scheduler_args
+            .extend(["--metrics-port".to_string(), port.to_string()]);
+        if self.apiserver_data {
+            options.data_dir = Some(scratch.join("apiserver"));
+        }
+        if self.resource_manager_state {
+            options.resource_manager_args.extend([
+                "--state-dir".to_string(),
+                scratch.join("resource-manager").display().to_string(),
+            ]);
+        }
+        options
+    }
+
+    /// Stops the platform; with faults and a run to report (`counted`), counts what it left
+    /// behind first (and after); removes the scratch directories.
+    async fn stop(
+        self,
+        platform: LocalPlatform,
+        seen: std::collections::HashSet<u32>,
+        counted: bool,
+    ) -> (Option<faas_e2e::fault::Leaks>, anyhow::Result<()>) {
+        let (leaks, stopped) = match self.scheduler_metrics.filter(|_| counted) {
+            Some(port) => {
+                eprintln!("counting what the platform leaves behind...");
+                let (leaks, stopped) = stop_counting_leaks(platform, seen, port).await;
+                (Some(leaks), stopped)
+            }
+            None => (None, platform.stop().await),
+        };
+        if let Some(dir) = &self.scratch
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("warning: cannot remove {}: {e}", dir.display());
+        }
+        (leaks, stopped)
+    }
+}
+
 /// `faas replay`.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let workload = args.workload.build()?;
@@ -525,8 +592,18 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         workload.invocations.len(),
         workload.duration_ms as f64 / 60_000.0
     );
+    let faults = args.faults.clone().unwrap_or_default();
+    faults
+        .check_within(workload.duration_ms)
+        .map_err(anyhow::Error::msg)?;
     let mut runs = Vec::new();
     if let Some(apiserver) = &args.apiserver {
+        if !faults.0.is_empty() {
+            bail!(
+                "--faults strikes only a platform this command starts and owns; drop \
+                 --apiserver (or FAAS_APISERVER) to replay against a fresh local platform"
+            );
+        }
         if args.policies.wants_score() {
             eprintln!(
                 "note: against a running platform only its own policy is measured; no baseline \
@@ -555,30 +632,37 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     } else {
         for policy in args.policies.policies(args.policies.wants_score()) {
             eprintln!("starting a local platform with policy {policy}...");
-            let platform = LocalPlatform::start(&PlatformOptions {
+            let bench = FaultBench::new(&faults);
+            let mut platform = LocalPlatform::start(&bench.platform_options(PlatformOptions {
                 policy: policy.clone(),
                 ready_nodes: args.ready_nodes,
                 max_nodes: args.max_nodes,
                 refill_delay_ms: args.refill_delay_ms,
                 ..PlatformOptions::default()
-            })
+            }))
             .await?;
             let options = live_options(
                 platform.apiserver.to_string(),
                 Some(platform.resource_manager.to_string()),
                 &policy,
             );
+            if !faults.0.is_empty() {
+                eprintln!("faults: {faults}");
+            }
+            let mut injector = PlatformFaults::new(&mut platform);
             let outcome = tokio::select! {
                 r = async {
                     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-                    live::run(&workload, &options).await
+                    live::run_with_faults(&workload, &options, &faults, &mut injector).await
                 } => r.map_err(anyhow::Error::from),
                 _ = faas_common::shutdown::os_signal() => Err(anyhow::anyhow!("interrupted")),
             };
+            let seen = injector.finish().await;
             eprintln!("stopping the platform...");
-            let stopped = platform.stop().await;
-            let run = outcome?;
+            let (leaks, stopped) = bench.stop(platform, seen, outcome.is_ok()).await;
+            let mut run = outcome?;
             stopped.context("the platform did not stop cleanly")?;
+            run.leaks = leaks;
             eprintln!(
                 "  {policy}: {} requests, {} errors, {} cold starts",
                 run.requests.len(),
@@ -607,19 +691,6 @@ mod tests {
     struct Replay {
         #[command(flatten)]
         args: ReplayArgs,
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
-        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("1500ms"), Ok(1_500));
-        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
-        assert_eq!(parse_duration_ms("30"), Ok(30_000));
-        assert_eq!(parse_duration_ms("0.5s"), Ok(500));
-        assert!(parse_duration_ms("2 weeks").is_err());
-        assert!(parse_duration_ms("0s").is_err());
-        assert!(parse_duration_ms("s").is_err());
     }
 
     #[test]
@@ -656,6 +727,47 @@ mod tests {
             .unwrap();
         assert!(e.to_string().contains("magic"), "{e}");
         assert!(Replay::try_parse_from(["x", "--resource-manager", "a:1"]).is_err());
+    }
+
+    #[test]
+    fn faults_parse_on_both_commands() {
+        let r = Replay::try_parse_from(["x", "--faults", "restart-scheduler@60s,kill-node@30s"])
+            .unwrap();
+        assert_eq!(
+            r.args.faults.unwrap().to_string(),
+            "kill-node@30s,restart-scheduler@60s"
+        );
+        let e = Replay::try_parse_from(["x", "--faults", "kill-node"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("has no time"), "{e}");
+        let s = Sim::try_parse_from(["x", "--faults", "kill-node@5s,kill-node@9s"]).unwrap();
+        assert_eq!(s.args.sim_options().faults.0.len(), 2);
+        let none = Sim::try_parse_from(["x"]).unwrap();
+        assert!(none.args.sim_options().faults.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn replay_faults_only_its_own_platform_within_the_run() {
+        let r = Replay::try_parse_from([
+            "x",
+            "--duration",
+            "10s",
+            "--faults",
+            "kill-node@5s",
+            "--apiserver",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        let e = replay(r.args).await.unwrap_err().to_string();
+        assert!(
+            e.contains("--faults strikes only a platform this command starts"),
+            "{e}"
+        );
+        let r = Replay::try_parse_from(["x", "--duration", "10s", "--faults", "kill-node@10s"])
+            .unwrap();
+        let e = replay(r.args).await.unwrap_err().to_string();
+        assert!(e.contains("not within the run"), "{e}");
     }
 
     #[test]

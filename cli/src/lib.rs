@@ -6,9 +6,15 @@
 //! - [`client`]: calls to the API server (invoke with the platform's metadata, list, deploy).
 //! - [`demo`]: the mixed sample load of `faas demo` and its table.
 //! - [`errors`]: errors as one line a person reads.
+//! - [`load`]: an open-loop load through the API server, recorded call by call, and the
+//!   fault figures of its records (the integration tests and `examples/fault_bench.rs`).
+//! - [`faults`]: the fault bench's injector: kills, pauses and restarts on a
+//!   [`platform::LocalPlatform`] (`faas replay --faults`).
 
 pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod errors;
+pub mod faults;
+pub mod load;
 pub mod platform;

@@ -15,6 +15,17 @@
 //! the functions file and the database checked, and every port bound before anything runs;
 //! then each component must answer its health check, and one that stops instead fails the
 //! start with its own message (the others are stopped again).
+//!
+//! A restartable platform ([`PlatformOptions::restartable`], for the fault bench) runs each
+//! of the three in-process components on a tokio runtime of its own, so that one can stop
+//! as a crash would: [`LocalPlatform::restart_scheduler`],
+//! [`LocalPlatform::restart_apiserver`] and [`LocalPlatform::restart_resource_manager`] shut
+//! that runtime down (every task the component started is dropped where it waits: its
+//! listener, its connections and the calls in flight on them, its timers; nothing runs its
+//! shutdown path, so the scheduler releases nothing and answers no waiting acquire), then
+//! start the component again on the same port with the same configuration. The resource
+//! manager is stopped through its crash-like stop ([`faas_resource_manager::run_with`]): its
+//! nodes keep running, to be taken back by the new one when it has a `--state-dir`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use faas_common::shutdown::{self, Trigger};
+use faas_common::shutdown::{self, Shutdown, Trigger};
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::errors::one_line;
@@ -76,6 +87,10 @@ pub struct PlatformOptions {
     pub scheduler_args: Vec<String>,
     /// More resource manager flags, likewise.
     pub resource_manager_args: Vec<String>,
+    /// Run each in-process component on a runtime of its own, so the restart hooks can stop
+    /// one as a crash would (see the module documentation). Off: they share the caller's
+    /// runtime, and the restart hooks refuse.
+    pub restartable: bool,
 }
 
 impl Default for PlatformOptions {
@@ -97,16 +112,159 @@ impl Default for PlatformOptions {
             node_warm_pool: None,
             scheduler_args: Vec::new(),
             resource_manager_args: Vec::new(),
+            restartable: false,
         }
     }
 }
+
+/// How long a component's own runtime may take to drop its tasks when it stops.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How long a restarted resource manager may take to stop serving as a crash would.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a restarted component may wait for its port to be free again.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One running component: its address, its shutdown trigger and its task.
 struct Component {
     name: &'static str,
     addr: SocketAddr,
     trigger: Trigger,
+    /// The resource manager's other stop: as a crash, its nodes left running.
+    detach: Option<Trigger>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// A restartable platform's: the component's own runtime and its configuration.
+    own: Option<(OwnRuntime, Spec)>,
+}
+
+/// A component's configuration, kept so a restart starts it again the same way.
+#[derive(Clone, Debug)]
+enum Spec {
+    Apiserver(faas_apiserver::Config),
+    Scheduler(faas_scheduler::Config),
+    ResourceManager(Box<faas_resource_manager::Config>),
+}
+
+impl Spec {
+    fn name(&self) -> &'static str {
+        match self {
+            Spec::Apiserver(_) => APISERVER,
+            Spec::Scheduler(_) => SCHEDULER,
+            Spec::ResourceManager(_) => RESOURCE_MANAGER,
+        }
+    }
+
+    /// Worker threads of the component's own runtime: the two on the invoke path get two.
+    fn workers(&self) -> usize {
+        match self {
+            Spec::Apiserver(_) | Spec::Scheduler(_) => 2,
+            Spec::ResourceManager(_) => 1,
+        }
+    }
+
+    /// Serves the component on `listener` until `shutdown` (or, for the resource manager,
+    /// `detach`) fires.
+    async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: Shutdown,
+        detach: Shutdown,
+    ) -> anyhow::Result<()> {
+        match self {
+            Spec::Apiserver(config) => faas_apiserver::run(listener, config, shutdown)
+                .await
+                .map_err(anyhow::Error::from),
+            Spec::Scheduler(config) => faas_scheduler::run(listener, config, shutdown)
+                .await
+                .map_err(anyhow::Error::from),
+            Spec::ResourceManager(config) => {
+                faas_resource_manager::run_with(listener, *config, shutdown, detach)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        }
+    }
+
+    /// Starts the component on `listener`: on a runtime of its own when `restartable` (the
+    /// listener moves to it), else on the caller's.
+    fn launch(
+        self,
+        listener: tokio::net::TcpListener,
+        restartable: bool,
+    ) -> anyhow::Result<Component> {
+        let name = self.name();
+        let addr = listener.local_addr()?;
+        let (trigger, shutdown) = shutdown::channel();
+        let (detach, detached) = match self {
+            Spec::ResourceManager(_) => {
+                let (trigger, detached) = shutdown::channel();
+                (Some(trigger), detached)
+            }
+            _ => (None, Shutdown::never()),
+        };
+        let (task, own) = if restartable {
+            let runtime = OwnRuntime::new(name, self.workers())?;
+            let listener = listener.into_std()?;
+            let spec = self.clone();
+            let task = runtime.handle().spawn(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                spec.serve(listener, shutdown, detached).await
+            });
+            (task, Some((runtime, self)))
+        } else {
+            (tokio::spawn(self.serve(listener, shutdown, detached)), None)
+        };
+        Ok(Component {
+            name,
+            addr,
+            trigger,
+            detach,
+            task,
+            own,
+        })
+    }
+}
+
+/// A tokio runtime of one component's own. It is shut down, never dropped in place (that
+/// would block the caller's runtime).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn new(name: &str, workers: usize) -> anyhow::Result<OwnRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(format!("faas-{name}"))
+            .enable_all()
+            .build()
+            .with_context(|| format!("{name}: cannot start its runtime"))?;
+        Ok(OwnRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => unreachable!("an OwnRuntime holds its runtime until it shuts down"),
+        }
+    }
+
+    /// Drops every task the runtime still runs, where it waits (sockets close, nothing runs
+    /// to its end), and waits until its threads have stopped.
+    async fn shut_down(mut self) {
+        if let Some(runtime) = self.0.take() {
+            let stopped =
+                tokio::task::spawn_blocking(move || runtime.shutdown_timeout(RUNTIME_SHUTDOWN));
+            if let Err(e) = stopped.await {
+                tracing::warn!(error = %e, "a component's runtime did not shut down cleanly");
+            }
+        }
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Why a component's task ended by itself, as one line that names the component.
@@ -135,10 +293,40 @@ async fn serving(addr: SocketAddr) -> bool {
 impl Component {
     async fn stop(self) -> anyhow::Result<()> {
         self.trigger.trigger();
-        match self.task.await {
+        let result = match self.task.await {
             Ok(result) => result.with_context(|| format!("{} failed", self.name)),
             Err(e) => Err(anyhow::anyhow!("{} panicked: {e}", self.name)),
+        };
+        if let Some((runtime, _)) = self.own {
+            runtime.shut_down().await;
         }
+        result
+    }
+
+    /// Stops the component as a crash would (see the module documentation) and returns
+    /// its configuration. A component without a runtime of its own is handed back as it
+    /// is, still running.
+    async fn crash(mut self) -> Result<Spec, Component> {
+        let Some((runtime, spec)) = self.own.take() else {
+            return Err(self);
+        };
+        if let Some(detach) = &self.detach {
+            detach.trigger();
+            if tokio::time::timeout(DETACH_TIMEOUT, &mut self.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    component = self.name,
+                    "still serving {} s after its crash-like stop; its runtime is shut down",
+                    DETACH_TIMEOUT.as_secs()
+                );
+            }
+        }
+        runtime.shut_down().await;
+        // Only now may its shutdown trigger go: its tasks are gone, nothing runs a clean stop.
+        drop(self);
+        Ok(spec)
     }
 
     /// Waits until the component answers its health check; fails with its own error if it
@@ -229,6 +417,20 @@ async fn bind(component: &str, host: &str, port: u16) -> anyhow::Result<tokio::n
         .map_err(|e| anyhow::anyhow!("{component} cannot start: {e}"))
 }
 
+/// Binds `addr` again for a restarted component, retrying while the port is still taken.
+async fn rebind(component: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + REBIND_TIMEOUT;
+    loop {
+        match faas_common::serve::bind(&addr.to_string()).await {
+            Ok(listener) => return Ok(listener),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(READY_PROBE_INTERVAL).await;
+            }
+            Err(e) => anyhow::bail!("{component} cannot restart: {e}"),
+        }
+    }
+}
+
 impl LocalPlatform {
     /// Starts every component and returns once all answer their health checks. Node
     /// services start in the background as the resource manager fills its pool. Fails fast,
@@ -315,49 +517,28 @@ impl LocalPlatform {
             ..api_config
         };
 
-        let (rm_trigger, rm_shutdown) = shutdown::channel();
-        let rm_task = tokio::spawn(async move {
-            faas_resource_manager::run(rm_listener, rm_config, rm_shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        let (scheduler_trigger, scheduler_shutdown) = shutdown::channel();
-        let scheduler_task = tokio::spawn(async move {
-            faas_scheduler::run(scheduler_listener, scheduler_config, scheduler_shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-        let (api_trigger, api_shutdown) = shutdown::channel();
-        let api_task = tokio::spawn(async move {
-            faas_apiserver::run(api_listener, api_config, api_shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        });
-
+        // Back to front; a component that cannot launch stops the ones launched before it.
+        let mut components = Vec::with_capacity(3);
+        for (spec, listener) in [
+            (Spec::ResourceManager(Box::new(rm_config)), rm_listener),
+            (Spec::Scheduler(scheduler_config), scheduler_listener),
+            (Spec::Apiserver(api_config), api_listener),
+        ] {
+            match spec.launch(listener, opts.restartable) {
+                Ok(c) => components.insert(0, c),
+                Err(e) => {
+                    for c in components {
+                        let _ = c.stop().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let mut platform = LocalPlatform {
             apiserver,
             scheduler,
             resource_manager,
-            components: vec![
-                Component {
-                    name: APISERVER,
-                    addr: apiserver,
-                    trigger: api_trigger,
-                    task: api_task,
-                },
-                Component {
-                    name: SCHEDULER,
-                    addr: scheduler,
-                    trigger: scheduler_trigger,
-                    task: scheduler_task,
-                },
-                Component {
-                    name: RESOURCE_MANAGER,
-                    addr: resource_manager,
-                    trigger: rm_trigger,
-                    task: rm_task,
-                },
-            ],
+            components,
         };
         // Back to front, as each needs the one behind it.
         for i in (0..platform.components.len()).rev() {
@@ -385,6 +566,49 @@ impl LocalPlatform {
             futures::future::select_all(self.components.iter_mut().map(|c| &mut c.task)).await;
         let failed = self.components.remove(i);
         ended(failed.name, "stopped", outcome)
+    }
+
+    /// Stops the scheduler as a crash would and starts it again on its port with the same
+    /// configuration (a restartable platform only; see the module documentation). Returns
+    /// once the new one answers its health check; it adopts the reserved nodes and their
+    /// containers as it starts. After an error the scheduler is gone from the platform.
+    pub async fn restart_scheduler(&mut self) -> anyhow::Result<()> {
+        self.restart(SCHEDULER).await
+    }
+
+    /// [`Self::restart_scheduler`] for the API server (functions deployed at run time
+    /// survive only with a data directory).
+    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        self.restart(APISERVER).await
+    }
+
+    /// [`Self::restart_scheduler`] for the resource manager: its nodes keep running, and a
+    /// resource manager with a `--state-dir` takes them back.
+    pub async fn restart_resource_manager(&mut self) -> anyhow::Result<()> {
+        self.restart(RESOURCE_MANAGER).await
+    }
+
+    async fn restart(&mut self, name: &'static str) -> anyhow::Result<()> {
+        let i = self
+            .components
+            .iter()
+            .position(|c| c.name == name)
+            .with_context(|| format!("cannot restart the {name}: it is not running"))?;
+        let addr = self.components[i].addr;
+        let spec = match self.components.remove(i).crash().await {
+            Ok(spec) => spec,
+            Err(running) => {
+                self.components.insert(i, running);
+                anyhow::bail!(
+                    "cannot restart the {name}: the platform was not started restartable"
+                );
+            }
+        };
+        let listener = rebind(name, addr).await?;
+        let mut component = spec.launch(listener, true)?;
+        component.ready().await?;
+        self.components.insert(i, component);
+        Ok(())
     }
 
     /// Stops every component front to back and waits until each has stopped (node and
@@ -419,42 +643,71 @@ mod tests {
 
     #[tokio::test]
     async fn a_component_that_stops_while_running_is_named_and_the_rest_stop() {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        // Runs until told to stop, or fails at once with `fail`.
-        let component = |name, fail: Option<&'static str>| {
-            let (trigger, shutdown) = shutdown::channel();
-            let task = tokio::spawn(async move {
-                match fail {
-                    Some(why) => Err(anyhow::anyhow!("{why}")),
-                    None => {
-                        shutdown.wait().await;
-                        Ok(())
-                    }
-                }
-            });
-            Component {
-                name,
-                addr,
-                trigger,
-                task,
-            }
-        };
-        let mut platform = LocalPlatform {
-            apiserver: addr,
-            scheduler: addr,
-            resource_manager: addr,
-            components: vec![
-                component(APISERVER, None),
-                component(SCHEDULER, Some("lost its resource manager")),
-                component(RESOURCE_MANAGER, None),
-            ],
-        };
+        let mut platform = fake_platform(Some("lost its resource manager"));
         let err = platform.failed().await;
         assert_eq!(
             err.to_string(),
             "scheduler stopped: lost its resource manager"
         );
         assert_eq!(platform.components.len(), 2);
+        platform.stop().await.unwrap();
+    }
+
+    /// A component that runs until told to stop, or fails at once with `fail`.
+    fn fake_component(name: &'static str, fail: Option<&'static str>) -> Component {
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(async move {
+            match fail {
+                Some(why) => Err(anyhow::anyhow!("{why}")),
+                None => {
+                    shutdown.wait().await;
+                    Ok(())
+                }
+            }
+        });
+        Component {
+            name,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            trigger,
+            detach: None,
+            task,
+            own: None,
+        }
+    }
+
+    /// A platform of fake components; the scheduler fails at once with `scheduler_fails`.
+    fn fake_platform(scheduler_fails: Option<&'static str>) -> LocalPlatform {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        LocalPlatform {
+            apiserver: addr,
+            scheduler: addr,
+            resource_manager: addr,
+            components: vec![
+                fake_component(APISERVER, None),
+                fake_component(SCHEDULER, scheduler_fails),
+                fake_component(RESOURCE_MANAGER, None),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn restarts_need_a_restartable_platform_and_a_running_component() {
+        let mut platform = fake_platform(None);
+        let err = platform.restart_scheduler().await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot restart the scheduler: the platform was not started restartable"
+        );
+        // Refused, it still runs where it ran.
+        assert_eq!(platform.components[1].name, SCHEDULER);
+        assert!(!platform.components[1].task.is_finished());
+        let gone = platform.components.remove(2);
+        gone.stop().await.unwrap();
+        let err = platform.restart_resource_manager().await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot restart the resource-manager: it is not running"
+        );
         platform.stop().await.unwrap();
     }
 

@@ -1,4 +1,4 @@
-//! Self-healing (issue 10, `docs/SELF_HEALING_CONTRACT.md`) on the real local platform: the
+//! Self-healing (issue 10, `docs/CONVENTIONS.md`, "Self-healing") on the real local platform: the
 //! resource manager, scheduler and API server in-process, node services and containers as
 //! real child processes. Each test injects one fault (SIGKILL a node or a container, SIGSTOP
 //! a node, redeploy a function under load, hold a lease) and asserts that calls succeed again

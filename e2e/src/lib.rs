@@ -41,6 +41,14 @@
 //!   [`sim::SimOptions`]): the policy core against models of the resource manager, the node
 //!   services and the functions; deterministic for a seed; a day of the 200-function trace
 //!   (1.6 million calls) in a few seconds.
+//! - [`fault`]: the fault bench: fault plans (`kill-node@30s,restart-scheduler@60s`), the
+//!   [`fault::FaultInjector`] the live driver strikes them with ([`live::run_with_faults`];
+//!   the simulator strikes node loss itself), and each fault's figures in the report (calls
+//!   in flight, failures after it by status, time to the first success and to a 99% success
+//!   rate) with what leaked once the platform stopped.
+//! - [`procs`] and [`observe`]: the local platform's processes as /proc shows them (find,
+//!   signal, count what is left), and what its components say about themselves (reserved
+//!   nodes against the scheduler's, containers, Prometheus figures).
 //!
 //! ## For the live driver and the simulator
 //!
@@ -83,7 +91,10 @@
 //! assert!(report.policy("ours").unwrap().score.unwrap() < 1.0);
 //! ```
 
+pub mod fault;
 pub mod live;
+pub mod observe;
+pub mod procs;
 pub mod record;
 pub mod report;
 pub mod scenario;

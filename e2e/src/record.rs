@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::{InjectedFault, Leaks};
 use crate::score::RunTotals;
 
 /// One request as the client saw it.
@@ -138,6 +139,12 @@ pub struct RunResult {
     pub containers: Vec<ContainerLifetime>,
     /// Anything the driver wants the report to show (warnings, settings).
     pub notes: Vec<String>,
+    /// The faults struck during the run, in order (the fault bench).
+    #[serde(default)]
+    pub faults: Vec<InjectedFault>,
+    /// What was left behind once the platform stopped (`None`: not measured).
+    #[serde(default)]
+    pub leaks: Option<Leaks>,
 }
 
 /// A value per time bucket.
@@ -301,12 +308,26 @@ impl RunResult {
 
     /// Cold starts per bucket (by send time).
     pub fn cold_starts_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        self.requests_over_time(bucket_ms, |r| r.cold)
+    }
+
+    /// Failed requests per bucket (by send time).
+    pub fn errors_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        self.requests_over_time(bucket_ms, |r| r.error.is_some())
+    }
+
+    /// Requests that match `counted` per bucket (by send time).
+    fn requests_over_time(
+        &self,
+        bucket_ms: i64,
+        counted: impl Fn(&RequestRecord) -> bool,
+    ) -> TimeSeries {
         let bucket_ms = bucket_ms.max(1);
         let start = self.span();
         let end = self.effective_end_ms();
         let n = buckets(start, end, bucket_ms);
         let mut values = vec![0.0; n];
-        for r in self.requests.iter().filter(|r| r.cold) {
+        for r in self.requests.iter().filter(|r| counted(r)) {
             let k = ((r.at_ms as i64 - start) / bucket_ms) as usize;
             if let Some(v) = values.get_mut(k) {
                 *v += 1.0;

@@ -46,18 +46,31 @@
 //!   service → container → reply path), so it counts in response time and container busy
 //!   time but not in the contest's RT.
 //!
+//! - **Node loss** ([`SimOptions::faults`], `kill-node@T` only): at T the node holding the
+//!   most containers stops answering, as a SIGKILLed node service does live. Its containers
+//!   die; the calls running in them fail (`UNAVAILABLE`, "the function may have run"; the
+//!   container is returned with `NodeUnavailable`, as the API server does); a call granted a
+//!   container there afterwards is refused at once and retried once on a new acquire
+//!   (`<id>-retry`), as the API server retries a refused connection; its `GetStats`, creates
+//!   and removes fail, each an [`Event::NodeUnreachable`] as the live stats poller and
+//!   driver feed them. The policy core's health rules must notice, forget the node and
+//!   release it; the resource manager model accepts that release. Results the core refuses
+//!   because it already forgot the node (a create that completed on it, a late return) are
+//!   ignored, as the live driver ignores them. The run then reports each fault's figures and
+//!   what leaked at its end (reserved nodes, and live containers, the policy does not hold).
+//!
 //! ## What is not modelled
 //!
 //! CPU contention (a live 2-core machine slows `spin` bodies when many run at once; here a
 //! body always takes its expected time), the CPU share a container's memory buys, network
-//! failures, and node start failures.
+//! failures other than a lost node, component restarts, and node start failures.
 //!
 //! The run is deterministic for a workload, a policy and [`SimOptions::seed`] (the seed
 //! draws the container start latencies; the policy core has no randomness that affects
 //! decisions).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,14 +79,18 @@ use faas_scheduler::core::{
     policy_by_name,
 };
 use faas_scheduler::model::{
-    ContainerUsage, FunctionError, FunctionSpec, NodeInfo, NodeUsage as SchedNodeUsage,
-    StatsSample, Text,
+    ContainerUsage, FunctionError, FunctionSpec, NODE_UNAVAILABLE_CODE, NodeInfo,
+    NodeUsage as SchedNodeUsage, StatsSample, Text,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::fault::{FaultKind, FaultPlan, InjectedFault, Leaks};
 use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
 use crate::workload::{HandlerKind, MIB, Percentiles, Workload};
+
+/// How long a connection to a lost node takes to fail (refused or reset), ms.
+const LOST_NODE_ANSWER_MS: f64 = 1.0;
 
 /// The models' settings (see the module documentation).
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +127,8 @@ pub struct SimOptions {
     pub stats_interval_ms: u64,
     /// A container's memory use with no call running, bytes.
     pub container_rss_bytes: u64,
+    /// Faults struck during the run: `kill-node` only (see the module documentation).
+    pub faults: FaultPlan,
 }
 
 impl Default for SimOptions {
@@ -136,6 +155,7 @@ impl Default for SimOptions {
             account: "faas-sim".to_string(),
             stats_interval_ms: 1000,
             container_rss_bytes: 4 * MIB,
+            faults: FaultPlan::default(),
         }
     }
 }
@@ -241,6 +261,13 @@ pub fn simulate(
     options: &SimOptions,
 ) -> Result<SimRun, SimError> {
     validate(options)?;
+    options
+        .faults
+        .check_within(workload.duration_ms)
+        .map_err(|reason| SimError::InvalidOption {
+            name: "faults",
+            reason,
+        })?;
     let started = Instant::now();
     let mut sim = Sim::new(workload, policy, options);
     sim.run()?;
@@ -276,6 +303,12 @@ fn validate(o: &SimOptions) -> Result<(), SimError> {
     if o.acquire_timeout_ms == 0 {
         return bad("acquire_timeout_ms", "must be above 0".into());
     }
+    if let Some(f) = o.faults.0.iter().find(|f| f.kind != FaultKind::KillNode) {
+        return bad(
+            "faults",
+            format!("the simulator models node loss only (kill-node), not {f}"),
+        );
+    }
     Ok(())
 }
 
@@ -290,6 +323,12 @@ fn us(ms: f64) -> Us {
 enum Ev {
     /// Deliver a result event to the policy.
     Deliver(Event),
+    /// Deliver an event about a lost node: the policy may refuse it (it forgot the node).
+    DeliverLenient(Event),
+    /// Strike fault `k` of [`SimOptions::faults`].
+    Fault(usize),
+    /// Invocation `i` acquires again (its first container was on a lost node).
+    Retry(u32),
     /// Invocation `i`'s body ended: return its container.
     Done(u32),
     /// The policy asked to be woken.
@@ -387,6 +426,8 @@ struct ReqState {
     answered: bool,
     /// Memory the running call holds on its node, bytes.
     holds: u64,
+    /// It was granted a container on a lost node and acquired again.
+    retried: bool,
 }
 
 struct Sim<'a> {
@@ -409,8 +450,12 @@ struct Sim<'a> {
     container_no: u64,
     reqs: Vec<ReqState>,
     records: Vec<Option<RequestRecord>>,
-    /// The container each granted request holds.
-    holding: Vec<Option<Text>>,
+    /// The request id and container each granted request holds.
+    holding: Vec<Option<(Text, Text)>>,
+    /// Nodes lost to a fault (they answer nothing).
+    lost: HashSet<Text>,
+    /// Containers that died with a lost node, and their node.
+    died_with_node: HashMap<Text, Text>,
     answered: usize,
     delivered: u64,
     /// When the nodes last reported their usage.
@@ -484,6 +529,8 @@ impl<'a> Sim<'a> {
             reqs: vec![ReqState::default(); n],
             records: vec![None; n],
             holding: vec![None; n],
+            lost: HashSet::new(),
+            died_with_node: HashMap::new(),
             answered: 0,
             delivered: 0,
             last_stats: 0,
@@ -511,6 +558,9 @@ impl<'a> Sim<'a> {
         let mut next = 0usize;
         if self.o.stats_interval_ms > 0 {
             self.push(self.o.stats_interval_ms * 1000, Ev::Stats);
+        }
+        for (k, f) in self.o.faults.0.iter().enumerate() {
+            self.push(f.at_ms * 1000, Ev::Fault(k));
         }
         loop {
             let arrival = invs.get(next).map(|i| i.at_ms * 1000);
@@ -546,7 +596,21 @@ impl<'a> Sim<'a> {
         };
         self.now = self.now.max(item.at);
         match item.ev {
+            Ev::Deliver(Event::ContainerCreated { op, container_id })
+                if self.died_with_node.contains_key(&container_id) =>
+            {
+                // Created on a node lost meanwhile: the create never answered.
+                let node_id = self.died_with_node[&container_id].clone();
+                self.unreachable(node_id, "CreateContainer: connection reset")?;
+                self.deliver_lenient(Event::ContainerCreateFailed {
+                    op,
+                    message: "connection reset: the node stopped answering".into(),
+                })
+            }
             Ev::Deliver(e) => self.deliver(e),
+            Ev::DeliverLenient(e) => self.deliver_lenient(e),
+            Ev::Fault(k) => self.kill_node(k),
+            Ev::Retry(i) => self.acquire(i as usize, true),
             Ev::Done(i) => self.done(i as usize),
             Ev::Tick => {
                 if self.tick_at != Some(item.at) {
@@ -568,6 +632,10 @@ impl<'a> Sim<'a> {
                 Ok(())
             }
             Ev::Removed(id) => {
+                if let Some(node_id) = self.died_with_node.remove(&id) {
+                    self.unreachable(node_id, "RemoveContainer: connection refused")?;
+                    return self.deliver_lenient(Event::ContainerRemoved { container_id: id });
+                }
                 if let Some(c) = self.containers.remove(&id) {
                     self.result.containers[c.lifetime].removed_ms = Some(self.now_ms() as i64);
                     if let Some(n) = self.nodes.get_mut(&c.node) {
@@ -581,12 +649,23 @@ impl<'a> Sim<'a> {
     }
 
     fn arrive(&mut self, i: usize) -> Result<(), SimError> {
+        self.acquire(i, false)
+    }
+
+    /// Invocation `i` asks for a container (again, as `r{i}-retry`, within its first
+    /// deadline, after a lost node refused it).
+    fn acquire(&mut self, i: usize, retry: bool) -> Result<(), SimError> {
         let w = self.w;
         let inv = &w.invocations[i];
         let spec = self.specs[inv.function].clone();
-        let deadline = self.now_ms() + self.o.acquire_timeout_ms;
+        let deadline = inv.at_ms + self.o.acquire_timeout_ms;
+        let request_id = if retry {
+            format!("r{i}-retry")
+        } else {
+            format!("r{i}")
+        };
         let event = Event::Acquire(Acquire {
-            request_id: Arc::from(format!("r{i}")),
+            request_id: Arc::from(request_id),
             account_id: Arc::from(self.o.account.as_str()),
             function: spec,
             deadline,
@@ -602,6 +681,25 @@ impl<'a> Sim<'a> {
         self.out = out;
         self.after_event();
         Ok(())
+    }
+
+    /// Delivers an event the policy may refuse because it already forgot a lost node (a
+    /// late result, a failed observation of it): a refusal is ignored, as the live driver
+    /// ignores it.
+    fn deliver_lenient(&mut self, event: Event) -> Result<(), SimError> {
+        let mut out = std::mem::take(&mut self.out);
+        self.delivered += 1;
+        let _ = self.policy.handle(self.now_ms(), event, &mut out);
+        self.apply(&mut out)?;
+        self.out = out;
+        self.after_event();
+        Ok(())
+    }
+
+    /// A failed observation of a lost node.
+    fn unreachable(&mut self, node_id: Text, what: &str) -> Result<(), SimError> {
+        let message = format!("{what} (node {node_id} stopped answering)");
+        self.deliver_lenient(Event::NodeUnreachable { node_id, message })
     }
 
     fn deliver(&mut self, event: Event) -> Result<(), SimError> {
@@ -669,6 +767,10 @@ impl<'a> Sim<'a> {
         if self.reqs[i].answered {
             return;
         }
+        if self.lost.contains(&node_id) {
+            self.refused(i, request_id, container_id, node_id);
+            return;
+        }
         self.reqs[i].answered = true;
         self.reqs[i].granted = Some(self.now);
         self.answered += 1;
@@ -725,7 +827,7 @@ impl<'a> Sim<'a> {
         if let Some(c) = self.containers.get_mut(&container_id) {
             c.running.push(i as u32);
         }
-        self.holding[i] = Some(container_id);
+        self.holding[i] = Some((request_id, container_id));
         let at =
             self.now + us(self.o.acquire_overhead_ms + self.o.invoke_overhead_ms + duration_ms);
         self.push(at, Ev::Done(i as u32));
@@ -754,8 +856,134 @@ impl<'a> Sim<'a> {
         });
     }
 
+    /// The API server's call to a container on a lost node is refused: the container goes
+    /// back with `NodeUnavailable` and the call acquires once more (then fails).
+    fn refused(&mut self, i: usize, request_id: Text, container_id: Text, node_id: Text) {
+        let at = self.return_unavailable(
+            request_id,
+            container_id,
+            format!("node {node_id} refused the connection"),
+        );
+        if self.reqs[i].retried {
+            self.answer_error(
+                i,
+                format!(
+                    "Unavailable: node {node_id} refused the call, and the retry's (connection refused)"
+                ),
+            );
+        } else {
+            self.reqs[i].retried = true;
+            self.push(at, Ev::Retry(i as u32));
+        }
+    }
+
+    /// Fault `k`: the held node with the most containers stops answering (see the module
+    /// documentation).
+    fn kill_node(&mut self, k: usize) -> Result<(), SimError> {
+        let fault = self.o.faults.0[k];
+        let mut per_node: HashMap<&Text, usize> = self
+            .nodes
+            .keys()
+            .filter(|n| !self.lost.contains(*n))
+            .map(|n| (n, 0))
+            .collect();
+        for c in self.containers.values() {
+            if let Some(count) = per_node.get_mut(&c.node) {
+                *count += 1;
+            }
+        }
+        let victim = per_node
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(n, count)| (n.clone(), count));
+        let now_ms = self.now_ms();
+        let Some((node_id, count)) = victim else {
+            self.result.faults.push(InjectedFault {
+                fault: fault.to_string(),
+                at_ms: now_ms,
+                target: String::new(),
+                in_flight: Some(0),
+                error: Some("no node is held".into()),
+            });
+            return Ok(());
+        };
+        self.lost.insert(node_id.clone());
+        let on_node: Vec<Text> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| c.node == node_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut in_flight = 0u64;
+        for id in on_node {
+            let Some(c) = self.containers.remove(&id) else {
+                continue;
+            };
+            self.result.containers[c.lifetime].removed_ms = Some(now_ms as i64);
+            self.died_with_node.insert(id, node_id.clone());
+            for i in c.running {
+                in_flight += 1;
+                self.cut_off(i as usize, &node_id);
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(&node_id) {
+            n.used = 0;
+        }
+        self.result.faults.push(InjectedFault {
+            fault: fault.to_string(),
+            at_ms: now_ms,
+            target: format!("node {node_id} ({count} containers) stops answering"),
+            in_flight: Some(in_flight),
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Invocation `i` ran on a node that was just lost: it fails (the function may have run),
+    /// and its container goes back with `NodeUnavailable`.
+    fn cut_off(&mut self, i: usize, node_id: &Text) {
+        let Some((request_id, container_id)) = self.holding[i].take() else {
+            return;
+        };
+        self.reqs[i].holds = 0;
+        let at_ms = self.w.invocations[i].at_ms;
+        let waited_ms = self.now.saturating_sub(at_ms * 1000) as f64 / 1000.0;
+        if let Some(r) = self.records[i].as_mut().filter(|r| r.error.is_none()) {
+            r.error = Some(format!(
+                "Unavailable: node {node_id} stopped answering during the call; the function may have run; not retried"
+            ));
+            r.response_ms = waited_ms + LOST_NODE_ANSWER_MS;
+            r.duration_ms = 0.0;
+        }
+        self.return_unavailable(
+            request_id,
+            container_id,
+            format!("node {node_id}: connection reset during the call"),
+        );
+    }
+
+    /// The API server gives back a container on a lost node with `NodeUnavailable`, once
+    /// its call failed; returns when.
+    fn return_unavailable(&mut self, request_id: Text, container_id: Text, message: String) -> Us {
+        let at = self.now + us(LOST_NODE_ANSWER_MS);
+        self.push(
+            at,
+            Ev::DeliverLenient(Event::Return(Return {
+                request_id,
+                container_id,
+                duration_ns: 0,
+                max_memory_bytes: 0,
+                error: Some(FunctionError {
+                    code: NODE_UNAVAILABLE_CODE.to_string(),
+                    message,
+                }),
+            })),
+        );
+        at
+    }
+
     fn done(&mut self, i: usize) -> Result<(), SimError> {
-        let Some(container_id) = self.holding[i].take() else {
+        let Some((request_id, container_id)) = self.holding[i].take() else {
             return Ok(());
         };
         let busy = self.cpu_since_sample(i);
@@ -781,7 +1009,7 @@ impl<'a> Sim<'a> {
             .as_ref()
             .map_or(0, |r| (r.duration_ms * 1e6) as u64);
         self.deliver(Event::Return(Return {
-            request_id: Arc::from(format!("r{i}")),
+            request_id,
             container_id,
             duration_ns,
             max_memory_bytes: inv.expected_memory_mb * MIB,
@@ -881,6 +1109,23 @@ impl<'a> Sim<'a> {
     // ---- node service ----
 
     fn create(&mut self, op: faas_scheduler::model::OpId, node_id: Text, function: FunctionSpec) {
+        if self.lost.contains(&node_id) {
+            let at = self.now + us(LOST_NODE_ANSWER_MS);
+            let message =
+                format!("CreateContainer: connection refused (node {node_id} stopped answering)");
+            self.push(
+                at,
+                Ev::DeliverLenient(Event::NodeUnreachable {
+                    node_id,
+                    message: message.clone(),
+                }),
+            );
+            self.push(
+                at,
+                Ev::DeliverLenient(Event::ContainerCreateFailed { op, message }),
+            );
+            return;
+        }
         let fits = match self.nodes.get_mut(&node_id) {
             Some(n) => {
                 n.used += self.o.container_rss_bytes;
@@ -978,6 +1223,10 @@ impl<'a> Sim<'a> {
         let mut nodes: Vec<Text> = self.nodes.keys().cloned().collect();
         nodes.sort_unstable();
         for node_id in nodes {
+            if self.lost.contains(&node_id) {
+                self.unreachable(node_id, "GetStats: connection refused")?;
+                continue;
+            }
             let mut containers = per_node.remove(&node_id).unwrap_or_default();
             containers.sort_unstable_by(|a, b| a.container_id.cmp(&b.container_id));
             let used: u64 = containers.iter().map(|c| c.memory_usage_bytes).sum();
@@ -1015,14 +1264,46 @@ impl<'a> Sim<'a> {
                 "{unanswered} requests were never answered by the policy"
             ));
         }
+        if !self.o.faults.0.is_empty() {
+            self.result.leaks = Some(self.leaks());
+        }
         self.result.end_ms = end_ms;
         self.result.requests = self.records.into_iter().flatten().collect();
         self.result
     }
+
+    /// Nodes the resource manager model holds reserved, and live containers, that the
+    /// policy does not hold at the end of the run (no process can leak here). A reserve or
+    /// a create whose answer is still on its way is not a leak.
+    fn leaks(&self) -> Leaks {
+        let store = &self.policy.state().store;
+        let known: HashSet<Text> = store.nodes().map(|(_, n)| n.addr().id).collect();
+        let now_ms = self.now_ms() as i64;
+        let answered_by = now_ms - self.o.reserve_ms.ceil() as i64;
+        Leaks {
+            processes: 0,
+            containers: self
+                .containers
+                .iter()
+                .filter(|(id, c)| {
+                    self.result.containers[c.lifetime].created_ms < now_ms
+                        && store.container_by_id(id).is_none()
+                })
+                .count() as u64,
+            nodes: self
+                .nodes
+                .iter()
+                .filter(|(id, n)| {
+                    self.result.nodes[n.usage].reserved_ms < answered_by && !known.contains(*id)
+                })
+                .count() as u64,
+        }
+    }
 }
 
-/// The invocation index of a simulated request id (`r{index}`).
+/// The invocation index of a simulated request id (`r{index}`, or `r{index}-retry`).
 fn request_index(id: &str) -> Option<usize> {
+    let id = id.strip_suffix("-retry").unwrap_or(id);
     id.strip_prefix('r')?.parse().ok()
 }
 

@@ -4,10 +4,11 @@
 //! reply never comes.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use faas_e2e::fault::{FaultInjector, FaultKind, Strike, fault_reports, parse_faults};
 use faas_e2e::live::{self, LiveOptions};
 use faas_e2e::workload::{FunctionProfile, HandlerKind, Invocation, MIB, Workload};
 use faas_proto::admin::admin_server::{Admin, AdminServer};
@@ -26,6 +27,8 @@ struct Fake {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     calls: AtomicUsize,
+    /// Every call fails with UNAVAILABLE while set (a fault).
+    down: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -39,6 +42,9 @@ impl ApiServer for Shared {
     ) -> Result<Response<InvokeFunctionReply>, Status> {
         let req = request.into_inner();
         let fake = &self.0;
+        if fake.down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("the fake is down"));
+        }
         if !fake.deployed.lock().unwrap().contains(&req.function_name) {
             return Err(Status::not_found(format!(
                 "function {} not found",
@@ -248,4 +254,85 @@ async fn a_missing_function_is_an_error_with_its_code() {
     };
     let e = live::run(&workload, &options).await.unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+}
+
+/// Takes the fake down for 300 ms on `restart-apiserver`; cannot strike anything else.
+struct DownFor300Ms(Arc<Fake>);
+
+impl FaultInjector for DownFor300Ms {
+    async fn inject(&mut self, fault: FaultKind) -> Result<Strike, String> {
+        if fault != FaultKind::RestartApiserver {
+            return Err(format!("the fake has no {fault}"));
+        }
+        let at = std::time::Instant::now();
+        self.0.down.store(true, Ordering::SeqCst);
+        let fake = self.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            fake.down.store(false, Ordering::SeqCst);
+        });
+        Ok(Strike {
+            at,
+            target: "the fake, down for 300 ms".into(),
+            in_flight: None,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_strike_at_their_time_and_their_figures_follow() {
+    let fake = Arc::new(Fake::default());
+    let addr = serve(fake.clone()).await;
+    let functions = vec![FunctionProfile::new(
+        "fast",
+        HandlerKind::Hello,
+        128 * MIB,
+        60_000,
+        0.0,
+    )];
+    // A call every 10 ms for 2.5 s.
+    let calls: Vec<Invocation> = (0..250).map(|i| call(i * 10, 0)).collect();
+    let workload = Workload::new("fake", functions, calls, 2_500).unwrap();
+    let options = LiveOptions {
+        apiserver: addr,
+        policy: "fake".into(),
+        progress: false,
+        ..LiveOptions::default()
+    };
+    let faults = parse_faults("restart-apiserver@500ms,kill-node@1200ms").unwrap();
+    let mut injector = DownFor300Ms(fake.clone());
+    let run = live::run_with_faults(&workload, &options, &faults, &mut injector)
+        .await
+        .unwrap();
+    assert_eq!(run.faults.len(), 2);
+    let down = &run.faults[0];
+    assert_eq!(down.fault, "restart-apiserver@500ms");
+    assert!((500..600).contains(&down.at_ms), "{down:?}");
+    assert_eq!(down.target, "the fake, down for 300 ms");
+    assert_eq!(down.error, None);
+    let refused = &run.faults[1];
+    assert_eq!(refused.error.as_deref(), Some("the fake has no kill-node"));
+    assert!(refused.at_ms >= 1200, "{refused:?}");
+
+    let figures = fault_reports(&run);
+    let f = &figures[0];
+    // About 30 calls were sent while the fake was down, all failed UNAVAILABLE; the calls
+    // sent after it came back all succeeded.
+    assert!((20..=40).contains(&f.failed_after), "{f:?}");
+    assert_eq!(f.failed_by_status["UNAVAILABLE"], f.failed_after);
+    // Every failure was sent after the fault, or in flight (on its way) when it struck.
+    assert!(run.errors() <= f.failed_after + f.in_flight, "{f:?}");
+    // The kill-node that could not strike does not end its calls: they run to the end.
+    assert!((195..=200).contains(&f.sent_after), "{f:?}");
+    let (first, back) = (f.first_success_ms.unwrap(), f.recovered_ms.unwrap());
+    assert!((250.0..450.0).contains(&first), "{f:?}");
+    assert!(back >= first && back < 500.0, "{f:?}");
+    // The fault that could not strike counts no call in flight; its calls all succeeded.
+    assert_eq!((figures[1].in_flight, figures[1].failed_after), (0, 0));
+    // A fault past the run is refused before anything is sent.
+    let late = parse_faults("kill-node@3s").unwrap();
+    let e = live::run_with_faults(&workload, &options, &late, &mut injector)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not within the run"), "{e}");
 }

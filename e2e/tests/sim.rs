@@ -135,3 +135,98 @@ fn keepalive_trades_cold_starts_for_node_time_on_a_trace_hour() {
         "some container idled out"
     );
 }
+
+/// 40 s of steady load: calls of 300 ms (sleep) and 5 ms (hello), always some running.
+fn steady() -> Workload {
+    use faas_e2e::workload::{Arrivals, FunctionProfile, HandlerKind, MIB, WorkloadBuilder};
+    let mut b = WorkloadBuilder::new("steady", 40_000);
+    let nap = b.function(FunctionProfile::new(
+        "nap",
+        HandlerKind::Sleep,
+        256 * MIB,
+        60_000,
+        300.0,
+    ));
+    let hi = b.function(FunctionProfile::new(
+        "hi",
+        HandlerKind::Hello,
+        128 * MIB,
+        60_000,
+        5.0,
+    ));
+    b.stream(nap, Arrivals::Poisson { rate_per_s: 30.0 }, 0, 40_000);
+    b.stream(hi, Arrivals::Poisson { rate_per_s: 20.0 }, 0, 40_000);
+    b.build(5).unwrap()
+}
+
+#[test]
+fn every_policy_recovers_from_a_lost_node_in_virtual_time() {
+    use faas_e2e::fault::{fault_reports, parse_faults};
+    let w = steady();
+    let o = SimOptions {
+        faults: parse_faults("kill-node@10s,kill-node@25s").unwrap(),
+        ..SimOptions::default()
+    };
+    for policy in faas_scheduler::core::POLICY_NAMES {
+        let run = simulate_named(&w, policy, &o).unwrap().result;
+        assert_eq!(run.requests.len(), w.invocations.len());
+        let faults = fault_reports(&run);
+        assert_eq!(faults.len(), 2, "{policy}");
+        for f in &faults {
+            assert_eq!(f.error, None, "{policy} {}", f.fault);
+            assert!(
+                f.target.contains("stops answering"),
+                "{policy}: {}",
+                f.target
+            );
+            assert!(f.sent_after > 500, "{policy}: {f:?}");
+            // Calls sent after the loss go elsewhere (a container on the lost node is
+            // refused and the call retried): none fails.
+            assert_eq!(f.failed_after, 0, "{policy}: {f:?}");
+            let first = f.first_success_ms.expect("a success after the fault");
+            let back = f.recovered_ms.expect("the success rate is back");
+            assert!(back >= first && back < 1_000.0, "{policy}: {f:?}");
+        }
+        // Only the calls the lost nodes were running failed, with UNAVAILABLE.
+        let failed: Vec<&str> = run
+            .requests
+            .iter()
+            .filter_map(|r| r.error.as_deref())
+            .collect();
+        let in_flight: u64 = faults.iter().map(|f| f.in_flight).sum();
+        assert!(in_flight > 0, "{policy}: the lost nodes ran calls");
+        assert_eq!(failed.len() as u64, in_flight, "{policy}: {failed:?}");
+        assert!(
+            failed
+                .iter()
+                .all(|e| e.starts_with("Unavailable") && e.contains("may have run")),
+            "{policy}: {failed:?}"
+        );
+        // The lost nodes were released within the loss time (3 s) and a tick, and nothing
+        // is held that the policy forgot.
+        for f in &run.faults {
+            let node = f.target.split_whitespace().nth(1).unwrap();
+            let usage = run.nodes.iter().find(|n| n.id == node).unwrap();
+            let released = usage.released_ms.expect("a lost node is released");
+            let lost_after = released - f.at_ms as i64;
+            assert!(
+                (3_000..5_000).contains(&lost_after),
+                "{policy}: {node} after {lost_after} ms"
+            );
+        }
+        assert_eq!(run.leaks, Some(Default::default()), "{policy}");
+    }
+    // The simulator refuses what it does not model.
+    let restart = SimOptions {
+        faults: parse_faults("restart-scheduler@10s").unwrap(),
+        ..SimOptions::default()
+    };
+    let e = simulate_named(&w, "baseline", &restart).unwrap_err();
+    assert!(e.to_string().contains("node loss only (kill-node)"), "{e}");
+    let late = SimOptions {
+        faults: parse_faults("kill-node@40s").unwrap(),
+        ..SimOptions::default()
+    };
+    let e = simulate_named(&w, "baseline", &late).unwrap_err();
+    assert!(e.to_string().contains("not within the run"), "{e}");
+}

@@ -3,9 +3,11 @@
 //! at what the platform reports ([`observe`]) and at a recorded load ([`load`]).
 #![allow(dead_code)]
 
-pub mod load;
-pub mod observe;
-pub mod procs;
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use faas_cli::load;
+#[allow(unused_imports)]
+pub use faas_e2e::{observe, procs};
 
 // The process helpers the older tests call as `support::...`.
 #[allow(unused_imports)]

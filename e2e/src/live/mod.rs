@@ -19,6 +19,8 @@
 //!   [`LiveOptions::grace_ms`]; what is still outstanding then is recorded as an error.
 //! - A progress bar (sent / answered / errors) is drawn on stderr when it is a terminal and
 //!   [`LiveOptions::progress`] is on.
+//! - [`run_with_faults`] also strikes a fault plan while the load runs, through a
+//!   [`FaultInjector`] that owns the platform (see [`crate::fault`]).
 
 pub mod client;
 
@@ -35,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::fault::{FaultInjector, FaultPlan, InjectedFault, NoFaults};
 use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
 use crate::workload::Workload;
 use client::{PlatformClient, describe};
@@ -113,6 +116,24 @@ struct Seen {
 
 /// Replays `workload` against the platform (see the module documentation).
 pub async fn run(workload: &Workload, options: &LiveOptions) -> Result<RunResult, LiveError> {
+    run_with_faults(workload, options, &FaultPlan::default(), &mut NoFaults).await
+}
+
+/// [`run`], striking each fault of `faults` with `injector` at its time (ms from the first
+/// send) while the load runs. Each strike (or why it failed) is recorded in
+/// [`RunResult::faults`]; a fault must fall within the workload's duration.
+pub async fn run_with_faults<I: FaultInjector>(
+    workload: &Workload,
+    options: &LiveOptions,
+    faults: &FaultPlan,
+    injector: &mut I,
+) -> Result<RunResult, LiveError> {
+    faults
+        .check_within(workload.duration_ms)
+        .map_err(|reason| LiveError::InvalidOption {
+            name: "faults",
+            reason,
+        })?;
     if options.max_in_flight == 0 {
         return Err(LiveError::InvalidOption {
             name: "max_in_flight",
@@ -239,29 +260,35 @@ pub async fn run(workload: &Workload, options: &LiveOptions) -> Result<RunResult
     };
     drop(tx);
 
-    // Collect until every invocation is answered, or the grace after the last send is over.
-    let mut records: Vec<Option<RequestRecord>> = vec![None; n];
-    let mut answered = 0usize;
-    let mut errors = 0usize;
-    let mut last_reply_ms = 0i64;
+    // Collect until every invocation is answered, or the grace after the last send is over;
+    // strike the faults meanwhile.
     let deadline = start
         + Duration::from_millis(workload.duration_ms)
         + Duration::from_millis(options.grace_ms);
-    while answered < n {
-        let next = tokio::select! {
-            r = rx.recv() => r,
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        let Some((i, record)) = next else { break };
-        if records[i].is_none() {
-            answered += 1;
-            errors += usize::from(record.error.is_some());
-            last_reply_ms = last_reply_ms.max(start.elapsed().as_millis() as i64);
-            records[i] = Some(record);
-            bar.set_position(answered as u64);
-            bar.set_message(format!("{errors} errors"));
+    let collect = async {
+        let mut records: Vec<Option<RequestRecord>> = vec![None; n];
+        let mut answered = 0usize;
+        let mut errors = 0usize;
+        let mut last_reply_ms = 0i64;
+        while answered < n {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some((i, record)) = next else { break };
+            if records[i].is_none() {
+                answered += 1;
+                errors += usize::from(record.error.is_some());
+                last_reply_ms = last_reply_ms.max(start.elapsed().as_millis() as i64);
+                records[i] = Some(record);
+                bar.set_position(answered as u64);
+                bar.set_message(format!("{errors} errors"));
+            }
         }
-    }
+        (records, answered, last_reply_ms)
+    };
+    let ((records, answered, last_reply_ms), struck) =
+        tokio::join!(collect, strike(faults, injector, start));
     let end_ms = if answered < n {
         start.elapsed().as_millis() as i64
     } else {
@@ -312,6 +339,7 @@ pub async fn run(workload: &Workload, options: &LiveOptions) -> Result<RunResult
         })
         .collect();
     result.end_ms = end_ms;
+    result.faults = struck;
     result.containers = lifetimes(seen, &requests, workload);
     result.requests = requests;
 
@@ -339,6 +367,42 @@ pub async fn run(workload: &Workload, options: &LiveOptions) -> Result<RunResult
             .push("container lifetimes unknown: idle memory-time not measured".to_string());
     }
     Ok(result)
+}
+
+/// Strikes each fault at its time from `start`; what each strike hit, or why it failed.
+async fn strike<I: FaultInjector>(
+    faults: &FaultPlan,
+    injector: &mut I,
+    start: Instant,
+) -> Vec<InjectedFault> {
+    let mut struck = Vec::with_capacity(faults.0.len());
+    for fault in &faults.0 {
+        tokio::time::sleep_until(start + Duration::from_millis(fault.at_ms)).await;
+        let tried_ms = start.elapsed().as_millis() as u64;
+        let record = match injector.inject(fault.kind).await {
+            Ok(s) => InjectedFault {
+                fault: fault.to_string(),
+                at_ms: Instant::from_std(s.at)
+                    .saturating_duration_since(start)
+                    .as_millis() as u64,
+                target: s.target,
+                in_flight: s.in_flight,
+                error: None,
+            },
+            Err(error) => {
+                tracing::warn!(%fault, %error, "the fault could not strike");
+                InjectedFault {
+                    fault: fault.to_string(),
+                    at_ms: tried_ms,
+                    target: String::new(),
+                    in_flight: None,
+                    error: Some(error),
+                }
+            }
+        };
+        struck.push(record);
+    }
+    struck
 }
 
 /// A failed request's record.

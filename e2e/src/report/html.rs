@@ -194,6 +194,61 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
 
+/// The faults table and what the runs left behind (nothing without faults or leaks).
+fn faults(report: &Report, h: &mut String) {
+    use super::table::{after, by_status};
+    if !report.faults.is_empty() {
+        h.push_str(
+            "<h2>Faults</h2>\n<table><tr><th>fault</th><th>policy</th><th>at s</th>\
+             <th>hit</th><th>in flight</th><th>sent after</th><th>failed after</th>\
+             <th>failed by status</th><th>first success ms</th><th>99% back ms</th></tr>\n",
+        );
+        for f in &report.faults {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(&f.fault),
+                escape(&f.policy),
+                f.at_ms as f64 / 1000.0,
+                escape(&f.hit()),
+                f.in_flight,
+                f.sent_after,
+                f.failed_after,
+                escape(&by_status(&f.failed_by_status)),
+                after(f.first_success_ms),
+                after(f.recovered_ms)
+            ));
+        }
+        h.push_str(
+            "</table>\n<p>In flight: calls on the faulted part when it struck (a restart: \
+             every call). After: calls sent from the fault to the next one; a failure still \
+             in flight at the next fault is that fault's. 99% back: from the fault until \
+             every 1 s window of calls has at least 99% successes.</p>\n",
+        );
+    }
+    let leaks = report.leaks_by_policy();
+    if !leaks.is_empty() {
+        h.push_str(
+            "<h2>Left behind</h2>\n<table><tr><th>policy</th><th>processes</th>\
+             <th>containers</th><th>nodes</th></tr>\n",
+        );
+        for (name, l) in leaks {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(name),
+                l.processes,
+                l.containers,
+                l.nodes
+            ));
+        }
+        h.push_str(
+            "</table>\n<p>Processes: node and container processes running after the \
+             platform stopped. Containers and nodes: held by the nodes (reserved at the \
+             resource manager) at the end of the run but unknown to the scheduler.</p>\n",
+        );
+    }
+}
+
 /// Renders the whole page.
 pub(super) fn render(report: &Report) -> Result<String, ReportError> {
     let mut h = String::new();
@@ -288,6 +343,8 @@ pub(super) fn render(report: &Report) -> Result<String, ReportError> {
     }
     h.push_str("</table>\n");
 
+    faults(report, &mut h);
+
     let runs = report.runs();
     let bucket = runs
         .iter()
@@ -320,6 +377,18 @@ pub(super) fn render(report: &Report) -> Result<String, ReportError> {
         "cold starts",
         &cold,
     )?);
+    if !report.faults.is_empty() {
+        // Fine-grained, to show each fault's dip and recovery.
+        let errors: Vec<(String, TimeSeries)> = runs
+            .iter()
+            .map(|r| (r.policy.clone(), r.errors_over_time(1000)))
+            .collect();
+        h.push_str(&series_chart(
+            "Failed calls per 1 s (by send time)",
+            "failed calls",
+            &errors,
+        )?);
+    }
     h.push_str("</div>\n");
 
     h.push_str("<h2>Response time per function</h2>\n<div class=\"plots\">\n");

@@ -4,7 +4,12 @@
 //! - [`Report::summary`]: a terminal table (per policy, then per function);
 //! - [`Report::to_json`] / [`Report::write_json`]: `{"policies": {NAME: {"score", "requests",
 //!   "errors", "cold_starts", "node_seconds", "idle_memory_mb_seconds", "latency_ms":
-//!   {"p50","p99","p999"}, "functions": {...}, ...}}, ...}`;
+//!   {"p50","p99","p999"}, "functions": {...}, "leaks", ...}}, "faults": [{"policy", "fault",
+//!   "at_ms", "target", "in_flight", "sent_after", "failed_after", "failed_by_status",
+//!   "first_success_ms", "recovered_ms"}], "leaks": {"processes", "containers", "nodes"},
+//!   ...}` (`faults`: every run's, in run order, see [`crate::fault::fault_reports`];
+//!   `leaks`: summed over the runs that measured them, else `null`; each policy's own
+//!   `leaks` beside its figures);
 //! - [`Report::to_html`] / [`Report::write_html`]: one self-contained HTML file with SVG plots
 //!   (see [`html`]).
 //!
@@ -20,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::fault::{FaultReport, Leaks, fault_reports};
 use crate::record::{LatencySummary, RunResult};
 use crate::score::{Score, ScoreConfig, score};
 
@@ -107,6 +113,8 @@ pub struct PolicyReport {
     pub score_detail: Option<Score>,
     pub functions: BTreeMap<String, FunctionReport>,
     pub notes: Vec<String>,
+    /// What this run left behind once its platform stopped (`None`: not measured).
+    pub leaks: Option<Leaks>,
 }
 
 /// A report across policies.
@@ -120,6 +128,10 @@ pub struct Report {
     /// In the order the runs were given.
     #[serde(serialize_with = "policies_as_map")]
     pub policies: Vec<(String, PolicyReport)>,
+    /// Every run's faults, in run order.
+    pub faults: Vec<FaultReport>,
+    /// What the runs left behind, summed (`None`: no run measured it).
+    pub leaks: Option<Leaks>,
     #[serde(skip)]
     runs: Vec<RunResult>,
 }
@@ -244,9 +256,12 @@ impl Report {
                     score_detail: detail,
                     functions,
                     notes,
+                    leaks: run.leaks,
                 },
             ));
         }
+        let faults = runs.iter().flat_map(fault_reports).collect();
+        let leaks = runs.iter().filter_map(|r| r.leaks).reduce(|a, b| a + b);
         Ok(Report {
             workload: runs[base_idx].workload.clone(),
             description: options.description,
@@ -254,6 +269,8 @@ impl Report {
             baseline: runs[base_idx].policy.clone(),
             score_config: options.score,
             policies,
+            faults,
+            leaks,
             runs,
         })
     }
@@ -261,6 +278,14 @@ impl Report {
     /// The runs the report was made from.
     pub fn runs(&self) -> &[RunResult] {
         &self.runs
+    }
+
+    /// What each policy's run left behind, for the runs that measured it.
+    pub fn leaks_by_policy(&self) -> Vec<(&str, Leaks)> {
+        self.policies
+            .iter()
+            .filter_map(|(name, p)| Some((name.as_str(), p.leaks?)))
+            .collect()
     }
 
     /// One policy's figures.
@@ -390,6 +415,66 @@ pub(crate) mod tests {
             s.contains("ours") && s.contains("baseline") && s.contains("f3"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn faults_and_leaks_sit_beside_the_policies() {
+        use crate::fault::{InjectedFault, Leaks};
+        let plain =
+            Report::new(vec![run("baseline", 1.0, 1, 0)], ReportOptions::default()).unwrap();
+        let j = plain.to_json();
+        assert_eq!(j["faults"], serde_json::json!([]));
+        assert!(j["leaks"].is_null() && j["policies"]["baseline"]["leaks"].is_null());
+        assert!(!plain.summary().contains("faults"));
+
+        let mut faulted = run("ours", 1.0, 1, 0);
+        faulted.faults.push(InjectedFault {
+            fault: "kill-node@10s".into(),
+            at_ms: 10_020,
+            target: "SIGKILL node-service n0".into(),
+            in_flight: Some(2),
+            error: None,
+        });
+        faulted.leaks = Some(Leaks {
+            processes: 0,
+            containers: 1,
+            nodes: 0,
+        });
+        let mut clean = run("baseline", 1.0, 1, 0);
+        clean.leaks = Some(Leaks::default());
+        let rep = Report::new(vec![clean, faulted], ReportOptions::default()).unwrap();
+        let j = rep.to_json();
+        let f = &j["faults"][0];
+        assert_eq!(j["faults"].as_array().unwrap().len(), 1);
+        for k in crate::fault::FAULT_FIELDS
+            .iter()
+            .chain(&["policy", "target"])
+        {
+            assert!(f.get(k).is_some(), "missing faults[0].{k}");
+        }
+        assert_eq!(f["policy"], "ours");
+        assert_eq!(f["in_flight"], 2);
+        // The test run sends a call every 50 ms until 50 s: from 10.05 s on, 799.
+        assert_eq!(f["sent_after"], 799);
+        assert_eq!(f["failed_after"], 0);
+        assert_eq!(
+            j["leaks"],
+            serde_json::json!({"processes": 0, "containers": 1, "nodes": 0})
+        );
+        assert_eq!(j["policies"]["ours"]["leaks"]["containers"], 1);
+        assert_eq!(j["policies"]["baseline"]["leaks"]["containers"], 0);
+        let s = rep.summary();
+        assert!(
+            s.contains("kill-node@10s") && s.contains("SIGKILL node-service n0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ours: 0 processes, 1 containers, 0 nodes"),
+            "{s}"
+        );
+        let page = rep.to_html().unwrap();
+        assert!(page.contains("<h2>Faults</h2>") && page.contains("<h2>Left behind</h2>"));
+        assert!(page.contains("Failed calls per 1 s"));
     }
 
     #[test]

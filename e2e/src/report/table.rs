@@ -47,6 +47,68 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// `UNAVAILABLE 3, DEADLINE_EXCEEDED 1` (or `-`).
+pub(super) fn by_status(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "-".into();
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    parts.join(", ")
+}
+
+/// A time after a fault, ms, or `never`.
+pub(super) fn after(v: Option<f64>) -> String {
+    v.map_or("never".into(), ms)
+}
+
+/// The faults table, what each fault hit, and the leaks (nothing without faults or leaks).
+fn faults(report: &Report, out: &mut String) {
+    if !report.faults.is_empty() {
+        let rows: Vec<Vec<String>> = report
+            .faults
+            .iter()
+            .map(|f| {
+                vec![
+                    f.fault.clone(),
+                    f.policy.clone(),
+                    format!("{:.2}", f.at_ms as f64 / 1000.0),
+                    f.in_flight.to_string(),
+                    f.sent_after.to_string(),
+                    f.failed_after.to_string(),
+                    by_status(&f.failed_by_status),
+                    after(f.first_success_ms),
+                    after(f.recovered_ms),
+                ]
+            })
+            .collect();
+        out.push_str("\nfaults\n");
+        out.push_str(&grid(
+            &[
+                "fault",
+                "policy",
+                "at s",
+                "in flight",
+                "sent after",
+                "failed after",
+                "failed by status",
+                "first ok ms",
+                "99% back ms",
+            ],
+            &rows,
+        ));
+        for f in &report.faults {
+            let _ = writeln!(out, "  {} ({}): {}", f.fault, f.policy, f.hit());
+        }
+    }
+    let leaks = report.leaks_by_policy();
+    if !leaks.is_empty() {
+        out.push_str("\nleft behind once the platform stopped\n");
+        for (name, l) in leaks {
+            let _ = writeln!(out, "  {name}: {l}");
+        }
+    }
+}
+
 pub(super) fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -92,6 +154,7 @@ pub(super) fn render(report: &Report) -> String {
         ],
         &rows,
     ));
+    faults(report, &mut out);
     for (name, p) in &report.policies {
         let _ = writeln!(out, "\n{name}: per function");
         let mut functions: Vec<_> = p.functions.iter().collect();

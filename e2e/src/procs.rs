@@ -1,9 +1,9 @@
 //! The platform's processes as /proc shows them: this process's tree, which descendants are
 //! node services and container services, the ports they listen on, and signals to them.
 //!
-//! Shared by the integration tests (`support::procs`) and `examples/fault_bench.rs` (which
-//! includes this file with `#[path]`), so it uses nothing test-only.
-#![allow(dead_code)]
+//! Linux only (it reads /proc). The fault bench (`faas replay --faults`), the `faas-cli`
+//! integration tests and `examples/fault_bench.rs` find and signal the platform's processes
+//! with it.
 
 use std::collections::HashSet;
 
@@ -225,13 +225,17 @@ pub struct Paused {
 }
 
 impl Paused {
-    /// Stops `pid`.
+    /// Stops `pid`; panics if it cannot (a test's helper).
     pub fn stop(pid: u32) -> Paused {
-        assert!(signal(pid, libc::SIGSTOP), "cannot SIGSTOP {pid}");
-        Paused {
+        Paused::try_stop(pid).unwrap_or_else(|| panic!("cannot SIGSTOP {pid}"))
+    }
+
+    /// Stops `pid`, or `None` if the signal could not be delivered.
+    pub fn try_stop(pid: u32) -> Option<Paused> {
+        signal(pid, libc::SIGSTOP).then_some(Paused {
             pid,
             resumed: false,
-        }
+        })
     }
 
     /// The stopped process.

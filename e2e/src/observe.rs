@@ -1,9 +1,8 @@
 //! What the running platform says about itself: reserved nodes (resource manager), node and
 //! container answers, the scheduler's Prometheus figures, and a poll helper with a deadline.
 //!
-//! Shared by the integration tests (`support::observe`) and `examples/fault_bench.rs` (which
-//! includes this file with `#[path]` beside `procs.rs`).
-#![allow(dead_code)]
+//! The fault bench (`faas replay --faults`), the `faas-cli` integration tests and
+//! `examples/fault_bench.rs` look at the platform with it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use faas_proto::resourcemanagerproto::{GetNodesUsageRequest, NodeDesc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
-use super::procs;
+use crate::procs;
 
 /// How long one look at a component may take before it counts as no answer.
 pub const LOOK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -203,7 +202,7 @@ pub fn scheduler_nodes(text: &str) -> Option<u64> {
     metric(text, "scheduler_nodes", &["state=\"reserving\""]).map(|v| v as u64)
 }
 
-/// Reserved nodes against the nodes the scheduler knows.
+/// Reserved nodes (and their containers) against what the scheduler holds.
 #[derive(Clone, Debug, Default)]
 pub struct NodeLedger {
     /// Ids of the nodes reserved and not released (resource manager).
@@ -212,6 +211,11 @@ pub struct NodeLedger {
     pub not_answering: Vec<String>,
     /// The nodes the scheduler holds (`None`: its metrics did not answer).
     pub scheduler_nodes: Option<u64>,
+    /// The function containers the answering reserved nodes list in `GetStats`.
+    pub node_containers: u64,
+    /// The containers the scheduler holds, in any state (`None`: its metrics did not
+    /// answer).
+    pub scheduler_containers: Option<u64>,
 }
 
 impl NodeLedger {
@@ -221,25 +225,83 @@ impl NodeLedger {
         self.reserved.len().saturating_sub(known)
     }
 
+    /// Containers the nodes hold beyond the ones the scheduler knows (orphans).
+    pub fn orphan_containers(&self) -> u64 {
+        self.node_containers
+            .saturating_sub(self.scheduler_containers.unwrap_or(0))
+    }
+
     /// Every reserved node answers and is known to the scheduler, and no more.
     pub fn consistent(&self) -> bool {
         self.not_answering.is_empty() && self.scheduler_nodes == Some(self.reserved.len() as u64)
     }
+
+    /// [`Self::consistent`], and the scheduler knows every container the nodes hold.
+    pub fn settled(&self) -> bool {
+        self.consistent() && self.scheduler_containers.is_some() && self.orphan_containers() == 0
+    }
 }
 
-/// Reserved nodes (and whether they answer) against the scheduler's `scheduler_nodes` gauge.
+/// Reserved nodes (whether they answer, their containers) against the scheduler's
+/// `scheduler_nodes` and `scheduler_containers` gauges.
 pub async fn node_ledger(resource_manager: &str, scheduler_metrics_port: u16) -> NodeLedger {
     let reserved = reserved_nodes(resource_manager).await.unwrap_or_default();
     let mut ledger = NodeLedger::default();
     for node in reserved {
-        if node_stats(&node_addr(&node)).await.is_none() {
-            ledger.not_answering.push(node.id.clone());
+        match node_stats(&node_addr(&node)).await {
+            Some(stats) => ledger.node_containers += stats.container_stats_list.len() as u64,
+            None => ledger.not_answering.push(node.id.clone()),
         }
         ledger.reserved.push(node.id);
     }
-    ledger.scheduler_nodes = scrape(scheduler_metrics_port)
-        .await
+    let text = scrape(scheduler_metrics_port).await;
+    ledger.scheduler_nodes = text.as_deref().and_then(scheduler_nodes);
+    ledger.scheduler_containers = text
         .as_deref()
-        .and_then(scheduler_nodes);
+        .and_then(|t| metric(t, "scheduler_containers", &[]))
+        .map(|v| v as u64);
     ledger
+}
+
+/// A node service of this process tree and its function containers.
+#[derive(Clone, Debug)]
+pub struct BusyNode {
+    pub pid: u32,
+    pub node_id: String,
+    /// Its containers bound to a function, as they answered.
+    pub containers: Vec<LiveContainer>,
+}
+
+/// The invocations `containers` run now: each asked again, all at once (a container that
+/// does not answer counts none).
+pub async fn in_flight_now(containers: &[LiveContainer]) -> u64 {
+    let asks = containers.iter().map(|c| container_status(c.port));
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|s| u64::try_from(s.in_flight).unwrap_or(0))
+        .sum()
+}
+
+/// The node service holding the most function containers (ties: the lowest pid), if any
+/// holds one.
+pub async fn busiest_node() -> Option<BusyNode> {
+    let mut nodes: Vec<BusyNode> = Vec::new();
+    for c in live_containers().await {
+        if c.status.function_name.is_empty() {
+            continue;
+        }
+        match nodes.iter_mut().find(|n| n.pid == c.node_pid) {
+            Some(n) => n.containers.push(c),
+            None => nodes.push(BusyNode {
+                pid: c.node_pid,
+                node_id: c.node_id.clone(),
+                containers: vec![c],
+            }),
+        }
+    }
+    nodes
+        .into_iter()
+        .max_by_key(|n| (n.containers.len(), std::cmp::Reverse(n.pid)))
 }

@@ -1,18 +1,19 @@
 //! An open-loop load of invocations through the API server, recorded call by call, and what
 //! the records say about a fault: calls in flight at it, the first success after it, and
-//! when the success rate was back.
+//! when the success rate was back (the figures of `faas_e2e::fault`, on wall-clock
+//! instants).
 //!
-//! Shared by the integration tests (`support::load`) and `examples/fault_bench.rs` (which
-//! includes this file with `#[path]`).
-#![allow(dead_code)]
+//! The integration tests and `examples/fault_bench.rs` drive their faults with it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faas_cli::client::{Api, InvokeOutcome};
+use faas_e2e::fault::{self, Span};
 use tokio::task::JoinHandle;
+
+use crate::client::{Api, InvokeOutcome};
 
 /// How one call ended.
 #[derive(Clone, Debug)]
@@ -80,14 +81,7 @@ impl Call {
 
 /// `DEADLINE_EXCEEDED`-style name of a gRPC code.
 pub fn code_name(code: tonic::Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
+    fault::status_name(&format!("{code:?}"))
 }
 
 #[derive(Default)]
@@ -195,30 +189,42 @@ impl Load {
     }
 }
 
-/// The calls started in `[from, to)`.
-pub fn started_in(calls: &[Call], from: Instant, to: Instant) -> impl Iterator<Item = &Call> {
+/// The calls as [`Span`]s, ms from `origin` (negative before it).
+fn spans(calls: &[Call], origin: Instant) -> Vec<Span> {
+    let ms = |t: Instant| match t.checked_duration_since(origin) {
+        Some(d) => as_ms(d),
+        None => -as_ms(origin - t),
+    };
     calls
         .iter()
-        .filter(move |c| c.started >= from && c.started < to)
+        .map(|c| Span {
+            start_ms: ms(c.started),
+            end_ms: c.ended.map(ms),
+            ok: c.ok().is_some(),
+        })
+        .collect()
+}
+
+/// A duration in ms, exact to the nanosecond for any duration a run has.
+fn as_ms(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
+fn duration_ms(ms: f64) -> Duration {
+    Duration::from_nanos((ms.max(0.0) * 1e6).round() as u64)
 }
 
 /// The calls in flight at `t`: started by then and answered after (or never).
 pub fn in_flight_at(calls: &[Call], t: Instant) -> Vec<&Call> {
-    calls
-        .iter()
-        .filter(|c| c.started <= t && c.ended.is_none_or(|e| e > t))
+    fault::in_flight_at(&spans(calls, t), 0.0)
+        .map(|i| &calls[i])
         .collect()
 }
 
 /// From `t`, how long until the first answer that is a success of a call started at or
 /// after `t`.
 pub fn first_success_after(calls: &[Call], t: Instant) -> Option<Duration> {
-    calls
-        .iter()
-        .filter(|c| c.started >= t && c.ok().is_some())
-        .filter_map(|c| c.ended)
-        .min()
-        .map(|e| e - t)
+    fault::first_success_after(&spans(calls, t), 0.0).map(duration_ms)
 }
 
 /// From `fault`, the earliest offset (in 100 ms steps) from which every `window` of calls
@@ -231,27 +237,9 @@ pub fn recovered_after(
     until: Instant,
     window: Duration,
 ) -> Option<Duration> {
-    let step = Duration::from_millis(100);
-    let mut offsets = Vec::new();
-    let mut offset = Duration::ZERO;
-    while fault + offset + window <= until {
-        offsets.push(offset);
-        offset += step;
-    }
-    let mut back = None;
-    for &offset in offsets.iter().rev() {
-        let from = fault + offset;
-        let (mut total, mut ok) = (0usize, 0usize);
-        for c in started_in(calls, from, from + window) {
-            total += 1;
-            ok += usize::from(c.ok().is_some());
-        }
-        if ok * 100 < total * 99 {
-            break;
-        }
-        back = Some(offset);
-    }
-    back
+    let until_ms = as_ms(until.saturating_duration_since(fault));
+    let window_ms = as_ms(window);
+    fault::recovered_after(&spans(calls, fault), 0.0, until_ms, window_ms).map(duration_ms)
 }
 
 /// Failed (or unanswered) calls by status code name: how many, and the first one's message.
