@@ -66,8 +66,9 @@ pub struct PlatformOptions {
     /// data directory, only a new database is seeded from them.
     pub functions: Option<PathBuf>,
     /// Where the API server keeps deployed functions (`DATA_DIR/apiserver.db`), so a restart
-    /// loses none; `None`: memory only (`FAAS_DATA_DIR` is not read here: `faas up` resolves
-    /// its own default). Tests give a temporary directory.
+    /// loses none, and the resource manager its state (`DATA_DIR/resource-manager/`), so the
+    /// nodes of a crashed run are taken back; `None`: memory only (`FAAS_DATA_DIR` is not
+    /// read here: `faas up` resolves its own default). Tests give a temporary directory.
     pub data_dir: Option<PathBuf>,
     /// Where nodes come from: `local` (node-service child processes) or `docker`
     /// (node-service containers; see the resource manager's `--provider`).
@@ -460,6 +461,11 @@ impl LocalPlatform {
         if let Some(n) = opts.node_warm_pool {
             rm_args.push("--node-warm-pool".to_string());
             rm_args.push(n.to_string());
+        }
+        if let Some(dir) = &opts.data_dir {
+            // Its nodes outlive a crash of this process and are taken back next time.
+            rm_args.push("--state-dir".to_string());
+            rm_args.push(dir.join("resource-manager").display().to_string());
         }
         rm_args.extend(opts.resource_manager_args.iter().cloned());
         let rm_config: faas_resource_manager::Config = config_from(RESOURCE_MANAGER, &rm_args)?;
