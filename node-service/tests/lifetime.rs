@@ -31,6 +31,9 @@ fn node_service() -> tokio::process::Command {
     cmd.env("FAAS_CONTAINER_SERVICE_BIN", container_service_bin())
         .env_remove("NODE_ORPHAN_TIMEOUT_MS")
         .env_remove("NODE_METRICS_PORT")
+        // CI sets RUST_BACKTRACE=1, which makes anyhow print a backtrace after the message.
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LIB_BACKTRACE")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
