@@ -24,9 +24,7 @@ use faas_proto::schedulerproto::scheduler_server::SchedulerServer;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::api::{
-    GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi,
-};
+use crate::api::{GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi};
 use crate::core::{PolicyOptions, UnknownPolicy, policy_by_name};
 use crate::service::{Scheduler, ServiceOptions};
 

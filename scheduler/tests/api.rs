@@ -19,12 +19,12 @@ use faas_proto::resourcemanagerproto::{
     GetNodesUsageReply, GetNodesUsageRequest, NodeDesc, ReleaseNodeReply, ReleaseNodeRequest,
     ReserveNodeReply, ReserveNodeRequest,
 };
+use faas_proto::scheduler_admin::RetireFunctionRequest;
+use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
 };
-use faas_proto::scheduler_admin::RetireFunctionRequest;
-use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use tokio::net::TcpListener;
 use tonic::{Code, Request, Response, Status};
 

@@ -7,20 +7,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use faas_proto::node_admin::DescribeNodeRequest;
+use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use faas_proto::nodeservoceproto::{
     CreateContainerRequest, FunctionMeta, GetStatsRequest, RemoveContainerRequest,
 };
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
-use faas_proto::node_admin::DescribeNodeRequest;
-use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::resourcemanagerproto::{
     GetNodesUsageRequest, NodeDesc, ReleaseNodeRequest, ReserveNodeRequest,
 };
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::model::{
     AdoptedContainer, ContainerUsage, FunctionSpec, Millis, NodeAddr, NodeInfo, NodeUsage,
@@ -56,6 +56,16 @@ fn transport_failure(s: &tonic::Status) -> bool {
             std::error::Error::source(s).is_some()
         }
         _ => false,
+    }
+}
+
+/// `what failed: CODE: message`, unreachable when the peer never answered.
+fn port_error(what: String, s: &tonic::Status) -> PortError {
+    let message = format!("{what} failed: {:?}: {}", s.code(), s.message());
+    if transport_failure(s) {
+        PortError::unreachable(message)
+    } else {
+        PortError::answered(message)
     }
 }
 
@@ -158,19 +168,7 @@ impl ResourcePort for GrpcResource {
             .clone()
             .get_nodes_usage(timed(request, CALL_TIMEOUT))
             .await
-            .map_err(|s| {
-                let message = format!(
-                    "GetNodesUsage at {} failed: {:?}: {}",
-                    self.endpoint,
-                    s.code(),
-                    s.message()
-                );
-                if transport_failure(&s) {
-                    PortError::unreachable(message)
-                } else {
-                    PortError::answered(message)
-                }
-            })?
+            .map_err(|s| port_error(format!("GetNodesUsage at {}", self.endpoint), &s))?
             .into_inner();
         Ok(reply
             .nodes
@@ -202,19 +200,7 @@ impl ResourcePort for GrpcResource {
             .release_node(timed(request, CALL_TIMEOUT))
             .await
             .map(|_| ())
-            .map_err(|s| {
-                let message = format!(
-                    "ReleaseNode {node_id} at {} failed: {:?}: {}",
-                    self.endpoint,
-                    s.code(),
-                    s.message()
-                );
-                if transport_failure(&s) {
-                    PortError::unreachable(message)
-                } else {
-                    PortError::answered(message)
-                }
-            })
+            .map_err(|s| port_error(format!("ReleaseNode {node_id} at {}", self.endpoint), &s))
     }
 }
 
@@ -246,19 +232,13 @@ impl GrpcNodes {
     }
 
     fn failed(node: &NodeAddr, call: &str, s: tonic::Status) -> PortError {
-        let message = format!(
-            "{call} on node {} ({}:{}) failed: {:?}: {}",
-            node.id,
-            node.address,
-            node.port,
-            s.code(),
-            s.message()
-        );
-        if transport_failure(&s) {
-            PortError::unreachable(message)
-        } else {
-            PortError::answered(message)
-        }
+        port_error(
+            format!(
+                "{call} on node {} ({}:{})",
+                node.id, node.address, node.port
+            ),
+            &s,
+        )
     }
 }
 

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use faas_common::text::clip;
 use faas_proto::schedulerproto::scheduler_server::Scheduler as SchedulerRpc;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
 };
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
-use faas_common::text::clip;
 use tracing::Instrument;
 
 use super::metrics::Metrics;
@@ -193,7 +193,8 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
         let started = std::time::Instant::now();
-        let timeout = faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
+        let timeout =
+            faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
         let acquire = match to_acquire(request.into_inner(), self.service.now(), timeout) {
             Ok(a) => a,
             Err(status) => {
@@ -305,7 +306,11 @@ mod tests {
         let mut r = request();
         r.function_name = "f".repeat(1 << 20);
         let m = msg(r);
-        assert!(m.contains("function name is 1048576 bytes"), "{}", &m[..100]);
+        assert!(
+            m.contains("function name is 1048576 bytes"),
+            "{}",
+            &m[..100]
+        );
         assert!(m.len() < 400, "{} bytes", m.len());
         let a = to_acquire(request(), 100, Duration::from_secs(2)).unwrap();
         assert_eq!(a.deadline, 2_100);

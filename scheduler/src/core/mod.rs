@@ -15,8 +15,8 @@ pub mod state;
 use std::fmt;
 
 use crate::model::{
-    AdoptedContainer, FunctionError, FunctionSpec, Millis, NodeAddr, NodeInfo, OpId,
-    StatsSample, Text,
+    AdoptedContainer, FunctionError, FunctionSpec, Millis, NodeAddr, NodeInfo, OpId, StatsSample,
+    Text,
 };
 pub use crate::policies::{POLICY_NAMES, policy_by_name};
 pub use state::{CreateOp, Healed, Op, ReserveOp, Returned, State, Waiter};
@@ -300,7 +300,10 @@ impl fmt::Display for HealthNote {
                 container_id,
                 node_id,
                 reason,
-            } => write!(f, "container {container_id} on node {node_id} is dead: {reason}"),
+            } => write!(
+                f,
+                "container {container_id} on node {node_id} is dead: {reason}"
+            ),
             HealthNote::LeaseExpired {
                 request_id,
                 container_id,

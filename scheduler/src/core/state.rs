@@ -16,7 +16,9 @@ use super::{
     Acquire, AcquireError, AcquireErrorCode, CoreError, Decision, Grant, PolicyOptions, Return,
     Snapshot,
 };
-use crate::model::{Container, ContainerState, Lease, Millis, Node, NodeInfo, NodeState, OpId, Text};
+use crate::model::{
+    Container, ContainerState, Lease, Millis, Node, NodeInfo, NodeState, OpId, Text,
+};
 use crate::store::{ContainerKey, FunctionKey, LeaseRow, Map, NodeKey, Set, Store};
 
 pub use health::Healed;
@@ -430,8 +432,7 @@ impl State {
             if let Some(key) = self.has_orphans(&ret.container_id) {
                 // A call granted before this scheduler restarted.
                 self.observe(now);
-                self.store
-                    .remember_return(ret.request_id, ret.container_id);
+                self.store.remember_return(ret.request_id, ret.container_id);
                 return Ok(self.accept_orphan_return(
                     now,
                     key,

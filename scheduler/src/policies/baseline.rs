@@ -166,9 +166,6 @@ impl Policy for Baseline {
                     self.state.reject(request_id, error, out);
                 }
             }
-            Event::RetireFunction { function } => {
-                let _ = self.state.retire_function(&function, out);
-            }
             Event::NodeAdopted {
                 node,
                 reserved_at,
@@ -177,12 +174,11 @@ impl Policy for Baseline {
                 self.state
                     .adopt_node(now, node, reserved_at, containers, out)?;
             }
-            Event::NodeUnreachable { node_id, message } => {
-                self.state.node_unreachable(now, &node_id, message, out);
-            }
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::Stats(sample) => self.state.apply_stats(now, sample, out),
+            shared @ (Event::RetireFunction { .. }
+            | Event::NodeUnreachable { .. }
+            | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
             Event::Tick => {
                 self.state.expire(now, out);
                 let healed = self.state.heal(now, out);

@@ -75,7 +75,10 @@ fn a_lost_node_is_forgotten_released_and_its_work_goes_elsewhere() {
         assert!(s.released.contains(&node), "{name}: {:?}", s.released);
         assert!(s.p.state().store.node_by_id(&node).is_none(), "{name}");
         assert!(
-            s.p.state().store.container_by_id(&first.container_id).is_none(),
+            s.p.state()
+                .store
+                .container_by_id(&first.container_id)
+                .is_none(),
             "{name}: the lost node's container is forgotten"
         );
         assert_eq!(s.p.snapshot().nodes_lost, 1, "{name}");
@@ -105,12 +108,11 @@ fn a_request_waiting_on_a_lost_node_is_placed_elsewhere_at_once() {
         s.hold_creates = true;
         let f2 = spec("g", 512);
         s.acquire("r1", &f2);
-        let (_, create) = s
-            .p
-            .state()
-            .creates()
-            .next()
-            .unwrap_or_else(|| panic!("{name}: a create for r1"));
+        let (_, create) =
+            s.p.state()
+                .creates()
+                .next()
+                .unwrap_or_else(|| panic!("{name}: a create for r1"));
         let node = s.p.state().store.node(create.node).unwrap().id.to_string();
         s.unreachable(&node);
         s.now = 500;
@@ -144,14 +146,23 @@ fn a_node_that_answers_again_or_failed_once_is_kept() {
         s.now = 1_000;
         s.node_stats(&node, &[]);
         assert!(
-            matches!(s.health.last(), Some(HealthNote::NodeRecovered { after_ms: 1_000, .. })),
+            matches!(
+                s.health.last(),
+                Some(HealthNote::NodeRecovered {
+                    after_ms: 1_000,
+                    ..
+                })
+            ),
             "{name}: {:?}",
             s.health
         );
         s.now = 2_000;
         s.unreachable(&node);
         s.advance(30_000);
-        assert!(lost(&s).is_empty(), "{name}: one failure alone never loses a node");
+        assert!(
+            lost(&s).is_empty(),
+            "{name}: one failure alone never loses a node"
+        );
         assert!(s.p.state().store.node_by_id(&node).is_some(), "{name}");
     }
 }
@@ -171,7 +182,10 @@ fn a_container_missing_from_two_samples_is_dead_and_replaced() {
         let (node, id) = (first.node_id.to_string(), first.container_id.to_string());
         s.now = 1_000;
         s.node_stats(&node, &[&id]);
-        assert!(!s.removed.contains(&id), "{name}: one missing sample is not enough");
+        assert!(
+            !s.removed.contains(&id),
+            "{name}: one missing sample is not enough"
+        );
         s.now = 2_000;
         s.node_stats(&node, &[&id]);
         assert!(s.removed.contains(&id), "{name}: {:?}", s.removed);
@@ -204,9 +218,13 @@ fn an_expired_lease_is_reclaimed_and_a_late_return_refused() {
         assert_eq!(s.p.state().store.lease_count(), 0, "{name}");
         assert_eq!(s.p.snapshot().leases_expired, 1, "{name}");
         assert!(
-            s.health
-                .iter()
-                .any(|n| matches!(n, HealthNote::LeaseExpired { held_ms: 11_000, .. })),
+            s.health.iter().any(|n| matches!(
+                n,
+                HealthNote::LeaseExpired {
+                    held_ms: 11_000,
+                    ..
+                }
+            )),
             "{name}: {:?}",
             s.health
         );
@@ -251,7 +269,10 @@ fn a_changed_definition_retires_the_old_containers() {
         };
         s.now = 200;
         s.acquire("r2", &second);
-        assert!(s.removed.contains(&c1.to_string()), "{name}: idle old one removed");
+        assert!(
+            s.removed.contains(&c1.to_string()),
+            "{name}: idle old one removed"
+        );
         let c2 = s.grant("r2").container_id;
         assert_ne!(c2, c1, "{name}: a container of the new definition");
         // A busy one finishes its call first, and is never granted again.
@@ -268,7 +289,10 @@ fn a_changed_definition_retires_the_old_containers() {
             "{name}: {:?}",
             s.health
         );
-        assert!(!s.removed.contains(&c2.to_string()), "{name}: busy, not removed yet");
+        assert!(
+            !s.removed.contains(&c2.to_string()),
+            "{name}: busy, not removed yet"
+        );
         let c3 = s.grant("r3").container_id;
         assert!(c3 != c1 && c3 != c2, "{name}");
         s.now = 400;
@@ -336,15 +360,26 @@ fn a_deleted_function_is_drained() {
         s.send(Event::RetireFunction {
             function: "f".into(),
         });
-        assert!(!s.removed.contains(&c1.to_string()), "{name}: a busy one drains");
+        assert!(
+            !s.removed.contains(&c1.to_string()),
+            "{name}: a busy one drains"
+        );
         s.now = 200;
         s.ret("r1", 10, 4);
-        assert!(s.removed.contains(&c1.to_string()), "{name}: removed after its call");
+        assert!(
+            s.removed.contains(&c1.to_string()),
+            "{name}: removed after its call"
+        );
         // Nothing of it comes back by itself (no pre-warm), and nothing is left.
         s.advance(3_600_000);
-        assert_eq!(s.p.state().store.function_by_name("f").map(|f| {
-            s.p.state().store.function(f).unwrap().containers
-        }), Some(0), "{name}");
+        assert_eq!(
+            s.p.state()
+                .store
+                .function_by_name("f")
+                .map(|f| { s.p.state().store.function(f).unwrap().containers }),
+            Some(0),
+            "{name}"
+        );
         // Unknown functions are fine.
         s.send(Event::RetireFunction {
             function: "never-seen".into(),

@@ -289,9 +289,6 @@ impl Policy for KeepAlive {
                 }
             }
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::RetireFunction { function } => {
-                let _ = self.state.retire_function(&function, out);
-            }
             Event::NodeAdopted {
                 node,
                 reserved_at,
@@ -304,10 +301,9 @@ impl Policy for KeepAlive {
                     self.note_idle(now, c);
                 }
             }
-            Event::NodeUnreachable { node_id, message } => {
-                self.state.node_unreachable(now, &node_id, message, out);
-            }
-            Event::Stats(sample) => self.state.apply_stats(now, sample, out),
+            shared @ (Event::RetireFunction { .. }
+            | Event::NodeUnreachable { .. }
+            | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
             Event::Tick => {
                 self.state.expire(now, out);
                 let healed = self.state.heal(now, out);

@@ -9,10 +9,10 @@ pub mod czy;
 pub mod engine;
 #[cfg(test)]
 mod health_tests;
-#[cfg(test)]
-mod recovery_tests;
 pub mod keepalive;
 pub mod no_reuse;
+#[cfg(test)]
+mod recovery_tests;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};
 

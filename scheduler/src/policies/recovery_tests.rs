@@ -41,7 +41,10 @@ fn an_adopted_node_serves_its_idle_containers_warm_and_keeps_busy_ones_busy() {
                 container("gone", &f, 0, true),
             ],
         });
-        assert!(s.removed.contains(&"gone".to_string()), "{name}: dead one removed");
+        assert!(
+            s.removed.contains(&"gone".to_string()),
+            "{name}: dead one removed"
+        );
         assert!(
             s.health.iter().any(|n| matches!(
                 n,
@@ -51,14 +54,22 @@ fn an_adopted_node_serves_its_idle_containers_warm_and_keeps_busy_ones_busy() {
             s.health
         );
         let store = &s.p.state().store;
-        let held = store.node(store.node_by_id("a1").expect("adopted")).unwrap();
-        assert_eq!(held.reserved_at, 200, "{name}: node-seconds count from the reserve");
+        let held = store
+            .node(store.node_by_id("a1").expect("adopted"))
+            .unwrap();
+        assert_eq!(
+            held.reserved_at, 200,
+            "{name}: node-seconds count from the reserve"
+        );
         s.acquire("r1", &f);
         let g = s.grant("r1");
         if *name == no_reuse::NAME {
             assert_ne!(&*g.container_id, "idle", "{name}: never reuses");
         } else {
-            assert_eq!(&*g.container_id, "idle", "{name}: warm on the adopted container");
+            assert_eq!(
+                &*g.container_id, "idle",
+                "{name}: warm on the adopted container"
+            );
             assert!(!g.cold, "{name}");
         }
         assert_ne!(&*g.container_id, "busy", "{name}: an orphan call holds it");
@@ -71,13 +82,12 @@ fn an_adopted_node_serves_its_idle_containers_warm_and_keeps_busy_ones_busy() {
             max_memory_bytes: 1 << 20,
             error: None,
         }));
-        let free = s
-            .p
-            .state()
-            .store
-            .container_by_id("busy")
-            .and_then(|c| s.p.state().store.container(c))
-            .is_none_or(|r| r.container.orphans == 0);
+        let free =
+            s.p.state()
+                .store
+                .container_by_id("busy")
+                .and_then(|c| s.p.state().store.container(c))
+                .is_none_or(|r| r.container.orphans == 0);
         assert!(free, "{name}");
     }
 }
@@ -99,13 +109,14 @@ fn orphan_calls_expire_after_their_timeout_plus_the_grace() {
             containers: vec![container("busy", &f, 1, false)],
         });
         s.advance(10_999);
-        let orphans = |s: &crate::policies::engine::testkit::Sim<crate::policies::health_tests::Named>| {
-            let store = &s.p.state().store;
-            store
-                .container_by_id("busy")
-                .and_then(|c| store.container(c))
-                .map(|r| r.container.orphans)
-        };
+        let orphans =
+            |s: &crate::policies::engine::testkit::Sim<crate::policies::health_tests::Named>| {
+                let store = &s.p.state().store;
+                store
+                    .container_by_id("busy")
+                    .and_then(|c| store.container(c))
+                    .map(|r| r.container.orphans)
+            };
         assert_eq!(orphans(&s), Some(1), "{name}");
         s.advance(11_000);
         assert_eq!(orphans(&s), Some(0), "{name}: expired");

@@ -22,8 +22,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Acquire, AcquireError, CoreError, Decision, Event, Grant, HealthNote, Policy, Return,
-    Snapshot,
+    Acquire, AcquireError, CoreError, Decision, Event, Grant, HealthNote, Policy, Return, Snapshot,
 };
 use crate::model::{Millis, NodeAddr, Text};
 use crate::store::Map;

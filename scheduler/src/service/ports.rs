@@ -3,9 +3,7 @@
 
 use std::future::Future;
 
-use crate::model::{
-    AdoptedContainer, FunctionSpec, Millis, NodeAddr, NodeInfo, StatsSample, Text,
-};
+use crate::model::{AdoptedContainer, FunctionSpec, Millis, NodeAddr, NodeInfo, StatsSample, Text};
 
 /// The scheduler's clock (milliseconds from an arbitrary origin, never going backwards).
 pub trait Clock: Send + Sync + 'static {

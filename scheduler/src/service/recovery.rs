@@ -55,11 +55,8 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 address: node.info.address.clone(),
                 port: node.info.port,
             };
-            let containers = match tokio::time::timeout(
-                probe * 4,
-                self.inner.nodes.describe(&addr),
-            )
-            .await
+            let containers = match tokio::time::timeout(probe * 4, self.inner.nodes.describe(&addr))
+                .await
             {
                 Ok(Ok(d)) => {
                     if !d.owner_account_id.is_empty() {
@@ -89,7 +86,9 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 containers,
             }) {
                 Ok(()) => adopted += 1,
-                Err(e) => tracing::error!(node = %addr.id, error = %e, "the policy refused an adopted node"),
+                Err(e) => {
+                    tracing::error!(node = %addr.id, error = %e, "the policy refused an adopted node")
+                }
             }
         }
         Ok(adopted)

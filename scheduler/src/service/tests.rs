@@ -373,8 +373,15 @@ async fn a_restarted_scheduler_adopts_the_reserved_nodes_and_their_containers() 
     assert_eq!(svc.reconcile().await.unwrap(), 1);
     assert_eq!(svc.reconcile().await.unwrap(), 0, "adopted once");
     let g = svc.acquire(acquire(&svc, "r1", 30_000)).await.unwrap();
-    assert_eq!((&*g.container_id, &*g.node_id, g.cold), ("kept", "n7", false));
-    assert_eq!(fakes.reserves.load(Ordering::SeqCst), 0, "no new node needed");
+    assert_eq!(
+        (&*g.container_id, &*g.node_id, g.cold),
+        ("kept", "n7", false)
+    );
+    assert_eq!(
+        fakes.reserves.load(Ordering::SeqCst),
+        0,
+        "no new node needed"
+    );
     assert_eq!(fakes.creates.load(Ordering::SeqCst), 0);
 }
 

@@ -292,7 +292,11 @@ impl Store {
 
     /// The containers on `node` (any state), in no particular order.
     pub fn containers_on(&self, node: NodeKey) -> impl Iterator<Item = ContainerKey> + '_ {
-        self.node_containers.get(&node).into_iter().flatten().copied()
+        self.node_containers
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .copied()
     }
 
     /// The container of `key`.

@@ -35,7 +35,7 @@
 //! [`CoreError::LeaseExpired`]: crate::core::CoreError::LeaseExpired
 
 use super::State;
-use crate::core::{Decision, HealthNote, Op};
+use crate::core::{Decision, Event, HealthNote, Op};
 use crate::model::{ContainerState, Millis, NodeState, OpId, StatsSample, Text};
 use crate::store::{ContainerKey, FunctionKey, NodeKey, Set};
 
@@ -152,6 +152,21 @@ impl State {
         function.map(|f| (key, f))
     }
 
+    /// Applies the events most policies handle the same way: a failed health observation, a
+    /// stats sample, a retired (deleted) function. Other events are ignored.
+    pub fn apply_shared(&mut self, now: Millis, event: Event, out: &mut Vec<Decision>) {
+        match event {
+            Event::NodeUnreachable { node_id, message } => {
+                self.node_unreachable(now, &node_id, message, out);
+            }
+            Event::Stats(sample) => self.apply_stats(now, sample, out),
+            Event::RetireFunction { function } => {
+                let _ = self.retire_function(&function, out);
+            }
+            _ => {}
+        }
+    }
+
     /// Applies [`crate::core::Event::NodeUnreachable`]. Unknown nodes are ignored (already
     /// forgotten).
     pub fn node_unreachable(
@@ -187,7 +202,10 @@ impl State {
             let node_id = n.id.clone();
             self.suspects.insert(key);
             self.park(key, true);
-            out.push(Decision::Health(HealthNote::NodeSuspect { node_id, reason }));
+            out.push(Decision::Health(HealthNote::NodeSuspect {
+                node_id,
+                reason,
+            }));
         }
     }
 

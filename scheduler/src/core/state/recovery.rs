@@ -16,9 +16,7 @@
 
 use super::State;
 use crate::core::{CoreError, Decision, HealthNote, Returned};
-use crate::model::{
-    AdoptedContainer, Container, ContainerState, Millis, Node, NodeInfo, Text,
-};
+use crate::model::{AdoptedContainer, Container, ContainerState, Millis, Node, NodeInfo, Text};
 use crate::store::{ContainerKey, FunctionKey, NodeKey};
 
 impl State {
@@ -121,7 +119,8 @@ impl State {
         out: &mut Vec<Decision>,
     ) -> Returned {
         self.counters.returns += 1;
-        self.store.update_container(key, |c| c.orphans = c.orphans.saturating_sub(1));
+        self.store
+            .update_container(key, |c| c.orphans = c.orphans.saturating_sub(1));
         self.store.release_slot(key, now);
         let function = self.store.container(key).map(|r| r.function);
         if let Some(f) = function.and_then(|f| self.store.function_mut(f)) {
