@@ -1321,6 +1321,7 @@ fn event_label(e: &Event) -> &'static str {
         Event::Stats(_) => "Stats",
         Event::NodeUnreachable { .. } => "NodeUnreachable",
         Event::RetireFunction { .. } => "RetireFunction",
+        Event::HoldFunction { .. } => "HoldFunction",
         Event::NodeAdopted { .. } => "NodeAdopted",
         Event::Tick => "Tick",
     }

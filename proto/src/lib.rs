@@ -74,4 +74,23 @@ pub mod meta {
     /// `WrongFunction` (see `docs/CONVENTIONS.md`, "Self-healing"). The API server retries
     /// such a call once on another container.
     pub const ERROR_CODE: &str = "x-faas-error-code";
+    /// Sent by a caller on `InvokeFunction`: the routing id (a business identity, a user)
+    /// that route rules match on.
+    pub const ROUTE_ID: &str = "x-faas-route-id";
+    /// Sent by a caller on `InvokeFunction`, once per parameter: `key=value`, a routing
+    /// parameter that route rules' `fields` match on (dynamic routing).
+    pub const ROUTE_PARAM: &str = "x-faas-route";
+    /// Sent by a caller on `InvokeFunction`: a routing key; calls with the same key through a
+    /// weighted alias go to the same version (sticky routing). Without it, a random pick.
+    pub const ROUTING_KEY: &str = "x-faas-routing-key";
+    /// Set by the API server on an `InvokeFunction` reply: the version that served the call
+    /// (`3`), or `latest` for the function's current (unpublished) definition.
+    pub const VERSION: &str = "x-faas-version";
+    /// Set by the API server on an `InvokeFunction` reply: the concrete target that served
+    /// the call (`hello:3`, or `hello` for the current definition).
+    pub const TARGET: &str = "x-faas-target";
+    /// Set by the API server on an `InvokeFunction` reply the fallback served:
+    /// `<target it was meant for>; <reason>`, the reason one of `not_found`, `error`,
+    /// `timeout`, `breaker_open`, `share`.
+    pub const FALLBACK: &str = "x-faas-fallback";
 }

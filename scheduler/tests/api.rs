@@ -19,8 +19,8 @@ use faas_proto::resourcemanagerproto::{
     GetNodesUsageReply, GetNodesUsageRequest, NodeDesc, ReleaseNodeReply, ReleaseNodeRequest,
     ReserveNodeReply, ReserveNodeRequest,
 };
-use faas_proto::scheduler_admin::RetireFunctionRequest;
 use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
+use faas_proto::scheduler_admin::{HoldFunctionRequest, RetireFunctionRequest};
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
@@ -195,6 +195,23 @@ async fn start() -> Platform {
     }
 }
 
+impl Platform {
+    /// Runs call `r1` of `hello` and returns it: `hello` then has one idle container.
+    async fn one_idle_container(&mut self) -> AcquireContainerReply {
+        let first = self
+            .client
+            .acquire_container(acquire("r1"))
+            .await
+            .unwrap()
+            .into_inner();
+        self.client
+            .return_container(give_back("r1", &first.container_id))
+            .await
+            .unwrap();
+        first
+    }
+}
+
 fn acquire(id: &str) -> Request<AcquireContainerRequest> {
     let mut r = Request::new(AcquireContainerRequest {
         request_id: id.into(),
@@ -323,16 +340,7 @@ async fn shutdown_answers_waiting_acquires_with_unavailable() {
 #[tokio::test]
 async fn a_retired_function_drains_and_its_next_call_is_cold() {
     let mut p = start().await;
-    let first = p
-        .client
-        .acquire_container(acquire("r1"))
-        .await
-        .unwrap()
-        .into_inner();
-    p.client
-        .return_container(give_back("r1", &first.container_id))
-        .await
-        .unwrap();
+    let first = p.one_idle_container().await;
     p.admin
         .retire_function(RetireFunctionRequest {
             function_name: "hello".into(),
@@ -363,6 +371,47 @@ async fn a_retired_function_drains_and_its_next_call_is_cold() {
             .await
             .unwrap_err();
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().len() < 200, "{}", s.message());
+    }
+    p.trigger.trigger();
+    p.scheduler.await.unwrap().unwrap();
+}
+
+fn hold(function_name: &str, hold_ms: i64) -> HoldFunctionRequest {
+    HoldFunctionRequest {
+        function_name: function_name.into(),
+        hold_ms,
+    }
+}
+
+#[tokio::test]
+async fn a_hold_answers_with_the_functions_containers_and_refuses_absurd_input() {
+    let mut p = start().await;
+    let first = p.one_idle_container().await;
+    let held = p.admin.hold_function(hold("hello", 600_000)).await.unwrap();
+    assert_eq!(held.into_inner().containers, 1);
+    // A later hold replaces it, 0 ends it; a function never seen is fine (held for later).
+    for ms in [86_400_000, 0] {
+        let reply = p.admin.hold_function(hold("hello", ms)).await.unwrap();
+        assert_eq!(reply.into_inner().containers, 1, "hold_ms {ms}");
+    }
+    let unknown = p.admin.hold_function(hold("never-called", 1_000)).await;
+    assert_eq!(unknown.unwrap().into_inner().containers, 0);
+    // The held container still serves warm.
+    let again = p.client.acquire_container(acquire("r2")).await.unwrap();
+    assert_eq!(cold(&again), "false");
+    assert_eq!(again.into_inner().container_id, first.container_id);
+    let refused = [
+        (hold("", 1_000), "function_name"),
+        (hold(&"x".repeat(100_000), 1_000), "function_name"),
+        (hold("hello", -1), "hold_ms"),
+        (hold("hello", 86_400_001), "24 h"),
+        (hold("hello", i64::MAX), "24 h"),
+    ];
+    for (request, says) in refused {
+        let s = p.admin.hold_function(request).await.unwrap_err();
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().contains(says), "{}", s.message());
         assert!(s.message().len() < 200, "{}", s.message());
     }
     p.trigger.trigger();

@@ -119,6 +119,15 @@ pub enum Event {
         /// The function's name.
         function: Text,
     },
+    /// Keep the function's idle containers at least `hold_ms` from now, whatever the
+    /// policy's keep-alive says (`faas.scheduler.v1.SchedulerAdmin/HoldFunction`): replaces
+    /// an earlier hold, 0 ends it, unknown functions are fine (see [`state::hold`]).
+    HoldFunction {
+        /// The function's name.
+        function: Text,
+        /// How long from now, ms.
+        hold_ms: Millis,
+    },
     /// A node reserved for the scheduler that it did not know (it restarted, or the resource
     /// manager re-adopted the node): taken over with the containers the node reports (see
     /// [`State::adopt_node`]).

@@ -6,8 +6,11 @@
 //!
 //! Health (lost nodes, dead containers, expired leases, retired definitions) is in
 //! [`health`]: the same for every policy, so a policy only places the requests it hands back.
+//! Holds (a function whose idle containers no policy removes for idleness until a time) are
+//! in [`hold`]: recorded here, consulted by each policy where it would remove one.
 
 mod health;
+pub mod hold;
 mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,6 +126,8 @@ pub struct State {
     suspects: Set<NodeKey>,
     /// Containers running orphan calls (see [`recovery`]), by when those expire.
     orphan_expiry: recovery::OrphanExpiry,
+    /// Functions held warm (see [`hold`]), by name, with when each hold ends.
+    holds: hold::Holds,
 }
 
 impl State {
@@ -143,6 +148,7 @@ impl State {
             lease_expiry: BTreeSet::new(),
             suspects: Set::default(),
             orphan_expiry: recovery::OrphanExpiry::new(),
+            holds: hold::Holds::default(),
         }
     }
 

@@ -9,7 +9,8 @@
 //!   request is placed first-fit.
 //! - A failed create or reserve rejects the requests waiting for it (`RESOURCE_EXHAUSTED`
 //!   from the resource manager passes through).
-//! - Containers are never removed (except dead ones) and nodes never released.
+//! - Containers are never removed (except dead ones) and nodes never released, so a hold
+//!   (see [`crate::core::state::hold`]) changes nothing here: every idle container is kept.
 
 use crate::core::{
     AcquireError, AcquireErrorCode, CoreError, Decision, Event, Policy, PolicyOptions, Snapshot,
@@ -177,6 +178,7 @@ impl Policy for Baseline {
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),
             shared @ (Event::RetireFunction { .. }
+            | Event::HoldFunction { .. }
             | Event::NodeUnreachable { .. }
             | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
             Event::Tick => {

@@ -5,18 +5,19 @@
 //! - An acquire takes an idle container of its function if there is one (warm), else a
 //!   container is created first-fit and granted once created (cold); when no node has room the
 //!   request waits for a reserve (exactly the baseline's placement).
-//! - A container idle for the keep-alive window (10 minutes) is removed.
+//! - A container idle for the keep-alive window (10 minutes) is removed; one of a held
+//!   function (see [`crate::core::state::hold`]) only once the hold has ended too.
 //! - A node left with no container (its last one removed, or it arrived when nobody waited for
 //!   it any more) is released at once.
 //!
-//! Idle containers are indexed by when their window ends, so a tick only looks at containers
-//! whose window is over, and [`Policy::next_wakeup`] is the earlier of that and the next
-//! request deadline.
+//! Idle containers are indexed by when their window ends (`timers::IdleTimers`), so a tick
+//! only looks at containers whose window is over, and [`Policy::next_wakeup`] is the earlier
+//! of that and the next request deadline. A container of a held function whose window is
+//! over is looked at again when the hold ends (or at once, when the hold is ended early).
 //!
 //! The placement and failure helpers here are shared with [`super::no_reuse`].
 
-use std::collections::BTreeMap;
-
+use super::timers::IdleTimers;
 use crate::core::{
     AcquireError, AcquireErrorCode, CoreError, CreateOp, Decision, Event, Policy, PolicyOptions,
     Snapshot, State,
@@ -128,10 +129,9 @@ pub(crate) fn reject_create_waiter(
 pub struct KeepAlive {
     state: State,
     keep_alive_ms: Millis,
-    /// Containers that became idle, by the end of their window (ties by sequence). Entries go
-    /// stale when the container is used again or removed; they are checked when they fall due.
-    idle: BTreeMap<(Millis, u64), ContainerKey>,
-    next_seq: u64,
+    /// Containers that became idle, by the end of their window. Entries go stale when the
+    /// container is used again or removed; they are checked when they fall due.
+    idle: IdleTimers,
 }
 
 impl KeepAlive {
@@ -146,8 +146,7 @@ impl KeepAlive {
         KeepAlive {
             state: State::new(opts),
             keep_alive_ms,
-            idle: BTreeMap::new(),
-            next_seq: 0,
+            idle: IdleTimers::default(),
         }
     }
 
@@ -162,29 +161,20 @@ impl KeepAlive {
             r.container.state == ContainerState::Ready && r.container.in_flight == 0
         });
         if idle {
-            let seq = self.next_seq;
-            self.next_seq += 1;
             self.idle
-                .insert((now.saturating_add(self.keep_alive_ms), seq), container);
+                .push(now.saturating_add(self.keep_alive_ms), container);
         }
     }
 
-    /// Removes the containers whose window is over (and still idle since its start).
+    /// Removes the containers whose window is over (and still idle since its start), unless
+    /// their function is held.
     fn expire_idle(&mut self, now: Millis, out: &mut Vec<Decision>) {
-        while let Some((&(due, _), _)) = self.idle.first_key_value() {
-            if due > now {
-                break;
-            }
-            let Some((_, key)) = self.idle.pop_first() else {
-                break;
-            };
+        while let Some(key) = self.idle.pop_due(now) {
             let expired = self.state.store.container(key).is_some_and(|r| {
-                r.container.state == ContainerState::Ready
-                    && r.container.in_flight == 0
-                    && r.container.last_used_at.saturating_add(self.keep_alive_ms) <= now
+                r.container.last_used_at.saturating_add(self.keep_alive_ms) <= now
             });
             if expired {
-                self.state.remove_container(key, out);
+                self.idle.remove_idle(&mut self.state, now, key, out);
             }
         }
     }
@@ -301,6 +291,15 @@ impl Policy for KeepAlive {
                     self.note_idle(now, c);
                 }
             }
+            Event::HoldFunction { function, hold_ms } => {
+                if self.state.hold_function(now, function.clone(), hold_ms) {
+                    let window = self.keep_alive_ms;
+                    self.idle.recheck(&self.state, now, &function, |last_used| {
+                        last_used.saturating_add(window)
+                    });
+                    self.expire_idle(now, out);
+                }
+            }
             shared @ (Event::RetireFunction { .. }
             | Event::NodeUnreachable { .. }
             | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
@@ -320,8 +319,7 @@ impl Policy for KeepAlive {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        let idle = self.idle.first_key_value().map(|(&(due, _), _)| due);
-        match (self.state.next_deadline(), idle) {
+        match (self.state.next_deadline(), self.idle.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

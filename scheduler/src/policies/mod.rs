@@ -9,10 +9,13 @@ pub mod czy;
 pub mod engine;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod hold_tests;
 pub mod keepalive;
 pub mod no_reuse;
 #[cfg(test)]
 mod recovery_tests;
+mod timers;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};
 

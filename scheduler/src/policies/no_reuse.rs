@@ -6,14 +6,18 @@
 //! - Every acquire creates a container first-fit (waiting for a reserve when no node has room,
 //!   as the baseline does) and is granted it once created (always cold).
 //! - A returned container is removed; so is one whose request went away before it was
-//!   delivered, or that was created after its request's deadline.
+//!   delivered, or that was created after its request's deadline. One of a held function
+//!   (see [`crate::core::state::hold`]) stays idle until the hold ends, and is then removed
+//!   (it is still never granted: a hold only keeps it from being removed for idleness).
 //! - Nodes are never released (as in the baseline), so the comparison isolates reuse.
 
 use super::keepalive::{
     place_first_fit, reject_create_waiter, reject_reserve_waiters, replace_first_fit,
 };
+use super::timers::IdleTimers;
 use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
 use crate::model::Millis;
+use crate::store::ContainerKey;
 
 /// The name the policy is registered under.
 pub const NAME: &str = "no-reuse";
@@ -22,6 +26,8 @@ pub const NAME: &str = "no-reuse";
 #[derive(Debug)]
 pub struct NoReuse {
     state: State,
+    /// Idle containers kept while their function is held, by when the hold ends.
+    held: IdleTimers,
 }
 
 impl NoReuse {
@@ -29,6 +35,19 @@ impl NoReuse {
     pub fn new(opts: PolicyOptions) -> NoReuse {
         NoReuse {
             state: State::new(opts),
+            held: IdleTimers::default(),
+        }
+    }
+
+    /// Removes an idle container now, or when its function's hold ends.
+    fn remove_idle(&mut self, now: Millis, container: ContainerKey, out: &mut Vec<Decision>) {
+        self.held.remove_idle(&mut self.state, now, container, out);
+    }
+
+    /// Removes the idle containers whose function's hold has ended.
+    fn end_holds(&mut self, now: Millis, out: &mut Vec<Decision>) {
+        while let Some(key) = self.held.pop_due(now) {
+            self.remove_idle(now, key, out);
         }
     }
 }
@@ -54,12 +73,12 @@ impl Policy for NoReuse {
             Event::Return(ret) => {
                 let returned = self.state.accept_return(now, ret, out)?;
                 if !returned.died {
-                    self.state.remove_container(returned.container, out);
+                    self.remove_idle(now, returned.container, out);
                 }
             }
             Event::Cancel { request_id } => {
                 if let Some(container) = self.state.cancel(now, &request_id, out) {
-                    self.state.remove_container(container, out);
+                    self.remove_idle(now, container, out);
                 }
             }
             Event::NodeReserved { op, node } => {
@@ -91,9 +110,7 @@ impl Policy for NoReuse {
                         self.state.remove_container(container, out);
                         replace_first_fit(&mut self.state, now, request_id, out);
                     }
-                    None => {
-                        self.state.remove_container(container, out);
-                    }
+                    None => self.remove_idle(now, container, out),
                 }
             }
             Event::ContainerCreateFailed { op, message } => {
@@ -114,14 +131,13 @@ impl Policy for NoReuse {
                     .adopt_node(now, node, reserved_at, containers, out)?;
                 // Idle adopted containers go at once; busy ones after their calls.
                 for c in adopted.map(|(_, cs)| cs).unwrap_or_default() {
-                    let idle = self
-                        .state
-                        .store
-                        .container(c)
-                        .is_some_and(|r| r.container.in_flight == 0);
-                    if idle {
-                        self.state.remove_container(c, out);
-                    }
+                    self.remove_idle(now, c, out);
+                }
+            }
+            Event::HoldFunction { function, hold_ms } => {
+                if self.state.hold_function(now, function.clone(), hold_ms) {
+                    self.held.recheck(&self.state, now, &function, |_| now);
+                    self.end_holds(now, out);
                 }
             }
             shared @ (Event::RetireFunction { .. }
@@ -131,18 +147,22 @@ impl Policy for NoReuse {
                 self.state.expire(now, out);
                 let healed = self.state.heal(now, out);
                 for (container, _) in healed.freed.into_iter().chain(healed.orphans_ended) {
-                    self.state.remove_container(container, out);
+                    self.remove_idle(now, container, out);
                 }
                 for request_id in healed.replace {
                     replace_first_fit(&mut self.state, now, request_id, out);
                 }
+                self.end_holds(now, out);
             }
         }
         Ok(())
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.state.next_deadline()
+        match (self.state.next_deadline(), self.held.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn snapshot(&self) -> Snapshot {

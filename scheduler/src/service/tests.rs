@@ -139,8 +139,12 @@ impl Clock for TokioClock {
 type Svc = Scheduler<FakeResource, FakeNodes, TokioClock>;
 
 fn service(stats_interval_ms: Millis) -> (Svc, Arc<Fakes>) {
+    service_with("baseline", stats_interval_ms)
+}
+
+fn service_with(policy: &str, stats_interval_ms: Millis) -> (Svc, Arc<Fakes>) {
     let fakes = Arc::new(Fakes::default());
-    let policy = policy_by_name("baseline", &PolicyOptions::default()).unwrap();
+    let policy = policy_by_name(policy, &PolicyOptions::default()).unwrap();
     let svc = Scheduler::new(
         policy,
         FakeResource(fakes.clone()),
@@ -407,4 +411,38 @@ async fn a_release_waits_for_the_resource_manager_and_a_released_node_is_never_a
     }];
     svc.feed(Event::NodeReleased { node_id: id }).unwrap();
     assert_eq!(svc.reconcile().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_through_the_admin_api_keeps_an_idle_container_past_its_keep_alive() {
+    use faas_proto::scheduler_admin::HoldFunctionRequest;
+    use faas_proto::scheduler_admin::scheduler_admin_server::SchedulerAdmin;
+
+    let (svc, fakes) = service_with(crate::policies::keepalive::NAME, 0);
+    let (trigger, shutdown) = faas_common::shutdown::channel();
+    let tasks = svc.start(shutdown);
+    let admin = crate::api::SchedulerAdminApi::new(svc.clone());
+    let g = svc.acquire(acquire(&svc, "r1", 30_000)).await.unwrap();
+    svc.release(ret("r1", &g.container_id)).unwrap();
+    let reply = admin
+        .hold_function(tonic::Request::new(HoldFunctionRequest {
+            function_name: "f".into(),
+            hold_ms: 30 * 60_000,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().containers, 1);
+    // Past the 10-minute keep-alive, within the hold.
+    tokio::time::sleep(Duration::from_secs(25 * 60)).await;
+    assert_eq!(fakes.removes.load(Ordering::SeqCst), 0, "held");
+    tokio::time::sleep(Duration::from_secs(6 * 60)).await;
+    assert_eq!(
+        fakes.removes.load(Ordering::SeqCst),
+        1,
+        "removed once the hold ended"
+    );
+    trigger.trigger();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }

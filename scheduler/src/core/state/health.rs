@@ -76,6 +76,7 @@ impl State {
     /// policy must act on. Call it on every tick.
     pub fn heal(&mut self, now: Millis, out: &mut Vec<Decision>) -> Healed {
         self.observe(now);
+        self.prune_holds(now);
         let mut healed = Healed::default();
         while let Some((at, _)) = self.lease_expiry.first() {
             if *at > now {
@@ -153,7 +154,8 @@ impl State {
     }
 
     /// Applies the events most policies handle the same way: a failed health observation, a
-    /// stats sample, a retired (deleted) function. Other events are ignored.
+    /// stats sample, a retired (deleted) function, a held function (see [`super::hold`]).
+    /// Other events are ignored.
     pub fn apply_shared(&mut self, now: Millis, event: Event, out: &mut Vec<Decision>) {
         match event {
             Event::NodeUnreachable { node_id, message } => {
@@ -162,6 +164,9 @@ impl State {
             Event::Stats(sample) => self.apply_stats(now, sample, out),
             Event::RetireFunction { function } => {
                 let _ = self.retire_function(&function, out);
+            }
+            Event::HoldFunction { function, hold_ms } => {
+                let _ = self.hold_function(now, function, hold_ms);
             }
             _ => {}
         }

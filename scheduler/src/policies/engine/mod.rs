@@ -18,7 +18,11 @@
 //! - a failed reserve (`RESOURCE_EXHAUSTED` or not) is retried after a back-off (0.25 s
 //!   doubling to 4 s) while requests keep waiting;
 //! - a container is removed only when ready with no request in flight, a node is released
-//!   only when it holds no container (creating, live or being removed) and no request.
+//!   only when it holds no container (creating, live or being removed) and no request;
+//! - the sweep removes no idle container of a held function for idleness (keep-alive,
+//!   unload after the execution, short-lived spares: see [`crate::core::state::hold`]); the
+//!   next sweep after the hold ends applies the function's rules again. Eviction under
+//!   memory pressure and consolidation still move or remove such containers.
 
 pub mod histogram;
 #[cfg(test)]
@@ -523,6 +527,7 @@ impl Engine {
                     fd.prewarm_at = None;
                 }
             }
+            hold @ Event::HoldFunction { .. } => self.state.apply_shared(now, hold, out),
             Event::Stats(sample) => self.on_stats(now, sample, out),
             Event::Tick => self.on_tick(now, out),
         }
@@ -1588,7 +1593,7 @@ impl Engine {
                     unload || extra || (idle_ms >= fd.keep_ms && now >= fd.keep_until)
                 }
             };
-            if remove && self.state.remove_container(key, out) {
+            if remove && !self.state.held(f, now) && self.state.remove_container(key, out) {
                 ready[f.index() as usize] -= 1;
             }
         }
