@@ -55,7 +55,14 @@ pub struct Config {
     /// Port of the Prometheus endpoint (/metrics); unset or 0 turns it off.
     #[arg(long, env = "APISERVER_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// How long a version an alias moved away from keeps its idle containers warm, ms (the
+    /// scheduler is asked to hold them), so a rollback within it has no cold start.
+    #[arg(long, env = "FAAS_VERSION_GRACE_MS", default_value_t = DEFAULT_VERSION_GRACE_MS)]
+    pub version_grace_ms: u64,
 }
+
+/// Default of `--version-grace-ms`: 10 minutes.
+pub const DEFAULT_VERSION_GRACE_MS: u64 = 600_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -69,6 +76,7 @@ impl Default for Config {
             scheduler_timeout_ms: DEFAULT_SCHEDULER_TIMEOUT_MS,
             node_call_grace_ms: DEFAULT_NODE_CALL_GRACE_MS,
             metrics_port: None,
+            version_grace_ms: DEFAULT_VERSION_GRACE_MS,
         }
     }
 }

@@ -103,7 +103,11 @@ pub fn grpc_code(code: RemoteCode) -> Code {
 /// The status a client sees for a registry error.
 pub fn registry_status(err: &RegistryError) -> Status {
     let code = match err {
-        RegistryError::NotFound { .. } => Code::NotFound,
+        RegistryError::NotFound { .. } | RegistryError::TargetNotFound { .. } => Code::NotFound,
+        RegistryError::BadRouting { .. } => Code::InvalidArgument,
+        // Deleting what something still names, rolling back what never changed,
+        // republishing a version with another definition.
+        RegistryError::Conflict { .. } => Code::FailedPrecondition,
         RegistryError::EmptyName
         | RegistryError::NameTooLong { .. }
         | RegistryError::NameCharacter { .. }
@@ -157,7 +161,9 @@ fn invoke_code(err: &InvokeError) -> Code {
             other => grpc_code(*other),
         },
         // The last attempt decides.
-        InvokeError::Retried { last, .. } => invoke_code(last),
+        InvokeError::Retried { last, .. } | InvokeError::FallbackFailed { last, .. } => {
+            invoke_code(last)
+        }
     }
 }
 

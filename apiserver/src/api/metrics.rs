@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::service::routing::{FallbackReason, RouteNote};
+
 /// The function label for requests that named no deployed function.
 pub const UNKNOWN_FUNCTION: &str = "-";
 
@@ -29,6 +31,25 @@ pub struct RetryLabels {
     pub because: &'static str,
     /// `ok` when the retry succeeded, `failed` when not.
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// A concrete target: `hello` or `hello:3`.
+    pub target: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// The concrete target the call was meant for (or the name called, when not found).
+    pub target: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    pub target: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +74,10 @@ pub struct Metrics {
     cold_starts: Family<FunctionLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
     in_flight: Gauge,
+    target_calls: Family<TargetLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    breaker_transitions: Family<TargetLabels, Counter>,
 }
 
 /// Counts one invocation in flight until dropped.
@@ -104,7 +129,35 @@ impl Metrics {
             "Invocations being served now",
             in_flight.clone(),
         );
+        let target_calls = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "target_calls",
+            "Calls by the concrete target that ran them last (hello, hello:3) and outcome",
+            target_calls.clone(),
+        );
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Calls the fallback served, by the target they were meant for and why",
+            fallbacks.clone(),
+        );
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker of a target: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let breaker_transitions = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker transitions, by target and the state entered (outcome)",
+            breaker_transitions.clone(),
+        );
         Metrics {
+            target_calls,
+            fallbacks,
+            breaker_state,
+            breaker_transitions,
             registry: Arc::new(registry),
             invocations,
             latency,
@@ -139,6 +192,47 @@ impl Metrics {
                 function: function.to_string(),
             })
             .observe(latency.as_secs_f64());
+    }
+
+    /// Records what routing did with a call.
+    pub fn routed(&self, note: &RouteNote, ok: bool) {
+        if let Some(target) = &note.target {
+            self.target_calls
+                .get_or_create(&TargetLabels {
+                    target: target.clone(),
+                    outcome: if ok { "ok" } else { "failed" },
+                })
+                .inc();
+        }
+        if let Some(fb) = &note.fallback {
+            // A target that was not found may be a name the caller made up: count it under
+            // its function (which exists, or there would be no fallback), so callers cannot
+            // grow the label set.
+            let target = match fb.reason {
+                FallbackReason::NotFound => {
+                    fb.meant_for.split(':').next().unwrap_or("").to_string()
+                }
+                _ => fb.meant_for.clone(),
+            };
+            self.fallbacks
+                .get_or_create(&FallbackLabels {
+                    target,
+                    reason: fb.reason.as_str(),
+                })
+                .inc();
+        }
+        for (target, t) in &note.transitions {
+            let labels = BreakerLabels {
+                target: target.clone(),
+            };
+            self.breaker_state.get_or_create(&labels).set(t.to.gauge());
+            self.breaker_transitions
+                .get_or_create(&TargetLabels {
+                    target: target.clone(),
+                    outcome: t.to.as_str(),
+                })
+                .inc();
+        }
     }
 
     /// Records an invocation that was run a second time.

@@ -11,36 +11,33 @@ use std::time::{Duration, Instant};
 use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_common::shutdown::Shutdown;
 use faas_common::text::clip;
-use faas_proto::admin::{
-    self,
-    admin_server::{Admin, AdminServer},
-};
+use faas_proto::admin::admin_server::AdminServer;
 use faas_proto::apiserverproto::{
     self, InvokeFunctionReply, InvokeFunctionRequest,
     api_server_server::{ApiServer, ApiServerServer},
 };
 use faas_proto::meta;
-use faas_proto::scheduler_admin::RetireFunctionRequest;
-use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use tokio::net::TcpListener;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::api::admin::AdminService;
 use crate::api::clock::SystemClock;
-use crate::api::convert::{
-    admin_record, contest_function, invoke_status, registry_status, spec_from_admin,
-};
+use crate::api::convert::{contest_function, invoke_status};
 use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
 use crate::api::node::GrpcNodes;
+use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
-use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry, RegistryError};
+use crate::service::routing::{RouteContext, RouteNote, Routed, Router};
+use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
 use crate::store::SqliteDao;
 use crate::{Config, Error};
 
 /// The invoker with the live gRPC ports.
 pub type LiveInvoker = Invoker<GrpcScheduler, GrpcNodes, SystemClock>;
+/// The router in front of it.
+pub type LiveRouter = Router<GrpcScheduler, GrpcNodes, SystemClock>;
 
 /// Room for the other fields of an `InvokeFunctionRequest` beyond the event, so an event a
 /// little over the limit still decodes and gets a clear message instead of a transport error.
@@ -49,13 +46,27 @@ pub const REQUEST_OVERHEAD_BYTES: usize = 1024 * 1024;
 /// `apiserverproto.APIServer`.
 #[derive(Clone, Debug)]
 pub struct ApiServerService {
-    invoker: Arc<LiveInvoker>,
+    router: Arc<LiveRouter>,
     metrics: Arc<Metrics>,
 }
 
 fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiMetadataValue>) {
     if let Ok(value) = value.try_into() {
         map.insert(key, value);
+    }
+}
+
+/// The routing metadata of a reply (success or error): the version, the target, the fallback.
+fn route_metadata(map: &mut MetadataMap, note: &RouteNote) {
+    if let Some(version) = &note.version {
+        set_meta(map, meta::VERSION, version.as_str());
+    }
+    if let Some(target) = &note.target {
+        set_meta(map, meta::TARGET, target.as_str());
+    }
+    if let Some(fb) = &note.fallback {
+        let text = format!("{}; {}", fb.meant_for, fb.reason.as_str());
+        set_meta(map, meta::FALLBACK, text.as_str());
     }
 }
 
@@ -77,30 +88,38 @@ fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
 }
 
 impl ApiServerService {
-    pub fn new(invoker: Arc<LiveInvoker>, metrics: Arc<Metrics>) -> ApiServerService {
-        ApiServerService { invoker, metrics }
+    pub fn new(router: Arc<LiveRouter>, metrics: Arc<Metrics>) -> ApiServerService {
+        ApiServerService { router, metrics }
     }
 
     async fn invoke(
-        invoker: Arc<LiveInvoker>,
+        router: Arc<LiveRouter>,
         metrics: Arc<Metrics>,
         req: InvokeFunctionRequest,
+        route: RouteContext,
         request_id: String,
         deadline: Option<Duration>,
         started: Instant,
     ) -> Result<Response<InvokeFunctionReply>, Status> {
         let _in_flight = metrics.start();
         let function_name = req.function_name.clone();
-        let result = invoker
-            .invoke(InvokeRequest {
-                request_id: request_id.clone(),
-                account_id: req.account_id,
-                function_name: req.function_name,
-                event: req.event,
-                deadline,
-            })
+        let Routed { result, note } = router
+            .invoke(
+                InvokeRequest {
+                    request_id: request_id.clone(),
+                    account_id: req.account_id,
+                    function_name: req.function_name,
+                    event: req.event,
+                    deadline,
+                },
+                &route,
+            )
             .await;
         let latency = started.elapsed();
+        metrics.routed(&note, result.is_ok());
+        for (target, t) in &note.transitions {
+            tracing::warn!(target = %target, from = %t.from, to = %t.to, reason = %t.reason, "circuit breaker");
+        }
         match &result {
             Ok(Invoked {
                 retried_after: Some(because),
@@ -131,6 +150,7 @@ impl ApiServerService {
                     body: std::mem::take(&mut done.body),
                 });
                 reply_metadata(response.metadata_mut(), &done);
+                route_metadata(response.metadata_mut(), &note);
                 Ok(response)
             }
             Err(err) => {
@@ -147,7 +167,9 @@ impl ApiServerService {
                     }
                     _ => tracing::warn!(error = %err, "invocation failed"),
                 }
-                Err(invoke_status(&err))
+                let mut status = invoke_status(&err);
+                route_metadata(status.metadata_mut(), &note);
+                Err(status)
             }
         }
     }
@@ -161,6 +183,7 @@ impl ApiServer for ApiServerService {
     ) -> Result<Response<InvokeFunctionReply>, Status> {
         let started = Instant::now();
         let deadline = faas_common::serve::client_timeout(request.metadata());
+        let route = route_context(request.metadata()).map_err(Status::invalid_argument)?;
         let req = request.into_inner();
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
@@ -170,9 +193,10 @@ impl ApiServer for ApiServerService {
         );
         let task = tokio::spawn(
             Self::invoke(
-                self.invoker.clone(),
+                self.router.clone(),
                 self.metrics.clone(),
                 req,
+                route,
                 request_id,
                 deadline,
                 started,
@@ -188,7 +212,8 @@ impl ApiServer for ApiServerService {
         _request: Request<apiserverproto::ListFunctionsRequest>,
     ) -> Result<Response<apiserverproto::ListFunctionsReply>, Status> {
         let functions = self
-            .invoker
+            .router
+            .invoker()
             .registry()
             .list()
             .iter()
@@ -198,134 +223,6 @@ impl ApiServer for ApiServerService {
             request_id: uuid::Uuid::new_v4().to_string(),
             functions,
         }))
-    }
-}
-
-/// `faas.admin.v1.Admin`.
-#[derive(Clone, Debug)]
-pub struct AdminService {
-    registry: Arc<Registry>,
-    scheduler: Option<SchedulerAdminClient<Channel>>,
-}
-
-/// How long the scheduler is given to take note of a deleted function.
-const RETIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl AdminService {
-    pub fn new(registry: Arc<Registry>) -> AdminService {
-        AdminService {
-            registry,
-            scheduler: None,
-        }
-    }
-
-    /// The same service, telling the scheduler (`faas.scheduler.v1`) of deleted functions so
-    /// their containers drain.
-    pub fn with_scheduler(mut self, channel: Channel) -> AdminService {
-        self.scheduler = Some(SchedulerAdminClient::new(channel));
-        self
-    }
-
-    /// Runs a registry write on a blocking thread: it waits for the database's disk write,
-    /// which must not hold up a runtime worker, and it runs to the end even when the caller
-    /// goes away, so the database and the registry never disagree.
-    async fn write<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let registry = self.registry.clone();
-        tokio::task::spawn_blocking(move || op(&registry))
-            .await
-            .map_err(|e| Status::internal(format!("the registry write failed: {e}")))?
-            .map_err(|e| registry_status(&e))
-    }
-
-    /// Tells the scheduler that `name` was deleted, in the background: the delete is done
-    /// whatever it answers (a scheduler that does not hear of it keeps the containers until
-    /// its keep-alive removes them).
-    fn retire(&self, name: &str) {
-        let Some(mut client) = self.scheduler.clone() else {
-            return;
-        };
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let mut request = Request::new(RetireFunctionRequest {
-                function_name: name.clone(),
-            });
-            request.set_timeout(RETIRE_TIMEOUT);
-            if let Err(e) = client.retire_function(request).await {
-                tracing::warn!(function = %name, code = ?e.code(), error = %e.message(), "the scheduler was not told of the deleted function; its containers stay until their keep-alive ends");
-            }
-        });
-    }
-}
-
-#[tonic::async_trait]
-impl Admin for AdminService {
-    async fn deploy_function(
-        &self,
-        request: Request<admin::DeployFunctionRequest>,
-    ) -> Result<Response<admin::DeployFunctionReply>, Status> {
-        let spec = request.into_inner().function.ok_or_else(|| {
-            Status::invalid_argument(
-                "the request has no function: set DeployFunctionRequest.function",
-            )
-        })?;
-        let now_ms = faas_common::clock::now_ms();
-        let deployed = self
-            .write(move |registry| registry.deploy(spec_from_admin(spec), now_ms))
-            .await?;
-        let f = &deployed.function;
-        tracing::info!(
-            function = %f.name,
-            revision = f.revision,
-            handler = %f.handler,
-            memory_bytes = f.memory_bytes,
-            timeout_ms = f.timeout_ms,
-            created = deployed.created,
-            "function deployed"
-        );
-        Ok(Response::new(admin::DeployFunctionReply {
-            function: Some(admin_record(f)),
-            created: deployed.created,
-        }))
-    }
-
-    async fn get_function(
-        &self,
-        request: Request<admin::GetFunctionRequest>,
-    ) -> Result<Response<admin::GetFunctionReply>, Status> {
-        let f = self
-            .registry
-            .get(&request.into_inner().name)
-            .map_err(|e| registry_status(&e))?;
-        Ok(Response::new(admin::GetFunctionReply {
-            function: Some(admin_record(&f)),
-        }))
-    }
-
-    async fn list_functions(
-        &self,
-        _request: Request<admin::ListFunctionsRequest>,
-    ) -> Result<Response<admin::ListFunctionsReply>, Status> {
-        let functions = self
-            .registry
-            .list()
-            .iter()
-            .map(|f| admin_record(f))
-            .collect();
-        Ok(Response::new(admin::ListFunctionsReply { functions }))
-    }
-
-    async fn delete_function(
-        &self,
-        request: Request<admin::DeleteFunctionRequest>,
-    ) -> Result<Response<admin::DeleteFunctionReply>, Status> {
-        let name = request.into_inner().name;
-        let f = self.write(move |registry| registry.delete(&name)).await?;
-        tracing::info!(function = %f.name, revision = f.revision, "function deleted");
-        self.retire(&f.name);
-        Ok(Response::new(admin::DeleteFunctionReply {}))
     }
 }
 
@@ -373,7 +270,7 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
 #[derive(Debug)]
 pub struct App {
     config: Config,
-    invoker: Arc<LiveInvoker>,
+    router: Arc<LiveRouter>,
     metrics: Arc<Metrics>,
 }
 
@@ -398,14 +295,14 @@ impl App {
         .with_node_grace(Duration::from_millis(config.node_call_grace_ms));
         Ok(App {
             config,
-            invoker: Arc::new(invoker),
+            router: Arc::new(Router::new(invoker, None)),
             metrics: Arc::new(Metrics::new()),
         })
     }
 
     /// The function registry.
     pub fn registry(&self) -> &Arc<Registry> {
-        self.invoker.registry()
+        self.router.invoker().registry()
     }
 
     /// Serves on `listener` until `shutdown` fires; in-flight calls finish first.
@@ -439,7 +336,7 @@ impl App {
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .max(MAX_MESSAGE_BYTES);
         let api = ApiServerServer::new(ApiServerService::new(
-            self.invoker.clone(),
+            self.router.clone(),
             self.metrics.clone(),
         ))
         .max_decoding_message_size(max_request)
@@ -447,7 +344,11 @@ impl App {
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
         let admin = AdminServer::new(
-            AdminService::new(self.invoker.registry().clone()).with_scheduler(scheduler),
+            AdminService::new(
+                self.router.clone(),
+                Duration::from_millis(self.config.version_grace_ms),
+            )
+            .with_scheduler(scheduler),
         )
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);

@@ -4,9 +4,12 @@
 //!   the built-in [`Handler`]s with the limits a function must respect.
 //! - [`invocation`]: what one invocation carries between the API server, the scheduler and a
 //!   node (the placement the scheduler hands out, the execution a node reports).
+//! - [`routing`]: the service layer's data: versions, aliases with weights, a function's
+//!   route policy (rules, fallback, circuit breaker).
 
 pub mod function;
 pub mod invocation;
+pub mod routing;
 
 pub use function::{
     Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,

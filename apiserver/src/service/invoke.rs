@@ -226,6 +226,16 @@ pub enum InvokeError {
         code: RemoteCode,
         message: String,
     },
+    /// The call went to its fallback (see `service::routing`), which failed too; `last` (the
+    /// fallback's error) decides the status.
+    #[error("{last} (the fallback of {target}, which {reason})")]
+    FallbackFailed {
+        /// The target the call was meant for.
+        target: String,
+        /// Why it went to the fallback, in words ("timed out").
+        reason: &'static str,
+        last: Box<InvokeError>,
+    },
     /// The retry failed too; `last` decides the status.
     #[error("{last} ({})", retry_note(first, last))]
     Retried {
@@ -255,7 +265,9 @@ impl InvokeError {
             | InvokeError::NodeBroken { .. } => "node_unavailable",
             InvokeError::NodeNoAnswer { .. } => "node_no_answer",
             InvokeError::Node { .. } => "node_error",
-            InvokeError::Retried { last, .. } => last.outcome(),
+            InvokeError::Retried { last, .. } | InvokeError::FallbackFailed { last, .. } => {
+                last.outcome()
+            }
         }
     }
 
@@ -263,7 +275,9 @@ impl InvokeError {
     pub fn function_known(&self) -> bool {
         match self {
             InvokeError::MissingFunctionName | InvokeError::NotFound { .. } => false,
-            InvokeError::Retried { last, .. } => last.function_known(),
+            InvokeError::Retried { last, .. } | InvokeError::FallbackFailed { last, .. } => {
+                last.function_known()
+            }
             _ => true,
         }
     }
@@ -330,6 +344,11 @@ impl<S: SchedulerPort, N: NodePort, C: Clock> Invoker<S, N, C> {
     pub fn with_node_grace(mut self, grace: Duration) -> Self {
         self.node_grace = grace;
         self
+    }
+
+    /// The clock it measures with.
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// The registry functions are looked up in.

@@ -7,10 +7,13 @@
 //!   scheduler, run the function on the node, always give the container back, and run it
 //!   once more on another container when its event provably never reached the function.
 //!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
+//! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
+//!   fallback and circuit breaking.
 
 pub mod file;
 pub mod invoke;
 pub mod registry;
+pub mod routing;
 
 pub use file::{DEFAULT_FUNCTIONS_TOML, parse_functions_toml};
 pub use invoke::{

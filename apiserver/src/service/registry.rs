@@ -31,6 +31,7 @@ use crate::model::{
     Function, FunctionSpec, Handler, MAX_MEMORY_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_MS, MIB,
     MIN_MEMORY_BYTES, MIN_TIMEOUT_MS,
 };
+use crate::service::routing::catalog::RoutingTable;
 use crate::store::{FunctionDao, FunctionTable, StoreError};
 
 /// Why a function cannot be deployed or found, or a functions file cannot be read.
@@ -89,10 +90,24 @@ pub enum RegistryError {
     #[error("function {:?} was not {action}: {problem}", clip(name))]
     NotSaved {
         name: String,
-        /// "deployed" or "deleted".
+        /// "deployed", "deleted", "published", "aliased", "rolled back", "routed".
         action: &'static str,
         problem: StoreError,
     },
+    /// A version, alias or route setting breaks the rules; `field` names it as the admin API
+    /// and the TOML file do (`targets`, `rules[2].route_id_regex`, `fallback.target`).
+    #[error("function {:?}: {field}: {problem}", clip(function))]
+    BadRouting {
+        function: String,
+        field: String,
+        problem: String,
+    },
+    /// A version or alias of a deployed function does not exist.
+    #[error("{} not found: {hint}", clip(target))]
+    TargetNotFound { target: String, hint: String },
+    /// The change would leave something pointing at nothing, or rewrite what is immutable.
+    #[error("{}: {reason}", clip(subject))]
+    Conflict { subject: String, reason: String },
     /// The database cannot be used (at start).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -176,9 +191,11 @@ pub struct Deployed {
 /// The deployed functions and the rules over them.
 #[derive(Debug, Default)]
 pub struct Registry {
-    table: FunctionTable,
+    pub(crate) table: FunctionTable,
+    /// Versions, aliases and route policies, by function (`service::routing`).
+    pub(crate) routing: RoutingTable,
     /// Where every change is written first; `None`: memory only.
-    dao: Option<Arc<dyn FunctionDao>>,
+    pub(crate) dao: Option<Arc<dyn FunctionDao>>,
     /// Held across a whole write (read the current row, write the database, the table).
     writes: Mutex<()>,
 }
@@ -237,13 +254,25 @@ impl Registry {
             })?;
             registry.table.insert(Arc::new(function));
         }
+        registry
+            .routing
+            .load(
+                &registry.table,
+                loaded.versions,
+                loaded.aliases,
+                loaded.policies,
+            )
+            .map_err(|problem| RegistryError::Stored {
+                origin: dao.describe(),
+                problem: Box::new(problem),
+            })?;
         Ok(Opened {
             registry,
             seeded: loaded.seeded,
         })
     }
 
-    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // The lock guards no data: a panic while it was held changed nothing in the table.
         self.writes.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -288,12 +317,17 @@ impl Registry {
         })
     }
 
-    /// The function named `name`.
+    /// The function named `name`, or the published version `NAME:N` (a function of that
+    /// name). Aliases are not resolved here (`service::routing` does).
     pub fn get(&self, name: &str) -> Result<Arc<Function>, RegistryError> {
         if name.is_empty() {
             return Err(RegistryError::EmptyName);
         }
-        self.table.get(name).ok_or_else(|| RegistryError::NotFound {
+        let found = match name.split_once(crate::model::routing::QUALIFIER_SEPARATOR) {
+            None => self.table.get(name),
+            Some(_) => self.routing.concrete_version(name),
+        };
+        found.ok_or_else(|| RegistryError::NotFound {
             name: name.to_string(),
         })
     }
@@ -303,8 +337,10 @@ impl Registry {
         self.table.list()
     }
 
-    /// Deletes the function named `name`; returns what it was. With a database, it is
-    /// deleted there first; if that fails, nothing changes. Blocks on the database.
+    /// Deletes the function named `name` with its versions, aliases and route policy;
+    /// returns what it was. Refused while another function's routes name it. With a
+    /// database, it is deleted there first; if that fails, nothing changes. Blocks on the
+    /// database.
     pub fn delete(&self, name: &str) -> Result<Arc<Function>, RegistryError> {
         if name.is_empty() {
             return Err(RegistryError::EmptyName);
@@ -316,6 +352,7 @@ impl Registry {
         if self.table.get(name).is_none() {
             return Err(not_found());
         }
+        self.routing.check_function_unused(name)?;
         if let Some(dao) = &self.dao {
             dao.delete_function(name)
                 .map_err(|problem| RegistryError::NotSaved {
@@ -324,6 +361,7 @@ impl Registry {
                     problem,
                 })?;
         }
+        self.routing.remove_function(name);
         self.table.remove(name).ok_or_else(not_found)
     }
 

@@ -5,13 +5,15 @@
 //! happens entirely or not at all, so a failed call leaves the store as it was.
 //!
 //! It is deliberately small: the registry holds every function in memory, so the store is
-//! read once, at start ([`FunctionDao::load_or_seed`]), and afterwards only written. Versions,
-//! aliases and routes (issue 12) will come as more methods of the same shape.
+//! read once, at start ([`FunctionDao::load_or_seed`]), and afterwards only written. The
+//! service layer's data (versions, aliases, route policies) come as more methods of the same
+//! shape; deleting a function deletes them too, in the same transaction.
 
 use std::fmt::Debug;
 use std::path::PathBuf;
 
 use crate::model::Function;
+use crate::model::routing::{Alias, RoutePolicy};
 
 /// Durable storage of functions.
 pub trait FunctionDao: Send + Sync + Debug + 'static {
@@ -23,20 +25,44 @@ pub trait FunctionDao: Send + Sync + Debug + 'static {
     /// Stores `function`, replacing the one of the same name.
     fn put_function(&self, function: &Function) -> Result<(), StoreError>;
 
-    /// Deletes the function named `name`; whether it was stored.
+    /// Deletes the function named `name`, with its versions, aliases and route policy;
+    /// whether it was stored.
     fn delete_function(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a published version of `function`: `version` is a [`Function`] named
+    /// `FUNCTION:N` whose `revision` is N and whose `created_at_ms` is when it was published.
+    /// The function must be stored. Versions are immutable: storing one that exists fails.
+    fn put_version(&self, function: &str, version: &Function) -> Result<(), StoreError>;
+
+    /// Deletes version `version` of `function`; whether it was stored.
+    fn delete_version(&self, function: &str, version: i64) -> Result<bool, StoreError>;
+
+    /// Stores `alias`, replacing the one of the same function and name.
+    fn put_alias(&self, alias: &Alias) -> Result<(), StoreError>;
+
+    /// Deletes alias `alias` of `function`; whether it was stored.
+    fn delete_alias(&self, function: &str, alias: &str) -> Result<bool, StoreError>;
+
+    /// Stores `function`'s route policy (replacing it), or deletes it (`None`).
+    fn put_policy(&self, function: &str, policy: Option<&RoutePolicy>) -> Result<(), StoreError>;
 
     /// The store, as messages name it ("the database at PATH").
     fn describe(&self) -> String;
 }
 
 /// What [`FunctionDao::load_or_seed`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Loaded {
     /// The stored functions, sorted by name.
     pub functions: Vec<Function>,
     /// Whether the store was new and now holds the seed.
     pub seeded: bool,
+    /// Every published version, as functions named `FUNCTION:N`, sorted by function then N.
+    pub versions: Vec<(String, Function)>,
+    /// Every alias, sorted by function then name.
+    pub aliases: Vec<Alias>,
+    /// Every route policy, by function, sorted by function.
+    pub policies: Vec<(String, RoutePolicy)>,
 }
 
 /// Why the store cannot be used, or a write did not happen. Every message names the file or

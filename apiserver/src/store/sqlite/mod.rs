@@ -1,4 +1,5 @@
-//! The SQLite DAO: functions in `DATA_DIR/apiserver.db`.
+//! The SQLite DAO: functions, their published versions, aliases and route policies in
+//! `DATA_DIR/apiserver.db` (the tables: [`schema`]; the service layer's queries: `routing`).
 //!
 //! SQLite is compiled into the binary (`rusqlite` with `bundled`), so nothing needs
 //! installing, and the file is an ordinary SQLite database that anyone can inspect with the
@@ -38,6 +39,7 @@
 //! mode; a writer that holds the database longer than [`BUSY_TIMEOUT`] makes a deploy fail
 //! cleanly instead of hang.
 
+mod routing;
 pub mod schema;
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -47,8 +49,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use faas_common::text::clip;
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Transaction, TransactionBehavior, params};
 
+use crate::model::routing::{Alias, RoutePolicy};
 use crate::model::{Function, Handler};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
@@ -162,7 +165,7 @@ impl DirLock {
     }
 }
 
-/// The functions table of one SQLite file, behind one connection.
+/// The tables of one SQLite file, behind one connection.
 #[derive(Debug)]
 pub struct SqliteDao {
     path: PathBuf,
@@ -349,47 +352,62 @@ impl SqliteDao {
         Ok(out)
     }
 
-    fn read_all(&self, tx: &Transaction<'_>) -> Result<Vec<Function>, StoreError> {
-        let mut statement = tx
-            .prepare(&format!("SELECT {COLUMNS} FROM functions ORDER BY name"))
-            .map_err(|e| self.read_error(e))?;
-        // A row whose handler this binary does not know maps to its name and handler.
-        let rows = statement
-            .query_map([], |row| {
-                let name: String = row.get(0)?;
-                let handler: String = row.get(1)?;
-                let Ok(known) = handler.parse::<Handler>() else {
-                    return Ok(Err((name, handler)));
-                };
-                Ok(Ok(Function {
-                    name,
-                    handler: known,
-                    memory_bytes: row.get(2)?,
-                    timeout_ms: row.get(3)?,
-                    description: row.get(4)?,
-                    revision: row.get(5)?,
-                    created_at_ms: row.get(6)?,
-                    updated_at_ms: row.get(7)?,
-                }))
-            })
-            .map_err(|e| self.read_error(e))?;
-        let mut functions = Vec::new();
-        for row in rows {
-            let function = row
+    /// Runs `sql` and decodes each row with `decode`, whose `Ok(Err(reason))` is a row this
+    /// binary cannot read: it refuses the whole read with [`StoreError::BadRow`].
+    fn read_rows<T>(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        mut decode: impl FnMut(&Row<'_>) -> rusqlite::Result<Result<T, String>>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = tx.prepare(sql).map_err(|e| self.read_error(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.read_error(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.read_error(e))? {
+            let item = decode(row)
                 .map_err(|e| self.read_error(e))?
-                .map_err(|(name, handler)| StoreError::BadRow {
+                .map_err(|reason| StoreError::BadRow {
                     path: self.path.clone(),
-                    reason: format!(
-                        "function {:?} has handler {:?}, which is not one of {}",
-                        clip(&name),
-                        clip(&handler),
-                        Handler::names().join(", ")
-                    ),
+                    reason,
                 })?;
-            functions.push(function);
+            out.push(item);
         }
-        Ok(functions)
+        Ok(out)
     }
+
+    fn read_all(&self, tx: &Transaction<'_>) -> Result<Vec<Function>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM functions ORDER BY name");
+        self.read_rows(tx, &sql, |row| {
+            let name: String = row.get(0)?;
+            let handler: String = row.get(1)?;
+            let Ok(handler) = handler.parse::<Handler>() else {
+                return Ok(Err(format!(
+                    "function {:?} {}",
+                    clip(&name),
+                    unknown_handler(&handler)
+                )));
+            };
+            Ok(Ok(Function {
+                name,
+                handler,
+                memory_bytes: row.get(2)?,
+                timeout_ms: row.get(3)?,
+                description: row.get(4)?,
+                revision: row.get(5)?,
+                created_at_ms: row.get(6)?,
+                updated_at_ms: row.get(7)?,
+            }))
+        })
+    }
+}
+
+/// Why a stored handler name cannot be read, after the row's name.
+fn unknown_handler(handler: &str) -> String {
+    format!(
+        "has handler {:?}, which is not one of {}",
+        clip(handler),
+        Handler::names().join(", ")
+    )
 }
 
 fn insert(tx: &Transaction<'_>, f: &Function, upsert: bool) -> rusqlite::Result<usize> {
@@ -451,6 +469,9 @@ impl FunctionDao for SqliteDao {
             Ok(Loaded {
                 functions: self.read_all(tx)?,
                 seeded,
+                versions: self.read_versions(tx)?,
+                aliases: self.read_aliases(tx)?,
+                policies: self.read_policies(tx)?,
             })
         })
     }
@@ -462,6 +483,8 @@ impl FunctionDao for SqliteDao {
         })
     }
 
+    // Its versions, aliases and policy go with it: their tables reference it ON DELETE
+    // CASCADE, and `configure` turned foreign keys on.
     fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
         self.write(|tx| {
             tx.execute("DELETE FROM functions WHERE name = ?1", [name])
@@ -470,10 +493,46 @@ impl FunctionDao for SqliteDao {
         })
     }
 
+    fn put_version(&self, function: &str, version: &Function) -> Result<(), StoreError> {
+        self.write(|tx| self.insert_version(tx, function, version))
+    }
+
+    fn delete_version(&self, function: &str, version: i64) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM function_versions WHERE function = ?1 AND version = ?2",
+                params![function, version],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.write_error(e))
+        })
+    }
+
+    fn put_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+        self.write(|tx| self.upsert_alias(tx, alias))
+    }
+
+    fn delete_alias(&self, function: &str, alias: &str) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM aliases WHERE function = ?1 AND alias = ?2",
+                [function, alias],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.write_error(e))
+        })
+    }
+
+    fn put_policy(&self, function: &str, policy: Option<&RoutePolicy>) -> Result<(), StoreError> {
+        self.write(|tx| self.upsert_policy(tx, function, policy))
+    }
+
     fn describe(&self) -> String {
         format!("the database at {}", self.path.display())
     }
 }
 
+#[cfg(test)]
+mod routing_tests;
 #[cfg(test)]
 mod tests;

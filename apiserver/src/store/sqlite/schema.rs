@@ -11,7 +11,7 @@
 //! transaction, so a database is never half-migrated. A file whose version is above
 //! [`SCHEMA_VERSION`] was written by a newer binary and is refused (its tables may mean more
 //! than this binary knows). To change the schema, append a migration (never edit a released
-//! one) and bump [`SCHEMA_VERSION`].
+//! one); [`SCHEMA_VERSION`] follows.
 //!
 //! # Schema 1
 //!
@@ -31,33 +31,44 @@
 //! `STRICT` makes SQLite refuse a value of the wrong type (a text memory size written with the
 //! `sqlite3` tool, say) instead of storing it.
 //!
-//! # What comes next (issue 12)
+//! # Schema 2: versions, aliases, route policies (issue 12)
 //!
-//! A function's name is its key, so versions, aliases and routes become tables of their own
-//! that reference it and go when it goes (`PRAGMA foreign_keys` is on):
+//! A function's name is its key, so the service layer's data are tables of their own that
+//! reference it and go when it goes: `PRAGMA foreign_keys` is on in every connection the DAO
+//! opens, so deleting a function's row deletes its versions, aliases and policy in the same
+//! transaction, and none of them can be stored for a function that is not.
 //!
 //! ```sql
-//! CREATE TABLE function_versions (          -- immutable snapshots: `faas publish NAME`
-//!     function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
-//!     version  INTEGER NOT NULL,             -- 1, 2, 3...
-//!     handler TEXT NOT NULL, memory_bytes INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,
-//!     description TEXT NOT NULL, published_at_ms INTEGER NOT NULL,
-//!     PRIMARY KEY (function, version)
+//! CREATE TABLE function_versions (      -- immutable snapshots: `faas publish NAME`
+//!     function        TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     version         INTEGER NOT NULL CHECK (version >= 1),  -- called as NAME:VERSION
+//!     handler         TEXT    NOT NULL,
+//!     memory_bytes    INTEGER NOT NULL,
+//!     timeout_ms      INTEGER NOT NULL,
+//!     description     TEXT    NOT NULL DEFAULT '',
+//!     published_at_ms INTEGER NOT NULL,  -- Unix ms
+//!     PRIMARY KEY (function, version)    -- a second publish of N is refused
 //! ) STRICT;
-//! CREATE TABLE alias_targets (              -- NAME:ALIAS -> versions with weights
-//!     function TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,
-//!     weight INTEGER NOT NULL, generation INTEGER NOT NULL,  -- earlier generations: rollback
-//!     PRIMARY KEY (function, alias, generation, version),
-//!     FOREIGN KEY (function, version) REFERENCES function_versions ON DELETE RESTRICT
+//! CREATE TABLE aliases (                -- NAME:ALIAS -> one or two versions with weights
+//!     function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     alias         TEXT    NOT NULL,
+//!     targets       TEXT    NOT NULL,    -- JSON: [{"version":1,"weight":90},{"version":2,"weight":10}]
+//!     previous      TEXT    NOT NULL,    -- JSON, the targets before the last change; [] if none
+//!     updated_at_ms INTEGER NOT NULL,
+//!     PRIMARY KEY (function, alias)
 //! ) STRICT;
-//! CREATE TABLE routes (                      -- a function's rule table, tried in order
-//!     function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
-//!     position INTEGER NOT NULL, rule TEXT NOT NULL, target TEXT NOT NULL, fallback TEXT,
-//!     PRIMARY KEY (function, position)
+//! CREATE TABLE route_policies (         -- where a call of plain NAME goes
+//!     function      TEXT    NOT NULL PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+//!     policy        TEXT    NOT NULL,    -- JSON of model::routing::RoutePolicy
+//!     updated_at_ms INTEGER NOT NULL     -- Unix ms of the write (for people: not loaded)
 //! ) STRICT;
 //! ```
 //!
-//! They arrive as migration 2, and a schema-1 database gains them on its next start.
+//! An alias's weights and a policy are small documents the service validates as a whole and
+//! always replaces whole, so they are stored as JSON (serde's form of the model) rather than
+//! spread over rows; `sqlite3` reads them with `json_extract`. Aliases do not reference
+//! versions: whether a version an alias or a rule names may be deleted is the service's rule,
+//! not the database's. A schema-1 database gains the three (empty) tables on its next start.
 
 use rusqlite::Transaction;
 
@@ -78,6 +89,30 @@ pub const MIGRATIONS: &[&str] = &[
         description   TEXT    NOT NULL DEFAULT '',
         revision      INTEGER NOT NULL CHECK (revision >= 1),
         created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;",
+    // 1 -> 2: published versions, aliases, route policies.
+    "CREATE TABLE function_versions (
+        function        TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version         INTEGER NOT NULL CHECK (version >= 1),
+        handler         TEXT    NOT NULL,
+        memory_bytes    INTEGER NOT NULL,
+        timeout_ms      INTEGER NOT NULL,
+        description     TEXT    NOT NULL DEFAULT '',
+        published_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, version)
+    ) STRICT;
+    CREATE TABLE aliases (
+        function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        alias         TEXT    NOT NULL,
+        targets       TEXT    NOT NULL,
+        previous      TEXT    NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, alias)
+    ) STRICT;
+    CREATE TABLE route_policies (
+        function      TEXT    NOT NULL PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+        policy        TEXT    NOT NULL,
         updated_at_ms INTEGER NOT NULL
     ) STRICT;",
 ];

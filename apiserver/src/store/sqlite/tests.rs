@@ -3,7 +3,7 @@
 use super::*;
 use crate::model::MIB;
 
-fn function(name: &str, revision: i64) -> Function {
+pub(super) fn function(name: &str, revision: i64) -> Function {
     Function {
         name: name.into(),
         handler: Handler::Echo,
@@ -17,7 +17,7 @@ fn function(name: &str, revision: i64) -> Function {
 }
 
 /// A connection of our own to `dir`'s database, bypassing the DAO.
-fn raw(dir: &Path) -> Connection {
+pub(super) fn raw(dir: &Path) -> Connection {
     Connection::open(dir.join(DATABASE_FILE)).unwrap()
 }
 

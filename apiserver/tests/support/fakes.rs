@@ -1,0 +1,435 @@
+// The fakes the API server's integration tests run it against (included by each test file):
+// Scheduler, SchedulerAdmin and NodeService servers on 127.0.0.1:0 that record every call.
+
+/// One call a fake received, in the order they arrived.
+#[derive(Clone, Debug)]
+enum Call {
+    Acquire(AcquireContainerRequest),
+    Invoke(node::InvokeFunctionRequest),
+    Return(ReturnContainerRequest),
+    Retire(String),
+    Hold(String, i64),
+}
+
+type Log = Arc<Mutex<Vec<Call>>>;
+
+struct FakeScheduler {
+    log: Log,
+    /// The port of the node each acquire hands out, in turn; the last one repeats.
+    node_ports: Vec<i64>,
+    refuse: Option<(Code, &'static str)>,
+    /// Never answer an acquire.
+    hang: bool,
+    /// The `grpc-timeout` of each acquire.
+    timeouts: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+/// The scheduler's platform API: records which functions the API server retires.
+struct FakeSchedulerAdmin {
+    log: Log,
+}
+
+#[tonic::async_trait]
+impl SchedulerAdmin for FakeSchedulerAdmin {
+    async fn retire_function(
+        &self,
+        request: Request<RetireFunctionRequest>,
+    ) -> Result<Response<RetireFunctionReply>, Status> {
+        let name = request.into_inner().function_name;
+        self.log.lock().unwrap().push(Call::Retire(name));
+        Ok(Response::new(RetireFunctionReply {}))
+    }
+
+    async fn hold_function(
+        &self,
+        request: Request<HoldFunctionRequest>,
+    ) -> Result<Response<HoldFunctionReply>, Status> {
+        let r = request.into_inner();
+        self.log.lock().unwrap().push(Call::Hold(r.function_name, r.hold_ms));
+        Ok(Response::new(HoldFunctionReply { containers: 1 }))
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for FakeScheduler {
+    async fn acquire_container(
+        &self,
+        request: Request<AcquireContainerRequest>,
+    ) -> Result<Response<AcquireContainerReply>, Status> {
+        self.timeouts.lock().unwrap().push(
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_string()),
+        );
+        let n = {
+            let mut log = self.log.lock().unwrap();
+            log.push(Call::Acquire(request.into_inner()));
+            log.iter().filter(|c| matches!(c, Call::Acquire(_))).count() - 1
+        };
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        if let Some((code, message)) = self.refuse {
+            return Err(Status::new(code, message));
+        }
+        let i = n.min(self.node_ports.len() - 1);
+        let mut response = Response::new(AcquireContainerReply {
+            node_id: format!("node-{}", 7 + i),
+            node_address: "127.0.0.1".into(),
+            node_service_port: self.node_ports[i],
+            container_id: format!("container-{}", 42 + i),
+        });
+        response
+            .metadata_mut()
+            .insert(meta::COLD_START, "true".parse().unwrap());
+        Ok(response)
+    }
+
+    async fn return_container(
+        &self,
+        request: Request<ReturnContainerRequest>,
+    ) -> Result<Response<ReturnContainerReply>, Status> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Return(request.into_inner()));
+        Ok(Response::new(ReturnContainerReply {}))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum NodeBehaviour {
+    /// Header, two body chunks, footer.
+    Succeed,
+    /// The function fails: header error and footer "Code: message".
+    FunctionError,
+    /// The function times out.
+    Timeout,
+    /// The container exits during the call (the function may have run).
+    Exited,
+    /// Refuses before delivery with this status and `x-faas-error-code`.
+    Refuse(Code, &'static str),
+    /// Never answers (a stopped node).
+    Hang,
+    /// Sends the header, then nothing more (a node stopped mid-call).
+    HangAfterHeader,
+    /// Nothing listens on the node's port.
+    Down,
+}
+
+struct FakeNode {
+    log: Log,
+    behaviour: NodeBehaviour,
+}
+
+type ReplyStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<InvokeFunctionReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeService for FakeNode {
+    type InvokeFunctionStream = ReplyStream;
+
+    async fn reserve(
+        &self,
+        _: Request<node::ReserveRequest>,
+    ) -> Result<Response<node::ReserveReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn create_container(
+        &self,
+        _: Request<node::CreateContainerRequest>,
+    ) -> Result<Response<node::CreateContainerReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn remove_container(
+        &self,
+        _: Request<node::RemoveContainerRequest>,
+    ) -> Result<Response<node::RemoveContainerReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_stats(
+        &self,
+        _: Request<node::GetStatsRequest>,
+    ) -> Result<Response<node::GetStatsReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn invoke_function(
+        &self,
+        request: Request<node::InvokeFunctionRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Invoke(request.into_inner()));
+        if let NodeBehaviour::Refuse(code, error_code) = self.behaviour {
+            let mut map = tonic::metadata::MetadataMap::new();
+            map.insert(meta::ERROR_CODE, error_code.parse().unwrap());
+            return Err(Status::with_metadata(code, "refused by the fake", map));
+        }
+        if let NodeBehaviour::Hang = self.behaviour {
+            std::future::pending::<()>().await;
+        }
+        let header = |error: &str| InvokeFunctionReply {
+            header: Some(Header {
+                error: error.as_bytes().to_vec(),
+                max_mem_usage_in_bytes: 777,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = |b: &str| InvokeFunctionReply {
+            body: b.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let footer = |error: &str| InvokeFunctionReply {
+            footer: Some(Footer {
+                duration_in_nanos: 4242,
+                error: error.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let replies = match self.behaviour {
+            NodeBehaviour::Succeed => vec![header(""), body("hello "), body("world"), footer("")],
+            NodeBehaviour::FunctionError => vec![
+                header("division by zero"),
+                footer("FunctionError: division by zero"),
+            ],
+            // As the real node service reports it: the code also in `invoke_exception`.
+            NodeBehaviour::Timeout => {
+                let text = "Timeout: ran past its 10000 ms timeout";
+                let mut last = footer(text);
+                last.footer.as_mut().unwrap().invoke_exception = "Timeout".into();
+                vec![header(text), last]
+            }
+            NodeBehaviour::Exited => {
+                let text = "ContainerExited: the container process exited (signal 9)";
+                let mut last = footer(text);
+                last.footer.as_mut().unwrap().invoke_exception = "ContainerExited".into();
+                vec![header(text), last]
+            }
+            NodeBehaviour::HangAfterHeader => {
+                use tokio_stream::StreamExt;
+                let stream = tokio_stream::iter([Ok::<_, Status>(header(""))])
+                    .chain(tokio_stream::pending());
+                return Ok(Response::new(Box::pin(stream) as ReplyStream));
+            }
+            NodeBehaviour::Refuse(..) | NodeBehaviour::Hang | NodeBehaviour::Down => {
+                unreachable!("handled above")
+            }
+        };
+        let stream = tokio_stream::iter(replies.into_iter().map(Ok));
+        Ok(Response::new(Box::pin(stream) as ReplyStream))
+    }
+}
+
+/// The API server and its fakes, stopped when dropped.
+struct Platform {
+    log: Log,
+    acquire_timeouts: Arc<Mutex<Vec<Option<String>>>>,
+    api: ApiServerClient<Channel>,
+    admin: AdminClient<Channel>,
+    addr: String,
+    trigger: Trigger,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Platform {
+    fn calls(&self) -> Vec<Call> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn acquires(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Acquire(_)))
+            .count()
+    }
+
+    fn returns(&self) -> Vec<ReturnContainerRequest> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Return(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The contest's `ListFunctions`.
+    async fn list(&mut self) -> apiserverproto::ListFunctionsReply {
+        self.api
+            .list_functions(apiserverproto::ListFunctionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Deploys `spec` through the admin API.
+    async fn deploy(&mut self, spec: admin::FunctionSpec) -> Result<(), Status> {
+        self.admin
+            .deploy_function(admin::DeployFunctionRequest {
+                function: Some(spec),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Invokes `function` (account `acct`, an empty event), expecting it to fail.
+    async fn invoke_err(&mut self, function: &str) -> Status {
+        self.api
+            .invoke_function(invoke(function, "acct", b""))
+            .await
+            .unwrap_err()
+    }
+
+    async fn stop(mut self) {
+        self.trigger.trigger();
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+struct Setup {
+    /// The nodes the scheduler hands out, one per acquire; the last one repeats.
+    nodes: Vec<NodeBehaviour>,
+    refuse: Option<(Code, &'static str)>,
+    hang_acquire: bool,
+    config: Config,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            nodes: vec![NodeBehaviour::Succeed],
+            refuse: None,
+            hang_acquire: false,
+            config: Config::default(),
+        }
+    }
+}
+
+impl Setup {
+    /// The scheduler hands out these nodes, one per acquire; the last one repeats.
+    fn nodes(nodes: &[NodeBehaviour]) -> Setup {
+        Setup {
+            nodes: nodes.to_vec(),
+            ..Setup::default()
+        }
+    }
+
+    fn node(behaviour: NodeBehaviour) -> Setup {
+        Setup::nodes(&[behaviour])
+    }
+
+    /// Every acquire is refused with `code` and `message`.
+    fn refuse(code: Code, message: &'static str) -> Setup {
+        Setup {
+            refuse: Some((code, message)),
+            ..Setup::default()
+        }
+    }
+}
+
+async fn start(setup: Setup) -> Platform {
+    let log: Log = Arc::default();
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = Vec::new();
+
+    let mut node_ports = Vec::new();
+    for behaviour in setup.nodes {
+        let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        node_ports.push(node_listener.local_addr().unwrap().port().into());
+        if let NodeBehaviour::Down = behaviour {
+            drop(node_listener);
+            continue;
+        }
+        let node = NodeServiceServer::new(FakeNode {
+            log: log.clone(),
+            behaviour,
+        });
+        let stop = shutdown.clone().wait();
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(node)
+                .serve_with_incoming_shutdown(faas_common::serve::incoming(node_listener), stop)
+                .await
+                .unwrap();
+        }));
+    }
+
+    let scheduler_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheduler_addr = scheduler_listener.local_addr().unwrap();
+    let acquire_timeouts = Arc::default();
+    let scheduler = SchedulerServer::new(FakeScheduler {
+        log: log.clone(),
+        node_ports,
+        refuse: setup.refuse,
+        hang: setup.hang_acquire,
+        timeouts: Arc::clone(&acquire_timeouts),
+    });
+    let scheduler_admin = SchedulerAdminServer::new(FakeSchedulerAdmin { log: log.clone() });
+    let stop = shutdown.clone().wait();
+    tasks.push(tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(scheduler)
+            .add_service(scheduler_admin)
+            .serve_with_incoming_shutdown(faas_common::serve::incoming(scheduler_listener), stop)
+            .await
+            .unwrap();
+    }));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = Config {
+        port: 0,
+        scheduler: scheduler_addr.to_string(),
+        ..setup.config
+    };
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        faas_apiserver::run(listener, config, stop).await.unwrap();
+    }));
+
+    let channel = faas_common::serve::connect(&addr).await.unwrap();
+    Platform {
+        log,
+        acquire_timeouts,
+        api: ApiServerClient::new(channel.clone()),
+        admin: AdminClient::new(channel),
+        addr,
+        trigger,
+        tasks,
+    }
+}
+
+fn invoke(function: &str, account: &str, event: &[u8]) -> InvokeFunctionRequest {
+    InvokeFunctionRequest {
+        account_id: account.into(),
+        function_name: function.into(),
+        event: event.to_vec(),
+    }
+}
+
+fn meta_str<'a>(response: &'a Response<apiserverproto::InvokeFunctionReply>, key: &str) -> &'a str {
+    response
+        .metadata()
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in the reply metadata"))
+        .to_str()
+        .unwrap()
+}
+
