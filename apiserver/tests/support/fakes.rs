@@ -1,6 +1,33 @@
 // The fakes the API server's integration tests run it against (included by each test file):
 // Scheduler, SchedulerAdmin and NodeService servers on 127.0.0.1:0 that record every call.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faas_apiserver::Config;
+use faas_common::shutdown::{self, Trigger};
+use faas_proto::admin::{self, admin_client::AdminClient};
+use faas_proto::apiserverproto::{self, InvokeFunctionRequest, api_server_client::ApiServerClient};
+use faas_proto::meta;
+use faas_proto::nodeservoceproto::{
+    self as node, InvokeFunctionReply,
+    invoke_function_reply::{Footer, Header},
+    node_service_server::{NodeService, NodeServiceServer},
+};
+use faas_proto::scheduler_admin::scheduler_admin_server::{SchedulerAdmin, SchedulerAdminServer};
+use faas_proto::scheduler_admin::{
+    HoldFunctionReply, HoldFunctionRequest, RetireFunctionReply, RetireFunctionRequest,
+};
+use faas_proto::schedulerproto::{
+    AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
+    scheduler_server::{Scheduler, SchedulerServer},
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
 /// One call a fake received, in the order they arrived.
 #[derive(Clone, Debug)]
 enum Call {
