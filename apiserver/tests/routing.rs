@@ -402,3 +402,54 @@ async fn versions_aliases_and_routes_survive_a_restart() {
     assert_eq!(after.routes, before.routes);
     assert_eq!(after.aliases[0].previous, weights(&[(2, 100)]));
 }
+
+#[tokio::test]
+async fn deleting_a_version_or_function_ends_its_hold_and_retires_it() {
+    let mut p = start(Setup::default()).await;
+    shop(&mut p).await;
+    set_alias(&mut p, &[(1, 100)]).await.unwrap();
+    p.admin
+        .delete_version(admin::DeleteVersionRequest {
+            name: "shop".into(),
+            version: 2,
+        })
+        .await
+        .unwrap();
+    p.admin
+        .delete_alias(admin::DeleteAliasRequest {
+            function: "shop".into(),
+            alias: "live".into(),
+        })
+        .await
+        .unwrap();
+    p.admin
+        .delete_function(admin::DeleteFunctionRequest {
+            name: "shop".into(),
+        })
+        .await
+        .unwrap();
+    let told = |p: &Platform| -> Vec<String> {
+        p.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Hold(name, 0) => Some(format!("end hold {name}")),
+                Call::Retire(name) => Some(format!("retire {name}")),
+                _ => None,
+            })
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while told(&p).len() < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", told(&p));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let told = told(&p);
+    for name in ["shop:2", "shop", "shop:1"] {
+        let end = told.iter().position(|t| *t == format!("end hold {name}"));
+        let retire = told.iter().position(|t| *t == format!("retire {name}"));
+        assert!(
+            end.is_some() && retire.is_some() && end < retire,
+            "{name}: {told:?}"
+        );
+    }
+}

@@ -90,6 +90,16 @@ impl AdminService {
         let name = name.to_string();
         tokio::spawn(async move {
             let Some(hold) = hold else {
+                // A hold outlives a retire (holds are by name): end it first, so a function
+                // deployed again under this name is not held.
+                let mut end = Request::new(HoldFunctionRequest {
+                    function_name: name.clone(),
+                    hold_ms: 0,
+                });
+                end.set_timeout(RETIRE_TIMEOUT);
+                if let Err(e) = client.hold_function(end).await {
+                    tracing::debug!(function = %name, error = %e.message(), "could not end a hold");
+                }
                 let mut request = Request::new(RetireFunctionRequest {
                     function_name: name.clone(),
                 });
