@@ -369,7 +369,7 @@ async fn versions_aliases_and_routes_survive_a_restart() {
     })
     .await;
     shop(&mut p).await;
-    set_alias(&mut p, &[(1, 90), (2, 10)]).await.unwrap();
+    set_alias(&mut p, &[(1, 100)]).await.unwrap();
     p.admin
         .set_routes(admin::SetRoutesRequest {
             function: "shop".into(),
@@ -397,6 +397,20 @@ async fn versions_aliases_and_routes_survive_a_restart() {
     })
     .await;
     let after = describe(p.admin.clone()).await;
+    // The new server tells the scheduler again to hold the version the alias left.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !p
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Hold(name, ms) if name == "shop:2" && *ms > 0))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no hold after the restart: {:?}",
+            p.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(after.versions, before.versions);
     assert_eq!(after.aliases, before.aliases);
     assert_eq!(after.routes, before.routes);

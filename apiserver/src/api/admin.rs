@@ -34,6 +34,9 @@ pub struct AdminService {
     version_grace: Duration,
 }
 
+/// How often the scheduler is told again which versions to hold warm.
+pub const HOLD_REFRESH: Duration = Duration::from_secs(30);
+
 /// How long the scheduler is given to take note of a deleted function.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,6 +57,30 @@ impl AdminService {
     pub fn with_scheduler(mut self, channel: Channel) -> AdminService {
         self.scheduler = Some(SchedulerAdminClient::new(channel));
         self
+    }
+
+    /// Tells the scheduler, now and every [`HOLD_REFRESH`] until `shutdown`, which versions
+    /// to keep warm and for how long still (`Registry::warm_holds`): a scheduler that
+    /// restarted (and forgot its holds) hears of them again, and so does the scheduler after
+    /// this server restarts.
+    pub fn keep_holds(&self, shutdown: faas_common::shutdown::Shutdown) {
+        if self.scheduler.is_none() || self.version_grace.is_zero() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let grace = i64::try_from(this.version_grace.as_millis()).unwrap_or(i64::MAX);
+            loop {
+                let now = faas_common::clock::now_ms();
+                for (version, left_ms) in this.registry.warm_holds(now, grace) {
+                    this.hold(&version, Duration::from_millis(left_ms.unsigned_abs()));
+                }
+                tokio::select! {
+                    _ = shutdown.clone().wait() => return,
+                    _ = tokio::time::sleep(HOLD_REFRESH) => {}
+                }
+            }
+        });
     }
 
     /// Runs a registry write on a blocking thread: it waits for the database's disk write,

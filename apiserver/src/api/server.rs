@@ -343,15 +343,15 @@ impl App {
         .max_encoding_message_size(usize::MAX);
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
-        let admin = AdminServer::new(
-            AdminService::new(
-                self.router.clone(),
-                Duration::from_millis(self.config.version_grace_ms),
-            )
-            .with_scheduler(scheduler),
+        let admin = AdminService::new(
+            self.router.clone(),
+            Duration::from_millis(self.config.version_grace_ms),
         )
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(usize::MAX);
+        .with_scheduler(scheduler);
+        admin.keep_holds(shutdown.clone());
+        let admin = AdminServer::new(admin)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(usize::MAX);
 
         tonic::transport::Server::builder()
             .add_service(health_service)

@@ -535,6 +535,36 @@ impl Registry {
         Some(routing.policy.as_ref()?.policy.clone())
     }
 
+    /// The versions that should be held warm at `now_ms`, with how long still: those an alias
+    /// moved away from less than `grace_ms` ago that nothing else sends traffic to. Derived
+    /// from what the database keeps (an alias's previous targets and when it changed), so
+    /// the API server can tell a restarted scheduler again, and holds survive its own restart.
+    pub fn warm_holds(&self, now_ms: i64, grace_ms: i64) -> Vec<(String, i64)> {
+        let mut holds: BTreeMap<String, i64> = BTreeMap::new();
+        for (function, routing) in self.routing.all() {
+            for alias in routing.aliases.values() {
+                let left = alias
+                    .updated_at_ms
+                    .saturating_add(grace_ms)
+                    .saturating_sub(now_ms);
+                if left <= 0 {
+                    continue;
+                }
+                let moved_from: Vec<i64> = alias
+                    .previous
+                    .iter()
+                    .filter(|p| p.weight > 0)
+                    .map(|p| p.version)
+                    .collect();
+                for v in self.unreferenced_versions(&function, &moved_from) {
+                    let hold = holds.entry(version_name(&function, v)).or_default();
+                    *hold = (*hold).max(left);
+                }
+            }
+        }
+        holds.into_iter().collect()
+    }
+
     /// The versions of `name` no alias or route sends traffic to.
     pub fn unreferenced_versions(&self, name: &str, among: &[i64]) -> Vec<i64> {
         let routing = self.routing.get(name).unwrap_or_default();

@@ -682,3 +682,29 @@ fn a_policy_naming_a_missing_target_or_a_cycle_is_refused() {
     );
     assert!(registry.policy("g").is_none());
 }
+
+#[test]
+fn versions_an_alias_left_are_held_for_what_is_left_of_the_grace() {
+    let registry = Registry::new();
+    registry.deploy(spec("f", "echo"), 0).unwrap();
+    for _ in 0..3 {
+        registry.publish("f", None, None, 1).unwrap();
+    }
+    registry
+        .set_alias("f", "live", parse_weights("1").unwrap(), 1_000)
+        .unwrap();
+    assert!(registry.warm_holds(1_000, 600_000).is_empty());
+    registry
+        .set_alias("f", "live", parse_weights("2=90,3=10").unwrap(), 10_000)
+        .unwrap();
+    assert_eq!(
+        registry.warm_holds(70_000, 600_000),
+        [("f:1".to_string(), 540_000)]
+    );
+    // Past the grace: nothing; a version still named elsewhere: not held.
+    assert!(registry.warm_holds(610_000, 600_000).is_empty());
+    registry
+        .set_alias("f", "canary", parse_weights("1").unwrap(), 20_000)
+        .unwrap();
+    assert!(registry.warm_holds(70_000, 600_000).is_empty());
+}
