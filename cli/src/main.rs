@@ -1,15 +1,21 @@
-//! `faas`: start the platform, invoke and manage functions, run the demo load, and run any
-//! single component (`faas scheduler ...`) exactly as its own binary does.
+//! `faas`: start the platform, invoke and manage functions (with their versions, aliases and
+//! routes), run the demo load, and run any single component (`faas scheduler ...`) exactly
+//! as its own binary does.
+
+mod routing_cmds;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use faas_cli::client::{Api, DEFAULT_ACCOUNT, describe};
+use faas_apiserver::model::routing::{Weighted, parse_weights};
+use faas_cli::client::{
+    Api, DEFAULT_ACCOUNT, RouteReply, RouteRequest, describe, parse_route_param,
+};
 use faas_cli::demo;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
-use faas_proto::admin::{DeleteFunctionRequest, DeployFunctionRequest, ListFunctionsRequest};
+use faas_proto::admin::{DeleteFunctionRequest, ListFunctionsRequest};
 
 #[derive(Parser)]
 #[command(
@@ -107,7 +113,8 @@ enum Command {
     },
     /// Invoke a function and print its body.
     Invoke {
-        /// The function's name.
+        /// The function: NAME (its routes, else its current definition), NAME:N (version N)
+        /// or NAME:ALIAS.
         name: String,
         /// The event (JSON or any text).
         #[arg(long, default_value = "")]
@@ -117,9 +124,19 @@ enum Command {
         event_file: Option<PathBuf>,
         #[arg(long, env = "FAAS_ACCOUNT", default_value = DEFAULT_ACCOUNT)]
         account: String,
-        /// Also print the request id, latency, cold start and placement.
+        /// Also print the request id, latency, cold start and placement, and the version and
+        /// target that served the call (and the fallback's reason, when it served it).
         #[arg(long, short)]
         verbose: bool,
+        /// The call's routing id, matched by route rules' route_id and route_id_regex.
+        #[arg(long, value_name = "ID")]
+        route_id: Option<String>,
+        /// A routing parameter, matched by route rules' fields (repeatable).
+        #[arg(long = "route", value_name = "KEY=VALUE", value_parser = parse_route_param)]
+        routes: Vec<(String, String)>,
+        /// Calls with the same routing key go to the same version of a weighted alias.
+        #[arg(long, value_name = "KEY")]
+        routing_key: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -128,9 +145,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Deploy (create or replace) the functions of a TOML file.
+    /// Apply a TOML file: its functions (created or replaced), then their versions, aliases
+    /// and routes; what is already as the file says is left unchanged.
+    #[command(after_help = "The format: deploy/functions.toml (functions only) and \
+        deploy/canary.toml (a function with versions, an alias and routes).")]
     Deploy {
-        /// A TOML file in the format of deploy/functions.toml.
+        /// A TOML file: `[[function]]` entries, each with optional `[[function.version]]`,
+        /// `[[function.alias]]` and `[function.routes]`.
         file: PathBuf,
         #[command(flatten)]
         target: Target,
@@ -138,6 +159,53 @@ enum Command {
     /// Delete a function.
     Delete {
         name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Freeze a function's current definition as its next version (NAME:1, NAME:2, ...).
+    Publish {
+        /// The function's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List a function's versions, or delete one with --delete N.
+    Versions {
+        /// The function's name.
+        name: String,
+        /// Delete version N instead (refused while an alias or route names it).
+        #[arg(long, value_name = "N")]
+        delete: Option<i64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set, list or delete a function's aliases (NAME:ALIAS).
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
+    },
+    /// Point an alias back at what it pointed at before its last change.
+    Rollback {
+        /// The function's name.
+        name: String,
+        /// The alias's name.
+        alias: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Clear a function's routes (`faas deploy FILE` sets them).
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+    /// Everything about a function: definition, versions, aliases, routes, and how each
+    /// target fared (breaker state, calls, errors, fallbacks, p99).
+    Describe {
+        /// The function's name.
+        name: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -155,6 +223,54 @@ enum Command {
     NodeService(faas_node_service::Config),
     /// Run one container service alone.
     ContainerService(faas_container_service::Config),
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Create or move an alias: WEIGHTS is `1=90,2=10` (one or two versions, summing to 100)
+    /// or `2` (all traffic to version 2). What it pointed at before is kept for
+    /// `faas rollback`.
+    Set {
+        /// The function's name.
+        name: String,
+        /// The alias's name: a letter, then letters, digits, '_' or '-'.
+        alias: String,
+        /// `1=90,2=10` or `2`.
+        #[arg(value_parser = parse_weights, value_name = "WEIGHTS")]
+        weights: WeightList,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List a function's aliases.
+    List {
+        /// The function's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete an alias (refused while a route names it).
+    Delete {
+        /// The function's name.
+        name: String,
+        /// The alias's name.
+        alias: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Clap takes a `Vec` argument as a list of values: the parsed weights travel in this.
+type WeightList = Vec<Weighted>;
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Remove a function's routes: its calls go to its current definition again.
+    Clear {
+        /// The function's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -179,6 +295,12 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Functions { .. }
             | Command::Deploy { .. }
             | Command::Delete { .. }
+            | Command::Publish { .. }
+            | Command::Versions { .. }
+            | Command::Alias { .. }
+            | Command::Rollback { .. }
+            | Command::Routes { .. }
+            | Command::Describe { .. }
     );
     if quiet && std::env::var_os("RUST_LOG").is_none() {
         // Child components (node and container services) inherit this: the demo's table
@@ -250,6 +372,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             event_file,
             account,
             verbose,
+            route_id,
+            routes,
+            routing_key,
             target,
         } => {
             let event = match event_file {
@@ -257,8 +382,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 None => event.into_bytes(),
             };
+            let route = RouteRequest {
+                route_id,
+                params: routes,
+                routing_key,
+            };
+            // Refused here, before anything is sent, with the flag named.
+            route.metadata().map_err(anyhow::Error::msg)?;
             let api = Api::connect(&target.apiserver).await?;
-            match api.invoke(&account, &name, event).await {
+            match api.invoke_routed(&account, &name, event, &route).await {
                 Ok(out) => {
                     if verbose {
                         eprintln!(
@@ -270,11 +402,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
                             out.node_id.as_deref().unwrap_or("?"),
                             out.container_id.as_deref().unwrap_or("?"),
                         );
+                        for line in out.route.lines() {
+                            eprintln!("{line}");
+                        }
                     }
                     println!("{}", String::from_utf8_lossy(&out.body));
                     Ok(())
                 }
-                Err(status) => bail!("{}", describe(&status)),
+                Err(status) => {
+                    if verbose {
+                        for line in RouteReply::from_metadata(status.metadata()).lines() {
+                            eprintln!("{line}");
+                        }
+                    }
+                    bail!("{}", describe(&status))
+                }
             }
         }
         Command::Functions { target } => {
@@ -308,23 +450,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy { file, target } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let specs = faas_apiserver::parse_functions_toml(&text, &file.display().to_string())?;
+            let setup = faas_apiserver::service::file::parse_setup_toml(
+                &text,
+                &file.display().to_string(),
+            )?;
             let api = Api::connect(&target.apiserver).await?;
-            for spec in specs {
-                let name = spec.name.clone();
-                let reply = api
-                    .admin()
-                    .deploy_function(DeployFunctionRequest {
-                        function: Some(faas_apiserver::api::convert::spec_to_admin(spec)),
-                    })
-                    .await
-                    .map_err(|s| anyhow::anyhow!("deploy {name}: {}", describe(&s)))?
-                    .into_inner();
-                let revision = reply.function.map_or(0, |f| f.revision);
-                let verb = if reply.created { "created" } else { "updated" };
-                println!("{name}: {verb} (revision {revision})");
-            }
-            Ok(())
+            routing_cmds::deploy(&api, &setup).await
         }
         Command::Delete { name, target } => {
             let api = Api::connect(&target.apiserver).await?;
@@ -334,6 +465,47 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!(describe(&s)))?;
             println!("{name}: deleted");
             Ok(())
+        }
+        Command::Publish { name, target } => {
+            routing_cmds::publish(&Api::connect(&target.apiserver).await?, &name).await
+        }
+        Command::Versions {
+            name,
+            delete,
+            target,
+        } => routing_cmds::versions(&Api::connect(&target.apiserver).await?, &name, delete).await,
+        Command::Alias { command } => match command {
+            AliasCommand::Set {
+                name,
+                alias,
+                weights,
+                target,
+            } => {
+                let api = Api::connect(&target.apiserver).await?;
+                routing_cmds::alias_set(&api, &name, &alias, &weights).await
+            }
+            AliasCommand::List { name, target } => {
+                routing_cmds::alias_list(&Api::connect(&target.apiserver).await?, &name).await
+            }
+            AliasCommand::Delete {
+                name,
+                alias,
+                target,
+            } => {
+                let api = Api::connect(&target.apiserver).await?;
+                routing_cmds::alias_delete(&api, &name, &alias).await
+            }
+        },
+        Command::Rollback {
+            name,
+            alias,
+            target,
+        } => routing_cmds::rollback(&Api::connect(&target.apiserver).await?, &name, &alias).await,
+        Command::Routes {
+            command: RoutesCommand::Clear { name, target },
+        } => routing_cmds::routes_clear(&Api::connect(&target.apiserver).await?, &name).await,
+        Command::Describe { name, json, target } => {
+            routing_cmds::describe(&Api::connect(&target.apiserver).await?, &name, json).await
         }
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,

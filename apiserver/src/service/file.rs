@@ -1,29 +1,119 @@
-//! The functions file: a TOML list of `[[function]]` entries, read by the API server at start
-//! (`--functions`) and by `faas deploy FILE`.
+//! The deploy file: a TOML list of `[[function]]` entries, each with (optionally) its
+//! versions, aliases and routes, so a whole setup is one file. `faas deploy FILE` applies it
+//! ([`parse_setup_toml`]); the API server's start-up file (`--functions`,
+//! `deploy/functions.toml`) takes functions only ([`parse_functions_toml`]) and refuses the
+//! rest, naming `faas deploy FILE`.
 //!
 //! ```toml
 //! [[function]]
-//! name = "hello"
-//! handler = "hello"
+//! name = "shop"
+//! handler = "echo"            # the current (mutable) definition
 //! memory_mb = 128
-//! timeout_ms = 60000
-//! description = "Answers a greeting."   # optional
+//! timeout_ms = 1000
+//! description = "A shop."    # optional
+//!
+//! [[function.version]]        # versions, in increasing order; each is immutable
+//! version = 1
+//! handler = "echo"            # memory_mb, timeout_ms, description: the function's when
+//!                             # left out (so changing those of the function changes this
+//!                             # version, and the deploy refuses it: write them out to pin)
+//! [[function.version]]
+//! version = 2
+//! handler = "sleep"
+//!
+//! [[function.alias]]
+//! name = "live"
+//! targets = "1=90,2=10"       # or "2" (or 2): all traffic to version 2
+//!
+//! [function.routes]           # where a call of plain `shop` goes (see docs/ROUTING.md)
+//! default = "shop:live"       # NAME, NAME:N or NAME:ALIAS; left out: the current definition
+//!
+//! [[function.routes.rules]]   # tried in order; every condition given must hold
+//! route_id = "vip"            # and/or route_id_regex = "^test-",
+//! target = "shop:2"           #        fields = { wareHouseId = "2001" }
+//!
+//! [function.routes.fallback]
+//! target = "shop:1"
+//! on = ["not_found", "error", "timeout"]   # the default: all three
+//! share_percent = 0.0         # this share of calls goes to the fallback anyway
+//!
+//! [function.routes.breaker]   # needs a fallback; give a latency rule, an error rule or both
+//! latency_baseline_ms = 50    # opens when the window's p99 > baseline + margin_ms (100)
+//! max_error_percent = 0.0     # opens when the window's error share exceeds this
+//! # window_ms = 10000, min_calls = 20, cooldown_ms = 5000, probe_calls = 3 (the defaults)
 //! ```
 //!
-//! Every entry is validated with the registry's rules, so a file that parses deploys.
+//! `faas deploy FILE` applies, in this order: every function's definition, then the declared
+//! versions (each published under its number: re-applying the same file changes nothing, and
+//! a version whose definition changed is refused, since versions are immutable), then the
+//! aliases, then the routes. A function without a `routes` table keeps the routes it has; an
+//! empty `[function.routes]` table removes them.
+//!
+//! Every entry is validated with the registry's and the service layer's rules (those that do
+//! not depend on what is deployed), so a file that parses deploys unless it names a version,
+//! alias or function the server does not have. An error names the file, the entry, the
+//! function and the field (`shop.toml: entry 1: function "shop": routes.rules[0].target:
+//! ...`); unknown keys are refused.
+
+#[path = "file_routing.rs"]
+mod entries;
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::model::routing::{RoutePolicy, Weighted};
 use crate::model::{FunctionSpec, MIB};
 use crate::service::registry::{RegistryError, validate_spec};
+
+use entries::{AliasEntry, RoutesEntry, VersionEntry};
 
 /// The default functions (`deploy/functions.toml`), compiled in.
 pub const DEFAULT_FUNCTIONS_TOML: &str = include_str!("../../../deploy/functions.toml");
 
 /// The origin named in errors about [`DEFAULT_FUNCTIONS_TOML`].
 pub const DEFAULT_FUNCTIONS_ORIGIN: &str = "deploy/functions.toml (built in)";
+
+/// Everything a deploy file declares, in file order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Setup {
+    pub functions: Vec<FunctionSetup>,
+}
+
+/// One `[[function]]` entry: the definition and what is built on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionSetup {
+    /// The current (mutable) definition.
+    pub spec: FunctionSpec,
+    /// The declared versions, in increasing order.
+    pub versions: Vec<VersionSpec>,
+    /// The declared aliases, in file order.
+    pub aliases: Vec<AliasSpec>,
+    /// `None`: the function's routes are left as they are; `Some` of an empty policy: they
+    /// are removed.
+    pub routes: Option<RoutePolicy>,
+}
+
+impl FunctionSetup {
+    /// Whether it declares anything beyond the definition (versions, aliases or routes).
+    pub fn has_routing(&self) -> bool {
+        !self.versions.is_empty() || !self.aliases.is_empty() || self.routes.is_some()
+    }
+}
+
+/// A declared version: its number and its frozen definition (named as the function).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionSpec {
+    pub version: i64,
+    pub spec: FunctionSpec,
+}
+
+/// A declared alias and the versions it points at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AliasSpec {
+    pub name: String,
+    pub targets: Vec<Weighted>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +130,21 @@ struct FileEntry {
     memory_mb: Option<i64>,
     timeout_ms: Option<i64>,
     description: Option<String>,
+    #[serde(default)]
+    version: Vec<VersionEntry>,
+    #[serde(default)]
+    alias: Vec<AliasEntry>,
+    routes: Option<RoutesEntry>,
+}
+
+/// Memory in MiB as bytes; saturates far outside the valid range, so validation still
+/// refuses it.
+fn mib_to_bytes(memory_mb: i64) -> i64 {
+    memory_mb.saturating_mul(MIB)
 }
 
 impl FileEntry {
-    fn into_spec(self) -> Result<FunctionSpec, RegistryError> {
+    fn into_setup(self) -> Result<FunctionSetup, RegistryError> {
         let name = self.name.unwrap_or_default();
         let missing = |field| RegistryError::MissingField {
             name: name.clone(),
@@ -56,46 +157,90 @@ impl FileEntry {
         let memory_mb = self.memory_mb.ok_or_else(|| missing("memory_mb"))?;
         let timeout_ms = self.timeout_ms.ok_or_else(|| missing("timeout_ms"))?;
         let spec = FunctionSpec {
-            // Saturates far outside the valid range, so validation still refuses it.
-            memory_bytes: memory_mb.saturating_mul(MIB),
+            memory_bytes: mib_to_bytes(memory_mb),
             name,
             handler,
             timeout_ms,
             description: self.description.unwrap_or_default(),
         };
         validate_spec(&spec)?;
-        Ok(spec)
+        let versions = entries::versions(&spec, self.version)?;
+        let aliases = entries::aliases(&spec.name, self.alias)?;
+        let routes = self.routes.map(|r| r.into_policy(&spec.name)).transpose()?;
+        Ok(FunctionSetup {
+            spec,
+            versions,
+            aliases,
+            routes,
+        })
     }
 }
 
-/// Parses and validates a functions file. `origin` names the file in errors (a path, or
-/// [`DEFAULT_FUNCTIONS_ORIGIN`]). An error names the file, the entry and the function.
-pub fn parse_functions_toml(text: &str, origin: &str) -> Result<Vec<FunctionSpec>, RegistryError> {
+/// Parses and validates a deploy file. `origin` names the file in errors (a path, or
+/// [`DEFAULT_FUNCTIONS_ORIGIN`]). An error names the file, the entry, the function and, for
+/// versions, aliases and routes, the field.
+pub fn parse_setup_toml(text: &str, origin: &str) -> Result<Setup, RegistryError> {
     let doc: FileDoc = toml::from_str(text).map_err(|e| RegistryError::Malformed {
         origin: origin.to_string(),
         message: e.to_string().trim_end().to_string(),
     })?;
     let mut first_entry: HashMap<String, usize> = HashMap::with_capacity(doc.function.len());
-    let mut specs = Vec::with_capacity(doc.function.len());
+    let mut functions = Vec::with_capacity(doc.function.len());
     for (i, entry) in doc.function.into_iter().enumerate() {
         let entry_no = i + 1;
-        let spec = entry.into_spec().map_err(|problem| RegistryError::InFile {
-            origin: origin.to_string(),
-            entry: entry_no,
-            problem: Box::new(problem),
-        })?;
-        if let Some(&first) = first_entry.get(&spec.name) {
+        let setup = entry
+            .into_setup()
+            .map_err(|problem| RegistryError::InFile {
+                origin: origin.to_string(),
+                entry: entry_no,
+                problem: Box::new(problem),
+            })?;
+        let name = &setup.spec.name;
+        if let Some(&first) = first_entry.get(name) {
             return Err(RegistryError::Duplicate {
                 origin: origin.to_string(),
                 entry: entry_no,
                 first,
-                name: spec.name,
+                name: name.clone(),
             });
         }
-        first_entry.insert(spec.name.clone(), entry_no);
-        specs.push(spec);
+        first_entry.insert(name.clone(), entry_no);
+        functions.push(setup);
     }
-    Ok(specs)
+    Ok(Setup { functions })
+}
+
+/// Parses and validates a functions file as the API server reads it at start: functions
+/// only. An entry that declares versions, aliases or routes is refused (they are applied
+/// with `faas deploy FILE` once the platform runs), never ignored.
+pub fn parse_functions_toml(text: &str, origin: &str) -> Result<Vec<FunctionSpec>, RegistryError> {
+    let setup = parse_setup_toml(text, origin)?;
+    if let Some((i, f)) = setup
+        .functions
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.has_routing())
+    {
+        let field = if !f.versions.is_empty() {
+            "version"
+        } else if !f.aliases.is_empty() {
+            "alias"
+        } else {
+            "routes"
+        };
+        return Err(RegistryError::InFile {
+            origin: origin.to_string(),
+            entry: i + 1,
+            problem: Box::new(RegistryError::BadRouting {
+                function: f.spec.name.clone(),
+                field: field.into(),
+                problem: "the start-up functions file takes functions only: apply versions, \
+                          aliases and routes with `faas deploy FILE` once the platform runs"
+                    .into(),
+            }),
+        });
+    }
+    Ok(setup.functions.into_iter().map(|f| f.spec).collect())
 }
 
 #[cfg(test)]
@@ -157,6 +302,10 @@ mod tests {
             ]
         );
         assert_eq!(parse_functions_toml("", "empty.toml").unwrap(), vec![]);
+        // The same file as a setup: functions and nothing else.
+        let setup = parse_setup_toml(text, "my.toml").unwrap();
+        assert_eq!(setup.functions.len(), 2);
+        assert!(setup.functions.iter().all(|f| !f.has_routing()));
     }
 
     #[test]
@@ -221,5 +370,48 @@ mod tests {
             err.to_string(),
             "dup.toml: entry 2: function \"twice\" is defined twice (first at entry 1)"
         );
+        let err = parse_setup_toml(&format!("{entry}{entry}"), "dup.toml").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegistryError::Duplicate {
+                    entry: 2,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_start_up_file_refuses_versions_aliases_and_routes() {
+        let function =
+            "[[function]]\nname = \"shop\"\nhandler = \"echo\"\nmemory_mb = 128\ntimeout_ms = 5\n";
+        for (extra, field) in [
+            (
+                "[[function.version]]\nversion = 1\nhandler = \"echo\"\n",
+                "version",
+            ),
+            (
+                "[[function.version]]\nversion = 1\nhandler = \"echo\"\n[[function.alias]]\nname = \"live\"\ntargets = \"1\"\n",
+                "version",
+            ),
+            (
+                "[[function.alias]]\nname = \"live\"\ntargets = \"1\"\n",
+                "alias",
+            ),
+            ("[function.routes]\n", "routes"),
+        ] {
+            let text = format!("{function}{function}{extra}").replacen("\"shop\"", "\"first\"", 1);
+            let err = parse_functions_toml(&text, "start.toml").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "start.toml: entry 2: function \"shop\": {field}: the start-up functions file takes functions only: apply versions, aliases and routes with `faas deploy FILE` once the platform runs"
+                )
+            );
+            assert!(parse_setup_toml(&text, "start.toml").is_ok(), "{extra}");
+        }
     }
 }
