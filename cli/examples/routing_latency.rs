@@ -94,8 +94,14 @@ async fn main() -> anyhow::Result<()> {
     }
     platform.stop().await?;
     let mut plain = (0.0, 0.0);
-    println!("{} warm calls each, in {rounds} interleaved rounds", rounds * per_round);
-    println!("{:<34} {:>9} {:>9} {:>7}", "call", "p50 ms", "p99 ms", "p50 ×");
+    println!(
+        "{} warm calls each, in {rounds} interleaved rounds",
+        rounds * per_round
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>7}",
+        "call", "p50 ms", "p99 ms", "p50 ×"
+    );
     for (i, name) in ways.iter().enumerate() {
         let l = &mut latency[i];
         l.sort_by(f64::total_cmp);
