@@ -114,7 +114,8 @@ pub enum BodyArg {
 /// Which load to play: a built-in scenario or a trace, and how to scale it.
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
-    /// A built-in scenario (`contest`); the default when no --trace is given.
+    /// A built-in scenario: `contest` (the default when no --trace is given), or `canary`
+    /// (replay only: a canary release with a latency regression, breaker and rollback).
     #[arg(long, conflicts_with = "trace")]
     pub scenario: Option<String>,
     /// A trace: an Azure 2019 directory (N_inv/N_run/N_mem.csv) or a 2021 CSV file.
@@ -352,6 +353,8 @@ pub struct ReplayArgs {
     /// kill-node@30s,restart-scheduler@60s. Not with --apiserver.
     #[arg(long, value_parser = parse_faults, value_name = "SPEC")]
     pub faults: Option<FaultPlan>,
+    #[command(flatten)]
+    pub canary: crate::canary::CanaryArgs,
 }
 
 /// `faas simulate`: play a workload in virtual time.
@@ -569,7 +572,23 @@ impl FaultBench {
 }
 
 /// `faas replay`.
+impl ReplayArgs {
+    /// The local platform a replay starts for `policy`, sized by the flags.
+    pub fn platform_options(&self, policy: &str) -> PlatformOptions {
+        PlatformOptions {
+            policy: policy.to_string(),
+            ready_nodes: self.ready_nodes,
+            max_nodes: self.max_nodes,
+            refill_delay_ms: self.refill_delay_ms,
+            ..PlatformOptions::default()
+        }
+    }
+}
+
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    if args.workload.scenario.as_deref() == Some(crate::canary::SCENARIO) {
+        return crate::canary::replay(&args).await;
+    }
     let workload = args.workload.build()?;
     if workload.invocations.is_empty() {
         bail!("the workload has no invocations: nothing to replay");
@@ -633,14 +652,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         for policy in args.policies.policies(args.policies.wants_score()) {
             eprintln!("starting a local platform with policy {policy}...");
             let bench = FaultBench::new(&faults);
-            let mut platform = LocalPlatform::start(&bench.platform_options(PlatformOptions {
-                policy: policy.clone(),
-                ready_nodes: args.ready_nodes,
-                max_nodes: args.max_nodes,
-                refill_delay_ms: args.refill_delay_ms,
-                ..PlatformOptions::default()
-            }))
-            .await?;
+            let mut platform =
+                LocalPlatform::start(&bench.platform_options(args.platform_options(&policy)))
+                    .await?;
             let options = live_options(
                 platform.apiserver.to_string(),
                 Some(platform.resource_manager.to_string()),

@@ -10,8 +10,11 @@
 //!   fault figures of its records (the integration tests and `examples/fault_bench.rs`).
 //! - [`faults`]: the fault bench's injector: kills, pauses and restarts on a
 //!   [`platform::LocalPlatform`] (`faas replay --faults`).
+//! - [`canary`]: `faas replay --scenario canary`: a canary release at 90/10, a latency
+//!   regression, the breaker and the fallback, a rollback; traffic per version over time.
 
 pub mod bench;
+pub mod canary;
 pub mod client;
 pub mod demo;
 pub mod errors;
