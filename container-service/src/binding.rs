@@ -2,12 +2,16 @@
 //! `Bind` call on a container started `--unbound` (the node service's warm pool). Both go
 //! through [`FunctionConfig::check`] and [`Binding::bind`], so a Bind is refused exactly where
 //! the flags would be and a bound container behaves the same whichever way it was bound.
+//!
+//! A command function (`--bundle`) is bound at start-up only ([`Binding::bound`], once its
+//! watchdog has started): `Bind` carries a handler and no bundle, so a warm-pool container
+//! can only become a built-in function.
 
 use std::sync::{Arc, OnceLock};
 
 use faas_proto::limits::{self, LimitError};
 
-use crate::exec::{Executor, FunctionSpec};
+use crate::exec::{Executor, FunctionKind, FunctionSpec};
 use crate::handlers::HandlerKind;
 
 /// The function timeout when neither the flags nor a Bind set one.
@@ -47,6 +51,19 @@ impl FunctionConfig {
                     field: "the handler",
                     handler: faas_common::text::clip(&self.handler).into_owned(),
                 })?;
+        self.check_limits()?;
+        Ok(FunctionSpec {
+            function_name: self.function_name.clone(),
+            kind: FunctionKind::Builtin(handler),
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+        })
+    }
+
+    /// Checks everything but the handler (what a command function has too): a name of at
+    /// most [`limits::MAX_NAME_BYTES`], a memory limit of 1 byte to 1 TiB, a timeout of 1 ms
+    /// to 24 h.
+    pub fn check_limits(&self) -> Result<(), SpecError> {
         limits::check_name("the function name", &self.function_name)?;
         if self.function_name.trim().is_empty() {
             return Err(SpecError::EmptyName);
@@ -56,12 +73,7 @@ impl FunctionConfig {
         if self.timeout_ms == 0 {
             return Err(SpecError::NoTimeout);
         }
-        Ok(FunctionSpec {
-            function_name: self.function_name.clone(),
-            handler,
-            memory_bytes: self.memory_bytes,
-            timeout_ms: self.timeout_ms,
-        })
+        Ok(())
     }
 }
 
@@ -107,6 +119,15 @@ impl Binding {
         Ok(binding)
     }
 
+    /// A container bound for good to `exec`'s function (a command function, whose watchdog
+    /// is already running).
+    pub fn bound(exec: Executor) -> Binding {
+        let binding = Binding::unbound(exec.emulates_memory_limit());
+        // A new binding is unbound: this cannot fail.
+        let _ = binding.exec.set(Arc::new(exec));
+        binding
+    }
+
     /// Binds the container to `config`'s function, once. The executor (and with it the
     /// memory baseline the limit emulation and the peak measurement use) is made now.
     pub fn bind(&self, config: &FunctionConfig) -> Result<Arc<Executor>, BindError> {
@@ -144,7 +165,7 @@ impl Binding {
 fn already_bound(exec: &Executor) -> BindError {
     BindError::AlreadyBound {
         function: exec.spec().function_name.clone(),
-        handler: exec.spec().handler.as_str().to_string(),
+        handler: exec.spec().handler_name().to_string(),
     }
 }
 
@@ -168,12 +189,12 @@ mod tests {
             Err(SpecError::Limit(LimitError::UnknownHandler { .. }))
         ));
         assert_eq!(
-            config(" ", "hello", 1, 1).check(),
-            Err(SpecError::EmptyName)
+            config(" ", "hello", 1, 1).check().unwrap_err(),
+            SpecError::EmptyName
         );
         assert_eq!(
-            config("f", "hello", 1, 0).check(),
-            Err(SpecError::NoTimeout)
+            config("f", "hello", 1, 0).check().unwrap_err(),
+            SpecError::NoTimeout
         );
         for (bad, says) in [
             (
@@ -208,10 +229,11 @@ mod tests {
                 .is_ok()
         );
         let spec = config("f", "sleep", 64, 300).check().unwrap();
-        assert_eq!(
-            (spec.handler, spec.memory_bytes, spec.timeout_ms),
-            (HandlerKind::Sleep, 64, 300)
-        );
+        assert!(matches!(
+            spec.kind,
+            FunctionKind::Builtin(HandlerKind::Sleep)
+        ));
+        assert_eq!((spec.memory_bytes, spec.timeout_ms), (64, 300));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Runs one invocation of the container's function: enforces the timeout (cancelling the
 //! work), measures the duration around the handler and the peak memory while it ran, and
-//! keeps the load counters the Status call reports.
+//! keeps the load counters the Status call reports. A command function's call goes to its
+//! [`Watchdog`], which enforces the timeout on the function's processes itself; its peak
+//! memory is the container service's own plus the processes' peak.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,14 +14,55 @@ use crate::handlers::{self, BlockingJobs, CancelToken, Context, HandlerKind};
 use crate::memory::alloc::{self, PeakWatch};
 use crate::memory::budget::MemoryBudget;
 use crate::memory::rss;
+use crate::watchdog::Watchdog;
+
+/// What runs the function.
+#[derive(Clone, Debug)]
+pub enum FunctionKind {
+    /// A built-in handler.
+    Builtin(HandlerKind),
+    /// The user's command, started and watched by the watchdog (`--bundle`).
+    Command(Arc<Watchdog>),
+}
 
 /// The one function a container runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct FunctionSpec {
     pub function_name: String,
-    pub handler: HandlerKind,
+    pub kind: FunctionKind,
     pub memory_bytes: u64,
     pub timeout_ms: u64,
+}
+
+impl FunctionSpec {
+    /// The handler's name: the built-in's (`hello`), or a command function's
+    /// `bundle:<the bundle directory's name>` (`bundle:<sha256>` for the node's bundles).
+    pub fn handler_name(&self) -> &str {
+        match &self.kind {
+            FunctionKind::Builtin(handler) => handler.as_str(),
+            FunctionKind::Command(w) => &w.bundle().handler,
+        }
+    }
+
+    /// The watchdog of a command function.
+    pub fn watchdog(&self) -> Option<&Arc<Watchdog>> {
+        match &self.kind {
+            FunctionKind::Builtin(_) => None,
+            FunctionKind::Command(watchdog) => Some(watchdog),
+        }
+    }
+
+    /// What runs the function, for messages: `handler "echo"` or `command [..] (bundle B)`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            FunctionKind::Builtin(handler) => format!("handler {:?}", handler.as_str()),
+            FunctionKind::Command(w) => format!(
+                "command {:?} of bundle {}",
+                w.bundle().command,
+                w.bundle().dir.display()
+            ),
+        }
+    }
 }
 
 /// The result of one invocation; a function failure is `error: Some((code, message))`.
@@ -29,6 +72,8 @@ pub struct Outcome {
     pub duration_nanos: i64,
     pub max_memory_bytes: i64,
     pub error: Option<(&'static str, String)>,
+    /// The call's own log (a command function's `exec` call: its stderr).
+    pub log: String,
 }
 
 /// The container's load and memory at one moment.
@@ -102,12 +147,13 @@ impl Executor {
         self.jobs.running()
     }
 
-    /// Load counters and RSS now.
+    /// Load counters and RSS now (with a command function's processes).
     pub fn status(&self) -> StatusSnapshot {
+        let children = self.spec.watchdog().map_or(0, |w| w.rss_bytes());
         StatusSnapshot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
-            rss_bytes: rss::current_rss_bytes(),
+            rss_bytes: rss::current_rss_bytes().saturating_add(children),
         }
     }
 
@@ -120,11 +166,53 @@ impl Executor {
         })
     }
 
-    /// Runs the handler on `event` within `timeout`. If the returned future is dropped
-    /// (the caller went away) the work is cancelled too.
-    pub async fn invoke(&self, event: Vec<u8>, timeout: Duration) -> Outcome {
+    /// Runs the function on `event` within `timeout` (`request_id` names the call in a
+    /// command function's log). If the returned future is dropped (the caller went away) the
+    /// work is cancelled too.
+    pub async fn invoke(&self, request_id: &str, event: Vec<u8>, timeout: Duration) -> Outcome {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
+        let watch = PeakWatch::start();
+        let started = Instant::now();
+        let (result, child_peak, log) = match &self.spec.kind {
+            FunctionKind::Builtin(handler) => (
+                self.run_builtin(*handler, event, timeout).await,
+                0,
+                String::new(),
+            ),
+            FunctionKind::Command(watchdog) => {
+                let report = watchdog.invoke(request_id, event, timeout).await;
+                (report.result, report.child_peak_bytes, report.log)
+            }
+        };
+        let duration = started.elapsed();
+        let peak = watch.peak() as u64;
+        drop(watch);
+        let mut outcome = Outcome {
+            duration_nanos: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
+            max_memory_bytes: i64::try_from(
+                self.baseline_bytes
+                    .saturating_add(peak)
+                    .saturating_add(child_peak),
+            )
+            .unwrap_or(i64::MAX),
+            log,
+            ..Outcome::default()
+        };
+        match result {
+            Ok(body) => outcome.body = body,
+            Err(error) => outcome.error = Some(error),
+        }
+        self.served.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    async fn run_builtin(
+        &self,
+        handler: HandlerKind,
+        event: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, (&'static str, String)> {
         let cancel = CancelToken::default();
         let _cancel_on_drop = cancel.cancel_on_drop();
         let ctx = Context {
@@ -132,32 +220,17 @@ impl Executor {
             cancel: cancel.clone(),
             jobs: self.jobs.clone(),
         };
-        let watch = PeakWatch::start();
-        let started = Instant::now();
-        let result =
-            tokio::time::timeout(timeout, handlers::invoke(self.spec.handler, event, &ctx)).await;
-        let duration = started.elapsed();
-        let peak = watch.peak() as u64;
-        drop(watch);
-        let mut outcome = Outcome {
-            duration_nanos: i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
-            max_memory_bytes: i64::try_from(self.baseline_bytes.saturating_add(peak))
-                .unwrap_or(i64::MAX),
-            ..Outcome::default()
-        };
-        match result {
-            Ok(Ok(body)) => outcome.body = body,
-            Ok(Err(e)) => outcome.error = Some((e.code(), e.to_string())),
+        match tokio::time::timeout(timeout, handlers::invoke(handler, event, &ctx)).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => Err((e.code(), e.to_string())),
             Err(_) => {
                 cancel.cancel();
-                outcome.error = Some((
+                Err((
                     "Timeout",
                     format!("function timed out after {} ms", timeout.as_millis()),
-                ));
+                ))
             }
         }
-        self.served.fetch_add(1, Ordering::Relaxed);
-        outcome
     }
 }
 
@@ -168,7 +241,7 @@ mod tests {
     fn exec(handler: HandlerKind, memory_bytes: u64) -> Executor {
         Executor::new(FunctionSpec {
             function_name: "f".into(),
-            handler,
+            kind: FunctionKind::Builtin(handler),
             memory_bytes,
             timeout_ms: 1_000,
         })
@@ -178,7 +251,7 @@ mod tests {
     async fn a_sleep_past_its_timeout_is_a_timeout() {
         let e = exec(HandlerKind::Sleep, 1 << 40);
         let out = e
-            .invoke(br#"{"ms":60000}"#.to_vec(), Duration::from_millis(50))
+            .invoke("r", br#"{"ms":60000}"#.to_vec(), Duration::from_millis(50))
             .await;
         assert_eq!(
             out.error,
@@ -194,6 +267,7 @@ mod tests {
         let e = exec(HandlerKind::Cpu, 1 << 40);
         let out = e
             .invoke(
+                "r",
                 br#"{"rounds":1000000000000}"#.to_vec(),
                 Duration::from_millis(30),
             )
@@ -210,7 +284,11 @@ mod tests {
     async fn the_peak_covers_the_memory_the_handler_held() {
         let e = exec(HandlerKind::Memory, 1 << 40);
         let out = e
-            .invoke(br#"{"mb":32,"ms":1}"#.to_vec(), Duration::from_secs(30))
+            .invoke(
+                "r",
+                br#"{"mb":32,"ms":1}"#.to_vec(),
+                Duration::from_secs(30),
+            )
             .await;
         assert_eq!(out.error, None);
         assert!(
@@ -224,7 +302,11 @@ mod tests {
     async fn over_the_limit_is_out_of_memory() {
         let e = exec(HandlerKind::Memory, 64 << 20);
         let out = e
-            .invoke(br#"{"mb":128,"ms":1}"#.to_vec(), Duration::from_secs(30))
+            .invoke(
+                "r",
+                br#"{"mb":128,"ms":1}"#.to_vec(),
+                Duration::from_secs(30),
+            )
             .await;
         let (code, message) = out.error.unwrap();
         assert_eq!(code, "OutOfMemory");

@@ -1,4 +1,5 @@
-//! The `container-service` binary: runs one function's built-in handler (see the library docs).
+//! The `container-service` binary: runs one function, a built-in handler or the user's own
+//! command from a bundle (see the library docs).
 
 use clap::Parser;
 
@@ -6,7 +7,7 @@ use clap::Parser;
 #[command(
     name = "container-service",
     version,
-    about = "Runs one function's handler inside a container"
+    about = "Runs one function inside a container: a built-in handler, or the user's command (--bundle)"
 )]
 struct Cli {
     #[command(flatten)]

@@ -1,26 +1,15 @@
 //! Integration tests: the real gRPC server started in-process on 127.0.0.1:0 through `run`,
 //! and the real binary as a child process.
 
+mod support;
+
 use std::time::Duration;
 
-use faas_common::shutdown::{self, Trigger};
+use faas_common::shutdown;
 use faas_container_service::{Config, run};
 use faas_proto::container::container_service_client::ContainerServiceClient;
-use faas_proto::container::{BindRequest, InvokeReply, InvokeRequest, StatusRequest};
-use tonic::transport::Channel;
-
-struct Server {
-    client: ContainerServiceClient<Channel>,
-    trigger: Trigger,
-    task: tokio::task::JoinHandle<Result<(), faas_container_service::Error>>,
-}
-
-impl Server {
-    async fn stop(self) {
-        self.trigger.trigger();
-        self.task.await.unwrap().unwrap();
-    }
-}
+use faas_proto::container::{BindRequest, StatusRequest};
+use support::{invoke, json, request, start};
 
 fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
     Config {
@@ -29,6 +18,7 @@ fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
         unbound: false,
         function_name: Some(function.into()),
         handler: Some(handler.into()),
+        bundle: None,
         memory_bytes,
         timeout_ms: 30_000,
         emulate_memory_limit: true,
@@ -52,46 +42,6 @@ fn bind_request(function: &str, handler: &str, memory: i64, timeout: i64) -> Bin
         memory_in_bytes: memory,
         timeout_in_ms: timeout,
     }
-}
-
-async fn start(config: Config) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(run(listener, config, shutdown));
-    let channel = faas_common::serve::connect(&addr.to_string())
-        .await
-        .unwrap();
-    Server {
-        client: ContainerServiceClient::new(channel),
-        trigger,
-        task,
-    }
-}
-
-fn request(function: &str, event: &[u8]) -> InvokeRequest {
-    InvokeRequest {
-        request_id: "r-1".into(),
-        function_name: function.into(),
-        handler: String::new(),
-        event: event.to_vec(),
-        timeout_in_ms: 0,
-    }
-}
-
-async fn invoke(server: &Server, function: &str, event: &[u8]) -> InvokeReply {
-    server
-        .client
-        .clone()
-        .invoke(request(function, event))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(body)))
 }
 
 #[tokio::test]

@@ -8,6 +8,11 @@
 //! be 0 (the function's) to 24 h, and an Invoke meant for another function is
 //! FAILED_PRECONDITION. Messages up to [`MAX_MESSAGE_BYTES`] pass both ways (a 6 MiB event
 //! echoed back), and messages quote input clipped ([`clip`]).
+//!
+//! A command function (`--bundle B`) has the handler name `bundle:<the name of B>` (for the
+//! node's content-addressed bundles, `bundle:<sha256>`): Status answers it, an Invoke may
+//! name it or leave `handler` empty, and an `exec` call's stderr comes back in the reply's
+//! `function_log`.
 
 use std::sync::Arc;
 
@@ -63,15 +68,15 @@ impl ContainerApi {
 fn check_target(exec: &Executor, req: &InvokeRequest) -> Result<(), Status> {
     let spec = exec.spec();
     let name_ok = req.function_name.is_empty() || req.function_name == spec.function_name;
-    let handler_ok = req.handler.is_empty() || req.handler == spec.handler.as_str();
+    let handler_ok = req.handler.is_empty() || req.handler == spec.handler_name();
     if name_ok && handler_ok {
         return Ok(());
     }
     Err(Status::failed_precondition(format!(
-        "this container runs function {:?} (handler {:?}), not function {:?} (handler {:?}); \
+        "this container runs function {:?} ({}), not function {:?} (handler {:?}); \
          invoke a container of that function instead",
         spec.function_name,
-        spec.handler.as_str(),
+        clip(&spec.describe()),
         clip(&req.function_name),
         clip(&req.handler)
     )))
@@ -129,7 +134,10 @@ impl ContainerService for ContainerApi {
         let timeout_ms = invoke_timeout_ms(exec, req.timeout_in_ms)?;
         let timeout = exec.effective_timeout(timeout_ms);
         let span = tracing::debug_span!("invoke", request_id = %req.request_id);
-        let out = exec.invoke(req.event, timeout).instrument(span).await;
+        let out = exec
+            .invoke(&req.request_id, req.event, timeout)
+            .instrument(span)
+            .await;
         let (error_code, error_message) = match out.error {
             Some((code, message)) => {
                 tracing::debug!(request_id = %req.request_id, code, %message, "function failed");
@@ -143,7 +151,7 @@ impl ContainerService for ContainerApi {
             max_memory_usage_in_bytes: out.max_memory_bytes,
             error_code,
             error_message,
-            function_log: String::new(),
+            function_log: out.log,
         }))
     }
 
@@ -161,7 +169,7 @@ impl ContainerService for ContainerApi {
         let s = exec.status();
         Ok(Response::new(StatusReply {
             function_name: spec.function_name.clone(),
-            handler: spec.handler.as_str().to_string(),
+            handler: spec.handler_name().to_string(),
             memory_in_bytes: wire(spec.memory_bytes),
             timeout_in_ms: wire(spec.timeout_ms),
             in_flight: s.in_flight,
@@ -177,7 +185,7 @@ impl ContainerService for ContainerApi {
                 let spec = exec.spec();
                 tracing::info!(
                     function = %spec.function_name,
-                    handler = spec.handler.as_str(),
+                    handler = spec.handler_name(),
                     memory_bytes = spec.memory_bytes,
                     timeout_ms = spec.timeout_ms,
                     emulated_memory_limit = exec.emulates_memory_limit(),
@@ -194,7 +202,7 @@ impl ContainerService for ContainerApi {
 mod tests {
     use super::*;
     use crate::binding::SpecError;
-    use crate::exec::FunctionSpec;
+    use crate::exec::{FunctionKind, FunctionSpec};
     use crate::handlers::HandlerKind;
     use tonic::Code;
 
@@ -202,7 +210,7 @@ mod tests {
     fn echo_executor() -> Executor {
         Executor::new(FunctionSpec {
             function_name: "f".into(),
-            handler: HandlerKind::Echo,
+            kind: FunctionKind::Builtin(HandlerKind::Echo),
             memory_bytes: 1 << 30,
             timeout_ms: 300,
         })
