@@ -9,7 +9,8 @@
 //!
 //! With a data directory ([`PlatformOptions::data_dir`]) the API server keeps deployed
 //! functions in a SQLite database there (`DATA_DIR/apiserver.db`), so a restart loses none;
-//! without one it keeps them in memory only.
+//! without one it keeps them in memory only. Nodes then find the bundles of functions made
+//! of the users' own code in `DATA_DIR/bundles` ([`PlatformOptions::bundles_dir`]).
 //!
 //! Starting fails fast on bad configuration: every component's flags are parsed, the policy,
 //! the functions file and the database checked, and every port bound before anything runs;
@@ -70,6 +71,10 @@ pub struct PlatformOptions {
     /// nodes of a crashed run are taken back; `None`: memory only (`FAAS_DATA_DIR` is not
     /// read here: `faas up` resolves its own default). Tests give a temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// Where nodes find the bundles of functions made of the users' own code (the resource
+    /// manager's `--node-bundles-dir`, created if missing); `None`: `DATA_DIR/bundles`
+    /// (where the API server writes them) when there is a data directory, else none.
+    pub bundles_dir: Option<PathBuf>,
     /// Where nodes come from: `local` (node-service child processes) or `docker`
     /// (node-service containers; see the resource manager's `--provider`).
     pub provider: String,
@@ -107,6 +112,7 @@ impl Default for PlatformOptions {
             refill_delay_ms: 10_000,
             functions: None,
             data_dir: None,
+            bundles_dir: None,
             provider: "local".to_string(),
             node_runtime: "process".to_string(),
             docker_instance: None,
@@ -466,6 +472,17 @@ impl LocalPlatform {
             // Its nodes outlive a crash of this process and are taken back next time.
             rm_args.push("--state-dir".to_string());
             rm_args.push(dir.join("resource-manager").display().to_string());
+        }
+        let bundles_dir = opts
+            .bundles_dir
+            .clone()
+            .or_else(|| opts.data_dir.as_ref().map(|dir| dir.join("bundles")));
+        if let Some(dir) = bundles_dir {
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!("cannot create the bundles directory {}", dir.display())
+            })?;
+            rm_args.push("--node-bundles-dir".to_string());
+            rm_args.push(dir.display().to_string());
         }
         rm_args.extend(opts.resource_manager_args.iter().cloned());
         let rm_config: faas_resource_manager::Config = config_from(RESOURCE_MANAGER, &rm_args)?;

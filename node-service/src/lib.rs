@@ -9,6 +9,13 @@
 //! orphan timeout's activity, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
 //! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
 //!
+//! Users' own code: with `--bundles-dir` (the API server's `DATA_DIR/bundles`), a
+//! `CreateContainer` whose handler is `bundle:<sha256>` starts a container of that bundle
+//! (see [`model::bundle`]; never from the warm pool). The `process` runtime starts the
+//! container service with `--bundle`; the `docker` runtime runs a bundle that names an
+//! `image` in a container of that image, the static container service
+//! (`--docker-watchdog-bin`) mounted in as its entrypoint ([`api::docker_bundle`]).
+//!
 //! Start-up order: check the configuration and build the runtime, bind every listener (the
 //! gRPC port and the metrics port), and only then announce readiness: a parent that reads
 //! the readiness line knows the node can be called, and a taken port is an early exit with
@@ -89,6 +96,11 @@ pub struct Config {
     /// The container-service binary for the process runtime (default: found beside this one).
     #[arg(long, env = "FAAS_CONTAINER_SERVICE_BIN")]
     pub container_service_bin: Option<PathBuf>,
+    /// Where the bundles of functions made of the users' own code are (the API server's
+    /// DATA_DIR/bundles; must exist). Unset: a create of a `bundle:<sha256>` handler is
+    /// refused with FAILED_PRECONDITION.
+    #[arg(long, env = "FAAS_BUNDLES_DIR")]
+    pub bundles_dir: Option<PathBuf>,
     /// Containers kept started but bound to no function, so that a CreateContainer binds
     /// one instead of starting one (0 = off). Not containers of the contest protocol.
     #[arg(long, env = "FAAS_WARM_POOL", default_value_t = DEFAULT_WARM_POOL)]
@@ -126,6 +138,14 @@ pub struct Config {
     /// Docker runtime: the port the container service listens on inside its container.
     #[arg(long, env = "FAAS_DOCKER_CONTAINER_PORT", default_value_t = 9000)]
     pub docker_container_port: u16,
+    /// Docker runtime: the statically linked container-service binary, as a path on the
+    /// Docker host, mounted read-only into the containers of image functions as their
+    /// entrypoint (deploy/build-images.sh builds it as
+    /// target-static/x86_64-unknown-linux-gnu/release/container-service). Default: a
+    /// `container-service` beside this binary, if there is one; without either, image
+    /// functions are refused.
+    #[arg(long, env = "FAAS_DOCKER_WATCHDOG_BIN")]
+    pub docker_watchdog_bin: Option<PathBuf>,
 }
 
 impl Config {
@@ -140,6 +160,7 @@ impl Config {
             runtime: RuntimeKind::Process,
             container_ready_timeout_ms: 10_000,
             container_service_bin: None,
+            bundles_dir: None,
             warm_pool: DEFAULT_WARM_POOL,
             metrics_port: None,
             orphan_timeout_ms: 0,
@@ -150,6 +171,7 @@ impl Config {
             docker_pids_limit: 256,
             docker_user: "65534:65534".into(),
             docker_container_port: 9000,
+            docker_watchdog_bin: None,
         }
     }
 }
@@ -244,6 +266,10 @@ async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
                 user: user.to_string(),
                 port: config.docker_container_port,
                 ready_timeout: ready,
+                watchdog_bin: config
+                    .docker_watchdog_bin
+                    .clone()
+                    .or_else(api::docker_bundle::default_watchdog),
             };
             Arc::new(
                 api::docker::DockerRuntime::connect(options)
@@ -252,6 +278,17 @@ async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
             )
         }
     })
+}
+
+/// The bundles of `--bundles-dir`, when set (it must be a directory).
+fn bundles(config: &Config) -> Result<Option<Arc<dyn service::Bundles>>, Error> {
+    let Some(dir) = &config.bundles_dir else {
+        return Ok(None);
+    };
+    let bundles =
+        api::bundles::DirBundles::open("--bundles-dir", dir).map_err(Error::InvalidConfig)?;
+    tracing::info!(dir = %bundles.dir().display(), "serving functions made of bundles");
+    Ok(Some(Arc::new(bundles)))
 }
 
 /// Binds `host:port` for the setting `flag`.
@@ -274,9 +311,10 @@ async fn listen_metrics(config: &Config) -> Result<Option<TcpListener>, Error> {
 /// passes); then stops and reaps every container. The metrics port, if any, is bound before
 /// anything starts.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let bundles = bundles(&config)?;
     let runtime = runtime(&config).await?;
     let metrics = listen_metrics(&config).await?;
-    serve(listener, metrics, config, runtime, shutdown).await
+    serve(listener, metrics, config, (runtime, bundles), shutdown).await
 }
 
 /// Resolves when the node has heard no call for `--orphan-timeout-ms` (never when 0),
@@ -300,7 +338,7 @@ async fn serve(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     config: Config,
-    runtime: Arc<dyn Runtime>,
+    (runtime, bundles): (Arc<dyn Runtime>, Option<Arc<dyn service::Bundles>>),
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let identity = NodeIdentity {
@@ -315,15 +353,17 @@ async fn serve(
         max_committed_bytes: (config.memory_bytes as f64 * config.max_overcommit) as u64,
         ready_timeout: Duration::from_millis(config.container_ready_timeout_ms),
     };
-    let node = Arc::new(
-        Node::new(
-            identity,
-            runtime,
-            Arc::new(api::invoker::GrpcInvoker::default()),
-            Arc::new(api::host::ProcHost::default()),
-        )
-        .with_warm_pool(config.warm_pool),
-    );
+    let mut node = Node::new(
+        identity,
+        runtime,
+        Arc::new(api::invoker::GrpcInvoker::default()),
+        Arc::new(api::host::ProcHost::default()),
+    )
+    .with_warm_pool(config.warm_pool);
+    if let Some(bundles) = bundles {
+        node = node.with_bundles(bundles);
+    }
+    let node = Arc::new(node);
     node.warm_pool().fill();
 
     // One stop for every part: the caller's shutdown, or the orphan timeout.
@@ -388,6 +428,7 @@ async fn serve(
 /// listener (gRPC and metrics), print the readiness line, serve until SIGINT/SIGTERM (or the
 /// orphan timeout), then stop every container.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
+    let bundles = bundles(&config)?;
     let runtime = runtime(&config).await?;
     let listener = listen("--port", &config.host, config.port).await?;
     let metrics = listen_metrics(&config).await?;
@@ -398,6 +439,6 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
         trigger.trigger();
     });
     faas_common::serve::announce(addr);
-    serve(listener, metrics, config, runtime, shutdown).await?;
+    serve(listener, metrics, config, (runtime, bundles), shutdown).await?;
     Ok(())
 }

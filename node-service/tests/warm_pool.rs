@@ -20,7 +20,6 @@ use support::{
     Served, children_running, container_service_bin, exists, free_port, kill, serve,
     unbound_children,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 /// One test at a time: the unbound children of this process are the running test's pool.
@@ -82,23 +81,15 @@ impl Node {
         self.task.await.unwrap().unwrap();
     }
 
-    /// The node's `/metrics` text (a plain HTTP/1.0 GET).
+    /// The node's `/metrics` text.
     async fn metrics_text(&self) -> std::io::Result<String> {
-        let mut stream = tokio::net::TcpStream::connect(&self.metrics).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: node\r\n\r\n")
-            .await?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await?;
-        Ok(text)
+        support::metrics_text(&self.metrics).await
     }
 
     /// One figure from the node's `/metrics`.
     async fn metric(&self, name: &str) -> u64 {
         let text = self.metrics_text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+        support::figure(&text, name).unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
     }
 
     /// Waits until the pool holds `n` ready containers (the metrics endpoint may not listen

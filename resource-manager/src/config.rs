@@ -1,4 +1,8 @@
 //! The resource manager's configuration: every flag also reads an environment variable.
+//!
+//! Besides its own rules, it says what every node it starts gets: how it runs containers,
+//! its warm pool, and where the users' own code is ([`NodeCode`]: the bundles directory the
+//! API server writes, and the watchdog binary image functions run).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +65,17 @@ pub struct Config {
     /// containers a node keeps ready for CreateContainer. Unset: the node service's default.
     #[arg(long, env = "RESOURCE_MANAGER_NODE_WARM_POOL")]
     pub node_warm_pool: Option<u32>,
+    /// `--bundles-dir` of each node service it starts (local and docker providers): where
+    /// the bundles of functions made of the users' own code are, the API server's
+    /// DATA_DIR/bundles; it must exist. The docker provider mounts it read-only into each
+    /// node container at the same path. Unset: nodes refuse bundle functions.
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_BUNDLES_DIR")]
+    pub node_bundles_dir: Option<PathBuf>,
+    /// `--docker-watchdog-bin` of each node service it starts: the static container-service
+    /// binary, a path on the Docker host, that nodes on the docker runtime mount into the
+    /// containers of image functions. Unset: the node's default.
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_DOCKER_WATCHDOG_BIN")]
+    pub node_docker_watchdog_bin: Option<PathBuf>,
     /// Node ids are PREFIX-1, PREFIX-2, ...
     #[arg(long, env = "RESOURCE_MANAGER_NODE_ID_PREFIX", default_value = "node")]
     pub node_id_prefix: String,
@@ -186,6 +201,8 @@ impl Default for Config {
             node_service_bin: None,
             node_runtime: "process".to_string(),
             node_warm_pool: None,
+            node_bundles_dir: None,
+            node_docker_watchdog_bin: None,
             node_id_prefix: "node".to_string(),
             node_start_timeout_ms: 30_000,
             node_stop_grace_ms: 5_000,
@@ -206,7 +223,59 @@ impl Default for Config {
     }
 }
 
+/// What every node needs to run the users' own code, passed to each node the manager
+/// starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeCode {
+    /// `--bundles-dir`, absolute.
+    pub bundles_dir: Option<PathBuf>,
+    /// `--docker-watchdog-bin`.
+    pub watchdog_bin: Option<PathBuf>,
+}
+
+impl NodeCode {
+    /// The node-service flags that say it.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(dir) = &self.bundles_dir {
+            args.extend(["--bundles-dir".to_string(), dir.display().to_string()]);
+        }
+        if let Some(bin) = &self.watchdog_bin {
+            args.extend([
+                "--docker-watchdog-bin".to_string(),
+                bin.display().to_string(),
+            ]);
+        }
+        args
+    }
+}
+
 impl Config {
+    /// What the nodes get to run the users' own code, checked: `--node-bundles-dir` must be
+    /// a directory (made absolute: the docker provider mounts it at the same path).
+    pub fn node_code(&self) -> Result<NodeCode, Error> {
+        let bundles_dir = match &self.node_bundles_dir {
+            None => None,
+            Some(dir) => {
+                let dir = std::path::absolute(dir).map_err(|e| {
+                    Error::Config(format!("--node-bundles-dir {}: {e}", dir.display()))
+                })?;
+                if !dir.is_dir() {
+                    return Err(Error::Config(format!(
+                        "--node-bundles-dir {} is not a directory (it should be the API \
+                         server's DATA_DIR/bundles)",
+                        dir.display()
+                    )));
+                }
+                Some(dir)
+            }
+        };
+        Ok(NodeCode {
+            bundles_dir,
+            watchdog_bin: self.node_docker_watchdog_bin.clone(),
+        })
+    }
+
     /// The pool rules this configuration sets, checked.
     pub fn pool_rules(&self) -> Result<PoolRules, Error> {
         let invalid = |m: String| Err(Error::Config(m));
@@ -461,5 +530,38 @@ mod tests {
         assert!(bad.static_endpoints().is_err());
         assert!(Config::default().static_endpoints().is_err());
         assert!(Cli::try_parse_from(["rm", "--provider", "cloud"]).is_err());
+    }
+
+    #[test]
+    fn the_nodes_get_the_bundles_dir_and_the_watchdog() {
+        assert_eq!(
+            Config::default().node_code().unwrap().args(),
+            Vec::<String>::new()
+        );
+        let here = std::env::temp_dir();
+        let c = Cli::try_parse_from([
+            "rm",
+            "--node-bundles-dir",
+            here.to_str().unwrap(),
+            "--node-docker-watchdog-bin",
+            "/opt/faas/container-service",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.node_code().unwrap().args(),
+            vec![
+                "--bundles-dir".to_string(),
+                std::path::absolute(&here).unwrap().display().to_string(),
+                "--docker-watchdog-bin".to_string(),
+                "/opt/faas/container-service".to_string(),
+            ]
+        );
+        let missing = Config {
+            node_bundles_dir: Some(here.join(format!("no-such-{}", std::process::id()))),
+            ..Config::default()
+        };
+        let err = missing.node_code().unwrap_err();
+        assert!(err.to_string().contains("is not a directory"), "{err}");
     }
 }

@@ -14,6 +14,11 @@
 //! and the label `minifaas.pool` instead of `minifaas.function` (labels cannot change after
 //! creation); when it is assigned a function its limits are raised to the function's with
 //! Docker's update API (memory and swap together, CPU quota, pids).
+//!
+//! A function made of a bundle with an `image` runs in a container of that image, with the
+//! container service mounted in as its entrypoint ([`super::docker_bundle`]); it may take
+//! the bundle's start time on top of the readiness timeout. A container that exits before
+//! it listens fails its create with the reason at the end of its logs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +38,8 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
+use super::docker_bundle::{self, ImageRun};
+use crate::model::bundle::Bundle;
 use crate::model::{ContainerHandle, ContainerSpec, ContainerUsage, Liveness};
 use crate::service::{Runtime, RuntimeError};
 
@@ -103,6 +110,17 @@ pub struct DockerOptions {
     pub port: u16,
     /// How long a new container may take to listen.
     pub ready_timeout: Duration,
+    /// The static container-service binary on the Docker host, mounted into image
+    /// functions' containers (`None`: image functions are refused).
+    pub watchdog_bin: Option<std::path::PathBuf>,
+}
+
+/// Why a started container is not listening.
+enum NotListening {
+    /// It exited (the message says how, and why if its logs tell).
+    Exited(String),
+    /// It runs but did not listen in time.
+    Silent(String),
 }
 
 #[derive(Debug)]
@@ -346,9 +364,14 @@ impl DockerRuntime {
         }
     }
 
-    /// The container to create: for `spec`'s function, or unbound (a warm pool container)
-    /// when `None`.
-    fn body(&self, id: &str, spec: Option<&ContainerSpec>) -> ContainerCreateBody {
+    /// The container to create: for `spec`'s function (of an image function when `image`
+    /// is given), or unbound (a warm pool container) when `None`.
+    fn body(
+        &self,
+        id: &str,
+        spec: Option<&ContainerSpec>,
+        image: Option<&ImageRun>,
+    ) -> ContainerCreateBody {
         let o = &self.options;
         let mut cmd = vec![
             "--host".to_string(),
@@ -364,11 +387,15 @@ impl DockerRuntime {
         ]);
         let memory_bytes = match spec {
             Some(spec) => {
+                let (what, runs) = match image {
+                    Some(_) => ("--bundle", docker_bundle::BUNDLE.to_string()),
+                    None => ("--handler", spec.handler.clone()),
+                };
                 cmd.extend([
                     "--function-name".to_string(),
                     spec.function_name.clone(),
-                    "--handler".to_string(),
-                    spec.handler.clone(),
+                    what.to_string(),
+                    runs,
                     "--memory-bytes".to_string(),
                     spec.memory_bytes.to_string(),
                 ]);
@@ -388,7 +415,7 @@ impl DockerRuntime {
         // The cgroup limit and the kernel's OOM killer act here, not the emulation.
         cmd.extend(["--emulate-memory-limit".to_string(), "false".to_string()]);
         let limits = self.limits(memory_bytes);
-        ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(o.image.clone()),
             cmd: Some(cmd),
             user: Some(o.user.clone()),
@@ -412,11 +439,15 @@ impl DockerRuntime {
                 )])),
             }),
             ..Default::default()
+        };
+        if let Some(image) = image {
+            image.apply(&mut body);
         }
+        body
     }
 
-    /// Creates and starts the container `body` under `name`, waits until it listens and
-    /// records it as `id`; `function` names it in errors and logs.
+    /// Creates and starts the container `body` under `name`, waits up to `ready` until it
+    /// listens and records it as `id`; `function` names it in errors and logs.
     async fn launch(
         &self,
         id: String,
@@ -424,12 +455,14 @@ impl DockerRuntime {
         body: ContainerCreateBody,
         function: &str,
         memory_limit: u64,
+        ready: Duration,
     ) -> Result<ContainerHandle, RuntimeError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RuntimeError::Unavailable(
                 "the node service is shutting down".into(),
             ));
         }
+        let image = body.image.clone().unwrap_or_default();
         let start_failed = |message: String| RuntimeError::StartFailed {
             function: function.to_string(),
             message,
@@ -442,10 +475,12 @@ impl DockerRuntime {
             )
             .await
             .map_err(|e| match e {
-                e if is_not_found(&e) => RuntimeError::Unavailable(format!(
-                    "docker: image {} not found: build it with deploy/build-images.sh ({e})",
-                    self.options.image
-                )),
+                e if is_not_found(&e) && image == self.options.image => {
+                    RuntimeError::Unavailable(format!(
+                        "docker: image {image} not found: build it with deploy/build-images.sh \
+                         ({e})"
+                    ))
+                }
                 e => start_failed(format!("docker create: {e}")),
             })?;
         let docker_id = created.id;
@@ -461,12 +496,16 @@ impl DockerRuntime {
             )));
         };
         let address = format!("{ip}:{}", self.options.port);
-        if let Err(message) = self.wait_listening(&docker_id, &address).await {
+        if let Err(not_listening) = self.wait_listening(&docker_id, &address, ready).await {
+            let error = match not_listening {
+                NotListening::Exited(message) => start_failed(message),
+                NotListening::Silent(message) => RuntimeError::NotReady {
+                    function: function.to_string(),
+                    message,
+                },
+            };
             force_remove(&self.docker, &docker_id).await;
-            return Err(RuntimeError::NotReady {
-                function: function.to_string(),
-                message,
-            });
+            return Err(error);
         }
         let container = Arc::new(DockerContainer {
             docker_id: docker_id.clone(),
@@ -498,9 +537,15 @@ impl DockerRuntime {
         )
     }
 
-    /// Waits until the container's service accepts connections, or the container stops.
-    async fn wait_listening(&self, docker_id: &str, addr: &str) -> Result<(), String> {
-        let deadline = Instant::now() + self.options.ready_timeout;
+    /// Waits up to `ready` until the container's service accepts connections, or the
+    /// container stops (then says why, from its logs).
+    async fn wait_listening(
+        &self,
+        docker_id: &str,
+        addr: &str,
+        ready: Duration,
+    ) -> Result<(), NotListening> {
+        let deadline = Instant::now() + ready;
         let mut polls = 0u32;
         loop {
             let attempt = tokio::time::timeout(
@@ -522,22 +567,24 @@ impl DockerRuntime {
                 if let Some(state) = state
                     && state.running == Some(false)
                 {
-                    return Err(format!(
-                        "the container exited with code {} before listening{} (see `docker logs`)",
+                    let reason = match state.error.filter(|e| !e.is_empty()) {
+                        Some(error) => Some(error),
+                        None => docker_bundle::exit_reason(&self.docker, docker_id).await,
+                    };
+                    return Err(NotListening::Exited(format!(
+                        "the container exited with code {} before listening: {}",
                         state.exit_code.unwrap_or(-1),
-                        state
-                            .error
-                            .filter(|e| !e.is_empty())
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    ));
+                        reason
+                            .as_deref()
+                            .unwrap_or("it logged no reason (see `docker logs`)")
+                    )));
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(NotListening::Silent(format!(
                     "nothing listened on {addr} within {} ms",
-                    self.options.ready_timeout.as_millis()
-                ));
+                    ready.as_millis()
+                )));
             }
             tokio::time::sleep(READY_STEP).await;
         }
@@ -646,19 +693,42 @@ impl Runtime for DockerRuntime {
         "docker"
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        bundle: Option<&Bundle>,
+    ) -> Result<ContainerHandle, RuntimeError> {
+        let image = match bundle {
+            Some(bundle) => Some(
+                docker_bundle::prepare(&self.docker, bundle, self.options.watchdog_bin.as_deref())
+                    .await?,
+            ),
+            None => None,
+        };
+        let ready = match bundle {
+            Some(bundle) => bundle.ready_within(self.options.ready_timeout),
+            None => self.options.ready_timeout,
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let name = self.name(&spec.function_name, &id);
-        let body = self.body(&id, Some(spec));
-        self.launch(id, name, body, &spec.function_name, spec.memory_bytes)
-            .await
+        let body = self.body(&id, Some(spec), image.as_ref());
+        self.launch(
+            id,
+            name,
+            body,
+            &spec.function_name,
+            spec.memory_bytes,
+            ready,
+        )
+        .await
     }
 
     async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
         let id = uuid::Uuid::new_v4().to_string();
         let name = self.name("pool", &id);
-        let body = self.body(&id, None);
-        self.launch(id, name, body, "(warm pool)", UNBOUND_MEMORY_BYTES)
+        let body = self.body(&id, None, None);
+        let ready = self.options.ready_timeout;
+        self.launch(id, name, body, "(warm pool)", UNBOUND_MEMORY_BYTES, ready)
             .await
     }
 

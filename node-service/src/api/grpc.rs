@@ -67,9 +67,10 @@ pub fn status(e: NodeError) -> Status {
         }
         NodeError::ContainerDead { .. }
         | NodeError::WrongFunction(_)
-        | NodeError::Runtime(RuntimeError::StartFailed { .. }) => {
-            Status::failed_precondition(message)
-        }
+        | NodeError::Bundle(_)
+        | NodeError::NoBundles { .. }
+        | NodeError::Runtime(RuntimeError::StartFailed { .. })
+        | NodeError::Runtime(RuntimeError::Unsupported(_)) => Status::failed_precondition(message),
         NodeError::Overcommitted { .. } => Status::resource_exhausted(message),
         NodeError::ContainerUnreachable { .. }
         | NodeError::NotReady { .. }

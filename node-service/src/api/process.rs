@@ -5,6 +5,16 @@
 //! on drop), so they cannot outlive the node service; `remove` and `shutdown` stop and reap
 //! them. Usage is read from `/proc/PID`. A warm pool container is the same child started with
 //! `--unbound`; it gets its memory limit (for the stats) when it is assigned a function.
+//!
+//! A function made of a bundle is started with `--bundle DIR/<sha256>` instead of
+//! `--handler`; its container service announces itself only once the user's process is
+//! ready, so it gets the bundle's start time on top of the readiness timeout. A bundle that
+//! names a Docker `image` is refused: this runtime runs no images.
+//!
+//! A container's stderr passes through the node service's own ([`super::stderr`]); a
+//! container that exits before it announces itself fails its create with the reason it
+//! printed (`StartFailed`, FAILED_PRECONDITION), already reaped (stopping what the user's
+//! process started is the container service's own duty).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,11 +25,15 @@ use async_trait::async_trait;
 use faas_common::launch::{Child, LaunchError, Launcher};
 
 use super::procfs::{self, CpuSampler};
+use super::stderr;
+use crate::model::bundle::Bundle;
 use crate::model::{ContainerHandle, ContainerSpec, ContainerUsage, Liveness};
 use crate::service::{Runtime, RuntimeError};
 
 /// How long a container gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a container that exited while it started may take to finish writing its reason.
+const REASON_WAIT: Duration = Duration::from_secs(1);
 /// How long (polls × step) `liveness` waits for a dying process to become reapable.
 const EXIT_CONFIRM_POLLS: u32 = 20;
 const EXIT_CONFIRM_STEP: Duration = Duration::from_millis(5);
@@ -67,13 +81,14 @@ impl ProcessRuntime {
         self.get(id)?.pid
     }
 
-    /// Starts `cmd` (the container-service with its flags) as a new container; `function`
-    /// names it in errors and logs.
+    /// Starts `cmd` (the container-service with its flags) as a new container that must
+    /// announce itself within `ready_timeout`; `function` names it in errors and logs.
     async fn start(
         &self,
         mut cmd: tokio::process::Command,
         function: &str,
         memory_limit: u64,
+        ready_timeout: Duration,
     ) -> Result<ContainerHandle, RuntimeError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(RuntimeError::Unavailable(
@@ -87,26 +102,31 @@ impl ProcessRuntime {
             "FAAS_UNBOUND",
             "FAAS_FUNCTION_NAME",
             "FAAS_HANDLER",
+            "FAAS_BUNDLE",
             "FAAS_MEMORY_BYTES",
             "FAAS_TIMEOUT_MS",
         ] {
             cmd.env_remove(var);
         }
-        let (mut child, addr) = Child::spawn_ready(cmd, self.ready_timeout)
-            .await
-            .map_err(|e| match e {
-                LaunchError::ExitedEarly { .. } => RuntimeError::StartFailed {
+        let (tail, write_end) = stderr::capture(&mut cmd).map_err(|e| {
+            RuntimeError::Unavailable(format!("cannot make a pipe for a container's stderr: {e}"))
+        })?;
+        let spawned = Child::spawn_ready(cmd, ready_timeout).await;
+        drop(write_end);
+        let (mut child, addr) = match spawned {
+            Ok(ready) => ready,
+            Err(LaunchError::ExitedEarly { status, .. }) => {
+                let reason = tail.reason(REASON_WAIT).await;
+                return Err(RuntimeError::StartFailed {
                     function: function.to_string(),
-                    message: format!("{e} (its stderr is in the node service's log)"),
-                },
-                LaunchError::NotReady { .. } => RuntimeError::NotReady {
-                    function: function.to_string(),
-                    message: e.to_string(),
-                },
-                LaunchError::NotFound { .. } | LaunchError::Spawn { .. } => {
-                    RuntimeError::Unavailable(e.to_string())
-                }
-            })?;
+                    message: format!(
+                        "the container service exited ({status}) before it was ready: {}",
+                        reason.as_deref().unwrap_or("it printed no reason")
+                    ),
+                });
+            }
+            Err(e) => return Err(launch_error(e, function)),
+        };
         let pid = child.id();
         if self.closed.load(Ordering::Acquire) {
             child.stop(STOP_GRACE).await;
@@ -129,31 +149,67 @@ impl ProcessRuntime {
     }
 }
 
+/// A failed start: an exit is the container's fault (its reason is read by
+/// [`ProcessRuntime::start`]), a timeout too, the rest the node's.
+fn launch_error(e: LaunchError, function: &str) -> RuntimeError {
+    let function = function.to_string();
+    let message = e.to_string();
+    match e {
+        LaunchError::ExitedEarly { .. } => RuntimeError::StartFailed { function, message },
+        LaunchError::NotReady { .. } => RuntimeError::NotReady { function, message },
+        LaunchError::NotFound { .. } | LaunchError::Spawn { .. } => {
+            RuntimeError::Unavailable(message)
+        }
+    }
+}
+
 #[async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         "process"
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        bundle: Option<&Bundle>,
+    ) -> Result<ContainerHandle, RuntimeError> {
         let mut cmd = self.launcher.command();
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--function-name"])
-            .arg(&spec.function_name)
-            .arg("--handler")
-            .arg(&spec.handler)
-            .arg("--memory-bytes")
-            .arg(spec.memory_bytes.to_string());
+            .arg(&spec.function_name);
+        let ready_timeout = match bundle {
+            None => {
+                cmd.arg("--handler").arg(&spec.handler);
+                self.ready_timeout
+            }
+            Some(Bundle {
+                hash,
+                image: Some(image),
+                ..
+            }) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "bundle {hash} names the image {:?}: image functions run on the Docker \
+                     runtime (--runtime docker); this node runs functions as processes",
+                    faas_common::text::clip(image)
+                )));
+            }
+            Some(bundle) => {
+                cmd.arg("--bundle").arg(&bundle.dir);
+                bundle.ready_within(self.ready_timeout)
+            }
+        };
+        cmd.arg("--memory-bytes").arg(spec.memory_bytes.to_string());
         if spec.timeout_ms > 0 {
             cmd.arg("--timeout-ms").arg(spec.timeout_ms.to_string());
         }
-        self.start(cmd, &spec.function_name, spec.memory_bytes)
+        self.start(cmd, &spec.function_name, spec.memory_bytes, ready_timeout)
             .await
     }
 
     async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
         let mut cmd = self.launcher.command();
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--unbound"]);
-        self.start(cmd, "(warm pool)", 0).await
+        self.start(cmd, "(warm pool)", 0, self.ready_timeout).await
     }
 
     async fn assign(&self, id: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {

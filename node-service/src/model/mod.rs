@@ -11,6 +11,10 @@
 //! Times of day (`*_at_ms`) are the node's wall clock in ms since the Unix epoch, read by the
 //! service through its `HostProbe` port: they travel to other machines, so they cannot be
 //! monotonic instants.
+//!
+//! A function made of the user's own code names a [`bundle`] in its handler.
+
+pub mod bundle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

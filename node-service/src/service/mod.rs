@@ -8,6 +8,15 @@
 //! containers' memory limits, creates under way included, at most the node's memory ×
 //! `--max-overcommit`; else [`NodeError::Overcommitted`]).
 //!
+//! A function made of the user's own code has the handler `bundle:<sha256>`
+//! ([`crate::model::bundle`]): a malformed one is INVALID_ARGUMENT like an unknown handler; a
+//! well-formed one must name a bundle this node holds ([`Bundles`], `--bundles-dir`), else
+//! the create fails FAILED_PRECONDITION before anything starts. Bundle containers never come
+//! from the warm pool (its containers are started for built-in handlers, and the user's
+//! process starts with the container service): they are always started for their create.
+//! Their container service knows its function by its bundle, so invocations reach it with
+//! an empty handler.
+//!
 //! A failed invocation is one of two kinds, and the difference decides whether the API server
 //! may retry it elsewhere:
 //!
@@ -38,6 +47,7 @@ use std::time::Duration;
 use faas_common::text::clip;
 use faas_proto::limits::{self, LimitError};
 
+use crate::model::bundle::{self, Bundle};
 use crate::model::{
     ANSWER_GRACE, Calls, Container, ContainerDescription, ContainerHandle, ContainerSpec,
     ContainerState, ContainerUsage, Created, DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation,
@@ -46,7 +56,9 @@ use crate::model::{
 use crate::store::{ContainerTable, OverLimit};
 pub use orphan::Activity;
 pub use pool::WarmPool;
-pub use ports::{ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError};
+pub use ports::{
+    BundleError, Bundles, ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError,
+};
 
 /// Failures of the node's operations; the api layer maps each to a gRPC status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +104,20 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The function names a bundle this node cannot serve (none here, or no
+    /// `--bundles-dir` at all).
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A bundle function asked of a node started without `--bundles-dir`.
+    #[error(
+        "function {function:?} is made of bundle {hash}, but node {node} serves no bundles: \
+         start it with --bundles-dir (the API server's DATA_DIR/bundles)"
+    )]
+    NoBundles {
+        function: String,
+        hash: String,
+        node: String,
+    },
     #[error("container {container} did not become ready: {message}")]
     NotReady { container: String, message: String },
     #[error("calling container {container} failed: {message}")]
@@ -141,6 +167,7 @@ pub struct Node {
     host: Arc<dyn HostProbe>,
     containers: ContainerTable,
     pool: Arc<WarmPool>,
+    bundles: Option<Arc<dyn Bundles>>,
     reservation: RwLock<Reservation>,
     activity: Arc<Activity>,
 }
@@ -197,6 +224,7 @@ impl Node {
             host,
             containers: ContainerTable::default(),
             pool,
+            bundles: None,
             reservation: RwLock::new(Reservation::default()),
             activity: Arc::new(Activity::new()),
         }
@@ -211,6 +239,13 @@ impl Node {
             self.invoker.clone(),
             self.identity.ready_timeout,
         );
+        self
+    }
+
+    /// The same node serving functions made of the bundles in `bundles` (without, a bundle
+    /// function is refused).
+    pub fn with_bundles(mut self, bundles: Arc<dyn Bundles>) -> Node {
+        self.bundles = Some(bundles);
         self
     }
 
@@ -280,7 +315,8 @@ impl Node {
     }
 
     /// Checks a `CreateContainer` request's function and turns it into a spec: a name, a
-    /// built-in handler, a memory of 1 byte to 1 TiB, a timeout of 0 (the default) to 24 h.
+    /// built-in handler or a well-formed `bundle:<sha256>`, a memory of 1 byte to 1 TiB, a
+    /// timeout of 0 (the default) to 24 h.
     pub fn validate_spec(meta: Option<FunctionMeta>) -> Result<ContainerSpec, NodeError> {
         let meta = meta.ok_or_else(|| {
             NodeError::InvalidArgument("function_meta is required to create a container".into())
@@ -296,7 +332,7 @@ impl Node {
                 "function_meta.handler must not be empty".into(),
             ));
         }
-        limits::check_handler("function_meta.handler", &meta.handler)?;
+        Node::check_handler(&meta.handler)?;
         limits::check_memory("function_meta.memory_in_bytes", meta.memory_bytes)?;
         limits::check_timeout("function_meta.timeout_in_ms", meta.timeout_ms)?;
         // Both are in range (checked just above), so neither conversion can fail.
@@ -308,13 +344,23 @@ impl Node {
         })
     }
 
+    /// A built-in handler, or a well-formed `bundle:<sha256>`.
+    fn check_handler(handler: &str) -> Result<(), NodeError> {
+        match bundle::parse_handler("function_meta.handler", handler) {
+            None => Ok(limits::check_handler("function_meta.handler", handler)?),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(message)) => Err(NodeError::InvalidArgument(message)),
+        }
+    }
+
     /// Checks the optional function fields of an `InvokeFunction` request: empty or 0 means
     /// "the container's"; anything given must be sane (a name of at most 256 bytes, a
-    /// built-in handler, a memory of up to 1 TiB, a timeout of up to 24 h).
+    /// built-in handler or a well-formed bundle, a memory of up to 1 TiB, a timeout of up to
+    /// 24 h).
     pub fn validate_invoke_meta(meta: &FunctionMeta) -> Result<(), NodeError> {
         limits::check_name("function_meta.function_name", &meta.function_name)?;
         if !meta.handler.is_empty() {
-            limits::check_handler("function_meta.handler", &meta.handler)?;
+            Node::check_handler(&meta.handler)?;
         }
         if meta.memory_bytes != 0 {
             limits::check_memory("function_meta.memory_in_bytes", meta.memory_bytes)?;
@@ -342,10 +388,28 @@ impl Node {
         )))
     }
 
+    /// The bundle `spec`'s function is made of (`None` for a built-in handler), read from
+    /// this node's bundles; refused when the node has none or not this one.
+    fn bundle_of(&self, spec: &ContainerSpec) -> Result<Option<Bundle>, NodeError> {
+        let hash = match bundle::parse_handler("function_meta.handler", &spec.handler) {
+            None => return Ok(None),
+            Some(Ok(hash)) => hash,
+            Some(Err(message)) => return Err(NodeError::InvalidArgument(message)),
+        };
+        let bundles = self.bundles.as_ref().ok_or_else(|| NodeError::NoBundles {
+            function: clip(&spec.function_name).into_owned(),
+            hash: hash.to_string(),
+            node: self.identity.node_id.clone(),
+        })?;
+        Ok(Some(bundles.find(hash)?))
+    }
+
     /// Makes a container for `spec`: a warm pool container bound to it when one is ready and
-    /// binds, else one started for it; returns once it answers.
+    /// binds, else one started for it; returns once it answers. A bundle's container is
+    /// always started for it (see the module docs).
     pub async fn create_container(&self, spec: ContainerSpec) -> Result<Created, NodeError> {
         let _busy = self.activity.begin();
+        let bundle = self.bundle_of(&spec)?;
         // Held until the container is recorded: a failed start gives the memory back.
         let reservation = self
             .containers
@@ -357,9 +421,12 @@ impl Node {
                 reserved: o.reserved_bytes,
                 limit: self.identity.max_committed_bytes,
             })?;
-        let (handle, from_pool) = match self.pool.take(&spec).await {
-            Some(handle) => (handle, true),
-            None => (self.start_container(&spec).await?, false),
+        let (handle, from_pool) = match &bundle {
+            Some(bundle) => (self.start_container(&spec, Some(bundle)).await?, false),
+            None => match self.pool.take(&spec).await {
+                Some(handle) => (handle, true),
+                None => (self.start_container(&spec, None).await?, false),
+            },
         };
         let created_at_ms = self.host.now_ms();
         let container = Container {
@@ -386,9 +453,14 @@ impl Node {
         })
     }
 
-    /// Starts a container for `spec` through the runtime and waits until it answers.
-    async fn start_container(&self, spec: &ContainerSpec) -> Result<ContainerHandle, NodeError> {
-        let handle = self.runtime.create(spec).await?;
+    /// Starts a container for `spec` (of `bundle`, if made of one) through the runtime and
+    /// waits until it answers.
+    async fn start_container(
+        &self,
+        spec: &ContainerSpec,
+        bundle: Option<&Bundle>,
+    ) -> Result<ContainerHandle, NodeError> {
+        let handle = self.runtime.create(spec, bundle).await?;
         if let Err(e) = self
             .invoker
             .ready(&handle, self.identity.ready_timeout)
@@ -455,10 +527,15 @@ impl Node {
                 asked
             }
         };
+        let mut handler = pick(meta.handler, &container.spec.handler);
+        if bundle::is_bundle(&handler) {
+            // Checked to be the container's own; its container service takes none.
+            handler.clear();
+        }
         let call = InvokeCall {
             request_id,
             function_name: pick(meta.function_name, &container.spec.function_name),
-            handler: pick(meta.handler, &container.spec.handler),
+            handler,
             event,
             // In range: checked by validate_invoke_meta.
             timeout_ms: u64::try_from(meta.timeout_ms).unwrap_or_default(),
@@ -636,6 +713,9 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    /// Bundle functions: found, started without the pool, refused clearly.
+    mod bundles;
+
     use super::*;
     use crate::model::{ContainerHandle, ContainerUsage, DiskUsage, Failure, ProcessUsage};
     use async_trait::async_trait;
@@ -657,6 +737,8 @@ mod tests {
         stats_fail: Mutex<bool>,
         /// How many containers were started for creates.
         created: Mutex<u32>,
+        /// The bundle of each create, in order.
+        bundles: Mutex<Vec<Option<Bundle>>>,
     }
 
     impl FakeRuntime {
@@ -677,8 +759,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "fake"
         }
-        async fn create(&self, _spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError> {
+        async fn create(
+            &self,
+            _spec: &ContainerSpec,
+            bundle: Option<&Bundle>,
+        ) -> Result<ContainerHandle, RuntimeError> {
             *self.created.lock().unwrap() += 1;
+            self.bundles.lock().unwrap().push(bundle.cloned());
             Ok(self.start("c"))
         }
         async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {

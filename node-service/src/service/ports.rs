@@ -5,11 +5,13 @@
 //! - [`ContainerInvoker`]: calls the container service inside a container (Status, Bind,
 //!   Invoke).
 //! - [`HostProbe`]: the node service's own usage, its disk and its wall clock.
+//! - [`Bundles`]: the bundles (the users' own code) this node holds (`--bundles-dir`).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::model::bundle::Bundle;
 use crate::model::{
     Container, ContainerHandle, ContainerSpec, ContainerUsage, DiskUsage, Invocation, InvokeCall,
     Liveness, ProcessUsage,
@@ -29,6 +31,11 @@ pub enum RuntimeError {
     /// The node cannot start containers at all (binary missing, shutting down...).
     #[error("{0}")]
     Unavailable(String),
+    /// This runtime cannot run this function as things are (an image function on the
+    /// process runtime, a command function on Docker, an image not on this machine...); the
+    /// message says what to change.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Starts, stops and measures containers.
@@ -37,8 +44,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// The runtime's name (`process`, `docker`).
     fn name(&self) -> &'static str;
 
-    /// Starts a container for `spec` and returns once its service listens.
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, RuntimeError>;
+    /// Starts a container for `spec` and returns once its service listens. A function made
+    /// of a bundle comes with it (`bundle`): its container service gets `--bundle` instead of
+    /// `--handler`, and its readiness may take the bundle's start time on top.
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        bundle: Option<&Bundle>,
+    ) -> Result<ContainerHandle, RuntimeError>;
 
     /// Starts a container bound to no function yet (for the warm pool) and returns once its
     /// service listens. Its id stays when it is bound. Not every runtime can: the default
@@ -130,6 +143,27 @@ pub trait ContainerInvoker: Send + Sync + 'static {
 
     /// Drops whatever the invoker keeps for a container (its channel).
     fn forget(&self, id: &str);
+}
+
+/// Why a bundle cannot be used on this node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// No `DIR/<hash>/function.json` (`dir` is the bundles directory).
+    #[error(
+        "bundle {hash} is not on this node: there is no {dir}/{hash}/function.json (is \
+         --bundles-dir the API server's DATA_DIR/bundles?)"
+    )]
+    NotHere { hash: String, dir: String },
+    /// It is there, but what the node reads of its `function.json` is wrong.
+    #[error("bundle {hash} cannot run: {problem}")]
+    Invalid { hash: String, problem: String },
+}
+
+/// The bundles this node holds: a directory of `<sha256>/function.json` (see
+/// [`crate::model::bundle`]). Synchronous: one small file per create.
+pub trait Bundles: Send + Sync + 'static {
+    /// The bundle `hash` (already checked to be 64 lowercase hex digits).
+    fn find(&self, hash: &str) -> Result<Bundle, BundleError>;
 }
 
 /// The node service's own process, disk and clock.

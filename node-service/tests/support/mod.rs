@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use faas_common::shutdown::{self, Trigger};
 use faas_node_service::{Config, run};
+use faas_proto::nodeservoceproto as pb;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use tonic::transport::Channel;
 
@@ -27,9 +28,12 @@ pub struct Served {
     pub task: tokio::task::JoinHandle<Result<(), faas_node_service::Error>>,
 }
 
-/// Serves a node with `config` and connects to it.
+/// Serves a node with `config` and connects to it (its container binary, unless the test
+/// set one, is [`container_service_bin`]).
 pub async fn serve(mut config: Config) -> Served {
-    config.container_service_bin = Some(container_service_bin());
+    if config.container_service_bin.is_none() {
+        config.container_service_bin = Some(container_service_bin());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = shutdown::channel();
@@ -42,6 +46,64 @@ pub async fn serve(mut config: Config) -> Served {
         channel,
         trigger,
         task,
+    }
+}
+
+/// The `/metrics` text of the endpoint at `addr` (a plain HTTP/1.0 GET).
+pub async fn metrics_text(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: node\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text)
+}
+
+/// One figure of a `/metrics` text.
+pub fn figure(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+impl Served {
+    /// Creates a container of `meta`'s function; its id.
+    pub async fn create(&self, meta: pb::FunctionMeta) -> Result<String, tonic::Status> {
+        let request = pb::CreateContainerRequest {
+            request_id: "create".into(),
+            name: meta.function_name.clone(),
+            function_meta: Some(meta),
+        };
+        let reply = self.client.clone().create_container(request).await?;
+        Ok(reply.into_inner().container_id)
+    }
+
+    /// Invokes container `id` with `event` and returns the body; panics on an error or a
+    /// failed invocation.
+    pub async fn invoke_ok(&self, id: &str, event: &[u8], meta: pb::FunctionMeta) -> Vec<u8> {
+        let request = pb::InvokeFunctionRequest {
+            request_id: "invoke".into(),
+            container_id: id.into(),
+            event: event.to_vec(),
+            function_meta: Some(meta),
+        };
+        let reply = self.client.clone().invoke_function(request).await;
+        let mut stream = reply.unwrap().into_inner();
+        let mut body = Vec::new();
+        while let Some(m) = stream.message().await.unwrap() {
+            if let Some(h) = &m.header {
+                assert!(h.error.is_empty(), "{}", String::from_utf8_lossy(&h.error));
+            }
+            body.extend(m.body);
+        }
+        body
+    }
+
+    /// Stops the node and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
     }
 }
 

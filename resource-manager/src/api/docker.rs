@@ -24,6 +24,11 @@
 //! then sweeps the instance's labels once more. Detaching (a simulated crash) lets go of the
 //! nodes without touching a container.
 //!
+//! A node gets the users' code as a local node does (`--bundles-dir`,
+//! `--docker-watchdog-bin`): the bundles directory is mounted read-only into its container
+//! at the same path, because the node hands `DIR/<sha256>` to the Docker daemon as the
+//! source of a bind mount, which the daemon resolves on the host.
+//!
 //! A ready node is gone when its container is missing or no longer running (one listing of
 //! the instance's node containers per check, see [`NodeProvider::gone_nodes`]); its container
 //! and its function containers are removed as it is reported. A paused container counts as
@@ -36,6 +41,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::api::{node_client, register_adopted};
+use crate::config::NodeCode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{FoundNode, GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
@@ -93,6 +99,9 @@ pub struct DockerOptions {
     pub keep_nodes: bool,
     /// `--orphan-timeout-ms` of each node (`None`: not passed).
     pub orphan_timeout: Option<Duration>,
+    /// Where the users' code is (`--bundles-dir`, mounted at the same path;
+    /// `--docker-watchdog-bin`).
+    pub code: NodeCode,
 }
 
 /// Starts node-service containers.
@@ -202,6 +211,80 @@ fn gone_because(state: Option<&ContainerSummaryStateEnum>, status: &str) -> Opti
     }
 }
 
+/// The node container for `node_id` with `memory_bytes`: see the module docs.
+fn node_body(
+    o: &DockerOptions,
+    socket_gid: Option<u32>,
+    node_id: &str,
+    memory_bytes: u64,
+) -> ContainerCreateBody {
+    let mut cmd: Vec<String> = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        &o.node_port.to_string(),
+        "--node-id",
+        node_id,
+        "--memory-bytes",
+        &memory_bytes.to_string(),
+        "--runtime",
+        "docker",
+        "--docker-image",
+        &o.container_image,
+        "--docker-network",
+        &o.network,
+        "--docker-instance",
+        &o.instance,
+        "--docker-cpus-per-gib",
+        &o.cpus_per_gib,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(n) = o.warm_pool {
+        cmd.extend(["--warm-pool".to_string(), n.to_string()]);
+    }
+    if let Some(timeout) = o.orphan_timeout {
+        cmd.extend([
+            "--orphan-timeout-ms".to_string(),
+            timeout.as_millis().to_string(),
+        ]);
+    }
+    cmd.extend(o.code.args());
+    let mut binds = vec![format!("{}:{SOCKET_IN_NODE}", o.socket)];
+    if let Some(dir) = &o.code.bundles_dir {
+        binds.push(format!("{0}:{0}:ro", dir.display()));
+    }
+    ContainerCreateBody {
+        image: Some(o.node_image.clone()),
+        cmd: Some(cmd),
+        user: Some("65534:65534".into()),
+        env: Some(vec![format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}")]),
+        labels: Some(HashMap::from([
+            (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
+            (labels::INSTANCE.to_string(), o.instance.clone()),
+            (labels::NODE.to_string(), node_id.to_string()),
+        ])),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            group_add: socket_gid.map(|g| vec![g.to_string()]),
+            readonly_rootfs: Some(true),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            pids_limit: Some(1024),
+            network_mode: Some(o.network.clone()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                o.network.clone(),
+                EndpointSettings::default(),
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
 impl DockerProvider {
     /// Connects to the Docker daemon, makes sure the network exists and removes every
     /// container of this instance left by an earlier run.
@@ -262,67 +345,7 @@ impl DockerProvider {
     }
 
     fn body(&self, node_id: &str, memory_bytes: u64) -> ContainerCreateBody {
-        let o = &self.options;
-        let mut cmd: Vec<String> = [
-            "--host",
-            "0.0.0.0",
-            "--port",
-            &o.node_port.to_string(),
-            "--node-id",
-            node_id,
-            "--memory-bytes",
-            &memory_bytes.to_string(),
-            "--runtime",
-            "docker",
-            "--docker-image",
-            &o.container_image,
-            "--docker-network",
-            &o.network,
-            "--docker-instance",
-            &o.instance,
-            "--docker-cpus-per-gib",
-            &o.cpus_per_gib,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(n) = o.warm_pool {
-            cmd.extend(["--warm-pool".to_string(), n.to_string()]);
-        }
-        if let Some(timeout) = o.orphan_timeout {
-            cmd.extend([
-                "--orphan-timeout-ms".to_string(),
-                timeout.as_millis().to_string(),
-            ]);
-        }
-        ContainerCreateBody {
-            image: Some(o.node_image.clone()),
-            cmd: Some(cmd),
-            user: Some("65534:65534".into()),
-            env: Some(vec![format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}")]),
-            labels: Some(HashMap::from([
-                (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
-                (labels::INSTANCE.to_string(), o.instance.clone()),
-                (labels::NODE.to_string(), node_id.to_string()),
-            ])),
-            host_config: Some(HostConfig {
-                binds: Some(vec![format!("{}:{SOCKET_IN_NODE}", o.socket)]),
-                group_add: self.socket_gid.map(|g| vec![g.to_string()]),
-                readonly_rootfs: Some(true),
-                security_opt: Some(vec!["no-new-privileges".to_string()]),
-                cap_drop: Some(vec!["ALL".to_string()]),
-                pids_limit: Some(1024),
-                network_mode: Some(o.network.clone()),
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    o.network.clone(),
-                    EndpointSettings::default(),
-                )])),
-            }),
-            ..Default::default()
-        }
+        node_body(&self.options, self.socket_gid, node_id, memory_bytes)
     }
 
     async fn wait_healthy(
@@ -717,5 +740,49 @@ mod tests {
         );
         assert!(gone_because(Some(&S::DEAD), "").is_some());
         assert!(gone_because(None, "").is_some());
+    }
+
+    #[test]
+    fn a_node_gets_the_bundles_dir_mounted_at_the_same_path_and_the_watchdog() {
+        let options = DockerOptions {
+            node_image: "n".into(),
+            container_image: "c".into(),
+            network: "net".into(),
+            instance: "i".into(),
+            socket: "/var/run/docker.sock".into(),
+            cpus_per_gib: "0.67".into(),
+            warm_pool: None,
+            node_port: 7000,
+            start_timeout: Duration::from_secs(1),
+            stop_grace: Duration::from_secs(1),
+            keep_nodes: false,
+            orphan_timeout: None,
+            code: NodeCode {
+                bundles_dir: Some("/data/bundles".into()),
+                watchdog_bin: Some("/opt/container-service".into()),
+            },
+        };
+        let body = node_body(&options, None, "n-1", 1);
+        let cmd = body.cmd.unwrap().join(" ");
+        assert!(
+            cmd.ends_with(
+                "--bundles-dir /data/bundles --docker-watchdog-bin /opt/container-service"
+            ),
+            "{cmd}"
+        );
+        assert_eq!(
+            body.host_config.unwrap().binds.unwrap(),
+            vec![
+                "/var/run/docker.sock:/var/run/docker.sock".to_string(),
+                "/data/bundles:/data/bundles:ro".to_string(),
+            ]
+        );
+        let plain = DockerOptions {
+            code: NodeCode::default(),
+            ..options
+        };
+        let body = node_body(&plain, None, "n-1", 1);
+        assert!(!body.cmd.unwrap().join(" ").contains("--bundles-dir"));
+        assert_eq!(body.host_config.unwrap().binds.unwrap().len(), 1);
     }
 }

@@ -1,7 +1,8 @@
 //! The `local` node provider: one node-service child process per node on this machine.
 //!
 //! A node is started with `--host 127.0.0.1 --port 0 --node-id ID --memory-bytes N --runtime R`
-//! (and `--warm-pool N` and `--orphan-timeout-ms T` when set). It is up once it has printed
+//! (and `--warm-pool N`, `--orphan-timeout-ms T`, `--bundles-dir D` and
+//! `--docker-watchdog-bin W` when set). It is up once it has printed
 //! its readiness line *and* answers its `grpc.health.v1` check: a node service that
 //! announces its port and then exits (an older one whose metrics port is taken did) is a
 //! start failure ([`StartFailure::Exited`]), never a ready node.
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::api::processes::{ProcessRef, ProcessTable, SystemProcesses, zombie_exit};
 use crate::api::{node_client, register_adopted};
+use crate::config::NodeCode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 
@@ -64,6 +66,8 @@ pub struct LocalOptions {
     pub lifetime: Lifetime,
     /// `--orphan-timeout-ms` of each node service (`None`: not passed).
     pub orphan_timeout: Option<Duration>,
+    /// Where the users' code is (`--bundles-dir`, `--docker-watchdog-bin`).
+    pub code: NodeCode,
 }
 
 type Shared<T> = Arc<tokio::sync::Mutex<T>>;
@@ -285,6 +289,7 @@ impl NodeProvider for LocalProvider {
             cmd.arg("--orphan-timeout-ms")
                 .arg(timeout.as_millis().to_string());
         }
+        cmd.args(self.options.code.args());
         let (mut child, addr) =
             Child::spawn_ready_with(cmd, self.options.start_timeout, self.options.lifetime)
                 .await
@@ -465,6 +470,7 @@ mod tests {
             stop_grace: Duration::from_secs(2),
             lifetime: Lifetime::Detached,
             orphan_timeout: None,
+            code: NodeCode::default(),
         };
         LocalProvider::new(Launcher::new("false", vec![]), options).with_processes(processes)
     }

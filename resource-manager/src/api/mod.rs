@@ -61,6 +61,7 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     let mut rules = config.pool_rules()?;
     let orphan_timeout = config.node_orphan_timeout()?;
+    let code = config.node_code()?;
     let state = match &config.state_dir {
         Some(dir) => {
             let file = StateFile::open(dir, provider_name(config.provider))?;
@@ -98,6 +99,7 @@ pub async fn run_with(
                         Lifetime::Guarded
                     },
                     orphan_timeout,
+                    code,
                 },
             );
             serve(listener, &config, rules, provider, stops, state).await
@@ -134,6 +136,7 @@ pub async fn run_with(
                 stop_grace: Duration::from_millis(config.node_stop_grace_ms),
                 keep_nodes: state.is_some(),
                 orphan_timeout,
+                code,
             })
             .await
             .map_err(Error::Docker)?;
