@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use crate::Error;
 use crate::model::FunctionSpec;
+use crate::service::file::parse_startup_toml;
 use crate::service::file::{DEFAULT_FUNCTIONS_ORIGIN, DEFAULT_FUNCTIONS_TOML};
 use crate::service::invoke::DEFAULT_NODE_GRACE;
 use crate::service::parse_functions_toml;
+use crate::store::code_dir::load_setup_code;
 
 /// The contest's API server port.
 pub const DEFAULT_PORT: u16 = 10500;
@@ -82,7 +84,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The functions to start with, and where they came from.
+    /// The functions to start with, and where they came from. A command function's code
+    /// directory is read now (relative to the file), so its bundle can be written when the
+    /// database is seeded.
     pub fn load_functions(&self) -> Result<(Vec<FunctionSpec>, String), Error> {
         match &self.functions {
             Some(path) => {
@@ -92,7 +96,13 @@ impl Config {
                         reason,
                     })?;
                 let origin = path.display().to_string();
-                Ok((parse_functions_toml(&text, &origin)?, origin))
+                let mut setup = parse_startup_toml(&text, &origin)?;
+                let base = path.parent().unwrap_or(std::path::Path::new("."));
+                for note in load_setup_code(&mut setup, &origin, base)? {
+                    tracing::warn!("{note}");
+                }
+                let specs = setup.functions.into_iter().map(|f| f.spec).collect();
+                Ok((specs, origin))
             }
             None => Ok((
                 parse_functions_toml(DEFAULT_FUNCTIONS_TOML, DEFAULT_FUNCTIONS_ORIGIN)?,
@@ -133,6 +143,49 @@ mod tests {
         assert_eq!(cli.config, Config::default());
         assert_eq!(cli.config.listen_addr(), "127.0.0.1:10500");
         assert_eq!(host_port("::", 1), "[::]:1");
+    }
+
+    #[test]
+    fn a_functions_file_brings_the_code_it_names() {
+        let config = Config {
+            functions: Some(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../deploy/user-functions.toml"),
+            ),
+            ..Config::default()
+        };
+        let (specs, _) = config.load_functions().unwrap();
+        let py = specs.iter().find(|s| s.name == "py-hello").unwrap();
+        assert!(py.code.iter().any(|f| f.path == "main.py"), "{:?}", py.code);
+        // Each example directory holds the function.json its author wrote: the file says
+        // the same (what the container service reads is the one the API server writes).
+        for spec in &specs {
+            let json = spec
+                .code
+                .iter()
+                .find(|f| f.path == "function.json")
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&json.content).unwrap();
+            assert_eq!(
+                json["command"],
+                serde_json::json!(spec.command),
+                "{}",
+                spec.name
+            );
+            assert_eq!(json["protocol"], spec.protocol.as_str(), "{}", spec.name);
+            let start = json["start_timeout_ms"].as_i64().unwrap_or(0);
+            assert_eq!(start, spec.start_timeout_ms, "{}", spec.name);
+            let env: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(json["env"].clone()).unwrap_or_default();
+            assert_eq!(env, spec.env, "{}", spec.name);
+        }
+        // Memory only, there is nowhere to keep it.
+        let err = crate::service::Registry::with_functions(specs, 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("command functions need --data-dir: their code is kept there"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! With `--data-dir DIR`, deployed functions are kept in `DIR/apiserver.db` (SQLite): the
 //! first start stores the start-up functions there, every later start serves exactly what
 //! the database holds, and an acknowledged deploy or delete is on disk before it is answered.
+//!
+//! A function is a built-in handler, or the user's own code: a `command` with its `code`, or
+//! an `image` (`model::kind`). Such code is kept as a *bundle*, an immutable directory
+//! `DIR/bundles/<sha256>/` (`function.json` and `code/`) written atomically before the
+//! database row that names it (`store::bundles`), and read by the nodes. On the wire its
+//! handler is `bundle:<sha256>`, so the contest's scheduler passes it through unchanged.
+//! Without a data directory such functions are refused: there is nowhere to keep the code.
 
 pub mod api;
 pub mod config;

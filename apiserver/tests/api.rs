@@ -237,6 +237,7 @@ fn admin_spec(name: &str, handler: &str, timeout_ms: i64) -> admin::FunctionSpec
         memory_in_bytes: 128 * 1024 * 1024,
         timeout_in_ms: timeout_ms,
         description: String::new(),
+        ..Default::default()
     }
 }
 
@@ -427,6 +428,7 @@ async fn admin_deploy_list_redeploy_delete() {
         memory_in_bytes: 256 * 1024 * 1024,
         timeout_in_ms: 1500,
         description: "echoes".into(),
+        ..Default::default()
     };
     let deployed = p
         .admin

@@ -81,6 +81,7 @@ fn spec(name: &str, handler: &str, memory_mib: i64, description: &str) -> admin:
         memory_in_bytes: memory_mib << 20,
         timeout_in_ms: 1_000 + memory_mib,
         description: description.into(),
+        ..Default::default()
     }
 }
 

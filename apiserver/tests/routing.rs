@@ -13,6 +13,7 @@ fn spec(handler: &str) -> admin::FunctionSpec {
         memory_in_bytes: 128 * 1024 * 1024,
         timeout_in_ms: 1000,
         description: String::new(),
+        ..Default::default()
     }
 }
 

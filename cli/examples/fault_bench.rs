@@ -181,6 +181,7 @@ async fn deploy(api: &Api, f: &FunctionConfig, handler: &str) -> anyhow::Result<
         memory_in_bytes: f.memory_in_bytes,
         timeout_in_ms: f.timeout_in_ms,
         description: "fault_bench redeploy".into(),
+        ..Default::default()
     };
     api.admin()
         .deploy_function(DeployFunctionRequest {

@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
                 memory_in_bytes: 128 << 20,
                 timeout_in_ms: 60_000,
                 description: String::new(),
+                ..Default::default()
             }),
         })
         .await?;

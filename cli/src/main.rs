@@ -10,12 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use faas_apiserver::model::routing::{Weighted, parse_weights};
+use faas_apiserver::store::code_dir::load_setup_code;
 use faas_cli::client::{
     Api, DEFAULT_ACCOUNT, RouteReply, RouteRequest, describe, parse_route_param,
 };
 use faas_cli::demo;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
-use faas_proto::admin::{DeleteFunctionRequest, ListFunctionsRequest};
+use faas_proto::admin::DeleteFunctionRequest;
 
 #[derive(Parser)]
 #[command(
@@ -146,9 +147,11 @@ enum Command {
         target: Target,
     },
     /// Apply a TOML file: its functions (created or replaced), then their versions, aliases
-    /// and routes; what is already as the file says is left unchanged.
-    #[command(after_help = "The format: deploy/functions.toml (functions only) and \
-        deploy/canary.toml (a function with versions, an alias and routes).")]
+    /// and routes; what is already as the file says is left unchanged. A command function's
+    /// `code` directory (relative to the file) is uploaded when it changed.
+    #[command(after_help = "The format: deploy/functions.toml (functions only), \
+        deploy/canary.toml (a function with versions, an alias and routes) and \
+        deploy/user-functions.toml (your own code: command, code, protocol).")]
     Deploy {
         /// A TOML file: `[[function]]` entries, each with optional `[[function.version]]`,
         /// `[[function.alias]]` and `[function.routes]`.
@@ -420,40 +423,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Functions { target } => {
-            let api = Api::connect(&target.apiserver).await?;
-            let list = api
-                .admin()
-                .list_functions(ListFunctionsRequest {})
-                .await
-                .map_err(|s| anyhow::anyhow!(describe(&s)))?
-                .into_inner()
-                .functions;
-            println!(
-                "{:<16} {:<8} {:>10} {:>11} {:>8}  description",
-                "name", "handler", "memory MiB", "timeout ms", "revision"
-            );
-            for record in list {
-                let spec = record.spec.unwrap_or_default();
-                // A long description would drown the table.
-                println!(
-                    "{:<16} {:<8} {:>10} {:>11} {:>8}  {}",
-                    spec.name,
-                    spec.handler,
-                    spec.memory_in_bytes / (1 << 20),
-                    spec.timeout_in_ms,
-                    record.revision,
-                    faas_common::text::clip(&spec.description)
-                );
-            }
-            Ok(())
+            routing_cmds::functions(&Api::connect(&target.apiserver).await?).await
         }
         Command::Deploy { file, target } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let setup = faas_apiserver::service::file::parse_setup_toml(
-                &text,
-                &file.display().to_string(),
-            )?;
+            let origin = file.display().to_string();
+            let mut setup = faas_apiserver::service::file::parse_setup_toml(&text, &origin)?;
+            // Code directories are relative to the file.
+            let base = file.parent().unwrap_or(std::path::Path::new("."));
+            for note in load_setup_code(&mut setup, &origin, base)? {
+                eprintln!("warning: {note}");
+            }
             let api = Api::connect(&target.apiserver).await?;
             routing_cmds::deploy(&api, &setup).await
         }
@@ -549,6 +530,10 @@ async fn up(options: PlatformOptions) -> anyhow::Result<()> {
         println!(
             "  functions        {} (sqlite3 opens it)",
             dir.join(faas_apiserver::DATABASE_FILE).display()
+        );
+        println!(
+            "  code             {} (deployed command functions, by hash)",
+            faas_apiserver::store::DirBundles::in_data_dir(dir).display()
         );
     }
     println!(

@@ -79,8 +79,12 @@ async fn the_canary_regression_opens_the_breaker_and_the_rollback_serves_only_wa
         after.iter().filter(|c| c.ok()).count() * 10 >= after.len() * 9,
         "nearly every call after the rollback succeeds:\n{table}"
     );
-    assert_eq!(
-        p.after_rollback.cold_starts_v1, 0,
-        "version 1 was warm: no cold start after the rollback:\n{table}"
+    // Version 1 was warm: the calls right after the rollback find its containers. (Later a
+    // loaded machine may overlap calls enough for the policy to add a container: a cold
+    // start of scale-up, not of the rollback, so only the first calls are checked.)
+    let first: Vec<_> = after.iter().take(5).collect();
+    assert!(
+        first.iter().all(|c| !c.is_cold()),
+        "version 1 was warm: the first calls after the rollback were not cold starts: {first:?}\n{table}"
     );
 }

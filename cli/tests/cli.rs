@@ -85,6 +85,7 @@ async fn invoke_prints_the_body_and_fails_with_the_servers_message() {
                 memory_in_bytes: 128 << 20,
                 timeout_in_ms: 1000,
                 description: "d".repeat(1 << 20),
+                ..Default::default()
             }),
         })
         .await

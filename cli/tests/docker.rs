@@ -307,6 +307,7 @@ async fn a_warm_pool_container_gets_the_functions_limits() {
                     memory_in_bytes: memory as i64,
                     timeout_in_ms: 30_000,
                     description: "served from the warm pool".into(),
+                    ..Default::default()
                 }),
             })
             .await
@@ -369,6 +370,7 @@ async fn a_call_past_the_memory_limit_is_oom_killed_and_the_next_one_succeeds() 
                 memory_in_bytes: 64 << 20,
                 timeout_in_ms: 30_000,
                 description: "allocates past its limit".into(),
+                ..Default::default()
             }),
         })
         .await

@@ -199,6 +199,7 @@ async fn bad_input_gets_the_documented_status() {
                 memory_in_bytes: 128 << 20,
                 timeout_in_ms: 100,
                 description: "sleeps past its timeout".into(),
+                ..Default::default()
             }),
         })
         .await

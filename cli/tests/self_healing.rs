@@ -146,6 +146,7 @@ fn spec(name: &str, handler: &str, memory: i64, timeout_ms: i64) -> FunctionSpec
         memory_in_bytes: memory,
         timeout_in_ms: timeout_ms,
         description: "self-healing test".into(),
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use faas_proto::{admin, apiserverproto};
 
-use crate::model::{Function, FunctionSpec, RemoteCode, RemoteError};
+use crate::model::{CodeFile, Function, FunctionSpec, RemoteCode, RemoteError};
 use crate::service::{InvokeError, RegistryError};
 
 /// The status and every error it was made from, outermost first.
@@ -104,7 +104,14 @@ pub fn grpc_code(code: RemoteCode) -> Code {
 pub fn registry_status(err: &RegistryError) -> Status {
     let code = match err {
         RegistryError::NotFound { .. } | RegistryError::TargetNotFound { .. } => Code::NotFound,
-        RegistryError::BadRouting { .. } => Code::InvalidArgument,
+        RegistryError::BadRouting { .. }
+        | RegistryError::BadKind { .. }
+        | RegistryError::NoKind { .. } => Code::InvalidArgument,
+        // The server keeps no files, or lacks the bundle a spec names: the same call cannot
+        // succeed until that changes.
+        RegistryError::NeedsDataDir { .. } | RegistryError::UnknownBundle { .. } => {
+            Code::FailedPrecondition
+        }
         // Deleting what something still names, rolling back what never changed,
         // republishing a version with another definition.
         RegistryError::Conflict { .. } => Code::FailedPrecondition,
@@ -167,7 +174,8 @@ fn invoke_code(err: &InvokeError) -> Code {
     }
 }
 
-/// A function as the contest's `ListFunctions` shows it.
+/// A function as the contest's `ListFunctions` shows it: its handler is the wire handler
+/// (`hello`, `bundle:<sha256>`), the one `AcquireContainer` carries.
 pub fn contest_function(f: &Function) -> apiserverproto::FunctionConfig {
     apiserverproto::FunctionConfig {
         function_name: f.name.clone(),
@@ -185,10 +193,25 @@ pub fn spec_from_admin(spec: admin::FunctionSpec) -> FunctionSpec {
         memory_bytes: spec.memory_in_bytes,
         timeout_ms: spec.timeout_in_ms,
         description: spec.description,
+        command: spec.command,
+        protocol: spec.protocol,
+        image: spec.image,
+        start_timeout_ms: spec.start_timeout_ms,
+        env: spec.env.into_iter().collect(),
+        code: spec
+            .code
+            .into_iter()
+            .map(|f| CodeFile {
+                path: f.path,
+                content: f.content,
+                executable: f.executable,
+            })
+            .collect(),
+        bundle: spec.bundle,
     }
 }
 
-/// A model spec as the admin API's.
+/// A model spec as the admin API's (with its code, if it has any).
 pub fn spec_to_admin(spec: FunctionSpec) -> admin::FunctionSpec {
     admin::FunctionSpec {
         name: spec.name,
@@ -196,6 +219,21 @@ pub fn spec_to_admin(spec: FunctionSpec) -> admin::FunctionSpec {
         memory_in_bytes: spec.memory_bytes,
         timeout_in_ms: spec.timeout_ms,
         description: spec.description,
+        command: spec.command,
+        protocol: spec.protocol,
+        image: spec.image,
+        start_timeout_ms: spec.start_timeout_ms,
+        env: spec.env.into_iter().collect(),
+        code: spec
+            .code
+            .into_iter()
+            .map(|f| admin::CodeFile {
+                path: f.path,
+                content: f.content,
+                executable: f.executable,
+            })
+            .collect(),
+        bundle: spec.bundle,
     }
 }
 

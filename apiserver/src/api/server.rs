@@ -29,9 +29,10 @@ use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
 use crate::api::node::GrpcNodes;
 use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
+use crate::model::kind::MAX_CODE_BYTES;
 use crate::service::routing::{RouteContext, RouteNote, Routed, Router};
 use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
-use crate::store::SqliteDao;
+use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
 
 /// The invoker with the live gRPC ports.
@@ -42,6 +43,11 @@ pub type LiveRouter = Router<GrpcScheduler, GrpcNodes, SystemClock>;
 /// Room for the other fields of an `InvokeFunctionRequest` beyond the event, so an event a
 /// little over the limit still decodes and gets a clear message instead of a transport error.
 pub const REQUEST_OVERHEAD_BYTES: usize = 1024 * 1024;
+
+/// The largest admin request accepted, in bytes: a deploy's code ([`MAX_CODE_BYTES`]) with
+/// room for its paths and the rest of the message. A limit still: a client cannot make the
+/// server buffer an unbounded message. `faas deploy` checks it before sending.
+pub const MAX_ADMIN_REQUEST_BYTES: usize = MAX_CODE_BYTES as usize + 8 * 1024 * 1024;
 
 /// `apiserverproto.APIServer`.
 #[derive(Clone, Debug)]
@@ -244,7 +250,11 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
     let (opened, path) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let dao = SqliteDao::open(&dir)?;
         let path = dao.path().to_path_buf();
-        Ok((Registry::open(Arc::new(dao), specs, now_ms)?, path))
+        // Opened under the database's lock: its leftovers are no other server's.
+        let bundles: Arc<dyn BundleStore> =
+            Arc::new(DirBundles::open(&DirBundles::in_data_dir(&dir))?);
+        let opened = Registry::open_with(Arc::new(dao), Some(bundles), specs, now_ms)?;
+        Ok((opened, path))
     })
     .await
     .map_err(|e| Error::Startup(format!("opening the database failed: {e}")))??;
@@ -350,7 +360,7 @@ impl App {
         .with_scheduler(scheduler);
         admin.keep_holds(shutdown.clone());
         let admin = AdminServer::new(admin)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))
             .max_encoding_message_size(usize::MAX);
 
         tonic::transport::Server::builder()

@@ -1,11 +1,19 @@
 //! Functions: what a user deploys and what the registry keeps.
 //!
-//! A function is identified by its name. `revision` counts deployments of that name; it is the
-//! seam for versions and aliases later (an alias would map a name to a revision), which the
-//! platform does not have yet.
+//! A function is identified by its name. `revision` counts deployments of that name;
+//! published versions are functions of their own named `NAME:N` (`model::routing`).
+//!
+//! A [`FunctionSpec`] is what a user sends, unchecked: a built-in `handler`, or a `command` /
+//! `image` with its `protocol` and the `code` to keep (see `model::kind`). A [`Function`] is a
+//! checked one whose [`HandlerRef`] names what runs; for a bundle function, that includes the
+//! hash of the bundle the API server wrote, so a deployed or published function always runs
+//! exactly the code it was deployed with.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+
+use crate::model::kind::{CodeFile, HandlerRef};
 
 /// One mebibyte.
 pub const MIB: i64 = 1024 * 1024;
@@ -82,20 +90,37 @@ impl FromStr for Handler {
 }
 
 /// A function as a user describes it (a file entry, an admin request): not yet validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Exactly one of `handler`, `command` and `image` is given (`service::kind` checks it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FunctionSpec {
     pub name: String,
+    /// A built-in handler; empty for a command or image function.
     pub handler: String,
     pub memory_bytes: i64,
     pub timeout_ms: i64,
     pub description: String,
+    /// The program and its arguments of a command function (optional for an image one).
+    pub command: Vec<String>,
+    /// `http` or `exec`: what a command or image function's process speaks.
+    pub protocol: String,
+    /// The local Docker image (`name:tag`) of an image function.
+    pub image: String,
+    /// How long an `http` process may take to listen; 0: the default.
+    pub start_timeout_ms: i64,
+    /// Variables added to the process's environment.
+    pub env: BTreeMap<String, String>,
+    /// A command function's files, as uploaded (empty once deployed: the bundle keeps them).
+    pub code: Vec<CodeFile>,
+    /// The bundle's hash: set by the server in what it answers; a client may send it instead
+    /// of `code` to reuse a bundle the server has.
+    pub bundle: String,
 }
 
 /// A deployed, valid function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Function {
     pub name: String,
-    pub handler: Handler,
+    pub handler: HandlerRef,
     pub memory_bytes: i64,
     pub timeout_ms: i64,
     pub description: String,
@@ -106,15 +131,29 @@ pub struct Function {
 }
 
 impl Function {
-    /// The function's definition, as it would be deployed again.
+    /// The function's definition, as it would be deployed again (a bundle function's by its
+    /// `bundle`, without its code).
     pub fn spec(&self) -> FunctionSpec {
-        FunctionSpec {
+        let mut spec = FunctionSpec {
             name: self.name.clone(),
-            handler: self.handler.as_str().to_string(),
             memory_bytes: self.memory_bytes,
             timeout_ms: self.timeout_ms,
             description: self.description.clone(),
+            ..FunctionSpec::default()
+        };
+        match &self.handler {
+            HandlerRef::Builtin(h) => spec.handler = h.as_str().to_string(),
+            HandlerRef::Bundle(b) => {
+                let k = &b.kind;
+                spec.command = k.command.clone();
+                spec.protocol = k.protocol.as_str().to_string();
+                spec.image = k.image.clone().unwrap_or_default();
+                spec.start_timeout_ms = k.start_timeout_ms.unwrap_or(0);
+                spec.env = k.env.clone();
+                spec.bundle = b.hash().to_string();
+            }
         }
+        spec
     }
 }
 

@@ -2,13 +2,18 @@
 //!
 //! - [`function`]: a deployable function ([`FunctionSpec`]), a deployed one ([`Function`]) and
 //!   the built-in [`Handler`]s with the limits a function must respect.
+//! - [`kind`]: what a function runs ([`HandlerRef`]): a built-in handler, or a bundle of the
+//!   user's own code (a command or a Docker image) named `bundle:<sha256>` on the wire.
+//! - [`bundle`]: a bundle's canonical `function.json` and the hash that names it.
 //! - [`invocation`]: what one invocation carries between the API server, the scheduler and a
 //!   node (the placement the scheduler hands out, the execution a node reports).
 //! - [`routing`]: the service layer's data: versions, aliases with weights, a function's
 //!   route policy (rules, fallback, circuit breaker).
 
+pub mod bundle;
 pub mod function;
 pub mod invocation;
+pub mod kind;
 pub mod routing;
 
 pub use function::{
@@ -19,3 +24,4 @@ pub use invocation::{
     AcquireRequest, Execution, Failure, NodeError, NodeErrorKind, Placement, RemoteCode,
     RemoteError, ReturnRequest, Undelivered,
 };
+pub use kind::{BundleKind, BundleRef, CodeFile, HandlerRef, Protocol};

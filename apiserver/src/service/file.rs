@@ -7,14 +7,17 @@
 //! ```toml
 //! [[function]]
 //! name = "shop"
-//! handler = "echo"            # the current (mutable) definition
+//! handler = "echo"            # the current (mutable) definition: a built-in handler, or
+//!                             # command/code/protocol (your program) or image/protocol
+//!                             # (see file_kind.rs and deploy/user-functions.toml)
 //! memory_mb = 128
 //! timeout_ms = 1000
 //! description = "A shop."    # optional
 //!
 //! [[function.version]]        # versions, in increasing order; each is immutable
 //! version = 1
-//! handler = "echo"            # memory_mb, timeout_ms, description: the function's when
+//! handler = "echo"            # (or command, code, protocol…: what the version runs)
+//!                             # memory_mb, timeout_ms, description: the function's when
 //!                             # left out (so changing those of the function changes this
 //!                             # version, and the deploy refuses it: write them out to pin)
 //! [[function.version]]
@@ -57,8 +60,11 @@
 
 #[path = "file_routing.rs"]
 mod entries;
+#[path = "file_kind.rs"]
+mod kinds;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -66,7 +72,8 @@ use crate::model::routing::{RoutePolicy, Weighted};
 use crate::model::{FunctionSpec, MIB};
 use crate::service::registry::{RegistryError, validate_spec};
 
-use entries::{AliasEntry, RoutesEntry, VersionEntry};
+use entries::{AliasEntry, RoutesEntry};
+use kinds::{KindFields, VersionEntry};
 
 /// The default functions (`deploy/functions.toml`), compiled in.
 pub const DEFAULT_FUNCTIONS_TOML: &str = include_str!("../../../deploy/functions.toml");
@@ -85,6 +92,9 @@ pub struct Setup {
 pub struct FunctionSetup {
     /// The current (mutable) definition.
     pub spec: FunctionSpec,
+    /// The definition's code directory as the file names it (relative to the file's
+    /// directory), not read yet (`store::code_dir::load_setup_code` reads it).
+    pub code: Option<PathBuf>,
     /// The declared versions, in increasing order.
     pub versions: Vec<VersionSpec>,
     /// The declared aliases, in file order.
@@ -106,6 +116,8 @@ impl FunctionSetup {
 pub struct VersionSpec {
     pub version: i64,
     pub spec: FunctionSpec,
+    /// Its code directory, as [`FunctionSetup::code`].
+    pub code: Option<PathBuf>,
 }
 
 /// A declared alias and the versions it points at.
@@ -127,6 +139,12 @@ struct FileDoc {
 struct FileEntry {
     name: Option<String>,
     handler: Option<String>,
+    command: Option<Vec<String>>,
+    protocol: Option<String>,
+    image: Option<String>,
+    start_timeout_ms: Option<i64>,
+    env: Option<BTreeMap<String, String>>,
+    code: Option<String>,
     memory_mb: Option<i64>,
     timeout_ms: Option<i64>,
     description: Option<String>,
@@ -153,22 +171,35 @@ impl FileEntry {
         if name.is_empty() {
             return Err(RegistryError::EmptyName);
         }
-        let handler = self.handler.ok_or_else(|| missing("handler"))?;
+        let kind = KindFields {
+            handler: self.handler,
+            command: self.command,
+            protocol: self.protocol,
+            image: self.image,
+            start_timeout_ms: self.start_timeout_ms,
+            env: self.env,
+            code: self.code,
+        };
+        if !kind.given() {
+            return Err(RegistryError::NoKind { name });
+        }
         let memory_mb = self.memory_mb.ok_or_else(|| missing("memory_mb"))?;
         let timeout_ms = self.timeout_ms.ok_or_else(|| missing("timeout_ms"))?;
-        let spec = FunctionSpec {
+        let mut spec = FunctionSpec {
             memory_bytes: mib_to_bytes(memory_mb),
             name,
-            handler,
             timeout_ms,
             description: self.description.unwrap_or_default(),
+            ..FunctionSpec::default()
         };
+        let code = kind.apply(&mut spec)?;
         validate_spec(&spec)?;
-        let versions = entries::versions(&spec, self.version)?;
+        let versions = kinds::versions(&spec, self.version)?;
         let aliases = entries::aliases(&spec.name, self.alias)?;
         let routes = self.routes.map(|r| r.into_policy(&spec.name)).transpose()?;
         Ok(FunctionSetup {
             spec,
+            code,
             versions,
             aliases,
             routes,
@@ -212,8 +243,9 @@ pub fn parse_setup_toml(text: &str, origin: &str) -> Result<Setup, RegistryError
 
 /// Parses and validates a functions file as the API server reads it at start: functions
 /// only. An entry that declares versions, aliases or routes is refused (they are applied
-/// with `faas deploy FILE` once the platform runs), never ignored.
-pub fn parse_functions_toml(text: &str, origin: &str) -> Result<Vec<FunctionSpec>, RegistryError> {
+/// with `faas deploy FILE` once the platform runs), never ignored. Code directories are
+/// named, not read (`store::code_dir::load_setup_code` reads them).
+pub fn parse_startup_toml(text: &str, origin: &str) -> Result<Setup, RegistryError> {
     let setup = parse_setup_toml(text, origin)?;
     if let Some((i, f)) = setup
         .functions
@@ -237,6 +269,30 @@ pub fn parse_functions_toml(text: &str, origin: &str) -> Result<Vec<FunctionSpec
                 problem: "the start-up functions file takes functions only: apply versions, \
                           aliases and routes with `faas deploy FILE` once the platform runs"
                     .into(),
+            }),
+        });
+    }
+    Ok(setup)
+}
+
+/// [`parse_startup_toml`] for a file without code directories (the built-in one): its
+/// specs. A code directory is refused, never dropped: read such a file with
+/// `Config::load_functions`.
+pub fn parse_functions_toml(text: &str, origin: &str) -> Result<Vec<FunctionSpec>, RegistryError> {
+    let setup = parse_startup_toml(text, origin)?;
+    if let Some((i, f)) = setup
+        .functions
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.code.is_some())
+    {
+        return Err(RegistryError::InFile {
+            origin: origin.to_string(),
+            entry: i + 1,
+            problem: Box::new(RegistryError::BadKind {
+                name: f.spec.name.clone(),
+                field: "code".into(),
+                problem: "this reader takes no code directories: deploy the file with faas deploy, or start the API server with --functions".into(),
             }),
         });
     }
@@ -291,6 +347,7 @@ mod tests {
                     memory_bytes: 256 * MIB,
                     timeout_ms: 1500,
                     description: "echoes".into(),
+                    ..Default::default()
                 },
                 FunctionSpec {
                     name: "a".into(),
@@ -298,6 +355,7 @@ mod tests {
                     memory_bytes: 64 * MIB,
                     timeout_ms: 1,
                     description: String::new(),
+                    ..Default::default()
                 },
             ]
         );
@@ -354,7 +412,7 @@ mod tests {
         let err = parse_functions_toml(text, "f.toml").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "f.toml: entry 1: function \"nohandler\": handler is missing"
+            "f.toml: entry 1: function \"nohandler\": give handler (a built-in: hello, echo, sleep, cpu, memory, spin), command (your program, with its code) or image (a local Docker image)"
         );
 
         let text = "[[function]]\nname = \"x\"\nhandler = \"hello\"\nmemory_mb = 99999999999999999\ntimeout_ms = 5\n";

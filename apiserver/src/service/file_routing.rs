@@ -1,5 +1,5 @@
 //! The service-layer parts of a deploy file entry (`service::file` documents the format):
-//! `[[function.version]]`, `[[function.alias]]` and `[function.routes]`, read into the model
+//! `[[function.alias]]` and `[function.routes]` (versions: `file_kind.rs`), read into the model
 //! and checked with the service layer's rules (`service::routing::validate`) that do not
 //! depend on what is deployed. Every error is a [`RegistryError::BadRouting`] whose field is
 //! spelled as in the file: `version[1].version`, `alias[0].targets.weight`,
@@ -9,17 +9,16 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::model::FunctionSpec;
 use crate::model::routing::{
     BreakerConfig, Fallback, FallbackOn, Qualifier, RoutePolicy, Rule, TargetRef, Weighted,
     parse_weights,
 };
-use crate::service::registry::{RegistryError, validate_spec};
+use crate::service::registry::RegistryError;
 use crate::service::routing::validate::{
     compile_policy, validate_alias_name, validate_alias_targets,
 };
 
-use super::{AliasSpec, VersionSpec, mib_to_bytes};
+use super::AliasSpec;
 
 /// What a target field asks for when it is empty or missing.
 const GIVE_TARGET: &str = "give a target: NAME, NAME:N or NAME:ALIAS";
@@ -46,77 +45,6 @@ fn renamed(err: RegistryError, rename: impl FnOnce(&str) -> String) -> RegistryE
         },
         other => other,
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct VersionEntry {
-    version: Option<i64>,
-    handler: Option<String>,
-    memory_mb: Option<i64>,
-    timeout_ms: Option<i64>,
-    description: Option<String>,
-}
-
-/// The declared versions of `function`: numbered 1 or more, in increasing order, each a valid
-/// definition. A version states its handler; the memory, timeout and description it leaves
-/// out are the function entry's.
-pub(super) fn versions(
-    function: &FunctionSpec,
-    entries: Vec<VersionEntry>,
-) -> Result<Vec<VersionSpec>, RegistryError> {
-    let name = function.name.as_str();
-    let mut out: Vec<VersionSpec> = Vec::with_capacity(entries.len());
-    for (i, e) in entries.into_iter().enumerate() {
-        let field = format!("version[{i}]");
-        let version = e.version.ok_or_else(|| {
-            bad(
-                name,
-                format!("{field}.version"),
-                "give the version's number (1, 2, 3…)",
-            )
-        })?;
-        if version < 1 {
-            return Err(bad(
-                name,
-                format!("{field}.version"),
-                format!("give 1 or more, got {version}"),
-            ));
-        }
-        if let Some(last) = out.last().filter(|last| last.version >= version) {
-            return Err(bad(
-                name,
-                format!("{field}.version"),
-                format!(
-                    "{version} after {}: list versions in increasing order, each once",
-                    last.version
-                ),
-            ));
-        }
-        let spec = FunctionSpec {
-            name: name.to_string(),
-            handler: e.handler.ok_or_else(|| {
-                bad(
-                    name,
-                    format!("{field}.handler"),
-                    "give the version's handler",
-                )
-            })?,
-            memory_bytes: e.memory_mb.map_or(function.memory_bytes, mib_to_bytes),
-            timeout_ms: e.timeout_ms.unwrap_or(function.timeout_ms),
-            description: e
-                .description
-                .unwrap_or_else(|| function.description.clone()),
-        };
-        validate_spec(&spec).map_err(|problem| {
-            // The entry already names the function.
-            let text = problem.to_string();
-            let prefix = format!("function {name:?}: ");
-            bad(name, field, text.strip_prefix(&prefix).unwrap_or(&text))
-        })?;
-        out.push(VersionSpec { version, spec });
-    }
-    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -434,7 +362,8 @@ mod tests {
             vec![
                 VersionSpec {
                     version: 1,
-                    spec: v1.clone()
+                    spec: v1.clone(),
+                    code: None,
                 },
                 VersionSpec {
                     version: 2,
@@ -444,7 +373,8 @@ mod tests {
                         timeout_ms: 2000,
                         description: "slower".into(),
                         ..v1
-                    }
+                    },
+                    code: None,
                 },
             ]
         );
@@ -535,7 +465,7 @@ mod tests {
         );
         says(
             "[[function.version]]\nversion = 1\n",
-            "version[0].handler: give the version's handler",
+            "version[0].handler: give the version's handler (or its command or image)",
         );
         says(
             "[[function.version]]\nversion = 0\nhandler = \"echo\"\n",

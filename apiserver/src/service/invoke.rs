@@ -824,6 +824,7 @@ mod tests {
             memory_bytes: 128 * MIB,
             timeout_ms: 3000,
             description: String::new(),
+            ..Default::default()
         }
     }
 
@@ -1406,6 +1407,7 @@ mod tests {
                 memory_bytes: 128 * MIB,
                 timeout_ms: 1000,
                 description: generation.to_string(),
+                ..Default::default()
             };
             registry.deploy(spec, 0).unwrap();
             deployed.fetch_max(generation, Ordering::SeqCst);

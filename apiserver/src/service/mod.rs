@@ -2,6 +2,10 @@
 //!
 //! - [`registry`]: deploy, get, list and delete functions, with the validation rules; read
 //!   from memory, written through to the database (`store::FunctionDao`) when there is one.
+//! - [`kind`]: the rules of what a function runs: a built-in handler, a command or an image,
+//!   and the code files a command function uploads.
+//! - [`bundles`]: a command or image function's bundle, named by its hash and stored before
+//!   the database row that names it.
 //! - [`file`]: the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
 //! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
 //!   scheduler, run the function on the node, always give the container back, and run it
@@ -10,8 +14,10 @@
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
 //!   fallback and circuit breaking.
 
+pub mod bundles;
 pub mod file;
 pub mod invoke;
+pub mod kind;
 pub mod registry;
 pub mod routing;
 

@@ -101,4 +101,7 @@ pub enum StoreError {
     Read { path: PathBuf, reason: String },
     #[error("the database at {} cannot be written ({reason}); nothing was changed", path.display())]
     Write { path: PathBuf, reason: String },
+    /// A bundle (a command function's code, `store::bundles`) cannot be written or read.
+    #[error("cannot store the bundle {} ({reason}); nothing was changed", path.display())]
+    Bundle { path: PathBuf, reason: String },
 }

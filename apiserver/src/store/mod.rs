@@ -10,17 +10,25 @@
 //!   `DATA_DIR/apiserver.db`, with versioned schemas ([`sqlite::schema`]) and refusals of
 //!   files it must not touch (another program's database, a damaged one, a newer schema).
 //!
+//! - [`bundles`]: the code of command and image functions, one immutable directory per
+//!   content hash in `DATA_DIR/bundles`, written atomically ([`DirBundles`]).
+//! - [`code_dir`]: reads a user's code directory into the files a deploy uploads (what
+//!   `faas deploy` and a start-up functions file use).
+//!
 //! The service (`service::registry`) ties them together: a deploy or delete is written to the
 //! DAO first, in a transaction, and only then to the table, so whatever an admin call has
 //! acknowledged is on disk, and a write that fails changes nothing. Without a data directory
 //! there is no DAO and the table is all there is (memory only).
 
+pub mod bundles;
+pub mod code_dir;
 pub mod dao;
 #[cfg(test)]
 pub mod fake;
 pub mod sqlite;
 pub mod table;
 
+pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
 pub use sqlite::SqliteDao;
 pub use table::FunctionTable;

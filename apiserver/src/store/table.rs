@@ -73,7 +73,7 @@ mod tests {
     fn function(name: &str, revision: i64) -> Function {
         Function {
             name: name.into(),
-            handler: Handler::Hello,
+            handler: Handler::Hello.into(),
             memory_bytes: 128 << 20,
             timeout_ms: 1000,
             description: String::new(),

@@ -72,7 +72,10 @@ impl SchedulerAdmin for FakeSchedulerAdmin {
         request: Request<HoldFunctionRequest>,
     ) -> Result<Response<HoldFunctionReply>, Status> {
         let r = request.into_inner();
-        self.log.lock().unwrap().push(Call::Hold(r.function_name, r.hold_ms));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Call::Hold(r.function_name, r.hold_ms));
         Ok(Response::new(HoldFunctionReply { containers: 1 }))
     }
 }
@@ -303,14 +306,14 @@ impl Platform {
             .into_inner()
     }
 
-    /// Deploys `spec` through the admin API.
-    async fn deploy(&mut self, spec: admin::FunctionSpec) -> Result<(), Status> {
+    /// Deploys `spec` through the admin API; the record the server answers.
+    async fn deploy(&mut self, spec: admin::FunctionSpec) -> Result<admin::FunctionRecord, Status> {
         self.admin
             .deploy_function(admin::DeployFunctionRequest {
                 function: Some(spec),
             })
             .await
-            .map(|_| ())
+            .map(|r| r.into_inner().function.unwrap_or_default())
     }
 
     /// Invokes `function` (account `acct`, an empty event), expecting it to fail.
@@ -459,4 +462,3 @@ fn meta_str<'a>(response: &'a Response<apiserverproto::InvokeFunctionReply>, key
         .to_str()
         .unwrap()
 }
-

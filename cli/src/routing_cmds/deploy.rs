@@ -1,6 +1,7 @@
 //! `faas deploy FILE`: a whole setup, applied in order and idempotently.
 
 use super::describe::policy_summary;
+use super::upload::{Prepared, check_size, known_bundles};
 use super::*;
 
 /// `faas deploy FILE`: every function's definition, then the versions, then the aliases,
@@ -17,37 +18,58 @@ pub async fn deploy(api: &Api, setup: &Setup) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|f| Some((f.spec.clone()?.name, f)))
         .collect();
+    let mut known = known_bundles(deployed.values().filter_map(|r| r.spec.as_ref()));
     for f in &setup.functions {
         let name = &f.spec.name;
-        let spec = spec_to_admin(f.spec.clone());
+        let prepared = Prepared::new(&f.spec)?;
         if let Some(current) = deployed
             .get(name)
-            .filter(|c| c.spec.as_ref() == Some(&spec))
+            .filter(|c| c.spec.as_ref() == Some(&prepared.record))
         {
             println!("{name}: unchanged (revision {})", current.revision);
             continue;
         }
+        let spec = prepared.to_send(&known);
+        let note = prepared.note(&spec);
+        let request = DeployFunctionRequest {
+            function: Some(spec),
+        };
+        check_size(&format!("deploy {name}"), &request)?;
         let reply = admin
-            .deploy_function(DeployFunctionRequest {
-                function: Some(spec),
-            })
+            .deploy_function(request)
             .await
             .map_err(failed(format!("deploy {name}")))?
             .into_inner();
-        let revision = reply.function.map_or(0, |f| f.revision);
+        let record = reply.function.unwrap_or_default();
+        known.extend(known_bundles(record.spec.as_ref()));
         let verb = if reply.created { "created" } else { "updated" };
-        println!("{name}: {verb} (revision {revision})");
+        println!("{name}: {verb} (revision {}{note})", record.revision);
     }
     for f in &setup.functions {
         let name = &f.spec.name;
+        if f.versions.iter().any(|v| !v.spec.code.is_empty()) {
+            // Versions whose code the server holds are published by their hash.
+            let versions = admin
+                .list_versions(ListVersionsRequest { name: name.clone() })
+                .await
+                .map_err(failed(format!("versions of {name}")))?
+                .into_inner()
+                .versions;
+            known.extend(known_bundles(
+                versions.iter().filter_map(|v| v.spec.as_ref()),
+            ));
+        }
         for v in &f.versions {
             let n = v.version;
+            let prepared = Prepared::new(&v.spec)?;
+            let request = PublishVersionRequest {
+                name: name.clone(),
+                spec: Some(prepared.to_send(&known)),
+                version: n,
+            };
+            check_size(&format!("publish {name}:{n}"), &request)?;
             let reply = admin
-                .publish_version(PublishVersionRequest {
-                    name: name.clone(),
-                    spec: Some(spec_to_admin(v.spec.clone())),
-                    version: n,
-                })
+                .publish_version(request)
                 .await
                 .map_err(failed(format!("publish {name}:{n}")))?
                 .into_inner();
@@ -56,6 +78,7 @@ pub async fn deploy(api: &Api, setup: &Setup) -> anyhow::Result<()> {
             } else {
                 "unchanged"
             };
+            known.extend(prepared.hash);
             println!("{name}: version {n} {verb}");
         }
     }

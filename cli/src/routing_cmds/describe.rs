@@ -18,7 +18,13 @@ pub async fn describe(api: &Api, name: &str, json: bool) -> anyhow::Result<()> {
 #[derive(Debug, Serialize)]
 struct Described {
     name: String,
+    /// The wire handler: a built-in's name, or `bundle:<sha256>`.
     handler: String,
+    /// What runs, in a few words (`python3 main.py (http)`).
+    runs: String,
+    /// A command or image function's definition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<CodeJson>,
     memory_mb: i64,
     timeout_ms: i64,
     description: String,
@@ -36,10 +42,52 @@ struct Described {
     raw_aliases: Vec<admin::AliasRecord>,
 }
 
+/// A command or image function's definition, and the bundle that holds it.
+#[derive(Debug, Serialize)]
+struct CodeJson {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    command: Vec<String>,
+    protocol: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    image: String,
+    /// 0: the default.
+    start_timeout_ms: i64,
+    env: std::collections::BTreeMap<String, String>,
+    bundle: String,
+}
+
+impl CodeJson {
+    fn of(spec: &admin::FunctionSpec) -> Option<CodeJson> {
+        if spec.bundle.is_empty() && spec.command.is_empty() && spec.image.is_empty() {
+            return None;
+        }
+        Some(CodeJson {
+            command: spec.command.clone(),
+            protocol: spec.protocol.clone(),
+            image: spec.image.clone(),
+            start_timeout_ms: spec.start_timeout_ms,
+            env: spec.env.clone().into_iter().collect(),
+            bundle: spec.bundle.clone(),
+        })
+    }
+}
+
+/// The wire handler of `spec`: its built-in, or `bundle:<sha256>`.
+fn wire_handler(spec: &admin::FunctionSpec) -> String {
+    if spec.bundle.is_empty() {
+        spec.handler.clone()
+    } else {
+        format!("bundle:{}", spec.bundle)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct VersionJson {
     version: i64,
     handler: String,
+    runs: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<CodeJson>,
     memory_mb: i64,
     timeout_ms: i64,
     description: String,
@@ -128,8 +176,10 @@ impl Described {
             .map_err(|e| anyhow!("the server described routes this command cannot read: {e}"))?
             .map(routes_json);
         Ok(Described {
+            handler: wire_handler(&spec),
+            runs: kinds::runs(&spec),
+            code: CodeJson::of(&spec),
             name: spec.name,
-            handler: spec.handler,
             memory_mb: mib(spec.memory_in_bytes),
             timeout_ms: spec.timeout_in_ms,
             description: spec.description,
@@ -143,7 +193,9 @@ impl Described {
                     let s = v.spec.clone().unwrap_or_default();
                     VersionJson {
                         version: v.version,
-                        handler: s.handler,
+                        handler: wire_handler(&s),
+                        runs: kinds::runs(&s),
+                        code: CodeJson::of(&s),
                         memory_mb: mib(s.memory_in_bytes),
                         timeout_ms: s.timeout_in_ms,
                         description: s.description,
@@ -183,14 +235,36 @@ impl Described {
     /// The human-readable description.
     fn render(&self) -> String {
         let name = &self.name;
+        let runs = match &self.code {
+            None => format!("handler {}", self.runs),
+            Some(c) if c.image.is_empty() => {
+                format!(
+                    "command {} | bundle {}",
+                    self.runs,
+                    kinds::short_hash(&c.bundle)
+                )
+            }
+            Some(c) => format!("{} | bundle {}", self.runs, kinds::short_hash(&c.bundle)),
+        };
         let mut out = format!(
-            "function {name} (revision {}, updated {} UTC)\n  handler {} | memory {} MiB | timeout {} ms\n",
+            "function {name} (revision {}, updated {} UTC)\n  {runs} | memory {} MiB | timeout {} ms\n",
             self.revision,
             utc(self.updated_at_ms),
-            self.handler,
             self.memory_mb,
             self.timeout_ms
         );
+        if let Some(c) = &self.code {
+            let mut more: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if c.start_timeout_ms > 0 {
+                more.push(format!("start timeout {} ms", c.start_timeout_ms));
+            }
+            if !more.is_empty() {
+                out.push_str(&format!(
+                    "  {}\n",
+                    faas_common::text::clip(&more.join(" | "))
+                ));
+            }
+        }
         if !self.description.is_empty() {
             out.push_str(&format!(
                 "  {}\n",
@@ -428,5 +502,51 @@ mod tests {
         ] {
             assert!(empty.contains(want), "{want:?} missing in\n{empty}");
         }
+    }
+
+    #[test]
+    fn a_command_function_shows_its_command_and_bundle() {
+        let hash = "2b8cbc6472a5618c6a12a020e53de1c3ed7528fcb4e7d98668e1591e4e1e6b57";
+        let spec = admin::FunctionSpec {
+            name: "py".into(),
+            command: vec!["python3".into(), "main.py".into()],
+            protocol: "http".into(),
+            start_timeout_ms: 10_000,
+            env: [("GREETING".to_string(), "Hello".to_string())].into(),
+            bundle: hash.into(),
+            memory_in_bytes: 128 << 20,
+            timeout_in_ms: 5_000,
+            ..Default::default()
+        };
+        let reply = DescribeFunctionReply {
+            function: Some(admin::FunctionRecord {
+                spec: Some(spec.clone()),
+                revision: 3,
+                ..Default::default()
+            }),
+            versions: vec![admin::VersionRecord {
+                function: "py".into(),
+                version: 1,
+                spec: Some(spec),
+                published_at_ms: 1_709_210_096_000,
+            }],
+            ..Default::default()
+        };
+        let described = Described::from_reply("py", reply).unwrap();
+        let text = described.render();
+        for want in [
+            "  command python3 main.py (http) | bundle 2b8cbc6472a5… | memory 128 MiB | timeout 5000 ms\n",
+            "  GREETING=Hello | start timeout 10000 ms\n",
+            "  version  handler                memory MiB  timeout ms bundle         published (UTC)",
+            "  1        python3 main.py (http)        128        5000 2b8cbc6472a5…  2024-02-29 12:34:56",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in\n{text}");
+        }
+        let json = serde_json::to_value(&described).unwrap();
+        assert_eq!(json["handler"], format!("bundle:{hash}"));
+        assert_eq!(json["runs"], "python3 main.py (http)");
+        assert_eq!(json["code"]["bundle"], hash);
+        assert_eq!(json["code"]["env"]["GREETING"], "Hello");
+        assert_eq!(json["versions"][0]["code"]["bundle"], hash);
     }
 }

@@ -129,16 +129,25 @@ fn listing<T>(items: &[T], table: fn(&[T], &str) -> String, none: String, indent
 }
 
 fn versions_table(list: &[admin::VersionRecord], indent: &str) -> String {
+    let specs: Vec<admin::FunctionSpec> = list
+        .iter()
+        .map(|v| v.spec.clone().unwrap_or_default())
+        .collect();
+    // A published version keeps its bundle: the bundle column shows it did.
+    let columns = kinds::KindColumns::of(&specs);
     let mut out = format!(
-        "{indent}{:<8} {:<8} {:>10} {:>11}  {:<19}  description\n",
-        "version", "handler", "memory MiB", "timeout ms", "published (UTC)"
+        "{indent}{:<8} {} {:>10} {:>11}{}  {:<19}  description\n",
+        "version",
+        columns.handler_head,
+        "memory MiB",
+        "timeout ms",
+        columns.bundle_head,
+        "published (UTC)"
     );
-    for v in list {
-        let spec = v.spec.clone().unwrap_or_default();
+    for ((v, spec), (runs, bundle)) in list.iter().zip(&specs).zip(&columns.rows) {
         out.push_str(&format!(
-            "{indent}{:<8} {:<8} {:>10} {:>11}  {:<19}  {}\n",
+            "{indent}{:<8} {runs} {:>10} {:>11}{bundle}  {:<19}  {}\n",
             v.version,
-            spec.handler,
             mib(spec.memory_in_bytes),
             spec.timeout_in_ms,
             utc(v.published_at_ms),
@@ -272,9 +281,12 @@ pub async fn routes_clear(api: &Api, name: &str) -> anyhow::Result<()> {
 
 mod deploy;
 mod describe;
+mod kinds;
+mod upload;
 
 pub use deploy::deploy;
 pub use describe::describe;
+pub use kinds::functions;
 
 #[cfg(test)]
 mod tests {

@@ -84,6 +84,7 @@ impl PlatformClient {
             memory_in_bytes: i64::try_from(f.memory_bytes).unwrap_or(i64::MAX),
             timeout_in_ms: i64::try_from(f.timeout_ms).unwrap_or(i64::MAX),
             description: f.origin.clone().unwrap_or_default(),
+            ..Default::default()
         };
         self.admin
             .clone()

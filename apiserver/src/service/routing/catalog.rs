@@ -251,10 +251,11 @@ impl Registry {
         if name.is_empty() {
             return Err(RegistryError::EmptyName);
         }
-        let _one_writer = self.write_lock();
-        let current = self.current(name)?;
-        let definition = match spec {
-            None => Function::clone(&current),
+        self.current(name)?;
+        // A given definition is checked, and its bundle written, before the lock (as a
+        // deploy does).
+        let given = match spec {
+            None => None,
             Some(spec) => {
                 if spec.name != name {
                     return Err(RegistryError::BadRouting {
@@ -266,15 +267,22 @@ impl Registry {
                         ),
                     });
                 }
-                let handler = validate_spec(&spec)?;
-                Function {
-                    handler,
-                    memory_bytes: spec.memory_bytes,
-                    timeout_ms: spec.timeout_ms,
-                    description: spec.description,
-                    ..Function::clone(&current)
-                }
+                let kind = validate_spec(&spec)?;
+                let handler = self.materialize(&spec, kind, "published")?;
+                Some((spec, handler))
             }
+        };
+        let _one_writer = self.write_lock();
+        let current = self.current(name)?;
+        let definition = match given {
+            None => Function::clone(&current),
+            Some((spec, handler)) => Function {
+                handler,
+                memory_bytes: spec.memory_bytes,
+                timeout_ms: spec.timeout_ms,
+                description: spec.description,
+                ..Function::clone(&current)
+            },
         };
         let mut routing = self.routing_of(name);
         let next = routing.versions.keys().next_back().map_or(1, |n| n + 1);

@@ -115,6 +115,7 @@ fn spec(name: &str, handler: &str) -> FunctionSpec {
         memory_bytes: 128 * MIB,
         timeout_ms: 1000,
         description: String::new(),
+        ..Default::default()
     }
 }
 

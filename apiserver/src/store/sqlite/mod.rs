@@ -39,6 +39,7 @@
 //! mode; a writer that holds the database longer than [`BUSY_TIMEOUT`] makes a deploy fail
 //! cleanly instead of hang.
 
+mod kind;
 mod routing;
 pub mod schema;
 
@@ -51,9 +52,10 @@ use std::time::{Duration, Instant};
 use faas_common::text::clip;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Transaction, TransactionBehavior, params};
 
+use crate::model::Function;
 use crate::model::routing::{Alias, RoutePolicy};
-use crate::model::{Function, Handler};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
+use kind::{KIND_COLUMNS, KindColumns};
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// The database's file name inside the data directory.
@@ -72,8 +74,12 @@ const LOCK_RETRY: Duration = Duration::from_millis(5);
 /// a transaction, say) before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const COLUMNS: &str =
-    "name, handler, memory_bytes, timeout_ms, description, revision, created_at_ms, updated_at_ms";
+/// The columns of `functions` this binary reads and writes; the kind columns (schema 3) last.
+fn columns() -> String {
+    format!(
+        "name, handler, memory_bytes, timeout_ms, description, revision, created_at_ms, updated_at_ms, {KIND_COLUMNS}"
+    )
+}
 
 /// The database's files present in `dir`: the database and its companions.
 pub fn database_files(dir: &Path) -> Vec<PathBuf> {
@@ -376,16 +382,13 @@ impl SqliteDao {
     }
 
     fn read_all(&self, tx: &Transaction<'_>) -> Result<Vec<Function>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM functions ORDER BY name");
+        let sql = format!("SELECT {} FROM functions ORDER BY name", columns());
         self.read_rows(tx, &sql, |row| {
             let name: String = row.get(0)?;
             let handler: String = row.get(1)?;
-            let Ok(handler) = handler.parse::<Handler>() else {
-                return Ok(Err(format!(
-                    "function {:?} {}",
-                    clip(&name),
-                    unknown_handler(&handler)
-                )));
+            let handler = match kind::decode(row, &handler, 8)? {
+                Ok(handler) => handler,
+                Err(reason) => return Ok(Err(format!("function {:?} {reason}", clip(&name)))),
             };
             Ok(Ok(Function {
                 name,
@@ -401,27 +404,22 @@ impl SqliteDao {
     }
 }
 
-/// Why a stored handler name cannot be read, after the row's name.
-fn unknown_handler(handler: &str) -> String {
-    format!(
-        "has handler {:?}, which is not one of {}",
-        clip(handler),
-        Handler::names().join(", ")
-    )
-}
-
 fn insert(tx: &Transaction<'_>, f: &Function, upsert: bool) -> rusqlite::Result<usize> {
     let on_conflict = if upsert {
         " ON CONFLICT(name) DO UPDATE SET handler = excluded.handler, \
          memory_bytes = excluded.memory_bytes, timeout_ms = excluded.timeout_ms, \
          description = excluded.description, revision = excluded.revision, \
-         created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms"
+         created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms, \
+         command = excluded.command, protocol = excluded.protocol, image = excluded.image, \
+         start_timeout_ms = excluded.start_timeout_ms, env = excluded.env"
     } else {
         ""
     };
+    let k = KindColumns::of(&f.handler);
     tx.execute(
         &format!(
-            "INSERT INTO functions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8){on_conflict}"
+            "INSERT INTO functions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13){on_conflict}",
+            columns()
         ),
         params![
             f.name,
@@ -431,7 +429,12 @@ fn insert(tx: &Transaction<'_>, f: &Function, upsert: bool) -> rusqlite::Result<
             f.description,
             f.revision,
             f.created_at_ms,
-            f.updated_at_ms
+            f.updated_at_ms,
+            k.command,
+            k.protocol,
+            k.image,
+            k.start_timeout_ms,
+            k.env
         ],
     )
 }
@@ -532,6 +535,8 @@ impl FunctionDao for SqliteDao {
     }
 }
 
+#[cfg(test)]
+mod kind_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]

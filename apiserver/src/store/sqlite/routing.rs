@@ -12,13 +12,19 @@ use faas_common::text::clip;
 use rusqlite::{Transaction, ffi, params};
 use serde::de::DeserializeOwned;
 
-use super::{SqliteDao, unknown_handler};
+use super::SqliteDao;
+use super::kind::{self, KIND_COLUMNS, KindColumns};
+use crate::model::Function;
 use crate::model::routing::{Alias, RoutePolicy, Weighted, version_name};
-use crate::model::{Function, Handler};
 use crate::store::dao::StoreError;
 
-const VERSION_COLUMNS: &str =
-    "function, version, handler, memory_bytes, timeout_ms, description, published_at_ms";
+/// The columns of `function_versions` this binary reads and writes; the kind columns
+/// (schema 3) last.
+fn version_columns() -> String {
+    format!(
+        "function, version, handler, memory_bytes, timeout_ms, description, published_at_ms, {KIND_COLUMNS}"
+    )
+}
 
 /// The extended SQLite result code of a failed statement, if it is one.
 fn extended_code(e: &rusqlite::Error) -> Option<i32> {
@@ -68,18 +74,22 @@ impl SqliteDao {
         &self,
         tx: &Transaction<'_>,
     ) -> Result<Vec<(String, Function)>, StoreError> {
-        let sql =
-            format!("SELECT {VERSION_COLUMNS} FROM function_versions ORDER BY function, version");
+        let sql = format!(
+            "SELECT {} FROM function_versions ORDER BY function, version",
+            version_columns()
+        );
         self.read_rows(tx, &sql, |row| {
             let function: String = row.get(0)?;
             let version: i64 = row.get(1)?;
             let handler: String = row.get(2)?;
-            let Ok(handler) = handler.parse::<Handler>() else {
-                return Ok(Err(format!(
-                    "version {version} of function {:?} (table function_versions) {}",
-                    clip(&function),
-                    unknown_handler(&handler)
-                )));
+            let handler = match kind::decode(row, &handler, 7)? {
+                Ok(handler) => handler,
+                Err(reason) => {
+                    return Ok(Err(format!(
+                        "version {version} of function {:?} (table function_versions) {reason}",
+                        clip(&function),
+                    )));
+                }
             };
             let published_at_ms: i64 = row.get(6)?;
             let snapshot = Function {
@@ -163,8 +173,12 @@ impl SqliteDao {
                 ),
             });
         }
+        let k = KindColumns::of(&version.handler);
         tx.execute(
-            &format!("INSERT INTO function_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            &format!(
+                "INSERT INTO function_versions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                version_columns()
+            ),
             params![
                 function,
                 n,
@@ -172,7 +186,12 @@ impl SqliteDao {
                 version.memory_bytes,
                 version.timeout_ms,
                 version.description,
-                version.created_at_ms
+                version.created_at_ms,
+                k.command,
+                k.protocol,
+                k.image,
+                k.start_timeout_ms,
+                k.env
             ],
         )
         .map_err(|e| {

@@ -70,6 +70,25 @@
 //! versions: whether a version an alias or a rule names may be deleted is the service's rule,
 //! not the database's. A schema-1 database gains the three (empty) tables on its next start.
 
+//!
+//! # Schema 3: command and image functions (issue 13)
+//!
+//! A function (and a published version) may run the user's own code kept as a bundle
+//! (`store::bundles`). Its `handler` is then `bundle:<sha256>`, and five columns, added to
+//! both tables, hold the definition its `function.json` says (`super::kind`):
+//!
+//! ```sql
+//! ALTER TABLE functions ADD COLUMN command          TEXT;     -- JSON array; NULL: a built-in
+//! ALTER TABLE functions ADD COLUMN protocol         TEXT;     -- http or exec
+//! ALTER TABLE functions ADD COLUMN image            TEXT;     -- name:tag of an image function
+//! ALTER TABLE functions ADD COLUMN start_timeout_ms INTEGER;  -- NULL: the default
+//! ALTER TABLE functions ADD COLUMN env              TEXT;     -- JSON object
+//! -- and the same five on function_versions
+//! ```
+//!
+//! They are nullable, so the rows of a schema-2 database are built-ins as they were, and the
+//! migration is five `ALTER TABLE`s per table (no row is rewritten).
+
 use rusqlite::Transaction;
 
 /// "MFaS": marks a SQLite file as a mini-faas database (`PRAGMA application_id`).
@@ -115,6 +134,17 @@ pub const MIGRATIONS: &[&str] = &[
         policy        TEXT    NOT NULL,
         updated_at_ms INTEGER NOT NULL
     ) STRICT;",
+    // 2 -> 3: command and image functions.
+    "ALTER TABLE functions ADD COLUMN command TEXT;
+    ALTER TABLE functions ADD COLUMN protocol TEXT;
+    ALTER TABLE functions ADD COLUMN image TEXT;
+    ALTER TABLE functions ADD COLUMN start_timeout_ms INTEGER;
+    ALTER TABLE functions ADD COLUMN env TEXT;
+    ALTER TABLE function_versions ADD COLUMN command TEXT;
+    ALTER TABLE function_versions ADD COLUMN protocol TEXT;
+    ALTER TABLE function_versions ADD COLUMN image TEXT;
+    ALTER TABLE function_versions ADD COLUMN start_timeout_ms INTEGER;
+    ALTER TABLE function_versions ADD COLUMN env TEXT;",
 ];
 
 /// Brings a database at schema `from` to [`SCHEMA_VERSION`] inside `tx` and marks it as

@@ -1,12 +1,12 @@
 //! The SQLite DAO against real database files in temporary directories.
 
 use super::*;
-use crate::model::MIB;
+use crate::model::{Handler, MIB};
 
 pub(super) fn function(name: &str, revision: i64) -> Function {
     Function {
         name: name.into(),
-        handler: Handler::Echo,
+        handler: Handler::Echo.into(),
         memory_bytes: 256 * MIB,
         timeout_ms: 1_500,
         description: format!("{name}: ünïcödé, 'quotes' and \"doubles\"; DROP TABLE functions;"),
@@ -62,7 +62,7 @@ fn a_new_database_is_seeded_once_and_round_trips_exactly() {
         assert_eq!(loaded.functions, vec![function("a", 1), function("b", 1)]);
 
         let mut big = function("c", 9);
-        big.handler = Handler::Memory;
+        big.handler = Handler::Memory.into();
         big.memory_bytes = 3072 * MIB;
         big.timeout_ms = 900_000;
         big.description = "d".repeat(1 << 20);
@@ -79,8 +79,8 @@ fn a_new_database_is_seeded_once_and_round_trips_exactly() {
     assert_eq!(loaded.functions[0], function("a", 2));
     let c = &loaded.functions[1];
     assert_eq!(
-        (c.handler, c.memory_bytes, c.timeout_ms),
-        (Handler::Memory, 3072 * MIB, 900_000)
+        (c.handler.clone(), c.memory_bytes, c.timeout_ms),
+        (Handler::Memory.into(), 3072 * MIB, 900_000)
     );
     assert_eq!((c.revision, c.description.len()), (9, 1 << 20));
     assert_eq!(
@@ -269,7 +269,7 @@ fn a_row_with_an_unknown_handler_is_named() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the database at {} holds a function this binary cannot read (function \"a\" has handler \"perl\", which is not one of hello, echo, sleep, cpu, memory, spin); fix or delete its row with the sqlite3 tool, or start with --fresh",
+            "the database at {} holds a function this binary cannot read (function \"a\" has handler \"perl\", which is not one of hello, echo, sleep, cpu, memory, spin (or bundle:<sha256>)); fix or delete its row with the sqlite3 tool, or start with --fresh",
             dir.path().join(DATABASE_FILE).display()
         )
     );
