@@ -7,9 +7,10 @@
 
 mod support;
 
+use support::{faas, ok};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use faas_common::shutdown::{self, Trigger};
 use tokio::net::TcpListener;
@@ -65,27 +66,6 @@ impl Server {
         self.trigger.trigger();
         self.task.await.unwrap().unwrap();
     }
-}
-
-/// `faas ARGS --apiserver ADDR`.
-async fn faas(addr: &str, args: &[&str]) -> Output {
-    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    args.extend(["--apiserver".to_string(), addr.to_string()]);
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_faas"))
-            .args(&args)
-            .env_remove("FAAS_APISERVER")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-async fn ok(addr: &str, args: &[&str]) -> String {
-    let out = faas(addr, args).await;
-    assert!(out.status.success(), "faas {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The one error line of a command that failed.

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use support::{faas, ok};
 
 /// The setup: version 3 times out on a slow event, and its calls fall back to version 1.
 const SHOP: &str = r#"
@@ -48,28 +48,6 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
-}
-
-/// `faas ARGS --apiserver ADDR`.
-async fn faas(addr: &str, args: &[&str]) -> Output {
-    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    args.extend(["--apiserver".to_string(), addr.to_string()]);
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_faas"))
-            .args(&args)
-            .env_remove("FAAS_APISERVER")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// stdout of a command that succeeded.
-async fn ok(addr: &str, args: &[&str]) -> String {
-    let out = faas(addr, args).await;
-    assert!(out.status.success(), "faas {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// stderr (the `-v` lines) of an invocation that succeeded, and its body.

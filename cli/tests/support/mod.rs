@@ -53,3 +53,25 @@ pub async fn start(options: PlatformOptions) -> (LocalPlatform, Api) {
         .expect("api server answers");
     (platform, api)
 }
+
+/// `faas ARGS --apiserver ADDR`, run from this build's binary (never `FAAS_APISERVER`).
+pub async fn faas(addr: &str, args: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.extend(["--apiserver".to_string(), addr.to_string()]);
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_faas"))
+            .args(&args)
+            .env_remove("FAAS_APISERVER")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// stdout of `faas ARGS --apiserver ADDR`, which must succeed.
+pub async fn ok(addr: &str, args: &[&str]) -> String {
+    let out = faas(addr, args).await;
+    assert!(out.status.success(), "faas {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
