@@ -89,6 +89,12 @@ impl ApiServer for Shared {
 
 #[tonic::async_trait]
 impl Admin for Shared {
+    async fn function_logs(
+        &self,
+        _: Request<faas_proto::admin::FunctionLogsRequest>,
+    ) -> Result<Response<faas_proto::admin::FunctionLogsReply>, Status> {
+        Err(Status::unimplemented("this fake API server keeps no logs"))
+    }
     async fn deploy_function(
         &self,
         request: Request<DeployFunctionRequest>,

@@ -15,6 +15,12 @@ struct Fixed;
 
 #[tonic::async_trait]
 impl ContainerService for Fixed {
+    async fn logs(
+        &self,
+        _: Request<faas_proto::container::LogsRequest>,
+    ) -> Result<Response<faas_proto::container::LogsReply>, Status> {
+        Err(Status::unimplemented("this fake keeps no logs"))
+    }
     async fn invoke(&self, r: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
         Ok(Response::new(InvokeReply {
             body: r.into_inner().event,

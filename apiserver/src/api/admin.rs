@@ -155,6 +155,12 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn function_logs(
+        &self,
+        _: Request<admin::FunctionLogsRequest>,
+    ) -> Result<Response<admin::FunctionLogsReply>, Status> {
+        Err(Status::unimplemented("TODO(logs): not yet"))
+    }
     async fn deploy_function(
         &self,
         request: Request<admin::DeployFunctionRequest>,

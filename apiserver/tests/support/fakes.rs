@@ -58,6 +58,12 @@ struct FakeSchedulerAdmin {
 
 #[tonic::async_trait]
 impl SchedulerAdmin for FakeSchedulerAdmin {
+    async fn list_nodes(
+        &self,
+        _: Request<faas_proto::scheduler_admin::ListNodesRequest>,
+    ) -> Result<Response<faas_proto::scheduler_admin::ListNodesReply>, Status> {
+        Err(Status::unimplemented("this fake scheduler lists no nodes"))
+    }
     async fn retire_function(
         &self,
         request: Request<RetireFunctionRequest>,

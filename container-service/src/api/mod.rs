@@ -124,6 +124,12 @@ fn invoke_timeout_ms(exec: &Executor, timeout_in_ms: i64) -> Result<u64, Status>
 
 #[tonic::async_trait]
 impl ContainerService for ContainerApi {
+    async fn logs(
+        &self,
+        _: Request<faas_proto::container::LogsRequest>,
+    ) -> Result<Response<faas_proto::container::LogsReply>, Status> {
+        Err(Status::unimplemented("TODO(logs): not yet"))
+    }
     async fn invoke(
         &self,
         request: Request<InvokeRequest>,

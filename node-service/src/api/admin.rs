@@ -76,6 +76,12 @@ pub fn describe_reply(d: NodeDescription) -> pb::DescribeNodeReply {
 
 #[tonic::async_trait]
 impl NodeAdmin for NodeAdminApi {
+    async fn function_logs(
+        &self,
+        _: Request<pb::FunctionLogsRequest>,
+    ) -> Result<Response<pb::FunctionLogsReply>, Status> {
+        Err(Status::unimplemented("TODO(logs): not yet"))
+    }
     async fn describe_node(
         &self,
         _request: Request<pb::DescribeNodeRequest>,

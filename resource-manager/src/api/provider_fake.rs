@@ -25,6 +25,12 @@ struct Describe(DescribeNodeReply);
 
 #[tonic::async_trait]
 impl NodeAdmin for Describe {
+    async fn function_logs(
+        &self,
+        _: Request<faas_proto::node_admin::FunctionLogsRequest>,
+    ) -> Result<Response<faas_proto::node_admin::FunctionLogsReply>, Status> {
+        Err(Status::unimplemented("this fake node keeps no logs"))
+    }
     async fn describe_node(
         &self,
         _request: Request<DescribeNodeRequest>,

@@ -61,6 +61,12 @@ fn hold_ms(ms: i64) -> Result<Millis, Status> {
 
 #[tonic::async_trait]
 impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerAdmin for SchedulerAdminApi<R, N, C> {
+    async fn list_nodes(
+        &self,
+        _: Request<faas_proto::scheduler_admin::ListNodesRequest>,
+    ) -> Result<Response<faas_proto::scheduler_admin::ListNodesReply>, Status> {
+        Err(Status::unimplemented("TODO(logs): not yet"))
+    }
     async fn retire_function(
         &self,
         request: Request<RetireFunctionRequest>,
