@@ -1,6 +1,6 @@
 //! The container service: runs inside each container and executes one function, a built-in
 //! handler or the user's own command (a *command function*, `--bundle`), serving
-//! `faas.container.v1.ContainerService` (Invoke, Status, Bind) and `grpc.health.v1`.
+//! `faas.container.v1.ContainerService` (Invoke, Status, Bind, Logs) and `grpc.health.v1`.
 //!
 //! - [`memory`]: the counting global allocator, per-request peaks, RSS and the memory-limit
 //!   emulation.

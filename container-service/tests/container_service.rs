@@ -9,21 +9,7 @@ use faas_common::shutdown;
 use faas_container_service::{Config, run};
 use faas_proto::container::container_service_client::ContainerServiceClient;
 use faas_proto::container::{BindRequest, StatusRequest};
-use support::{invoke, json, request, start};
-
-fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
-    Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        unbound: false,
-        function_name: Some(function.into()),
-        handler: Some(handler.into()),
-        bundle: None,
-        memory_bytes,
-        timeout_ms: 30_000,
-        emulate_memory_limit: true,
-    }
-}
+use support::{config, invoke, json, request, start};
 
 /// A container started `--unbound` (the memory limit emulated once bound).
 fn unbound() -> Config {

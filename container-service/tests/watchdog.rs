@@ -12,14 +12,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use faas_common::launch::{Signal, send_signal};
+use faas_container_service::Error;
 use faas_container_service::watchdog::logs::Stream;
 use faas_container_service::watchdog::sys::{RealSys, Sys, is_alive};
 use faas_container_service::watchdog::{Limits, Watchdog};
-use faas_container_service::{Config, Error};
 use faas_proto::container::container_service_client::ContainerServiceClient;
 use faas_proto::container::{InvokeReply, InvokeRequest, StatusRequest};
 use serde_json::json;
-use support::{Server, json, start};
+use support::{Server, bundle_config, example, json, start};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// A Python HTTP server whose behaviour each call picks with its event: `exit` (the process
@@ -78,12 +78,6 @@ memory) exec python3 -c 'import time; x = b"x" * (400 << 20); time.sleep(60)' ;;
 esac
 "#;
 
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/functions")
-        .join(name)
-}
-
 /// Fails (never skips) without python3.
 fn require_python3() {
     let found = std::process::Command::new("python3")
@@ -95,20 +89,6 @@ fn require_python3() {
         "python3 is not on PATH: these tests run Python functions; install python3 \
          (the tests fail rather than skip without it)"
     );
-}
-
-fn config(bundle: &Path, memory_bytes: u64) -> Config {
-    Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        unbound: false,
-        function_name: Some("f".into()),
-        handler: None,
-        bundle: Some(bundle.to_path_buf()),
-        memory_bytes,
-        timeout_ms: 30_000,
-        emulate_memory_limit: true,
-    }
 }
 
 /// A bundle in a temporary directory: `function.json` and files beside it.
@@ -265,7 +245,7 @@ impl Binary {
 #[tokio::test]
 async fn the_python_example_serves_several_calls_at_once() {
     require_python3();
-    let server = start(config(&example("python-http"), 1 << 30)).await;
+    let server = start(bundle_config(&example("python-http"), 1 << 30)).await;
     let calls: Vec<_> = (0..8)
         .map(|i| {
             let mut client = server.client.clone();
@@ -328,7 +308,7 @@ async fn an_http_function_gets_its_calls_at_the_same_time() {
     // Each call waits in the server until four are in flight: serialized calls would break
     // the barrier (after 20 s) and fail.
     let dir = http_bundle(json!({"BARRIER": "4"}));
-    let server = start(config(dir.path(), 1 << 30)).await;
+    let server = start(bundle_config(dir.path(), 1 << 30)).await;
     let calls: Vec<_> = (0..4)
         .map(|i| {
             let mut client = server.client.clone();
@@ -355,7 +335,7 @@ async fn an_http_function_gets_its_calls_at_the_same_time() {
 
 #[tokio::test]
 async fn the_shell_example_answers_from_stdout_and_returns_its_stderr() {
-    let server = start(config(&example("shell-exec"), 1 << 30)).await;
+    let server = start(bundle_config(&example("shell-exec"), 1 << 30)).await;
     let reply = send(&server, call(br#"{"name":"Ada"}"#, "req-7", 0)).await;
     assert_eq!(reply.error_code, "", "{}", reply.error_message);
     assert_eq!(
@@ -403,7 +383,7 @@ async fn exec_stderr_lines_are_kept_with_their_request_id() {
 async fn a_failing_exec_call_is_a_function_error_with_its_stderr() {
     let pids = tempfile::tempdir().unwrap();
     let dir = exec_bundle(&pids.path().join("pids"));
-    let server = start(config(dir.path(), 1 << 30)).await;
+    let server = start(bundle_config(dir.path(), 1 << 30)).await;
     let reply = send(&server, call(b"fail", "r", 0)).await;
     assert_eq!(reply.error_code, "FunctionError");
     assert!(
@@ -423,7 +403,7 @@ async fn an_exec_call_past_its_timeout_is_killed_with_its_children() {
     let pids = tempfile::tempdir().unwrap();
     let pid_file = pids.path().join("pids");
     let dir = exec_bundle(&pid_file);
-    let server = start(config(dir.path(), 1 << 30)).await;
+    let server = start(bundle_config(dir.path(), 1 << 30)).await;
     let reply = send(&server, call(b"sleep", "r", 2_000)).await;
     assert_eq!(reply.error_code, "Timeout");
     assert_eq!(reply.error_message, "function timed out after 2000 ms");
@@ -438,7 +418,7 @@ async fn an_exec_call_past_its_timeout_is_killed_with_its_children() {
 #[tokio::test]
 async fn an_http_call_past_its_timeout_is_cancelled_and_the_server_lives_on() {
     let dir = http_bundle(json!({}));
-    let server = start(config(dir.path(), 1 << 30)).await;
+    let server = start(bundle_config(dir.path(), 1 << 30)).await;
     let reply = send(&server, call(br#"{"sleep": 600}"#, "r", 300)).await;
     assert_eq!(reply.error_code, "Timeout");
     assert_eq!(reply.error_message, "function timed out after 300 ms");
@@ -512,7 +492,7 @@ async fn a_function_that_never_listens_fails_the_start_and_is_killed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = faas_container_service::run(
         listener,
-        config(dir.path(), 1 << 30),
+        bundle_config(dir.path(), 1 << 30),
         faas_common::shutdown::Shutdown::never(),
     )
     .await

@@ -1,6 +1,6 @@
 //! The gRPC edge: `faas.container.v1.ContainerService` over the container's [`Binding`]
 //! (Invoke and Status through its [`Executor`](crate::exec::Executor) once bound, Bind to
-//! bind it).
+//! bind it, Logs from a command function's watchdog: see [`logs`]).
 //!
 //! Arguments are checked here, before anything runs: a Bind's function goes through the same
 //! [`FunctionConfig::check`] as the start-up flags (INVALID_ARGUMENT for an unknown handler or
@@ -14,13 +14,16 @@
 //! name it or leave `handler` empty, and an `exec` call's stderr comes back in the reply's
 //! `function_log`.
 
+mod logs;
+
 use std::sync::Arc;
 
 use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_common::text::clip;
 use faas_proto::container::container_service_server::{ContainerService, ContainerServiceServer};
 use faas_proto::container::{
-    BindReply, BindRequest, InvokeReply, InvokeRequest, StatusReply, StatusRequest,
+    BindReply, BindRequest, InvokeReply, InvokeRequest, LogsReply, LogsRequest, StatusReply,
+    StatusRequest,
 };
 use faas_proto::limits;
 use tonic::{Request, Response, Status};
@@ -124,12 +127,10 @@ fn invoke_timeout_ms(exec: &Executor, timeout_in_ms: i64) -> Result<u64, Status>
 
 #[tonic::async_trait]
 impl ContainerService for ContainerApi {
-    async fn logs(
-        &self,
-        _: Request<faas_proto::container::LogsRequest>,
-    ) -> Result<Response<faas_proto::container::LogsReply>, Status> {
-        Err(Status::unimplemented("TODO(logs): not yet"))
+    async fn logs(&self, request: Request<LogsRequest>) -> Result<Response<LogsReply>, Status> {
+        logs::logs(&self.binding, request.get_ref()).map(Response::new)
     }
+
     async fn invoke(
         &self,
         request: Request<InvokeRequest>,

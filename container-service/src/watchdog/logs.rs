@@ -8,6 +8,11 @@
 //! newline costs no more than one long line). An `exec` call also keeps its own stderr in a
 //! [`Tail`] (the newest [`CALL_LOG_BYTES`]), which becomes the reply's `function_log` and,
 //! when the call fails, its error message.
+//!
+//! Each line gets a sequence number when it is pushed (1, 2, 3… for the container's life;
+//! eviction never renumbers), so a reader that remembers the last number it saw asks for
+//! what came after it ([`LogQuery::after_seq`]) and reads every line once, or learns from
+//! [`LogPage::dropped`] that the ring moved on faster than it read.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -43,6 +48,8 @@ impl Stream {
 /// One line of the function's output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// Its number in the container's output: 1, 2, 3… in the order lines were read.
+    pub seq: u64,
     /// When the watchdog read it.
     pub at: SystemTime,
     pub stream: Stream,
@@ -57,6 +64,33 @@ struct Ring {
     lines: VecDeque<LogLine>,
     bytes: usize,
     dropped: u64,
+    /// How many lines were ever pushed (the last one's `seq`).
+    pushed: u64,
+}
+
+/// Which lines a reader asks for; the default asks for every line kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only lines numbered above this (0: from the oldest kept).
+    pub after_seq: u64,
+    /// Only lines read at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many lines, the newest of those matching.
+    pub limit: Option<usize>,
+}
+
+impl LogQuery {
+    fn matches(&self, line: &LogLine) -> bool {
+        line.seq > self.after_seq && self.since.is_none_or(|since| line.at >= since)
+    }
+}
+
+/// The lines a [`LogQuery`] asked for, oldest first, and how many the ring has dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Lines pushed out by newer ones since the container started (whatever the query).
+    pub dropped: u64,
 }
 
 /// The newest lines of a container's function, bounded in lines and bytes.
@@ -87,7 +121,10 @@ impl LogRing {
     pub fn push(&self, stream: Stream, request_id: Option<&str>, text: String) {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.bytes += text.len();
+        ring.pushed += 1;
+        let seq = ring.pushed;
         ring.lines.push_back(LogLine {
+            seq,
             at: SystemTime::now(),
             stream,
             request_id: request_id.map(str::to_string),
@@ -106,6 +143,25 @@ impl LogRing {
     pub fn lines(&self) -> Vec<LogLine> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.lines.iter().cloned().collect()
+    }
+
+    /// The lines `query` asks for, oldest first (the newest `limit` of those matching).
+    pub fn query(&self, query: &LogQuery) -> LogPage {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut lines: Vec<LogLine> = ring
+            .lines
+            .iter()
+            .rev()
+            .filter(|l| query.matches(l))
+            .take(limit)
+            .cloned()
+            .collect();
+        lines.reverse();
+        LogPage {
+            lines,
+            dropped: ring.dropped,
+        }
     }
 
     /// How many lines were dropped to keep within the bounds.
@@ -222,6 +278,73 @@ mod tests {
         assert_eq!(lines[0].request_id, None);
         assert_eq!(ring.last(Stream::Stderr), None);
         assert_eq!(ring.last(Stream::Stdout).as_deref(), Some("0123456789"));
+    }
+
+    /// A ring of `texts`, pushed in order, with at most `max_lines` lines.
+    fn ring_of(max_lines: usize, texts: &[&str]) -> LogRing {
+        let ring = LogRing::new(max_lines, RING_BYTES);
+        for text in texts {
+            ring.push(Stream::Stderr, None, (*text).into());
+        }
+        ring
+    }
+
+    fn seqs_and_texts(page: &LogPage) -> Vec<(u64, &str)> {
+        page.lines
+            .iter()
+            .map(|l| (l.seq, l.text.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_numbered_in_push_order_and_keep_their_numbers_past_eviction() {
+        let ring = ring_of(2, &["a", "b", "c", "d"]);
+        let page = ring.query(&LogQuery::default());
+        assert_eq!(seqs_and_texts(&page), [(3, "c"), (4, "d")]);
+        assert_eq!(page.dropped, 2);
+        ring.push(Stream::Stdout, None, "e".into());
+        assert_eq!(ring.lines().last().map(|l| l.seq), Some(5));
+    }
+
+    #[test]
+    fn a_query_takes_lines_after_a_number_and_the_newest_within_its_limit() {
+        let ring = ring_of(10, &["a", "b", "c", "d"]);
+        let after = |after_seq| LogQuery {
+            after_seq,
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs_and_texts(&ring.query(&after(2))), [(3, "c"), (4, "d")]);
+        assert!(ring.query(&after(4)).lines.is_empty(), "nothing newer");
+        let newest_two = LogQuery {
+            limit: Some(2),
+            ..after(1)
+        };
+        assert_eq!(
+            seqs_and_texts(&ring.query(&newest_two)),
+            [(3, "c"), (4, "d")]
+        );
+        let none = LogQuery {
+            limit: Some(0),
+            ..LogQuery::default()
+        };
+        assert!(ring.query(&none).lines.is_empty());
+        assert_eq!(ring.query(&after(0)).dropped, 0);
+    }
+
+    #[test]
+    fn a_query_since_a_time_leaves_older_lines_out() {
+        let ring = ring_of(10, &["old"]);
+        let since = ring.lines()[0].at + std::time::Duration::from_millis(1);
+        let query = LogQuery {
+            since: Some(since),
+            ..LogQuery::default()
+        };
+        assert!(ring.query(&query).lines.is_empty());
+        let at_it = LogQuery {
+            since: Some(ring.lines()[0].at),
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs_and_texts(&ring.query(&at_it)), [(1, "old")]);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bundle::{Bundle, BundleError, Protocol};
-use logs::{LogLine, LogRing};
+use logs::{LogLine, LogPage, LogQuery, LogRing};
 use memory::MemoryGuard;
 use sys::{RealSys, Sys};
 
@@ -239,6 +239,11 @@ impl Watchdog {
     /// The function's recent output, oldest first (see [`logs`]).
     pub fn logs(&self) -> Vec<LogLine> {
         self.shared.logs.lines()
+    }
+
+    /// The lines of the function's recent output that `query` asks for (see [`logs`]).
+    pub fn query_logs(&self, query: &LogQuery) -> LogPage {
+        self.shared.logs.query(query)
     }
 
     /// The resident bytes of the function's processes now.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use faas_common::shutdown::{self, Trigger};
 use faas_container_service::{Config, run};
 use faas_proto::container::container_service_client::ContainerServiceClient;
@@ -22,6 +24,39 @@ impl Server {
         self.trigger.trigger();
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// A container of `function` run by the built-in `handler`, on a free loopback port, with a
+/// 30 s timeout and the memory limit emulated.
+pub fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        unbound: false,
+        function_name: Some(function.into()),
+        handler: Some(handler.into()),
+        bundle: None,
+        memory_bytes,
+        timeout_ms: 30_000,
+        emulate_memory_limit: true,
+    }
+}
+
+/// A container of function "f" made of the bundle in directory `bundle` (a command
+/// function), otherwise as [`config`].
+pub fn bundle_config(bundle: &Path, memory_bytes: u64) -> Config {
+    Config {
+        handler: None,
+        bundle: Some(bundle.to_path_buf()),
+        ..config("f", "", memory_bytes)
+    }
+}
+
+/// The example function `name` of the repository (`examples/functions/NAME`).
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/functions")
+        .join(name)
 }
 
 /// Serves `config` on a free port through `run`.

@@ -2,6 +2,9 @@
 //! `NodeService` on the same port, and the interceptor that stamps every call the server
 //! hears for the orphan timeout.
 //!
+//! `FunctionLogs` gathers a function's output lines from its containers (see
+//! [`super::logs`] and [`crate::service::logs`]).
+//!
 //! `DescribeNode` answers who the node is (id, `live_id`), who reserved it and when, its
 //! memory, and every container it holds with the function it runs, its state, its creation
 //! and last use, and the invocations running in it now. A restarted scheduler rebuilds its
@@ -21,8 +24,9 @@ use tonic::service::{Interceptor, InterceptorLayer};
 use tonic::{Request, Response, Status};
 
 use super::grpc::{status, wire};
+use super::logs::{GrpcLogReader, function_logs};
 use crate::model::{ContainerDescription, NodeDescription};
-use crate::service::{Activity, Node};
+use crate::service::{Activity, LogReader, Node};
 
 /// `ContainerInfo.state` of a container that takes invocations.
 pub const STATE_RUNNING: &str = "running";
@@ -31,15 +35,28 @@ pub const STATE_RUNNING: &str = "running";
 pub const STATE_DEAD: &str = "dead";
 
 /// The `NodeAdmin` implementation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeAdminApi {
     node: Arc<Node>,
+    /// How containers' lines are read.
+    logs: Arc<dyn LogReader>,
+}
+
+impl std::fmt::Debug for NodeAdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAdminApi")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeAdminApi {
-    /// Serves `node`.
+    /// Serves `node`, reading its containers' lines over gRPC ([`GrpcLogReader`]).
     pub fn new(node: Arc<Node>) -> NodeAdminApi {
-        NodeAdminApi { node }
+        NodeAdminApi {
+            node,
+            logs: Arc::new(GrpcLogReader),
+        }
     }
 
     /// The tonic server for this implementation.
@@ -78,10 +95,12 @@ pub fn describe_reply(d: NodeDescription) -> pb::DescribeNodeReply {
 impl NodeAdmin for NodeAdminApi {
     async fn function_logs(
         &self,
-        _: Request<pb::FunctionLogsRequest>,
+        request: Request<pb::FunctionLogsRequest>,
     ) -> Result<Response<pb::FunctionLogsReply>, Status> {
-        Err(Status::unimplemented("TODO(logs): not yet"))
+        let reply = function_logs(&self.node, self.logs.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(reply))
     }
+
     async fn describe_node(
         &self,
         _request: Request<pb::DescribeNodeRequest>,

@@ -13,6 +13,7 @@ pub mod docker_bundle;
 pub mod grpc;
 pub mod host;
 pub mod invoker;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod procfs;

@@ -1,7 +1,8 @@
 //! The node's business rules: validating and recording containers (from the [`pool`] when
 //! it has one ready, else started for the create), routing invocations, telling a container
-//! that was gone before a call from one that died during it, and putting the node's figures
-//! together. It talks to the outside only through the [`ports`].
+//! that was gone before a call from one that died during it, putting the node's figures
+//! together, and gathering a function's output lines from its containers ([`logs`]). It
+//! talks to the outside only through the [`ports`].
 //!
 //! Input is checked before anything starts: a create needs a known handler and sane sizes
 //! ([`faas_proto::limits`]), and must fit the node's over-commit limit (the sum of the running
@@ -37,6 +38,7 @@
 //! [`orphan::Activity`] busy: a node never stops for lack of calls while it still answers
 //! one.
 
+pub mod logs;
 pub mod orphan;
 pub mod pool;
 pub mod ports;
@@ -57,7 +59,8 @@ use crate::store::{ContainerTable, OverLimit};
 pub use orphan::Activity;
 pub use pool::WarmPool;
 pub use ports::{
-    BundleError, Bundles, ContainerInvoker, HostProbe, InvokeError, Runtime, RuntimeError,
+    BundleError, Bundles, ContainerInvoker, HostProbe, InvokeError, LogReader, Runtime,
+    RuntimeError,
 };
 
 /// Failures of the node's operations; the api layer maps each to a gRPC status.
@@ -715,6 +718,8 @@ impl Node {
 mod tests {
     /// Bundle functions: found, started without the pool, refused clearly.
     mod bundles;
+    /// A function's lines: its containers and its versions', read at once, dead ones said.
+    mod logs;
 
     use super::*;
     use crate::model::{ContainerHandle, ContainerUsage, DiskUsage, Failure, ProcessUsage};

@@ -4,6 +4,8 @@
 //!   pool) and measures them (`process`, and `docker` through bollard).
 //! - [`ContainerInvoker`]: calls the container service inside a container (Status, Bind,
 //!   Invoke).
+//! - [`LogReader`]: reads the output lines a container's function wrote (the container
+//!   service's own ring; see [`super::logs`]).
 //! - [`HostProbe`]: the node service's own usage, its disk and its wall clock.
 //! - [`Bundles`]: the bundles (the users' own code) this node holds (`--bundles-dir`).
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::logs::{LogPage, LogQuery};
 use crate::model::bundle::Bundle;
 use crate::model::{
     Container, ContainerHandle, ContainerSpec, ContainerUsage, DiskUsage, Invocation, InvokeCall,
@@ -143,6 +146,19 @@ pub trait ContainerInvoker: Send + Sync + 'static {
 
     /// Drops whatever the invoker keeps for a container (its channel).
     fn forget(&self, id: &str);
+}
+
+/// Reads a container's recent output lines (its container service's `Logs`).
+#[async_trait]
+pub trait LogReader: Send + Sync + 'static {
+    /// The lines of `container` that `query` asks for, oldest first; `timeout` bounds the
+    /// call.
+    async fn read(
+        &self,
+        container: &Container,
+        query: LogQuery,
+        timeout: Duration,
+    ) -> Result<LogPage, InvokeError>;
 }
 
 /// Why a bundle cannot be used on this node.
