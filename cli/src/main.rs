@@ -2,6 +2,7 @@
 //! routes), run the demo load, and run any single component (`faas scheduler ...`) exactly
 //! as its own binary does.
 
+mod logs_cmd;
 mod routing_cmds;
 
 use std::path::PathBuf;
@@ -212,6 +213,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print what a function's containers wrote (stdout and stderr, with the request id
+    /// where known), gathered from every node; --follow keeps printing new lines.
+    Logs {
+        #[command(flatten)]
+        args: logs_cmd::LogsArgs,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Replay contest-style or real-trace load against the live platform and score policies.
     Replay(faas_cli::bench::ReplayArgs),
     /// Run policies in virtual time against models of the nodes (fast, deterministic).
@@ -304,6 +313,7 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Rollback { .. }
             | Command::Routes { .. }
             | Command::Describe { .. }
+            | Command::Logs { .. }
     );
     if quiet && std::env::var_os("RUST_LOG").is_none() {
         // Child components (node and container services) inherit this: the demo's table
@@ -487,6 +497,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => routing_cmds::routes_clear(&Api::connect(&target.apiserver).await?, &name).await,
         Command::Describe { name, json, target } => {
             routing_cmds::describe(&Api::connect(&target.apiserver).await?, &name, json).await
+        }
+        Command::Logs { args, target } => {
+            logs_cmd::logs(&Api::connect(&target.apiserver).await?, &args).await
         }
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,

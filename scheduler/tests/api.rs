@@ -20,7 +20,9 @@ use faas_proto::resourcemanagerproto::{
     ReserveNodeReply, ReserveNodeRequest,
 };
 use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
-use faas_proto::scheduler_admin::{HoldFunctionRequest, RetireFunctionRequest};
+use faas_proto::scheduler_admin::{
+    HoldFunctionRequest, ListNodesRequest, NodeEntry, RetireFunctionRequest,
+};
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
@@ -414,6 +416,29 @@ async fn a_hold_answers_with_the_functions_containers_and_refuses_absurd_input()
         assert!(s.message().contains(says), "{}", s.message());
         assert!(s.message().len() < 200, "{}", s.message());
     }
+    p.trigger.trigger();
+    p.scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn list_nodes_names_each_reserved_node_with_its_node_service_address() {
+    let mut p = start().await;
+    let first = p.one_idle_container().await;
+    let nodes = p
+        .admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(p.calls.reserves.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        nodes,
+        vec![NodeEntry {
+            node_id: first.node_id,
+            address: format!("127.0.0.1:{}", p.node_port),
+        }]
+    );
     p.trigger.trigger();
     p.scheduler.await.unwrap().unwrap();
 }

@@ -5,6 +5,8 @@
 //! end even when the caller goes away. The scheduler (`faas.scheduler.v1`) hears of what
 //! changes its containers: a deleted function or version is retired; a version an alias
 //! moved away from is held warm for `--version-grace-ms`, so a rollback finds it warm.
+//! `FunctionLogs` is answered by [`crate::api::logs`] (the scheduler lists its nodes, every
+//! node is asked for the function's lines).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,10 +159,17 @@ impl AdminService {
 impl Admin for AdminService {
     async fn function_logs(
         &self,
-        _: Request<admin::FunctionLogsRequest>,
+        request: Request<admin::FunctionLogsRequest>,
     ) -> Result<Response<admin::FunctionLogsReply>, Status> {
-        Err(Status::unimplemented("TODO(logs): not yet"))
+        let reply = crate::api::logs::function_logs(
+            &self.registry,
+            self.scheduler.clone(),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(reply))
     }
+
     async fn deploy_function(
         &self,
         request: Request<admin::DeployFunctionRequest>,

@@ -3,6 +3,8 @@
 //! - [`server`]: the contest's `apiserverproto.APIServer` (calls go through the service
 //!   layer's router) and the assembled server with health checking and metrics.
 //! - [`admin`]: `faas.admin.v1.Admin`: functions, versions, aliases, routes, describe.
+//! - [`logs`]: `Admin/FunctionLogs`: a function's output lines from every node the scheduler
+//!   lists, merged oldest first.
 //! - [`routing`]: the service layer's admin messages and call metadata ⇄ the model.
 //! - [`scheduler`]: the scheduler port over gRPC (`schedulerproto.Scheduler`).
 //! - [`node`]: the node port over gRPC (`nodeservoceproto.NodeService`), one channel per node.
@@ -13,6 +15,7 @@
 pub mod admin;
 pub mod clock;
 pub mod convert;
+pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod routing;

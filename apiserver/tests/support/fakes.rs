@@ -1,5 +1,6 @@
 // The fakes the API server's integration tests run it against (included by each test file):
 // Scheduler, SchedulerAdmin and NodeService servers on 127.0.0.1:0 that record every call.
+// The SchedulerAdmin lists the nodes a test gives it (`Setup::listed_nodes`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,8 @@ use faas_proto::nodeservoceproto::{
 };
 use faas_proto::scheduler_admin::scheduler_admin_server::{SchedulerAdmin, SchedulerAdminServer};
 use faas_proto::scheduler_admin::{
-    HoldFunctionReply, HoldFunctionRequest, RetireFunctionReply, RetireFunctionRequest,
+    HoldFunctionReply, HoldFunctionRequest, ListNodesReply, ListNodesRequest, NodeEntry,
+    RetireFunctionReply, RetireFunctionRequest,
 };
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, ReturnContainerReply, ReturnContainerRequest,
@@ -51,19 +53,24 @@ struct FakeScheduler {
     timeouts: Arc<Mutex<Vec<Option<String>>>>,
 }
 
-/// The scheduler's platform API: records which functions the API server retires.
+/// The scheduler's platform API: records which functions the API server retires, and lists
+/// the nodes it was given.
 struct FakeSchedulerAdmin {
     log: Log,
+    nodes: Vec<NodeEntry>,
 }
 
 #[tonic::async_trait]
 impl SchedulerAdmin for FakeSchedulerAdmin {
     async fn list_nodes(
         &self,
-        _: Request<faas_proto::scheduler_admin::ListNodesRequest>,
-    ) -> Result<Response<faas_proto::scheduler_admin::ListNodesReply>, Status> {
-        Err(Status::unimplemented("this fake scheduler lists no nodes"))
+        _: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesReply>, Status> {
+        Ok(Response::new(ListNodesReply {
+            nodes: self.nodes.clone(),
+        }))
     }
+
     async fn retire_function(
         &self,
         request: Request<RetireFunctionRequest>,
@@ -344,6 +351,8 @@ struct Setup {
     nodes: Vec<NodeBehaviour>,
     refuse: Option<(Code, &'static str)>,
     hang_acquire: bool,
+    /// What the scheduler's `ListNodes` answers.
+    listed_nodes: Vec<NodeEntry>,
     config: Config,
 }
 
@@ -353,6 +362,7 @@ impl Default for Setup {
             nodes: vec![NodeBehaviour::Succeed],
             refuse: None,
             hang_acquire: false,
+            listed_nodes: Vec::new(),
             config: Config::default(),
         }
     }
@@ -417,7 +427,10 @@ async fn start(setup: Setup) -> Platform {
         hang: setup.hang_acquire,
         timeouts: Arc::clone(&acquire_timeouts),
     });
-    let scheduler_admin = SchedulerAdminServer::new(FakeSchedulerAdmin { log: log.clone() });
+    let scheduler_admin = SchedulerAdminServer::new(FakeSchedulerAdmin {
+        log: log.clone(),
+        nodes: setup.listed_nodes,
+    });
     let stop = shutdown.clone().wait();
     tasks.push(tokio::spawn(async move {
         tonic::transport::Server::builder()

@@ -5,14 +5,18 @@
 //!   for a keep-alive that some policies (the contest's baseline) never apply;
 //! - `HoldFunction`: an alias moved away from a version, so that version's idle containers
 //!   stay warm for a rollback during the grace period, whatever the policy's keep-alive says
-//!   (the rules are in [`crate::core::state::hold`]).
+//!   (the rules are in [`crate::core::state::hold`]);
+//! - `ListNodes`: the nodes the scheduler holds now (whatever their state: active, draining or
+//!   releasing) and where their node services listen, so the API server can read a
+//!   function's logs from them (`faas logs`). Read from the core's store, sorted by node id.
 //!
 //! Requests are validated here (a name of 1 to [`MAX_NAME_BYTES`] bytes, a hold of 0 to
 //! [`MAX_HOLD_MS`]) and go to the core as events.
 
 use faas_proto::scheduler_admin::scheduler_admin_server::SchedulerAdmin;
 use faas_proto::scheduler_admin::{
-    HoldFunctionReply, HoldFunctionRequest, RetireFunctionReply, RetireFunctionRequest,
+    HoldFunctionReply, HoldFunctionRequest, ListNodesReply, ListNodesRequest, NodeEntry,
+    RetireFunctionReply, RetireFunctionRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -63,10 +67,23 @@ fn hold_ms(ms: i64) -> Result<Millis, Status> {
 impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerAdmin for SchedulerAdminApi<R, N, C> {
     async fn list_nodes(
         &self,
-        _: Request<faas_proto::scheduler_admin::ListNodesRequest>,
-    ) -> Result<Response<faas_proto::scheduler_admin::ListNodesReply>, Status> {
-        Err(Status::unimplemented("TODO(logs): not yet"))
+        _: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesReply>, Status> {
+        let mut nodes: Vec<NodeEntry> = self.service.inspect(|p| {
+            p.state()
+                .store
+                .nodes()
+                .map(|(_, n)| NodeEntry {
+                    node_id: n.id.to_string(),
+                    // As the node port dials it (`api::ports`).
+                    address: format!("{}:{}", n.address, n.port),
+                })
+                .collect()
+        });
+        nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(Response::new(ListNodesReply { nodes }))
     }
+
     async fn retire_function(
         &self,
         request: Request<RetireFunctionRequest>,
