@@ -16,6 +16,15 @@
 //! `image` in a container of that image, the static container service
 //! (`--docker-watchdog-bin`) mounted in as its entrypoint ([`api::docker_bundle`]).
 //!
+//! Memory: the Docker runtime gives each container its memory as a cgroup limit (swap off),
+//! so the kernel stops a container at its limit. The `process` runtime does the same where
+//! the host lets the node write a memory cgroup (cgroup v1, or v2 with `memory` enabled;
+//! `--memory-cgroup auto`, the default): each container service runs, from its first
+//! instruction, in a group of its own below the node's cgroup ([`api::cgroup`]), and a call
+//! in flight when the kernel kills it ends `OutOfMemory`. The node says at start, once, which
+//! groups it uses or why none; without them (or with `--memory-cgroup off`) a container's
+//! memory is only measured and enforced by its container service, as before.
+//!
 //! Start-up order: check the configuration and build the runtime, bind every listener (the
 //! gRPC port and the metrics port), and only then announce readiness: a parent that reads
 //! the readiness line knows the node can be called, and a taken port is an early exit with
@@ -39,6 +48,7 @@ use faas_common::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 use api::admin::NodeAdminApi;
+use api::cgroup::Report as CgroupReport;
 use api::grpc::NodeApi;
 use api::metrics::NodeMetrics;
 use service::{Node, NodeIdentity, Runtime};
@@ -113,6 +123,11 @@ pub struct Config {
     /// nodes started detached: a live platform's health probes and GetStats polls keep them.
     #[arg(long, env = "NODE_ORPHAN_TIMEOUT_MS", default_value_t = 0)]
     pub orphan_timeout_ms: u64,
+    /// Process runtime: cap each container's memory with a memory cgroup of its own (limit =
+    /// its memory, no swap), so the kernel stops it at its limit. `auto`: where the host lets
+    /// the node write one (said once at start); `off`: never (memory is only measured).
+    #[arg(long, env = "FAAS_MEMORY_CGROUP", value_enum, default_value_t = api::cgroup::Mode::Auto)]
+    pub memory_cgroup: api::cgroup::Mode,
     /// Docker runtime: the container-service image.
     #[arg(
         long,
@@ -164,6 +179,7 @@ impl Config {
             warm_pool: DEFAULT_WARM_POOL,
             metrics_port: None,
             orphan_timeout_ms: 0,
+            memory_cgroup: api::cgroup::Mode::Auto,
             docker_image: "minifaas/container-service:latest".into(),
             docker_network: "minifaas".into(),
             docker_instance: "minifaas".into(),
@@ -200,8 +216,9 @@ pub enum Error {
 }
 
 /// Checks the configuration and builds its runtime (the docker runtime connects to the
-/// daemon and removes this node's leftovers; no container is started yet).
-async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
+/// daemon and removes this node's leftovers, the process runtime opens its memory cgroups
+/// and says how once the node is ready; no container is started yet).
+async fn runtime(config: &Config) -> Result<(Arc<dyn Runtime>, Option<CgroupReport>), Error> {
     if config.memory_bytes == 0 {
         return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
     }
@@ -225,7 +242,14 @@ async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
                 Some(path) => Launcher::new(path, vec![]),
                 None => Launcher::find("container-service")?,
             };
-            Arc::new(api::process::ProcessRuntime::new(launcher, ready))
+            let runtime = api::process::ProcessRuntime::new(launcher, ready);
+            let node_id = config.node_id.as_deref().unwrap_or_default();
+            let (cgroups, said) = api::cgroup::open(config.memory_cgroup, node_id);
+            let runtime = match cgroups {
+                Some(cgroups) => runtime.with_cgroups(Arc::new(cgroups)),
+                None => runtime,
+            };
+            (Arc::new(runtime), Some(said))
         }
         RuntimeKind::Docker => {
             if !(config.docker_cpus_per_gib > 0.0 && config.docker_cpus_per_gib.is_finite()) {
@@ -271,11 +295,10 @@ async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, Error> {
                     .clone()
                     .or_else(api::docker_bundle::default_watchdog),
             };
-            Arc::new(
-                api::docker::DockerRuntime::connect(options)
-                    .await
-                    .map_err(Error::Docker)?,
-            )
+            let docker = api::docker::DockerRuntime::connect(options)
+                .await
+                .map_err(Error::Docker)?;
+            (Arc::new(docker), None)
         }
     })
 }
@@ -312,9 +335,10 @@ async fn listen_metrics(config: &Config) -> Result<Option<TcpListener>, Error> {
 /// anything starts.
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
     let bundles = bundles(&config)?;
-    let runtime = runtime(&config).await?;
+    let (runtime, said) = runtime(&config).await?;
     let metrics = listen_metrics(&config).await?;
-    serve(listener, metrics, config, (runtime, bundles), shutdown).await
+    let parts = (runtime, bundles, said);
+    serve(listener, metrics, config, parts, shutdown).await
 }
 
 /// Resolves when the node has heard no call for `--orphan-timeout-ms` (never when 0),
@@ -334,11 +358,18 @@ async fn orphaned(node: Arc<Node>, timeout_ms: u64) {
     );
 }
 
+/// What `serve` serves with: the runtime, the bundles and what to say of the memory cgroups.
+type Parts = (
+    Arc<dyn Runtime>,
+    Option<Arc<dyn service::Bundles>>,
+    Option<CgroupReport>,
+);
+
 async fn serve(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     config: Config,
-    (runtime, bundles): (Arc<dyn Runtime>, Option<Arc<dyn service::Bundles>>),
+    (runtime, bundles, said): Parts,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let identity = NodeIdentity {
@@ -400,6 +431,9 @@ async fn serve(
     health
         .set_serving::<faas_proto::node_admin::node_admin_server::NodeAdminServer<NodeAdminApi>>()
         .await;
+    if let Some(said) = said {
+        said.log();
+    }
     tracing::info!(
         node_id = %node.identity().node_id,
         live_id = %node.identity().live_id,
@@ -429,7 +463,7 @@ async fn serve(
 /// orphan timeout), then stop every container.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
     let bundles = bundles(&config)?;
-    let runtime = runtime(&config).await?;
+    let (runtime, said) = runtime(&config).await?;
     let listener = listen("--port", &config.host, config.port).await?;
     let metrics = listen_metrics(&config).await?;
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -439,6 +473,7 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
         trigger.trigger();
     });
     faas_common::serve::announce(addr);
-    serve(listener, metrics, config, (runtime, bundles), shutdown).await?;
+    let parts = (runtime, bundles, said);
+    serve(listener, metrics, config, parts, shutdown).await?;
     Ok(())
 }

@@ -8,6 +8,9 @@
 
 pub mod admin;
 pub mod bundles;
+pub mod cgroup;
+#[cfg(test)]
+pub mod cgroup_fake;
 pub mod docker;
 pub mod docker_bundle;
 pub mod grpc;

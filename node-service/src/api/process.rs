@@ -15,6 +15,16 @@
 //! container that exits before it announces itself fails its create with the reason it
 //! printed (`StartFailed`, FAILED_PRECONDITION), already reaped (stopping what the user's
 //! process started is the container service's own duty).
+//!
+//! Memory: where the host lets the node make memory cgroups ([`super::cgroup`],
+//! `--memory-cgroup`), each container runs in a group of its own, joined before the
+//! container service runs anything, whose limit is the container's memory (a warm pool
+//! container's is [`UNBOUND_MEMORY_BYTES`] until `assign` writes its function's, as the
+//! Docker runtime does). The kernel then stops a container at its limit however fast it
+//! allocates; a container whose process died while its group counts an OOM kill is reported
+//! [`Liveness::OutOfMemory`], so the call it was answering ends `OutOfMemory`. Removing a
+//! container removes its group (killing anything the container left in it); the shutdown
+//! removes the node's. Without groups, memory is only measured, by the container service.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use faas_common::launch::{Child, LaunchError, Launcher};
 
+use super::cgroup::{GroupUsage, Joiner, MemoryCgroups};
+use super::docker::UNBOUND_MEMORY_BYTES;
 use super::procfs::{self, CpuSampler};
 use super::stderr;
 use crate::model::bundle::Bundle;
@@ -54,6 +66,9 @@ pub struct ProcessRuntime {
     ready_timeout: Duration,
     containers: Mutex<HashMap<String, Arc<ProcContainer>>>,
     closed: AtomicBool,
+    /// The containers' memory cgroups, where the host has them (after `containers`: a
+    /// dropped runtime kills its children before it removes their groups).
+    cgroups: Option<Arc<dyn MemoryCgroups>>,
 }
 
 impl ProcessRuntime {
@@ -65,7 +80,14 @@ impl ProcessRuntime {
             ready_timeout,
             containers: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            cgroups: None,
         }
+    }
+
+    /// The same runtime, capping each container's memory with a cgroup of `cgroups`.
+    pub fn with_cgroups(mut self, cgroups: Arc<dyn MemoryCgroups>) -> ProcessRuntime {
+        self.cgroups = Some(cgroups);
+        self
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ProcContainer>>> {
@@ -81,8 +103,63 @@ impl ProcessRuntime {
         self.get(id)?.pid
     }
 
+    /// Makes container `id`'s group with a limit of `limit` bytes and has `cmd`'s child join
+    /// it; `None` without groups. The joiner must live until `cmd` is spawned.
+    fn join_group(
+        &self,
+        id: &str,
+        limit: u64,
+        cmd: &mut tokio::process::Command,
+    ) -> Result<Option<Joiner>, RuntimeError> {
+        let Some(cgroups) = &self.cgroups else {
+            return Ok(None);
+        };
+        let joiner = cgroups.create(id, limit).map_err(|e| {
+            RuntimeError::Unavailable(format!(
+                "cannot create the memory cgroup of a container (limit {limit} bytes): {e}"
+            ))
+        })?;
+        joiner.install(cmd);
+        Ok(Some(joiner))
+    }
+
+    /// Removes container `id`'s group, if any, once its processes are dead; what its counters
+    /// said last.
+    async fn drop_group(&self, id: &str) -> GroupUsage {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return GroupUsage::default();
+        };
+        let usage = cgroups.usage(id).unwrap_or_default();
+        let id = id.to_string();
+        let removed = tokio::task::spawn_blocking(move || {
+            let removed = cgroups.remove(&id);
+            (id, removed)
+        })
+        .await;
+        if let Ok((id, Err(e))) = removed {
+            tracing::warn!(container = %id, error = %e, "cannot remove a container's memory cgroup");
+        }
+        usage
+    }
+
+    /// How a container whose process is gone ended: out of memory when the kernel's OOM
+    /// killer killed a process of its group.
+    fn ended(&self, id: &str) -> Liveness {
+        let oom_kills = self
+            .cgroups
+            .as_ref()
+            .and_then(|c| c.usage(id).ok())
+            .map_or(0, |u| u.oom_kills);
+        if oom_kills > 0 {
+            Liveness::OutOfMemory
+        } else {
+            Liveness::Exited
+        }
+    }
+
     /// Starts `cmd` (the container-service with its flags) as a new container that must
-    /// announce itself within `ready_timeout`; `function` names it in errors and logs.
+    /// announce itself within `ready_timeout`; `function` names it in errors and logs. Its
+    /// memory cgroup, if any, is limited to `memory_limit` (0: unbound).
     async fn start(
         &self,
         mut cmd: tokio::process::Command,
@@ -111,25 +188,42 @@ impl ProcessRuntime {
         let (tail, write_end) = stderr::capture(&mut cmd).map_err(|e| {
             RuntimeError::Unavailable(format!("cannot make a pipe for a container's stderr: {e}"))
         })?;
+        let cap = if memory_limit == 0 {
+            UNBOUND_MEMORY_BYTES
+        } else {
+            memory_limit
+        };
+        let joiner = self.join_group(&id, cap, &mut cmd)?;
         let spawned = Child::spawn_ready(cmd, ready_timeout).await;
-        drop(write_end);
+        drop((write_end, joiner));
         let (mut child, addr) = match spawned {
             Ok(ready) => ready,
             Err(LaunchError::ExitedEarly { status, .. }) => {
-                let reason = tail.reason(REASON_WAIT).await;
+                let reason = if self.drop_group(&id).await.oom_kills > 0 {
+                    format!(
+                        "the kernel killed it for passing its memory limit of {cap} bytes (its \
+                         memory cgroup); give the function more memory"
+                    )
+                } else {
+                    let printed = tail.reason(REASON_WAIT).await;
+                    printed.unwrap_or_else(|| "it printed no reason".into())
+                };
                 return Err(RuntimeError::StartFailed {
                     function: function.to_string(),
                     message: format!(
-                        "the container service exited ({status}) before it was ready: {}",
-                        reason.as_deref().unwrap_or("it printed no reason")
+                        "the container service exited ({status}) before it was ready: {reason}"
                     ),
                 });
             }
-            Err(e) => return Err(launch_error(e, function)),
+            Err(e) => {
+                self.drop_group(&id).await;
+                return Err(launch_error(e, function));
+            }
         };
         let pid = child.id();
         if self.closed.load(Ordering::Acquire) {
             child.stop(STOP_GRACE).await;
+            self.drop_group(&id).await;
             return Err(RuntimeError::Unavailable(
                 "the node service is shutting down".into(),
             ));
@@ -216,6 +310,17 @@ impl Runtime for ProcessRuntime {
         let container = self
             .get(id)
             .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        if let Some(cgroups) = &self.cgroups {
+            cgroups
+                .set_limit(id, spec.memory_bytes)
+                .map_err(|e| RuntimeError::StartFailed {
+                    function: spec.function_name.clone(),
+                    message: format!(
+                        "cannot set the warm pool container's memory cgroup limit to {} bytes: {e}",
+                        spec.memory_bytes
+                    ),
+                })?;
+        }
         container
             .memory_limit
             .store(spec.memory_bytes, Ordering::Relaxed);
@@ -228,6 +333,7 @@ impl Runtime for ProcessRuntime {
             .remove(id)
             .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         container.child.lock().await.stop(STOP_GRACE).await;
+        self.drop_group(id).await;
         tracing::debug!(container = %id, pid = ?container.pid, "container stopped");
         Ok(())
     }
@@ -277,12 +383,12 @@ impl Runtime for ProcessRuntime {
         // its last thread is gone and it can be reaped, so give it a moment to finish dying.
         for _ in 0..EXIT_CONFIRM_POLLS {
             if child.has_exited() {
-                return Liveness::Exited;
+                return self.ended(id);
             }
             tokio::time::sleep(EXIT_CONFIRM_STEP).await;
         }
         if child.has_exited() {
-            Liveness::Exited
+            self.ended(id)
         } else {
             Liveness::Running
         }
@@ -298,5 +404,106 @@ impl Runtime for ProcessRuntime {
             c.child.lock().await.stop(STOP_GRACE).await;
         }))
         .await;
+        if let Some(cgroups) = self.cgroups.clone() {
+            let _ = tokio::task::spawn_blocking(move || cgroups.close()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use faas_common::launch::{Signal, send_signal};
+
+    use super::*;
+    use crate::api::cgroup_fake::FakeCgroups;
+
+    /// Announces a port, then sleeps: a "container service" for the runtime's rules (its flags
+    /// land in the script's `$@`).
+    const SLEEPER: &str = "echo FAAS_LISTENING 127.0.0.1:1; exec sleep 60";
+
+    fn runtime(script: &str) -> (ProcessRuntime, Arc<FakeCgroups>) {
+        let launcher = Launcher::new("/bin/sh", vec!["-c".into(), script.into(), "cs".into()]);
+        let cgroups = Arc::new(FakeCgroups::default());
+        let runtime =
+            ProcessRuntime::new(launcher, Duration::from_secs(10)).with_cgroups(cgroups.clone());
+        (runtime, cgroups)
+    }
+
+    fn spec(memory_bytes: u64) -> ContainerSpec {
+        ContainerSpec {
+            function_name: "f".into(),
+            handler: "hello".into(),
+            memory_bytes,
+            timeout_ms: 0,
+        }
+    }
+
+    /// Kills the container's process as the kernel's OOM killer would.
+    fn kill(runtime: &ProcessRuntime, id: &str) {
+        send_signal(runtime.pid(id).unwrap(), Signal::Kill).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_container_gets_a_group_limited_to_its_memory_until_it_is_removed() {
+        let (runtime, cgroups) = runtime(SLEEPER);
+        let handle = runtime.create(&spec(96 << 20), None).await.unwrap();
+        assert_eq!(cgroups.limit(&handle.id), Some(96 << 20));
+        runtime.remove(&handle.id).await.unwrap();
+        assert_eq!(cgroups.removed(), [handle.id]);
+        assert_eq!(cgroups.live(), 0);
+        runtime.shutdown().await;
+        assert!(cgroups.closed());
+    }
+
+    #[tokio::test]
+    async fn a_pool_container_is_capped_until_bound_then_gets_its_functions_limit() {
+        let (runtime, cgroups) = runtime(SLEEPER);
+        let handle = runtime.start_unbound().await.unwrap();
+        assert_eq!(cgroups.limit(&handle.id), Some(UNBOUND_MEMORY_BYTES));
+        runtime.assign(&handle.id, &spec(256 << 20)).await.unwrap();
+        assert_eq!(cgroups.limit(&handle.id), Some(256 << 20));
+        runtime.shutdown().await;
+        assert_eq!(cgroups.live(), 0, "the shutdown removes every group");
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_group_counts_an_oom_kill_died_out_of_memory() {
+        let (runtime, cgroups) = runtime(SLEEPER);
+        let oom = runtime.create(&spec(64 << 20), None).await.unwrap();
+        let plain = runtime.create(&spec(64 << 20), None).await.unwrap();
+        assert_eq!(runtime.liveness(&oom.id).await, Liveness::Running);
+        cgroups.oom_kill(&oom.id);
+        kill(&runtime, &oom.id);
+        kill(&runtime, &plain.id);
+        assert_eq!(runtime.liveness(&oom.id).await, Liveness::OutOfMemory);
+        assert_eq!(runtime.liveness(&plain.id).await, Liveness::Exited);
+        runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_group_nothing_starts() {
+        let (runtime, cgroups) = runtime(SLEEPER);
+        cgroups.refuse_creates();
+        let e = runtime.create(&spec(64 << 20), None).await.unwrap_err();
+        assert!(
+            matches!(&e, RuntimeError::Unavailable(m) if m.contains("memory cgroup")),
+            "{e:?}"
+        );
+        assert!(runtime.table().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_container_killed_for_memory_while_it_starts_says_so_and_leaves_no_group() {
+        let (runtime, cgroups) = runtime("kill -9 $$");
+        cgroups.kill_new_groups();
+        let e = runtime.create(&spec(1 << 20), None).await.unwrap_err();
+        let RuntimeError::StartFailed { message, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert!(
+            message.contains("memory limit of 1048576 bytes"),
+            "{message}"
+        );
+        assert_eq!(cgroups.live(), 0);
     }
 }
