@@ -15,6 +15,8 @@ async fn with_data_dir() -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: Some(dir.path().to_path_buf()),
+        // Keys are tested in auth.rs; these calls go without one.
+        allow_anonymous: true,
         ..Config::default()
     };
     let p = start(Setup {
@@ -250,12 +252,20 @@ async fn bad_definitions_are_invalid_arguments_naming_the_field() {
         ),
         (
             |s| {
-                s.command.clear();
+                s.command = vec!["/fn".into()];
                 s.code.clear();
                 s.image = "faas/hello:1".into();
                 s.protocol.clear();
             },
             "function \"py\": protocol: give the protocol",
+        ),
+        (
+            |s| {
+                s.command.clear();
+                s.code.clear();
+                s.image = "faas/hello:1".into();
+            },
+            "function \"py\": command: an image function needs its command",
         ),
     ];
     for (change, says) in cases {

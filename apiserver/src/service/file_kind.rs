@@ -9,7 +9,7 @@
 //! protocol = "http"                    # or "exec"
 //! start_timeout_ms = 10000             # optional: how long an http process may take to listen
 //! env = { GREETING = "Hello" }         # optional
-//! # or: image = "faas/hello:1" with protocol (and optionally command): a local Docker image
+//! # or: image = "faas/hello:1" with protocol and command: a local Docker image
 //! ```
 //!
 //! A file names its code directories; it does not read them (parsing is pure). Whoever

@@ -135,6 +135,15 @@ fn builtin(spec: &FunctionSpec) -> Result<Kind, RegistryError> {
 
 fn bundle_kind(spec: &FunctionSpec) -> Result<BundleKind, RegistryError> {
     check_command(spec)?;
+    if spec.command.is_empty() {
+        // The container service starts the command under its watchdog; it never sees the
+        // image's own CMD.
+        return Err(bad(
+            spec,
+            "command",
+            "an image function needs its command too (e.g. [\"/rust-hello\"]): the platform's watchdog starts it and cannot read the image's CMD",
+        ));
+    }
     let image = if spec.image.is_empty() {
         None
     } else {

@@ -58,12 +58,12 @@ fn the_three_kinds_are_told_apart() {
     assert_eq!((k.image, k.start_timeout_ms), (None, None));
 
     let mut image = spec();
-    image.command.clear();
+    image.command = vec!["/hello".into()];
     image.image = "faas/hello:1".into();
     let Kind::Bundle(k) = validate_spec(&image).unwrap() else {
         panic!("an image function")
     };
-    assert_eq!(k.summary(), "image faas/hello:1 (http)");
+    assert_eq!(k.summary(), "image faas/hello:1: /hello (http)");
 
     let mut hello = spec();
     hello.command.clear();
@@ -127,12 +127,19 @@ fn every_mistake_names_its_field() {
     );
     refused(
         |s| {
-            s.command.clear();
             s.image = "faas/x:1".into();
             s.protocol.clear();
         },
         "protocol",
         "give the protocol",
+    );
+    refused(
+        |s| {
+            s.command.clear();
+            s.image = "faas/x:1".into();
+        },
+        "command",
+        "an image function needs its command",
     );
     for ms in [-1, MAX_START_TIMEOUT_MS + 1, i64::MIN, i64::MAX] {
         refused(
@@ -176,14 +183,7 @@ fn every_mistake_names_its_field() {
         "env.A",
         "NUL",
     );
-    refused(
-        |s| {
-            s.command.clear();
-            s.image = "faas hello".into();
-        },
-        "image",
-        "holds ' '",
-    );
+    refused(|s| s.image = "faas hello".into(), "image", "holds ' '");
     refused(
         |s| {
             s.image = "faas/x:1".into();
