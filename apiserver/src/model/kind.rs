@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | built-in | `handler = "hello"` | the container service's handler |
 //! | command | `command = ["python3", "main.py"]`, `protocol`, optional `code` directory | the user's process, watched by the container service |
-//! | image | `image = "name:tag"`, `protocol`, optional `command` | a local Docker image (Docker runtime) |
+//! | image | `image = "name:tag"`, `protocol`, `command` | a local Docker image (Docker runtime) |
 //!
 //! Command and image functions are *bundle* functions. A bundle is an immutable,
 //! content-addressed directory `BUNDLES/<sha256>/` holding `function.json` (what
