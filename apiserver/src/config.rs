@@ -1,14 +1,18 @@
 //! The API server's configuration: flags, each also read from an environment variable.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::Error;
 use crate::model::FunctionSpec;
+use crate::model::keys::{KeyLine, Scope, key_problem};
 use crate::service::file::parse_startup_toml;
 use crate::service::file::{DEFAULT_FUNCTIONS_ORIGIN, DEFAULT_FUNCTIONS_TOML};
 use crate::service::invoke::DEFAULT_NODE_GRACE;
+use crate::service::limits::{Limits, Rule, parse_limits_toml};
 use crate::service::parse_functions_toml;
 use crate::store::code_dir::load_setup_code;
+use crate::store::keys;
 
 /// The contest's API server port.
 pub const DEFAULT_PORT: u16 = 10500;
@@ -61,6 +65,87 @@ pub struct Config {
     /// scheduler is asked to hold them), so a rollback within it has no cold start.
     #[arg(long, env = "FAAS_VERSION_GRACE_MS", default_value_t = DEFAULT_VERSION_GRACE_MS)]
     pub version_grace_ms: u64,
+    /// A keys file: one key a line, `scope name key` (scope `invoke` or `admin`), mode 0600.
+    /// Neither this nor --api-key given: DATA_DIR/keys with --data-dir (made with one admin
+    /// key on the first start), else no keys.
+    #[arg(long, env = "FAAS_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// One admin key this server accepts (besides --keys-file); 16 to 256 printable ASCII
+    /// characters.
+    #[arg(long, env = "FAAS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+    /// The contest mode: calls without a key may invoke and list functions (admin calls
+    /// still need an admin key).
+    #[arg(long, env = "FAAS_ALLOW_ANONYMOUS_INVOKE")]
+    pub allow_anonymous_invoke: bool,
+    /// Calls without a key may do everything, admin included (a key presented is still
+    /// checked). Without keys, a server on a loopback address is open anyway; on any other
+    /// address it refuses to start unless given this.
+    #[arg(long, env = "FAAS_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// Calls in flight at once per account (InvokeFunction's account_id); 0: unlimited.
+    #[arg(long, env = "FAAS_ACCOUNT_CONCURRENCY", default_value_t = DEFAULT_ACCOUNT_CONCURRENCY)]
+    pub account_concurrency: u32,
+    /// New calls a second per account (a token bucket); 0: unlimited.
+    #[arg(long, env = "FAAS_ACCOUNT_RATE", default_value_t = DEFAULT_ACCOUNT_RATE)]
+    pub account_rate: u32,
+    /// Calls an account may start at once after a quiet spell; 0: --account-rate.
+    #[arg(long, env = "FAAS_ACCOUNT_BURST", default_value_t = 0)]
+    pub account_burst: u32,
+    /// Limits of particular accounts (TOML: `[accounts.NAME]` with `concurrency`, `rate`,
+    /// `burst`; a field left out is unlimited), instead of the defaults above.
+    #[arg(long, env = "FAAS_ACCOUNT_LIMITS")]
+    pub account_limits: Option<PathBuf>,
+    /// Serve TLS with this certificate (PEM; the chain, leaf first). Needs --tls-key.
+    #[arg(long, env = "FAAS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Needs --tls-cert.
+    #[arg(long, env = "FAAS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster token sent on every call to the scheduler and the nodes (see
+    /// `faas_common::token`).
+    #[command(flatten)]
+    pub cluster: faas_common::token::TokenArgs,
+}
+
+/// Default of `--account-concurrency`: far above what one client of the contest's replay
+/// keeps in flight (its driver allows 2000 outstanding in all, over many functions).
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 1000;
+/// Default of `--account-rate`, calls a second: far above the contest replay's rates.
+pub const DEFAULT_ACCOUNT_RATE: u32 = 10_000;
+
+/// A secret flag value: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// The keys a server loaded, and where from.
+#[derive(Debug)]
+pub struct LoadedKeys {
+    pub lines: Vec<KeyLine>,
+    /// Where they came from, for the log.
+    pub origin: String,
+    /// The data directory's keys file, when it was made now.
+    pub created: Option<PathBuf>,
 }
 
 /// Default of `--version-grace-ms`: 10 minutes.
@@ -79,6 +164,17 @@ impl Default for Config {
             node_call_grace_ms: DEFAULT_NODE_CALL_GRACE_MS,
             metrics_port: None,
             version_grace_ms: DEFAULT_VERSION_GRACE_MS,
+            keys_file: None,
+            api_key: None,
+            allow_anonymous_invoke: false,
+            allow_anonymous: false,
+            account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
+            account_rate: DEFAULT_ACCOUNT_RATE,
+            account_burst: 0,
+            account_limits: None,
+            tls_cert: None,
+            tls_key: None,
+            cluster: faas_common::token::TokenArgs::default(),
         }
     }
 }
@@ -111,10 +207,87 @@ impl Config {
         }
     }
 
+    /// The keys this server accepts: those of --keys-file and --api-key; neither given,
+    /// those of DATA_DIR/keys (made with one admin key when missing); else none.
+    pub fn load_keys(&self) -> Result<LoadedKeys, Error> {
+        let mut lines = Vec::new();
+        let mut origins = Vec::new();
+        let mut created = None;
+        if let Some(path) = &self.keys_file {
+            lines = keys::read_keys_file(path)?;
+            origins.push(path.display().to_string());
+        }
+        if let Some(key) = &self.api_key {
+            if let Some(reason) = key_problem(key.expose()) {
+                return Err(Error::Startup(format!(
+                    "--api-key (FAAS_API_KEY): {reason}"
+                )));
+            }
+            lines.push(KeyLine {
+                scope: Scope::Admin,
+                name: "api-key".to_string(),
+                key: key.expose().to_string(),
+            });
+            origins.push("--api-key".to_string());
+        }
+        if origins.is_empty()
+            && let Some(dir) = &self.data_dir
+        {
+            let (found, made) = keys::ensure_keys_file(dir)?;
+            lines = found;
+            let path = keys::keys_path(dir);
+            origins.push(path.display().to_string());
+            created = made.then_some(path);
+        }
+        Ok(LoadedKeys {
+            lines,
+            origin: origins.join(" and "),
+            created,
+        })
+    }
+
+    /// The admin key a client on this machine uses with a server of this configuration
+    /// (`faas up`'s): the first admin key of [`Config::load_keys`], if any.
+    pub fn client_key(&self) -> Result<Option<String>, Error> {
+        let loaded = self.load_keys()?;
+        Ok(first_admin_key(&loaded.lines))
+    }
+
+    /// Every account's limits: the defaults of the flags, and the accounts of
+    /// --account-limits.
+    pub fn load_limits(&self) -> Result<Limits, Error> {
+        let own = match &self.account_limits {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Startup(format!(
+                        "cannot read --account-limits {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                parse_limits_toml(&text, &path.display().to_string()).map_err(Error::Startup)?
+            }
+            None => HashMap::new(),
+        };
+        let default = Rule {
+            concurrency: self.account_concurrency,
+            rate: self.account_rate,
+            burst: self.account_burst,
+        };
+        Ok(Limits::new(default, own))
+    }
+
     /// `host:port` to listen on.
     pub fn listen_addr(&self) -> String {
         host_port(&self.host, self.port)
     }
+}
+
+/// The first admin key of a keys file's lines.
+pub fn first_admin_key(lines: &[KeyLine]) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l.scope == Scope::Admin)
+        .map(|l| l.key.clone())
 }
 
 /// `host:port`, with an IPv6 literal host in brackets.

@@ -51,6 +51,8 @@ pub enum Error {
     Functions(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] store::keys::KeysError),
     #[error("the API server cannot start: {0}")]
     Startup(String),
     #[error("bad scheduler endpoint (--scheduler / SCHEDULER_ENDPOINT): {0}")]

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::admin::{self, admin_server::Admin};
 use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use faas_proto::scheduler_admin::{HoldFunctionRequest, RetireFunctionRequest};
@@ -32,8 +33,10 @@ use crate::service::{Registry, RegistryError};
 pub struct AdminService {
     registry: Arc<Registry>,
     router: Arc<LiveRouter>,
-    scheduler: Option<SchedulerAdminClient<Channel>>,
+    scheduler: Option<SchedulerAdminClient<AuthChannel>>,
     version_grace: Duration,
+    /// The cluster token on calls to the scheduler and the nodes.
+    auth: ClusterAuth,
 }
 
 /// How often the scheduler is told again which versions to hold warm.
@@ -51,13 +54,16 @@ impl AdminService {
             router,
             scheduler: None,
             version_grace,
+            auth: ClusterAuth::default(),
         }
     }
 
     /// The same service, telling the scheduler (`faas.scheduler.v1`) of deleted functions so
     /// their containers drain.
-    pub fn with_scheduler(mut self, channel: Channel) -> AdminService {
-        self.scheduler = Some(SchedulerAdminClient::new(channel));
+    /// Its calls (and those to the nodes, for logs) carry the cluster token of `auth`.
+    pub fn with_scheduler(mut self, channel: Channel, auth: ClusterAuth) -> AdminService {
+        self.scheduler = Some(SchedulerAdminClient::new(auth.channel(channel)));
+        self.auth = auth;
         self
     }
 
@@ -164,6 +170,7 @@ impl Admin for AdminService {
         let reply = crate::api::logs::function_logs(
             &self.registry,
             self.scheduler.clone(),
+            &self.auth,
             request.into_inner(),
         )
         .await?;

@@ -23,11 +23,11 @@
 use std::time::Duration;
 
 use faas_common::text::clip;
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::admin::{FunctionLogLine, FunctionLogsReply, FunctionLogsRequest};
 use faas_proto::node_admin::{self, node_admin_client::NodeAdminClient};
 use faas_proto::scheduler_admin::scheduler_admin_client::SchedulerAdminClient;
 use faas_proto::scheduler_admin::{ListNodesRequest, NodeEntry};
-use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::api::convert::{never_connected, registry_status, root_cause, timed_out};
@@ -114,19 +114,21 @@ impl LogsQuery {
 /// Answers `request`: the lines of every node `scheduler` lists (see the module's steps).
 pub async fn function_logs(
     registry: &Registry,
-    scheduler: Option<SchedulerAdminClient<Channel>>,
+    scheduler: Option<SchedulerAdminClient<AuthChannel>>,
+    auth: &ClusterAuth,
     request: FunctionLogsRequest,
 ) -> Result<FunctionLogsReply, Status> {
     let query = LogsQuery::from_request(registry, request)?;
     let nodes = list_nodes(scheduler).await?;
     let answers =
-        futures::future::join_all(nodes.into_iter().map(|node| read_node(node, &query))).await;
+        futures::future::join_all(nodes.into_iter().map(|node| read_node(node, &query, auth)))
+            .await;
     Ok(merge(&query, answers))
 }
 
 /// The scheduler's nodes; `UNAVAILABLE` when it cannot be asked.
 async fn list_nodes(
-    scheduler: Option<SchedulerAdminClient<Channel>>,
+    scheduler: Option<SchedulerAdminClient<AuthChannel>>,
 ) -> Result<Vec<NodeEntry>, Status> {
     let Some(mut client) = scheduler else {
         return Err(Status::unavailable(
@@ -156,12 +158,13 @@ async fn list_nodes(
 pub type NodeAnswer = (NodeEntry, Result<node_admin::FunctionLogsReply, String>);
 
 /// Asks one node for the function's lines, within [`NODE_TIMEOUT`].
-async fn read_node(node: NodeEntry, query: &LogsQuery) -> NodeAnswer {
+async fn read_node(node: NodeEntry, query: &LogsQuery, auth: &ClusterAuth) -> NodeAnswer {
     let answer = async {
         let channel = faas_common::serve::connect_lazy(&node.address).map_err(|e| e.to_string())?;
         // A node's answer is as large as its containers' rings: tonic's 4 MiB default is
         // not a limit of the platform.
-        let mut client = NodeAdminClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut client =
+            NodeAdminClient::new(auth.channel(channel)).max_decoding_message_size(usize::MAX);
         let mut request = Request::new(node_admin::FunctionLogsRequest {
             function_name: query.function.clone(),
             since_ms: query.since_ms,

@@ -2,6 +2,8 @@
 //!
 //! - [`server`]: the contest's `apiserverproto.APIServer` (calls go through the service
 //!   layer's router) and the assembled server with health checking and metrics.
+//! - [`auth`]: the front door: each call's key (`authorization: Bearer KEY`) against the
+//!   scope its service needs, per-account limits, and the statuses of refusals.
 //! - [`admin`]: `faas.admin.v1.Admin`: functions, versions, aliases, routes, describe.
 //! - [`logs`]: `Admin/FunctionLogs`: a function's output lines from every node the scheduler
 //!   lists, merged oldest first.
@@ -13,6 +15,7 @@
 //! - [`clock`]: the monotonic clock.
 
 pub mod admin;
+pub mod auth;
 pub mod clock;
 pub mod convert;
 pub mod logs;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
 use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_common::token::ClusterAuth;
 use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
     FunctionMeta, InvokeFunctionRequest, node_service_client::NodeServiceClient,
@@ -37,11 +38,21 @@ pub const CODE_RESPONSE_TOO_LARGE: &str = "ResponseTooLarge";
 #[derive(Debug, Default)]
 pub struct GrpcNodes {
     channels: RwLock<HashMap<String, Channel>>,
+    /// The cluster token on every call.
+    auth: ClusterAuth,
 }
 
 impl GrpcNodes {
     pub fn new() -> GrpcNodes {
         GrpcNodes::default()
+    }
+
+    /// Node clients whose calls carry the cluster token of `auth`.
+    pub fn with_auth(auth: ClusterAuth) -> GrpcNodes {
+        GrpcNodes {
+            auth,
+            ..GrpcNodes::default()
+        }
     }
 
     fn channel(&self, endpoint: &str) -> Result<Channel, NodeError> {
@@ -167,7 +178,7 @@ impl GrpcNodes {
         }
         let endpoint = placement.node_endpoint();
         let channel = self.channel(&endpoint)?;
-        let mut client = NodeServiceClient::new(channel)
+        let mut client = NodeServiceClient::new(self.auth.channel(channel))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let function = call.function;

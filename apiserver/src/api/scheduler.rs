@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::meta;
 use faas_proto::schedulerproto::{
     AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
     scheduler_client::SchedulerClient,
 };
-use tonic::transport::Channel;
 
 use crate::api::convert::{remote_error, timed_out};
 use crate::model::{AcquireRequest, Placement, RemoteCode, RemoteError, ReturnRequest};
@@ -16,7 +16,7 @@ use crate::service::SchedulerPort;
 /// The scheduler at one endpoint.
 #[derive(Clone, Debug)]
 pub struct GrpcScheduler {
-    client: SchedulerClient<Channel>,
+    client: SchedulerClient<AuthChannel>,
     endpoint: String,
     /// The longest any call may take (an acquire also ends by the caller's deadline).
     deadline: Duration,
@@ -24,14 +24,15 @@ pub struct GrpcScheduler {
 
 impl GrpcScheduler {
     /// A client of the scheduler at `endpoint` (`host:port`) whose calls end within
-    /// `deadline`; connects on first use.
+    /// `deadline`, carrying the cluster token of `auth`; connects on first use.
     pub fn connect_lazy(
         endpoint: &str,
         deadline: Duration,
+        auth: &ClusterAuth,
     ) -> Result<GrpcScheduler, faas_common::serve::ServeError> {
         let channel = faas_common::serve::connect_lazy(endpoint)?;
         Ok(GrpcScheduler {
-            client: SchedulerClient::new(channel),
+            client: SchedulerClient::new(auth.channel(channel)),
             endpoint: endpoint.to_string(),
             deadline,
         })

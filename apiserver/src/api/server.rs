@@ -4,6 +4,12 @@
 //! `faas.admin.v1.Admin` (deploy, get, list and delete functions) and `grpc.health.v1`, all on
 //! one port. Each invocation runs in a task of its own, so a client that goes away mid-call
 //! cannot stop the chain before the container is returned to the scheduler.
+//!
+//! The front door ([`crate::api::auth`]): each of the two services sits behind the key check
+//! of its scope (the health service behind none), `InvokeFunction` admits a call only within
+//! its account's limits and holds its slot until the chain ends, and with `--tls-cert` the
+//! port speaks TLS only. A server without keys decides at `serve` whether it may be open:
+//! only on a loopback address or when told (`service::access::Access::decide`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,17 +25,24 @@ use faas_proto::apiserverproto::{
 use faas_proto::meta;
 use tokio::net::TcpListener;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::api::admin::AdminService;
+use crate::api::auth::{Authenticate, limit_status};
 use crate::api::clock::SystemClock;
 use crate::api::convert::{contest_function, invoke_status};
 use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
 use crate::api::node::GrpcNodes;
 use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
+use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
+use crate::service::Clock;
+use crate::service::access::{Access, KeylessFlags};
+use crate::service::limits::Limits;
 use crate::service::routing::{RouteContext, RouteNote, Routed, Router};
 use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
 use crate::store::{BundleStore, DirBundles, SqliteDao};
@@ -54,6 +67,8 @@ pub const MAX_ADMIN_REQUEST_BYTES: usize = MAX_CODE_BYTES as usize + 8 * 1024 * 
 pub struct ApiServerService {
     router: Arc<LiveRouter>,
     metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
+    clock: SystemClock,
 }
 
 fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiMetadataValue>) {
@@ -94,8 +109,18 @@ fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
 }
 
 impl ApiServerService {
-    pub fn new(router: Arc<LiveRouter>, metrics: Arc<Metrics>) -> ApiServerService {
-        ApiServerService { router, metrics }
+    /// Invocations go through `router`, each admitted by its account's `limits` first.
+    pub fn new(
+        router: Arc<LiveRouter>,
+        metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
+    ) -> ApiServerService {
+        ApiServerService {
+            router,
+            metrics,
+            limits,
+            clock: SystemClock::new(),
+        }
     }
 
     async fn invoke(
@@ -191,22 +216,37 @@ impl ApiServer for ApiServerService {
         let deadline = faas_common::serve::client_timeout(request.metadata());
         let route = route_context(request.metadata()).map_err(Status::invalid_argument)?;
         let req = request.into_inner();
+        // Refused at once, before any work: one account's burst costs the others nothing.
+        let permit = self
+            .limits
+            .admit(&req.account_id, self.clock.monotonic_nanos())
+            .map_err(|e| {
+                tracing::debug!(error = %e, "invocation refused");
+                limit_status(&e)
+            })?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
             "invoke",
             request_id = %request_id,
             function = %clip(&req.function_name)
         );
+        let invoke = Self::invoke(
+            self.router.clone(),
+            self.metrics.clone(),
+            req,
+            route,
+            request_id,
+            deadline,
+            started,
+        );
+        // The permit is held until the chain ends (the container is back), even when the
+        // caller leaves first.
         let task = tokio::spawn(
-            Self::invoke(
-                self.router.clone(),
-                self.metrics.clone(),
-                req,
-                route,
-                request_id,
-                deadline,
-                started,
-            )
+            async move {
+                let result = invoke.await;
+                drop(permit);
+                result
+            }
             .instrument(span),
         );
         task.await
@@ -276,12 +316,29 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
     Ok(opened.registry)
 }
 
-/// A ready-to-serve API server: functions loaded, clients made.
+/// The TLS configuration of `--tls-cert` and `--tls-key`, read now so a missing file fails
+/// the start.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, Error> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::Startup(format!("cannot read {flag} {}: {e}", path.display())))
+    };
+    let identity = Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
+    Ok(Some(ServerTlsConfig::new().identity(identity)))
+}
+
+/// A ready-to-serve API server: functions, keys and limits loaded, clients made.
 #[derive(Debug)]
 pub struct App {
     config: Config,
     router: Arc<LiveRouter>,
     metrics: Arc<Metrics>,
+    keys: KeyTable,
+    limits: Arc<Limits>,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl App {
@@ -289,16 +346,28 @@ impl App {
     /// the built-in set) and makes the scheduler client; fails on a bad functions file, a
     /// database it must not use, or a bad scheduler endpoint, before anything listens.
     pub async fn new(config: Config) -> Result<App, Error> {
+        let loaded = config.load_keys()?;
+        let keys = KeyTable::from_lines(&loaded.lines, &loaded.origin)
+            .map_err(|e| Error::Keys(e.into()))?;
+        if let Some(path) = &loaded.created {
+            tracing::info!(path = %path.display(), "made an admin key (faas commands on this machine read it from there)");
+        }
+        if !keys.is_empty() {
+            tracing::info!(keys = keys.len(), from = %loaded.origin, "calls need a key");
+        }
+        let limits = Arc::new(config.load_limits()?);
+        let tls = tls_config(&config)?;
         let registry = load_registry(&config).await?;
         let scheduler = GrpcScheduler::connect_lazy(
             &config.scheduler,
             Duration::from_millis(config.scheduler_timeout_ms),
+            &config.cluster.auth(),
         )
         .map_err(Error::SchedulerEndpoint)?;
         let invoker = Invoker::new(
             Arc::new(registry),
             scheduler,
-            GrpcNodes::new(),
+            GrpcNodes::with_auth(config.cluster.auth()),
             SystemClock::new(),
             config.max_event_bytes,
         )
@@ -307,6 +376,9 @@ impl App {
             config,
             router: Arc::new(Router::new(invoker, None)),
             metrics: Arc::new(Metrics::new()),
+            keys,
+            limits,
+            tls,
         })
     }
 
@@ -317,6 +389,31 @@ impl App {
 
     /// Serves on `listener` until `shutdown` fires; in-flight calls finish first.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+        let loopback = listener
+            .local_addr()
+            .map_err(|e| Error::Startup(format!("the listener has no address: {e}")))?
+            .ip()
+            .is_loopback();
+        let flags = KeylessFlags {
+            allow_anonymous: self.config.allow_anonymous,
+            allow_anonymous_invoke: self.config.allow_anonymous_invoke,
+        };
+        let access =
+            Arc::new(Access::decide(self.keys.clone(), flags, loopback).map_err(Error::Startup)?);
+        match access.anonymous() {
+            Some(Scope::Admin) if self.keys.is_empty() => {
+                tracing::warn!(
+                    "no keys: every call is accepted (give --data-dir, --keys-file or --api-key to require keys)"
+                )
+            }
+            Some(Scope::Admin) => {
+                tracing::warn!("--allow-anonymous: calls without a key may do everything")
+            }
+            Some(Scope::Invoke) => tracing::info!(
+                "--allow-anonymous-invoke: calls without a key may invoke and list functions"
+            ),
+            None => {}
+        }
         if let Some(port) = self.config.metrics_port.filter(|p| *p != 0) {
             let addr = crate::config::host_port(&self.config.host, port);
             let metrics_listener = faas_common::serve::bind(&addr).await?;
@@ -348,22 +445,29 @@ impl App {
         let api = ApiServerServer::new(ApiServerService::new(
             self.router.clone(),
             self.metrics.clone(),
+            self.limits.clone(),
         ))
         .max_decoding_message_size(max_request)
         .max_encoding_message_size(usize::MAX);
+        let api = InterceptedService::new(api, Authenticate::new(access.clone(), Scope::Invoke));
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
         let admin = AdminService::new(
             self.router.clone(),
             Duration::from_millis(self.config.version_grace_ms),
         )
-        .with_scheduler(scheduler);
+        .with_scheduler(scheduler, self.config.cluster.auth());
         admin.keep_holds(shutdown.clone());
         let admin = AdminServer::new(admin)
             .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))
             .max_encoding_message_size(usize::MAX);
+        let admin = InterceptedService::new(admin, Authenticate::new(access, Scope::Admin));
 
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls).map_err(Error::Transport)?;
+        }
+        builder
             .add_service(health_service)
             .add_service(api)
             .add_service(admin)

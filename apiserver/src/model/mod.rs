@@ -7,12 +7,15 @@
 //! - [`bundle`]: a bundle's canonical `function.json` and the hash that names it.
 //! - [`invocation`]: what one invocation carries between the API server, the scheduler and a
 //!   node (the placement the scheduler hands out, the execution a node reports).
+//! - [`keys`]: API keys, their scopes (`invoke`, `admin`), the keys file's format and the
+//!   table a call's key is looked up in (in constant time).
 //! - [`routing`]: the service layer's data: versions, aliases with weights, a function's
 //!   route policy (rules, fallback, circuit breaker).
 
 pub mod bundle;
 pub mod function;
 pub mod invocation;
+pub mod keys;
 pub mod kind;
 pub mod routing;
 

@@ -11,13 +11,18 @@
 //!   scheduler, run the function on the node, always give the container back, and run it
 //!   once more on another container when its event provably never reached the function.
 //!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
+//! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
+//! - [`limits`]: per-account concurrency and rate limits on invocations (time as an
+//!   argument).
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
 //!   fallback and circuit breaking.
 
+pub mod access;
 pub mod bundles;
 pub mod file;
 pub mod invoke;
 pub mod kind;
+pub mod limits;
 pub mod registry;
 pub mod routing;
 

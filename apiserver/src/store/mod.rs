@@ -12,6 +12,8 @@
 //!
 //! - [`bundles`]: the code of command and image functions, one immutable directory per
 //!   content hash in `DATA_DIR/bundles`, written atomically ([`DirBundles`]).
+//! - [`keys`]: keys files: read (refused when others may read them), and the data
+//!   directory's `keys` made on a first start (mode 0600, a key from the OS RNG).
 //! - [`code_dir`]: reads a user's code directory into the files a deploy uploads (what
 //!   `faas deploy` and a start-up functions file use).
 //!
@@ -25,6 +27,7 @@ pub mod code_dir;
 pub mod dao;
 #[cfg(test)]
 pub mod fake;
+pub mod keys;
 pub mod sqlite;
 pub mod table;
 
