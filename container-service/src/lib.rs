@@ -60,11 +60,23 @@ pub struct Config {
     )]
     pub unbound: bool,
     /// The function this container runs (required unless `--unbound`).
-    #[arg(long, env = "FAAS_FUNCTION_NAME", required_unless_present = "unbound")]
+    /// Any value, even one starting with `-` (names may): never an option of its own.
+    #[arg(
+        long,
+        env = "FAAS_FUNCTION_NAME",
+        required_unless_present = "unbound",
+        allow_hyphen_values = true
+    )]
     pub function_name: Option<String>,
     /// The built-in handler that implements the function (hello, echo, sleep, cpu, memory,
     /// spin; required unless `--unbound` or `--bundle`).
-    #[arg(long, env = "FAAS_HANDLER", required_unless_present_any = ["unbound", "bundle"])]
+    /// Any value, even one starting with `-`: never an option of its own.
+    #[arg(
+        long,
+        env = "FAAS_HANDLER",
+        required_unless_present_any = ["unbound", "bundle"],
+        allow_hyphen_values = true
+    )]
     pub handler: Option<String>,
     /// A command function instead of a built-in handler: the bundle directory holding
     /// `function.json` and the user's files (see `watchdog::bundle`).
@@ -260,4 +272,23 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
     faas_common::serve::announce(addr);
     serve(listener, binding, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn a_name_or_handler_that_looks_like_an_option_is_a_value() {
+        let args = ["cs", "--function-name", "--help", "--handler", "--version"];
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert_eq!(cli.config.function_name.as_deref(), Some("--help"));
+        assert_eq!(cli.config.handler.as_deref(), Some("--version"));
+    }
 }

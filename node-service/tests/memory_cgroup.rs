@@ -319,12 +319,10 @@ const NO_WATCHDOG: &[(&str, &str)] = &[("FAAS_EMULATE_MEMORY_LIMIT", "false")];
 
 /// A command function that reads its event, then allocates and touches 300 MiB at once.
 fn allocating_bundle(dir: &Path) -> Option<String> {
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
+    // A python3 the container's unprivileged user can run (not one under /root).
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())?;
     let script = "import sys; sys.stdin.read(); block = b'x' * (300 << 20); print(len(block))";
     let manifest = serde_json::json!({"command": [python, "-c", script], "protocol": "exec"});
     let hash = format!(

@@ -313,9 +313,15 @@ impl Manifest {
     }
 }
 
+/// What a container's user may not enter (on the node's process runtime it runs
+/// unprivileged: a program below `/root`, say).
+const UNREACHABLE: &str = "is out of this container's user's reach (permission denied): \
+                           install it where every user may run it";
+
 /// Whether `path` is a regular file someone may execute.
 fn executable(path: &Path) -> Result<(), &'static str> {
     match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(UNREACHABLE),
         Err(_) => Err("is not found"),
         Ok(m) if !m.is_file() => Err("is not a file"),
         Ok(m) if m.permissions().mode() & 0o111 == 0 => Err("is not executable (chmod +x)"),
@@ -337,11 +343,12 @@ fn resolve(program: &str, cwd: &Path, path_var: &OsStr) -> Result<PathBuf, Strin
         match executable(&candidate) {
             Ok(()) => return Ok(candidate),
             Err("is not found") => {}
-            Err(_) => not_executable = not_executable.or(Some(candidate)),
+            Err(why) => not_executable = not_executable.or(Some((candidate, why))),
         }
     }
     Err(match not_executable {
-        Some(p) => format!("is not executable ({})", shown(&p)),
+        Some((p, UNREACHABLE)) => format!("{UNREACHABLE} ({})", shown(&p)),
+        Some((p, _)) => format!("is not executable ({})", shown(&p)),
         None => format!(
             "is not found on PATH ({})",
             clip(&path_var.to_string_lossy())

@@ -10,6 +10,7 @@
 //! | what happened | the reply |
 //! |---|---|
 //! | exit 0 | the result is stdout |
+//! | SIGKILL while the container's memory cgroup counted an OOM kill ([`super::cgroup`]) | `OutOfMemory`, naming the group's limit |
 //! | exit non-zero or a signal | `FunctionError`: the exit status and the end of stderr |
 //! | the timeout passed | `Timeout`; the group is killed |
 //! | the memory guard killed it, or its peak (`wait4`) passed the limit | `OutOfMemory` |
@@ -19,6 +20,7 @@
 //! The call's stderr is also its reply's `function_log`. Its peak memory is the larger of
 //! the guard's samples and `wait4`'s `ru_maxrss`.
 
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use faas_common::text::clip;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::cgroup::{oom_killed, oom_message};
 use super::logs::{Stream, Tail, read_lines};
 use super::process::{KillOnDrop, Spawned, spawn};
 use super::sys::Exit;
@@ -55,6 +58,7 @@ pub(crate) async fn invoke(
 ) -> CallReport {
     let bundle = &shared.bundle;
     let _busy = shared.guard.busy();
+    let cgroup_before = shared.sys.memory_cgroup();
     let spawned = match spawn(bundle, &shared.env, true, shared.sys.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -138,6 +142,13 @@ pub(crate) async fn invoke(
             code::FUNCTION_ERROR,
             format!("the result is larger than {MAX_RESULT_BYTES} bytes"),
         ))
+    } else if let Some(group) =
+        exit.and_then(|e| oom_killed(&*shared.sys, cgroup_before, e.status.signal()))
+    {
+        Err((
+            code::OUT_OF_MEMORY,
+            oom_message("the call's process", group.limit_bytes),
+        ))
     } else if let Some(exit) = exit.filter(|e| !e.status.success()) {
         let stderr = tail.text();
         let stderr = stderr.trim();
@@ -180,7 +191,46 @@ pub(crate) async fn invoke(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::watchdog::sys_fake::FakeSys;
+    use crate::watchdog::{Limits, Watchdog};
+
+    /// Runs one call of an `exec` function `sh -c script` whose container's memory cgroup
+    /// reads `oom_kills` (before the call, then after).
+    async fn call(script: &str, oom_kills: &[u64]) -> CallReport {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = serde_json::json!({"command": ["sh", "-c", script], "protocol": "exec"});
+        std::fs::write(dir.path().join("function.json"), manifest.to_string()).unwrap();
+        let sys = Arc::new(FakeSys::default());
+        sys.cgroup_readings(oom_kills, 64 << 20);
+        let limits = Limits {
+            memory_bytes: 1 << 30,
+            enforce_memory: false,
+        };
+        let watchdog = Watchdog::start_with(dir.path(), limits, sys).await.unwrap();
+        watchdog
+            .invoke("r", b"{}".to_vec(), Duration::from_secs(30))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_process_the_kernel_killed_for_the_cgroups_memory_is_out_of_memory() {
+        let report = call("kill -9 $$", &[3, 4]).await;
+        let (code, message) = report.result.unwrap_err();
+        assert_eq!(code, code::OUT_OF_MEMORY);
+        assert!(message.contains("limit of 67108864 bytes"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_sigkill_without_an_oom_kill_or_another_signal_is_the_functions_error() {
+        for (script, kills) in [("kill -9 $$", [3, 3]), ("kill -15 $$", [3, 4])] {
+            let (code, message) = call(script, &kills).await.result.unwrap_err();
+            assert_eq!(code, code::FUNCTION_ERROR, "{script}: {message}");
+            assert!(message.contains("the command failed (signal"), "{message}");
+        }
+    }
 
     #[test]
     fn a_tail_clip_keeps_the_end() {

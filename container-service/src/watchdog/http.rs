@@ -8,9 +8,11 @@
 //! connections, one per concurrent call); the response body is read up to
 //! [`MAX_RESULT_BYTES`]. A broken connection usually means the process died: the call waits
 //! briefly for the reaper to say so, and then ends `ContainerExited` (or `OutOfMemory` when
-//! the memory guard killed it).
+//! the memory guard killed it, or the kernel did for the container's memory cgroup:
+//! [`super::cgroup`]).
 
 use std::net::Ipv4Addr;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::cgroup::{CgroupMemory, oom_killed, oom_message};
 use super::logs::{Stream, read_lines};
 use super::memory::Tracked;
 use super::process::{Group, KillOnDrop, environment, spawn};
@@ -49,6 +52,8 @@ pub struct HttpFunction {
     output: OutputCopy,
     client: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
+    /// The container's memory cgroup when the process started.
+    cgroup_before: Option<CgroupMemory>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -149,6 +154,7 @@ impl HttpFunction {
     pub(crate) async fn start(shared: &Arc<Shared>) -> Result<HttpFunction, StartError> {
         let bundle = &shared.bundle;
         let port = free_port().map_err(StartError::Port)?;
+        let cgroup_before = shared.sys.memory_cgroup();
         let spawned = spawn(
             bundle,
             &environment(bundle, Some(port)),
@@ -209,6 +215,7 @@ impl HttpFunction {
             uri: format!("http://127.0.0.1:{port}/")
                 .parse()
                 .expect("a loopback URI parses"),
+            cgroup_before,
         })
     }
 
@@ -219,6 +226,13 @@ impl HttpFunction {
             (
                 code::OUT_OF_MEMORY,
                 format!("out of memory: {why}; the function's process was killed"),
+            )
+        } else if let Some(group) =
+            oom_killed(&*shared.sys, self.cgroup_before, exit.status.signal())
+        {
+            (
+                code::OUT_OF_MEMORY,
+                oom_message("the function's process", group.limit_bytes),
             )
         } else if shared.stopping.load(Ordering::Acquire) {
             (

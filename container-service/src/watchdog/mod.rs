@@ -21,7 +21,9 @@
 //! killed; an `http` request is dropped, its server lives on); the [memory guard](memory)
 //! measures the function's processes and kills them past the container's memory limit
 //! (`OutOfMemory`); their output goes into the container's [log ring](logs), and an `exec`
-//! call's stderr also into its reply's `function_log`.
+//! call's stderr also into its reply's `function_log`. Where the container has a memory
+//! cgroup, a process the kernel killed at its limit is told from any other `kill -9` by the
+//! group's OOM counter ([`cgroup`]), and its call ends `OutOfMemory` too.
 //!
 //! Nothing the watchdog starts outlives it. Each process leads its own process group and
 //! dies with the container service ([`process`]); every exit path kills the groups: a call
@@ -29,12 +31,14 @@
 //! container service stopping on SIGTERM), and dropping the watchdog. The one gap is a
 //! SIGKILL of the container service itself: its direct children get the kernel's
 //! parent-death signal, but a grandchild (what a shell script forked) survives until it
-//! ends by itself (a cgroup, in a later slice, closes it).
+//! ends by itself (on the node's process runtime, the container's cgroups close that gap:
+//! removing the container kills what is left in them).
 //!
 //! The system calls are behind [`sys::Sys`], so the rules (the guard, the group handle) are
 //! unit-tested against a fake; everything else is tested with real processes.
 
 pub mod bundle;
+pub mod cgroup;
 pub mod exec;
 pub mod http;
 pub mod logs;

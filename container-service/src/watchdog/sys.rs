@@ -3,7 +3,7 @@
 //! [`Sys`] is the part the watchdog's *rules* use: how much memory a process tree holds, and
 //! killing a process group. The rules (the memory guard, the group handle that never signals
 //! a reaped group) are unit-tested against the fake beside this file (`sys_fake.rs`);
-//! [`RealSys`] reads `/proc` and calls `kill(2)`. Starting and reaping processes
+//! [`RealSys`] reads `/proc` (and the container's memory cgroup) and calls `kill(2)`. Starting and reaping processes
 //! ([`die_with_parent`], [`wait_exited`], [`reap`]) are plain functions: they are tested with
 //! real processes only, since a fake of them would test nothing but itself.
 //!
@@ -22,6 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 
+use super::cgroup::{CgroupMemory, MemoryGroup};
 use crate::memory::rss::parse_status_bytes;
 
 /// The memory of a process and its descendants, summed.
@@ -44,6 +45,9 @@ pub trait Sys: Send + Sync + Debug + 'static {
     fn memory(&self, pids: &[u32]) -> TreeMemory;
     /// Sends SIGKILL to every process of group `pgid`.
     fn kill_group(&self, pgid: u32) -> std::io::Result<()>;
+    /// The OOM kills and limit of this container's memory cgroup (`None`: no cgroup, or
+    /// one that keeps no count; see [`super::cgroup`]).
+    fn memory_cgroup(&self) -> Option<CgroupMemory>;
 
     /// The memory of `root` and its descendants.
     fn tree_memory(&self, root: u32) -> TreeMemory {
@@ -118,6 +122,12 @@ impl Sys for RealSys {
         } else {
             Err(std::io::Error::last_os_error())
         }
+    }
+
+    fn memory_cgroup(&self) -> Option<CgroupMemory> {
+        // The container's group is fixed when it starts: found once.
+        static OWN: std::sync::OnceLock<Option<MemoryGroup>> = std::sync::OnceLock::new();
+        OWN.get_or_init(MemoryGroup::own).as_ref()?.read()
     }
 }
 

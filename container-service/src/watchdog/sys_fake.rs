@@ -1,9 +1,11 @@
 //! The fake [`Sys`] the watchdog's rules are unit-tested against: memory is what the test
-//! set, kills are recorded (and, like a real SIGKILL, make the group's memory vanish).
+//! set, kills are recorded (and, like a real SIGKILL, make the group's memory vanish), and
+//! the memory cgroup's OOM counter reads what the test lined up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::cgroup::CgroupMemory;
 use super::sys::{Sys, TreeMemory};
 
 /// A system whose process trees hold the memory a test sets.
@@ -11,6 +13,8 @@ use super::sys::{Sys, TreeMemory};
 pub struct FakeSys {
     memory: Mutex<HashMap<u32, TreeMemory>>,
     kills: Mutex<Vec<u32>>,
+    /// The memory cgroup's next readings; the last one stays (none: no cgroup).
+    cgroup: Mutex<Vec<CgroupMemory>>,
 }
 
 impl FakeSys {
@@ -24,6 +28,18 @@ impl FakeSys {
                 processes: 1,
             },
         );
+    }
+
+    /// The memory cgroup reads `oom_kills`, one reading after the other (the last one
+    /// stays), with a limit of `limit_bytes`.
+    pub fn cgroup_readings(&self, oom_kills: &[u64], limit_bytes: u64) {
+        *self.cgroup.lock().unwrap() = oom_kills
+            .iter()
+            .map(|&oom_kills| CgroupMemory {
+                oom_kills,
+                limit_bytes: Some(limit_bytes),
+            })
+            .collect();
     }
 
     /// The groups killed so far, in order.
@@ -53,5 +69,14 @@ impl Sys for FakeSys {
         self.kills.lock().unwrap().push(pgid);
         self.memory.lock().unwrap().remove(&pgid);
         Ok(())
+    }
+
+    fn memory_cgroup(&self) -> Option<CgroupMemory> {
+        let mut readings = self.cgroup.lock().unwrap();
+        if readings.len() > 1 {
+            Some(readings.remove(0))
+        } else {
+            readings.first().copied()
+        }
     }
 }

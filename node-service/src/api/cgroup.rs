@@ -39,6 +39,13 @@
 //! `write(2)`: no allocation between `fork` and `exec`, and no page of the new program is
 //! charged anywhere else.
 //!
+//! Processes: the same groups also cap how many processes and threads a container may have
+//! ([`HostCgroups::limit_pids`], `--container-pids-max`), so a fork bomb stops in its own
+//! container. On v1 that is a second tree in the `pids` hierarchy, named exactly as the memory
+//! one (`<own pids cgroup>/faas-<node id>.<pid>.<n>/<container id>`), made, joined (the same
+//! [`Joiner`] writes both `cgroup.procs`), removed and swept with it; on v2 it is `pids.max`
+//! of the memory groups themselves. A host without it keeps the memory groups.
+//!
 //! [`MemoryCgroups`] is what the runtime uses; [`HostCgroups`] is the real one, and the
 //! runtime's rules are unit-tested against the fake beside this file (`cgroup_fake.rs`).
 //! The path and parsing rules are plain functions, tested here; the real groups are tested
@@ -122,34 +129,44 @@ pub trait MemoryCgroups: Send + Sync + Debug + 'static {
     fn close(&self);
 }
 
-/// A group's `cgroup.procs`, open for writing: a child of a command it is installed in joins
-/// the group. It must live until the command is spawned.
+/// The `cgroup.procs` of a container's groups (its memory group, and its pids group where
+/// that is another hierarchy), open for writing: a child of a command they are installed in
+/// joins them. It must live until the command is spawned.
 #[derive(Debug)]
-pub struct Joiner(File);
+pub struct Joiner(Vec<File>);
 
 impl Joiner {
     /// A joiner writing to `procs` (a group's `cgroup.procs`, or anything for a fake).
     pub fn new(procs: File) -> Joiner {
-        Joiner(procs)
+        Joiner(vec![procs])
     }
 
-    /// Makes `cmd`'s child join the group between `fork` and `exec`; its spawn fails if it
-    /// cannot.
+    /// The same joiner, joining the group of `procs` too.
+    pub fn and(mut self, procs: File) -> Joiner {
+        self.0.push(procs);
+        self
+    }
+
+    /// Makes `cmd`'s child join the groups between `fork` and `exec`; its spawn fails if it
+    /// cannot. Install it before anything that drops the child's privileges: the groups'
+    /// files are the node's.
     #[allow(unsafe_code)]
     pub fn install(&self, cmd: &mut tokio::process::Command) {
         use std::os::fd::AsRawFd;
-        let fd = self.0.as_raw_fd();
+        let fds: Vec<i32> = self.0.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-        // allowed: `write(2)` of a static byte to a descriptor inherited from the parent (open
-        // as long as the joiner, which outlives the spawn), and `last_os_error` reads errno
-        // without allocating.
+        // allowed: `write(2)` of a static byte to descriptors inherited from the parent (open
+        // as long as the joiner, which outlives the spawn; the list was made before the
+        // fork, iterating it allocates nothing), and `last_os_error` reads errno without
+        // allocating.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
+                for &fd in &fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
+                Ok(())
             });
         }
     }
@@ -179,6 +196,19 @@ pub fn parse_proc_cgroup(text: &str) -> OwnCgroups {
         }
     }
     own
+}
+
+/// The path of this process's group in the v1 hierarchy of `controller`, from a
+/// `/proc/self/cgroup`.
+fn v1_path<'a>(text: &'a str, controller: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers) = (parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| parts.next())?
+    })
 }
 
 /// One cgroup filesystem of `/proc/self/mountinfo`.
@@ -331,6 +361,18 @@ impl Hierarchy {
     }
 }
 
+/// Where this process's group of the v1 `pids` hierarchy is on disk, from a
+/// `/proc/self/cgroup` and a `/proc/self/mountinfo`.
+pub fn locate_v1_pids(proc_cgroup: &str, mountinfo: &str) -> Result<PathBuf, String> {
+    let path =
+        v1_path(proc_cgroup, "pids").ok_or("/proc/self/cgroup names no cgroup v1 pids group")?;
+    parse_mountinfo(mountinfo)
+        .iter()
+        .filter(|m| m.fstype == "cgroup" && m.options.split(',').any(|o| o == "pids"))
+        .find_map(|m| on_disk(m, path))
+        .ok_or_else(|| format!("the cgroup v1 pids controller ({path}) is not mounted here"))
+}
+
 /// Whether the controller list `file` of the v2 group at `dir` holds `memory`.
 fn has_memory(dir: &Path, file: &str) -> Result<bool, String> {
     fs::read_to_string(dir.join(file))
@@ -370,12 +412,12 @@ fn owner_pid(name: &str) -> Option<u32> {
 /// Whether the group `name` is a leftover of a node process that is gone (`alive` says
 /// whether a pid runs). Groups of this process (`own_pid`) are never leftovers: another
 /// node served in this process may be using them.
-fn leftover(name: &str, own_pid: u32, alive: impl Fn(u32) -> bool) -> bool {
+pub(crate) fn leftover(name: &str, own_pid: u32, alive: impl Fn(u32) -> bool) -> bool {
     owner_pid(name).is_some_and(|pid| pid != own_pid && !alive(pid))
 }
 
 /// Whether process `pid` runs (a zombie, dead but not yet reaped by its parent, does not).
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -510,6 +552,18 @@ pub struct HostCgroups {
     version: Version,
     node_dir: PathBuf,
     groups: Mutex<HashSet<String>>,
+    /// Where containers get their pids limit, if anywhere ([`HostCgroups::limit_pids`]).
+    pids: Option<Pids>,
+}
+
+/// Where a node's containers get their pids limit.
+#[derive(Debug)]
+enum Pids {
+    /// cgroup v1: groups named as the memory ones, below the node's group of the same name
+    /// in the `pids` hierarchy.
+    Beside { node_dir: PathBuf, max: u64 },
+    /// cgroup v2: the memory groups themselves (`pids` enabled beside `memory`).
+    Within { max: u64 },
 }
 
 impl HostCgroups {
@@ -527,6 +581,7 @@ impl HostCgroups {
             version: hierarchy.version,
             node_dir,
             groups: Mutex::new(HashSet::new()),
+            pids: None,
         };
         // Dropped on an error: its group is removed again.
         let node_dir = cgroups.node_dir.display();
@@ -539,6 +594,63 @@ impl HostCgroups {
             Version::V1 => {}
         }
         Ok((cgroups, swept))
+    }
+
+    /// Also limits each container to `max` processes and threads (a fork bomb stops there,
+    /// not at the host's limit) with a pids cgroup, where the host lets the node make one: in
+    /// the v1 `pids` hierarchy (groups named as the memory ones, below a node group of the
+    /// same name, whose leftovers are swept as the memory ones are; what it removed is
+    /// returned), or on v2 in the memory groups themselves. The error says why not; the
+    /// memory groups work all the same.
+    pub fn limit_pids(&mut self, max: u64) -> Result<Swept, String> {
+        let node_dir = &self.node_dir;
+        if self.version == Version::V2 {
+            fs::write(node_dir.join("cgroup.subtree_control"), "+pids")
+                .map_err(|e| format!("cannot enable pids in {}: {e}", node_dir.display()))?;
+            self.pids = Some(Pids::Within { max });
+            return Ok(Swept::default());
+        }
+        let read = |path: &str| fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
+        let own = locate_v1_pids(&read("/proc/self/cgroup")?, &read("/proc/self/mountinfo")?)?;
+        let swept = sweep(&own, std::process::id(), pid_alive);
+        let name = node_dir.file_name().expect("a node's group has a name");
+        let pids_dir = own.join(name);
+        fs::create_dir(&pids_dir)
+            .map_err(|e| format!("cannot create {}: {e}", pids_dir.display()))?;
+        self.pids = Some(Pids::Beside {
+            node_dir: pids_dir,
+            max,
+        });
+        Ok(swept)
+    }
+
+    /// The pids group of container `id`, where it is not its memory group.
+    fn pids_group(&self, id: &str) -> Option<PathBuf> {
+        match &self.pids {
+            Some(Pids::Beside { node_dir, .. }) => Some(node_dir.join(id)),
+            _ => None,
+        }
+    }
+
+    /// Sets up the new groups of container `id` (its memory group at `dir`) and opens them
+    /// for a child to join.
+    fn open_groups(&self, id: &str, dir: &Path, limit_bytes: u64) -> io::Result<Joiner> {
+        let procs = |dir: &Path| File::options().write(true).open(dir.join("cgroup.procs"));
+        write_limit(self.version, dir, limit_bytes)?;
+        let joiner = Joiner::new(procs(dir)?);
+        match &self.pids {
+            None => Ok(joiner),
+            Some(Pids::Within { max }) => {
+                fs::write(dir.join("pids.max"), max.to_string())?;
+                Ok(joiner)
+            }
+            Some(Pids::Beside { node_dir, max }) => {
+                let pids = node_dir.join(id);
+                fs::create_dir(&pids)?;
+                fs::write(pids.join("pids.max"), max.to_string())?;
+                Ok(joiner.and(procs(&pids)?))
+            }
+        }
     }
 
     /// The interface in use.
@@ -573,15 +685,16 @@ impl MemoryCgroups for HostCgroups {
         }
         let dir = self.group_dir(id);
         fs::create_dir(&dir)?;
-        let procs = write_limit(self.version, &dir, limit_bytes)
-            .and_then(|()| File::options().write(true).open(dir.join("cgroup.procs")));
-        match procs {
-            Ok(procs) => {
+        match self.open_groups(id, &dir, limit_bytes) {
+            Ok(joiner) => {
                 self.groups().insert(id.to_string());
-                Ok(Joiner::new(procs))
+                Ok(joiner)
             }
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
+                if let Some(pids) = self.pids_group(id) {
+                    let _ = fs::remove_dir(pids);
+                }
                 Err(e)
             }
         }
@@ -613,6 +726,9 @@ impl MemoryCgroups for HostCgroups {
             return Ok(());
         }
         remove_group(&self.group_dir(id))?;
+        if let Some(pids) = self.pids_group(id) {
+            remove_group(&pids)?;
+        }
         self.groups().remove(id);
         Ok(())
     }
@@ -620,12 +736,21 @@ impl MemoryCgroups for HostCgroups {
     fn close(&self) {
         let left: Vec<String> = self.groups().drain().collect();
         for id in left {
-            if let Err(e) = remove_group(&self.group_dir(&id)) {
-                tracing::warn!(group = %id, error = %e, "cannot remove a container's memory cgroup");
+            let dirs = std::iter::once(self.group_dir(&id)).chain(self.pids_group(&id));
+            for dir in dirs {
+                if let Err(e) = remove_group(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a container's cgroup");
+                }
             }
         }
-        if let Err(e) = remove_group(&self.node_dir) {
-            tracing::warn!(dir = %self.node_dir.display(), error = %e, "cannot remove the node's memory cgroup");
+        let pids_dir = match &self.pids {
+            Some(Pids::Beside { node_dir, .. }) => Some(node_dir.clone()),
+            _ => None,
+        };
+        for dir in std::iter::once(self.node_dir.clone()).chain(pids_dir) {
+            if let Err(e) = remove_group(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the node's cgroup");
+            }
         }
     }
 }
@@ -652,6 +777,8 @@ pub enum Report {
         version: Version,
         node_dir: PathBuf,
         swept: Swept,
+        /// Each container's pids limit, or why there is none.
+        pids: Result<u64, String>,
     },
 }
 
@@ -670,6 +797,7 @@ impl Report {
                 version,
                 node_dir,
                 swept,
+                pids,
             } => {
                 tracing::info!(
                     cgroup = version.name(),
@@ -677,8 +805,16 @@ impl Report {
                     "memory cgroups on: each container runs in a group of its own in dir, \
                      limited to its memory with no swap; the kernel stops it at that limit"
                 );
+                match pids {
+                    Ok(max) => tracing::info!(
+                        pids_max = max,
+                        "pids cgroups on: each container runs at most pids_max processes and \
+                         threads (--container-pids-max)"
+                    ),
+                    Err(reason) => tracing::info!(%reason, "pids cgroups not used"),
+                }
                 if !swept.removed.is_empty() {
-                    tracing::info!(groups = ?swept.removed, "removed the memory cgroups of gone nodes");
+                    tracing::info!(groups = ?swept.removed, "removed the cgroups of gone nodes");
                 }
                 for (name, e) in &swept.failed {
                     tracing::warn!(group = %name, error = %e, "cannot remove a gone node's memory cgroup");
@@ -688,17 +824,27 @@ impl Report {
     }
 }
 
-/// The groups `mode` asks for, if the host lets the node make them, and what to say of it.
-pub fn open(mode: Mode, node_id: &str) -> (Option<HostCgroups>, Report) {
+/// The groups `mode` asks for, if the host lets the node make them, each container limited
+/// to `pids_max` processes too where it can be (0: no pids limit), and what to say of it.
+pub fn open(mode: Mode, node_id: &str, pids_max: u64) -> (Option<HostCgroups>, Report) {
     if mode == Mode::Off {
         return (None, Report::Off);
     }
     match host(node_id) {
-        Ok((cgroups, swept)) => {
+        Ok((mut cgroups, mut swept)) => {
+            let pids = match pids_max {
+                0 => Err("--container-pids-max 0".to_string()),
+                max => cgroups.limit_pids(max).map(|more| {
+                    swept.removed.extend(more.removed);
+                    swept.failed.extend(more.failed);
+                    max
+                }),
+            };
             let report = Report::On {
                 version: cgroups.version(),
                 node_dir: cgroups.node_dir().to_path_buf(),
                 swept,
+                pids,
             };
             (Some(cgroups), report)
         }
@@ -731,6 +877,22 @@ mod tests {
         let comounted = parse_proc_cgroup("5:cpu,memory:/a:b\n");
         assert_eq!(comounted.v1_memory.as_deref(), Some("/a:b"));
         assert_eq!(parse_proc_cgroup("0::/user.slice/x\n").v1_memory, None);
+    }
+
+    #[test]
+    fn the_v1_pids_group_is_found_under_its_mount() {
+        let mounts = format!(
+            "{MOUNTS}36 31 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+        );
+        let proc = "8:pids:/a\n4:memory:/b\n";
+        assert_eq!(
+            locate_v1_pids(proc, &mounts).unwrap(),
+            Path::new("/sys/fs/cgroup/pids/a")
+        );
+        let e = locate_v1_pids(proc, MOUNTS).unwrap_err();
+        assert!(e.contains("pids controller (/a) is not mounted"), "{e}");
+        let e = locate_v1_pids(PROC_V1, &mounts).unwrap_err();
+        assert!(e.contains("no cgroup v1 pids group"), "{e}");
     }
 
     #[test]

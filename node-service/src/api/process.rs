@@ -25,6 +25,16 @@
 //! [`Liveness::OutOfMemory`], so the call it was answering ends `OutOfMemory`. Removing a
 //! container removes its group (killing anything the container left in it); the shutdown
 //! removes the node's. Without groups, memory is only measured, by the container service.
+//! Where the groups are, each container also gets a pids limit (`--container-pids-max`).
+//!
+//! Isolation ([`super::isolation`]): each container runs as `--container-user` (when the node
+//! is root), with `no_new_privs`, limits, a clean environment and a private directory that
+//! goes with it. The child joins its cgroups first, then drops its privileges.
+//!
+//! Arguments: no value can become an option of the container service. Numbers go as one
+//! `--flag=value` argument; a bundle's directory is absolute (it starts with `/`); a
+//! function's name and handler (which may start with `-`: `--help`, say) follow their flag,
+//! which the container service declares to take any value (clap's `allow_hyphen_values`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +46,7 @@ use faas_common::launch::{Child, LaunchError, Launcher};
 
 use super::cgroup::{GroupUsage, Joiner, MemoryCgroups};
 use super::docker::UNBOUND_MEMORY_BYTES;
+use super::isolation::Isolation;
 use super::procfs::{self, CpuSampler};
 use super::stderr;
 use crate::model::bundle::Bundle;
@@ -69,6 +80,8 @@ pub struct ProcessRuntime {
     /// The containers' memory cgroups, where the host has them (after `containers`: a
     /// dropped runtime kills its children before it removes their groups).
     cgroups: Option<Arc<dyn MemoryCgroups>>,
+    /// The containers' user, limits, environment and private directories.
+    isolation: Option<Arc<Isolation>>,
 }
 
 impl ProcessRuntime {
@@ -81,7 +94,14 @@ impl ProcessRuntime {
             containers: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             cgroups: None,
+            isolation: None,
         }
+    }
+
+    /// The same runtime, isolating each container as `isolation` says.
+    pub fn with_isolation(mut self, isolation: Arc<Isolation>) -> ProcessRuntime {
+        self.isolation = Some(isolation);
+        self
     }
 
     /// The same runtime, capping each container's memory with a cgroup of `cgroups`.
@@ -126,6 +146,9 @@ impl ProcessRuntime {
     /// Removes container `id`'s group, if any, once its processes are dead; what its counters
     /// said last.
     async fn drop_group(&self, id: &str) -> GroupUsage {
+        if let Some(isolation) = &self.isolation {
+            isolation.remove(id);
+        }
         let Some(cgroups) = self.cgroups.clone() else {
             return GroupUsage::default();
         };
@@ -194,6 +217,16 @@ impl ProcessRuntime {
             memory_limit
         };
         let joiner = self.join_group(&id, cap, &mut cmd)?;
+        // After the joiner: the child joins its groups while it is still the node's user.
+        if let Some(isolation) = &self.isolation
+            && let Err(e) = isolation.install(&id, &mut cmd)
+        {
+            drop(joiner);
+            self.drop_group(&id).await;
+            return Err(RuntimeError::Unavailable(format!(
+                "cannot make the private directory of a container: {e}"
+            )));
+        }
         let spawned = Child::spawn_ready(cmd, ready_timeout).await;
         drop((write_end, joiner));
         let (mut child, addr) = match spawned {
@@ -269,7 +302,7 @@ impl Runtime for ProcessRuntime {
         bundle: Option<&Bundle>,
     ) -> Result<ContainerHandle, RuntimeError> {
         let mut cmd = self.launcher.command();
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--function-name"])
+        cmd.args(["--host=127.0.0.1", "--port=0", "--function-name"])
             .arg(&spec.function_name);
         let ready_timeout = match bundle {
             None => {
@@ -292,9 +325,9 @@ impl Runtime for ProcessRuntime {
                 bundle.ready_within(self.ready_timeout)
             }
         };
-        cmd.arg("--memory-bytes").arg(spec.memory_bytes.to_string());
+        cmd.arg(format!("--memory-bytes={}", spec.memory_bytes));
         if spec.timeout_ms > 0 {
-            cmd.arg("--timeout-ms").arg(spec.timeout_ms.to_string());
+            cmd.arg(format!("--timeout-ms={}", spec.timeout_ms));
         }
         self.start(cmd, &spec.function_name, spec.memory_bytes, ready_timeout)
             .await
@@ -302,7 +335,7 @@ impl Runtime for ProcessRuntime {
 
     async fn start_unbound(&self) -> Result<ContainerHandle, RuntimeError> {
         let mut cmd = self.launcher.command();
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--unbound"]);
+        cmd.args(["--host=127.0.0.1", "--port=0", "--unbound"]);
         self.start(cmd, "(warm pool)", 0, self.ready_timeout).await
     }
 
@@ -406,6 +439,9 @@ impl Runtime for ProcessRuntime {
         .await;
         if let Some(cgroups) = self.cgroups.clone() {
             let _ = tokio::task::spawn_blocking(move || cgroups.close()).await;
+        }
+        if let Some(isolation) = &self.isolation {
+            isolation.close();
         }
     }
 }
