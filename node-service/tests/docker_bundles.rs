@@ -303,3 +303,37 @@ async fn an_image_function_runs_its_command_under_the_mounted_watchdog() {
         "the node removed its container"
     );
 }
+
+/// Nodes starting together each find the network missing and create one (Docker keeps
+/// network names unique only on a best-effort basis, and not under a race): they settle on
+/// one, the oldest, remove the others, and join it by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_settle_on_one_network() {
+    use faas_node_service::api::docker::ensure_network;
+    if !docker_available() {
+        return;
+    }
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let name = format!("faas-test-net-{}", uuid::Uuid::new_v4().simple());
+    let starts = (0..8).map(|_| ensure_network(&docker, &name, "faas-test-net"));
+    let chosen: Vec<String> = futures::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("network ensured").0)
+        .collect();
+    let filter = format!("name=^{name}$");
+    let left = docker_cli(&["network", "ls", "-q", "--no-trunc", "--filter", &filter]).unwrap();
+    let left: Vec<&str> = left.split_whitespace().collect();
+    for id in &left {
+        let _ = docker_cli(&["network", "rm", id]);
+    }
+    assert!(
+        chosen.iter().all(|id| *id == chosen[0]),
+        "every node joins the same network: {chosen:?}"
+    );
+    assert_eq!(
+        left,
+        [chosen[0].as_str()],
+        "one network of the name is left"
+    );
+}

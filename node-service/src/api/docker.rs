@@ -30,11 +30,11 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerStatsResponse, ContainerUpdateBody, EndpointSettings, HostConfig,
-    NetworkCreateRequest, NetworkingConfig,
+    Network, NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StatsOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -138,6 +138,9 @@ pub struct DockerRuntime {
     options: DockerOptions,
     containers: Mutex<HashMap<String, Arc<DockerContainer>>>,
     closed: AtomicBool,
+    /// The network's id: containers join it by id (a name Docker may hold twice is
+    /// ambiguous).
+    network_id: String,
     created_network: bool,
 }
 
@@ -169,14 +172,20 @@ pub fn name_part(s: &str) -> String {
         .collect()
 }
 
-/// Makes sure the bridge network `name` exists; returns whether it was created now.
+/// Makes sure the bridge network `name` exists; returns the id of the one to use and whether
+/// this call created a network.
+///
+/// Docker does not keep network names unique, and nodes starting together each find the
+/// name missing and create one. So after creating, every node [`settle_network`]s: all
+/// keep the oldest network of that name and remove the others, and containers join it by
+/// its id.
 pub async fn ensure_network(
     docker: &Docker,
     name: &str,
     instance: &str,
-) -> Result<bool, DockerError> {
-    match docker.inspect_network(name, None).await {
-        Ok(_) => Ok(false),
+) -> Result<(String, bool), DockerError> {
+    let created = match docker.inspect_network(name, None).await {
+        Ok(_) => false,
         Err(e) if is_not_found(&e) => {
             let request = NetworkCreateRequest {
                 name: name.to_string(),
@@ -187,18 +196,57 @@ pub async fn ensure_network(
                 ])),
                 ..Default::default()
             };
-            match docker.create_network(request).await {
-                Ok(_) => Ok(true),
-                // Someone else created it meanwhile.
-                Err(_) if docker.inspect_network(name, None).await.is_ok() => Ok(false),
-                Err(e) => Err(e),
-            }
+            docker.create_network(request).await?;
+            true
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    Ok((settle_network(docker, name).await?, created))
 }
 
-/// Removes network `name` if nothing uses it any more (errors are logged, not returned).
+/// The oldest network named exactly `name` (the id); the other networks of that name are
+/// removed where no container uses them (another node may be removing them too: errors
+/// are ignored). Every node sees the oldest one, and none removes it, so all agree.
+pub async fn settle_network(docker: &Docker, name: &str) -> Result<String, DockerError> {
+    let options = ListNetworksOptionsBuilder::new()
+        .filters(&HashMap::from([("name", vec![name])]))
+        .build();
+    let mut same: Vec<Network> = docker
+        .list_networks(Some(options))
+        .await?
+        .into_iter()
+        // The filter matches parts of names.
+        .filter(|n| n.name.as_deref() == Some(name) && n.id.is_some())
+        .collect();
+    same.sort_by_cached_key(|n| (created_key(n.created.as_deref()), n.id.clone()));
+    let mut same = same.into_iter();
+    let Some(kept) = same.next().and_then(|n| n.id) else {
+        // Removed between the create and the list (a node that stopped): inspect says.
+        let n = docker.inspect_network(name, None).await?;
+        return Ok(n.id.unwrap_or_else(|| name.to_string()));
+    };
+    // Docker refuses to remove a network a container uses.
+    for id in same.filter_map(|n| n.id) {
+        if let Err(e) = docker.remove_network(&id).await {
+            tracing::debug!(network = name, id, error = %e, "duplicate network not removed");
+        }
+    }
+    Ok(kept)
+}
+
+/// A network's creation time, comparable as text: Docker writes RFC 3339 with as few
+/// fraction digits as it needs (`…:01.12Z` is after `…:01.1Z`), so the fraction is padded.
+fn created_key(created: Option<&str>) -> String {
+    let Some(created) = created else {
+        return String::new();
+    };
+    let (seconds, rest) = created.split_once('.').unwrap_or((created, ""));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    format!("{seconds}.{digits:0<9}")
+}
+
+/// Removes network `name` (a name or an id) if nothing uses it any more (errors are logged,
+/// not returned).
 pub async fn remove_network_if_unused(docker: &Docker, name: &str) {
     match docker.inspect_network(name, None).await {
         Ok(n) if n.containers.as_ref().is_none_or(|c| c.is_empty()) => {
@@ -308,9 +356,12 @@ impl DockerRuntime {
             .ping()
             .await
             .map_err(|e| unavailable("the daemon does not answer", e))?;
-        let created_network = ensure_network(&docker, &options.network, &options.instance)
-            .await
-            .map_err(|e| unavailable(&format!("cannot create network {}", options.network), e))?;
+        let (network_id, created_network) =
+            ensure_network(&docker, &options.network, &options.instance)
+                .await
+                .map_err(|e| {
+                    unavailable(&format!("cannot create network {}", options.network), e)
+                })?;
         let orphans = remove_labelled(&docker, &Self::own_filters(&options)).await;
         if orphans > 0 {
             tracing::warn!(
@@ -325,6 +376,7 @@ impl DockerRuntime {
             options,
             containers: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            network_id,
             created_network,
         })
     }
@@ -429,12 +481,12 @@ impl DockerRuntime {
                 readonly_rootfs: Some(true),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 cap_drop: Some(vec!["ALL".to_string()]),
-                network_mode: Some(o.network.clone()),
+                network_mode: Some(self.network_id.clone()),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
-                    o.network.clone(),
+                    self.network_id.clone(),
                     EndpointSettings::default(),
                 )])),
             }),
@@ -804,7 +856,7 @@ impl Runtime for DockerRuntime {
         // Whatever a failed create left behind.
         remove_labelled(&self.docker, &Self::own_filters(&self.options)).await;
         if self.created_network {
-            remove_network_if_unused(&self.docker, &self.options.network).await;
+            remove_network_if_unused(&self.docker, &self.network_id).await;
         }
     }
 }
