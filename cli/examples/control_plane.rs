@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::token::AuthChannel;
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{AcquireContainerRequest, FunctionConfig, ReturnContainerRequest};
-use tonic::transport::Channel;
 
 fn acquire_request(id: String) -> AcquireContainerRequest {
     AcquireContainerRequest {
@@ -26,7 +26,7 @@ fn acquire_request(id: String) -> AcquireContainerRequest {
     }
 }
 
-async fn pair(client: &mut SchedulerClient<Channel>) -> anyhow::Result<()> {
+async fn pair(client: &mut SchedulerClient<AuthChannel>) -> anyhow::Result<()> {
     let id = uuid::Uuid::new_v4().to_string();
     let reply = client
         .acquire_container(acquire_request(id.clone()))
@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let channel = faas_common::serve::connect(&platform.scheduler.to_string()).await?;
-    let client = SchedulerClient::new(channel);
+    let client = SchedulerClient::new(platform.cluster_auth().channel(channel));
 
     // Warm up: enough containers for the concurrency the rate needs.
     let warm: Vec<_> = (0..16)

@@ -192,7 +192,12 @@ async fn deploy(api: &Api, f: &FunctionConfig, handler: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn inject(fault: &str, api: &Api, scheduler: &str) -> anyhow::Result<Injected> {
+async fn inject(
+    fault: &str,
+    api: &Api,
+    scheduler: &str,
+    auth: &faas_common::token::ClusterAuth,
+) -> anyhow::Result<Injected> {
     let hello = || async {
         api.list()
             .await?
@@ -234,7 +239,7 @@ async fn inject(fault: &str, api: &Api, scheduler: &str) -> anyhow::Result<Injec
         "hold-lease" => {
             let f = hello().await?;
             let channel = faas_common::serve::connect(scheduler).await?;
-            let held = SchedulerClient::new(channel)
+            let held = SchedulerClient::new(auth.channel(channel))
                 .acquire_container(AcquireContainerRequest {
                     request_id: "fault-bench-held-lease".into(),
                     account_id: ACCOUNT.into(),
@@ -294,7 +299,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
     let platform = LocalPlatform::start(&options).await?;
     let rm = platform.resource_manager.to_string();
-    let api = Api::connect(&platform.apiserver.to_string()).await?;
+    let api = platform.api().await?;
     let mix = MIX
         .iter()
         .map(|(f, e)| (f.to_string(), e.as_bytes().to_vec()))
@@ -312,7 +317,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
     tokio::time::sleep_until((start + Duration::from_secs_f64(args.at)).into()).await;
     let mut seen = procs::platform_pids();
-    let mut injected = inject(fault, &api, &platform.scheduler.to_string()).await;
+    let auth = platform.cluster_auth();
+    let mut injected = inject(fault, &api, &platform.scheduler.to_string(), &auth).await;
     if let Ok(i) = &injected {
         println!("fault at {:.2} s: {}", (i.at - start).as_secs_f64(), i.what);
     }
@@ -326,10 +332,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         None => Ok(()),
     };
     let settle = Instant::now() + Duration::from_secs(10);
-    let mut ledger = observe::node_ledger(&rm, metrics_port).await;
+    let mut ledger = observe::node_ledger(&rm, metrics_port, &auth).await;
     while !ledger.consistent() && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        ledger = observe::node_ledger(&rm, metrics_port).await;
+        ledger = observe::node_ledger(&rm, metrics_port, &auth).await;
     }
     let leases = observe::scrape(metrics_port)
         .await

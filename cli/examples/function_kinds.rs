@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use faas_cli::client::Api;
 use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
 
@@ -40,21 +39,23 @@ fn entries(examples: &Path, i: usize) -> [(&'static str, String); 3] {
     [
         (
             "hello (built-in)",
-            format!("[[function]]\nname = \"hello-{i}\"\nhandler = \"hello\"\nmemory_mb = 128\n"),
+            format!(
+                "[[function]]\nname = \"hello-{i}\"\nhandler = \"hello\"\nmemory_mb = 128\ntimeout_ms = 5000\n"
+            ),
         ),
         (
             "python http",
             format!(
                 "[[function]]\nname = \"py-{i}\"\ncommand = [\"python3\", \"main.py\"]\n\
                  code = {py:?}\nprotocol = \"http\"\nenv = {{ GREETING = \"Hello\" }}\n\
-                 memory_mb = 128\n"
+                 memory_mb = 128\ntimeout_ms = 5000\n"
             ),
         ),
         (
             "shell exec",
             format!(
                 "[[function]]\nname = \"sh-{i}\"\ncommand = [\"sh\", \"main.sh\"]\n\
-                 code = {sh:?}\nprotocol = \"exec\"\nmemory_mb = 64\n"
+                 code = {sh:?}\nprotocol = \"exec\"\nmemory_mb = 64\ntimeout_ms = 5000\n"
             ),
         ),
     ]
@@ -105,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let platform = LocalPlatform::start(&options).await?;
     let addr = platform.apiserver.to_string();
-    let api = Api::connect(&addr).await?;
+    let api = platform.api().await?;
 
     let file = dir.join("functions.toml");
     let text: String = (0..cold)
@@ -115,6 +116,9 @@ async fn main() -> anyhow::Result<()> {
     let out = tokio::process::Command::new(faas_bin()?)
         .args(["deploy", file.to_str().context("temp path")?])
         .args(["--apiserver", &addr])
+        // Its key: the one the API server made in its data directory.
+        .arg("--data-dir")
+        .arg(dir.join("data"))
         .output()
         .await?;
     anyhow::ensure!(

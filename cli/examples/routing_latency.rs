@@ -9,10 +9,9 @@
 
 use std::time::Instant;
 
-use faas_cli::client::Api;
 use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
-use faas_proto::admin::{self, admin_client::AdminClient};
+use faas_proto::admin;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,8 +24,8 @@ async fn main() -> anyhow::Result<()> {
         ..PlatformOptions::default()
     })
     .await?;
-    let addr = platform.apiserver.to_string();
-    let mut admin = AdminClient::new(faas_common::serve::connect(&addr).await?);
+    let api = platform.api().await?;
+    let mut admin = api.admin();
     admin
         .deploy_function(admin::DeployFunctionRequest {
             function: Some(admin::FunctionSpec {
@@ -78,7 +77,6 @@ async fn main() -> anyhow::Result<()> {
             }),
         })
         .await?;
-    let api = Api::connect(&addr).await?;
     let ways = ["hello", "shop:1", "shop:live", "shop"];
     for name in ways {
         api.invoke("bench", name, vec![]).await?;

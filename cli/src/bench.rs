@@ -323,6 +323,15 @@ pub struct ReplayArgs {
     /// The running platform's resource manager (node-seconds and container lifetimes).
     #[arg(long, requires = "apiserver")]
     pub resource_manager: Option<String>,
+    /// The running platform's API key (`authorization: Bearer KEY`); unset: for an API
+    /// server on this machine, the admin key `faas up` wrote to DATA_DIR/keys. A contest
+    /// API server (`--allow-anonymous-invoke`) needs none for the invocations, and an admin
+    /// key only to deploy the workload's functions.
+    #[arg(long, env = "FAAS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The running platform's cluster token, for its resource manager and nodes.
+    #[command(flatten)]
+    pub cluster: faas_common::token::TokenArgs,
     /// Started platforms: nodes ready at start.
     #[arg(long, default_value_t = 10)]
     pub ready_nodes: u32,
@@ -641,6 +650,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         );
         let options = LiveOptions {
             fresh_platform: false,
+            cluster_token: args.cluster.token().cloned(),
+            api_key: crate::client::find_key(
+                apiserver,
+                args.api_key.as_deref(),
+                crate::platform::data_dir_here().as_deref(),
+            )?,
             ..options
         };
         let run = tokio::select! {
@@ -655,11 +670,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             let mut platform =
                 LocalPlatform::start(&bench.platform_options(args.platform_options(&policy)))
                     .await?;
-            let options = live_options(
-                platform.apiserver.to_string(),
-                Some(platform.resource_manager.to_string()),
-                &policy,
-            );
+            let options = LiveOptions {
+                cluster_token: platform.cluster_token.clone(),
+                api_key: platform.api_key().map(str::to_string),
+                ..live_options(
+                    platform.apiserver.to_string(),
+                    Some(platform.resource_manager.to_string()),
+                    &policy,
+                )
+            };
             if !faults.0.is_empty() {
                 eprintln!("faults: {faults}");
             }

@@ -1,8 +1,18 @@
 //! Calls to the API server as a user makes them: invoke (with the platform's metadata read
 //! back, and the service layer's routing metadata sent and read back), list and deploy
 //! functions.
+//!
+//! Every call carries the caller's key, when it has one, as the gRPC metadata
+//! `authorization: Bearer KEY` ([`BearerKey`], an interceptor on both clients). Where the
+//! key comes from is [`find_key`]'s business: `--api-key` / `FAAS_API_KEY`, else the admin
+//! key `faas up` wrote to `DATA_DIR/keys`, which is only ever sent to an API server on this
+//! machine (a loopback address). An `https://` address, or `--tls-ca FILE`, connects with TLS
+//! ([`Connect`]).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use anyhow::Context;
 
 use faas_apiserver::api::routing::{MAX_ROUTE_PARAMS, MAX_ROUTE_VALUE_BYTES};
 use faas_proto::admin::admin_client::AdminClient;
@@ -10,7 +20,9 @@ use faas_proto::apiserverproto::api_server_client::ApiServerClient;
 use faas_proto::apiserverproto::{InvokeFunctionRequest, ListFunctionsRequest};
 use faas_proto::meta;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::Channel;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// The account the command line uses when none is given.
 pub const DEFAULT_ACCOUNT: &str = "faas-cli";
@@ -20,11 +32,149 @@ pub const DEFAULT_ACCOUNT: &str = "faas-cli";
 /// long description each). The server is the one the user pointed the command at.
 pub const MAX_REPLY_BYTES: usize = usize::MAX;
 
+/// Adds `authorization: Bearer KEY` to every call, when there is a key.
+#[derive(Clone, Default)]
+pub struct BearerKey(Option<AsciiMetadataValue>);
+
+impl BearerKey {
+    /// The interceptor of `key`; refused unless it is printable ASCII (as every key is).
+    pub fn new(key: Option<&str>) -> anyhow::Result<BearerKey> {
+        let Some(key) = key else {
+            return Ok(BearerKey(None));
+        };
+        let key = key.trim();
+        let refused = || anyhow::anyhow!("the API key must be printable ASCII without spaces");
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(refused());
+        }
+        let mut value =
+            AsciiMetadataValue::try_from(format!("Bearer {key}")).map_err(|_| refused())?;
+        value.set_sensitive(true);
+        Ok(BearerKey(Some(value)))
+    }
+}
+
+impl std::fmt::Debug for BearerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str(if self.0.is_some() {
+            "BearerKey(..)"
+        } else {
+            "BearerKey(None)"
+        })
+    }
+}
+
+impl Interceptor for BearerKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(faas_apiserver::api::auth::AUTHORIZATION, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the caller's key.
+pub type KeyedChannel = InterceptedService<Channel, BearerKey>;
+/// The admin API client, with the caller's key.
+pub type AdminApi = AdminClient<KeyedChannel>;
+
+/// How to reach the API server.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// `host:port`, `http://host:port` or `https://host:port`.
+    pub addr: String,
+    /// The key every call carries.
+    pub key: Option<String>,
+    /// Trust the certificates this CA (PEM) signed; implies TLS. Without it an `https://`
+    /// address trusts the system's roots.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Connect {
+    /// A channel to the API server: plaintext, or TLS for `https://` or a CA file.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let addr = self.addr.as_str();
+        if !addr.starts_with("https://") && self.tls_ca.is_none() {
+            return Ok(faas_common::serve::connect(addr).await?);
+        }
+        let uri = match addr.strip_prefix("http://") {
+            Some(_) => anyhow::bail!(
+                "{addr}: --tls-ca asks for TLS, the address for plaintext; give https://{}",
+                &addr["http://".len()..]
+            ),
+            None if addr.starts_with("https://") => addr.to_string(),
+            None => format!("https://{addr}"),
+        };
+        let tls = match &self.tls_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read --tls-ca {}", path.display()))?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .with_context(|| format!("bad API server address {addr:?}"))?
+            .tls_config(tls)
+            .with_context(|| format!("cannot use TLS with {addr}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        endpoint.connect().await.map_err(|e| {
+            let e = anyhow::Error::new(e).context(format!("cannot connect to {uri} (TLS)"));
+            anyhow::anyhow!(crate::errors::one_line(&e))
+        })
+    }
+}
+
+/// Whether `addr` (`host:port`, or a URI) names this machine: a loopback IP or `localhost`.
+pub fn is_local(addr: &str) -> bool {
+    let rest = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The key a command uses with the API server at `addr`: `given` (`--api-key` or
+/// `FAAS_API_KEY`), else, for an API server on this machine, the first admin key of
+/// `DATA_DIR/keys` (the one `faas up` wrote) when that file exists; else none.
+pub fn find_key(
+    addr: &str,
+    given: Option<&str>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(key) = given.filter(|k| !k.is_empty()) {
+        return Ok(Some(key.to_string()));
+    }
+    let Some(dir) = data_dir.filter(|_| is_local(addr)) else {
+        return Ok(None);
+    };
+    let path = faas_apiserver::store::keys::keys_path(dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let lines = faas_apiserver::store::keys::read_keys_file(&path)?;
+    Ok(faas_apiserver::config::first_admin_key(&lines))
+}
+
 /// A connection to the API server (both the contest API and the admin API).
 #[derive(Clone)]
 pub struct Api {
-    invoke: ApiServerClient<Channel>,
-    admin: AdminClient<Channel>,
+    invoke: ApiServerClient<KeyedChannel>,
+    admin: AdminApi,
 }
 
 /// The answer to one invocation, with what the platform reports beside the body.
@@ -195,19 +345,40 @@ fn number<T: std::str::FromStr>(map: &MetadataMap, key: &str) -> Option<T> {
 }
 
 impl Api {
-    /// Connects to the API server at `addr` (`host:port`).
+    /// Connects to the API server at `addr` (`host:port`), without a key.
     pub async fn connect(addr: &str) -> anyhow::Result<Api> {
-        let channel = faas_common::serve::connect(addr).await?;
-        Ok(Api::from_channel(channel))
+        Api::connect_with_key(addr, None).await
     }
 
-    /// Uses an existing channel.
+    /// Connects to the API server at `addr`; every call carries `key`.
+    pub async fn connect_with_key(addr: &str, key: Option<&str>) -> anyhow::Result<Api> {
+        let channel = faas_common::serve::connect(addr).await?;
+        Api::keyed(channel, key)
+    }
+
+    /// Connects as `target` says (TLS, key).
+    pub async fn connect_to(target: &Connect) -> anyhow::Result<Api> {
+        let channel = target.channel().await?;
+        Api::keyed(channel, target.key.as_deref())
+    }
+
+    /// Uses an existing channel, without a key.
     pub fn from_channel(channel: Channel) -> Api {
+        Api::with_interceptor(channel, BearerKey::default())
+    }
+
+    /// Uses an existing channel; every call carries `key`.
+    pub fn keyed(channel: Channel, key: Option<&str>) -> anyhow::Result<Api> {
+        Ok(Api::with_interceptor(channel, BearerKey::new(key)?))
+    }
+
+    fn with_interceptor(channel: Channel, key: BearerKey) -> Api {
         Api {
             // Requests stay unlimited here: the server says clearly when an event is too large.
-            invoke: ApiServerClient::new(channel.clone())
+            invoke: ApiServerClient::with_interceptor(channel.clone(), key.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
-            admin: AdminClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES),
+            admin: AdminClient::with_interceptor(channel, key)
+                .max_decoding_message_size(MAX_REPLY_BYTES),
         }
     }
 
@@ -274,7 +445,7 @@ impl Api {
     }
 
     /// The admin API client.
-    pub fn admin(&self) -> AdminClient<Channel> {
+    pub fn admin(&self) -> AdminApi {
         self.admin.clone()
     }
 }
@@ -345,6 +516,44 @@ mod tests {
         .metadata()
         .unwrap_err();
         assert!(e.contains("at most 16 routing parameters"), "{e}");
+    }
+
+    #[test]
+    fn the_data_dirs_key_goes_only_to_this_machine() {
+        for local in [
+            "127.0.0.1:10500",
+            "localhost:1",
+            "[::1]:1",
+            "http://127.0.0.2:1",
+            "https://localhost:1",
+        ] {
+            assert!(is_local(local), "{local}");
+        }
+        for remote in [
+            "10.0.0.1:10500",
+            "example.com:1",
+            "[2001:db8::1]:1",
+            "https://faas.example:443",
+        ] {
+            assert!(!is_local(remote), "{remote}");
+        }
+        let dir = std::env::temp_dir().join(format!("faas-cli-key-{}", uuid::Uuid::new_v4()));
+        let (lines, _) = faas_apiserver::store::keys::ensure_keys_file(&dir).unwrap();
+        let key = find_key("127.0.0.1:1", None, Some(&dir)).unwrap();
+        assert_eq!(key.as_deref(), Some(lines[0].key.as_str()));
+        assert_eq!(find_key("10.1.1.1:1", None, Some(&dir)).unwrap(), None);
+        let given = find_key("10.1.1.1:1", Some("mine"), Some(&dir)).unwrap();
+        assert_eq!(given.as_deref(), Some("mine"));
+        assert_eq!(
+            find_key("127.0.0.1:1", None, Some(&dir.join("none"))).unwrap(),
+            None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(BearerKey::new(Some("ключ")).is_err());
+        assert_eq!(
+            format!("{:?}", BearerKey::new(Some("secret")).unwrap()),
+            "BearerKey(..)"
+        );
     }
 
     #[test]

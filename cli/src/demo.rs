@@ -204,10 +204,15 @@ pub async fn run_load(api: &Api, mix: &[Stream], duration: Duration) -> Vec<Samp
 }
 
 /// Node-seconds so far from the resource manager's `GetNodesUsage`: each node from its
-/// reserve until its release, or until `now_ms` while still held.
-pub async fn node_seconds(resource_manager: &str, now_ms: i64) -> anyhow::Result<f64> {
+/// reserve until its release, or until `now_ms` while still held (the call carries the
+/// platform's cluster token, `auth`).
+pub async fn node_seconds(
+    resource_manager: &str,
+    now_ms: i64,
+    auth: &faas_common::token::ClusterAuth,
+) -> anyhow::Result<f64> {
     let channel = faas_common::serve::connect(resource_manager).await?;
-    let nodes = ResourceManagerClient::new(channel)
+    let nodes = ResourceManagerClient::new(auth.channel(channel))
         .get_nodes_usage(GetNodesUsageRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
         })

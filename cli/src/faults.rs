@@ -208,14 +208,15 @@ pub async fn stop_counting_leaks(
     scheduler_metrics: u16,
 ) -> (Leaks, anyhow::Result<()>) {
     let rm = platform.resource_manager.to_string();
+    let auth = platform.cluster_auth();
     let ledger = observe::poll(LEAK_SETTLE, || async {
-        let ledger = observe::node_ledger(&rm, scheduler_metrics).await;
+        let ledger = observe::node_ledger(&rm, scheduler_metrics, &auth).await;
         ledger.settled().then_some(ledger)
     })
     .await;
     let ledger: NodeLedger = match ledger {
         Some(l) => l,
-        None => observe::node_ledger(&rm, scheduler_metrics).await,
+        None => observe::node_ledger(&rm, scheduler_metrics, &auth).await,
     };
     seen.extend(procs::platform_pids());
     let stopped = platform.stop().await;

@@ -76,9 +76,41 @@ impl PlatformArgs {
 
 #[derive(Args, Clone, Debug)]
 struct Target {
-    /// The API server to talk to.
+    /// The API server to talk to (`host:port`, or `https://host:port` for TLS).
     #[arg(long, env = "FAAS_APISERVER", default_value = "127.0.0.1:10500")]
     apiserver: String,
+    /// The key every call carries (`authorization: Bearer KEY`). Unset: for an API server on
+    /// this machine, the admin key `faas up` wrote to DATA_DIR/keys.
+    #[arg(long, env = "FAAS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Connect with TLS and trust the certificates this CA (PEM) signed.
+    #[arg(long, env = "FAAS_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Where `faas up` keeps its data (its key: DATA_DIR/keys). [default:
+    /// $XDG_DATA_HOME/mini-faas or ~/.local/share/mini-faas]
+    #[arg(long, env = "FAAS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl Target {
+    /// A client of the API server with the key this command uses.
+    async fn api(&self) -> anyhow::Result<Api> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(faas_cli::platform::data_dir_here);
+        let key = faas_cli::client::find_key(
+            &self.apiserver,
+            self.api_key.as_deref(),
+            data_dir.as_deref(),
+        )?;
+        Api::connect_to(&faas_cli::client::Connect {
+            addr: self.apiserver.clone(),
+            key,
+            tls_ca: self.tls_ca.clone(),
+        })
+        .await
+    }
 }
 
 #[derive(Subcommand)]
@@ -344,10 +376,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let data_dir = match data_dir {
                 Some(dir) => dir,
-                None => faas_cli::platform::default_data_dir(
-                    std::env::var_os("XDG_DATA_HOME"),
-                    std::env::var_os("HOME"),
-                )
+                None => faas_cli::platform::data_dir_here()
                 .context(
                     "no data directory: give --data-dir (or FAAS_DATA_DIR), or set HOME or XDG_DATA_HOME",
                 )?,
@@ -402,7 +431,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             // Refused here, before anything is sent, with the flag named.
             route.metadata().map_err(anyhow::Error::msg)?;
-            let api = Api::connect(&target.apiserver).await?;
+            let api = target.api().await?;
             match api.invoke_routed(&account, &name, event, &route).await {
                 Ok(out) => {
                     if verbose {
@@ -432,9 +461,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Functions { target } => {
-            routing_cmds::functions(&Api::connect(&target.apiserver).await?).await
-        }
+        Command::Functions { target } => routing_cmds::functions(&target.api().await?).await,
         Command::Deploy { file, target } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -445,11 +472,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for note in load_setup_code(&mut setup, &origin, base)? {
                 eprintln!("warning: {note}");
             }
-            let api = Api::connect(&target.apiserver).await?;
+            let api = target.api().await?;
             routing_cmds::deploy(&api, &setup).await
         }
         Command::Delete { name, target } => {
-            let api = Api::connect(&target.apiserver).await?;
+            let api = target.api().await?;
             api.admin()
                 .delete_function(DeleteFunctionRequest { name: name.clone() })
                 .await
@@ -458,13 +485,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Publish { name, target } => {
-            routing_cmds::publish(&Api::connect(&target.apiserver).await?, &name).await
+            routing_cmds::publish(&target.api().await?, &name).await
         }
         Command::Versions {
             name,
             delete,
             target,
-        } => routing_cmds::versions(&Api::connect(&target.apiserver).await?, &name, delete).await,
+        } => routing_cmds::versions(&target.api().await?, &name, delete).await,
         Command::Alias { command } => match command {
             AliasCommand::Set {
                 name,
@@ -472,18 +499,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 weights,
                 target,
             } => {
-                let api = Api::connect(&target.apiserver).await?;
+                let api = target.api().await?;
                 routing_cmds::alias_set(&api, &name, &alias, &weights).await
             }
             AliasCommand::List { name, target } => {
-                routing_cmds::alias_list(&Api::connect(&target.apiserver).await?, &name).await
+                routing_cmds::alias_list(&target.api().await?, &name).await
             }
             AliasCommand::Delete {
                 name,
                 alias,
                 target,
             } => {
-                let api = Api::connect(&target.apiserver).await?;
+                let api = target.api().await?;
                 routing_cmds::alias_delete(&api, &name, &alias).await
             }
         },
@@ -491,16 +518,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             name,
             alias,
             target,
-        } => routing_cmds::rollback(&Api::connect(&target.apiserver).await?, &name, &alias).await,
+        } => routing_cmds::rollback(&target.api().await?, &name, &alias).await,
         Command::Routes {
             command: RoutesCommand::Clear { name, target },
-        } => routing_cmds::routes_clear(&Api::connect(&target.apiserver).await?, &name).await,
+        } => routing_cmds::routes_clear(&target.api().await?, &name).await,
         Command::Describe { name, json, target } => {
-            routing_cmds::describe(&Api::connect(&target.apiserver).await?, &name, json).await
+            routing_cmds::describe(&target.api().await?, &name, json).await
         }
-        Command::Logs { args, target } => {
-            logs_cmd::logs(&Api::connect(&target.apiserver).await?, &args).await
-        }
+        Command::Logs { args, target } => logs_cmd::logs(&target.api().await?, &args).await,
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,
         Command::Apiserver(config) => faas_apiserver::main_with(config).await,
@@ -549,6 +574,16 @@ async fn up(options: PlatformOptions) -> anyhow::Result<()> {
             faas_apiserver::store::DirBundles::in_data_dir(dir).display()
         );
     }
+    match (&options.data_dir, platform.api_key()) {
+        _ if std::env::var_os("FAAS_API_KEY").is_some() => {
+            println!("  admin key        FAAS_API_KEY (faas commands pass it too)")
+        }
+        (Some(dir), Some(_)) => println!(
+            "  admin key        {} (faas commands on this machine use it; elsewhere pass --api-key or FAAS_API_KEY)",
+            faas_apiserver::store::keys::keys_path(dir).display()
+        ),
+        _ => {}
+    }
     println!(
         "try: faas invoke hello --event '{{\"name\":\"you\"}}' --apiserver {}",
         platform.apiserver
@@ -572,7 +607,7 @@ async fn run_demo(options: PlatformOptions, duration: Duration) -> anyhow::Resul
     println!("starting the platform (policy {})...", options.policy);
     let platform = LocalPlatform::start(&options).await?;
     let result = async {
-        let api = Api::connect(&platform.apiserver.to_string()).await?;
+        let api = platform.api().await?;
         let mix = demo::default_mix();
         println!(
             "sending {} s of mixed load over {} functions ({:.0} calls/s)...",
@@ -587,6 +622,7 @@ async fn run_demo(options: PlatformOptions, duration: Duration) -> anyhow::Resul
         let node_seconds = demo::node_seconds(
             &platform.resource_manager.to_string(),
             faas_common::clock::now_ms(),
+            &platform.cluster_auth(),
         )
         .await?;
         print!("{}", demo::render(&demo::summarize(&samples), node_seconds));

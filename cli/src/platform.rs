@@ -11,6 +11,9 @@
 //! functions in a SQLite database there (`DATA_DIR/apiserver.db`), so a restart loses none;
 //! without one it keeps them in memory only. Nodes then find the bundles of functions made
 //! of the users' own code in `DATA_DIR/bundles` ([`PlatformOptions::bundles_dir`]).
+//! With a data directory the API server also requires a key on every call: the admin key it
+//! keeps in `DATA_DIR/keys` (made on the first start), which [`LocalPlatform::api`] hands to
+//! its clients ([`LocalPlatform::api_key`]); without one it is open on loopback.
 //!
 //! Starting fails fast on bad configuration: every component's flags are parsed, the policy,
 //! the functions file and the database checked, and every port bound before anything runs;
@@ -27,6 +30,14 @@
 //! start the component again on the same port with the same configuration. The resource
 //! manager is stopped through its crash-like stop ([`faas_resource_manager::run_with`]): its
 //! nodes keep running, to be taken back by the new one when it has a `--state-dir`.
+//!
+//! Every platform has a cluster token ([`faas_common::token`]): the resource manager, the
+//! scheduler and the node services take calls only with it, and each component sends it on
+//! its calls to the others. It is made from the OS's random source and kept in
+//! `DATA_DIR/cluster-token` (mode 0600; kept across restarts, so the nodes of a crashed run
+//! are taken back) when there is a data directory; without one it lives in this process only
+//! and the resource manager hands it to its node processes in their environment. Tools that
+//! look at the components directly use [`LocalPlatform::cluster_auth`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,6 +104,8 @@ pub struct PlatformOptions {
     pub scheduler_args: Vec<String>,
     /// More resource manager flags, likewise.
     pub resource_manager_args: Vec<String>,
+    /// More API server flags, likewise (e.g. `["--account-rate", "0"]`).
+    pub apiserver_args: Vec<String>,
     /// Run each in-process component on a runtime of its own, so the restart hooks can stop
     /// one as a crash would (see the module documentation). Off: they share the caller's
     /// runtime, and the restart hooks refuse.
@@ -119,6 +132,7 @@ impl Default for PlatformOptions {
             node_warm_pool: None,
             scheduler_args: Vec::new(),
             resource_manager_args: Vec::new(),
+            apiserver_args: Vec::new(),
             restartable: false,
         }
     }
@@ -362,6 +376,36 @@ impl Component {
     }
 }
 
+/// The platform's cluster token: `DATA_DIR/cluster-token` (made on first start, mode 0600),
+/// or a new one for this process only without a data directory.
+fn cluster_token(
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<faas_common::token::ClusterToken> {
+    use faas_common::token::{ClusterToken, FILE_NAME};
+    match data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            ClusterToken::load_or_create(&dir.join(FILE_NAME)).map_err(anyhow::Error::msg)
+        }
+        None => ClusterToken::generate().context("cannot make a cluster token (/dev/urandom)"),
+    }
+}
+
+/// Where `faas up` keeps its data on this machine when not told, as [`default_data_dir`]
+/// from the environment, except for root: `/var/lib/mini-faas`. Root's home is closed to
+/// other users, and function containers run as an unprivileged user (the node's
+/// `--container-user`) that must reach the bundles in the data directory.
+pub fn data_dir_here() -> Option<PathBuf> {
+    if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+        return Some(PathBuf::from(ROOT_DATA_DIR));
+    }
+    default_data_dir(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+/// Root's default data directory.
+pub const ROOT_DATA_DIR: &str = "/var/lib/mini-faas";
+
 /// Where `faas up` keeps its data when not told: `$XDG_DATA_HOME/mini-faas`, else
 /// `$HOME/.local/share/mini-faas` (the XDG base directory rules: a relative or empty
 /// `XDG_DATA_HOME` is ignored). `None` when neither is set.
@@ -383,6 +427,10 @@ pub struct LocalPlatform {
     pub scheduler: SocketAddr,
     /// Where the resource manager listens.
     pub resource_manager: SocketAddr,
+    /// The cluster token every component requires (see the module documentation).
+    pub cluster_token: Option<faas_common::token::ClusterToken>,
+    /// The admin key the API server takes (`DATA_DIR/keys` with a data directory).
+    api_key: Option<String>,
     /// Front to back: API server, scheduler, resource manager.
     components: Vec<Component>,
 }
@@ -485,7 +533,12 @@ impl LocalPlatform {
             rm_args.push(dir.display().to_string());
         }
         rm_args.extend(opts.resource_manager_args.iter().cloned());
-        let rm_config: faas_resource_manager::Config = config_from(RESOURCE_MANAGER, &rm_args)?;
+        let cluster_token = cluster_token(opts.data_dir.as_deref())?;
+        let cluster = faas_common::token::TokenArgs::with(Some(cluster_token.clone()));
+        let rm_config = faas_resource_manager::Config {
+            cluster: cluster.clone(),
+            ..config_from(RESOURCE_MANAGER, &rm_args)?
+        };
         // The scheduler's resource manager address is known once its port is bound.
         let scheduler_args = |resource_manager: &str| {
             let mut args = strings(&[
@@ -511,6 +564,7 @@ impl LocalPlatform {
             api_args.push("--functions".to_string());
             api_args.push(path.display().to_string());
         }
+        api_args.extend(opts.apiserver_args.iter().cloned());
         let api_config = faas_apiserver::Config {
             data_dir: opts.data_dir.clone(),
             ..config_from(APISERVER, &api_args)?
@@ -531,12 +585,19 @@ impl LocalPlatform {
                 .await?
                 .map_err(|e| anyhow::anyhow!("{APISERVER} cannot start: {e}"))?;
         }
+        // The API server's admin key, for this process's own clients (`Self::api`); made
+        // now in a new data directory.
+        let api_key = api_config
+            .client_key()
+            .map_err(|e| anyhow::anyhow!("{APISERVER} cannot start: {e}"))?;
         let scheduler_config = faas_scheduler::Config {
             resource_manager: resource_manager.to_string(),
+            cluster: cluster.clone(),
             ..scheduler_config
         };
         let api_config = faas_apiserver::Config {
             scheduler: scheduler.to_string(),
+            cluster,
             ..api_config
         };
 
@@ -561,6 +622,8 @@ impl LocalPlatform {
             apiserver,
             scheduler,
             resource_manager,
+            cluster_token: Some(cluster_token),
+            api_key,
             components,
         };
         // Back to front, as each needs the one behind it.
@@ -576,6 +639,23 @@ impl LocalPlatform {
             }
         }
         Ok(platform)
+    }
+
+    /// The client side of the platform's cluster token: a channel it wraps may call the
+    /// resource manager, the scheduler and the nodes.
+    pub fn cluster_auth(&self) -> faas_common::token::ClusterAuth {
+        faas_common::token::ClusterAuth::new(self.cluster_token.as_ref())
+    }
+
+    /// The admin key of the API server (`DATA_DIR/keys` with a data directory, or its
+    /// `--api-key`); `None` when it has none (without a data directory: open on loopback).
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// A client of the API server, with its admin key.
+    pub async fn api(&self) -> anyhow::Result<crate::client::Api> {
+        crate::client::Api::connect_with_key(&self.apiserver.to_string(), self.api_key()).await
     }
 
     /// Waits until a component stops by itself (it failed while running) and says why, as
@@ -705,6 +785,8 @@ mod tests {
             apiserver: addr,
             scheduler: addr,
             resource_manager: addr,
+            cluster_token: None,
+            api_key: None,
             components: vec![
                 fake_component(APISERVER, None),
                 fake_component(SCHEDULER, scheduler_fails),

@@ -61,6 +61,7 @@ async fn live_and_simulated_runs_agree_on_cold_starts_and_node_seconds() {
     let options = LiveOptions {
         apiserver: platform.apiserver.to_string(),
         resource_manager: Some(platform.resource_manager.to_string()),
+        cluster_token: platform.cluster_token.clone(),
         progress: false,
         grace_ms: 60_000,
         ..LiveOptions::default()

@@ -29,7 +29,11 @@ async fn the_canary_regression_opens_the_breaker_and_the_rollback_serves_only_wa
         ..CanaryOptions::default()
     };
     let apiserver = platform.apiserver.to_string();
-    let outcome = tokio::time::timeout(TEST_LIMIT, canary::run(&apiserver, &options)).await;
+    let outcome = tokio::time::timeout(
+        TEST_LIMIT,
+        canary::run(&apiserver, platform.api_key(), &options),
+    )
+    .await;
     platform.stop().await.expect("the platform stops");
     let report = outcome
         .expect("the scenario ends within the test's limit")

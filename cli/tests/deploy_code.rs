@@ -53,6 +53,8 @@ impl Server {
             data_dir: data_dir.map(Path::to_path_buf),
             ..faas_apiserver::Config::default()
         };
+        // `faas` commands get the key the server made in its data directory.
+        support::remember_key(&addr, config.client_key().unwrap().as_deref());
         let (trigger, shutdown) = shutdown::channel();
         let task = tokio::spawn(faas_apiserver::run(listener, config, shutdown));
         Server {

@@ -150,9 +150,7 @@ async fn start_with(warm_pool: Option<u32>) -> Option<DockerPlatform> {
     let platform = LocalPlatform::start(&options)
         .await
         .expect("platform starts");
-    let api = Api::connect(&platform.apiserver.to_string())
-        .await
-        .expect("api server answers");
+    let api = platform.api().await.expect("api server answers");
     Some(DockerPlatform {
         platform,
         api,

@@ -59,6 +59,7 @@ impl Follow {
             .args(args)
             .args(["--follow", "--apiserver", addr])
             .env_remove("FAAS_APISERVER")
+            .envs(support::key_of(addr).map(|key| ("FAAS_API_KEY", key)))
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();

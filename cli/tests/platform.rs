@@ -106,10 +106,14 @@ async fn two_hundred_concurrent_invocations_all_succeed() {
     platform.stop().await.unwrap();
 }
 
-/// How many containers the node services report, over every reserved node.
-async fn containers_on_nodes(resource_manager: &str) -> usize {
-    let channel = faas_common::serve::connect(resource_manager).await.unwrap();
-    let nodes = ResourceManagerClient::new(channel)
+/// How many containers the node services report, over every reserved node (asked with the
+/// platform's cluster token).
+async fn containers_on_nodes(platform: &faas_cli::platform::LocalPlatform) -> usize {
+    let auth = platform.cluster_auth();
+    let channel = faas_common::serve::connect(&platform.resource_manager.to_string())
+        .await
+        .unwrap();
+    let nodes = ResourceManagerClient::new(auth.channel(channel))
         .get_nodes_usage(GetNodesUsageRequest {
             request_id: "t".into(),
         })
@@ -121,7 +125,7 @@ async fn containers_on_nodes(resource_manager: &str) -> usize {
     for node in nodes.iter().filter(|n| n.released_time_timestamp_ms == 0) {
         let addr = format!("{}:{}", node.address, node.node_service_port);
         let channel = faas_common::serve::connect(&addr).await.unwrap();
-        let stats = NodeServiceClient::new(channel)
+        let stats = NodeServiceClient::new(auth.channel(channel))
             .get_stats(GetStatsRequest {
                 request_id: "t".into(),
             })
@@ -142,7 +146,7 @@ async fn a_second_call_reuses_the_warm_container() {
     assert_eq!(second.cold, Some(false), "the second call finds it warm");
     assert_eq!(first.container_id, second.container_id);
     assert_eq!(
-        containers_on_nodes(&platform.resource_manager.to_string()).await,
+        containers_on_nodes(&platform).await,
         1,
         "the node services saw exactly one create"
     );
@@ -171,11 +175,12 @@ async fn bad_input_gets_the_documented_status() {
     let err = api.invoke(ACCOUNT, "echo", oversize).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
-    // The scheduler itself, called as a contest API server would, without a config.
+    // The scheduler itself, called as a contest API server would (with the platform's
+    // cluster token), without a config.
     let channel = faas_common::serve::connect(&platform.scheduler.to_string())
         .await
         .unwrap();
-    let err = SchedulerClient::new(channel)
+    let err = SchedulerClient::new(platform.cluster_auth().channel(channel))
         .acquire_container(AcquireContainerRequest {
             request_id: "r-1".into(),
             account_id: ACCOUNT.into(),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use faas_cli::client::{Api, InvokeOutcome};
 use faas_cli::platform::PlatformOptions;
 use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::admin::{DeleteFunctionRequest, DeployFunctionRequest, FunctionSpec};
 use faas_proto::apiserverproto::InvokeFunctionRequest;
 use faas_proto::apiserverproto::api_server_client::ApiServerClient;
@@ -71,6 +72,8 @@ struct Env {
     scheduler: String,
     resource_manager: String,
     scheduler_metrics: u16,
+    /// The platform's cluster token, on every call to the scheduler, resource manager, nodes.
+    auth: ClusterAuth,
     /// Node and container processes seen during the test (checked after the stop).
     seen: Arc<Mutex<HashSet<u32>>>,
 }
@@ -102,8 +105,8 @@ impl Env {
         }
     }
 
-    async fn scheduler(&self) -> SchedulerClient<Channel> {
-        SchedulerClient::new(connect(&self.scheduler).await)
+    async fn scheduler(&self) -> SchedulerClient<AuthChannel> {
+        SchedulerClient::new(self.auth.channel(connect(&self.scheduler).await))
     }
 
     /// A figure of the scheduler's `/metrics` (summed over its labels).
@@ -113,7 +116,7 @@ impl Env {
     }
 
     async fn ledger(&self) -> NodeLedger {
-        observe::node_ledger(&self.resource_manager, self.scheduler_metrics).await
+        observe::node_ledger(&self.resource_manager, self.scheduler_metrics, &self.auth).await
     }
 
     /// Polls until the resource manager's reserved nodes are exactly the scheduler's, all
@@ -293,6 +296,7 @@ where
         scheduler: platform.scheduler.to_string(),
         resource_manager: platform.resource_manager.to_string(),
         scheduler_metrics,
+        auth: platform.cluster_auth(),
         seen: Arc::default(),
     };
     let seen = env.seen.clone();
@@ -747,7 +751,7 @@ async fn a_lease_held_past_its_timeout_is_reclaimed() {
             && next.cold == Some(false);
         if !reused {
             let node = format!("{}:{}", held.node_address, held.node_service_port);
-            let stats = observe::node_stats(&node)
+            let stats = observe::node_stats(&node, &env.auth)
                 .await
                 .expect("the held container's node answers");
             assert!(
@@ -777,8 +781,15 @@ async fn a_lease_held_past_its_timeout_is_reclaimed() {
 }
 
 /// Sends `body` as the request message of gRPC method `path` at `addr` (5 s at most).
-async fn raw_call(addr: &str, path: &'static str, body: &[u8]) -> Result<Vec<u8>, Status> {
-    let call = faas_proto::codec::call_raw(connect(addr).await, path, body.to_vec());
+/// The call carries the cluster token, `auth`.
+async fn raw_call(
+    auth: &ClusterAuth,
+    addr: &str,
+    path: &'static str,
+    body: &[u8],
+) -> Result<Vec<u8>, Status> {
+    let channel = auth.channel(connect(addr).await);
+    let call = faas_proto::codec::call_raw(channel, path, body.to_vec());
     tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .unwrap_or_else(|_| Err(Status::deadline_exceeded("test: no answer within 5 s")))
@@ -870,7 +881,7 @@ async fn bad_input_gets_the_documented_status_at_every_component() {
         env.invoke("hello", b"{}")
             .await
             .expect("hello, to have a reserved node");
-        let nodes = observe::reserved_nodes(&env.resource_manager)
+        let nodes = observe::reserved_nodes(&env.resource_manager, &env.auth)
             .await
             .expect("GetNodesUsage");
         let node = observe::node_addr(nodes.first().expect("a reserved node"));
@@ -904,7 +915,7 @@ async fn bad_input_gets_the_documented_status_at_every_component() {
         ];
         for (addr, path, not_utf8) in cases {
             for (what, body) in [("not UTF-8", not_utf8), ("cut short", truncated)] {
-                let result = raw_call(addr, path, body).await;
+                let result = raw_call(&env.auth, addr, path, body).await;
                 expect_invalid(&mut wrong, format!("{path} with a body {what}"), result);
             }
         }
@@ -927,7 +938,7 @@ async fn bad_input_gets_the_documented_status_at_every_component() {
 
         // Absurd sizes at the scheduler, a node service and a container service.
         let mut scheduler = env.scheduler().await;
-        let mut node_client = NodeServiceClient::new(connect(&node).await);
+        let mut node_client = NodeServiceClient::new(env.auth.channel(connect(&node).await));
         for (what, memory, handler) in [
             ("memory 1e18", absurd, "hello"),
             ("negative memory", -MIB, "hello"),

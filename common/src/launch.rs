@@ -108,10 +108,14 @@ impl Launcher {
         &self.program
     }
 
-    /// A command with the prefix arguments set, ready for more arguments.
+    /// A command with the prefix arguments set, ready for more arguments. It does not
+    /// inherit the cluster token's environment variables ([`crate::token`]): a parent that
+    /// means to hand the token over sets them again.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.prefix_args);
+        cmd.args(&self.prefix_args)
+            .env_remove(crate::token::ENV)
+            .env_remove(crate::token::FILE_ENV);
         cmd
     }
 }

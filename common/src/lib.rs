@@ -8,6 +8,7 @@
 //! - [`logging`]: one `tracing` set-up for every binary.
 //! - [`clock`]: wall-clock milliseconds, for the api layers (services take time as an argument).
 //! - [`text`]: clip input quoted in error messages.
+//! - [`token`]: the cluster token components send each other, and the gate that checks it.
 
 pub mod clock;
 pub mod launch;
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 pub mod text;
+pub mod token;

@@ -1,5 +1,7 @@
 //! What the running platform says about itself: reserved nodes (resource manager), node and
 //! container answers, the scheduler's Prometheus figures, and a poll helper with a deadline.
+//! Calls to the resource manager and the nodes carry the platform's cluster token
+//! ([`ClusterAuth`]; `LocalPlatform::cluster_auth`).
 //!
 //! The fault bench (`faas replay --faults`), the `faas-cli` integration tests and
 //! `examples/fault_bench.rs` look at the platform with it.
@@ -7,6 +9,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use faas_common::token::ClusterAuth;
 use faas_proto::container::StatusReply;
 use faas_proto::container::StatusRequest;
 use faas_proto::container::container_service_client::ContainerServiceClient;
@@ -41,7 +44,10 @@ where
 }
 
 /// Every node the resource manager has reserved and not released.
-pub async fn reserved_nodes(resource_manager: &str) -> Result<Vec<NodeDesc>, String> {
+pub async fn reserved_nodes(
+    resource_manager: &str,
+    auth: &ClusterAuth,
+) -> Result<Vec<NodeDesc>, String> {
     let channel = faas_common::serve::connect(resource_manager)
         .await
         .map_err(|e| e.to_string())?;
@@ -49,7 +55,7 @@ pub async fn reserved_nodes(resource_manager: &str) -> Result<Vec<NodeDesc>, Str
         request_id: "observe".into(),
     });
     request.set_timeout(LOOK_TIMEOUT);
-    let nodes = ResourceManagerClient::new(channel)
+    let nodes = ResourceManagerClient::new(auth.channel(channel))
         .get_nodes_usage(request)
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
@@ -84,12 +90,14 @@ where
 }
 
 /// A node's `GetStats`, if it answers within [`LOOK_TIMEOUT`].
-pub async fn node_stats(addr: &str) -> Option<GetStatsReply> {
+pub async fn node_stats(addr: &str, auth: &ClusterAuth) -> Option<GetStatsReply> {
     look(addr, |channel| async move {
         let request = GetStatsRequest {
             request_id: "observe".into(),
         };
-        NodeServiceClient::new(channel).get_stats(request).await
+        NodeServiceClient::new(auth.channel(channel))
+            .get_stats(request)
+            .await
     })
     .await
 }
@@ -244,11 +252,17 @@ impl NodeLedger {
 
 /// Reserved nodes (whether they answer, their containers) against the scheduler's
 /// `scheduler_nodes` and `scheduler_containers` gauges.
-pub async fn node_ledger(resource_manager: &str, scheduler_metrics_port: u16) -> NodeLedger {
-    let reserved = reserved_nodes(resource_manager).await.unwrap_or_default();
+pub async fn node_ledger(
+    resource_manager: &str,
+    scheduler_metrics_port: u16,
+    auth: &ClusterAuth,
+) -> NodeLedger {
+    let reserved = reserved_nodes(resource_manager, auth)
+        .await
+        .unwrap_or_default();
     let mut ledger = NodeLedger::default();
     for node in reserved {
-        match node_stats(&node_addr(&node)).await {
+        match node_stats(&node_addr(&node), auth).await {
             Some(stats) => ledger.node_containers += stats.container_stats_list.len() as u64,
             None => ledger.not_answering.push(node.id.clone()),
         }

@@ -25,6 +25,12 @@
 //! groups it uses or why none; without them (or with `--memory-cgroup off`) a container's
 //! memory is only measured and enforced by its container service, as before.
 //!
+//! Isolation on the `process` runtime ([`api::isolation`]): a node running as root starts
+//! each container as `--container-user` (default `nobody`), with no_new_privs, limits, a
+//! clean environment, a private directory and (beside its memory cgroup) a pids cgroup of
+//! `--container-pids-max`; it refuses to start when that user could not run the container
+//! service or reach `--bundles-dir`.
+//!
 //! Start-up order: check the configuration and build the runtime, bind every listener (the
 //! gRPC port and the metrics port), and only then announce readiness: a parent that reads
 //! the readiness line knows the node can be called, and a taken port is an early exit with
@@ -128,6 +134,15 @@ pub struct Config {
     /// the node write one (said once at start); `off`: never (memory is only measured).
     #[arg(long, env = "FAAS_MEMORY_CGROUP", value_enum, default_value_t = api::cgroup::Mode::Auto)]
     pub memory_cgroup: api::cgroup::Mode,
+    /// Process runtime: the user each container runs as when the node runs as root (a name,
+    /// or UID[:GID]; `nobody` is 65534 where the system has no such user), with its groups
+    /// dropped and no_new_privs; `root` or `off` runs them as the node's user.
+    #[arg(long, env = "FAAS_CONTAINER_USER", default_value = api::isolation::DEFAULT_USER)]
+    pub container_user: String,
+    /// Process runtime: the most processes and threads each container may have (its pids
+    /// cgroup, made beside its memory cgroup where the host lets the node; 0 = no limit).
+    #[arg(long, env = "FAAS_CONTAINER_PIDS_MAX", default_value_t = 256)]
+    pub container_pids_max: u64,
     /// Docker runtime: the container-service image.
     #[arg(
         long,
@@ -161,6 +176,10 @@ pub struct Config {
     /// functions are refused.
     #[arg(long, env = "FAAS_DOCKER_WATCHDOG_BIN")]
     pub docker_watchdog_bin: Option<PathBuf>,
+    /// The cluster token: required of every `NodeService` and `NodeAdmin` caller (health
+    /// stays open; see `faas_common::token`).
+    #[command(flatten)]
+    pub cluster: faas_common::token::TokenArgs,
 }
 
 impl Config {
@@ -180,6 +199,8 @@ impl Config {
             metrics_port: None,
             orphan_timeout_ms: 0,
             memory_cgroup: api::cgroup::Mode::Auto,
+            container_user: api::isolation::DEFAULT_USER.into(),
+            container_pids_max: 256,
             docker_image: "minifaas/container-service:latest".into(),
             docker_network: "minifaas".into(),
             docker_instance: "minifaas".into(),
@@ -188,6 +209,7 @@ impl Config {
             docker_user: "65534:65534".into(),
             docker_container_port: 9000,
             docker_watchdog_bin: None,
+            cluster: faas_common::token::TokenArgs::default(),
         }
     }
 }
@@ -218,7 +240,7 @@ pub enum Error {
 /// Checks the configuration and builds its runtime (the docker runtime connects to the
 /// daemon and removes this node's leftovers, the process runtime opens its memory cgroups
 /// and says how once the node is ready; no container is started yet).
-async fn runtime(config: &Config) -> Result<(Arc<dyn Runtime>, Option<CgroupReport>), Error> {
+async fn runtime(config: &Config) -> Result<(Arc<dyn Runtime>, Option<Said>), Error> {
     if config.memory_bytes == 0 {
         return Err(Error::InvalidConfig("--memory-bytes must be > 0".into()));
     }
@@ -242,14 +264,17 @@ async fn runtime(config: &Config) -> Result<(Arc<dyn Runtime>, Option<CgroupRepo
                 Some(path) => Launcher::new(path, vec![]),
                 None => Launcher::find("container-service")?,
             };
-            let runtime = api::process::ProcessRuntime::new(launcher, ready);
             let node_id = config.node_id.as_deref().unwrap_or_default();
-            let (cgroups, said) = api::cgroup::open(config.memory_cgroup, node_id);
+            let isolation = isolation(config, &launcher, node_id)?;
+            let runtime = api::process::ProcessRuntime::new(launcher, ready)
+                .with_isolation(isolation.clone());
+            let (cgroups, said) =
+                api::cgroup::open(config.memory_cgroup, node_id, config.container_pids_max);
             let runtime = match cgroups {
                 Some(cgroups) => runtime.with_cgroups(Arc::new(cgroups)),
                 None => runtime,
             };
-            (Arc::new(runtime), Some(said))
+            (Arc::new(runtime), Some((said, isolation)))
         }
         RuntimeKind::Docker => {
             if !(config.docker_cpus_per_gib > 0.0 && config.docker_cpus_per_gib.is_finite()) {
@@ -301,6 +326,44 @@ async fn runtime(config: &Config) -> Result<(Arc<dyn Runtime>, Option<CgroupRepo
             (Arc::new(docker), None)
         }
     })
+}
+
+/// The process runtime's isolation of its containers (`--container-user`): the user must be
+/// able to run the container service and to read the bundles.
+fn isolation(
+    config: &Config,
+    launcher: &Launcher,
+    node_id: &str,
+) -> Result<Arc<api::isolation::Isolation>, Error> {
+    use api::isolation::{Isolation, reachable};
+    let isolation = Isolation::open(&config.container_user, node_id, &std::env::temp_dir())
+        .map_err(Error::InvalidConfig)?;
+    let Some(account) = isolation.account() else {
+        return Ok(Arc::new(isolation));
+    };
+    let user = format!(
+        "--container-user {} (uid {})",
+        config.container_user, account.uid
+    );
+    let fix = "or give --container-user root to run containers as the node's user";
+    reachable(launcher.program(), account, 0o1).map_err(|why| {
+        Error::InvalidConfig(format!(
+            "{user} cannot run the container service {}: {why}; install it where that user \
+             can reach it, {fix}",
+            launcher.program().display()
+        ))
+    })?;
+    if let Some(dir) = &config.bundles_dir {
+        reachable(dir, account, 0o1).map_err(|why| {
+            Error::InvalidConfig(format!(
+                "{user} cannot reach the bundles of --bundles-dir {}: {why}; make the \
+                 directories above it searchable (chmod o+x), keep the data directory \
+                 elsewhere, {fix}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(Arc::new(isolation))
 }
 
 /// The bundles of `--bundles-dir`, when set (it must be a directory).
@@ -358,11 +421,14 @@ async fn orphaned(node: Arc<Node>, timeout_ms: u64) {
     );
 }
 
-/// What `serve` serves with: the runtime, the bundles and what to say of the memory cgroups.
+/// What the process runtime says once the node is ready: its cgroups and its isolation.
+type Said = (CgroupReport, Arc<api::isolation::Isolation>);
+
+/// What `serve` serves with: the runtime, the bundles and what to say of the process runtime.
 type Parts = (
     Arc<dyn Runtime>,
     Option<Arc<dyn service::Bundles>>,
-    Option<CgroupReport>,
+    Option<Said>,
 );
 
 async fn serve(
@@ -431,8 +497,9 @@ async fn serve(
     health
         .set_serving::<faas_proto::node_admin::node_admin_server::NodeAdminServer<NodeAdminApi>>()
         .await;
-    if let Some(said) = said {
-        said.log();
+    if let Some((cgroups, isolation)) = said {
+        cgroups.log();
+        isolation.log();
     }
     tracing::info!(
         node_id = %node.identity().node_id,
@@ -444,11 +511,12 @@ async fn serve(
         orphan_timeout_ms = config.orphan_timeout_ms,
         "node service ready"
     );
+    let gate = config.cluster.gate("node service");
     let served = tonic::transport::Server::builder()
         .layer(api::admin::stamp_calls(node.activity().clone()))
         .add_service(health_service)
-        .add_service(NodeApi::new(node.clone(), metrics).into_server())
-        .add_service(NodeAdminApi::new(node.clone()).into_server())
+        .add_service(gate.guard(NodeApi::new(node.clone(), metrics).into_server()))
+        .add_service(gate.guard(NodeAdminApi::new(node.clone()).into_server()))
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), stop.wait())
         .await;
     stopper.abort();

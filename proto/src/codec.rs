@@ -180,16 +180,19 @@ impl Decoder for RawCodec {
 
 /// Calls the unary method `path` (`/package.Service/Method`) with `body` as the request
 /// message's bytes, whatever they are, and returns the reply's bytes. For tests and
-/// diagnostics: this is how to send a body no typed client can encode.
-pub async fn call_raw(
-    channel: tonic::transport::Channel,
-    path: &'static str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, Status> {
+/// diagnostics: this is how to send a body no typed client can encode. `channel` is a
+/// `Channel`, or one wrapped with an interceptor (e.g. one that adds the cluster token).
+pub async fn call_raw<T>(channel: T, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
-        .map_err(|e| Status::unavailable(format!("cannot reach the server: {e}")))?;
+        .map_err(|e| Status::unavailable(format!("cannot reach the server: {}", e.into())))?;
     grpc.unary(
         tonic::Request::new(body),
         PathAndQuery::from_static(path),

@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use faas_common::token::{self, ClusterToken, TokenArgs};
+
 use crate::error::Error;
 use crate::model::NodeEndpoint;
 use crate::service::PoolRules;
@@ -185,6 +187,10 @@ pub struct Config {
         default_value = "0.67"
     )]
     pub docker_cpus_per_gib: String,
+    /// The cluster token: required of every caller, sent on the calls to nodes, and handed
+    /// to every node it starts (see `faas_common::token`).
+    #[command(flatten)]
+    pub cluster: TokenArgs,
 }
 
 impl Default for Config {
@@ -219,6 +225,7 @@ impl Default for Config {
             docker_instance: "minifaas".to_string(),
             docker_socket: "/var/run/docker.sock".to_string(),
             docker_cpus_per_gib: "0.67".to_string(),
+            cluster: TokenArgs::default(),
         }
     }
 }
@@ -231,6 +238,9 @@ pub struct NodeCode {
     pub bundles_dir: Option<PathBuf>,
     /// `--docker-watchdog-bin`.
     pub watchdog_bin: Option<PathBuf>,
+    /// The cluster token, handed over in the node's environment (`FAAS_CLUSTER_TOKEN`),
+    /// never on its command line.
+    pub cluster_token: Option<ClusterToken>,
 }
 
 impl NodeCode {
@@ -247,6 +257,14 @@ impl NodeCode {
             ]);
         }
         args
+    }
+
+    /// The node-service environment variables that say it (the token, when there is one).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.cluster_token
+            .iter()
+            .map(|t| (token::ENV.to_string(), t.expose().to_string()))
+            .collect()
     }
 }
 
@@ -273,6 +291,7 @@ impl Config {
         Ok(NodeCode {
             bundles_dir,
             watchdog_bin: self.node_docker_watchdog_bin.clone(),
+            cluster_token: self.cluster.token().cloned(),
         })
     }
 

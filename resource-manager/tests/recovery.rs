@@ -289,7 +289,10 @@ async fn a_corrupt_state_file_is_refused_and_left_as_it_is() {
 async fn start_binary(
     prefix: &str,
     dir: &StateDir,
-) -> (Child, ResourceManagerClient<tonic::transport::Channel>) {
+) -> (
+    Child,
+    ResourceManagerClient<faas_common::token::AuthChannel>,
+) {
     let mut cmd = Launcher::new(env!("CARGO_BIN_EXE_resource-manager"), vec![]).command();
     cmd.args(["--port", "0", "--node-id-prefix", prefix])
         .args(["--ready-nodes", "1", "--max-nodes", "2"])
@@ -302,7 +305,8 @@ async fn start_binary(
     let channel = faas_common::serve::connect(&addr.to_string())
         .await
         .unwrap();
-    (child, ResourceManagerClient::new(channel))
+    let no_token = faas_common::token::ClusterAuth::default();
+    (child, ResourceManagerClient::new(no_token.channel(channel)))
 }
 
 #[tokio::test]

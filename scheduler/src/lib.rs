@@ -74,6 +74,10 @@ pub struct Config {
     /// scheduler holds (a restarted scheduler adopts them at start), ms; 0 = never.
     #[arg(long, env = "SCHEDULER_RECONCILE_INTERVAL_MS", default_value_t = service::RECONCILE_INTERVAL_MS)]
     pub reconcile_interval_ms: u64,
+    /// The cluster token: required of every caller of `Scheduler` and `SchedulerAdmin`, and
+    /// sent to the resource manager and the nodes (see `faas_common::token`).
+    #[command(flatten)]
+    pub cluster: faas_common::token::TokenArgs,
 }
 
 impl Config {
@@ -93,6 +97,7 @@ impl Config {
             node_lost_after_ms: core::NODE_LOST_AFTER_MS,
             lease_grace_ms: core::LEASE_GRACE_MS,
             reconcile_interval_ms: service::RECONCILE_INTERVAL_MS,
+            cluster: faas_common::token::TokenArgs::default(),
         }
     }
 }
@@ -121,16 +126,17 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
         ..PolicyOptions::default()
     };
     let policy = policy_by_name(&config.policy, &opts)?;
+    let auth = config.cluster.auth();
     let channel = faas_common::serve::connect_lazy(&config.resource_manager)?;
     let resource = GrpcResource::new(
-        channel,
+        auth.channel(channel),
         config.resource_manager.clone(),
         config.node_memory_bytes,
     );
     let service = Scheduler::new(
         policy,
         resource,
-        GrpcNodes::default(),
+        GrpcNodes::new(auth),
         InstantClock::new(),
         ServiceOptions {
             stats_interval_ms: config.stats_interval_ms,
@@ -177,12 +183,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
         .set_serving::<SchedulerServer<SchedulerApi<GrpcResource, GrpcNodes, InstantClock>>>()
         .await;
     tracing::info!(policy = %config.policy, resource_manager = %config.resource_manager, "scheduler serving");
+    let gate = config.cluster.gate("scheduler");
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(SchedulerServer::new(api))
-        .add_service(SchedulerAdminServer::new(SchedulerAdminApi::new(
+        .add_service(gate.guard(SchedulerServer::new(api)))
+        .add_service(gate.guard(SchedulerAdminServer::new(SchedulerAdminApi::new(
             service.clone(),
-        )))
+        ))))
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
         .await;
     service.shutdown();

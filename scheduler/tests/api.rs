@@ -1,11 +1,13 @@
 //! The real scheduler server on 127.0.0.1:0 against in-test fake resource manager and node
-//! service gRPC servers.
+//! service gRPC servers. With a cluster token ([`start_with`]) the fakes sit behind the
+//! same gate as the real components, so a call the scheduler makes without the token fails.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use faas_common::token::{AuthChannel, ClusterAuth, ClusterGate, ClusterToken, TokenArgs};
 use faas_proto::nodeservoceproto::node_service_server::{NodeService, NodeServiceServer};
 use faas_proto::nodeservoceproto::{
     CreateContainerReply, CreateContainerRequest, GetStatsReply, GetStatsRequest,
@@ -141,8 +143,11 @@ impl NodeService for FakeNode {
 }
 
 struct Platform {
-    client: SchedulerClient<tonic::transport::Channel>,
-    admin: SchedulerAdminClient<tonic::transport::Channel>,
+    /// Clients with the platform's cluster token, if any.
+    client: SchedulerClient<AuthChannel>,
+    admin: SchedulerAdminClient<AuthChannel>,
+    /// A channel without any token, as a stranger's.
+    channel: tonic::transport::Channel,
     calls: Arc<Calls>,
     node_port: u16,
     trigger: faas_common::shutdown::Trigger,
@@ -150,6 +155,14 @@ struct Platform {
 }
 
 async fn start() -> Platform {
+    start_with(None).await
+}
+
+/// The platform with `token` required by the scheduler and the fakes alike.
+async fn start_with(token: Option<&str>) -> Platform {
+    let token: Option<ClusterToken> = token.map(|t| t.parse().unwrap());
+    let gate = ClusterGate::new("fake", token.clone());
+    let auth = ClusterAuth::new(token.as_ref());
     let calls = Arc::new(Calls::default());
     let (trigger, shutdown) = faas_common::shutdown::channel();
 
@@ -157,9 +170,9 @@ async fn start() -> Platform {
     let node_port = node_listener.local_addr().unwrap().port();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(NodeServiceServer::new(FakeNode {
+            .add_service(gate.guard(NodeServiceServer::new(FakeNode {
                 calls: calls.clone(),
-            }))
+            })))
             .serve_with_incoming_shutdown(
                 faas_common::serve::incoming(node_listener),
                 shutdown.clone().wait(),
@@ -170,10 +183,10 @@ async fn start() -> Platform {
     let rm_addr = rm_listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(ResourceManagerServer::new(FakeRm {
+            .add_service(gate.guard(ResourceManagerServer::new(FakeRm {
                 calls: calls.clone(),
                 node_port,
-            }))
+            })))
             .serve_with_incoming_shutdown(
                 faas_common::serve::incoming(rm_listener),
                 shutdown.clone().wait(),
@@ -182,14 +195,18 @@ async fn start() -> Platform {
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = faas_scheduler::Config::local(rm_addr.to_string());
+    let config = faas_scheduler::Config {
+        cluster: TokenArgs::with(token),
+        ..faas_scheduler::Config::local(rm_addr.to_string())
+    };
     let scheduler = tokio::spawn(faas_scheduler::run(listener, config, shutdown));
     let channel = faas_common::serve::connect(&addr.to_string())
         .await
         .unwrap();
     Platform {
-        admin: SchedulerAdminClient::new(channel.clone()),
-        client: SchedulerClient::new(channel),
+        admin: SchedulerAdminClient::new(auth.channel(channel.clone())),
+        client: SchedulerClient::new(auth.channel(channel.clone())),
+        channel,
         calls,
         node_port,
         trigger,
@@ -438,6 +455,73 @@ async fn list_nodes_names_each_reserved_node_with_its_node_service_address() {
             node_id: first.node_id,
             address: format!("127.0.0.1:{}", p.node_port),
         }]
+    );
+    p.trigger.trigger();
+    p.scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn with_a_cluster_token_only_the_platform_is_served() {
+    const TOKEN: &str = "scheduler-test-token-0123456789";
+    let mut p = start_with(Some(TOKEN)).await;
+
+    let mut stranger = SchedulerClient::new(p.channel.clone());
+    let s = stranger.acquire_container(acquire("s1")).await.unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    assert!(
+        s.message()
+            .starts_with("this scheduler requires the cluster token"),
+        "{s:?}"
+    );
+    let s = SchedulerAdminClient::new(p.channel.clone())
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let wrong = ClusterAuth::new(Some(&"a-wrong-token-0123456789".parse().unwrap()));
+    let s = SchedulerClient::new(wrong.channel(p.channel.clone()))
+        .return_container(give_back("s1", "hello-container-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    assert!(s.message().contains("is wrong"), "{s:?}");
+    assert_eq!(
+        p.calls.reserves.load(Ordering::SeqCst),
+        0,
+        "a stranger's acquire reserved nothing"
+    );
+
+    // The platform is served: the scheduler's own calls to the resource manager and the node
+    // (both behind the gate) carried the token.
+    let held = p
+        .client
+        .acquire_container(acquire("r1"))
+        .await
+        .expect("an acquire with the token")
+        .into_inner();
+    assert_eq!(p.calls.reserves.load(Ordering::SeqCst), 1);
+    assert_eq!(p.calls.creates.load(Ordering::SeqCst), 1);
+
+    // Only leases it granted come back: a made-up request on a busy container is refused
+    // and the lease stays held.
+    let s = p
+        .client
+        .return_container(give_back("made-up", &held.container_id))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    p.client
+        .return_container(give_back("r1", &held.container_id))
+        .await
+        .expect("the holder returns its lease");
+
+    let health = tonic_health::pb::health_client::HealthClient::new(p.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health needs no token");
+    assert_eq!(
+        health.into_inner().status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
     );
     p.trigger.trigger();
     p.scheduler.await.unwrap().unwrap();

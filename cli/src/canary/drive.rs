@@ -7,11 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use faas_proto::admin;
-use faas_proto::admin::admin_client::AdminClient;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
-use crate::client::Api;
+use crate::client::{AdminApi, Api};
 
 use super::record::{BreakerSample, CallRecord, RollbackRecord};
 use super::setup::{event, show_weights};
@@ -22,7 +20,7 @@ pub const ACCOUNT: &str = "canary";
 
 /// Polls `DescribeFunction(shop)` every `every` until `stop` changes, and once more then.
 async fn poll_breaker(
-    mut admin: AdminClient<Channel>,
+    mut admin: AdminApi,
     origin: Instant,
     origin_unix_ms: i64,
     every: Duration,
@@ -64,7 +62,7 @@ async fn poll_breaker(
 
 /// Rolls `live` back at `at` and measures it.
 async fn roll_back(
-    mut admin: AdminClient<Channel>,
+    mut admin: AdminApi,
     origin: Instant,
     at: Duration,
     progress: bool,

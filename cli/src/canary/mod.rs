@@ -191,7 +191,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         r = async {
             tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-            run(&apiserver, &options).await
+            run(&apiserver, platform.api_key(), &options).await
         } => r,
         _ = faas_common::shutdown::os_signal() => Err(anyhow::anyhow!("interrupted")),
     };
@@ -209,9 +209,13 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 
 /// Runs the scenario against the API server at `apiserver` (a platform that serves the
 /// built-in handlers; `shop` is deployed, or replaced, there) and returns its report.
-pub async fn run(apiserver: &str, options: &CanaryOptions) -> anyhow::Result<CanaryReport> {
+pub async fn run(
+    apiserver: &str,
+    key: Option<&str>,
+    options: &CanaryOptions,
+) -> anyhow::Result<CanaryReport> {
     options.check()?;
-    let api = Api::connect(apiserver)
+    let api = Api::connect_with_key(apiserver, key)
         .await
         .with_context(|| format!("cannot connect to the API server at {apiserver}"))?;
     let mut admin = api.admin();

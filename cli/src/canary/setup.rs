@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use faas_proto::admin::admin_client::AdminClient;
 use faas_proto::admin::{self, AliasWeight};
-use tonic::transport::Channel;
 
-use crate::client::Api;
+use crate::client::{AdminApi, Api};
 
 use super::drive::ACCOUNT;
 use super::record::Warmup;
@@ -80,7 +78,7 @@ pub fn admin_error(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + 
 }
 
 /// Deploys `shop`, publishes its two versions and points `live` at `1=100`, then `1=90,2=10`.
-pub async fn publish(admin: &mut AdminClient<Channel>) -> anyhow::Result<()> {
+pub async fn publish(admin: &mut AdminApi) -> anyhow::Result<()> {
     admin
         .deploy_function(admin::DeployFunctionRequest {
             function: Some(version_spec("echo", "canary scenario: the stable code")),

@@ -13,7 +13,8 @@ pub use faas_e2e::{observe, procs};
 #[allow(unused_imports)]
 pub use procs::{alive, cmdline, descendants};
 
-use std::sync::Once;
+use std::collections::HashMap;
+use std::sync::{Mutex, Once};
 
 use faas_cli::client::Api;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
@@ -48,22 +49,43 @@ pub async fn start(options: PlatformOptions) -> (LocalPlatform, Api) {
     let platform = LocalPlatform::start(&options)
         .await
         .expect("platform starts");
-    let api = Api::connect(&platform.apiserver.to_string())
-        .await
-        .expect("api server answers");
+    let api = platform.api().await.expect("api server answers");
+    remember_key(&platform.apiserver.to_string(), platform.api_key());
     (platform, api)
 }
 
-/// `faas ARGS --apiserver ADDR`, run from this build's binary (never `FAAS_APISERVER`).
+/// The API key of each API server a test started, by address: [`faas`] passes it.
+static KEYS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// Makes [`faas`] pass `key` (as `FAAS_API_KEY`) to the API server at `addr`.
+pub fn remember_key(addr: &str, key: Option<&str>) {
+    let mut keys = KEYS.lock().unwrap();
+    let keys = keys.get_or_insert_with(HashMap::new);
+    match key {
+        Some(key) => keys.insert(addr.to_string(), key.to_string()),
+        None => keys.remove(addr),
+    };
+}
+
+/// The key [`remember_key`] was told for `addr`.
+pub fn key_of(addr: &str) -> Option<String> {
+    KEYS.lock().unwrap().as_ref()?.get(addr).cloned()
+}
+
+/// `faas ARGS --apiserver ADDR`, run from this build's binary (never `FAAS_APISERVER`), with
+/// the API server's key when a test started it ([`remember_key`]).
 pub async fn faas(addr: &str, args: &[&str]) -> std::process::Output {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.extend(["--apiserver".to_string(), addr.to_string()]);
+    let key = key_of(addr);
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_faas"))
-            .args(&args)
-            .env_remove("FAAS_APISERVER")
-            .output()
-            .unwrap()
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_faas"));
+        command.args(&args).env_remove("FAAS_APISERVER");
+        match key {
+            Some(key) => command.env("FAAS_API_KEY", key),
+            None => command.env_remove("FAAS_API_KEY"),
+        };
+        command.output().unwrap()
     })
     .await
     .unwrap()

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use faas_common::token::AuthChannel;
 use faas_proto::admin::admin_client::AdminClient;
 use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
 use faas_proto::apiserverproto::InvokeFunctionRequest;
@@ -16,7 +17,7 @@ use faas_proto::nodeservoceproto::GetStatsRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 use faas_proto::resourcemanagerproto::{GetNodesUsageRequest, NodeDesc};
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
 
 use crate::workload::FunctionProfile;
@@ -65,6 +66,8 @@ pub fn describe(status: &tonic::Status) -> String {
 pub struct PlatformClient {
     invoke: ApiServerClient<Channel>,
     admin: AdminClient<Channel>,
+    /// `Bearer KEY`, sent on every call when set.
+    key: Option<AsciiMetadataValue>,
 }
 
 impl PlatformClient {
@@ -73,7 +76,36 @@ impl PlatformClient {
         PlatformClient {
             invoke: ApiServerClient::new(channel.clone()),
             admin: AdminClient::new(channel),
+            key: None,
         }
+    }
+
+    /// Every call carries `key` (`authorization: Bearer KEY`).
+    pub fn with_key(self, key: Option<&str>) -> Result<PlatformClient, super::LiveError> {
+        let key = match key {
+            None => None,
+            Some(key) => {
+                let mut value =
+                    AsciiMetadataValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                        super::LiveError::InvalidOption {
+                            name: "api_key",
+                            reason: "an API key is printable ASCII".into(),
+                        }
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(PlatformClient { key, ..self })
+    }
+
+    /// `message` as a request with the key.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(key) = &self.key {
+            request.metadata_mut().insert("authorization", key.clone());
+        }
+        request
     }
 
     /// Deploys (creates or replaces) a workload function.
@@ -88,9 +120,9 @@ impl PlatformClient {
         };
         self.admin
             .clone()
-            .deploy_function(DeployFunctionRequest {
+            .deploy_function(self.request(DeployFunctionRequest {
                 function: Some(spec),
-            })
+            }))
             .await?;
         Ok(())
     }
@@ -103,7 +135,7 @@ impl PlatformClient {
         event: Vec<u8>,
         timeout: Duration,
     ) -> Result<Reply, tonic::Status> {
-        let mut request = tonic::Request::new(InvokeFunctionRequest {
+        let mut request = self.request(InvokeFunctionRequest {
             account_id: account.to_string(),
             function_name: function.to_string(),
             event,
@@ -116,7 +148,7 @@ impl PlatformClient {
 
 /// Every node the resource manager ever reserved (`GetNodesUsage`).
 pub async fn nodes_usage(
-    rm: &mut ResourceManagerClient<Channel>,
+    rm: &mut ResourceManagerClient<AuthChannel>,
     request_id: String,
 ) -> Result<Vec<NodeDesc>, tonic::Status> {
     let mut request = tonic::Request::new(GetNodesUsageRequest { request_id });
@@ -126,7 +158,7 @@ pub async fn nodes_usage(
 
 /// The ids and memory limits of the containers a node service holds (`GetStats`).
 pub async fn node_containers(
-    node: &mut NodeServiceClient<Channel>,
+    node: &mut NodeServiceClient<AuthChannel>,
     request_id: String,
     timeout: Duration,
 ) -> Result<Vec<(String, u64)>, tonic::Status> {

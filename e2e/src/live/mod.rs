@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use faas_common::token::{AuthChannel, ClusterAuth, ClusterToken};
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::fault::{FaultInjector, FaultPlan, InjectedFault, NoFaults};
 use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
@@ -67,6 +67,13 @@ pub struct LiveOptions {
     /// The platform was started for this run: node time before the first send counts (a
     /// scheduler warming up). Off: node time before the run is not counted.
     pub fresh_platform: bool,
+    /// The platform's cluster token, sent to the resource manager and the nodes (see
+    /// `faas_common::token`; `faas up`'s is in DATA_DIR/cluster-token).
+    pub cluster_token: Option<ClusterToken>,
+    /// The API server's key (`authorization: Bearer KEY` on every call); `None` for a
+    /// server without keys or in the contest mode (`--allow-anonymous-invoke`), where the
+    /// invocations need none (deploying the workload still needs an admin key).
+    pub api_key: Option<String>,
 }
 
 impl Default for LiveOptions {
@@ -82,6 +89,8 @@ impl Default for LiveOptions {
             stats_interval_ms: 500,
             progress: true,
             fresh_platform: true,
+            cluster_token: None,
+            api_key: None,
         }
     }
 }
@@ -147,16 +156,17 @@ pub async fn run_with_faults<I: FaultInjector>(
             addr: options.apiserver.clone(),
             source,
         })?;
-    let api = PlatformClient::new(channel);
+    let api = PlatformClient::new(channel).with_key(options.api_key.as_deref())?;
+    let auth = ClusterAuth::new(options.cluster_token.as_ref());
     let rm = match &options.resource_manager {
         Some(addr) => Some(ResourceManagerClient::new(
-            faas_common::serve::connect(addr)
-                .await
-                .map_err(|source| LiveError::Connect {
+            auth.channel(faas_common::serve::connect(addr).await.map_err(|source| {
+                LiveError::Connect {
                     what: "resource manager",
                     addr: addr.clone(),
                     source,
-                })?,
+                }
+            })?),
         )),
         None => None,
     };
@@ -178,6 +188,7 @@ pub async fn run_with_faults<I: FaultInjector>(
     let poller = match (&rm, options.stats_interval_ms) {
         (Some(rm), interval) if interval > 0 => Some(tokio::spawn(poll_containers(
             rm.clone(),
+            auth.clone(),
             start,
             start_epoch_ms,
             Duration::from_millis(interval),
@@ -464,14 +475,15 @@ pub fn node_usage(
 
 /// Polls the reserved nodes' containers until `stop` turns true.
 async fn poll_containers(
-    mut rm: ResourceManagerClient<Channel>,
+    mut rm: ResourceManagerClient<AuthChannel>,
+    auth: ClusterAuth,
     start: Instant,
     start_epoch_ms: i64,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> HashMap<String, Seen> {
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    let mut clients: HashMap<String, NodeServiceClient<Channel>> = HashMap::new();
+    let mut clients: HashMap<String, NodeServiceClient<AuthChannel>> = HashMap::new();
     let mut round = 0u64;
     let timeout = interval.min(Duration::from_secs(2));
     loop {
@@ -501,7 +513,7 @@ async fn poll_containers(
                         };
                         clients
                             .entry(node.id.clone())
-                            .or_insert(NodeServiceClient::new(channel))
+                            .or_insert(NodeServiceClient::new(auth.channel(channel)))
                     }
                 };
                 let Ok(containers) =

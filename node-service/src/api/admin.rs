@@ -14,7 +14,8 @@
 //!
 //! [`stamp_calls`] is a tonic interceptor layered on the whole server, so every request
 //! counts as a sign of life, whatever its service or method (health probes included), without
-//! each handler having to remember it.
+//! each handler having to remember it. With a cluster token configured, `NodeAdmin` calls
+//! need it as `NodeService` calls do (the same gate); health checks do not.
 
 use std::sync::Arc;
 

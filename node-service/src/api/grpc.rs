@@ -7,6 +7,12 @@
 //! (`ContainerNotFound`, `ContainerDead`, `ContainerUnreachable`, `WrongFunction`): the API
 //! server retries exactly those on another container. Requests and replies of up to
 //! [`MAX_MESSAGE_BYTES`] pass (a 6 MiB event).
+//!
+//! `Reserve` is taken once per node: again for the same account it is a no-op, for another
+//! account `FAILED_PRECONDITION` naming the owner. With a cluster token configured every call
+//! needs it (`UNAUTHENTICATED` without; the gate is wrapped around the server in `serve`, see
+//! `faas_common::token`), so only the resource manager reserves and only the scheduler
+//! creates containers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,7 +76,8 @@ pub fn status(e: NodeError) -> Status {
         | NodeError::Bundle(_)
         | NodeError::NoBundles { .. }
         | NodeError::Runtime(RuntimeError::StartFailed { .. })
-        | NodeError::Runtime(RuntimeError::Unsupported(_)) => Status::failed_precondition(message),
+        | NodeError::Runtime(RuntimeError::Unsupported(_))
+        | NodeError::AlreadyReserved { .. } => Status::failed_precondition(message),
         NodeError::Overcommitted { .. } => Status::resource_exhausted(message),
         NodeError::ContainerUnreachable { .. }
         | NodeError::NotReady { .. }

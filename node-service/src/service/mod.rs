@@ -125,6 +125,12 @@ pub enum NodeError {
     NotReady { container: String, message: String },
     #[error("calling container {container} failed: {message}")]
     Invoke { container: String, message: String },
+    /// A `Reserve` for another account than the one holding the node.
+    #[error(
+        "node {node} is already reserved by account {owner:?}: a node takes one reservation \
+         (reserve another node from the resource manager)"
+    )]
+    AlreadyReserved { node: String, owner: String },
 }
 
 impl NodeError {
@@ -281,14 +287,26 @@ impl Node {
     }
 
     /// Hands the node to an account, recording when (the wall clock: a restarted resource
-    /// manager counts the node's reserved seconds from it).
+    /// manager counts the node's reserved seconds from it). A node takes one reservation: the
+    /// same account again is a no-op (a retried `Reserve`), another account is refused.
     pub fn reserve(&self, owner_account_id: &str) -> Result<(), NodeError> {
         if owner_account_id.trim().is_empty() {
             return Err(NodeError::InvalidArgument(
                 "owner_account_id must not be empty".into(),
             ));
         }
-        *self.reservation.write().unwrap_or_else(|e| e.into_inner()) = Reservation {
+        let mut reservation = self.reservation.write().unwrap_or_else(|e| e.into_inner());
+        match reservation.owner_account_id.as_str() {
+            "" => {}
+            owner if owner == owner_account_id => return Ok(()),
+            owner => {
+                return Err(NodeError::AlreadyReserved {
+                    node: self.identity.node_id.clone(),
+                    owner: clip(owner).into_owned(),
+                });
+            }
+        }
+        *reservation = Reservation {
             owner_account_id: owner_account_id.to_string(),
             at_ms: self.host.now_ms(),
         };
@@ -1575,10 +1593,16 @@ mod tests {
         node.reserve("acct-1").unwrap();
         let first = node.describe().await.unwrap().reserved_at_ms;
         assert!(first > 0);
-        node.reserve("acct-2").unwrap();
+        node.reserve("acct-1").unwrap();
+        let err = node.reserve("acct-2").unwrap_err();
+        assert!(matches!(err, NodeError::AlreadyReserved { .. }), "{err}");
+        assert!(err.to_string().contains("\"acct-1\""), "{err}");
         let d = node.describe().await.unwrap();
-        assert_eq!(d.owner_account_id, "acct-2", "the latest reservation");
-        assert!(d.reserved_at_ms > first);
+        assert_eq!(
+            (d.owner_account_id.as_str(), d.reserved_at_ms),
+            ("acct-1", first),
+            "one reservation: a retried Reserve changes nothing, another account none"
+        );
 
         let a = node
             .create_container(Node::validate_spec(meta("a", "hello", 128, 300)).unwrap())

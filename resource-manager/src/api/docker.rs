@@ -259,7 +259,11 @@ fn node_body(
         image: Some(o.node_image.clone()),
         cmd: Some(cmd),
         user: Some("65534:65534".into()),
-        env: Some(vec![format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}")]),
+        env: Some(
+            std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
+                .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
+                .collect(),
+        ),
         labels: Some(HashMap::from([
             (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
             (labels::INSTANCE.to_string(), o.instance.clone()),
@@ -760,9 +764,17 @@ mod tests {
             code: NodeCode {
                 bundles_dir: Some("/data/bundles".into()),
                 watchdog_bin: Some("/opt/container-service".into()),
+                cluster_token: Some("0123456789abcdef0123".parse().unwrap()),
             },
         };
         let body = node_body(&options, None, "n-1", 1);
+        assert!(
+            body.env
+                .as_ref()
+                .unwrap()
+                .contains(&"FAAS_CLUSTER_TOKEN=0123456789abcdef0123".to_string()),
+            "the token is handed over in the environment"
+        );
         let cmd = body.cmd.unwrap().join(" ");
         assert!(
             cmd.ends_with(

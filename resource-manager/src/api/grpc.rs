@@ -3,8 +3,12 @@
 //!
 //! Ids are checked by the pool (1 to 256 bytes, else `INVALID_ARGUMENT`); logs quote request
 //! fields clipped. `ReleaseNodeRequest` carries only a request id and the node id, no account,
-//! so a release cannot be checked against the node's owner: whoever knows a reserved node's
-//! id may release it (as in the contest). A failed node's release succeeds. After a restart,
+//! so a release cannot be checked against the node's owner: the cluster token is what
+//! protects it. With a token configured (`--cluster-token-file`, `FAAS_CLUSTER_TOKEN`), every
+//! call here needs it (`UNAUTHENTICATED` without it, see `faas_common::token`), so only the
+//! platform's own components (the scheduler that reserved the node) can release a node;
+//! without one, whoever knows a reserved node's id may release it, as in the contest. A
+//! failed node's release succeeds. After a restart,
 //! `GetNodesUsage` and `ReleaseNode` wait until the earlier run's nodes are taken back, and
 //! `ReserveNode` until the pool is refilled.
 

@@ -289,7 +289,8 @@ impl NodeProvider for LocalProvider {
             cmd.arg("--orphan-timeout-ms")
                 .arg(timeout.as_millis().to_string());
         }
-        cmd.args(self.options.code.args());
+        cmd.args(self.options.code.args())
+            .envs(self.options.code.env());
         let (mut child, addr) =
             Child::spawn_ready_with(cmd, self.options.start_timeout, self.options.lifetime)
                 .await

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use faas_common::shutdown::Shutdown;
+use faas_common::token::ClusterAuth;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -72,6 +73,8 @@ pub struct Manager<P: NodeProvider> {
     node_call_timeout: Duration,
     clock: Clock,
     persistence: Option<Persistence>,
+    /// The cluster token on its calls to nodes (`Reserve`, `DescribeNode`).
+    auth: ClusterAuth,
 }
 
 impl<P: NodeProvider> Manager<P> {
@@ -95,7 +98,14 @@ impl<P: NodeProvider> Manager<P> {
             node_call_timeout,
             clock,
             persistence: None,
+            auth: ClusterAuth::default(),
         }
+    }
+
+    /// The same manager, sending the cluster token on its calls to nodes.
+    pub fn with_auth(mut self, auth: ClusterAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The same manager, saving its pool to `store` after every change and identifying
@@ -209,17 +219,18 @@ impl<P: NodeProvider> Manager<P> {
         let Some(p) = &self.persistence else {
             return Ok(started);
         };
-        let message = match node_client::identify(&started.endpoint, p.identify_timeout).await {
-            Ok(identity) if identity.node_id == node_id => {
-                started.handle.live_id = Some(identity.live_id);
-                return Ok(started);
-            }
-            Ok(identity) => format!(
-                "it says it is node {:?}",
-                faas_common::text::clip(&identity.node_id)
-            ),
-            Err(e) => format!("it does not say who it is: {e}"),
-        };
+        let message =
+            match node_client::identify(&started.endpoint, p.identify_timeout, &self.auth).await {
+                Ok(identity) if identity.node_id == node_id => {
+                    started.handle.live_id = Some(identity.live_id);
+                    return Ok(started);
+                }
+                Ok(identity) => format!(
+                    "it says it is node {:?}",
+                    faas_common::text::clip(&identity.node_id)
+                ),
+                Err(e) => format!("it does not say who it is: {e}"),
+            };
         self.provider.kill_node(node_id).await;
         Err(ProviderError::Start {
             node_id: node_id.to_string(),
@@ -427,7 +438,7 @@ impl<P: NodeProvider> Manager<P> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match node_client::identify(&endpoint, timeout).await {
+            match node_client::identify(&endpoint, timeout, &self.auth).await {
                 Ok(identity) => return Sighting::Alive(identity),
                 Err(why) if attempts >= MISSED_PROBES_TO_FAIL && Instant::now() >= deadline => {
                     return Sighting::Silent(why);
@@ -528,9 +539,14 @@ impl<P: NodeProvider> Manager<P> {
                 last_failure = format!("node {} has no address", node.id);
                 continue;
             };
-            match node_client::hand_over(endpoint, request_id, account, self.node_call_timeout)
-                .await
-            {
+            let handed = node_client::hand_over(
+                endpoint,
+                request_id,
+                account,
+                self.node_call_timeout,
+                &self.auth,
+            );
+            match handed.await {
                 Ok(()) => {
                     guard.node_id = None;
                     self.counters.reserves.inc();

@@ -213,7 +213,8 @@ async fn serve<P: NodeProvider>(
         counters.clone(),
         node_call_timeout,
         Clock::new(),
-    );
+    )
+    .with_auth(config.cluster.auth());
     let (manager, saved) = match state {
         Some(State { store, saved }) => {
             let identify_timeout = match config.node_probe_timeout_ms {
@@ -275,9 +276,14 @@ async fn serve<P: NodeProvider>(
 
     let served = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(ResourceManagerServer::new(ResourceManagerApi::new(
-            manager.clone(),
-        )))
+        .add_service(
+            config
+                .cluster
+                .gate("resource manager")
+                .guard(ResourceManagerServer::new(ResourceManagerApi::new(
+                    manager.clone(),
+                ))),
+        )
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), stop.clone().wait())
         .await;
     if let Err(e) = &served {

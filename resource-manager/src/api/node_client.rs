@@ -1,11 +1,13 @@
 //! The manager's calls into a node service: `Reserve`, which hands the node to an account,
 //! `grpc.health.v1` checks, which tell a node that serves from one that is starting, dying
 //! or stopped, and [`identify`], which asks a node who it is (`faas.node.v1.NodeAdmin/
-//! DescribeNode`).
+//! DescribeNode`). `Reserve` and `DescribeNode` carry the cluster token ([`ClusterAuth`]);
+//! health checks need none.
 
 use std::time::Duration;
 
 use faas_common::text::clip;
+use faas_common::token::ClusterAuth;
 use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::ReserveRequest;
@@ -25,6 +27,7 @@ pub async fn hand_over(
     request_id: &str,
     account: &str,
     timeout: Duration,
+    auth: &ClusterAuth,
 ) -> Result<(), String> {
     let addr = endpoint.to_string();
     let call = async {
@@ -36,7 +39,7 @@ pub async fn hand_over(
             owner_account_id: account.to_string(),
         });
         request.set_timeout(timeout);
-        NodeServiceClient::new(channel)
+        NodeServiceClient::new(auth.channel(channel))
             .reserve(request)
             .await
             .map_err(|s| {
@@ -58,7 +61,11 @@ pub async fn hand_over(
 
 /// Asks the node service at `endpoint` who it is (`DescribeNode`), within `timeout`.
 /// Errors say what happened, for logs.
-pub async fn identify(endpoint: &NodeEndpoint, timeout: Duration) -> Result<NodeIdentity, String> {
+pub async fn identify(
+    endpoint: &NodeEndpoint,
+    timeout: Duration,
+    auth: &ClusterAuth,
+) -> Result<NodeIdentity, String> {
     let addr = endpoint.to_string();
     let call = async {
         let channel = faas_common::serve::connect(&addr)
@@ -66,7 +73,7 @@ pub async fn identify(endpoint: &NodeEndpoint, timeout: Duration) -> Result<Node
             .map_err(|e| e.to_string())?;
         let mut request = tonic::Request::new(DescribeNodeRequest {});
         request.set_timeout(timeout);
-        let r = NodeAdminClient::new(channel)
+        let r = NodeAdminClient::new(auth.channel(channel))
             .describe_node(request)
             .await
             .map_err(|s| format!("DescribeNode failed: {:?}: {}", s.code(), clip(s.message())))?

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use faas_common::launch::Launcher;
 use faas_common::shutdown::Trigger;
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 use faas_proto::resourcemanagerproto::{
     GetNodesUsageRequest, NodeDesc, ReleaseNodeRequest, ReserveNodeRequest,
@@ -302,6 +303,8 @@ pub struct Manager {
     task: JoinHandle<Result<(), Error>>,
     prefix: String,
     metrics_port: Option<u16>,
+    /// The manager's cluster token (none configured: no token is sent).
+    auth: ClusterAuth,
 }
 
 impl Manager {
@@ -324,6 +327,7 @@ impl Manager {
         let addr = listener.local_addr().unwrap();
         let prefix = config.node_id_prefix.clone();
         let metrics_port = config.metrics_port;
+        let auth = config.cluster.auth();
         let (trigger, shutdown) = faas_common::shutdown::channel();
         let (detach, detached) = faas_common::shutdown::channel();
         let task = tokio::spawn(faas_resource_manager::run_with(
@@ -356,11 +360,13 @@ impl Manager {
             task,
             prefix,
             metrics_port,
+            auth,
         }
     }
 
-    pub async fn client(&self) -> ResourceManagerClient<Channel> {
-        ResourceManagerClient::new(self.channel().await)
+    /// A client with the manager's cluster token, if it has one.
+    pub async fn client(&self) -> ResourceManagerClient<AuthChannel> {
+        ResourceManagerClient::new(self.auth.channel(self.channel().await))
     }
 
     pub async fn channel(&self) -> Channel {
@@ -442,7 +448,7 @@ impl Manager {
 }
 
 pub async fn reserve(
-    client: &mut ResourceManagerClient<Channel>,
+    client: &mut ResourceManagerClient<AuthChannel>,
     account: &str,
 ) -> Result<NodeDesc, tonic::Status> {
     let reply = client
@@ -455,7 +461,7 @@ pub async fn reserve(
 }
 
 pub async fn release(
-    client: &mut ResourceManagerClient<Channel>,
+    client: &mut ResourceManagerClient<AuthChannel>,
     id: &str,
 ) -> Result<(), tonic::Status> {
     client
@@ -467,7 +473,7 @@ pub async fn release(
         .map(|_| ())
 }
 
-pub async fn usage(client: &mut ResourceManagerClient<Channel>) -> Vec<NodeDesc> {
+pub async fn usage(client: &mut ResourceManagerClient<AuthChannel>) -> Vec<NodeDesc> {
     client
         .get_nodes_usage(GetNodesUsageRequest::default())
         .await

@@ -1,12 +1,14 @@
 //! The service's ports implemented with the contest's gRPC clients, and its clock.
 //!
 //! This is the anti-corruption layer: `NodeDesc`, `GetStatsReply` and tonic statuses become
-//! model values here, and nowhere else.
+//! model values here, and nowhere else. Every call to the resource manager and the nodes
+//! carries the cluster token when one is configured ([`ClusterAuth`]); health checks need none.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
@@ -76,15 +78,15 @@ fn bytes(v: i64) -> u64 {
 /// The resource manager over gRPC.
 #[derive(Clone)]
 pub struct GrpcResource {
-    client: ResourceManagerClient<Channel>,
+    client: ResourceManagerClient<AuthChannel>,
     endpoint: String,
     default_node_bytes: u64,
 }
 
 impl GrpcResource {
-    /// A client on `channel` (to `endpoint`, for messages); nodes reported without memory are
-    /// taken to offer `default_node_bytes`.
-    pub fn new(channel: Channel, endpoint: impl Into<String>, default_node_bytes: u64) -> Self {
+    /// A client on `channel` (to `endpoint`, for messages; the channel carries the cluster
+    /// token, if any); nodes reported without memory are taken to offer `default_node_bytes`.
+    pub fn new(channel: AuthChannel, endpoint: impl Into<String>, default_node_bytes: u64) -> Self {
         GrpcResource {
             client: ResourceManagerClient::new(channel),
             endpoint: endpoint.into(),
@@ -208,9 +210,18 @@ impl ResourcePort for GrpcResource {
 #[derive(Default)]
 pub struct GrpcNodes {
     channels: Mutex<HashMap<(Text, u16), Channel>>,
+    auth: ClusterAuth,
 }
 
 impl GrpcNodes {
+    /// Node clients whose calls carry the cluster token of `auth`.
+    pub fn new(auth: ClusterAuth) -> GrpcNodes {
+        GrpcNodes {
+            channels: Mutex::default(),
+            auth,
+        }
+    }
+
     fn channel(&self, node: &NodeAddr) -> Result<Channel, PortError> {
         let mut channels = self
             .channels
@@ -227,8 +238,9 @@ impl GrpcNodes {
         Ok(ch)
     }
 
-    fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<Channel>, PortError> {
-        self.channel(node).map(NodeServiceClient::new)
+    fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<AuthChannel>, PortError> {
+        self.channel(node)
+            .map(|channel| NodeServiceClient::new(self.auth.channel(channel)))
     }
 
     fn failed(node: &NodeAddr, call: &str, s: tonic::Status) -> PortError {
@@ -302,7 +314,7 @@ impl NodePort for GrpcNodes {
 
     async fn describe(&self, node: &NodeAddr) -> Result<NodeDescription, PortError> {
         let channel = self.channel(node)?;
-        let reply = NodeAdminClient::new(channel)
+        let reply = NodeAdminClient::new(self.auth.channel(channel))
             .describe_node(timed(DescribeNodeRequest {}, CALL_TIMEOUT))
             .await
             .map_err(|s| Self::failed(node, "DescribeNode", s))?
