@@ -605,6 +605,7 @@ impl<'a> Sim<'a> {
                 self.deliver_lenient(Event::ContainerCreateFailed {
                     op,
                     message: "connection reset: the node stopped answering".into(),
+                    refused: false,
                 })
             }
             Ev::Deliver(e) => self.deliver(e),
@@ -741,6 +742,7 @@ impl<'a> Sim<'a> {
                             AcquireErrorCode::ResourceExhausted => "ResourceExhausted",
                             AcquireErrorCode::DeadlineExceeded => "DeadlineExceeded",
                             AcquireErrorCode::Unavailable => "Unavailable",
+                            AcquireErrorCode::FailedPrecondition => "FailedPrecondition",
                         };
                         self.answer_error(i, format!("{code}: {}", error.message));
                     }
@@ -1122,7 +1124,11 @@ impl<'a> Sim<'a> {
             );
             self.push(
                 at,
-                Ev::DeliverLenient(Event::ContainerCreateFailed { op, message }),
+                Ev::DeliverLenient(Event::ContainerCreateFailed {
+                    op,
+                    message,
+                    refused: false,
+                }),
             );
             return;
         }
@@ -1167,7 +1173,11 @@ impl<'a> Sim<'a> {
                 );
                 return;
             }
-            Err(message) => Event::ContainerCreateFailed { op, message },
+            Err(message) => Event::ContainerCreateFailed {
+                op,
+                message,
+                refused: false,
+            },
         };
         let at = self.now + us(self.o.reserve_ms);
         self.push(at, Ev::Deliver(event));

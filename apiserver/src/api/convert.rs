@@ -296,6 +296,15 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (
+                // The scheduler's node refused to create the function's container.
+                InvokeError::Acquire {
+                    function: f(),
+                    code: RemoteCode::FailedPrecondition,
+                    message: "x".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
                 InvokeError::FunctionFailed {
                     function: f(),
                     message: "x".into(),

@@ -1202,6 +1202,8 @@ mod tests {
         for code in [
             RemoteCode::ResourceExhausted,
             RemoteCode::DeadlineExceeded,
+            // A node refused to create the function's container: not retried.
+            RemoteCode::FailedPrecondition,
             RemoteCode::NotFound,
             RemoteCode::Cancelled,
         ] {

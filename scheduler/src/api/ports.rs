@@ -66,6 +66,11 @@ fn port_error(what: String, s: &tonic::Status) -> PortError {
     let message = format!("{what} failed: {:?}: {}", s.code(), s.message());
     if transport_failure(s) {
         PortError::unreachable(message)
+    } else if matches!(
+        s.code(),
+        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+    ) {
+        PortError::refused(message)
     } else {
         PortError::answered(message)
     }
@@ -409,5 +414,37 @@ impl Clock for InstantClock {
 
     fn wall_ms(&self) -> u64 {
         faas_common::clock::now_ms() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_cannot_do_the_call_refuses_it() {
+        for code in [
+            tonic::Code::FailedPrecondition,
+            tonic::Code::InvalidArgument,
+        ] {
+            let e = port_error(
+                "CreateContainer on node n1".into(),
+                &tonic::Status::new(code, "image \"x\" is not on this machine"),
+            );
+            assert!(e.refused && !e.unreachable, "{code:?}: {e:?}");
+            assert!(
+                e.message.ends_with("image \"x\" is not on this machine"),
+                "{}",
+                e.message
+            );
+        }
+        for code in [
+            tonic::Code::ResourceExhausted,
+            tonic::Code::NotFound,
+            tonic::Code::DeadlineExceeded,
+        ] {
+            let e = port_error("CreateContainer".into(), &tonic::Status::new(code, "x"));
+            assert!(!e.refused, "{code:?}: {e:?}");
+        }
     }
 }

@@ -71,6 +71,7 @@ pub fn acquire_status(e: &AcquireError) -> Status {
         AcquireErrorCode::ResourceExhausted => Status::resource_exhausted(e.message.clone()),
         AcquireErrorCode::DeadlineExceeded => Status::deadline_exceeded(e.message.clone()),
         AcquireErrorCode::Unavailable => Status::unavailable(e.message.clone()),
+        AcquireErrorCode::FailedPrecondition => Status::failed_precondition(e.message.clone()),
     }
 }
 
@@ -84,6 +85,7 @@ pub fn service_status(e: &ServiceError) -> (Status, &'static str) {
                 AcquireErrorCode::ResourceExhausted => "resource_exhausted",
                 AcquireErrorCode::DeadlineExceeded => "deadline_exceeded",
                 AcquireErrorCode::Unavailable => "unavailable",
+                AcquireErrorCode::FailedPrecondition => "failed_precondition",
             },
         ),
         ServiceError::ShuttingDown => (Status::unavailable(e.to_string()), "shutting_down"),
@@ -365,5 +367,19 @@ mod tests {
             message: "no available node can be reserved".into(),
         });
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        let refused = AcquireError {
+            code: AcquireErrorCode::FailedPrecondition,
+            message: "cannot create a container of function f on node n1: image \"x\" is not on this machine".into(),
+        };
+        let s = acquire_status(&refused);
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::FailedPrecondition, refused.message.as_str())
+        );
+        let (s, label) = service_status(&ServiceError::Rejected(refused));
+        assert_eq!(
+            (s.code(), label),
+            (tonic::Code::FailedPrecondition, "failed_precondition")
+        );
     }
 }

@@ -91,6 +91,9 @@ pub enum Event {
         op: OpId,
         /// What the node service said.
         message: String,
+        /// The node refused the create (FAILED_PRECONDITION / INVALID_ARGUMENT: it cannot
+        /// run the function): the waiters are rejected at once, nothing is retried.
+        refused: bool,
     },
     /// A [`Decision::RemoveContainer`] completed (or the container is gone anyway).
     ContainerRemoved {
@@ -351,6 +354,9 @@ pub enum AcquireErrorCode {
     DeadlineExceeded,
     /// A node or container could not be obtained for another reason (worth a retry).
     Unavailable,
+    /// A node refused to create the function's container (it cannot run it: an image not
+    /// on the machine, a bundle it cannot find): not worth a retry until that is fixed.
+    FailedPrecondition,
 }
 
 /// An acquire answered with an error.

@@ -842,9 +842,14 @@ impl State {
         Ok((key, request))
     }
 
-    /// The error for requests that waited on a failed create (`UNAVAILABLE`, naming the
-    /// function and the node).
-    pub fn create_failed_error(&self, create: &CreateOp, message: &str) -> AcquireError {
+    /// The error for requests that waited on a failed create (`UNAVAILABLE`, or
+    /// `FAILED_PRECONDITION` when the node `refused` it; naming the function and the node).
+    pub fn create_failed_error(
+        &self,
+        create: &CreateOp,
+        message: &str,
+        refused: bool,
+    ) -> AcquireError {
         let function = self
             .store
             .function(create.function)
@@ -856,7 +861,11 @@ impl State {
             .map(|n| n.id.clone())
             .unwrap_or_else(|| "?".into());
         AcquireError {
-            code: AcquireErrorCode::Unavailable,
+            code: if refused {
+                AcquireErrorCode::FailedPrecondition
+            } else {
+                AcquireErrorCode::Unavailable
+            },
             message: format!(
                 "cannot create a container of function {function} on node {node}: {message}"
             ),

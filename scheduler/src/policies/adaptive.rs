@@ -471,6 +471,50 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_create_rejects_the_waiters_at_once_and_is_not_retried() {
+        let mut s = sim();
+        let f = spec("f", 256);
+        s.hold_creates = true;
+        s.acquire("r1", &f);
+        s.acquire("r2", &f);
+        let op = *s.held.first().expect("a create was issued");
+        let issued = s.held.len();
+        s.send(crate::core::Event::ContainerCreateFailed {
+            op,
+            message: "image \"x\" is not on this machine".into(),
+            refused: true,
+        });
+        let mut rejected: Vec<&str> = s
+            .rejects
+            .iter()
+            .map(|d| {
+                let crate::core::Decision::Reject { request_id, error } = d else {
+                    panic!("{d:?}")
+                };
+                assert_eq!(error.code, AcquireErrorCode::FailedPrecondition);
+                assert!(
+                    error
+                        .message
+                        .starts_with("cannot create a container of function f on node n1: ")
+                        && error
+                            .message
+                            .ends_with("image \"x\" is not on this machine"),
+                    "{}",
+                    error.message
+                );
+                &**request_id
+            })
+            .collect();
+        rejected.sort_unstable();
+        assert_eq!(rejected, ["r1", "r2"], "both waiters fail at once");
+        assert_eq!(s.p.state().waiting_count(), 0);
+        // No retry: no further create in the seconds after.
+        s.advance(s.now + 5_000);
+        assert_eq!(s.held.len(), issued, "{:?}", s.held);
+        assert!(s.grants.is_empty());
+    }
+
+    #[test]
     fn a_waiting_request_takes_a_returned_container_instead_of_a_new_one() {
         let mut s = sim();
         let f = spec("f", 512);

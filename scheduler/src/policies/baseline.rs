@@ -160,10 +160,14 @@ impl Policy for Baseline {
                     self.replace(now, request_id, out);
                 }
             }
-            Event::ContainerCreateFailed { op, message } => {
+            Event::ContainerCreateFailed {
+                op,
+                message,
+                refused,
+            } => {
                 let (create, request) = self.state.create_failed(op)?;
                 if let Some(request_id) = request {
-                    let error = self.state.create_failed_error(&create, &message);
+                    let error = self.state.create_failed_error(&create, &message, refused);
                     self.state.reject(request_id, error, out);
                 }
             }
@@ -450,9 +454,8 @@ mod tests {
         assert_eq!(s.p.next_wakeup(), None);
     }
 
-    #[test]
-    fn create_failure_rejects_and_frees_the_memory() {
-        let mut s = Sim::new();
+    /// Acquires `r1` of `f` on node `n1` and fails its create with `message`.
+    fn fail_the_create(s: &mut Sim, message: &str, refused: bool) -> Vec<Decision> {
         s.send(acquire("r1", "f", 30_000));
         let out = s.send(Event::NodeReserved {
             op: OpId(1),
@@ -461,10 +464,17 @@ mod tests {
         let [Decision::CreateContainer { op, .. }] = out.as_slice() else {
             panic!("{out:?}")
         };
-        let out = s.send(Event::ContainerCreateFailed {
+        s.send(Event::ContainerCreateFailed {
             op: *op,
-            message: "image missing".into(),
-        });
+            message: message.into(),
+            refused,
+        })
+    }
+
+    #[test]
+    fn create_failure_rejects_and_frees_the_memory() {
+        let mut s = Sim::new();
+        let out = fail_the_create(&mut s, "image missing", false);
         let [Decision::Reject { error, .. }] = out.as_slice() else {
             panic!("{out:?}")
         };
@@ -472,6 +482,30 @@ mod tests {
         assert!(error.message.contains("image missing"), "{}", error.message);
         let n1 = s.p.state().store.node_by_id("n1").unwrap();
         assert_eq!(s.p.state().store.node(n1).unwrap().used_bytes, 0);
+    }
+
+    #[test]
+    fn a_refused_create_rejects_at_once_with_failed_precondition() {
+        let mut s = Sim::new();
+        let out = fail_the_create(&mut s, "image \"x\" is not on this machine", true);
+        let [Decision::Reject { request_id, error }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(&**request_id, "r1");
+        assert_eq!(error.code, AcquireErrorCode::FailedPrecondition);
+        assert_eq!(
+            error.message,
+            "cannot create a container of function f on node n1: image \"x\" is not on this machine"
+        );
+        assert_eq!(s.p.state().waiting_count(), 0);
+        // Nothing is retried later.
+        s.now = 10_000;
+        let out = s.send(Event::Tick);
+        assert!(
+            !out.iter()
+                .any(|d| matches!(d, Decision::CreateContainer { .. })),
+            "{out:?}"
+        );
     }
 
     #[test]

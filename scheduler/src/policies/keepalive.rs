@@ -22,7 +22,7 @@ use crate::core::{
     AcquireError, AcquireErrorCode, CoreError, CreateOp, Decision, Event, Policy, PolicyOptions,
     Snapshot, State,
 };
-use crate::model::{ContainerState, Millis, NodeState, Text};
+use crate::model::{ContainerState, Millis, NodeState, OpId, Text};
 use crate::store::{ContainerKey, FunctionKey, NodeKey};
 
 /// The name the policy is registered under.
@@ -112,16 +112,21 @@ pub(crate) fn reject_reserve_waiters(
     }
 }
 
-/// Rejects the request a failed create was meant for (`UNAVAILABLE`, naming function and node).
-pub(crate) fn reject_create_waiter(
+/// Applies a failed create and rejects the request it was meant for at once (`UNAVAILABLE`,
+/// or `FAILED_PRECONDITION` when the node `refused` it; naming function and node).
+pub(crate) fn create_failed(
     state: &mut State,
-    create: &CreateOp,
-    request_id: Text,
+    op: OpId,
     message: &str,
+    refused: bool,
     out: &mut Vec<Decision>,
-) {
-    let error = state.create_failed_error(create, message);
-    state.reject(request_id, error, out);
+) -> Result<CreateOp, CoreError> {
+    let (create, request) = state.create_failed(op)?;
+    if let Some(request_id) = request {
+        let error = state.create_failed_error(&create, message, refused);
+        state.reject(request_id, error, out);
+    }
+    Ok(create)
 }
 
 /// The keep-alive policy.
@@ -259,11 +264,12 @@ impl Policy for KeepAlive {
                     None => self.note_idle(now, container),
                 }
             }
-            Event::ContainerCreateFailed { op, message } => {
-                let (create, request) = self.state.create_failed(op)?;
-                if let Some(request_id) = request {
-                    reject_create_waiter(&mut self.state, &create, request_id, &message, out);
-                }
+            Event::ContainerCreateFailed {
+                op,
+                message,
+                refused,
+            } => {
+                let create = create_failed(&mut self.state, op, &message, refused, out)?;
                 self.release_if_empty(create.node, out);
             }
             Event::ContainerRemoved { container_id } => {

@@ -11,9 +11,7 @@
 //!   (it is still never granted: a hold only keeps it from being removed for idleness).
 //! - Nodes are never released (as in the baseline), so the comparison isolates reuse.
 
-use super::keepalive::{
-    place_first_fit, reject_create_waiter, reject_reserve_waiters, replace_first_fit,
-};
+use super::keepalive::{create_failed, place_first_fit, reject_reserve_waiters, replace_first_fit};
 use super::timers::IdleTimers;
 use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
 use crate::model::Millis;
@@ -113,11 +111,12 @@ impl Policy for NoReuse {
                     None => self.remove_idle(now, container, out),
                 }
             }
-            Event::ContainerCreateFailed { op, message } => {
-                let (create, request) = self.state.create_failed(op)?;
-                if let Some(request_id) = request {
-                    reject_create_waiter(&mut self.state, &create, request_id, &message, out);
-                }
+            Event::ContainerCreateFailed {
+                op,
+                message,
+                refused,
+            } => {
+                create_failed(&mut self.state, op, &message, refused, out)?;
             }
             Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
             Event::NodeReleased { node_id } => self.state.node_released(&node_id),

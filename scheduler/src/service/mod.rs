@@ -358,6 +358,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                         Event::ContainerCreateFailed {
                             op,
                             message: e.message,
+                            refused: e.refused,
                         }
                     }
                 }

@@ -54,6 +54,9 @@ pub struct PortError {
     /// The peer could not be reached or did not answer in time (a transport failure, not
     /// an answer): a failed health observation of a node.
     pub unreachable: bool,
+    /// The peer answered FAILED_PRECONDITION or INVALID_ARGUMENT: it cannot do this call as
+    /// asked. For a create: the node cannot run the function, so retrying is pointless.
+    pub refused: bool,
 }
 
 impl PortError {
@@ -62,6 +65,7 @@ impl PortError {
         PortError {
             message: message.into(),
             unreachable: false,
+            refused: false,
         }
     }
 
@@ -70,6 +74,16 @@ impl PortError {
         PortError {
             message: message.into(),
             unreachable: true,
+            refused: false,
+        }
+    }
+
+    /// The peer answered that it cannot do this (FAILED_PRECONDITION or INVALID_ARGUMENT).
+    pub fn refused(message: impl Into<String>) -> PortError {
+        PortError {
+            message: message.into(),
+            unreachable: false,
+            refused: true,
         }
     }
 }

@@ -494,9 +494,11 @@ impl Engine {
             Event::ContainerCreated { op, container_id } => {
                 self.on_created(now, op, container_id, out)?
             }
-            Event::ContainerCreateFailed { op, message } => {
-                self.on_create_failed(now, op, &message, out)?
-            }
+            Event::ContainerCreateFailed {
+                op,
+                message,
+                refused,
+            } => self.on_create_failed(now, op, &message, refused, out)?,
             Event::ContainerRemoved { container_id } => {
                 self.state.container_removed(&container_id);
                 if !self.starving.is_empty() {
@@ -1031,6 +1033,7 @@ impl Engine {
         now: Millis,
         op: crate::model::OpId,
         message: &str,
+        refused: bool,
         out: &mut Vec<Decision>,
     ) -> Result<(), CoreError> {
         let (create, request) = self.state.create_failed(op)?;
@@ -1041,13 +1044,14 @@ impl Engine {
             fd.queue.push_front(r);
         }
         fd.create_failures += 1;
-        if fd.create_failures < MAX_CREATE_FAILURES {
+        // A node that refused the create cannot run the function: no retry.
+        if !refused && fd.create_failures < MAX_CREATE_FAILURES {
             let retry = now + 200 * fd.create_failures as Millis;
             self.pump_at = Some(self.pump_at.map_or(retry, |p| p.min(retry)));
             return Ok(());
         }
         fd.create_failures = 0;
-        let error = self.state.create_failed_error(&create, message);
+        let error = self.state.create_failed_error(&create, message, refused);
         while let Some(id) = self.pop_waiter(f) {
             self.state.reject(id, error.clone(), out);
         }
