@@ -138,8 +138,14 @@ pub struct Child {
     lifetime: Lifetime,
 }
 
+/// Makes the child of `cmd` die (SIGKILL) when the thread that spawned it ends, so a parent
+/// killed with SIGKILL leaves no child behind. The signal is tied to the spawning *thread*:
+/// spawn from a thread that lives as long as the child (a runtime worker, never a
+/// short-lived blocking thread). The launcher's guarded children and the watchdog's
+/// function processes both use it.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -169,7 +175,7 @@ impl Child {
             .kill_on_drop(lifetime == Lifetime::Guarded)
             .process_group(0);
         if lifetime == Lifetime::Guarded {
-            die_with_parent(&mut cmd);
+            die_with_parent(cmd.as_std_mut());
         }
         let inner = cmd.spawn().map_err(|source| LaunchError::Spawn {
             program: program.clone(),

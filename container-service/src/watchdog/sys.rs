@@ -144,25 +144,7 @@ pub fn is_alive(pid: u32) -> bool {
     !matches!(state, Some('Z' | 'X') | None)
 }
 
-/// Makes the child of `cmd` die (SIGKILL) when the thread that spawned it ends, so a
-/// container service killed with SIGKILL does not leave its function running. The signal is
-/// tied to the spawning *thread*: spawn from a thread that lives as long as the function
-/// (a runtime worker, never a short-lived blocking thread).
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
-}
+pub use faas_common::launch::die_with_parent;
 
 fn pid_t(pid: u32) -> std::io::Result<libc::pid_t> {
     libc::pid_t::try_from(pid)
