@@ -7,9 +7,17 @@
 //! decodes replies, so an undecodable one is the server's (INTERNAL). tonic-prost-build takes
 //! one codec path per generator, so two generators run over each service: one writes the
 //! server with `ServerCodec`, the other the client with `ClientCodec`.
+//!
+//! protoc also writes the encoded descriptors of all the files it compiled
+//! (`OUT_DIR/faas_descriptor_set.bin`): `faas_proto::reflection` serves them over gRPC server
+//! reflection, so `grpcurl list` / `describe` work against every component.
 use std::path::PathBuf;
 
 use prost_build::{Service, ServiceGenerator};
+
+/// The encoded `FileDescriptorSet` of every compiled file, written into `OUT_DIR` under this
+/// name and included by `src/reflection.rs`.
+const DESCRIPTOR_SET: &str = "faas_descriptor_set.bin";
 
 /// Runs the server generator, then the client generator, over each service.
 struct ServerAndClient {
@@ -45,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "admin.proto",
         "scheduler_admin.proto",
         "node_admin.proto",
+        "invoke.proto",
     ]
     .iter()
     .map(|f| dir.join(f))
@@ -56,10 +65,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // What tonic_prost_build::Builder::compile_with_config sets up, plus the messages'
-    // protobuf names (`prost::Name`), which the codecs quote in their errors.
+    // protobuf names (`prost::Name`), which the codecs quote in their errors, plus the
+    // encoded `FileDescriptorSet` of every file above (imports and comments included), which
+    // `src/reflection.rs` serves over gRPC server reflection.
     config
-        .out_dir(std::env::var("OUT_DIR")?)
+        .out_dir(&out_dir)
+        .file_descriptor_set_path(out_dir.join(DESCRIPTOR_SET))
         .type_attribute(".", "#[allow(clippy::all)]")
         .enable_type_names()
         .service_generator(Box::new(ServerAndClient {

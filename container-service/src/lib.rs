@@ -221,6 +221,9 @@ async fn serve(
         }
     };
     let server = tonic::transport::Server::builder()
+        .add_routes(faas_proto::reflection::routes(&[
+            faas_proto::container::container_service_server::SERVICE_NAME,
+        ]))
         .add_service(health_service)
         .add_service(api::ContainerApi::new(binding).into_server())
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), stop);

@@ -514,6 +514,10 @@ async fn serve(
     let gate = config.cluster.gate("node service");
     let served = tonic::transport::Server::builder()
         .layer(api::admin::stamp_calls(node.activity().clone()))
+        .add_routes(faas_proto::reflection::routes(&[
+            faas_proto::nodeservoceproto::node_service_server::SERVICE_NAME,
+            faas_proto::node_admin::node_admin_server::SERVICE_NAME,
+        ]))
         .add_service(health_service)
         .add_service(gate.guard(NodeApi::new(node.clone(), metrics).into_server()))
         .add_service(gate.guard(NodeAdminApi::new(node.clone()).into_server()))

@@ -8,9 +8,12 @@
 //!   INVALID_ARGUMENT, an undecodable reply INTERNAL), and a raw call for tests.
 //! - [`limits`]: the built-in handlers and the largest sizes every component accepts.
 //! - [`meta`]: the gRPC metadata keys the platform adds beside the contest's messages.
+//! - [`reflection`]: gRPC server reflection from the compiled `.proto` descriptors, so
+//!   `grpcurl list` / `describe` work against every component.
 
 pub mod codec;
 pub mod limits;
+pub mod reflection;
 
 /// `schedulerproto`: `Scheduler.AcquireContainer` / `ReturnContainer`.
 pub mod schedulerproto {
@@ -51,6 +54,11 @@ pub mod scheduler_admin {
 /// for recovery after a scheduler or resource-manager restart).
 pub mod node_admin {
     tonic::include_proto!("faas.node.v1");
+}
+
+/// `faas.invoke.v1`: asynchronous invocations through the API server.
+pub mod invoke {
+    tonic::include_proto!("faas.invoke.v1");
 }
 
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).

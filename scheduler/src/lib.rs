@@ -182,9 +182,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
     health
         .set_serving::<SchedulerServer<SchedulerApi<GrpcResource, GrpcNodes, InstantClock>>>()
         .await;
+    health
+        .set_serving::<SchedulerAdminServer<SchedulerAdminApi<GrpcResource, GrpcNodes, InstantClock>>>()
+        .await;
     tracing::info!(policy = %config.policy, resource_manager = %config.resource_manager, "scheduler serving");
     let gate = config.cluster.gate("scheduler");
     let served = tonic::transport::Server::builder()
+        .add_routes(faas_proto::reflection::routes(&[
+            faas_proto::schedulerproto::scheduler_server::SERVICE_NAME,
+            faas_proto::scheduler_admin::scheduler_admin_server::SERVICE_NAME,
+        ]))
         .add_service(health_service)
         .add_service(gate.guard(SchedulerServer::new(api)))
         .add_service(gate.guard(SchedulerAdminServer::new(SchedulerAdminApi::new(
