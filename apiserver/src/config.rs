@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use crate::Error;
 use crate::model::FunctionSpec;
 use crate::model::keys::{KeyLine, Scope, key_problem};
+use crate::service::async_calls::{
+    AsyncLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_KEPT, DEFAULT_RETENTION_MS,
+};
 use crate::service::file::parse_startup_toml;
 use crate::service::file::{DEFAULT_FUNCTIONS_ORIGIN, DEFAULT_FUNCTIONS_TOML};
 use crate::service::invoke::DEFAULT_NODE_GRACE;
@@ -16,6 +19,10 @@ use crate::store::keys;
 
 /// The contest's API server port.
 pub const DEFAULT_PORT: u16 = 10500;
+/// The HTTP gateway's port by default.
+pub const DEFAULT_HTTP_PORT: u16 = 10800;
+/// Default of `--async-concurrency`.
+pub const DEFAULT_ASYNC_CONCURRENCY: usize = 64;
 /// Where the scheduler listens by default (the contest's port).
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:10600";
 /// The largest event by default: 6 MiB, like the contest's platform.
@@ -102,6 +109,30 @@ pub struct Config {
     /// The certificate's private key (PEM). Needs --tls-cert.
     #[arg(long, env = "FAAS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Port of the HTTP gateway (`/function/NAME`, `/async-function/NAME`, ...; see
+    /// docs/GATEWAY.md), on --host; 0 turns it off. It speaks plain HTTP: with --tls-cert it
+    /// stays off unless --http-allow-plaintext.
+    #[arg(long, env = "APISERVER_HTTP_PORT", default_value_t = DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
+    /// Serve the HTTP gateway in plain HTTP even though the gRPC port speaks TLS (behind a
+    /// proxy that terminates TLS, or on a trusted network).
+    #[arg(long, env = "FAAS_HTTP_ALLOW_PLAINTEXT")]
+    pub http_allow_plaintext: bool,
+    /// How long a finished asynchronous invocation's result is kept, ms; then it reads as
+    /// not found.
+    #[arg(long, env = "FAAS_ASYNC_RETENTION_MS", default_value_t = DEFAULT_RETENTION_MS)]
+    pub async_retention_ms: u64,
+    /// The most asynchronous invocations kept at once, finished or not; a submit when all
+    /// of them are queued or running is refused (RESOURCE_EXHAUSTED, HTTP 429).
+    #[arg(long, env = "FAAS_ASYNC_MAX_KEPT", default_value_t = DEFAULT_MAX_KEPT)]
+    pub async_max_kept: usize,
+    /// The most bytes asynchronous invocations keep in all: the events of those not finished
+    /// yet and the results of finished ones.
+    #[arg(long, env = "FAAS_ASYNC_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    pub async_max_bytes: u64,
+    /// Asynchronous invocations run at once; the others wait, queued.
+    #[arg(long, env = "FAAS_ASYNC_CONCURRENCY", default_value_t = DEFAULT_ASYNC_CONCURRENCY)]
+    pub async_concurrency: usize,
     /// The cluster token sent on every call to the scheduler and the nodes (see
     /// `faas_common::token`).
     #[command(flatten)]
@@ -174,6 +205,12 @@ impl Default for Config {
             account_limits: None,
             tls_cert: None,
             tls_key: None,
+            http_port: DEFAULT_HTTP_PORT,
+            http_allow_plaintext: false,
+            async_retention_ms: DEFAULT_RETENTION_MS,
+            async_max_kept: DEFAULT_MAX_KEPT,
+            async_max_bytes: DEFAULT_MAX_BYTES,
+            async_concurrency: DEFAULT_ASYNC_CONCURRENCY,
             cluster: faas_common::token::TokenArgs::default(),
         }
     }
@@ -280,6 +317,34 @@ impl Config {
     pub fn listen_addr(&self) -> String {
         host_port(&self.host, self.port)
     }
+
+    /// `host:port` of the HTTP gateway, when it is on: `--http-port` not 0, and not plain
+    /// HTTP beside a TLS port unless `--http-allow-plaintext`.
+    pub fn http_addr(&self) -> Option<String> {
+        (self.http_port != 0 && self.http_allowed().is_ok())
+            .then(|| host_port(&self.host, self.http_port))
+    }
+
+    /// Whether the gateway may serve plain HTTP: not when the gRPC port speaks TLS, unless
+    /// told `--http-allow-plaintext`; the refusal says what to do.
+    pub fn http_allowed(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() && !self.http_allow_plaintext {
+            return Err(
+                "the HTTP gateway speaks plain HTTP only, and this server serves gRPC with TLS (--tls-cert): give --http-allow-plaintext to serve it anyway (behind a TLS-terminating proxy), or --http-port 0 to keep it off"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The bounds of the asynchronous invocations' store.
+    pub fn async_limits(&self) -> AsyncLimits {
+        AsyncLimits {
+            max_kept: self.async_max_kept.max(1),
+            max_bytes: self.async_max_bytes,
+            retention_ms: self.async_retention_ms,
+        }
+    }
 }
 
 /// The first admin key of a keys file's lines.
@@ -315,6 +380,7 @@ mod tests {
         let cli = Cli::try_parse_from(["apiserver"]).unwrap();
         assert_eq!(cli.config, Config::default());
         assert_eq!(cli.config.listen_addr(), "127.0.0.1:10500");
+        assert_eq!(cli.config.http_addr().as_deref(), Some("127.0.0.1:10800"));
         assert_eq!(host_port("::", 1), "[::]:1");
     }
 
@@ -359,6 +425,31 @@ mod tests {
                 .ends_with("command functions need --data-dir: their code is kept there"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_gateway_stays_off_in_plain_http_beside_tls() {
+        let tls = Config {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..Config::default()
+        };
+        assert_eq!(tls.http_addr(), None);
+        assert!(
+            tls.http_allowed()
+                .unwrap_err()
+                .contains("--http-allow-plaintext")
+        );
+        let told = Config {
+            http_allow_plaintext: true,
+            ..tls
+        };
+        assert_eq!(told.http_addr().as_deref(), Some("127.0.0.1:10800"));
+        let off = Config {
+            http_port: 0,
+            ..Config::default()
+        };
+        assert_eq!(off.http_addr(), None);
     }
 
     #[test]

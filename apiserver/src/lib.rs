@@ -21,6 +21,12 @@
 //! database row that names it (`store::bundles`), and read by the nodes. On the wire its
 //! handler is `bundle:<sha256>`, so the contest's scheduler passes it through unchanged.
 //! Without a data directory such functions are refused: there is nowhere to keep the code.
+//!
+//! Besides gRPC, an HTTP gateway on `--http-port` (default 10800) serves the OpenFaaS
+//! gateway's conventions (`POST /function/NAME`, `POST /async-function/NAME`,
+//! `GET /invocations/ID`, `/functions`, `/metrics`, `/healthz`; `docs/GATEWAY.md`), and
+//! asynchronous invocations (`faas.invoke.v1.Invocations`) are kept in memory for
+//! `--async-retention-ms`. Every door goes through the same invoke path (`api::front`).
 
 pub mod api;
 pub mod config;
@@ -71,7 +77,8 @@ pub fn check_data_dir(data_dir: &std::path::Path) -> Result<(), StoreError> {
     store::SqliteDao::open(data_dir).map(drop)
 }
 
-/// Serves the API server on `listener` until `shutdown` fires.
+/// Serves the API server's gRPC port on `listener` until `shutdown` fires (no HTTP gateway:
+/// [`serve_with`] serves one on a listener of the caller's).
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
     api::server::App::new(config)
         .await?
@@ -79,13 +86,39 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
         .await
 }
 
-/// What `apiserver` (and `faas apiserver`) does: load the functions, bind host:port, announce
+/// Serves the gRPC port on `listener` and, when given, the HTTP gateway on `http` (a test
+/// binds 127.0.0.1:0), until `shutdown` fires.
+pub async fn serve_with(
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    config: Config,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    api::server::App::new(config)
+        .await?
+        .serve_with(listener, http, shutdown)
+        .await
+}
+
+/// What `apiserver` (and `faas apiserver`) does: load the functions, bind host:port (and the
+/// HTTP gateway's `--http-port`), announce
 /// the address, serve until SIGINT/SIGTERM, stop cleanly.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr();
     let scheduler = config.scheduler.clone();
+    if config.http_port != 0
+        && let Err(why) = config.http_allowed()
+    {
+        tracing::warn!("the http gateway stays off: {why}");
+    }
+    let http_addr = config.http_addr();
     let app = api::server::App::new(config).await?;
     let listener = faas_common::serve::bind(&addr).await?;
+    // Bound before the readiness line: a client that read it can use both ports.
+    let http = match http_addr {
+        Some(addr) => Some(faas_common::serve::bind(&addr).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     faas_common::serve::announce(local);
     tracing::info!(addr = %local, scheduler = %scheduler, "apiserver listening");
@@ -95,6 +128,6 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.trigger();
     });
-    app.serve(listener, shutdown).await?;
+    app.serve_with(listener, http, shutdown).await?;
     Ok(())
 }

@@ -95,6 +95,12 @@ impl Admin for Shared {
     ) -> Result<Response<faas_proto::admin::FunctionLogsReply>, Status> {
         Err(Status::unimplemented("this fake API server keeps no logs"))
     }
+    async fn list_nodes(
+        &self,
+        _: Request<faas_proto::admin::ListNodesRequest>,
+    ) -> Result<Response<faas_proto::admin::ListNodesReply>, Status> {
+        Err(Status::unimplemented("this fake API server has no nodes"))
+    }
     async fn deploy_function(
         &self,
         request: Request<DeployFunctionRequest>,

@@ -177,6 +177,20 @@ impl Admin for AdminService {
         Ok(Response::new(reply))
     }
 
+    async fn list_nodes(
+        &self,
+        request: Request<admin::ListNodesRequest>,
+    ) -> Result<Response<admin::ListNodesReply>, Status> {
+        let reply = crate::api::cluster::list_nodes(
+            self.scheduler.clone(),
+            &self.auth,
+            request.into_inner(),
+            faas_common::clock::now_ms(),
+        )
+        .await?;
+        Ok(Response::new(reply))
+    }
+
     async fn deploy_function(
         &self,
         request: Request<admin::DeployFunctionRequest>,

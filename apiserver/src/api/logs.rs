@@ -12,9 +12,10 @@
 //!    [`SCHEDULER_TIMEOUT`]); a scheduler that does not answer fails the call `UNAVAILABLE`
 //!    (worth a retry), one too old to list its nodes `UNIMPLEMENTED`;
 //! 3. every node is asked at once (`NodeAdmin/FunctionLogs`, each within [`NODE_TIMEOUT`],
-//!    each for at most `limit` lines per container), over a channel of its own made lazily
-//!    (`faas_common::serve::connect_lazy`; the invoke path's channel cache is private to
-//!    [`crate::api::node`], and logs are read rarely);
+//!    each for at most `limit` lines per container) by [`ask_every_node`], over a channel of
+//!    its own made lazily (the invoke path's channel cache is private to
+//!    [`crate::api::node`], and logs are read rarely). Steps 2 and 3 are shared with
+//!    `Admin/ListNodes` ([`crate::api::cluster`]): [`scheduler_nodes`], [`ask_every_node`];
 //! 4. [`merge`] puts the lines oldest first (by `at_ms`, then node, container and `seq`) and
 //!    keeps the newest `limit`. A node that failed, and a container whose lines it could not
 //!    read, becomes one `unreadable` entry ("node n3 (127.0.0.1:4567): deadline exceeded"):
@@ -101,14 +102,17 @@ impl LogsQuery {
     fn wants(&self, function_name: &str) -> bool {
         match &self.version {
             Some(version) => function_name == version,
-            None => {
-                function_name == self.function
-                    || function_name
-                        .strip_prefix(self.function.as_str())
-                        .is_some_and(|rest| rest.starts_with(QUALIFIER_SEPARATOR))
-            }
+            None => of_function(&self.function, function_name),
         }
     }
+}
+
+/// Whether a container serving `function_name` (`NAME` or `NAME:N`) serves `function` or
+/// one of its versions.
+pub fn of_function(function: &str, function_name: &str) -> bool {
+    function_name
+        .strip_prefix(function)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(QUALIFIER_SEPARATOR))
 }
 
 /// Answers `request`: the lines of every node `scheduler` lists (see the module's steps).
@@ -119,69 +123,97 @@ pub async fn function_logs(
     request: FunctionLogsRequest,
 ) -> Result<FunctionLogsReply, Status> {
     let query = LogsQuery::from_request(registry, request)?;
-    let nodes = list_nodes(scheduler).await?;
-    let answers =
-        futures::future::join_all(nodes.into_iter().map(|node| read_node(node, &query, auth)))
-            .await;
+    let nodes = scheduler_nodes(scheduler, "logs are read from them").await?;
+    let answers = ask_every_node(nodes, auth, NODE_TIMEOUT, |channel, timeout| {
+        let mut client = node_admin(channel);
+        let mut request = Request::new(node_admin::FunctionLogsRequest {
+            function_name: query.function.clone(),
+            since_ms: query.since_ms,
+            limit: query.limit,
+        });
+        request.set_timeout(timeout);
+        async move { Ok(client.function_logs(request).await?.into_inner()) }
+    })
+    .await;
     Ok(merge(&query, answers))
 }
 
-/// The scheduler's nodes; `UNAVAILABLE` when it cannot be asked.
-async fn list_nodes(
+/// The scheduler's nodes (`SchedulerAdmin/ListNodes`, within [`SCHEDULER_TIMEOUT`]);
+/// `UNAVAILABLE` when it cannot be asked, its message saying `why_needed` ("logs are read
+/// from them"), `UNIMPLEMENTED` when the scheduler is too old to list them.
+pub async fn scheduler_nodes(
     scheduler: Option<SchedulerAdminClient<AuthChannel>>,
+    why_needed: &str,
 ) -> Result<Vec<NodeEntry>, Status> {
     let Some(mut client) = scheduler else {
         return Err(Status::unavailable(
-            "this API server has no scheduler to ask which nodes hold the function's containers",
+            "this API server has no scheduler to ask which nodes it holds",
         ));
     };
     let mut request = Request::new(ListNodesRequest {});
     request.set_timeout(SCHEDULER_TIMEOUT);
     let failed = |why: String| {
         Status::unavailable(format!(
-            "the scheduler cannot be reached to list its nodes ({why}); logs are read from \
-             them: try again once the scheduler (the API server's --scheduler) is up"
+            "the scheduler cannot be reached to list its nodes ({why}); {why_needed}: try \
+             again once the scheduler (the API server's --scheduler) is up"
         ))
     };
     match tokio::time::timeout(SCHEDULER_TIMEOUT, client.list_nodes(request)).await {
         Ok(Ok(reply)) => Ok(reply.into_inner().nodes),
         Ok(Err(status)) if status.code() == Code::Unimplemented => Err(Status::unimplemented(
             "the scheduler does not list its nodes (SchedulerAdmin/ListNodes): it is older than \
-             this API server; upgrade it to read logs",
+             this API server; upgrade it",
         )),
         Ok(Err(status)) => Err(failed(call_error(&status, SCHEDULER_TIMEOUT))),
         Err(_) => Err(failed(deadline(SCHEDULER_TIMEOUT))),
     }
 }
 
-/// What a node answered, or why it did not.
-pub type NodeAnswer = (NodeEntry, Result<node_admin::FunctionLogsReply, String>);
+/// What a node answered, or why it did not (in a few words: [`call_error`]).
+pub type NodeAnswer<T = node_admin::FunctionLogsReply> = (NodeEntry, Result<T, String>);
 
-/// Asks one node for the function's lines, within [`NODE_TIMEOUT`].
-async fn read_node(node: NodeEntry, query: &LogsQuery, auth: &ClusterAuth) -> NodeAnswer {
-    let answer = async {
-        let channel = faas_common::serve::connect_lazy(&node.address).map_err(|e| e.to_string())?;
-        // A node's answer is as large as its containers' rings: tonic's 4 MiB default is
-        // not a limit of the platform.
-        let mut client =
-            NodeAdminClient::new(auth.channel(channel)).max_decoding_message_size(usize::MAX);
-        let mut request = Request::new(node_admin::FunctionLogsRequest {
-            function_name: query.function.clone(),
-            since_ms: query.since_ms,
-            limit: query.limit,
-        });
-        request.set_timeout(NODE_TIMEOUT);
-        match tokio::time::timeout(NODE_TIMEOUT, client.function_logs(request)).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(call_error(&status, NODE_TIMEOUT)),
-            Err(_) => Err(deadline(NODE_TIMEOUT)),
+/// Asks every node of `nodes` at once and waits for all: `ask` is given a channel to the
+/// node (the cluster token of `auth` on its calls) and the time the call has (`limit`, for
+/// `Request::set_timeout`); a node that has not answered within `limit` is answered for
+/// with "deadline exceeded", one that failed with [`call_error`]'s few words. Each node gets
+/// a channel of its own, made lazily (`faas_common::serve::connect_lazy`): reading every
+/// node is rare, and the invoke path's channel cache is private to [`crate::api::node`].
+/// Clients made in `ask` should lift tonic's 4 MiB reply limit ([`node_admin`]): a node's
+/// answer is as large as its containers (and their rings).
+pub async fn ask_every_node<T, F, Fut>(
+    nodes: Vec<NodeEntry>,
+    auth: &ClusterAuth,
+    limit: Duration,
+    ask: F,
+) -> Vec<NodeAnswer<T>>
+where
+    F: Fn(AuthChannel, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let one = |node: NodeEntry| {
+        let call = faas_common::serve::connect_lazy(&node.address)
+            .map(|channel| ask(auth.channel(channel), limit));
+        async move {
+            let answer = match call {
+                Err(e) => Err(e.to_string()),
+                Ok(call) => match tokio::time::timeout(limit, call).await {
+                    Ok(Ok(reply)) => Ok(reply),
+                    Ok(Err(status)) => Err(call_error(&status, limit)),
+                    Err(_) => Err(deadline(limit)),
+                },
+            };
+            (node, answer)
         }
-    }
-    .await;
-    (node, answer)
+    };
+    futures::future::join_all(nodes.into_iter().map(one)).await
 }
 
-fn deadline(limit: Duration) -> String {
+/// A `NodeAdmin` client over `channel` that takes replies of any size.
+pub fn node_admin(channel: AuthChannel) -> NodeAdminClient<AuthChannel> {
+    NodeAdminClient::new(channel).max_decoding_message_size(usize::MAX)
+}
+
+pub fn deadline(limit: Duration) -> String {
     format!(
         "deadline exceeded (no answer within {} ms)",
         limit.as_millis()
@@ -190,7 +222,7 @@ fn deadline(limit: Duration) -> String {
 
 /// A failed call in a few words: no answer within `limit`, no connection (and why), or the
 /// peer's code and message.
-fn call_error(status: &Status, limit: Duration) -> String {
+pub fn call_error(status: &Status, limit: Duration) -> String {
     if timed_out(status) {
         deadline(limit)
     } else if never_connected(status) {

@@ -2,9 +2,15 @@
 //!
 //! - [`server`]: the contest's `apiserverproto.APIServer` (calls go through the service
 //!   layer's router) and the assembled server with health checking and metrics.
+//! - [`front`]: the one invoke path every door goes through: limits, request id, the chain
+//!   in a task of its own, metrics.
+//! - [`invocations`]: asynchronous invocations: the runner, and `faas.invoke.v1.Invocations`.
+//! - [`gateway`]: the HTTP gateway (`/function/NAME`, `/async-function/NAME`, ...).
 //! - [`auth`]: the front door: each call's key (`authorization: Bearer KEY`) against the
 //!   scope its service needs, per-account limits, and the statuses of refusals.
 //! - [`admin`]: `faas.admin.v1.Admin`: functions, versions, aliases, routes, describe.
+//! - [`cluster`]: `Admin/ListNodes`: every node the scheduler lists with its containers and
+//!   memory, read from the nodes at once.
 //! - [`logs`]: `Admin/FunctionLogs`: a function's output lines from every node the scheduler
 //!   lists, merged oldest first.
 //! - [`routing`]: the service layer's admin messages and call metadata ⇄ the model.
@@ -17,7 +23,11 @@
 pub mod admin;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod convert;
+pub mod front;
+pub mod gateway;
+pub mod invocations;
 pub mod logs;
 pub mod metrics;
 pub mod node;

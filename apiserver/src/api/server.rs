@@ -1,50 +1,53 @@
 //! The API server's gRPC services and the assembled server.
 //!
 //! `apiserverproto.APIServer` (the contest's `InvokeFunction` and `ListFunctions`),
-//! `faas.admin.v1.Admin` (deploy, get, list and delete functions) and `grpc.health.v1`, all on
-//! one port. Each invocation runs in a task of its own, so a client that goes away mid-call
-//! cannot stop the chain before the container is returned to the scheduler.
+//! `faas.invoke.v1.Invocations` (asynchronous invocations), `faas.admin.v1.Admin` (deploy,
+//! get, list and delete functions) and `grpc.health.v1`, all on one port; the HTTP gateway
+//! (`api::gateway`) on a port of its own. Every invocation, whichever door it came in by,
+//! goes through the one [`Front`] (`api::front`): admitted by its account's limits, run in
+//! a task of its own (a client that goes away cannot stop the chain before the container is
+//! returned), recorded in the metrics; this file only maps its answer to gRPC.
 //!
-//! The front door ([`crate::api::auth`]): each of the two services sits behind the key check
-//! of its scope (the health service behind none), `InvokeFunction` admits a call only within
-//! its account's limits and holds its slot until the chain ends, and with `--tls-cert` the
-//! port speaks TLS only. A server without keys decides at `serve` whether it may be open:
-//! only on a loopback address or when told (`service::access::Access::decide`).
+//! The front door ([`crate::api::auth`]): each service sits behind the key check of its
+//! scope (the health service behind none), and with `--tls-cert` the port speaks TLS only.
+//! A server without keys decides at `serve` whether it may be open: only on a loopback
+//! address or when told (`service::access::Access::decide`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_common::shutdown::Shutdown;
-use faas_common::text::clip;
 use faas_proto::admin::admin_server::AdminServer;
 use faas_proto::apiserverproto::{
     self, InvokeFunctionReply, InvokeFunctionRequest,
     api_server_server::{ApiServer, ApiServerServer},
 };
+use faas_proto::invoke::invocations_server::InvocationsServer;
 use faas_proto::meta;
 use tokio::net::TcpListener;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::api::admin::AdminService;
 use crate::api::auth::{Authenticate, limit_status};
 use crate::api::clock::SystemClock;
 use crate::api::convert::{contest_function, invoke_status};
-use crate::api::metrics::{Metrics, UNKNOWN_FUNCTION};
+use crate::api::front::{Call, Front, FrontError};
+use crate::api::gateway::{self, Gateway};
+use crate::api::invocations::{AsyncRunner, InvocationsService};
+use crate::api::metrics::Metrics;
 use crate::api::node::GrpcNodes;
 use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
 use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
-use crate::service::Clock;
 use crate::service::access::{Access, KeylessFlags};
-use crate::service::limits::Limits;
-use crate::service::routing::{RouteContext, RouteNote, Routed, Router};
-use crate::service::{InvokeError, InvokeRequest, Invoked, Invoker, Registry};
+use crate::service::async_calls::MemoryInvocations;
+use crate::service::routing::{RouteNote, Router};
+use crate::service::{Invoked, Invoker, Registry};
 use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
 
@@ -65,10 +68,7 @@ pub const MAX_ADMIN_REQUEST_BYTES: usize = MAX_CODE_BYTES as usize + 8 * 1024 * 
 /// `apiserverproto.APIServer`.
 #[derive(Clone, Debug)]
 pub struct ApiServerService {
-    router: Arc<LiveRouter>,
-    metrics: Arc<Metrics>,
-    limits: Arc<Limits>,
-    clock: SystemClock,
+    front: Front,
 }
 
 fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiMetadataValue>) {
@@ -79,22 +79,38 @@ fn set_meta(map: &mut MetadataMap, key: &'static str, value: impl TryInto<AsciiM
 
 /// The routing metadata of a reply (success or error): the version, the target, the fallback.
 fn route_metadata(map: &mut MetadataMap, note: &RouteNote) {
-    if let Some(version) = &note.version {
-        set_meta(map, meta::VERSION, version.as_str());
-    }
-    if let Some(target) = &note.target {
-        set_meta(map, meta::TARGET, target.as_str());
-    }
-    if let Some(fb) = &note.fallback {
-        let text = format!("{}; {}", fb.meant_for, fb.reason.as_str());
-        set_meta(map, meta::FALLBACK, text.as_str());
+    for (key, value) in route_headers(note) {
+        set_meta(map, key, value.as_str());
     }
 }
 
+/// The routing keys and values of a reply (`x-faas-version`, `x-faas-target`,
+/// `x-faas-fallback`), for gRPC metadata and HTTP headers alike.
+pub fn route_headers(note: &RouteNote) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(version) = &note.version {
+        out.push((meta::VERSION, version.clone()));
+    }
+    if let Some(target) = &note.target {
+        out.push((meta::TARGET, target.clone()));
+    }
+    if let Some(fb) = &note.fallback {
+        out.push((
+            meta::FALLBACK,
+            format!("{}; {}", fb.meant_for, fb.reason.as_str()),
+        ));
+    }
+    out
+}
+
+/// The acquire time of a reply in fractional milliseconds (µs resolution: a warm acquire
+/// takes well under a millisecond).
+pub fn acquire_ms(done: &Invoked) -> String {
+    format!("{:.3}", done.acquire_nanos as f64 / 1e6)
+}
+
 fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
-    // Fractional ms (µs resolution): a warm acquire takes well under a millisecond.
-    let acquire_ms = format!("{:.3}", done.acquire_nanos as f64 / 1e6);
-    set_meta(map, meta::ACQUIRE_MS, acquire_ms.as_str());
+    set_meta(map, meta::ACQUIRE_MS, acquire_ms(done).as_str());
     set_meta(map, meta::DURATION_NS, done.duration_nanos);
     set_meta(
         map,
@@ -108,101 +124,19 @@ fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
     }
 }
 
-impl ApiServerService {
-    /// Invocations go through `router`, each admitted by its account's `limits` first.
-    pub fn new(
-        router: Arc<LiveRouter>,
-        metrics: Arc<Metrics>,
-        limits: Arc<Limits>,
-    ) -> ApiServerService {
-        ApiServerService {
-            router,
-            metrics,
-            limits,
-            clock: SystemClock::new(),
-        }
+/// The status a client of `InvokeFunction` sees for a call that failed at the front.
+pub fn front_status(err: &FrontError) -> Status {
+    match err {
+        FrontError::Limited(e) => limit_status(e),
+        FrontError::Invoke(e) => invoke_status(e),
+        FrontError::Crashed(_) => Status::internal(err.to_string()),
     }
+}
 
-    async fn invoke(
-        router: Arc<LiveRouter>,
-        metrics: Arc<Metrics>,
-        req: InvokeFunctionRequest,
-        route: RouteContext,
-        request_id: String,
-        deadline: Option<Duration>,
-        started: Instant,
-    ) -> Result<Response<InvokeFunctionReply>, Status> {
-        let _in_flight = metrics.start();
-        let function_name = req.function_name.clone();
-        let Routed { result, note } = router
-            .invoke(
-                InvokeRequest {
-                    request_id: request_id.clone(),
-                    account_id: req.account_id,
-                    function_name: req.function_name,
-                    event: req.event,
-                    deadline,
-                },
-                &route,
-            )
-            .await;
-        let latency = started.elapsed();
-        metrics.routed(&note, result.is_ok());
-        for (target, t) in &note.transitions {
-            tracing::warn!(target = %target, from = %t.from, to = %t.to, reason = %t.reason, "circuit breaker");
-        }
-        match &result {
-            Ok(Invoked {
-                retried_after: Some(because),
-                ..
-            })
-            | Err(InvokeError::Retried { because, .. }) => metrics.retried(because, result.is_ok()),
-            _ => {}
-        }
-        match result {
-            Ok(mut done) => {
-                metrics.finished(&function_name, "ok", latency);
-                metrics.acquired(
-                    &function_name,
-                    Duration::from_nanos(done.acquire_nanos),
-                    done.placement.cold_start,
-                );
-                tracing::debug!(
-                    container_id = %done.placement.container_id,
-                    node_id = %done.placement.node_id,
-                    duration_ns = done.duration_nanos,
-                    latency_ms = latency.as_millis() as u64,
-                    "invocation succeeded"
-                );
-                let mut response = Response::new(InvokeFunctionReply {
-                    request_id,
-                    server_side_latency_in_ms: i64::try_from(started.elapsed().as_millis())
-                        .unwrap_or(i64::MAX),
-                    body: std::mem::take(&mut done.body),
-                });
-                reply_metadata(response.metadata_mut(), &done);
-                route_metadata(response.metadata_mut(), &note);
-                Ok(response)
-            }
-            Err(err) => {
-                let label = if err.function_known() {
-                    function_name.as_str()
-                } else {
-                    UNKNOWN_FUNCTION
-                };
-                metrics.finished(label, err.outcome(), latency);
-                match err.outcome() {
-                    "invalid_argument" | "not_found" | "function_error" | "timeout"
-                    | "out_of_memory" | "bad_event" => {
-                        tracing::info!(error = %err, "invocation failed")
-                    }
-                    _ => tracing::warn!(error = %err, "invocation failed"),
-                }
-                let mut status = invoke_status(&err);
-                route_metadata(status.metadata_mut(), &note);
-                Err(status)
-            }
-        }
+impl ApiServerService {
+    /// Invocations go through `front` (limits, the router, the metrics).
+    pub fn new(front: Front) -> ApiServerService {
+        ApiServerService { front }
     }
 }
 
@@ -212,45 +146,37 @@ impl ApiServer for ApiServerService {
         &self,
         request: Request<InvokeFunctionRequest>,
     ) -> Result<Response<InvokeFunctionReply>, Status> {
-        let started = Instant::now();
         let deadline = faas_common::serve::client_timeout(request.metadata());
         let route = route_context(request.metadata()).map_err(Status::invalid_argument)?;
         let req = request.into_inner();
-        // Refused at once, before any work: one account's burst costs the others nothing.
-        let permit = self
-            .limits
-            .admit(&req.account_id, self.clock.monotonic_nanos())
-            .map_err(|e| {
-                tracing::debug!(error = %e, "invocation refused");
-                limit_status(&e)
-            })?;
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let span = tracing::info_span!(
-            "invoke",
-            request_id = %request_id,
-            function = %clip(&req.function_name)
-        );
-        let invoke = Self::invoke(
-            self.router.clone(),
-            self.metrics.clone(),
-            req,
-            route,
-            request_id,
-            deadline,
-            started,
-        );
-        // The permit is held until the chain ends (the container is back), even when the
-        // caller leaves first.
-        let task = tokio::spawn(
-            async move {
-                let result = invoke.await;
-                drop(permit);
-                result
+        let answered = self
+            .front
+            .invoke(Call {
+                account_id: req.account_id,
+                function_name: req.function_name,
+                event: req.event,
+                route,
+                deadline,
+            })
+            .await;
+        match answered.result {
+            Ok(mut done) => {
+                let mut response = Response::new(InvokeFunctionReply {
+                    request_id: answered.request_id,
+                    server_side_latency_in_ms: i64::try_from(answered.latency.as_millis())
+                        .unwrap_or(i64::MAX),
+                    body: std::mem::take(&mut done.body),
+                });
+                reply_metadata(response.metadata_mut(), &done);
+                route_metadata(response.metadata_mut(), &answered.note);
+                Ok(response)
             }
-            .instrument(span),
-        );
-        task.await
-            .map_err(|e| Status::internal(format!("the invocation task failed: {e}")))?
+            Err(err) => {
+                let mut status = front_status(&err);
+                route_metadata(status.metadata_mut(), &answered.note);
+                Err(status)
+            }
+        }
     }
 
     async fn list_functions(
@@ -258,7 +184,8 @@ impl ApiServer for ApiServerService {
         _request: Request<apiserverproto::ListFunctionsRequest>,
     ) -> Result<Response<apiserverproto::ListFunctionsReply>, Status> {
         let functions = self
-            .router
+            .front
+            .router()
             .invoker()
             .registry()
             .list()
@@ -334,10 +261,9 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, Error> {
 #[derive(Debug)]
 pub struct App {
     config: Config,
-    router: Arc<LiveRouter>,
-    metrics: Arc<Metrics>,
+    front: Front,
+    runner: AsyncRunner,
     keys: KeyTable,
-    limits: Arc<Limits>,
     tls: Option<ServerTlsConfig>,
 }
 
@@ -372,23 +298,48 @@ impl App {
             config.max_event_bytes,
         )
         .with_node_grace(Duration::from_millis(config.node_call_grace_ms));
+        let front = Front::new(
+            Arc::new(Router::new(invoker, None)),
+            Arc::new(Metrics::new()),
+            limits,
+        );
+        let runner = AsyncRunner::new(
+            front.clone(),
+            Arc::new(MemoryInvocations::new(config.async_limits())),
+            config.async_concurrency,
+            config.async_retention_ms,
+        );
         Ok(App {
             config,
-            router: Arc::new(Router::new(invoker, None)),
-            metrics: Arc::new(Metrics::new()),
+            front,
+            runner,
             keys,
-            limits,
             tls,
         })
     }
 
     /// The function registry.
     pub fn registry(&self) -> &Arc<Registry> {
-        self.router.invoker().registry()
+        self.front.router().invoker().registry()
     }
 
-    /// Serves on `listener` until `shutdown` fires; in-flight calls finish first.
+    /// Serves gRPC on `listener` until `shutdown` fires; in-flight calls finish first.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), Error> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// Serves gRPC on `listener` and, when given, the HTTP gateway on `http`, until
+    /// `shutdown` fires; in-flight calls (of both) finish first. A gateway in plain HTTP
+    /// beside a TLS gRPC port is refused unless `--http-allow-plaintext`.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        http: Option<TcpListener>,
+        shutdown: Shutdown,
+    ) -> Result<(), Error> {
+        if http.is_some() {
+            self.config.http_allowed().map_err(Error::Startup)?;
+        }
         let loopback = listener
             .local_addr()
             .map_err(|e| Error::Startup(format!("the listener has no address: {e}")))?
@@ -420,7 +371,7 @@ impl App {
             tracing::info!(addr = %metrics_listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), "metrics on /metrics");
             tokio::spawn(faas_common::metrics::serve(
                 metrics_listener,
-                self.metrics.registry(),
+                self.front.metrics().registry(),
                 shutdown.clone(),
             ));
         }
@@ -430,6 +381,9 @@ impl App {
             .set_serving::<ApiServerServer<ApiServerService>>()
             .await;
         health.set_serving::<AdminServer<AdminService>>().await;
+        health
+            .set_serving::<InvocationsServer<InvocationsService>>()
+            .await;
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
@@ -442,18 +396,21 @@ impl App {
             .max_event_bytes
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .max(MAX_MESSAGE_BYTES);
-        let api = ApiServerServer::new(ApiServerService::new(
-            self.router.clone(),
-            self.metrics.clone(),
-            self.limits.clone(),
-        ))
-        .max_decoding_message_size(max_request)
-        .max_encoding_message_size(usize::MAX);
+        let api = ApiServerServer::new(ApiServerService::new(self.front.clone()))
+            .max_decoding_message_size(max_request)
+            .max_encoding_message_size(usize::MAX);
         let api = InterceptedService::new(api, Authenticate::new(access.clone(), Scope::Invoke));
+        let invocations = InvocationsServer::new(InvocationsService::new(self.runner.clone()))
+            .max_decoding_message_size(max_request)
+            .max_encoding_message_size(usize::MAX);
+        let invocations = InterceptedService::new(
+            invocations,
+            Authenticate::new(access.clone(), Scope::Invoke),
+        );
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
         let admin = AdminService::new(
-            self.router.clone(),
+            self.front.router().clone(),
             Duration::from_millis(self.config.version_grace_ms),
         )
         .with_scheduler(scheduler, self.config.cluster.auth());
@@ -461,19 +418,48 @@ impl App {
         let admin = AdminServer::new(admin)
             .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))
             .max_encoding_message_size(usize::MAX);
-        let admin = InterceptedService::new(admin, Authenticate::new(access, Scope::Admin));
+        let admin = InterceptedService::new(admin, Authenticate::new(access.clone(), Scope::Admin));
 
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls).map_err(Error::Transport)?;
         }
-        builder
+        // Nothing can fail the start any more: the gateway may begin.
+        let gateway = http.map(|http| {
+            let addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(addr = %addr, "http gateway listening");
+            let gateway = Gateway::new(self.runner.clone(), access);
+            tokio::spawn(gateway::serve(http, gateway, shutdown.clone()))
+        });
+        let served = builder
+            .add_routes(faas_proto::reflection::routes(&[
+                faas_proto::apiserverproto::api_server_server::SERVICE_NAME,
+                faas_proto::admin::admin_server::SERVICE_NAME,
+                faas_proto::invoke::invocations_server::SERVICE_NAME,
+            ]))
             .add_service(health_service)
             .add_service(api)
+            .add_service(invocations)
             .add_service(admin)
-            .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
+            .serve_with_incoming_shutdown(
+                faas_common::serve::incoming(listener),
+                shutdown.clone().wait(),
+            )
             .await
-            .map_err(Error::Transport)?;
+            .map_err(Error::Transport);
+        // The gRPC server stopped (asked to, or failed): so does the gateway.
+        self.runner.close();
+        if let Some(task) = gateway {
+            if served.is_err() {
+                task.abort();
+            }
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "the http gateway failed"),
+                Err(e) if e.is_panic() => tracing::warn!(error = %e, "the http gateway failed"),
+                _ => {}
+            }
+        }
+        served?;
         tracing::info!("apiserver stopped");
         Ok(())
     }

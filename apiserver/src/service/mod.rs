@@ -11,6 +11,8 @@
 //!   scheduler, run the function on the node, always give the container back, and run it
 //!   once more on another container when its event provably never reached the function.
 //!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
+//! - [`async_calls`]: asynchronous invocations: their states and results, bounded, kept for a
+//!   retention period (time as an argument).
 //! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
 //! - [`limits`]: per-account concurrency and rate limits on invocations (time as an
 //!   argument).
@@ -18,6 +20,7 @@
 //!   fallback and circuit breaking.
 
 pub mod access;
+pub mod async_calls;
 pub mod bundles;
 pub mod file;
 pub mod invoke;

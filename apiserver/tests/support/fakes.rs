@@ -1,6 +1,8 @@
 // The fakes the API server's integration tests run it against (included by each test file):
 // Scheduler, SchedulerAdmin and NodeService servers on 127.0.0.1:0 that record every call.
-// The SchedulerAdmin lists the nodes a test gives it (`Setup::listed_nodes`).
+// The SchedulerAdmin lists the nodes a test gives it (`Setup::listed_nodes`). With
+// `Setup::http` the API server also serves its HTTP gateway on 127.0.0.1:0
+// (`Platform::http`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use faas_apiserver::Config;
 use faas_common::shutdown::{self, Trigger};
 use faas_proto::admin::{self, admin_client::AdminClient};
 use faas_proto::apiserverproto::{self, InvokeFunctionRequest, api_server_client::ApiServerClient};
+use faas_proto::invoke::invocations_client::InvocationsClient;
 use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
     self as node, InvokeFunctionReply,
@@ -149,6 +152,9 @@ enum NodeBehaviour {
     FunctionError,
     /// The function times out.
     Timeout,
+    /// The function cannot read the event.
+    #[allow(dead_code)]
+    BadEvent,
     /// The container exits during the call (the function may have run).
     Exited,
     /// Refuses before delivery with this status and `x-faas-error-code`.
@@ -247,6 +253,12 @@ impl NodeService for FakeNode {
                 last.footer.as_mut().unwrap().invoke_exception = "Timeout".into();
                 vec![header(text), last]
             }
+            NodeBehaviour::BadEvent => {
+                let text = "BadEvent: the event is not JSON";
+                let mut last = footer(text);
+                last.footer.as_mut().unwrap().invoke_exception = "BadEvent".into();
+                vec![header(text), last]
+            }
             NodeBehaviour::Exited => {
                 let text = "ContainerExited: the container process exited (signal 9)";
                 let mut last = footer(text);
@@ -274,7 +286,12 @@ struct Platform {
     acquire_timeouts: Arc<Mutex<Vec<Option<String>>>>,
     api: ApiServerClient<Channel>,
     admin: AdminClient<Channel>,
+    #[allow(dead_code)]
+    invocations: InvocationsClient<Channel>,
     addr: String,
+    /// The HTTP gateway's address, with `Setup::http`.
+    #[allow(dead_code)]
+    http: Option<String>,
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -354,6 +371,8 @@ struct Setup {
     /// What the scheduler's `ListNodes` answers.
     listed_nodes: Vec<NodeEntry>,
     config: Config,
+    /// Serve the HTTP gateway too, on 127.0.0.1:0.
+    http: bool,
 }
 
 impl Default for Setup {
@@ -364,6 +383,7 @@ impl Default for Setup {
             hang_acquire: false,
             listed_nodes: Vec::new(),
             config: Config::default(),
+            http: false,
         }
     }
 }
@@ -448,9 +468,18 @@ async fn start(setup: Setup) -> Platform {
         scheduler: scheduler_addr.to_string(),
         ..setup.config
     };
+    let (http, http_addr) = if setup.http {
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap().to_string();
+        (Some(http), Some(http_addr))
+    } else {
+        (None, None)
+    };
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        faas_apiserver::run(listener, config, stop).await.unwrap();
+        faas_apiserver::serve_with(listener, http, config, stop)
+            .await
+            .unwrap();
     }));
 
     let channel = faas_common::serve::connect(&addr).await.unwrap();
@@ -458,8 +487,10 @@ async fn start(setup: Setup) -> Platform {
         log,
         acquire_timeouts,
         api: ApiServerClient::new(channel.clone()),
-        admin: AdminClient::new(channel),
+        admin: AdminClient::new(channel.clone()),
+        invocations: InvocationsClient::new(channel),
         addr,
+        http: http_addr,
         trigger,
         tasks,
     }
