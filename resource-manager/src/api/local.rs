@@ -1,8 +1,9 @@
 //! The `local` node provider: one node-service child process per node on this machine.
 //!
 //! A node is started with `--host 127.0.0.1 --port 0 --node-id ID --memory-bytes N --runtime R`
-//! (and `--warm-pool N`, `--orphan-timeout-ms T`, `--bundles-dir D` and
-//! `--docker-watchdog-bin W` when set). It is up once it has printed
+//! (and `--warm-pool N`, `--orphan-timeout-ms T`, `--bundles-dir D`,
+//! `--docker-watchdog-bin W` and `--metrics-port P` when set; every node its own P, see
+//! `api/node_metrics.rs`). It is up once it has printed
 //! its readiness line *and* answers its `grpc.health.v1` check: a node service that
 //! announces its port and then exits (an older one whose metrics port is taken did) is a
 //! start failure ([`StartFailure::Exited`]), never a ready node.
@@ -36,6 +37,7 @@ use faas_common::launch::{Child, LaunchError, Launcher, Lifetime, Signal};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
+use crate::api::node_metrics::NodeMetricsPorts;
 use crate::api::processes::{ProcessRef, ProcessTable, SystemProcesses, zombie_exit};
 use crate::api::{node_client, register_adopted};
 use crate::config::NodeCode;
@@ -68,6 +70,8 @@ pub struct LocalOptions {
     pub orphan_timeout: Option<Duration>,
     /// Where the users' code is (`--bundles-dir`, `--docker-watchdog-bin`).
     pub code: NodeCode,
+    /// Nodes serve metrics on the lowest free port from this one, one each (`None`: off).
+    pub metrics_port_base: Option<u16>,
 }
 
 type Shared<T> = Arc<tokio::sync::Mutex<T>>;
@@ -100,6 +104,7 @@ pub struct LocalProvider {
     processes: Arc<dyn ProcessTable>,
     closed: AtomicBool,
     sigchld: tokio::sync::Mutex<ChildSignal>,
+    metrics_ports: Option<NodeMetricsPorts>,
 }
 
 impl LocalProvider {
@@ -107,11 +112,12 @@ impl LocalProvider {
     pub fn new(launcher: Launcher, options: LocalOptions) -> LocalProvider {
         LocalProvider {
             launcher,
-            options,
             nodes: Mutex::new(HashMap::new()),
             processes: Arc::new(SystemProcesses),
             closed: AtomicBool::new(false),
             sigchld: tokio::sync::Mutex::new(ChildSignal::NotYet),
+            metrics_ports: options.metrics_port_base.map(NodeMetricsPorts::from),
+            options,
         }
     }
 
@@ -138,6 +144,54 @@ impl LocalProvider {
         self.stop_process(&mut process, grace).await;
         // Forgotten while its lock is held, so `gone_nodes` never sees it reaped but known.
         self.nodes().remove(node_id);
+        self.release_metrics_port(node_id);
+    }
+
+    fn release_metrics_port(&self, node_id: &str) {
+        if let Some(ports) = &self.metrics_ports {
+            ports.release(node_id);
+        }
+    }
+
+    /// Starts the node's process and waits until it serves, with `--metrics-port` when
+    /// `metrics` says; a process that did not is killed and reaped.
+    async fn spawn(
+        &self,
+        node_id: &str,
+        memory_bytes: u64,
+        metrics: Option<u16>,
+        deadline: Instant,
+    ) -> Result<(Child, NodeEndpoint), (StartFailure, String)> {
+        let mut cmd = self.launcher.command();
+        cmd.args(["--host", "127.0.0.1", "--port", "0", "--node-id", node_id])
+            .arg("--memory-bytes")
+            .arg(memory_bytes.to_string())
+            .arg("--runtime")
+            .arg(&self.options.runtime)
+            // One node's setting: inherited by every node, all but one would die.
+            .env_remove(crate::config::NODE_METRICS_PORT_ENV);
+        if let Some(n) = self.options.warm_pool {
+            cmd.arg("--warm-pool").arg(n.to_string());
+        }
+        if let Some(timeout) = self.options.orphan_timeout {
+            cmd.arg("--orphan-timeout-ms")
+                .arg(timeout.as_millis().to_string());
+        }
+        if let Some(port) = metrics {
+            cmd.arg("--metrics-port").arg(port.to_string());
+        }
+        cmd.args(self.options.code.args())
+            .envs(self.options.code.env());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (mut child, addr) = Child::spawn_ready_with(cmd, left, self.options.lifetime)
+            .await
+            .map_err(|e| (launch_failure(&e), e.to_string()))?;
+        let endpoint = endpoint_of(addr);
+        if let Err(failed) = confirm_serving(&mut child, &endpoint.to_string(), deadline).await {
+            child.kill().await;
+            return Err(failed);
+        }
+        Ok((child, endpoint))
     }
 
     /// SIGTERM, up to `grace` to exit, then SIGKILL (at once if `grace` is zero).
@@ -276,31 +330,32 @@ impl NodeProvider for LocalProvider {
             message,
         };
         let deadline = Instant::now() + self.options.start_timeout;
-        let mut cmd = self.launcher.command();
-        cmd.args(["--host", "127.0.0.1", "--port", "0", "--node-id", node_id])
-            .arg("--memory-bytes")
-            .arg(memory_bytes.to_string())
-            .arg("--runtime")
-            .arg(&self.options.runtime);
-        if let Some(n) = self.options.warm_pool {
-            cmd.arg("--warm-pool").arg(n.to_string());
-        }
-        if let Some(timeout) = self.options.orphan_timeout {
-            cmd.arg("--orphan-timeout-ms")
-                .arg(timeout.as_millis().to_string());
-        }
-        cmd.args(self.options.code.args())
-            .envs(self.options.code.env());
-        let (mut child, addr) =
-            Child::spawn_ready_with(cmd, self.options.start_timeout, self.options.lifetime)
-                .await
-                .map_err(|e| failed(launch_failure(&e), e.to_string()))?;
-        let endpoint = endpoint_of(addr);
-        if let Err((kind, message)) =
-            confirm_serving(&mut child, &endpoint.to_string(), deadline).await
-        {
-            child.kill().await;
-            return Err(failed(kind, message));
+        let metrics = self.metrics_ports.as_ref().and_then(|p| p.claim(node_id));
+        let started = match self.spawn(node_id, memory_bytes, metrics, deadline).await {
+            // Its port was taken after it was found free: the node goes without metrics.
+            Err((StartFailure::Exited, why)) if metrics.is_some() => {
+                self.release_metrics_port(node_id);
+                tracing::warn!(
+                    node_id,
+                    metrics_port = metrics,
+                    %why,
+                    "the node exited as it started; starting it again without metrics"
+                );
+                self.spawn(node_id, memory_bytes, None, deadline).await
+            }
+            started => started,
+        };
+        let (mut child, endpoint) = started.map_err(|(kind, message)| {
+            self.release_metrics_port(node_id);
+            failed(kind, message)
+        })?;
+        if let Some(port) = self.metrics_ports.as_ref().and_then(|p| p.of(node_id)) {
+            tracing::info!(
+                node_id,
+                %endpoint,
+                metrics = %format!("127.0.0.1:{port}"),
+                "node serves its metrics"
+            );
         }
         let pid = child.id();
         let handle = NodeHandle {
@@ -319,6 +374,7 @@ impl NodeProvider for LocalProvider {
             }
         }
         child.stop(self.options.stop_grace).await;
+        self.release_metrics_port(node_id);
         Err(ProviderError::Closed)
     }
 
@@ -371,6 +427,7 @@ impl NodeProvider for LocalProvider {
             };
             if let Some(how) = self.exited(&mut process) {
                 self.nodes().remove(&node_id);
+                self.release_metrics_port(&node_id);
                 gone.push(GoneNode {
                     node_id,
                     detail: format!("its node-service {how}"),
@@ -429,185 +486,5 @@ impl NodeProvider for LocalProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_exited_child_is_reaped_and_described() {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg("echo 'FAAS_LISTENING 127.0.0.1:1'; exit 7");
-        let (mut child, _) = Child::spawn_ready(cmd, Duration::from_secs(10))
-            .await
-            .unwrap();
-        let pid = child.id().unwrap();
-        // Wait (by polling the process table, not a timer) until it is a zombie.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            if zombie_exit(&stat).is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never exited: {stat}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(
-            reap_if_exited(&mut child).as_deref(),
-            Some(format!("process {pid} exited with code 7").as_str())
-        );
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "reaped: no zombie left"
-        );
-    }
-
-    use crate::api::processes_fake::FakeProcesses;
-
-    fn provider(processes: Arc<FakeProcesses>) -> LocalProvider {
-        let options = LocalOptions {
-            runtime: "process".into(),
-            warm_pool: None,
-            start_timeout: Duration::from_secs(5),
-            stop_grace: Duration::from_secs(2),
-            lifetime: Lifetime::Detached,
-            orphan_timeout: None,
-            code: NodeCode::default(),
-        };
-        LocalProvider::new(Launcher::new("false", vec![]), options).with_processes(processes)
-    }
-
-    fn handle(pid: u32, start: u64) -> NodeHandle {
-        NodeHandle {
-            pid: Some(pid),
-            process_start: Some(start),
-            ..NodeHandle::default()
-        }
-    }
-
-    fn nowhere() -> NodeEndpoint {
-        NodeEndpoint {
-            address: "127.0.0.1".into(),
-            port: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn only_the_recorded_process_is_taken_back_and_nothing_else_is_signalled() {
-        let processes = Arc::new(FakeProcesses::default());
-        processes.run(
-            ProcessRef {
-                pid: 10,
-                start: 100,
-            },
-            false,
-        );
-        // pid 11 was reused: it now names a process that started later.
-        processes.run(
-            ProcessRef {
-                pid: 11,
-                start: 999,
-            },
-            false,
-        );
-        let local = provider(processes.clone());
-        let adopt = |id: &'static str, h: NodeHandle| {
-            let local = &local;
-            async move { local.adopt(id, &nowhere(), &h).await }
-        };
-        assert_eq!(
-            adopt("n-0", NodeHandle::default()).await,
-            Err("no node-service process was recorded for it".to_string())
-        );
-        assert_eq!(
-            adopt("n-12", handle(12, 100)).await,
-            Err("its node-service process 12 is gone".to_string())
-        );
-        assert_eq!(
-            adopt("n-11", handle(11, 110)).await,
-            Err(
-                "its node-service process 11 is gone (the pid now names another process)"
-                    .to_string()
-            )
-        );
-        assert_eq!(adopt("n-10", handle(10, 100)).await, Ok(()));
-        assert!(adopt("n-10", handle(10, 100)).await.is_err(), "once");
-        // Killing a node that was refused touches nothing.
-        local.kill_node("n-11").await;
-        assert!(processes.sent().is_empty(), "{:?}", processes.sent());
-        assert!(local.gone_nodes().await.is_empty(), "n-10 still runs");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_adopted_node_is_stopped_with_term_then_kill_and_reported_gone_once() {
-        let processes = Arc::new(FakeProcesses::default());
-        let stubborn = ProcessRef { pid: 10, start: 1 };
-        let failed = ProcessRef { pid: 20, start: 2 };
-        let exits = ProcessRef { pid: 30, start: 3 };
-        processes.run(stubborn, true);
-        processes.run(failed, false);
-        processes.run(exits, false);
-        let local = provider(processes.clone());
-        for (id, p) in [("n-10", stubborn), ("n-20", failed), ("n-30", exits)] {
-            local
-                .adopt(id, &nowhere(), &handle(p.pid, p.start))
-                .await
-                .unwrap();
-        }
-
-        let began = Instant::now();
-        local.stop_node("n-10").await;
-        assert_eq!(
-            processes.sent(),
-            vec![(10, Signal::Terminate), (10, Signal::Kill)]
-        );
-        assert!(
-            began.elapsed() >= Duration::from_secs(2),
-            "the grace was given"
-        );
-
-        local.kill_node("n-20").await;
-        assert_eq!(processes.sent()[2..], [(20, Signal::Kill)], "no grace");
-
-        processes.exit(30);
-        let gone = local.gone_nodes().await;
-        assert_eq!(
-            gone,
-            vec![GoneNode {
-                node_id: "n-30".into(),
-                detail: "its node-service process 30 (adopted) exited".into()
-            }]
-        );
-        assert!(local.gone_nodes().await.is_empty(), "reported once");
-        assert_eq!(processes.sent().len(), 3, "a gone process is not signalled");
-    }
-
-    #[tokio::test]
-    async fn detach_lets_go_of_adopted_nodes_without_a_signal_and_refuses_more() {
-        let processes = Arc::new(FakeProcesses::default());
-        processes.run(ProcessRef { pid: 10, start: 1 }, false);
-        processes.run(ProcessRef { pid: 11, start: 1 }, false);
-        let local = provider(processes.clone());
-        local
-            .adopt("n-10", &nowhere(), &handle(10, 1))
-            .await
-            .unwrap();
-        local.detach().await;
-        assert!(processes.sent().is_empty());
-        assert_eq!(processes.start_time(10), Some(1), "still running");
-        assert!(
-            local
-                .adopt("n-11", &nowhere(), &handle(11, 1))
-                .await
-                .is_err()
-        );
-        assert_eq!(
-            local.start_node("n-12", 1).await,
-            Err(ProviderError::Closed)
-        );
-        local.shutdown().await;
-        assert!(
-            processes.sent().is_empty(),
-            "detached nodes are no longer its own"
-        );
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@ mod local;
 mod manager;
 mod metrics;
 mod node_client;
+mod node_metrics;
 mod processes;
 #[cfg(test)]
 mod processes_fake;
@@ -100,6 +101,11 @@ pub async fn run_with(
                     },
                     orphan_timeout,
                     code,
+                    metrics_port_base: config.node_metrics_port_base(
+                        std::env::var(crate::config::NODE_METRICS_PORT_ENV)
+                            .ok()
+                            .as_deref(),
+                    )?,
                 },
             );
             serve(listener, &config, rules, provider, stops, state).await
@@ -275,6 +281,9 @@ async fn serve<P: NodeProvider>(
     let watcher = tokio::spawn(watch(manager.clone(), watch_options(config), stop.clone()));
 
     let served = tonic::transport::Server::builder()
+        .add_routes(faas_proto::reflection::routes(&[
+            faas_proto::resourcemanagerproto::resource_manager_server::SERVICE_NAME,
+        ]))
         .add_service(health)
         .add_service(
             config

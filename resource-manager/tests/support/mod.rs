@@ -353,6 +353,33 @@ impl Manager {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // The gRPC server runs only once the provider is set up (a Docker provider pings the
+        // daemon and looks for its network first); a manager that fails before then drops its
+        // listener, and a caller would see only "connection reset". Wait until the server
+        // answers health (SERVING or not), or say why it stopped.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if task.is_finished() {
+                panic!(
+                    "the resource manager stopped as it started: {:?}",
+                    task.await
+                );
+            }
+            if let Ok(channel) = faas_common::serve::connect(&addr.to_string()).await {
+                let mut health = HealthClient::new(channel);
+                let check = health.check(HealthCheckRequest {
+                    service: String::new(),
+                });
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), check).await {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the resource manager on {addr} did not answer health in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Manager {
             addr,
             trigger,
@@ -395,17 +422,7 @@ impl Manager {
 
     /// The Prometheus text of the metrics endpoint.
     pub async fn metrics(&self) -> String {
-        let port = self.metrics_port.expect("a metrics port in the config");
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("the metrics endpoint answers");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.unwrap();
-        reply
+        scrape(self.metrics_port.expect("a metrics port in the config")).await
     }
 
     /// The value of one sample, e.g. `faas_resource_manager_nodes{state="ready"}`; 0 if absent.
@@ -480,4 +497,19 @@ pub async fn usage(client: &mut ResourceManagerClient<AuthChannel>) -> Vec<NodeD
         .unwrap()
         .into_inner()
         .nodes
+}
+
+/// The Prometheus text served on 127.0.0.1:`port` (`GET /metrics`, status line and headers
+/// included).
+pub async fn scrape(port: u16) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("nothing serves metrics on {port}: {e}"));
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    reply
 }
