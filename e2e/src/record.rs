@@ -7,7 +7,7 @@
 //! 0 in the simulator). Node and container times are signed: a node reserved before the first
 //! request (a scheduler warming up) has a negative `reserved_ms`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -194,16 +194,14 @@ impl RunResult {
 
     /// What the score needs.
     pub fn totals(&self) -> RunTotals {
-        let mut rt: BTreeMap<String, f64> = BTreeMap::new();
-        for r in &self.requests {
-            *rt.entry(r.function.clone()).or_default() += r.rt_ms();
-        }
-        RunTotals {
-            rt_ms_by_function: rt,
+        let mut totals = RunTotals {
             node_seconds: self.node_seconds(),
-            requests: self.requests.len() as u64,
-            errors: self.errors(),
+            ..RunTotals::default()
+        };
+        for r in &self.requests {
+            totals.add(&r.function, r.rt_ms(), r.error.is_none());
         }
+        totals
     }
 
     /// Memory-time containers held while serving nothing, MiB·s: for each container, its
@@ -443,7 +441,7 @@ mod tests {
         assert!((r.idle_memory_mb_seconds().unwrap() - 1024.0).abs() < 1e-9);
         let t = r.totals();
         assert_eq!(t.requests, 3);
-        assert!((t.rt_ms_by_function["f"] - 3100.0).abs() < 1e-9);
+        assert_eq!(t.functions["f"].rt_ms(), Some(3100.0));
         assert_eq!(r.cold_starts(), 1);
         assert_eq!(r.cold_starts_over_time(1000).values[0], 1.0);
         assert_eq!(r.containers_over_time(1000).values[3], 1.0);

@@ -295,6 +295,9 @@ pub(super) fn render(report: &Report) -> Result<String, ReportError> {
         ));
     }
     h.push_str("</table>\n");
+    for line in report.coverage.lines() {
+        h.push_str(&format!("<p class=\"note\">{}</p>\n", escape(&line)));
+    }
     for (name, p) in &report.policies {
         for n in &p.notes {
             h.push_str(&format!(

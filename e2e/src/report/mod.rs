@@ -15,10 +15,16 @@
 //!
 //! The baseline is the policy named by [`ReportOptions::baseline`], else the one called
 //! `baseline`, else the first run. A policy whose score cannot be computed (see
-//! [`crate::score`]) gets `"score": null` and a note saying why.
+//! [`crate::score`]) gets `"score": null` and a note saying why. Functions whose baseline
+//! calls all failed have no valid reference and are in no score: [`Report::coverage`] (JSON
+//! `"reference"`) names them once, and the summary and the page say "scored over N of M
+//! functions" above the table (see [`coverage`]).
 
+mod coverage;
 pub mod html;
 mod table;
+
+pub use coverage::Coverage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +33,7 @@ use serde::Serialize;
 
 use crate::fault::{FaultReport, Leaks, fault_reports};
 use crate::record::{LatencySummary, RunResult};
-use crate::score::{Score, ScoreConfig, score};
+use crate::score::{NO_SUCCESSFUL_REFERENCE_CALL, Score, ScoreConfig, score};
 
 /// Why a report could not be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +134,9 @@ pub struct Report {
     /// In the order the runs were given.
     #[serde(serialize_with = "policies_as_map")]
     pub policies: Vec<(String, PolicyReport)>,
+    /// Which functions the scores are over (JSON `"reference"`).
+    #[serde(rename = "reference")]
+    pub coverage: Coverage,
     /// Every run's faults, in run order.
     pub faults: Vec<FaultReport>,
     /// What the runs left behind, summed (`None`: no run measured it).
@@ -206,14 +215,18 @@ impl Report {
                 .unwrap_or(0),
         };
         let base_totals = runs[base_idx].totals();
+        let coverage = Coverage::of(&runs[base_idx].policy, &base_totals);
         let mut policies = Vec::with_capacity(runs.len());
         for run in &runs {
             let totals = run.totals();
             let mut notes = run.notes.clone();
             let detail = match score(&totals, &base_totals, &options.score) {
                 Ok(s) => {
+                    // Those without a valid reference are said once, for every policy.
                     for (f, why) in &s.unmatched {
-                        notes.push(format!("function {f} not scored: {why}"));
+                        if why != NO_SUCCESSFUL_REFERENCE_CALL {
+                            notes.push(format!("function {f} not scored: {why}"));
+                        }
                     }
                     Some(s)
                 }
@@ -269,6 +282,7 @@ impl Report {
             baseline: runs[base_idx].policy.clone(),
             score_config: options.score,
             policies,
+            coverage,
             faults,
             leaks,
             runs,

@@ -154,6 +154,9 @@ pub(super) fn render(report: &Report) -> String {
         ],
         &rows,
     ));
+    for line in report.coverage.lines() {
+        let _ = writeln!(out, "{line}");
+    }
     faults(report, &mut out);
     for (name, p) in &report.policies {
         let _ = writeln!(out, "\n{name}: per function");
