@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::exit;
+
 use faas_apiserver::api::routing::{MAX_ROUTE_PARAMS, MAX_ROUTE_VALUE_BYTES};
 use faas_proto::admin::admin_client::AdminClient;
 use faas_proto::apiserverproto::api_server_client::ApiServerClient;
 use faas_proto::apiserverproto::{InvokeFunctionRequest, ListFunctionsRequest};
+use faas_proto::invoke::invocations_client::InvocationsClient;
 use faas_proto::meta;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -83,6 +86,8 @@ impl Interceptor for BearerKey {
 pub type KeyedChannel = InterceptedService<Channel, BearerKey>;
 /// The admin API client, with the caller's key.
 pub type AdminApi = AdminClient<KeyedChannel>;
+/// The asynchronous invocations client (`faas.invoke.v1.Invocations`), with the caller's key.
+pub type InvocationsApi = InvocationsClient<KeyedChannel>;
 
 /// How to reach the API server.
 #[derive(Clone, Debug, Default)]
@@ -97,38 +102,46 @@ pub struct Connect {
 }
 
 impl Connect {
-    /// A channel to the API server: plaintext, or TLS for `https://` or a CA file.
+    /// A channel to the API server: plaintext, or TLS for `https://` or a CA file. An API
+    /// server that cannot be reached is an [`exit::Unreachable`] (one line, exit code 5).
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         let addr = self.addr.as_str();
-        if !addr.starts_with("https://") && self.tls_ca.is_none() {
-            return Ok(faas_common::serve::connect(addr).await?);
-        }
+        let tls = addr.starts_with("https://") || self.tls_ca.is_some();
         let uri = match addr.strip_prefix("http://") {
-            Some(_) => anyhow::bail!(
-                "{addr}: --tls-ca asks for TLS, the address for plaintext; give https://{}",
-                &addr["http://".len()..]
+            Some(rest) if tls => anyhow::bail!(
+                "{addr}: --tls-ca asks for TLS, the address for plaintext; give https://{rest}"
             ),
-            None if addr.starts_with("https://") => addr.to_string(),
-            None => format!("https://{addr}"),
+            _ if addr.contains("://") => addr.to_string(),
+            _ => format!("{}://{addr}", if tls { "https" } else { "http" }),
         };
-        let tls = match &self.tls_ca {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read --tls-ca {}", path.display()))?;
-                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
-            }
-            None => ClientTlsConfig::new().with_native_roots(),
-        };
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("bad API server address {addr:?}"))?
-            .tls_config(tls)
-            .with_context(|| format!("cannot use TLS with {addr}"))?
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| exit::bad_input(anyhow::anyhow!("bad API server address {addr:?}: {e}")))?
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        endpoint.connect().await.map_err(|e| {
-            let e = anyhow::Error::new(e).context(format!("cannot connect to {uri} (TLS)"));
-            anyhow::anyhow!(crate::errors::one_line(&e))
-        })
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        if tls {
+            let config = match &self.tls_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .with_context(|| format!("cannot read --tls-ca {}", path.display()))?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(config)
+                .with_context(|| format!("cannot use TLS with {addr}"))?;
+        }
+        let shown = if tls {
+            format!("{uri} (TLS)")
+        } else {
+            addr.to_string()
+        };
+        endpoint
+            .connect()
+            .await
+            .map_err(|e| anyhow::Error::new(exit::Unreachable::new(&shown, &e)))
     }
 }
 
@@ -170,11 +183,12 @@ pub fn find_key(
     Ok(faas_apiserver::config::first_admin_key(&lines))
 }
 
-/// A connection to the API server (both the contest API and the admin API).
+/// A connection to the API server (the contest API, the admin API, asynchronous calls).
 #[derive(Clone)]
 pub struct Api {
     invoke: ApiServerClient<KeyedChannel>,
     admin: AdminApi,
+    invocations: InvocationsApi,
 }
 
 /// The answer to one invocation, with what the platform reports beside the body.
@@ -345,15 +359,14 @@ fn number<T: std::str::FromStr>(map: &MetadataMap, key: &str) -> Option<T> {
 }
 
 impl Api {
-    /// Connects to the API server at `addr` (`host:port`), without a key.
-    pub async fn connect(addr: &str) -> anyhow::Result<Api> {
-        Api::connect_with_key(addr, None).await
-    }
-
     /// Connects to the API server at `addr`; every call carries `key`.
     pub async fn connect_with_key(addr: &str, key: Option<&str>) -> anyhow::Result<Api> {
-        let channel = faas_common::serve::connect(addr).await?;
-        Api::keyed(channel, key)
+        Api::connect_to(&Connect {
+            addr: addr.to_string(),
+            key: key.map(str::to_string),
+            tls_ca: None,
+        })
+        .await
     }
 
     /// Connects as `target` says (TLS, key).
@@ -377,7 +390,9 @@ impl Api {
             // Requests stay unlimited here: the server says clearly when an event is too large.
             invoke: ApiServerClient::with_interceptor(channel.clone(), key.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
-            admin: AdminClient::with_interceptor(channel, key)
+            admin: AdminClient::with_interceptor(channel.clone(), key.clone())
+                .max_decoding_message_size(MAX_REPLY_BYTES),
+            invocations: InvocationsClient::with_interceptor(channel, key)
                 .max_decoding_message_size(MAX_REPLY_BYTES),
         }
     }
@@ -447,6 +462,11 @@ impl Api {
     /// The admin API client.
     pub fn admin(&self) -> AdminApi {
         self.admin.clone()
+    }
+
+    /// The asynchronous invocations client.
+    pub fn invocations(&self) -> InvocationsApi {
+        self.invocations.clone()
     }
 }
 

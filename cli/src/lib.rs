@@ -6,6 +6,7 @@
 //! - [`client`]: calls to the API server (invoke with the platform's metadata, list, deploy).
 //! - [`demo`]: the mixed sample load of `faas demo` and its table.
 //! - [`errors`]: errors as one line a person reads.
+//! - [`exit`]: the exit codes a script tells failures apart by, decided in one place.
 //! - [`load`]: an open-loop load through the API server, recorded call by call, and the
 //!   fault figures of its records (the integration tests and `examples/fault_bench.rs`).
 //! - [`faults`]: the fault bench's injector: kills, pauses and restarts on a
@@ -18,6 +19,7 @@ pub mod canary;
 pub mod client;
 pub mod demo;
 pub mod errors;
+pub mod exit;
 pub mod faults;
 pub mod load;
 pub mod platform;

@@ -1,11 +1,11 @@
-//! `faas logs NAME [--since DURATION] [--follow] [--limit N] [--json]`: what a function's
+//! `faas logs NAME [--since DURATION] [--follow] [--limit N] [-o json]`: what a function's
 //! containers wrote, as the API server gathers it from every node (`Admin/FunctionLogs`).
 //!
 //! A line prints as `TIME  VERSION  CONTAINER  STREAM  [REQUEST-ID]  TEXT`: the time (UTC,
 //! with ms) the container's watchdog read it, the version the container serves (`NAME` or
 //! `NAME:N`), the container id's first 8 characters, `stdout` or `stderr`, the call that
 //! wrote it when that is known (an `exec` function's stderr), and the text. `--json` prints
-//! one JSON object per line instead. Nodes or containers whose lines could not be read are
+//! one JSON object per line instead (so does `-o json`). Nodes or containers whose lines could not be read are
 //! warned of on stderr (once each, while they stay unreadable).
 //!
 //! `--follow` asks again every second ([`Follower`]): from a little before the newest line
@@ -16,8 +16,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use faas_cli::client::{Api, describe};
+use faas_cli::exit::call_failed;
 use faas_proto::admin::{FunctionLogLine, FunctionLogsReply, FunctionLogsRequest};
 use serde::Serialize;
 use tonic::Code;
@@ -44,9 +44,9 @@ pub struct LogsArgs {
     /// 10000]
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
-    /// One JSON object per line.
-    #[arg(long)]
-    pub json: bool,
+    /// `-o json` (or `--json`): one JSON object per line.
+    #[command(flatten)]
+    pub output: crate::output::OutputArgs,
 }
 
 /// `--since`: a duration as `faas replay --duration` reads it, or zero (`0`, `0s`).
@@ -73,14 +73,14 @@ pub async fn logs(api: &Api, args: &LogsArgs) -> anyhow::Result<()> {
     let asked_at = faas_common::clock::now_ms();
     let reply = fetch(api, args, follower.since_ms)
         .await
-        .map_err(|s| anyhow!("logs {}: {}", args.name, describe(&s)))?;
-    if reply.dropped > 0 && !args.json {
+        .map_err(call_failed(format!("logs {}", args.name)))?;
+    if reply.dropped > 0 && !args.output.is_json() {
         eprintln!(
             "note: {} older lines are no longer kept by the containers",
             reply.dropped
         );
     }
-    print(follower.take(reply, asked_at), args.json)?;
+    print(follower.take(reply, asked_at), args.output.is_json())?;
     if !args.follow {
         return Ok(());
     }
@@ -94,7 +94,7 @@ pub async fn logs(api: &Api, args: &LogsArgs) -> anyhow::Result<()> {
         match fetch(api, args, follower.since_ms).await {
             Ok(reply) => {
                 failing = false;
-                print(follower.take(reply, asked_at), args.json)?;
+                print(follower.take(reply, asked_at), args.output.is_json())?;
             }
             Err(s) if transient(&s) => {
                 if !failing {
@@ -106,7 +106,7 @@ pub async fn logs(api: &Api, args: &LogsArgs) -> anyhow::Result<()> {
                 }
                 failing = true;
             }
-            Err(s) => return Err(anyhow!("logs {}: {}", args.name, describe(&s))),
+            Err(s) => return Err(call_failed(format!("logs {}", args.name))(s)),
         }
     }
 }

@@ -1,29 +1,40 @@
 //! `faas`: start the platform, invoke and manage functions (with their versions, aliases and
 //! routes), run the demo load, and run any single component (`faas scheduler ...`) exactly
 //! as its own binary does.
+//!
+//! For scripts: listings take `-o json` ([`output`]), `faas invoke --async` and `faas result`
+//! run calls in the background ([`async_cmds`]), `faas nodes` and `faas ps` show what runs
+//! where ([`cluster_cmds`]), `faas completion SHELL` prints a completion script, and the exit
+//! code tells the kind of failure apart (`faas_cli::exit`, listed in `faas --help`). Every
+//! failure prints as one line (`faas_cli::errors::one_line`).
 
+mod async_cmds;
+mod cluster_cmds;
+mod invoke_cmd;
 mod logs_cmd;
+mod output;
 mod routing_cmds;
+mod target;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use faas_apiserver::model::routing::{Weighted, parse_weights};
 use faas_apiserver::store::code_dir::load_setup_code;
-use faas_cli::client::{
-    Api, DEFAULT_ACCOUNT, RouteReply, RouteRequest, describe, parse_route_param,
-};
 use faas_cli::demo;
+use faas_cli::exit::{self, call_failed};
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
 use faas_proto::admin::DeleteFunctionRequest;
+use target::Target;
 
 #[derive(Parser)]
 #[command(
     name = "faas",
     version,
-    about = "A mini Function-as-a-Service platform speaking the 2020 mini-faas contest protocol"
+    about = "A mini Function-as-a-Service platform speaking the 2020 mini-faas contest protocol",
+    after_help = exit::HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -74,45 +85,6 @@ impl PlatformArgs {
     }
 }
 
-#[derive(Args, Clone, Debug)]
-struct Target {
-    /// The API server to talk to (`host:port`, or `https://host:port` for TLS).
-    #[arg(long, env = "FAAS_APISERVER", default_value = "127.0.0.1:10500")]
-    apiserver: String,
-    /// The key every call carries (`authorization: Bearer KEY`). Unset: for an API server on
-    /// this machine, the admin key `faas up` wrote to DATA_DIR/keys.
-    #[arg(long, env = "FAAS_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    /// Connect with TLS and trust the certificates this CA (PEM) signed.
-    #[arg(long, env = "FAAS_TLS_CA", value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
-    /// Where `faas up` keeps its data (its key: DATA_DIR/keys). [default:
-    /// $XDG_DATA_HOME/mini-faas or ~/.local/share/mini-faas]
-    #[arg(long, env = "FAAS_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-}
-
-impl Target {
-    /// A client of the API server with the key this command uses.
-    async fn api(&self) -> anyhow::Result<Api> {
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or_else(faas_cli::platform::data_dir_here);
-        let key = faas_cli::client::find_key(
-            &self.apiserver,
-            self.api_key.as_deref(),
-            data_dir.as_deref(),
-        )?;
-        Api::connect_to(&faas_cli::client::Connect {
-            addr: self.apiserver.clone(),
-            key,
-            tls_ca: self.tls_ca.clone(),
-        })
-        .await
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Start all five components locally and run until Ctrl-C.
@@ -135,6 +107,13 @@ enum Command {
         scheduler_port: u16,
         #[arg(long, env = "RESOURCE_MANAGER_PORT", default_value_t = 10400)]
         resource_manager_port: u16,
+        /// Serve Prometheus metrics: API server on 10501, scheduler on 10601, resource
+        /// manager on 10401, each node on its own port, the lowest free from 10700 up.
+        #[arg(long)]
+        metrics: bool,
+        /// The API server's HTTP gateway port (0: off).
+        #[arg(long, env = "APISERVER_HTTP_PORT", default_value_t = 10800)]
+        http_port: u16,
     },
     /// Start the platform on free ports, send a mixed load over every default function,
     /// print a table per function and the node-seconds, then stop.
@@ -145,39 +124,49 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
-    /// Invoke a function and print its body.
+    /// Invoke a function and print its body (or, with --async, its invocation id).
     Invoke {
-        /// The function: NAME (its routes, else its current definition), NAME:N (version N)
-        /// or NAME:ALIAS.
-        name: String,
-        /// The event (JSON or any text).
-        #[arg(long, default_value = "")]
-        event: String,
-        /// Read the event from a file instead.
-        #[arg(long, conflicts_with = "event")]
-        event_file: Option<PathBuf>,
-        #[arg(long, env = "FAAS_ACCOUNT", default_value = DEFAULT_ACCOUNT)]
-        account: String,
-        /// Also print the request id, latency, cold start and placement, and the version and
-        /// target that served the call (and the fallback's reason, when it served it).
-        #[arg(long, short)]
-        verbose: bool,
-        /// The call's routing id, matched by route rules' route_id and route_id_regex.
-        #[arg(long, value_name = "ID")]
-        route_id: Option<String>,
-        /// A routing parameter, matched by route rules' fields (repeatable).
-        #[arg(long = "route", value_name = "KEY=VALUE", value_parser = parse_route_param)]
-        routes: Vec<(String, String)>,
-        /// Calls with the same routing key go to the same version of a weighted alias.
-        #[arg(long, value_name = "KEY")]
-        routing_key: Option<String>,
+        #[command(flatten)]
+        args: invoke_cmd::InvokeArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The result of a call made with `faas invoke --async`: its body when it succeeded, its
+    /// error (exit code by kind) when it failed, else queued or running.
+    Result {
+        #[command(flatten)]
+        args: async_cmds::ResultArgs,
         #[command(flatten)]
         target: Target,
     },
     /// List the deployed functions.
     Functions {
         #[command(flatten)]
+        output: output::OutputArgs,
+        #[command(flatten)]
         target: Target,
+    },
+    /// The nodes the scheduler holds: address, state, containers, memory (used, committed to
+    /// containers, offered) and the account each is reserved for.
+    Nodes {
+        #[command(flatten)]
+        args: cluster_cmds::NodesArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The containers on every node (of one function and its versions with NAME): state,
+    /// calls in flight, idle time, memory used and limit.
+    Ps {
+        #[command(flatten)]
+        args: cluster_cmds::PsArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a completion script for SHELL: e.g. `source <(faas completion bash)`, or
+    /// `faas completion zsh > ~/.zfunc/_faas`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Apply a TOML file: its functions (created or replaced), then their versions, aliases
     /// and routes; what is already as the file says is left unchanged. A command function's
@@ -213,6 +202,8 @@ enum Command {
         #[arg(long, value_name = "N")]
         delete: Option<i64>,
         #[command(flatten)]
+        output: output::OutputArgs,
+        #[command(flatten)]
         target: Target,
     },
     /// Set, list or delete a function's aliases (NAME:ALIAS).
@@ -239,9 +230,8 @@ enum Command {
     Describe {
         /// The function's name.
         name: String,
-        /// Print JSON instead.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: output::OutputArgs,
         #[command(flatten)]
         target: Target,
     },
@@ -290,6 +280,8 @@ enum AliasCommand {
         /// The function's name.
         name: String,
         #[command(flatten)]
+        output: output::OutputArgs,
+        #[command(flatten)]
         target: Target,
     },
     /// Delete an alias (refused while a route names it).
@@ -321,9 +313,10 @@ fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One readable line (with its causes, each once), not a debug dump.
+            // One readable line (with its causes, each once), not a debug dump; the exit
+            // code says what kind of failure it was (`faas --help`, `faas_cli::exit`).
             eprintln!("error: {}", faas_cli::errors::one_line(&e));
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit::code_of(&e))
         }
     }
 }
@@ -346,6 +339,10 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Routes { .. }
             | Command::Describe { .. }
             | Command::Logs { .. }
+            | Command::Result { .. }
+            | Command::Nodes { .. }
+            | Command::Ps { .. }
+            | Command::Completion { .. }
     );
     if quiet && std::env::var_os("RUST_LOG").is_none() {
         // Child components (node and container services) inherit this: the demo's table
@@ -373,6 +370,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             apiserver_port,
             scheduler_port,
             resource_manager_port,
+            metrics,
+            http_port,
         } => {
             let data_dir = match data_dir {
                 Some(dir) => dir,
@@ -386,6 +385,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let options = PlatformOptions {
                 data_dir: Some(data_dir),
+                metrics: metrics.then_some(faas_cli::platform::MetricsPorts::DEFAULT),
+                http_port,
                 ..platform.options((apiserver_port, scheduler_port, resource_manager_port))
             };
             up(options).await
@@ -408,68 +409,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             result
         }
-        Command::Invoke {
-            name,
-            event,
-            event_file,
-            account,
-            verbose,
-            route_id,
-            routes,
-            routing_key,
-            target,
-        } => {
-            let event = match event_file {
-                Some(path) => std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-                None => event.into_bytes(),
-            };
-            let route = RouteRequest {
-                route_id,
-                params: routes,
-                routing_key,
-            };
-            // Refused here, before anything is sent, with the flag named.
-            route.metadata().map_err(anyhow::Error::msg)?;
-            let api = target.api().await?;
-            match api.invoke_routed(&account, &name, event, &route).await {
-                Ok(out) => {
-                    if verbose {
-                        eprintln!(
-                            "request {} | server {} ms | acquire {} ms | cold {} | node {} | container {}",
-                            out.request_id,
-                            out.server_latency_ms,
-                            out.acquire_ms.map_or("?".into(), |v| format!("{v:.2}")),
-                            out.cold.map_or("?".into(), |v| v.to_string()),
-                            out.node_id.as_deref().unwrap_or("?"),
-                            out.container_id.as_deref().unwrap_or("?"),
-                        );
-                        for line in out.route.lines() {
-                            eprintln!("{line}");
-                        }
-                    }
-                    println!("{}", String::from_utf8_lossy(&out.body));
-                    Ok(())
-                }
-                Err(status) => {
-                    if verbose {
-                        for line in RouteReply::from_metadata(status.metadata()).lines() {
-                            eprintln!("{line}");
-                        }
-                    }
-                    bail!("{}", describe(&status))
-                }
-            }
+        Command::Invoke { args, target } => invoke_cmd::invoke(&args, &target).await,
+        Command::Functions { output, target } => {
+            routing_cmds::functions(&target.api().await?, output.is_json()).await
         }
-        Command::Functions { target } => routing_cmds::functions(&target.api().await?).await,
+        Command::Result { args, target } => async_cmds::result(&target.api().await?, &args).await,
+        Command::Nodes { args, target } => cluster_cmds::nodes(&target.api().await?, &args).await,
+        Command::Ps { args, target } => cluster_cmds::ps(&target.api().await?, &args).await,
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "faas", &mut script);
+            output::write_stdout(&script)
+        }
         Command::Deploy { file, target } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let origin = file.display().to_string();
-            let mut setup = faas_apiserver::service::file::parse_setup_toml(&text, &origin)?;
+            let mut setup = faas_apiserver::service::file::parse_setup_toml(&text, &origin)
+                .map_err(exit::bad_input)?;
             // Code directories are relative to the file.
             let base = file.parent().unwrap_or(std::path::Path::new("."));
-            for note in load_setup_code(&mut setup, &origin, base)? {
+            for note in load_setup_code(&mut setup, &origin, base).map_err(exit::bad_input)? {
                 eprintln!("warning: {note}");
             }
             let api = target.api().await?;
@@ -480,7 +440,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             api.admin()
                 .delete_function(DeleteFunctionRequest { name: name.clone() })
                 .await
-                .map_err(|s| anyhow::anyhow!(describe(&s)))?;
+                .map_err(call_failed(""))?;
             println!("{name}: deleted");
             Ok(())
         }
@@ -490,8 +450,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Versions {
             name,
             delete,
+            output,
             target,
-        } => routing_cmds::versions(&target.api().await?, &name, delete).await,
+        } => routing_cmds::versions(&target.api().await?, &name, delete, output.is_json()).await,
         Command::Alias { command } => match command {
             AliasCommand::Set {
                 name,
@@ -502,9 +463,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let api = target.api().await?;
                 routing_cmds::alias_set(&api, &name, &alias, &weights).await
             }
-            AliasCommand::List { name, target } => {
-                routing_cmds::alias_list(&target.api().await?, &name).await
-            }
+            AliasCommand::List {
+                name,
+                output,
+                target,
+            } => routing_cmds::alias_list(&target.api().await?, &name, output.is_json()).await,
             AliasCommand::Delete {
                 name,
                 alias,
@@ -522,9 +485,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Routes {
             command: RoutesCommand::Clear { name, target },
         } => routing_cmds::routes_clear(&target.api().await?, &name).await,
-        Command::Describe { name, json, target } => {
-            routing_cmds::describe(&target.api().await?, &name, json).await
-        }
+        Command::Describe {
+            name,
+            output,
+            target,
+        } => routing_cmds::describe(&target.api().await?, &name, output.is_json()).await,
         Command::Logs { args, target } => logs_cmd::logs(&target.api().await?, &args).await,
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,
@@ -564,6 +529,16 @@ async fn up(options: PlatformOptions) -> anyhow::Result<()> {
     println!("  apiserver        {}", platform.apiserver);
     println!("  scheduler        {}", platform.scheduler);
     println!("  resource-manager {}", platform.resource_manager);
+    if options.http_port != 0 {
+        println!("  http gateway     {}:{}", options.host, options.http_port);
+    }
+    for line in options
+        .metrics
+        .iter()
+        .flat_map(|m| m.describe(&options.host))
+    {
+        println!("  metrics          {line}");
+    }
     if let Some(dir) = &options.data_dir {
         println!(
             "  functions        {} (sqlite3 opens it)",

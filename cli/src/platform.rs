@@ -31,6 +31,13 @@
 //! manager is stopped through its crash-like stop ([`faas_resource_manager::run_with`]): its
 //! nodes keep running, to be taken back by the new one when it has a `--state-dir`.
 //!
+//! Metrics ([`PlatformOptions::metrics`], `faas up --metrics`): each component serves
+//! Prometheus text on `/metrics` at a port of its own ([`MetricsPorts`]; defaults 10501 API
+//! server, 10601 scheduler, 10401 resource manager), and every node one of its own from
+//! 10700 up (the resource manager's `--node-metrics-port-base`: the lowest free port, so node
+//! 1 is usually on 10700, node 2 on 10701). A metrics port in use fails the start like any
+//! other port, except a node's, which is skipped.
+//!
 //! Every platform has a cluster token ([`faas_common::token`]): the resource manager, the
 //! scheduler and the node services take calls only with it, and each component sends it on
 //! its calls to the others. It is made from the OS's random source and kept in
@@ -49,6 +56,10 @@ use faas_common::shutdown::{self, Shutdown, Trigger};
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::errors::one_line;
+
+#[path = "platform_metrics.rs"]
+mod metrics;
+pub use metrics::MetricsPorts;
 
 /// How long a component may take to answer its first health check.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,6 +121,12 @@ pub struct PlatformOptions {
     /// one as a crash would (see the module documentation). Off: they share the caller's
     /// runtime, and the restart hooks refuse.
     pub restartable: bool,
+    /// Where each component serves Prometheus metrics (`None`: nowhere). The `*_args` above
+    /// still win.
+    pub metrics: Option<MetricsPorts>,
+    /// The API server's HTTP gateway port (its `--http-port`, always passed; 0, the
+    /// default: off, so platforms side by side never fight over one port).
+    pub http_port: u16,
 }
 
 impl Default for PlatformOptions {
@@ -134,6 +151,8 @@ impl Default for PlatformOptions {
             resource_manager_args: Vec::new(),
             apiserver_args: Vec::new(),
             restartable: false,
+            metrics: None,
+            http_port: 0,
         }
     }
 }
@@ -191,9 +210,18 @@ impl Spec {
         detach: Shutdown,
     ) -> anyhow::Result<()> {
         match self {
-            Spec::Apiserver(config) => faas_apiserver::run(listener, config, shutdown)
-                .await
-                .map_err(anyhow::Error::from),
+            Spec::Apiserver(config) => {
+                // Its HTTP gateway (`--http-port`, 0: off), bound again by a restart.
+                let http = match config.http_addr() {
+                    Some(addr) => Some(faas_common::serve::bind(&addr).await.map_err(|e| {
+                        anyhow::anyhow!("its HTTP gateway (--http-port) cannot start: {e}")
+                    })?),
+                    None => None,
+                };
+                faas_apiserver::serve_with(listener, http, config, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
             Spec::Scheduler(config) => faas_scheduler::run(listener, config, shutdown)
                 .await
                 .map_err(anyhow::Error::from),
@@ -532,6 +560,20 @@ impl LocalPlatform {
             rm_args.push("--node-bundles-dir".to_string());
             rm_args.push(dir.display().to_string());
         }
+        let metrics = opts.metrics.unwrap_or(MetricsPorts {
+            apiserver: 0,
+            scheduler: 0,
+            resource_manager: 0,
+            nodes_from: 0,
+        });
+        if opts.metrics.is_some() {
+            rm_args.extend(strings(&[
+                "--metrics-port",
+                &metrics.resource_manager.to_string(),
+                "--node-metrics-port-base",
+                &metrics.nodes_from.to_string(),
+            ]));
+        }
         rm_args.extend(opts.resource_manager_args.iter().cloned());
         let cluster_token = cluster_token(opts.data_dir.as_deref())?;
         let cluster = faas_common::token::TokenArgs::with(Some(cluster_token.clone()));
@@ -549,6 +591,9 @@ impl LocalPlatform {
                 "--policy",
                 &opts.policy,
             ]);
+            if opts.metrics.is_some() {
+                args.extend(strings(&["--metrics-port", &metrics.scheduler.to_string()]));
+            }
             args.extend(opts.scheduler_args.iter().cloned());
             args
         };
@@ -564,6 +609,10 @@ impl LocalPlatform {
             api_args.push("--functions".to_string());
             api_args.push(path.display().to_string());
         }
+        if opts.metrics.is_some() {
+            api_args.extend(strings(&["--metrics-port", &metrics.apiserver.to_string()]));
+        }
+        api_args.extend(strings(&["--http-port", &opts.http_port.to_string()]));
         api_args.extend(opts.apiserver_args.iter().cloned());
         let api_config = faas_apiserver::Config {
             data_dir: opts.data_dir.clone(),
@@ -729,125 +778,5 @@ impl LocalPlatform {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_apiserver_accepts_exactly_the_handlers_the_container_service_runs() {
-        // The API server refuses an unknown handler at deploy; the container service runs the
-        // handler. They keep their own lists (a library dependency between the two would
-        // install the container service's counting allocator in the API server), so the
-        // platform checks that the lists agree.
-        assert_eq!(
-            faas_apiserver::Handler::names(),
-            faas_container_service::handlers::HandlerKind::NAMES
-        );
-    }
-
-    #[tokio::test]
-    async fn a_component_that_stops_while_running_is_named_and_the_rest_stop() {
-        let mut platform = fake_platform(Some("lost its resource manager"));
-        let err = platform.failed().await;
-        assert_eq!(
-            err.to_string(),
-            "scheduler stopped: lost its resource manager"
-        );
-        assert_eq!(platform.components.len(), 2);
-        platform.stop().await.unwrap();
-    }
-
-    /// A component that runs until told to stop, or fails at once with `fail`.
-    fn fake_component(name: &'static str, fail: Option<&'static str>) -> Component {
-        let (trigger, shutdown) = shutdown::channel();
-        let task = tokio::spawn(async move {
-            match fail {
-                Some(why) => Err(anyhow::anyhow!("{why}")),
-                None => {
-                    shutdown.wait().await;
-                    Ok(())
-                }
-            }
-        });
-        Component {
-            name,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            trigger,
-            detach: None,
-            task,
-            own: None,
-        }
-    }
-
-    /// A platform of fake components; the scheduler fails at once with `scheduler_fails`.
-    fn fake_platform(scheduler_fails: Option<&'static str>) -> LocalPlatform {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        LocalPlatform {
-            apiserver: addr,
-            scheduler: addr,
-            resource_manager: addr,
-            cluster_token: None,
-            api_key: None,
-            components: vec![
-                fake_component(APISERVER, None),
-                fake_component(SCHEDULER, scheduler_fails),
-                fake_component(RESOURCE_MANAGER, None),
-            ],
-        }
-    }
-
-    #[tokio::test]
-    async fn restarts_need_a_restartable_platform_and_a_running_component() {
-        let mut platform = fake_platform(None);
-        let err = platform.restart_scheduler().await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot restart the scheduler: the platform was not started restartable"
-        );
-        // Refused, it still runs where it ran.
-        assert_eq!(platform.components[1].name, SCHEDULER);
-        assert!(!platform.components[1].task.is_finished());
-        let gone = platform.components.remove(2);
-        gone.stop().await.unwrap();
-        let err = platform.restart_resource_manager().await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot restart the resource-manager: it is not running"
-        );
-        platform.stop().await.unwrap();
-    }
-
-    #[test]
-    fn the_default_data_dir_follows_xdg_then_home() {
-        let os = |s: &str| Some(std::ffi::OsString::from(s));
-        assert_eq!(
-            default_data_dir(os("/xdg"), os("/home/ada")),
-            Some(PathBuf::from("/xdg/mini-faas"))
-        );
-        for xdg in [None, os(""), os("relative/data")] {
-            assert_eq!(
-                default_data_dir(xdg, os("/home/ada")),
-                Some(PathBuf::from("/home/ada/.local/share/mini-faas"))
-            );
-        }
-        assert_eq!(default_data_dir(None, None), None);
-        assert_eq!(default_data_dir(None, os("not/absolute")), None);
-    }
-
-    #[test]
-    fn extra_flags_win_and_bad_ones_name_the_component() {
-        let config: faas_scheduler::Config = config_from(
-            SCHEDULER,
-            &strings(&["--policy", "baseline", "--policy", "czy"]),
-        )
-        .unwrap();
-        assert_eq!(config.policy, "czy");
-        let err = config_from::<faas_scheduler::Config>(SCHEDULER, &strings(&["--nope"]))
-            .err()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            err,
-            "scheduler: bad flags: unexpected argument '--nope' found"
-        );
-    }
-}
+#[path = "platform_tests.rs"]
+mod tests;

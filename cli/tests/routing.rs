@@ -62,10 +62,10 @@ async fn invoke(addr: &str, args: &[&str]) -> (String, String) {
     )
 }
 
-/// The one error line of a command that failed with exit code 1.
-async fn fails(addr: &str, args: &[&str]) -> String {
+/// The one error line of a command that failed with exit code `code` (faas_cli::exit).
+async fn fails(addr: &str, code: i32, args: &[&str]) -> String {
     let out = faas(addr, args).await;
-    assert_eq!(out.status.code(), Some(1), "faas {args:?}: {out:?}");
+    assert_eq!(out.status.code(), Some(code), "faas {args:?}: {out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr.trim_end().to_string()
@@ -198,22 +198,22 @@ async fn a_canary_from_one_file_to_a_rollback() {
     assert_eq!(slow["fallbacks"], 1, "{json}");
 
     // Mistakes name what to fix, and change nothing.
-    let e = fails(addr, &["alias", "set", "shop", "live", "1=90,2=20"]).await;
+    let e = fails(addr, 4, &["alias", "set", "shop", "live", "1=90,2=20"]).await;
     assert_eq!(
         e,
         "error: alias shop:live: InvalidArgument: function \"shop\": targets.weight: weights must sum to 100, they sum to 110"
     );
-    let e = fails(addr, &["rollback", "shop", "nosuch"]).await;
+    let e = fails(addr, 3, &["rollback", "shop", "nosuch"]).await;
     assert!(e.contains("NotFound: shop:nosuch not found"), "{e}");
-    let e = fails(addr, &["versions", "shop", "--delete", "1"]).await;
+    let e = fails(addr, 1, &["versions", "shop", "--delete", "1"]).await;
     assert!(
         e.contains("FailedPrecondition: shop:1: it is named by alias shop:live"),
         "{e}"
     );
-    let e = fails(addr, &["invoke", "shop", "--route-id", "vïp"]).await;
+    let e = fails(addr, 4, &["invoke", "shop", "--route-id", "vïp"]).await;
     assert!(e.contains("--route-id \"vïp\": contains 'ï'"), "{e}");
     let changed = write(&dir, "changed.toml", &SHOP.replace("\"hello\"", "\"cpu\""));
-    let e = fails(addr, &["deploy", &changed]).await;
+    let e = fails(addr, 1, &["deploy", &changed]).await;
     assert!(
         e.contains("publish shop:2: FailedPrecondition: shop:2: it exists with another definition"),
         "{e}"
@@ -223,7 +223,7 @@ async fn a_canary_from_one_file_to_a_rollback() {
         "bad.toml",
         &SHOP.replace("[\"timeout\"]", "[\"timeouts\"]"),
     );
-    let e = fails(addr, &["deploy", &bad]).await;
+    let e = fails(addr, 4, &["deploy", &bad]).await;
     assert_eq!(
         e,
         format!(

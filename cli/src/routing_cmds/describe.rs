@@ -1,8 +1,10 @@
-//! `faas describe NAME [--json]`: everything about one function, as text or JSON.
+//! `faas describe NAME [-o json]`: everything about one function, as text or JSON (one
+//! object). Its version and alias objects are also what `faas versions -o json` and `faas
+//! alias list -o json` print.
 
 use super::*;
 
-/// `faas describe NAME [--json]`.
+/// `faas describe NAME [-o json]`.
 pub async fn describe(api: &Api, name: &str, json: bool) -> anyhow::Result<()> {
     let reply = describe_reply(api, name).await?;
     let described = Described::from_reply(name, reply)?;
@@ -44,7 +46,7 @@ struct Described {
 
 /// A command or image function's definition, and the bundle that holds it.
 #[derive(Debug, Serialize)]
-struct CodeJson {
+pub(super) struct CodeJson {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<String>,
     protocol: String,
@@ -57,7 +59,7 @@ struct CodeJson {
 }
 
 impl CodeJson {
-    fn of(spec: &admin::FunctionSpec) -> Option<CodeJson> {
+    pub(super) fn of(spec: &admin::FunctionSpec) -> Option<CodeJson> {
         if spec.bundle.is_empty() && spec.command.is_empty() && spec.image.is_empty() {
             return None;
         }
@@ -73,7 +75,7 @@ impl CodeJson {
 }
 
 /// The wire handler of `spec`: its built-in, or `bundle:<sha256>`.
-fn wire_handler(spec: &admin::FunctionSpec) -> String {
+pub(super) fn wire_handler(spec: &admin::FunctionSpec) -> String {
     if spec.bundle.is_empty() {
         spec.handler.clone()
     } else {
@@ -81,8 +83,9 @@ fn wire_handler(spec: &admin::FunctionSpec) -> String {
     }
 }
 
+/// A version as `describe` and `versions -o json` print it.
 #[derive(Debug, Serialize)]
-struct VersionJson {
+pub(super) struct VersionJson {
     version: i64,
     handler: String,
     runs: String,
@@ -94,8 +97,9 @@ struct VersionJson {
     published_at_ms: i64,
 }
 
+/// An alias as `describe` and `alias list -o json` print it.
 #[derive(Debug, Serialize)]
-struct AliasJson {
+pub(super) struct AliasJson {
     name: String,
     targets: Vec<Weighted>,
     previous: Vec<Weighted>,
@@ -137,6 +141,33 @@ struct TargetJson {
     errors: u64,
     fallbacks: u64,
     window_p99_ms: f64,
+}
+
+impl VersionJson {
+    pub(super) fn of(v: &admin::VersionRecord) -> VersionJson {
+        let s = v.spec.clone().unwrap_or_default();
+        VersionJson {
+            version: v.version,
+            handler: wire_handler(&s),
+            runs: kinds::runs(&s),
+            code: CodeJson::of(&s),
+            memory_mb: mib(s.memory_in_bytes),
+            timeout_ms: s.timeout_in_ms,
+            description: s.description,
+            published_at_ms: v.published_at_ms,
+        }
+    }
+}
+
+impl AliasJson {
+    pub(super) fn of(a: &admin::AliasRecord) -> AliasJson {
+        AliasJson {
+            name: a.name.clone(),
+            targets: weights_from_admin(a.targets.clone()),
+            previous: weights_from_admin(a.previous.clone()),
+            updated_at_ms: a.updated_at_ms,
+        }
+    }
 }
 
 fn routes_json(p: RoutePolicy) -> RoutesJson {
@@ -186,33 +217,8 @@ impl Described {
             revision: record.revision,
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
-            versions: reply
-                .versions
-                .iter()
-                .map(|v| {
-                    let s = v.spec.clone().unwrap_or_default();
-                    VersionJson {
-                        version: v.version,
-                        handler: wire_handler(&s),
-                        runs: kinds::runs(&s),
-                        code: CodeJson::of(&s),
-                        memory_mb: mib(s.memory_in_bytes),
-                        timeout_ms: s.timeout_in_ms,
-                        description: s.description,
-                        published_at_ms: v.published_at_ms,
-                    }
-                })
-                .collect(),
-            aliases: reply
-                .aliases
-                .iter()
-                .map(|a| AliasJson {
-                    name: a.name.clone(),
-                    targets: weights_from_admin(a.targets.clone()),
-                    previous: weights_from_admin(a.previous.clone()),
-                    updated_at_ms: a.updated_at_ms,
-                })
-                .collect(),
+            versions: reply.versions.iter().map(VersionJson::of).collect(),
+            aliases: reply.aliases.iter().map(AliasJson::of).collect(),
             routes,
             targets: reply
                 .targets

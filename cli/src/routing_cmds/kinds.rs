@@ -125,8 +125,44 @@ pub fn functions_table(list: &[admin::FunctionRecord]) -> String {
     out
 }
 
-/// `faas functions`.
-pub async fn functions(api: &Api) -> anyhow::Result<()> {
+/// A function as `faas functions -o json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct FunctionJson {
+    name: String,
+    /// The wire handler: a built-in's name, or `bundle:<sha256>`.
+    handler: String,
+    /// What runs, in a few words (`python3 main.py (http)`).
+    runs: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<describe::CodeJson>,
+    memory_mb: i64,
+    timeout_ms: i64,
+    revision: i64,
+    description: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl FunctionJson {
+    fn of(record: &admin::FunctionRecord) -> FunctionJson {
+        let spec = record.spec.clone().unwrap_or_default();
+        FunctionJson {
+            handler: describe::wire_handler(&spec),
+            runs: runs(&spec),
+            code: describe::CodeJson::of(&spec),
+            name: spec.name,
+            memory_mb: mib(spec.memory_in_bytes),
+            timeout_ms: spec.timeout_in_ms,
+            revision: record.revision,
+            description: spec.description,
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+        }
+    }
+}
+
+/// `faas functions` (`json`: one array of [`FunctionJson`]).
+pub async fn functions(api: &Api, json: bool) -> anyhow::Result<()> {
     let list = api
         .admin()
         .list_functions(ListFunctionsRequest {})
@@ -134,6 +170,10 @@ pub async fn functions(api: &Api) -> anyhow::Result<()> {
         .map_err(failed("list the functions"))?
         .into_inner()
         .functions;
+    if json {
+        let list: Vec<FunctionJson> = list.iter().map(FunctionJson::of).collect();
+        return print_json(&list);
+    }
     print!("{}", functions_table(&list));
     Ok(())
 }

@@ -8,7 +8,7 @@ use faas_apiserver::api::convert::spec_to_admin;
 use faas_apiserver::api::routing::{policy_from_admin, policy_to_admin, weights_from_admin};
 use faas_apiserver::model::routing::{BreakerConfig, RoutePolicy, Weighted, show_weights};
 use faas_apiserver::service::file::Setup;
-use faas_cli::client::{Api, describe as status_text};
+use faas_cli::client::Api;
 use faas_proto::admin::{
     self, DeleteAliasRequest, DeleteVersionRequest, DeployFunctionRequest, DescribeFunctionReply,
     DescribeFunctionRequest, ListFunctionsRequest, ListVersionsRequest, PublishVersionRequest,
@@ -16,14 +16,10 @@ use faas_proto::admin::{
 };
 use serde::Serialize;
 
-/// A failed call as one line: `what: CODE: message`.
-fn failed(what: impl std::fmt::Display) -> impl FnOnce(tonic::Status) -> anyhow::Error {
-    move |status| anyhow!("{what}: {}", status_text(&status))
-}
+// A failed call as one line, `what: CODE: message`, with its status kept for the exit code.
+use faas_cli::exit::call_failed as failed;
 
-fn mib(bytes: i64) -> i64 {
-    bytes / (1 << 20)
-}
+use crate::output::{mib, print_json};
 
 fn weights_to_admin(weights: &[Weighted]) -> Vec<admin::AliasWeight> {
     weights
@@ -85,8 +81,14 @@ pub async fn publish(api: &Api, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `faas versions NAME`: the table; with `delete`, deletes that version instead.
-pub async fn versions(api: &Api, name: &str, delete: Option<i64>) -> anyhow::Result<()> {
+/// `faas versions NAME`: the table (or a JSON array); with `delete`, deletes that version
+/// instead.
+pub async fn versions(
+    api: &Api,
+    name: &str,
+    delete: Option<i64>,
+    json: bool,
+) -> anyhow::Result<()> {
     if let Some(n) = delete {
         api.admin()
             .delete_version(DeleteVersionRequest {
@@ -107,6 +109,10 @@ pub async fn versions(api: &Api, name: &str, delete: Option<i64>) -> anyhow::Res
         .map_err(failed(format!("versions of {name}")))?
         .into_inner()
         .versions;
+    if json {
+        let list: Vec<describe::VersionJson> = list.iter().map(describe::VersionJson::of).collect();
+        return print_json(&list);
+    }
     print!("{}", listing(&list, versions_table, no_versions(name), ""));
     Ok(())
 }
@@ -205,9 +211,14 @@ async fn describe_reply(api: &Api, name: &str) -> anyhow::Result<DescribeFunctio
         .into_inner())
 }
 
-/// `faas alias list NAME`.
-pub async fn alias_list(api: &Api, name: &str) -> anyhow::Result<()> {
+/// `faas alias list NAME` (`json`: one array).
+pub async fn alias_list(api: &Api, name: &str, json: bool) -> anyhow::Result<()> {
     let reply = describe_reply(api, name).await?;
+    if json {
+        let list: Vec<describe::AliasJson> =
+            reply.aliases.iter().map(describe::AliasJson::of).collect();
+        return print_json(&list);
+    }
     print!(
         "{}",
         listing(&reply.aliases, aliases_table, no_aliases(name), "")

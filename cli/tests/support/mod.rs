@@ -97,3 +97,48 @@ pub async fn ok(addr: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "faas {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// `faas ARGS` exactly as given (no `--apiserver`, no key, nothing from `FAAS_*`), from this
+/// build's binary: for commands that need no API server, or name their own.
+pub async fn faas_alone(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_faas"))
+            .args(&args)
+            .env_remove("FAAS_APISERVER")
+            .env_remove("FAAS_API_KEY")
+            .env_remove("FAAS_DATA_DIR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The one line of a failed command's stderr, checked to be one readable line: no debug
+/// dump of an error (`Os {`, `kind:`, tonic's `Transport` / `ConnectError`, a backtrace).
+pub fn one_error_line(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr}");
+    let line = lines[0].to_string();
+    for debug in [
+        "Os {",
+        "kind:",
+        "Error {",
+        "backtrace",
+        "Transport",
+        "ConnectError",
+    ] {
+        assert!(!line.contains(debug), "a debug dump: {line}");
+    }
+    line
+}
+
+/// The one error line of `faas ARGS --apiserver ADDR`, which must fail with exit `code`.
+pub async fn fails_with(addr: &str, args: &[&str], code: i32) -> String {
+    let out = faas(addr, args).await;
+    assert_eq!(out.status.code(), Some(code), "faas {args:?}: {out:?}");
+    one_error_line(&out)
+}

@@ -1,0 +1,82 @@
+//! `faas invoke --async` and `faas result ID [--wait]` against a real platform (the `faas`
+//! binary as a subprocess): the id comes back at once, the result is the body or the error
+//! with its exit code, and `--wait` waits until the call finished or its time is up.
+
+mod support;
+
+use faas_cli::exit;
+use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
+use support::{faas, fails_with, ok};
+
+/// Submits `args` (`invoke NAME ... --async`) and returns the invocation id it printed.
+async fn submit(addr: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--async");
+    let out = ok(addr, &all).await;
+    let id = out.trim().to_string();
+    assert!(
+        !id.is_empty() && !id.contains(char::is_whitespace),
+        "{out:?}"
+    );
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_async_call_is_fetched_by_its_id() {
+    let (platform, api) = support::start(support::small_options()).await;
+    let addr = platform.apiserver.to_string();
+    let addr = addr.as_str();
+    api.admin()
+        .deploy_function(DeployFunctionRequest {
+            function: Some(FunctionSpec {
+                name: "nap".into(),
+                handler: "sleep".into(),
+                memory_in_bytes: 128 << 20,
+                timeout_in_ms: 300,
+                ..FunctionSpec::default()
+            }),
+        })
+        .await
+        .unwrap();
+
+    // Succeeded: the body, exit 0; -o json the whole record.
+    let id = submit(addr, &["invoke", "hello", "--event", r#"{"name":"later"}"#]).await;
+    let body = ok(addr, &["result", &id, "--wait", "60"]).await;
+    assert!(body.contains("Hello, later!"), "{body}");
+    let record: serde_json::Value =
+        serde_json::from_str(&ok(addr, &["result", &id, "-o", "json"]).await).unwrap();
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(record["invocation_id"], id.as_str());
+    assert!(record["body"].as_str().unwrap().contains("Hello, later!"));
+
+    // -v says how to fetch it.
+    let out = faas(addr, &["invoke", "hello", "--async", "-v"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let id2 = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let hint = String::from_utf8(out.stderr).unwrap();
+    assert!(hint.contains(&format!("faas result {id2}")), "{hint}");
+
+    // Failed: the error, exit code by its kind (a timeout: 7).
+    let id = submit(addr, &["invoke", "nap", "--event", r#"{"ms":5000}"#]).await;
+    let line = fails_with(addr, &["result", &id, "--wait"], exit::TIMEOUT.into()).await;
+    assert!(
+        line.contains(&format!("invocation {id} of nap failed: DEADLINE_EXCEEDED")),
+        "{line}"
+    );
+    // A call of an unknown function is accepted, then fails NOT_FOUND (3).
+    let id = submit(addr, &["invoke", "nope"]).await;
+    let line = fails_with(addr, &["result", &id, "--wait"], exit::NOT_FOUND.into()).await;
+    assert!(line.contains("NOT_FOUND"), "{line}");
+
+    // Not finished: its state, exit 0; --wait whose time is up: exit 7.
+    let id = submit(addr, &["invoke", "sleep", "--event", r#"{"ms":20000}"#]).await;
+    let state = ok(addr, &["result", &id]).await;
+    assert!(state == "queued\n" || state == "running\n", "{state:?}");
+    let line = fails_with(addr, &["result", &id, "--wait", "0"], exit::TIMEOUT.into()).await;
+    assert!(line.contains("is still"), "{line}");
+
+    // An id the server never gave: 3.
+    let line = fails_with(addr, &["result", "no-such-id"], exit::NOT_FOUND.into()).await;
+    assert!(line.contains("NotFound"), "{line}");
+    platform.stop().await.unwrap();
+}
