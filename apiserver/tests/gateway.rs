@@ -236,6 +236,25 @@ async fn a_timeout_is_504() {
 }
 
 #[tokio::test]
+async fn the_callers_deadline_is_504_while_the_node_still_runs_the_call() {
+    let (p, addr) = gateway(Setup::node(NodeBehaviour::Hang)).await;
+    let reply = post(
+        &addr,
+        "/function/echo",
+        &[("x-faas-timeout-ms", "300")],
+        b"x",
+    )
+    .await;
+    assert_error(
+        &reply,
+        504,
+        "timeout",
+        "no answer within the 300 ms of x-faas-timeout-ms",
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn a_platform_that_cannot_serve_is_503() {
     let setup = Setup::refuse(Code::Unavailable, "no node answers");
     let (reply, p) = call_once(setup, "/function/hello").await;

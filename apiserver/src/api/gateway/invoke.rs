@@ -128,7 +128,24 @@ async fn run(
     let name = path_text(path)?;
     let event = read_body(&headers, body, gateway.front().max_event_bytes()).await?;
     let call = call_of(&headers, name, event)?;
-    let answered = gateway.front().invoke(call).await;
+    // The deadline bounds the acquire inside the chain; the caller also stops waiting at it,
+    // as a gRPC client does at its deadline. The chain runs on in its own task, so its
+    // container is still returned when it ends.
+    let answered = match call.deadline {
+        Some(deadline) => tokio::time::timeout(deadline, gateway.front().invoke(call))
+            .await
+            .map_err(|_| {
+                HttpError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "no answer within the {} ms of {TIMEOUT_HEADER}; the call may still run to its end (raise the header or leave it out to wait for the function's own timeout)",
+                        deadline.as_millis()
+                    ),
+                )
+            })?,
+        None => gateway.front().invoke(call).await,
+    };
     let mut response = match answered.result {
         Ok(mut done) => {
             let mut response = (StatusCode::OK, std::mem::take(&mut done.body)).into_response();
