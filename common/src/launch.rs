@@ -341,9 +341,9 @@ mod tests {
 
     /// Polls the process table until `pid` is gone (exited and reaped).
     async fn wait_gone(pid: u32) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = crate::clock::instant() + Duration::from_secs(10);
         while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(std::time::Instant::now() < deadline, "{pid} never reaped");
+            assert!(crate::clock::instant() < deadline, "{pid} never reaped");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -6,7 +6,9 @@
 //! - [`serve`]: bind listeners, serve tonic routers with TCP_NODELAY, connect channels.
 //! - [`metrics`]: serve a Prometheus registry as text over HTTP.
 //! - [`logging`]: one `tracing` set-up for every binary.
-//! - [`clock`]: wall-clock milliseconds, for the api layers (services take time as an argument).
+//! - [`clock`]: the one place that reads the machine's clocks (business code takes time as an argument).
+//! - [`units`]: MiB, GiB and the contest node's size, written once.
+//! - [`stats`]: nearest-rank percentiles for reports and benchmarks.
 //! - [`text`]: clip input quoted in error messages.
 //! - [`token`]: the cluster token components send each other, and the gate that checks it.
 
@@ -16,5 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;
+pub mod stats;
 pub mod text;
 pub mod token;
+pub mod units;
