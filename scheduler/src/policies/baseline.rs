@@ -11,201 +11,29 @@
 //!   from the resource manager passes through).
 //! - Containers are never removed (except dead ones) and nodes never released, so a hold
 //!   (see [`crate::core::state::hold`]) changes nothing here: every idle container is kept.
+//!
+//! Every one of these is a default of [`Hooks`]: the baseline is the empty policy.
 
-use crate::core::{
-    AcquireError, AcquireErrorCode, CoreError, Decision, Event, Policy, PolicyOptions, Snapshot,
-    State,
-};
-use crate::model::{Millis, Text};
-use crate::store::FunctionKey;
+use super::hooks::{Hooked, Hooks};
+use crate::core::PolicyOptions;
 
 /// The name the policy is registered under.
 pub const NAME: &str = "baseline";
 
-/// The contest demo's policy.
-#[derive(Debug)]
-pub struct Baseline {
-    state: State,
-}
+/// The contest demo's policy: every hook at its default.
+#[derive(Debug, Default)]
+pub struct Baseline;
 
-impl Baseline {
-    /// A baseline policy with empty tables.
-    pub fn new(opts: PolicyOptions) -> Baseline {
-        Baseline {
-            state: State::new(opts),
-        }
-    }
-
-    /// Finds room for a waiting request: a create on a node with room, else a reserve.
-    fn place(
-        &mut self,
-        now: Millis,
-        request_id: Text,
-        function: FunctionKey,
-        out: &mut Vec<Decision>,
-    ) {
-        let Some(f) = self.state.store.function(function) else {
-            return;
-        };
-        let memory = f.spec.memory_bytes;
-        if let Some(node) = self.state.first_fit(memory) {
-            self.state
-                .start_create(now, node, function, Some(request_id), out);
-            return;
-        }
-        let expected = self.state.expected_node_bytes();
-        if memory > expected {
-            let error = AcquireError {
-                code: AcquireErrorCode::ResourceExhausted,
-                message: format!(
-                    "function {} needs {} MiB per container, more than a node offers ({} MiB)",
-                    f.spec.name,
-                    memory / crate::model::MIB,
-                    expected / crate::model::MIB
-                ),
-            };
-            self.state.reject(request_id, error, out);
-            return;
-        }
-        let pending = self
-            .state
-            .reserves()
-            .find(|(_, r)| r.expected_bytes.saturating_sub(r.planned_bytes) >= memory)
-            .map(|(op, _)| op);
-        let op = match pending {
-            Some(op) => op,
-            None => self.state.start_reserve(now, out),
-        };
-        self.state.bind_to_reserve(&request_id, op);
-    }
-}
-
-impl Baseline {
-    /// Places a request that still waits but lost what it waited for.
-    fn replace(&mut self, now: Millis, request_id: Text, out: &mut Vec<Decision>) {
-        if let Some(function) = self.state.waiter(&request_id).map(|w| w.function) {
-            self.place(now, request_id, function, out);
-        }
-    }
-}
-
-impl Policy for Baseline {
+impl Hooks for Baseline {
     fn name(&self) -> &str {
         NAME
     }
+}
 
-    fn handle(
-        &mut self,
-        now: Millis,
-        event: Event,
-        out: &mut Vec<Decision>,
-    ) -> Result<(), CoreError> {
-        match event {
-            Event::Acquire(acquire) => {
-                let function = self.state.accept_acquire(&acquire, out)?;
-                if self
-                    .state
-                    .grant_warm(now, &acquire.request_id, function, out)
-                {
-                    return Ok(());
-                }
-                self.state
-                    .wait(now, acquire.request_id.clone(), function, acquire.deadline);
-                self.place(now, acquire.request_id, function, out);
-            }
-            Event::Return(ret) => {
-                self.state.accept_return(now, ret, out)?;
-            }
-            Event::Cancel { request_id } => {
-                self.state.cancel(now, &request_id, out);
-            }
-            Event::NodeReserved { op, node } => {
-                let (_, waiters) = self.state.node_reserved(now, op, node)?;
-                for request_id in waiters {
-                    if let Some(function) = self.state.waiter(&request_id).map(|w| w.function) {
-                        self.place(now, request_id, function, out);
-                    }
-                }
-            }
-            Event::NodeReserveFailed {
-                op,
-                exhausted,
-                message,
-            } => {
-                let waiters = self.state.reserve_failed(op)?;
-                let error = if exhausted {
-                    AcquireError {
-                        code: AcquireErrorCode::ResourceExhausted,
-                        message,
-                    }
-                } else {
-                    AcquireError {
-                        code: AcquireErrorCode::Unavailable,
-                        message: format!("cannot reserve a node: {message}"),
-                    }
-                };
-                for request_id in waiters {
-                    self.state.reject(request_id, error.clone(), out);
-                }
-            }
-            Event::ContainerCreated { op, container_id } => {
-                let (container, request) =
-                    self.state.container_created(now, op, container_id, 1)?;
-                if let Some(request_id) = request
-                    && !self
-                        .state
-                        .grant(now, request_id.clone(), container, true, out)
-                {
-                    // Created for an older definition of its function: place it again.
-                    self.replace(now, request_id, out);
-                }
-            }
-            Event::ContainerCreateFailed {
-                op,
-                message,
-                refused,
-            } => {
-                let (create, request) = self.state.create_failed(op)?;
-                if let Some(request_id) = request {
-                    let error = self.state.create_failed_error(&create, &message, refused);
-                    self.state.reject(request_id, error, out);
-                }
-            }
-            Event::NodeAdopted {
-                node,
-                reserved_at,
-                containers,
-            } => {
-                self.state
-                    .adopt_node(now, node, reserved_at, containers, out)?;
-            }
-            Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
-            Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            shared @ (Event::RetireFunction { .. }
-            | Event::HoldFunction { .. }
-            | Event::NodeUnreachable { .. }
-            | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
-            Event::Tick => {
-                self.state.expire(now, out);
-                let healed = self.state.heal(now, out);
-                for request_id in healed.replace {
-                    self.replace(now, request_id, out);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.state.next_deadline()
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        self.state.snapshot(NAME)
-    }
-
-    fn state(&self) -> &State {
-        &self.state
+impl Baseline {
+    /// The baseline policy with empty tables.
+    pub fn policy(opts: PolicyOptions) -> Hooked<Baseline> {
+        Hooked::new(opts, Baseline)
     }
 }
 
@@ -213,6 +41,8 @@ impl Policy for Baseline {
 mod tests {
     use super::*;
     use crate::core::{Acquire, Grant, Return};
+    use crate::core::{AcquireErrorCode, CoreError, Decision, Event, Policy};
+    use crate::model::Millis;
     use crate::model::{FunctionError, FunctionSpec, MIB, NodeInfo, OpId};
 
     const NODE: u64 = 3072 * MIB;
@@ -256,7 +86,7 @@ mod tests {
 
     /// A baseline policy driven in virtual time.
     struct Sim {
-        p: Baseline,
+        p: Hooked<Baseline>,
         now: Millis,
         next_container: u32,
     }
@@ -264,7 +94,7 @@ mod tests {
     impl Sim {
         fn new() -> Sim {
             Sim {
-                p: Baseline::new(PolicyOptions::default()),
+                p: Baseline::policy(PolicyOptions::default()),
                 now: 0,
                 next_container: 0,
             }

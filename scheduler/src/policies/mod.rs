@@ -1,7 +1,10 @@
 //! The scheduling policies, selectable by name (`--policy`).
 //!
 //! Each policy owns a [`crate::core::State`] and decides where and when; the shared
-//! bookkeeping stays in the state.
+//! bookkeeping stays in the state. The simple policies (`baseline`, `keepalive-10m`,
+//! `no-reuse`) are written with [`hooks`], the API for learning: a few hooks with defaults
+//! and one adapter that routes every event. `czy` and `adaptive` implement
+//! [`crate::core::Policy`] directly, for full control.
 
 pub mod adaptive;
 pub mod baseline;
@@ -11,10 +14,12 @@ pub mod engine;
 mod health_tests;
 #[cfg(test)]
 mod hold_tests;
+pub mod hooks;
 pub mod keepalive;
 pub mod no_reuse;
 #[cfg(test)]
 mod recovery_tests;
+pub mod size_aware;
 mod timers;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};
@@ -22,26 +27,52 @@ use crate::core::{Policy, PolicyOptions, UnknownPolicy};
 /// The policy a scheduler runs when none is named: ours.
 pub const DEFAULT_POLICY: &str = adaptive::NAME;
 
-/// The names [`policy_by_name`] knows.
-pub const POLICY_NAMES: &[&str] = &[
-    baseline::NAME,
-    keepalive::NAME,
-    no_reuse::NAME,
-    czy::NAME,
-    adaptive::NAME,
-    adaptive::PACKED_NAME,
+/// How a registered policy is built.
+pub type Build = fn(&PolicyOptions) -> Box<dyn Policy>;
+
+/// Every policy, by name: one line each. A new policy is a file in this folder, its `mod`
+/// line above and one line here; [`POLICY_NAMES`], `--policy` and `faas policies` follow.
+pub const REGISTRY: &[(&str, Build)] = &[
+    (baseline::NAME, |o| {
+        Box::new(baseline::Baseline::policy(o.clone()))
+    }),
+    (keepalive::NAME, |o| {
+        Box::new(keepalive::KeepAlive::policy(o.clone()))
+    }),
+    (no_reuse::NAME, |o| {
+        Box::new(no_reuse::NoReuse::policy(o.clone()))
+    }),
+    (czy::NAME, |o| Box::new(czy::Czy::new(o.clone()))),
+    (adaptive::NAME, |o| {
+        Box::new(adaptive::Adaptive::new(o.clone()))
+    }),
+    (adaptive::PACKED_NAME, |o| {
+        Box::new(adaptive::Adaptive::packed(o.clone()))
+    }),
+    (size_aware::NAME, |o| {
+        Box::new(size_aware::SizeAware::policy(o.clone()))
+    }),
 ];
+
+/// The names [`policy_by_name`] knows, in [`REGISTRY`] order.
+pub const POLICY_NAMES: &[&str] = &names::<{ REGISTRY.len() }>(REGISTRY);
+
+const fn names<const N: usize>(registry: &[(&'static str, Build)]) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = registry[i].0;
+        i += 1;
+    }
+    names
+}
 
 /// Builds the policy registered as `name`.
 pub fn policy_by_name(name: &str, opts: &PolicyOptions) -> Result<Box<dyn Policy>, UnknownPolicy> {
-    match name.trim() {
-        baseline::NAME => Ok(Box::new(baseline::Baseline::new(opts.clone()))),
-        keepalive::NAME => Ok(Box::new(keepalive::KeepAlive::new(opts.clone()))),
-        no_reuse::NAME => Ok(Box::new(no_reuse::NoReuse::new(opts.clone()))),
-        czy::NAME => Ok(Box::new(czy::Czy::new(opts.clone()))),
-        adaptive::NAME => Ok(Box::new(adaptive::Adaptive::new(opts.clone()))),
-        adaptive::PACKED_NAME => Ok(Box::new(adaptive::Adaptive::packed(opts.clone()))),
-        _ => Err(UnknownPolicy {
+    let name = name.trim();
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((_, build)) => Ok(build(opts)),
+        None => Err(UnknownPolicy {
             name: name.to_string(),
             known: POLICY_NAMES.to_vec(),
         }),

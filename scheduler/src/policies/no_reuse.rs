@@ -2,174 +2,44 @@
 //! is returned. A teaching and reference policy: it pays a cold start on every call, which is
 //! what reuse saves, and it shows the cost in the score.
 //!
-//! - One request per container; a container is never granted twice.
-//! - Every acquire creates a container first-fit (waiting for a reserve when no node has room,
-//!   as the baseline does) and is granted it once created (always cold).
-//! - A returned container is removed; so is one whose request went away before it was
-//!   delivered, or that was created after its request's deadline. One of a held function
-//!   (see [`crate::core::state::hold`]) stays idle until the hold ends, and is then removed
-//!   (it is still never granted: a hold only keeps it from being removed for idleness).
+//! - One request per container; a container is never granted twice ([`Hooks::can_take`]
+//!   says no, so every acquire is a miss).
+//! - Every miss creates a container first-fit (waiting for a reserve when no node has room,
+//!   as the baseline does: the default [`Hooks::on_miss`]) and is granted it once created.
+//! - A container with nothing to do is removed at once ([`Hooks::on_idle`]): returned, its
+//!   request gone before it was delivered, or created after its request's deadline. One of a
+//!   held function (see [`crate::core::state::hold`]) stays idle until the hold ends.
 //! - Nodes are never released (as in the baseline), so the comparison isolates reuse.
 
-use super::keepalive::{create_failed, place_first_fit, reject_reserve_waiters, replace_first_fit};
-use super::timers::IdleTimers;
-use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
-use crate::model::Millis;
+use super::hooks::{Ctx, Hooked, Hooks};
+use crate::core::PolicyOptions;
 use crate::store::ContainerKey;
 
 /// The name the policy is registered under.
 pub const NAME: &str = "no-reuse";
 
 /// The policy that never reuses a container.
-#[derive(Debug)]
-pub struct NoReuse {
-    state: State,
-    /// Idle containers kept while their function is held, by when the hold ends.
-    held: IdleTimers,
-}
+#[derive(Debug, Default)]
+pub struct NoReuse;
 
-impl NoReuse {
-    /// The policy with empty tables.
-    pub fn new(opts: PolicyOptions) -> NoReuse {
-        NoReuse {
-            state: State::new(opts),
-            held: IdleTimers::default(),
-        }
-    }
-
-    /// Removes an idle container now, or when its function's hold ends.
-    fn remove_idle(&mut self, now: Millis, container: ContainerKey, out: &mut Vec<Decision>) {
-        self.held.remove_idle(&mut self.state, now, container, out);
-    }
-
-    /// Removes the idle containers whose function's hold has ended.
-    fn end_holds(&mut self, now: Millis, out: &mut Vec<Decision>) {
-        while let Some(key) = self.held.pop_due(now) {
-            self.remove_idle(now, key, out);
-        }
-    }
-}
-
-impl Policy for NoReuse {
+impl Hooks for NoReuse {
     fn name(&self) -> &str {
         NAME
     }
 
-    fn handle(
-        &mut self,
-        now: Millis,
-        event: Event,
-        out: &mut Vec<Decision>,
-    ) -> Result<(), CoreError> {
-        match event {
-            Event::Acquire(acquire) => {
-                let function = self.state.accept_acquire(&acquire, out)?;
-                self.state
-                    .wait(now, acquire.request_id.clone(), function, acquire.deadline);
-                place_first_fit(&mut self.state, now, acquire.request_id, function, out);
-            }
-            Event::Return(ret) => {
-                let returned = self.state.accept_return(now, ret, out)?;
-                if !returned.died {
-                    self.remove_idle(now, returned.container, out);
-                }
-            }
-            Event::Cancel { request_id } => {
-                if let Some(container) = self.state.cancel(now, &request_id, out) {
-                    self.remove_idle(now, container, out);
-                }
-            }
-            Event::NodeReserved { op, node } => {
-                let (_, waiters) = self.state.node_reserved(now, op, node)?;
-                for request_id in waiters {
-                    if let Some(function) = self.state.waiter(&request_id).map(|w| w.function) {
-                        place_first_fit(&mut self.state, now, request_id, function, out);
-                    }
-                }
-            }
-            Event::NodeReserveFailed {
-                op,
-                exhausted,
-                message,
-            } => {
-                let waiters = self.state.reserve_failed(op)?;
-                reject_reserve_waiters(&mut self.state, waiters, exhausted, message, out);
-            }
-            Event::ContainerCreated { op, container_id } => {
-                let (container, request) =
-                    self.state.container_created(now, op, container_id, 1)?;
-                match request {
-                    Some(request_id)
-                        if self
-                            .state
-                            .grant(now, request_id.clone(), container, true, out) => {}
-                    Some(request_id) => {
-                        // Created for an older definition of its function: place it again.
-                        self.state.remove_container(container, out);
-                        replace_first_fit(&mut self.state, now, request_id, out);
-                    }
-                    None => self.remove_idle(now, container, out),
-                }
-            }
-            Event::ContainerCreateFailed {
-                op,
-                message,
-                refused,
-            } => {
-                create_failed(&mut self.state, op, &message, refused, out)?;
-            }
-            Event::ContainerRemoved { container_id } => self.state.container_removed(&container_id),
-            Event::NodeReleased { node_id } => self.state.node_released(&node_id),
-            Event::NodeAdopted {
-                node,
-                reserved_at,
-                containers,
-            } => {
-                let adopted = self
-                    .state
-                    .adopt_node(now, node, reserved_at, containers, out)?;
-                // Idle adopted containers go at once; busy ones after their calls.
-                for c in adopted.map(|(_, cs)| cs).unwrap_or_default() {
-                    self.remove_idle(now, c, out);
-                }
-            }
-            Event::HoldFunction { function, hold_ms } => {
-                if self.state.hold_function(now, function.clone(), hold_ms) {
-                    self.held.recheck(&self.state, now, &function, |_| now);
-                    self.end_holds(now, out);
-                }
-            }
-            shared @ (Event::RetireFunction { .. }
-            | Event::NodeUnreachable { .. }
-            | Event::Stats(_)) => self.state.apply_shared(now, shared, out),
-            Event::Tick => {
-                self.state.expire(now, out);
-                let healed = self.state.heal(now, out);
-                for (container, _) in healed.freed.into_iter().chain(healed.orphans_ended) {
-                    self.remove_idle(now, container, out);
-                }
-                for request_id in healed.replace {
-                    replace_first_fit(&mut self.state, now, request_id, out);
-                }
-                self.end_holds(now, out);
-            }
-        }
-        Ok(())
+    fn can_take(&self, _: &Ctx<'_>, _: ContainerKey) -> bool {
+        false
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
-        match (self.state.next_deadline(), self.held.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    fn on_idle(&mut self, ctx: &mut Ctx<'_>, container: ContainerKey) {
+        ctx.remove_when_idle(container, 0);
     }
+}
 
-    fn snapshot(&self) -> Snapshot {
-        self.state.snapshot(NAME)
-    }
-
-    fn state(&self) -> &State {
-        &self.state
+impl NoReuse {
+    /// The policy with empty tables.
+    pub fn policy(opts: PolicyOptions) -> Hooked<NoReuse> {
+        Hooked::new(opts, NoReuse)
     }
 }
 
@@ -177,6 +47,8 @@ impl Policy for NoReuse {
 mod tests {
     use super::*;
     use crate::core::{Acquire, Grant, Return};
+    use crate::core::{Decision, Event, Policy};
+    use crate::model::Millis;
     use crate::model::{FunctionSpec, MIB, NodeInfo, OpId};
 
     fn acquire(id: &str, deadline: Millis) -> Event {
@@ -204,7 +76,7 @@ mod tests {
     }
 
     struct Sim {
-        p: NoReuse,
+        p: Hooked<NoReuse>,
         now: Millis,
         nodes: u32,
         containers: u32,
@@ -213,7 +85,7 @@ mod tests {
     impl Sim {
         fn new() -> Sim {
             Sim {
-                p: NoReuse::new(PolicyOptions::default()),
+                p: NoReuse::policy(PolicyOptions::default()),
                 now: 0,
                 nodes: 0,
                 containers: 0,
