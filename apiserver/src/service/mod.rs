@@ -10,7 +10,9 @@
 //! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
 //!   scheduler, run the function on the node, always give the container back, and run it
 //!   once more on another container when its event provably never reached the function.
-//!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
+//!   It talks to the scheduler, the nodes and the clock only through [`ports`].
+//! - [`ports`]: the traits the invoke path reaches the outside through (scheduler, nodes,
+//!   clock), implemented by the api layer.
 //! - [`async_calls`]: asynchronous invocations: their states and results, bounded, kept for a
 //!   retention period (time as an argument).
 //! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
@@ -26,6 +28,7 @@ pub mod file;
 pub mod invoke;
 pub mod kind;
 pub mod limits;
+pub mod ports;
 pub mod registry;
 pub mod routing;
 
