@@ -183,36 +183,24 @@ pub struct LoadedKeys {
 pub const DEFAULT_VERSION_GRACE_MS: u64 = 600_000;
 
 impl Default for Config {
+    /// [`Config::local`].
     fn default() -> Self {
-        Config {
-            host: "127.0.0.1".to_string(),
-            port: DEFAULT_PORT,
-            scheduler: DEFAULT_SCHEDULER.to_string(),
-            functions: None,
-            data_dir: None,
-            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
-            scheduler_timeout_ms: DEFAULT_SCHEDULER_TIMEOUT_MS,
-            node_call_grace_ms: DEFAULT_NODE_CALL_GRACE_MS,
-            metrics_port: None,
-            version_grace_ms: DEFAULT_VERSION_GRACE_MS,
-            keys_file: None,
-            api_key: None,
-            allow_anonymous_invoke: false,
-            allow_anonymous: false,
-            account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
-            account_rate: DEFAULT_ACCOUNT_RATE,
-            account_burst: 0,
-            account_limits: None,
-            tls_cert: None,
-            tls_key: None,
-            http_port: DEFAULT_HTTP_PORT,
-            http_allow_plaintext: false,
-            async_retention_ms: DEFAULT_RETENTION_MS,
-            async_max_kept: DEFAULT_MAX_KEPT,
-            async_max_bytes: DEFAULT_MAX_BYTES,
-            async_concurrency: DEFAULT_ASYNC_CONCURRENCY,
-            cluster: faas_common::token::TokenArgs::default(),
-        }
+        Config::local()
+    }
+}
+
+impl Config {
+    /// The configuration of a local API server, what `apiserver` with no flags runs with:
+    /// every flag at clap's own default, written once in the flags above, the environment not
+    /// read (a test or `faas up` gets the same server whatever the shell exports).
+    pub fn local() -> Config {
+        use clap::{Args, FromArgMatches};
+        let command =
+            Config::augment_args(clap::Command::new("apiserver")).mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["apiserver"])
+            .expect("every flag of the API server has a default");
+        Config::from_arg_matches(&matches).expect("clap's defaults make a Config")
     }
 }
 
@@ -373,6 +361,19 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: Config,
+    }
+
+    /// `Config::local` is clap's defaults: the same as parsing just the program's name, with
+    /// the contest's address.
+    #[test]
+    fn local_is_claps_defaults() {
+        let local = Config::local();
+        assert_eq!(local.listen_addr(), "127.0.0.1:10500");
+        assert_eq!(local.http_addr().as_deref(), Some("127.0.0.1:10800"));
+        assert_eq!(local.max_event_bytes, DEFAULT_MAX_EVENT_BYTES);
+        assert_eq!(local.async_concurrency, DEFAULT_ASYNC_CONCURRENCY);
+        assert_eq!(local.functions, None);
+        assert!(!local.allow_anonymous);
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! event provably never reached the function runs once more on another container.
 //!
 //! Layers: [`model`] (functions, invocations) → [`store`] (the in-memory function table, and
-//! the SQLite DAO behind `--data-dir`) → [`service`] (registry rules, read from memory and
-//! written through to the database; the functions file; the invocation chain behind ports)
-//! → [`api`] (tonic servers and clients, metrics, the clock).
+//! the SQLite DAO behind `--data-dir`) → [`core`] (pure rules: access, limits) → [`service`]
+//! (registry rules, read from memory and written through to the database; the functions
+//! file; the invocation chain behind [`service::ports`]) → [`api`] (tonic servers and
+//! clients, metrics, the clock). [`error`] holds the errors and the one mapping to gRPC
+//! statuses.
 //!
 //! With `--data-dir DIR`, deployed functions are kept in `DIR/apiserver.db` (SQLite): the
 //! first start stores the start-up functions there, every later start serves exactly what
@@ -30,44 +32,21 @@
 
 pub mod api;
 pub mod config;
+pub mod core;
+pub mod error;
 pub mod model;
 pub mod service;
 pub mod store;
-
-use std::path::PathBuf;
 
 use faas_common::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use error::Error;
 pub use model::{Function, FunctionSpec, Handler};
 pub use service::{RegistryError, parse_functions_toml, validate_spec};
 pub use store::StoreError;
 pub use store::sqlite::{DATABASE_FILE, database_files, remove_database};
-
-/// Why the API server cannot start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read the functions file {}: {reason}", path.display())]
-    ReadFunctions {
-        path: PathBuf,
-        reason: std::io::Error,
-    },
-    #[error(transparent)]
-    Functions(#[from] RegistryError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Keys(#[from] store::keys::KeysError),
-    #[error("the API server cannot start: {0}")]
-    Startup(String),
-    #[error("bad scheduler endpoint (--scheduler / SCHEDULER_ENDPOINT): {0}")]
-    SchedulerEndpoint(faas_common::serve::ServeError),
-    #[error(transparent)]
-    Serve(#[from] faas_common::serve::ServeError),
-    #[error("the gRPC server failed: {0}")]
-    Transport(tonic::transport::Error),
-}
 
 /// Checks, without loading it, that the database in `data_dir` can be used: no other API
 /// server uses the directory, and the file is new or a mini-faas database of a schema this

@@ -184,7 +184,7 @@ async fn a_restarted_server_serves_exactly_the_functions_it_had() {
         spec(
             "beta",
             "memory",
-            3072,
+            faas_common::units::CONTEST_NODE_MIB as i64,
             "ünïcödé \"quoted\" 'text'; DROP TABLE functions;",
         ),
     )

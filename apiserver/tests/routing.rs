@@ -228,14 +228,14 @@ async fn moving_an_alias_holds_the_version_it_left_and_rollback_brings_it_back()
     .await;
     shop(&mut p).await;
     set_alias(&mut p, &[(1, 100)]).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(5);
     while !p
         .calls()
         .iter()
         .any(|c| matches!(c, Call::Hold(name, 123_000) if name == "shop:2"))
     {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            faas_common::clock::tokio_instant() < deadline,
             "no HoldFunction for shop:2: {:?}",
             p.calls()
         );
@@ -401,14 +401,14 @@ async fn versions_aliases_and_routes_survive_a_restart() {
     .await;
     let after = describe(p.admin.clone()).await;
     // The new server tells the scheduler again to hold the version the alias left.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(5);
     while !p
         .calls()
         .iter()
         .any(|c| matches!(c, Call::Hold(name, ms) if name == "shop:2" && *ms > 0))
     {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            faas_common::clock::tokio_instant() < deadline,
             "no hold after the restart: {:?}",
             p.calls()
         );
@@ -455,9 +455,13 @@ async fn deleting_a_version_or_function_ends_its_hold_and_retires_it() {
             })
             .collect()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(5);
     while told(&p).len() < 6 {
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", told(&p));
+        assert!(
+            faas_common::clock::tokio_instant() < deadline,
+            "{:?}",
+            told(&p)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let told = told(&p);

@@ -5,10 +5,10 @@
 //! `cargo run --release -p faas-cli --example control_plane -- [RATE=2000] [SECONDS=10] [POLICY=adaptive]`
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::stats::percentile_or_zero as percentile;
 use faas_common::token::AuthChannel;
 use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{AcquireContainerRequest, FunctionConfig, ReturnContainerRequest};
@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
 
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(0usize));
-    let start = Instant::now();
+    let start = faas_common::clock::instant();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     let mut tasks = Vec::new();
     while start.elapsed() < Duration::from_secs(seconds) {
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         let latencies = latencies.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
+            let sent = faas_common::clock::instant();
             match pair(&mut c).await {
                 Ok(()) => latencies
                     .lock()

@@ -86,8 +86,9 @@ fn main() -> anyhow::Result<()> {
         return run_component(name, &argv[2..]);
     }
     let args = Args::parse();
-    // Still single-threaded: children inherit a quiet log level and this binary.
-    #[allow(unsafe_code)]
+    // Still single-threaded: children inherit a quiet log level and this binary (the
+    // launchers of the resource manager and the nodes take neither as an argument).
+    #[allow(unsafe_code, clippy::disallowed_methods)]
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
     unsafe {
         if std::env::var_os("RUST_LOG").is_none() {
@@ -133,7 +134,7 @@ struct Injected {
 impl Injected {
     fn now(what: String) -> Injected {
         Injected {
-            at: Instant::now(),
+            at: faas_common::clock::instant(),
             what,
             rest: None,
         }
@@ -156,8 +157,8 @@ async fn kill_container(busy: bool) -> anyhow::Result<Injected> {
     let mut used = observe::live_containers().await;
     used.retain(|c| c.status.served > 0 && !c.status.function_name.is_empty());
     used.sort_by_key(|c| std::cmp::Reverse(c.status.served));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    let deadline = faas_common::clock::instant() + Duration::from_secs(5);
+    while faas_common::clock::instant() < deadline {
         for c in &used {
             if let Some(now) = observe::container_status(c.port).await
                 && (now.in_flight > 0) == busy
@@ -308,7 +309,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "sending {} calls/s for {} s; fault {} at {} s",
         args.rate, args.seconds, args.fault, args.at
     );
-    let start = Instant::now();
+    let start = faas_common::clock::instant();
     let load = load::Load::start(
         api.clone(),
         ACCOUNT,
@@ -331,9 +332,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         Some(rest) => rest.await.map_err(anyhow::Error::from).and_then(|r| r),
         None => Ok(()),
     };
-    let settle = Instant::now() + Duration::from_secs(10);
+    let settle = faas_common::clock::instant() + Duration::from_secs(10);
     let mut ledger = observe::node_ledger(&rm, metrics_port, &auth).await;
-    while !ledger.consistent() && Instant::now() < settle {
+    while !ledger.consistent() && faas_common::clock::instant() < settle {
         tokio::time::sleep(Duration::from_millis(200)).await;
         ledger = observe::node_ledger(&rm, metrics_port, &auth).await;
     }

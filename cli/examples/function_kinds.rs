@@ -24,11 +24,10 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context;
-use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::stats::percentile_or_zero as percentile;
 
 const EVENT: &[u8] = br#"{"name":"bench"}"#;
 
@@ -132,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let mut cold_acquire: [Vec<f64>; 3] = Default::default();
     for i in 0..cold {
         for kind in 0..3 {
-            let sent = Instant::now();
+            let sent = faas_common::clock::instant();
             let out = api.invoke("bench", &name(kind, i), EVENT.to_vec()).await?;
             cold_call[kind].push(sent.elapsed().as_secs_f64() * 1e3);
             anyhow::ensure!(out.cold == Some(true), "{} was not cold", name(kind, i));
@@ -144,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     let mut warm_share: [Vec<f64>; 3] = Default::default();
     for _ in 0..warm {
         for kind in 0..3 {
-            let sent = Instant::now();
+            let sent = faas_common::clock::instant();
             let out = api.invoke("bench", &name(kind, 0), EVENT.to_vec()).await?;
             let call = sent.elapsed().as_secs_f64() * 1e3;
             let duration = out.duration_ns.map_or(f64::NAN, |ns| ns as f64 / 1e6);

@@ -18,12 +18,12 @@
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use faas_cli::client::Api;
-use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::stats::percentile_or_zero as percentile;
 
 /// Rounds per door and concurrency.
 const ROUNDS: usize = 2;
@@ -115,15 +115,15 @@ async fn grpc_round(
     length: Duration,
 ) -> anyhow::Result<Figures> {
     let function: Arc<str> = Arc::from(function);
-    let until = Instant::now() + length;
-    let started = Instant::now();
+    let until = faas_common::clock::instant() + length;
+    let started = faas_common::clock::instant();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             let (api, function) = (api.clone(), function.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                while Instant::now() < until {
-                    let sent = Instant::now();
+                while faas_common::clock::instant() < until {
+                    let sent = faas_common::clock::instant();
                     api.invoke("bench", &function, vec![]).await?;
                     latencies.push(sent.elapsed().as_secs_f64() * 1e3);
                 }
@@ -155,7 +155,10 @@ fn wrk_round(url: &str, connections: usize, seconds: u64) -> anyhow::Result<Figu
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.contains("Non-2xx") {
-        bail!("wrk failed or got errors:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "wrk failed or got errors:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let field = |prefix: &str| -> anyhow::Result<&str> {
         text.lines()

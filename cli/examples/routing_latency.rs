@@ -7,10 +7,8 @@
 //!
 //! `cargo build --release --bins && cargo run --release -p faas-cli --example routing_latency -- 10 200`
 
-use std::time::Instant;
-
-use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::stats::percentile_or_zero as percentile;
 use faas_proto::admin;
 
 #[tokio::main]
@@ -85,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..rounds {
         for (i, name) in ways.iter().enumerate() {
             for _ in 0..per_round {
-                let sent = Instant::now();
+                let sent = faas_common::clock::instant();
                 api.invoke("bench", name, vec![]).await?;
                 latency[i].push(sent.elapsed().as_secs_f64() * 1e3);
             }

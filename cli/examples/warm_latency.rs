@@ -9,14 +9,12 @@
 //! default per-account limits, one without keys or limits, called in alternating blocks so
 //! drift hits both alike; then the key check and the limits alone, in-process, per call.
 
-use std::time::Instant;
-
 use faas_apiserver::model::keys::{KeyLine, KeyTable, Scope};
 use faas_apiserver::service::access::Access;
 use faas_apiserver::service::limits::{Limits, Rule};
 use faas_cli::client::Api;
-use faas_cli::demo::percentile;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
+use faas_common::stats::percentile_or_zero as percentile;
 
 /// Calls per block when two platforms alternate.
 const BLOCK: usize = 100;
@@ -40,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let mut latency = Vec::with_capacity(calls);
     let mut acquire = Vec::with_capacity(calls);
     for _ in 0..calls {
-        let sent = Instant::now();
+        let sent = faas_common::clock::instant();
         let out = api.invoke("bench", &function, vec![]).await?;
         latency.push(sent.elapsed().as_secs_f64() * 1e3);
         acquire.push(out.acquire_ms.unwrap_or(f64::NAN));
@@ -106,7 +104,7 @@ async fn compare_auth(calls: usize, function: &str) -> anyhow::Result<()> {
 
 async fn timed(api: &Api, function: &str, n: usize, out: &mut Vec<f64>) -> anyhow::Result<()> {
     for _ in 0..n {
-        let sent = Instant::now();
+        let sent = faas_common::clock::instant();
         api.invoke("bench", function, vec![]).await?;
         out.push(sent.elapsed().as_secs_f64() * 1e3);
     }
@@ -126,7 +124,7 @@ fn in_process_cost() {
         .collect();
     let access = Access::new(KeyTable::from_lines(&lines, "bench").unwrap(), None);
     let header = format!("Bearer {key}2");
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     for _ in 0..N {
         std::hint::black_box(access.check(Some(std::hint::black_box(&header)), Scope::Invoke))
             .unwrap();
@@ -140,7 +138,7 @@ fn in_process_cost() {
         },
         Default::default(),
     );
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     for i in 0..N {
         drop(limits.admit("bench", u64::from(i) * 1000).unwrap());
     }

@@ -17,7 +17,7 @@
 //! An id the server never gave or no longer keeps is `NOT_FOUND` (exit 3). `-o json` prints
 //! the whole record ([`ResultJson`]) whatever the state; the exit code is the same.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use faas_cli::client::{Api, RouteRequest};
@@ -179,7 +179,7 @@ fn details(r: &GetInvocationReply) -> String {
 pub async fn result(api: &Api, args: &ResultArgs) -> anyhow::Result<()> {
     let until = args
         .wait
-        .map(|secs| Instant::now() + Duration::from_secs(secs));
+        .map(|secs| faas_common::clock::instant() + Duration::from_secs(secs));
     let mut pause = FIRST_POLL;
     let reply = loop {
         let mut request = tonic::Request::new(GetInvocationRequest {
@@ -193,7 +193,9 @@ pub async fn result(api: &Api, args: &ResultArgs) -> anyhow::Result<()> {
             .map_err(call_failed(format!("result {}", args.id)))?
             .into_inner();
         match until {
-            Some(until) if !finished(&reply.state) && Instant::now() + pause < until => {
+            Some(until)
+                if !finished(&reply.state) && faas_common::clock::instant() + pause < until =>
+            {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_POLL);
             }

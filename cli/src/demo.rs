@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use faas_common::stats::percentile_or_zero;
 use faas_proto::resourcemanagerproto::GetNodesUsageRequest;
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 
@@ -78,15 +79,6 @@ pub struct Row {
     pub p99_ms: f64,
 }
 
-/// The nearest-rank percentile of sorted values (`q` in 0..=1); 0 for none.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Groups samples into one row per function, sorted by name.
 pub fn summarize(samples: &[Sample]) -> Vec<Row> {
     let mut by_function: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
@@ -107,8 +99,8 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 calls: group.len(),
                 errors: group.iter().filter(|s| s.error.is_some()).count(),
                 cold_starts: group.iter().filter(|s| s.cold).count(),
-                p50_ms: percentile(&ok, 0.50),
-                p99_ms: percentile(&ok, 0.99),
+                p50_ms: percentile_or_zero(&ok, 0.50),
+                p99_ms: percentile_or_zero(&ok, 0.99),
             }
         })
         .collect()
@@ -142,7 +134,7 @@ pub fn render(rows: &[Row], node_seconds: f64) -> String {
 /// timeout). Returns every sample.
 pub async fn run_load(api: &Api, mix: &[Stream], duration: Duration) -> Vec<Sample> {
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let start = tokio::time::Instant::now();
+    let start = faas_common::clock::tokio_instant();
     let mut generators = Vec::new();
     for (i, stream) in mix.iter().cloned().enumerate() {
         let api = api.clone();
@@ -162,7 +154,7 @@ pub async fn run_load(api: &Api, mix: &[Stream], duration: Duration) -> Vec<Samp
                 let api = api.clone();
                 let samples = samples.clone();
                 calls.push(tokio::spawn(async move {
-                    let sent = Instant::now();
+                    let sent = faas_common::clock::instant();
                     let result = api
                         .invoke(
                             DEFAULT_ACCOUNT,
@@ -243,16 +235,6 @@ mod tests {
             cold,
             error: error.then(|| "UNKNOWN: boom".to_string()),
         }
-    }
-
-    #[test]
-    fn percentile_is_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&v, 1.0), 100.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        assert_eq!(percentile(&[7.0], 0.99), 7.0);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! platform must run here (node services are this process's children).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_e2e::fault::{FaultInjector, FaultKind, Leaks, Strike};
 use faas_e2e::observe::{self, BusyNode, NodeLedger};
@@ -70,7 +70,7 @@ impl<'a> PlatformFaults<'a> {
     async fn kill_node(&mut self) -> Result<Strike, String> {
         let node = Self::busiest_node().await?;
         let in_flight = observe::in_flight_now(&node.containers).await;
-        let at = Instant::now();
+        let at = faas_common::clock::instant();
         if !procs::kill9(node.pid) {
             return Err(format!(
                 "cannot SIGKILL node-service {} (pid {})",
@@ -105,7 +105,7 @@ impl<'a> PlatformFaults<'a> {
         });
         bound.truncate(n as usize);
         let in_flight = observe::in_flight_now(&bound).await;
-        let at = Instant::now();
+        let at = faas_common::clock::instant();
         let killed: Vec<_> = bound.iter().filter(|c| procs::kill9(c.pid)).collect();
         if killed.is_empty() {
             return Err(format!("cannot SIGKILL any of {} containers", bound.len()));
@@ -135,7 +135,7 @@ impl<'a> PlatformFaults<'a> {
     async fn pause_node(&mut self, ms: u64) -> Result<Strike, String> {
         let node = Self::busiest_node().await?;
         let in_flight = observe::in_flight_now(&node.containers).await;
-        let at = Instant::now();
+        let at = faas_common::clock::instant();
         let paused = procs::Paused::try_stop(node.pid).ok_or_else(|| {
             format!(
                 "cannot SIGSTOP node-service {} (pid {})",
@@ -166,7 +166,7 @@ impl<'a> PlatformFaults<'a> {
             FaultKind::RestartApiserver => ("apiserver", p.apiserver),
             _ => ("resource-manager", p.resource_manager),
         };
-        let at = Instant::now();
+        let at = faas_common::clock::instant();
         let restarted = match fault {
             FaultKind::RestartScheduler => p.restart_scheduler().await,
             FaultKind::RestartApiserver => p.restart_apiserver().await,

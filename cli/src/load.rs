@@ -120,12 +120,12 @@ impl Load {
                         break;
                     }
                     let (function, event) = mix[n as usize % mix.len()].clone();
-                    let started = Instant::now();
+                    let started = faas_common::clock::instant();
                     lock(&book).running.insert(n, (function.clone(), started));
                     let (api, book, account) = (api.clone(), book.clone(), account.clone());
                     tasks.push(tokio::spawn(async move {
                         let result = api.invoke(&account, &function, event).await;
-                        let ended = Some(Instant::now());
+                        let ended = Some(faas_common::clock::instant());
                         let outcome = match result {
                             Ok(out) => Outcome::Ok(out),
                             Err(status) => Outcome::Failed(status),
@@ -166,7 +166,7 @@ impl Load {
             if done(&self.calls()) {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if faas_common::clock::instant() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -178,8 +178,8 @@ impl Load {
     pub async fn finish(mut self, grace: Duration) -> Vec<Call> {
         self.stop.store(true, Ordering::Release);
         let tasks = (&mut self.driver).await.unwrap_or_default();
-        let end = Instant::now() + grace;
-        while !lock(&self.book).running.is_empty() && Instant::now() < end {
+        let end = faas_common::clock::instant() + grace;
+        while !lock(&self.book).running.is_empty() && faas_common::clock::instant() < end {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for task in &tasks {

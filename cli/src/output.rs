@@ -58,7 +58,7 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Bytes as whole MiB (rounded down).
 pub fn mib(bytes: i64) -> i64 {
-    bytes / (1 << 20)
+    bytes / faas_common::units::MIB as i64
 }
 
 /// A duration in ms as a person reads it: `0s`, `3s`, `2m10s`, `1h5m`, `2d3h` (two units at

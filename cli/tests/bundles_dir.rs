@@ -30,7 +30,7 @@ async fn the_nodes_get_the_data_dirs_bundles() {
     assert!(bundles.is_dir(), "DATA_DIR/bundles is created");
     // Its node services get it (they start in the background as the pool fills).
     let flag = format!("--bundles-dir {}", bundles.display());
-    let since = std::time::Instant::now();
+    let since = faas_common::clock::instant();
     while !support::descendants().into_iter().any(|pid| {
         support::procs::component(pid) == Some("node-service")
             && support::cmdline(pid).contains(&flag)

@@ -287,7 +287,7 @@ async fn a_warm_pool_container_gets_the_functions_limits() {
     // asks: wait for it, and try again with a new function if a create raced it anyway.
     let mut pooled = None;
     for attempt in 0..5 {
-        let since = std::time::Instant::now();
+        let since = faas_common::clock::instant();
         while listening_pool_containers(&p.instance).is_empty() {
             assert!(
                 since.elapsed() < std::time::Duration::from_secs(60),

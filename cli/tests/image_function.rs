@@ -15,7 +15,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_cli::client::{Api, InvokeOutcome};
 use faas_cli::platform::PlatformOptions;
@@ -188,7 +188,7 @@ async fn the_rust_image_example_runs_on_the_docker_runtime() {
     assert!(deployed.contains("rust-hello"), "{deployed}");
 
     // The first call creates the container: the image's process starts under the watchdog.
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     let cold = api
         .invoke(ACCOUNT, "rust-hello", br#"{"name": "Ada"}"#.to_vec())
         .await
@@ -217,7 +217,7 @@ async fn the_rust_image_example_runs_on_the_docker_runtime() {
 
     let mut warm = Vec::with_capacity(WARM);
     for _ in 0..WARM {
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         let out = api
             .invoke(ACCOUNT, "rust-hello", b"{}".to_vec())
             .await

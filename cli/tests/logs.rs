@@ -12,7 +12,7 @@ use support::{faas, ok};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A temporary data directory, removed on drop.
 struct DataDir(PathBuf);
@@ -26,7 +26,7 @@ impl Drop for DataDir {
 /// stdout of `faas logs ARGS` once it holds `want` (lines are read by the nodes' watchdogs
 /// as the processes write them), within 30 s.
 async fn logs_holding(addr: &str, args: &[&str], want: &str) -> String {
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     loop {
         let out = ok(addr, args).await;
         if out.contains(want) {
@@ -187,7 +187,7 @@ async fn logs_show_what_the_example_functions_wrote() {
         .invoke("acct", "sh-hello", event.to_vec())
         .await
         .unwrap();
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     while follow.count(&again.request_id) == 0 {
         assert!(
             since.elapsed() < Duration::from_secs(30),

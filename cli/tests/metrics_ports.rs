@@ -47,10 +47,10 @@ async fn every_component_and_every_node_serves_metrics_on_its_own_port() {
         ),
     ];
     // The nodes start as the resource manager fills its pool; each is told its own port.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = faas_common::clock::tokio_instant() + std::time::Duration::from_secs(60);
     let nodes = loop {
         let nodes = support::procs::nodes();
-        if nodes.len() == 3 || tokio::time::Instant::now() > deadline {
+        if nodes.len() == 3 || faas_common::clock::tokio_instant() > deadline {
             break nodes;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -68,7 +68,7 @@ async fn every_component_and_every_node_serves_metrics_on_its_own_port() {
     for (who, port, metric) in expect {
         // A node serves once it has announced itself; give a starting one a moment.
         let mut reply = scrape(port).await;
-        while reply.is_none() && tokio::time::Instant::now() < deadline {
+        while reply.is_none() && faas_common::clock::tokio_instant() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             reply = scrape(port).await;
         }

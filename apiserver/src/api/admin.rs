@@ -9,7 +9,7 @@
 //! node is asked for the function's lines).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::admin::{self, admin_server::Admin};
@@ -352,7 +352,7 @@ impl Admin for AdminService {
     ) -> Result<Response<admin::RollbackAliasReply>, Status> {
         let req = request.into_inner();
         let now_ms = faas_common::clock::now_ms();
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         let change = self
             .write(move |r| r.rollback(&req.function, &req.alias, now_ms))
             .await?;

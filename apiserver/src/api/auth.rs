@@ -26,28 +26,12 @@ use tonic::{Request, Status};
 
 use crate::model::keys::Scope;
 use crate::service::access::{Access, AccessError};
-use crate::service::limits::LimitError;
 
+pub use crate::error::{access_status, limit_status};
 pub use crate::service::access::Caller;
 
 /// The gRPC metadata key a call's key travels in, as `Bearer KEY`.
 pub const AUTHORIZATION: &str = "authorization";
-
-/// The status a refused key gets.
-pub fn access_status(err: &AccessError) -> Status {
-    match err {
-        AccessError::Scope { .. } => Status::permission_denied(err.to_string()),
-        AccessError::Missing
-        | AccessError::MissingAdmin
-        | AccessError::Malformed
-        | AccessError::Unknown => Status::unauthenticated(err.to_string()),
-    }
-}
-
-/// The status of a call over its account's limits.
-pub fn limit_status(err: &LimitError) -> Status {
-    Status::resource_exhausted(err.to_string())
-}
 
 /// The interceptor in front of one service: checks the key of every call against the scope
 /// the service needs. Cheap to clone.

@@ -13,7 +13,7 @@ pub struct SystemClock {
 impl SystemClock {
     pub fn new() -> SystemClock {
         SystemClock {
-            origin: Instant::now(),
+            origin: faas_common::clock::instant(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! 1. admit it by its account's limits ([`Front::admit`]), refused at once, before any work;
 //! 2. make its request id (a UUID);
-//! 3. run the chain ([`Router::invoke`]: routing, acquire, the node call, the return) in a
+//! 3. run the chain ([`Router::invoke`](crate::service::routing::Router::invoke): routing, acquire, the node call, the return) in a
 //!    task of its own, so a caller that leaves cannot stop it before the container is back;
 //!    the account's slot is held until the chain ends;
 //! 4. record the metrics and log the outcome.
@@ -109,7 +109,7 @@ impl Front {
 
     /// Admits `call` by its account's limits, then runs it ([`Front::run`]).
     pub async fn invoke(&self, call: Call) -> Answered {
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         match self.admit(&call.account_id) {
             Ok(permit) => self.run_from(call, permit, started).await,
             Err(e) => Answered {
@@ -124,7 +124,8 @@ impl Front {
     /// Runs a call already admitted; `permit` is held until the chain ends, even when the
     /// caller stops waiting first.
     pub async fn run(&self, call: Call, permit: Permit) -> Answered {
-        self.run_from(call, permit, Instant::now()).await
+        self.run_from(call, permit, faas_common::clock::instant())
+            .await
     }
 
     async fn run_from(&self, call: Call, permit: Permit, started: Instant) -> Answered {

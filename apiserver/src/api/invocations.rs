@@ -9,7 +9,7 @@
 //! else (an unknown function, the function's own failure) is the call's result, read with
 //! `GetInvocation` (or `GET /invocations/ID`) until `--async-retention-ms` after it ended.
 //!
-//! Results live in memory ([`MemoryInvocations`]): a stopped server forgets them, and calls
+//! Results live in memory ([`MemoryInvocations`](crate::service::async_calls::MemoryInvocations)): a stopped server forgets them, and calls
 //! still queued when it stops fail with `UNAVAILABLE`. The store is reached only through
 //! [`InvocationStore`], the seam a durable store will fill.
 
@@ -26,7 +26,8 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::api::front::{Answered, Call, Front, FrontError};
 use crate::api::routing::route_context;
-use crate::api::server::front_status;
+use crate::error::front_status;
+pub use crate::error::submit_status;
 use crate::service::InvokeError;
 use crate::service::async_calls::{AsyncError, Invocation, InvocationStore, Outcome};
 use crate::service::limits::Permit;
@@ -220,14 +221,6 @@ pub fn route_of(req: &InvokeAsyncRequest) -> Result<RouteContext, String> {
         );
     }
     route_context(&map)
-}
-
-/// The status of a refused submit.
-pub fn submit_status(err: &SubmitError) -> Status {
-    match err {
-        SubmitError::Front(e) => front_status(e),
-        SubmitError::Full(e) => Status::resource_exhausted(e.to_string()),
-    }
 }
 
 /// `faas.invoke.v1.Invocations`.

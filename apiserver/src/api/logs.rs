@@ -178,7 +178,7 @@ pub type NodeAnswer<T = node_admin::FunctionLogsReply> = (NodeEntry, Result<T, S
 /// with "deadline exceeded", one that failed with [`call_error`]'s few words. Each node gets
 /// a channel of its own, made lazily (`faas_common::serve::connect_lazy`): reading every
 /// node is rare, and the invoke path's channel cache is private to [`crate::api::node`].
-/// Clients made in `ask` should lift tonic's 4 MiB reply limit ([`node_admin`]): a node's
+/// Clients made in `ask` should lift tonic's 4 MiB reply limit ([`node_admin()`]): a node's
 /// answer is as large as its containers (and their rings).
 pub async fn ask_every_node<T, F, Fut>(
     nodes: Vec<NodeEntry>,

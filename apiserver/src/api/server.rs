@@ -32,16 +32,17 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::api::admin::AdminService;
-use crate::api::auth::{Authenticate, limit_status};
+use crate::api::auth::Authenticate;
 use crate::api::clock::SystemClock;
-use crate::api::convert::{contest_function, invoke_status};
-use crate::api::front::{Call, Front, FrontError};
+use crate::api::convert::contest_function;
+use crate::api::front::{Call, Front};
 use crate::api::gateway::{self, Gateway};
 use crate::api::invocations::{AsyncRunner, InvocationsService};
 use crate::api::metrics::Metrics;
 use crate::api::node::GrpcNodes;
 use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
+pub use crate::error::front_status;
 use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
 use crate::service::access::{Access, KeylessFlags};
@@ -121,15 +122,6 @@ fn reply_metadata(map: &mut MetadataMap, done: &Invoked) {
     set_meta(map, meta::MAX_MEMORY_BYTES, done.max_memory_bytes);
     if let Some(cold) = done.placement.cold_start {
         set_meta(map, meta::COLD_START, if cold { "true" } else { "false" });
-    }
-}
-
-/// The status a client of `InvokeFunction` sees for a call that failed at the front.
-pub fn front_status(err: &FrontError) -> Status {
-    match err {
-        FrontError::Limited(e) => limit_status(e),
-        FrontError::Invoke(e) => invoke_status(e),
-        FrontError::Crashed(_) => Status::internal(err.to_string()),
     }
 }
 

@@ -15,14 +15,14 @@ use std::str::FromStr;
 
 use crate::model::kind::{CodeFile, HandlerRef};
 
-/// One mebibyte.
-pub const MIB: i64 = 1024 * 1024;
+/// One mebibyte, as the model's byte counts (`i64`, the wire's type) take it.
+pub const MIB: i64 = faas_common::units::MIB as i64;
 /// The longest function name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// The least memory a function may ask for.
 pub const MIN_MEMORY_BYTES: i64 = 64 * MIB;
 /// The most memory a function may ask for: one whole node (the contest's 3072 MiB nodes).
-pub const MAX_MEMORY_BYTES: i64 = 3072 * MIB;
+pub const MAX_MEMORY_BYTES: i64 = faas_common::units::CONTEST_NODE_BYTES as i64;
 /// The shortest timeout.
 pub const MIN_TIMEOUT_MS: i64 = 1;
 /// The longest timeout (15 minutes).

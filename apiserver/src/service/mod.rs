@@ -6,28 +6,30 @@
 //!   and the code files a command function uploads.
 //! - [`bundles`]: a command or image function's bundle, named by its hash and stored before
 //!   the database row that names it.
-//! - [`file`]: the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
+//! - [`file`](mod@file): the functions file format (`deploy/functions.toml`, `faas deploy FILE`).
 //! - [`invoke`]: one invocation, start to end: validate, acquire a container from the
 //!   scheduler, run the function on the node, always give the container back, and run it
 //!   once more on another container when its event provably never reached the function.
-//!   It talks to the scheduler, the nodes and the clock only through the ports it declares.
+//!   It talks to the scheduler, the nodes and the clock only through [`ports`].
+//! - [`ports`]: the traits the invoke path reaches the outside through (scheduler, nodes,
+//!   clock), implemented by the api layer.
 //! - [`async_calls`]: asynchronous invocations: their states and results, bounded, kept for a
 //!   retention period (time as an argument).
-//! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
-//! - [`limits`]: per-account concurrency and rate limits on invocations (time as an
-//!   argument).
+//! - [`access`], [`limits`]: who may make a call and how many an account may make: pure
+//!   rules, kept in [`crate::core`] and re-exported here.
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
 //!   fallback and circuit breaking.
 
-pub mod access;
 pub mod async_calls;
 pub mod bundles;
 pub mod file;
 pub mod invoke;
 pub mod kind;
-pub mod limits;
+pub mod ports;
 pub mod registry;
 pub mod routing;
+
+pub use crate::core::{access, limits};
 
 pub use file::{DEFAULT_FUNCTIONS_TOML, parse_functions_toml};
 pub use invoke::{

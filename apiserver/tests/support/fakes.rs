@@ -512,3 +512,16 @@ fn meta_str<'a>(response: &'a Response<apiserverproto::InvokeFunctionReply>, key
         .to_str()
         .unwrap()
 }
+
+/// A function for the admin API: 128 MiB, no description.
+#[allow(dead_code)]
+fn admin_spec(name: &str, handler: &str, timeout_ms: i64) -> admin::FunctionSpec {
+    admin::FunctionSpec {
+        name: name.into(),
+        handler: handler.into(),
+        memory_in_bytes: (128 * faas_common::units::MIB) as i64,
+        timeout_in_ms: timeout_ms,
+        description: String::new(),
+        ..Default::default()
+    }
+}

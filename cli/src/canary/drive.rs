@@ -68,14 +68,14 @@ async fn roll_back(
     progress: bool,
 ) -> RollbackRecord {
     tokio::time::sleep_until((origin + at).into()).await;
-    let sent = Instant::now();
+    let sent = faas_common::clock::instant();
     let reply = admin
         .rollback_alias(admin::RollbackAliasRequest {
             function: FUNCTION.to_string(),
             alias: ALIAS.to_string(),
         })
         .await;
-    let done = Instant::now();
+    let done = faas_common::clock::instant();
     let ms = |t: Instant| t.duration_since(origin).as_secs_f64() * 1e3;
     let (took_us, alias_now, error) = match reply {
         Ok(r) => {
@@ -104,7 +104,7 @@ async fn roll_back(
 
 /// One call of the load, recorded.
 async fn one_call(api: Api, start_ms: f64, slow: bool) -> CallRecord {
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     let ms = if slow { SLOW_MS } else { FAST_MS };
     let result = api.invoke(ACCOUNT, FUNCTION, event(ms)).await;
     let mut record = CallRecord::unanswered(start_ms, slow);
@@ -135,7 +135,7 @@ pub async fn drive(
     let admin = api.admin();
     let regression_at = options.regression_at_ms();
     let rollback_at = options.rollback_at_ms();
-    let origin = Instant::now();
+    let origin = faas_common::clock::instant();
     let origin_unix_ms = faas_common::clock::now_ms();
     let (stop, stopped) = watch::channel(false);
     let poller = tokio::spawn(poll_breaker(
@@ -186,7 +186,7 @@ pub async fn drive(
         sent.push((start_ms, slow, task));
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(options.grace_ms);
+    let deadline = faas_common::clock::tokio_instant() + Duration::from_millis(options.grace_ms);
     let mut calls = not_sent;
     for (start_ms, slow, mut task) in sent {
         match tokio::time::timeout_at(deadline, &mut task).await {

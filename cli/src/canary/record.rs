@@ -1,6 +1,7 @@
 //! What a canary run records: each call of the load, each poll of the canary's breaker,
 //! the warm-up and the rollback; and the counts of a set of calls.
 
+use faas_common::stats::percentile;
 use faas_proto::admin;
 use serde::Serialize;
 
@@ -184,12 +185,6 @@ impl Counts {
         c.p99_ms = percentile(&latencies, 0.99);
         c
     }
-}
-
-/// The `q` quantile of sorted values, nearest rank.
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 #[cfg(test)]

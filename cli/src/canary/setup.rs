@@ -12,7 +12,7 @@ use super::drive::ACCOUNT;
 use super::record::Warmup;
 use super::{ALIAS, CANARY, CANARY_WEIGHT, FAST_MS, FUNCTION, STABLE};
 
-const MIB: i64 = 1 << 20;
+const MIB: i64 = faas_common::units::MIB as i64;
 const WARMUP_ATTEMPTS: u32 = 5;
 
 /// `{"ms": MS}`.

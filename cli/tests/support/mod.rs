@@ -3,6 +3,9 @@
 //! at what the platform reports ([`observe`]) and at a recorded load ([`load`]).
 #![allow(dead_code)]
 
+/// The self-healing tests' harness (`tests/self_healing_*.rs`).
+pub mod healing;
+
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use faas_cli::load;
@@ -25,7 +28,9 @@ pub fn use_built_binary() {
     ONCE.call_once(|| {
         // SAFETY: set once, before any test of this binary starts a child process; nothing
         // else in these tests writes the environment.
-        #[allow(unsafe_code)]
+        // The in-process resource manager finds the node binary through `Launcher::find`,
+        // which reads FAAS_BIN; it takes no binary as an argument, so a test sets it here.
+        #[allow(unsafe_code, clippy::disallowed_methods)]
         unsafe {
             std::env::set_var("FAAS_BIN", env!("CARGO_BIN_EXE_faas"));
         }

@@ -1,7 +1,7 @@
 //! The broker: routes a call to a concrete function, runs it with the [`Invoker`], and
 //! degrades to the fallback when the plan says so.
 //!
-//! For each call: roll the dice, make the [`plan`](super::resolve::plan), then
+//! For each call: roll the dice, make the [`plan`], then
 //!
 //! 1. the primary target is missing → the fallback if the policy falls back `on.not_found`;
 //! 2. the traffic share says so → the fallback (`share`);

@@ -47,7 +47,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::text::clip;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Transaction, TransactionBehavior, params};
@@ -138,7 +138,7 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| dir_error(format!("cannot open {}: {e}", path.display())))?;
-        let asked = Instant::now();
+        let asked = faas_common::clock::instant();
         loop {
             match file.try_lock() {
                 Ok(()) => break,

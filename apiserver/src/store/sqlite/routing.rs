@@ -6,7 +6,7 @@
 //! load with [`StoreError::BadRow`] naming the table and the row's key, as a bad function
 //! does: starting without it would silently change what calls reach.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use faas_common::clock::now_ms;
 
 use faas_common::text::clip;
 use rusqlite::{Transaction, ffi, params};
@@ -43,12 +43,6 @@ fn json<T: DeserializeOwned>(text: &str, row: impl FnOnce() -> String) -> Result
             clip(&e.to_string())
         )
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl SqliteDao {
