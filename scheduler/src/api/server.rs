@@ -148,7 +148,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         &self,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
-        let started = std::time::Instant::now();
+        let started = faas_common::clock::instant();
         let timeout =
             faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
         let acquire = match to_acquire(request.into_inner(), self.service.now(), timeout) {

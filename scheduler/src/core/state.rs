@@ -4,8 +4,9 @@
 //! A policy owns a [`State`] and calls it; the state never decides where or when (that is the
 //! policy's job), it only applies what was decided and keeps the tables consistent.
 //!
-//! Health (lost nodes, dead containers, expired leases, retired definitions) is in
-//! [`health`]: the same for every policy, so a policy only places the requests it hands back.
+//! Health (lost nodes, dead containers, expired leases, retired definitions) is in `health`
+//! (`core/state/health.rs`): the same for every policy, so a policy only places the requests
+//! it hands back.
 //! Holds (a function whose idle containers no policy removes for idleness until a time) are
 //! in [`hold`]: recorded here, consulted by each policy where it would remove one.
 //!

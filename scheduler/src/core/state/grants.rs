@@ -10,7 +10,7 @@ impl State {
     /// Validates an acquire and registers its function. Fails (changing nothing) for a
     /// request id that is waiting or leased, or an unusable function. A changed definition
     /// of a known function retires the containers of the old one (see
-    /// [`State::retire_definition`]).
+    /// `State::retire_definition`).
     pub fn accept_acquire(
         &mut self,
         acquire: &Acquire,

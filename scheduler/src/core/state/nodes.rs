@@ -6,7 +6,7 @@ use crate::model::{ContainerState, NodeState};
 use crate::store::{ContainerKey, NodeKey};
 
 impl State {
-    /// The first node (in reserve order) that is active, not suspect (see [`health`]) and
+    /// The first node (in reserve order) that is active, not suspect (see `health`) and
     /// has `memory_bytes` free.
     pub fn first_fit(&self, memory_bytes: u64) -> Option<NodeKey> {
         self.store

@@ -202,7 +202,7 @@ pub struct Knobs {
     /// of reserving; any idle one while reserves fail. `None`: never evict.
     pub evict_idle_ms: Option<Millis>,
     /// Empty the least used node into the others when they have room for its containers
-    /// (see [`Engine::consolidate`]); a node must have been held this long (ms) first.
+    /// (see `Engine::consolidate`); a node must have been held this long (ms) first.
     /// `None`: never.
     pub consolidate_after_ms: Option<Millis>,
     /// Pack learned light containers by the memory they use rather than their limits
