@@ -24,23 +24,20 @@
 //!   ignored) go into a histogram: per container rather than per function, because a
 //!   function's spare containers idle longer than the function does, and the window decides
 //!   when each container goes. Once it holds 3 samples (at most half beyond 25 h):
-//!   keep-alive = 1.25 × p99 plus 2 s (at most the fallback 10 minutes: longer windows held
-//!   memory for gaps that `keepalive-10m` misses too), but at least the fallback 10 minutes
-//!   while fewer than 50 samples of irregular idle times (p99 above 4× p5) are in (a short
-//!   histogram misses the tail; this floor took the simulated Azure day from 18,180 to
-//!   8,197 cold starts). A cold start that ends an idle time of the function (all its
-//!   containers had expired) records that idle time too: per-container reuse alone never sees
-//!   gaps longer than the window, so the histogram skewed short and the window shrank
-//!   (simulated Azure day: 9,019 → 8,847 cold starts, 11.34 → 11.30 G MB·s idle);
-//!   if p5 is 20 s or more, containers are unloaded 1 s after the execution and
-//!   loaded again (as many as the last busy period needed) at p5 minus a lead of twice the
-//!   measured container start + 1 s, kept until the keep-alive ends. Otherwise a fixed
-//!   10-minute window (as `keepalive-10m`).
+//!   keep-alive = 1.25 × p99 plus 2 s (at most the fallback 10 minutes), but at least the
+//!   fallback 10 minutes while fewer than 50 samples of irregular idle times (p99 above 4× p5)
+//!   are in (a short histogram misses the tail). A cold start that ends an idle time of the
+//!   function (all its containers had expired) records that idle time too: per-container
+//!   reuse alone never sees gaps longer than the window. Measurements behind these rules:
+//!   `docs/experiments-scheduler.md`. If p5 is 20 s or more, containers are unloaded 1 s
+//!   after the execution and loaded again (as many as the last busy period needed) at p5
+//!   minus a lead of twice the measured container start + 1 s, kept until the keep-alive
+//!   ends. Otherwise a fixed 10-minute window (as `keepalive-10m`).
 //! - **Spares cost what they save.** While a function's histogram is not representative, its
 //!   idle containers beyond the most recently used one are kept only
 //!   [`EXTRA_COST`] × container start / mean call duration of the fallback window: a cold
-//!   start costs a 1.2 s call 0.3%, a 20 ms call half its time, while the spare's memory
-//!   costs the same (simulated 5-min contest: 1,304 → 976 node-seconds).
+//!   start costs a long call little, while a spare's memory costs the same whatever the call
+//!   (measured in `docs/experiments-scheduler.md`).
 //! - **Pre-warmed containers.** When every slot of a function is taken by two or more
 //!   requests, one spare container is started (it expires with the function's keep-alive).
 //!   The function-agnostic pool that hides container start lives in the node service
@@ -79,9 +76,7 @@ pub const EXTRA_COST: f64 = 2.0;
 /// How adaptive over-commits nodes (see [`Overcommit`]): limits up to twice a node's memory
 /// (so CPU quotas up to twice its vCPUs, where the contest saw node CPU under 50% at peak
 /// without over-commit); a learned container counts twice what its calls use, after 3
-/// returns. Simulated 5-min contest, seeds 1–4: 960 / 1,175 / 1,010 / 947 node-seconds
-/// without, 784 / 969 / 860 / 756 with, the same cold starts and no error; simulated Azure
-/// day 8,887 → 8,783 cold starts, idle memory-time 11.66 → 11.68 G MB·s.
+/// returns. Measured in `docs/experiments-scheduler.md` (over-commit).
 pub const OVERCOMMIT: Overcommit = Overcommit {
     max_factor: 2.0,
     margin: 2.0,
@@ -134,8 +129,7 @@ pub const PACKED_NAME: &str = "adaptive-packed";
 
 /// `adaptive-packed`: [`KNOBS`] plus consolidation (a node held a minute or more whose
 /// containers have idled 10 s and fit elsewhere is emptied and released). Fewer
-/// node-seconds, more cold starts: simulated Azure day 5.64 M node-s and 9,281 cold starts
-/// against adaptive's 7.55 M and 8,554.
+/// node-seconds, more cold starts (measured in `docs/experiments-scheduler.md`).
 pub const PACKED_KNOBS: Knobs = Knobs {
     name: PACKED_NAME,
     consolidate_after_ms: Some(60_000),
