@@ -2,13 +2,26 @@
 //!
 //! [`Error`] is why the scheduler could not start or serve. The pure layers fail with
 //! [`CoreError`] (a refused event) and [`AcquireError`] (a refused acquire), the service with
-//! [`ServiceError`]; the API edge answers each with the deliberate `tonic::Status` chosen
-//! here (and, for metrics, a label), never from the error's text.
+//! [`ServiceError`] (defined here); the API edge answers each with the deliberate
+//! `tonic::Status` chosen here (and, for metrics, a label), never from the error's text.
 
 use tonic::Status;
 
 use crate::core::{AcquireError, AcquireErrorCode, CoreError, UnknownPolicy};
-use crate::service::ServiceError;
+
+/// Why an acquire or a return failed (what the service answers; see [`crate::service`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The call itself was refused by the core (unknown container, duplicate request...).
+    #[error(transparent)]
+    Refused(#[from] CoreError),
+    /// The acquire was accepted but could not be served.
+    #[error(transparent)]
+    Rejected(#[from] AcquireError),
+    /// The scheduler stops; the call was not served.
+    #[error("scheduler is shutting down")]
+    ShuttingDown,
+}
 
 /// Why the scheduler could not start or serve.
 #[derive(Debug, thiserror::Error)]
