@@ -7,13 +7,20 @@
 //! state machine: events in, decisions out, time as an argument) and [`policies`] (the
 //! policies by name) → [`service`] (the async driver, ports) → [`api`] (tonic, clients, clock,
 //! metrics). The e2e simulator drives [`core::Policy::handle`] directly in virtual time.
+//! [`config`] holds the flags ([`Config`]); [`error`] the crate's errors and their one
+//! mapping to `tonic::Status`.
 
 pub mod api;
+pub mod config;
 pub mod core;
+pub mod error;
 pub mod model;
 pub mod policies;
 pub mod service;
 pub mod store;
+
+pub use config::Config;
+pub use error::Error;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,96 +32,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::api::{GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi};
-use crate::core::{PolicyOptions, UnknownPolicy, policy_by_name};
+use crate::core::{PolicyOptions, policy_by_name};
 use crate::service::{Scheduler, ServiceOptions};
-
-/// The scheduler's settings. Every flag also reads an environment variable.
-#[derive(clap::Args, Clone, Debug)]
-pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on (the contest's `SERVICE_PORT`).
-    #[arg(long, env = "SERVICE_PORT", default_value_t = 10600)]
-    pub port: u16,
-    /// The resource manager, `host:port`.
-    #[arg(
-        long,
-        env = "RESOURCE_MANAGER_ENDPOINT",
-        default_value = "127.0.0.1:10400"
-    )]
-    pub resource_manager: String,
-    /// The scheduling policy (see `core::POLICY_NAMES`).
-    #[arg(long, env = "SCHEDULER_POLICY", default_value = policies::DEFAULT_POLICY)]
-    pub policy: String,
-    /// How often every node's `GetStats` is polled, ms (0 = never).
-    #[arg(long, env = "SCHEDULER_STATS_INTERVAL_MS", default_value_t = 1000)]
-    pub stats_interval_ms: u64,
-    /// Port of the Prometheus `/metrics` endpoint (0 or unset = off).
-    #[arg(long, env = "SCHEDULER_METRICS_PORT")]
-    pub metrics_port: Option<u16>,
-    /// How long an acquire waits when its caller sent no deadline, ms.
-    #[arg(long, env = "SCHEDULER_ACQUIRE_TIMEOUT_MS", default_value_t = 30_000)]
-    pub acquire_timeout_ms: u64,
-    /// Memory a node is assumed to offer until one reports it, bytes (contest: 3072 MiB).
-    #[arg(long, env = "SCHEDULER_NODE_MEMORY_BYTES", default_value_t = model::CONTEST_NODE_BYTES)]
-    pub node_memory_bytes: u64,
-    /// How long one `GetStats` poll may take before the node counts as not answering, ms.
-    #[arg(long, env = "SCHEDULER_PROBE_TIMEOUT_MS", default_value_t = service::PROBE_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub probe_timeout_ms: u64,
-    /// A node that fails every observation this long is lost: its containers are forgotten,
-    /// its waiting requests placed elsewhere, and it is released, ms.
-    #[arg(long, env = "SCHEDULER_NODE_LOST_AFTER_MS", default_value_t = core::NODE_LOST_AFTER_MS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub node_lost_after_ms: u64,
-    /// A lease held this long past its function's timeout (a caller that never returned) is
-    /// reclaimed, ms.
-    #[arg(long, env = "SCHEDULER_LEASE_GRACE_MS", default_value_t = core::LEASE_GRACE_MS)]
-    pub lease_grace_ms: u64,
-    /// How often the nodes reserved at the resource manager are reconciled with the ones the
-    /// scheduler holds (a restarted scheduler adopts them at start), ms; 0 = never.
-    #[arg(long, env = "SCHEDULER_RECONCILE_INTERVAL_MS", default_value_t = service::RECONCILE_INTERVAL_MS)]
-    pub reconcile_interval_ms: u64,
-    /// The cluster token: required of every caller of `Scheduler` and `SchedulerAdmin`, and
-    /// sent to the resource manager and the nodes (see `faas_common::token`).
-    #[command(flatten)]
-    pub cluster: faas_common::token::TokenArgs,
-}
-
-impl Config {
-    /// The defaults, listening on `127.0.0.1:0` and reaching the resource manager at
-    /// `resource_manager` (for tests and embedding).
-    pub fn local(resource_manager: impl Into<String>) -> Config {
-        Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            resource_manager: resource_manager.into(),
-            policy: policies::baseline::NAME.into(),
-            stats_interval_ms: 1000,
-            metrics_port: None,
-            acquire_timeout_ms: 30_000,
-            node_memory_bytes: model::CONTEST_NODE_BYTES,
-            probe_timeout_ms: service::PROBE_TIMEOUT_MS,
-            node_lost_after_ms: core::NODE_LOST_AFTER_MS,
-            lease_grace_ms: core::LEASE_GRACE_MS,
-            reconcile_interval_ms: service::RECONCILE_INTERVAL_MS,
-            cluster: faas_common::token::TokenArgs::default(),
-        }
-    }
-}
-
-/// Why the scheduler could not start or serve.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// `--policy` names no policy.
-    #[error(transparent)]
-    Policy(#[from] UnknownPolicy),
-    /// Binding or connecting failed.
-    #[error(transparent)]
-    Serve(#[from] faas_common::serve::ServeError),
-    /// The gRPC server failed.
-    #[error("the gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
 
 /// Serves the scheduler on `listener` until `shutdown` fires. Then waiting acquires fail with
 /// `UNAVAILABLE` "scheduler is shutting down", the timers stop and in-flight calls finish.

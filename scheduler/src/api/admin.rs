@@ -20,9 +20,10 @@ use faas_proto::scheduler_admin::{
 };
 use tonic::{Request, Response, Status};
 
-use super::server::{MAX_NAME_BYTES, service_status};
+use super::server::MAX_NAME_BYTES;
 use crate::core::Event;
 use crate::core::state::hold::MAX_HOLD_MS;
+use crate::error::service_status;
 use crate::model::Millis;
 use crate::service::{Clock, NodePort, ResourcePort, Scheduler};
 

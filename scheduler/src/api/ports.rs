@@ -396,7 +396,7 @@ impl InstantClock {
     /// A clock starting at 0 now.
     pub fn new() -> Self {
         InstantClock {
-            origin: tokio::time::Instant::now(),
+            origin: faas_common::clock::tokio_instant(),
         }
     }
 }

@@ -15,9 +15,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::metrics::Metrics;
-use crate::core::{Acquire, AcquireError, AcquireErrorCode, CoreError, Return};
+use crate::core::{Acquire, Return};
+use crate::error::service_status;
 use crate::model::{FunctionError, FunctionSpec, Millis};
-use crate::service::{Clock, NodePort, ResourcePort, Scheduler, ServiceError};
+use crate::service::{Clock, NodePort, ResourcePort, Scheduler};
 
 /// The deadline of an acquire whose caller sent no `grpc-timeout`.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,53 +43,6 @@ impl<R, N, C> SchedulerApi<R, N, C> {
             metrics,
             default_timeout,
         }
-    }
-}
-
-/// The status a refused call is answered with.
-pub fn core_status(e: &CoreError) -> Status {
-    let message = e.to_string();
-    match e {
-        CoreError::UnknownContainer { .. } | CoreError::UnknownRequest { .. } => {
-            Status::not_found(message)
-        }
-        CoreError::AlreadyReturned { .. } | CoreError::LeaseExpired { .. } => {
-            Status::failed_precondition(message)
-        }
-        CoreError::WrongContainer { .. } | CoreError::InvalidFunction { .. } => {
-            Status::invalid_argument(message)
-        }
-        CoreError::AlreadyExists { .. } => Status::already_exists(message),
-        CoreError::UnknownOperation { .. } | CoreError::Inconsistent(_) => {
-            Status::internal(message)
-        }
-    }
-}
-
-/// The status a rejected acquire is answered with.
-pub fn acquire_status(e: &AcquireError) -> Status {
-    match e.code {
-        AcquireErrorCode::ResourceExhausted => Status::resource_exhausted(e.message.clone()),
-        AcquireErrorCode::DeadlineExceeded => Status::deadline_exceeded(e.message.clone()),
-        AcquireErrorCode::Unavailable => Status::unavailable(e.message.clone()),
-        AcquireErrorCode::FailedPrecondition => Status::failed_precondition(e.message.clone()),
-    }
-}
-
-/// The status a service error is answered with, and its metrics label.
-pub fn service_status(e: &ServiceError) -> (Status, &'static str) {
-    match e {
-        ServiceError::Refused(c) => (core_status(c), "refused"),
-        ServiceError::Rejected(a) => (
-            acquire_status(a),
-            match a.code {
-                AcquireErrorCode::ResourceExhausted => "resource_exhausted",
-                AcquireErrorCode::DeadlineExceeded => "deadline_exceeded",
-                AcquireErrorCode::Unavailable => "unavailable",
-                AcquireErrorCode::FailedPrecondition => "failed_precondition",
-            },
-        ),
-        ServiceError::ShuttingDown => (Status::unavailable(e.to_string()), "shutting_down"),
     }
 }
 
@@ -194,7 +148,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         &self,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
-        let started = std::time::Instant::now();
+        let started = faas_common::clock::instant();
         let timeout =
             faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
         let acquire = match to_acquire(request.into_inner(), self.service.now(), timeout) {
@@ -334,52 +288,5 @@ mod tests {
         assert!(r.error.unwrap().kills_container());
         let s = to_return(ReturnContainerRequest::default()).unwrap_err();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
-    }
-
-    #[test]
-    fn errors_map_to_deliberate_codes() {
-        let code = |e: CoreError| core_status(&e).code();
-        assert_eq!(
-            code(CoreError::UnknownContainer {
-                container_id: "c".into()
-            }),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            code(CoreError::AlreadyReturned {
-                request_id: "r".into()
-            }),
-            tonic::Code::FailedPrecondition
-        );
-        assert_eq!(
-            code(CoreError::AlreadyExists {
-                request_id: "r".into()
-            }),
-            tonic::Code::AlreadyExists
-        );
-        let (s, _) = service_status(&ServiceError::ShuttingDown);
-        assert_eq!(
-            (s.code(), s.message()),
-            (tonic::Code::Unavailable, "scheduler is shutting down")
-        );
-        let s = acquire_status(&AcquireError {
-            code: AcquireErrorCode::ResourceExhausted,
-            message: "no available node can be reserved".into(),
-        });
-        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
-        let refused = AcquireError {
-            code: AcquireErrorCode::FailedPrecondition,
-            message: "cannot create a container of function f on node n1: image \"x\" is not on this machine".into(),
-        };
-        let s = acquire_status(&refused);
-        assert_eq!(
-            (s.code(), s.message()),
-            (tonic::Code::FailedPrecondition, refused.message.as_str())
-        );
-        let (s, label) = service_status(&ServiceError::Rejected(refused));
-        assert_eq!(
-            (s.code(), label),
-            (tonic::Code::FailedPrecondition, "failed_precondition")
-        );
     }
 }

@@ -14,11 +14,9 @@ pub type Millis = u64;
 /// A cheaply cloneable immutable string (ids, names, addresses).
 pub type Text = Arc<str>;
 
-/// One mebibyte, in bytes.
-pub const MIB: u64 = 1024 * 1024;
-
-/// The memory a contest node offers to containers (`ReserveNode`'s `memory_in_bytes`): 3072 MiB.
-pub const CONTEST_NODE_BYTES: u64 = 3072 * MIB;
+/// One mebibyte, and the memory a contest node offers to containers (`ReserveNode`'s
+/// `memory_in_bytes`, 3072 MiB), in bytes: the platform's units, re-exported.
+pub use faas_common::units::{CONTEST_NODE_BYTES, MIB};
 
 /// Identifies one asynchronous operation (a node reserve or a container create) the core asked
 /// for; the result comes back as an event carrying the same id.

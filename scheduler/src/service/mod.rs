@@ -22,8 +22,9 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Acquire, AcquireError, CoreError, Decision, Event, Grant, HealthNote, Policy, Return, Snapshot,
+    Acquire, CoreError, Decision, Event, Grant, HealthNote, Policy, Return, Snapshot,
 };
+pub use crate::error::ServiceError;
 use crate::model::{Millis, NodeAddr, Text};
 use crate::store::Map;
 use faas_common::shutdown::Shutdown;
@@ -34,20 +35,6 @@ pub use recovery::RECONCILE_INTERVAL_MS;
 
 /// The longest the timer waits between two ticks, ms.
 pub const MAX_TICK_MS: Millis = 100;
-
-/// Why an acquire or a return failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ServiceError {
-    /// The call itself was refused by the core (unknown container, duplicate request...).
-    #[error(transparent)]
-    Refused(#[from] CoreError),
-    /// The acquire was accepted but could not be served.
-    #[error(transparent)]
-    Rejected(#[from] AcquireError),
-    /// The scheduler stops; the call was not served.
-    #[error("scheduler is shutting down")]
-    ShuttingDown,
-}
 
 /// Settings of the driver.
 #[derive(Clone, Debug)]

@@ -149,7 +149,7 @@ fn service_with(policy: &str, stats_interval_ms: Millis) -> (Svc, Arc<Fakes>) {
         policy,
         FakeResource(fakes.clone()),
         FakeNodes(fakes.clone()),
-        TokioClock(tokio::time::Instant::now()),
+        TokioClock(faas_common::clock::tokio_instant()),
         ServiceOptions {
             stats_interval_ms,
             ..ServiceOptions::default()
@@ -211,7 +211,7 @@ async fn the_timer_rejects_requests_past_their_deadline() {
     fakes.create_delay_ms.store(3_600_000, Ordering::SeqCst);
     let (trigger, shutdown) = faas_common::shutdown::channel();
     let tasks = svc.start(shutdown);
-    let start = tokio::time::Instant::now();
+    let start = faas_common::clock::tokio_instant();
     let err = svc.acquire(acquire(&svc, "r1", 1_500)).await.unwrap_err();
     let ServiceError::Rejected(e) = err else {
         panic!("{err:?}")

@@ -9,7 +9,7 @@ use crate::model::{
 };
 
 /// Memory of a contest node.
-pub const NODE: u64 = 3072 * MIB;
+pub const NODE: u64 = crate::model::CONTEST_NODE_BYTES;
 
 /// A function of `memory_mib`.
 pub fn spec(name: &str, memory_mib: u64) -> FunctionSpec {

@@ -1,0 +1,370 @@
+//! Provisioning: what a container charges against its node, the per-round placement view,
+//! placement itself, creates for waiting requests, node reserves (with back-off) and eviction
+//! under memory pressure.
+
+use super::{
+    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeView,
+    Placement, View,
+};
+use crate::core::Decision;
+use crate::model::{ContainerState, Millis, NodeState};
+use crate::store::{ContainerKey, FunctionKey, Map, NodeKey};
+
+impl Engine {
+    /// What one container of `f` counts against its node's memory when packing (see
+    /// [`Overcommit`]), bytes.
+    pub(super) fn charge(&self, f: FunctionKey) -> u64 {
+        let Some(row) = self.state.store.function(f) else {
+            return 0;
+        };
+        let limit = row.spec.memory_bytes;
+        let (Some(oc), Some(fd)) = (self.knobs.overcommit, self.fns.get(f.index() as usize)) else {
+            return limit;
+        };
+        if fd.class.memory_heavy || row.profile.calls < oc.min_calls || fd.call_memory == 0 {
+            return limit;
+        }
+        let used = fd
+            .call_memory
+            .saturating_mul(u64::from(fd.limit.max(1)))
+            .saturating_add(CONTAINER_BASE_BYTES);
+        let floor = (limit as f64 / oc.max_factor.max(1.0)) as u64;
+        ((used as f64 * oc.margin) as u64).clamp(floor.min(limit), limit)
+    }
+
+    pub(super) fn view(&self) -> View {
+        let factor = self.knobs.overcommit.map_or(1.0, |o| o.max_factor.max(1.0));
+        let mut nodes: Vec<NodeView> = self
+            .state
+            .store
+            .nodes()
+            // A suspect node takes no new container: it may be gone.
+            .filter(|(_, n)| n.state == NodeState::Active && n.suspect_since.is_none())
+            .map(|(k, n)| NodeView {
+                key: k,
+                // Without over-commit charges are limits: the store's free memory.
+                free: if self.knobs.overcommit.is_some() {
+                    n.capacity_bytes
+                } else {
+                    n.free_bytes()
+                },
+                free_limit: ((n.capacity_bytes as f64 * factor) as u64)
+                    .saturating_sub(n.used_bytes),
+                removing: 0,
+                heavy: 0,
+            })
+            .collect();
+        let charges: Vec<u64> = match self.knobs.overcommit {
+            Some(_) => self.fns.iter().map(|fd| self.charge(fd.key)).collect(),
+            None => Vec::new(),
+        };
+        let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
+        let mut bump = |nodes: &mut Vec<NodeView>,
+                        node: NodeKey,
+                        f: FunctionKey,
+                        limit: u64,
+                        removing: bool| {
+            *per_function.entry((node, f)).or_default() += 1;
+            let heavy = self
+                .fns
+                .get(f.index() as usize)
+                .is_some_and(|d| d.class.cpu_heavy);
+            let charge = if charges.is_empty() {
+                limit
+            } else {
+                charges.get(f.index() as usize).copied().unwrap_or(limit)
+            };
+            if let Some(v) = nodes.iter_mut().find(|v| v.key == node) {
+                if !charges.is_empty() {
+                    v.free = v.free.saturating_sub(charge);
+                }
+                if removing {
+                    v.removing += charge;
+                }
+                v.heavy += heavy as u32;
+            }
+        };
+        for (_, r) in self.state.store.containers() {
+            match r.container.state {
+                ContainerState::Ready => bump(
+                    &mut nodes,
+                    r.node,
+                    r.function,
+                    r.container.memory_bytes,
+                    false,
+                ),
+                ContainerState::Removing => bump(
+                    &mut nodes,
+                    r.node,
+                    r.function,
+                    r.container.memory_bytes,
+                    true,
+                ),
+                _ => {}
+            }
+        }
+        for (_, c) in self.state.creates() {
+            bump(&mut nodes, c.node, c.function, c.memory_bytes, false);
+        }
+        View {
+            nodes,
+            per_function,
+        }
+    }
+
+    /// A node for a new container of `f` (updating the view), if one has room; else the
+    /// charge that found none.
+    pub(super) fn place(&self, view: &mut View, f: FunctionKey) -> Result<NodeKey, u64> {
+        let charge = self.charge(f);
+        let limit = self
+            .state
+            .store
+            .function(f)
+            .map_or(charge, |r| r.spec.memory_bytes);
+        let heavy = self
+            .fns
+            .get(f.index() as usize)
+            .is_some_and(|d| d.class.cpu_heavy);
+        let fits = view
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.free >= charge && v.free_limit >= limit);
+        let best = match self.knobs.placement {
+            Placement::SpreadByFunction => fits
+                .min_by_key(|(_, v)| {
+                    let count = view.per_function.get(&(v.key, f)).copied().unwrap_or(0);
+                    (count, std::cmp::Reverse(v.free))
+                })
+                .map(|(i, _)| i),
+            // CPU-heavy: best fit among nodes under the cap, else the fewest CPU-heavy.
+            Placement::Pack if heavy => fits
+                .min_by_key(|(_, v)| (v.heavy >= HEAVY_PER_NODE, v.free, v.heavy))
+                .map(|(i, _)| i),
+            Placement::Pack => fits.min_by_key(|(_, v)| v.free).map(|(i, _)| i),
+        }
+        .ok_or(charge)?;
+        let v = &mut view.nodes[best];
+        v.free -= charge;
+        v.free_limit -= limit;
+        v.heavy += heavy as u32;
+        let key = v.key;
+        *view.per_function.entry((key, f)).or_default() += 1;
+        Ok(key)
+    }
+
+    /// Whether removals in flight will make room for `memory` somewhere.
+    pub(super) fn room_after_removals(view: &View, memory: u64) -> bool {
+        view.nodes.iter().any(|v| v.free + v.removing >= memory)
+    }
+
+    /// Provisions every function with waiting requests, then finds nodes for what did not fit.
+    pub(super) fn pump(&mut self, now: Millis, out: &mut Vec<Decision>) {
+        let mut view = self.view();
+        let list = std::mem::take(&mut self.starving);
+        for f in list {
+            self.provision(now, f, &mut view, out);
+            let fd = self.fd(f);
+            if fd.queue.is_empty() {
+                fd.starving = false;
+            } else {
+                self.starving.push(f);
+            }
+        }
+        self.ensure_nodes(now, &view, out);
+    }
+
+    pub(super) fn provision(
+        &mut self,
+        now: Millis,
+        f: FunctionKey,
+        view: &mut View,
+        out: &mut Vec<Decision>,
+    ) {
+        let i = f.index() as usize;
+        let Some(fd) = self.fns.get_mut(i) else {
+            return;
+        };
+        let state = &self.state;
+        fd.queue
+            .retain(|id| state.waiter(id).is_some_and(|w| w.function == f));
+        let waiting = fd.queue.len() as u32;
+        if waiting == 0 {
+            return;
+        }
+        let Some(row) = self.state.store.function(f) else {
+            return;
+        };
+        let (creating, live) = (row.creating, row.containers);
+        let limit = fd.limit.max(1);
+        let mut need = match self.knobs.creates {
+            Creates::PerRequest => waiting.saturating_sub(creating * limit).div_ceil(limit),
+            Creates::SingleFlight {
+                per_function,
+                total,
+            } => {
+                let s = self.start_ms.max(1.0);
+                let d = if row.profile.calls > 0 {
+                    row.profile.mean_duration_ns / 1e6
+                } else {
+                    s
+                };
+                let oldest = fd
+                    .queue
+                    .front()
+                    .and_then(|id| state.waiter(id))
+                    .map_or(now, |w| w.since);
+                let servable = if now.saturating_sub(oldest) < s as Millis {
+                    (fd.inflight as f64 * (s / d.max(1.0)).min(8.0)) as u32
+                } else {
+                    0
+                };
+                let need_now = waiting
+                    .saturating_sub(creating * limit + servable)
+                    .div_ceil(limit);
+                let steady = if fd.hist.samples() > 0 {
+                    fd.last_peak
+                        .saturating_sub((live + creating) * limit)
+                        .div_ceil(limit)
+                } else {
+                    0
+                };
+                let need = need_now.max(steady);
+                if need_now == 0 {
+                    let again = now + (s / 2.0) as Millis + 1;
+                    self.pump_at = Some(self.pump_at.map_or(again, |p| p.min(again)));
+                }
+                let in_flight = self.state.creates().count() as u32;
+                need.min(per_function.saturating_sub(creating))
+                    .min(total.saturating_sub(in_flight))
+            }
+        };
+        while need > 0 {
+            match self.place(view, f) {
+                Ok(node) => {
+                    self.state.start_create(now, node, f, None, out);
+                }
+                Err(charge) => {
+                    if !Self::room_after_removals(view, charge) {
+                        self.shortage.push(charge);
+                    }
+                    break;
+                }
+            }
+            need -= 1;
+        }
+    }
+
+    /// Makes room for the memory that found no node: evicts idle containers, reserves nodes.
+    pub(super) fn ensure_nodes(&mut self, now: Millis, view: &View, out: &mut Vec<Decision>) {
+        let shortage = std::mem::take(&mut self.shortage);
+        if shortage.is_empty() {
+            return;
+        }
+        if self.draining().is_some() {
+            // Memory ran short while a node empties: use it again before anything else.
+            self.undrain();
+            self.pump_at = Some(now);
+            return;
+        }
+        let backing_off = self.reserve_retry_at.is_some_and(|t| t > now);
+        let mut missing = 0u64;
+        for memory in shortage {
+            if let Some(min_idle) = self.knobs.evict_idle_ms {
+                let min_idle = if backing_off { 0 } else { min_idle };
+                if self.evict_for(now, view, memory, min_idle, out) {
+                    continue;
+                }
+            }
+            missing += memory;
+        }
+        if missing == 0 || backing_off {
+            return;
+        }
+        let coming: u64 = self.state.reserves().map(|(_, r)| r.expected_bytes).sum();
+        if missing <= coming {
+            return;
+        }
+        let node_bytes = self.state.expected_node_bytes().max(1);
+        let count = (missing - coming)
+            .div_ceil(node_bytes)
+            .min(MAX_RESERVES_AT_ONCE);
+        for _ in 0..count {
+            self.state.start_reserve(now, out);
+        }
+    }
+
+    /// Removes idle containers (least recently used first, none of a function with waiting
+    /// requests) on one node so that `memory` fits there once they are gone.
+    pub(super) fn evict_for(
+        &mut self,
+        now: Millis,
+        view: &View,
+        memory: u64,
+        min_idle: Millis,
+        out: &mut Vec<Decision>,
+    ) -> bool {
+        // Unless reserves fail, each function keeps its most recently used container.
+        let mut newest: Map<FunctionKey, Millis> = Map::default();
+        if min_idle > 0 {
+            for (_, r) in self.state.store.containers() {
+                if r.container.state == ContainerState::Ready {
+                    let t = newest.entry(r.function).or_insert(0);
+                    *t = (*t).max(r.container.last_used_at);
+                }
+            }
+        }
+        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = self
+            .state
+            .store
+            .containers()
+            .filter(|(_, r)| {
+                r.container.state == ContainerState::Ready
+                    && r.container.in_flight == 0
+                    && now.saturating_sub(r.container.last_used_at) >= min_idle
+                    && newest
+                        .get(&r.function)
+                        .is_none_or(|&t| r.container.last_used_at < t)
+                    && self
+                        .fns
+                        .get(r.function.index() as usize)
+                        .is_none_or(|d| d.queue.is_empty())
+            })
+            .map(|(k, r)| (r.container.last_used_at, k, r.node, self.charge(r.function)))
+            .collect();
+        if victims.is_empty() {
+            return false;
+        }
+        victims.sort_unstable_by_key(|v| v.0);
+        // The node where the fewest evictions make room.
+        let mut best: Option<(usize, NodeKey)> = None;
+        for v in &view.nodes {
+            let mut have = v.free + v.removing;
+            let mut n = 0;
+            for victim in victims.iter().filter(|x| x.2 == v.key) {
+                if have >= memory {
+                    break;
+                }
+                have += victim.3;
+                n += 1;
+            }
+            if have >= memory && best.is_none_or(|(b, _)| n < b) {
+                best = Some((n, v.key));
+            }
+        }
+        let Some((_, node)) = best else {
+            return false;
+        };
+        let v = view.nodes.iter().find(|v| v.key == node);
+        let mut have = v.map_or(0, |v| v.free + v.removing);
+        for victim in victims.iter().filter(|x| x.2 == node) {
+            if have >= memory {
+                break;
+            }
+            if self.state.remove_container(victim.1, out) {
+                have += victim.3;
+            }
+        }
+        true
+    }
+}
