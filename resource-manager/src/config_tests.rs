@@ -24,6 +24,16 @@ fn defaults_are_the_contest_rules() {
 }
 
 #[test]
+fn local_is_clap_s_defaults() {
+    let local = Config::local();
+    assert_eq!(local.port, 10400);
+    assert_eq!(local.node_memory_mib, faas_common::units::CONTEST_NODE_MIB);
+    assert_eq!(local.docker_cpus_per_gib, "0.67");
+    assert_eq!(local.cluster, TokenArgs::default());
+    assert_eq!(Config::default(), local);
+}
+
+#[test]
 fn node_health_flags_parse_and_are_checked() {
     let c = Cli::try_parse_from([
         "rm",

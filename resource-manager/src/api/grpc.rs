@@ -23,9 +23,8 @@ use faas_proto::resourcemanagerproto::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::api::manager::Manager;
 use crate::model::Node;
-use crate::service::NodeProvider;
+use crate::service::{Manager, NodeProvider};
 
 /// The gRPC face of a [`Manager`].
 pub struct ResourceManagerApi<P: NodeProvider> {
@@ -72,7 +71,8 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
             .manager
             .reserve(&req.request_id, &req.account_id)
             .instrument(span)
-            .await?;
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(ReserveNodeReply {
             node: Some(node_desc(&node)),
         }))
@@ -88,7 +88,11 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
             request_id = %clip(&req.request_id),
             node_id = %clip(&req.id)
         );
-        self.manager.release(&req.id).instrument(span).await?;
+        self.manager
+            .release(&req.id)
+            .instrument(span)
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(ReleaseNodeReply {}))
     }
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use faas_common::text::clip;
+use futures::future::BoxFuture;
 use faas_common::token::ClusterAuth;
 use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
@@ -18,7 +19,41 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::model::NodeEndpoint;
-use crate::service::NodeIdentity;
+use crate::core::NodeIdentity;
+use crate::service::NodeCalls;
+
+/// The manager's [`NodeCalls`] over gRPC, with the cluster token.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcNodes {
+    auth: ClusterAuth,
+}
+
+impl GrpcNodes {
+    /// Node calls carrying `auth`.
+    pub fn new(auth: ClusterAuth) -> GrpcNodes {
+        GrpcNodes { auth }
+    }
+}
+
+impl NodeCalls for GrpcNodes {
+    fn hand_over<'a>(
+        &'a self,
+        endpoint: &'a NodeEndpoint,
+        request_id: &'a str,
+        account: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(hand_over(endpoint, request_id, account, timeout, &self.auth))
+    }
+
+    fn identify<'a>(
+        &'a self,
+        endpoint: &'a NodeEndpoint,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<NodeIdentity, String>> {
+        Box::pin(identify(endpoint, timeout, &self.auth))
+    }
+}
 
 /// Tells the node service at `endpoint` that `account` owns it now. Errors are messages for
 /// logs and clients.
