@@ -10,9 +10,9 @@ use std::time::Duration;
 use faas_common::token::{self, ClusterToken, TokenArgs};
 use faas_common::units::{CONTEST_NODE_MIB, MIB};
 
+use crate::core::PoolRules;
 use crate::error::Error;
 use crate::model::NodeEndpoint;
-use crate::core::PoolRules;
 
 /// Where nodes come from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -61,8 +61,8 @@ impl From<CallError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NodeState;
     use crate::core::IdKind;
+    use crate::model::NodeState;
     use tonic::Code;
 
     #[test]

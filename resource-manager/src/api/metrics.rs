@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::api::clock::Clock;
-use crate::model::{FailureReason, NodeState};
 use crate::core::Pool;
+use crate::model::{FailureReason, NodeState};
 use crate::service::{Metrics, StartFailure};
 
 /// One `reason` label.
@@ -217,8 +217,8 @@ pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NodeEndpoint, StartedNode};
     use crate::core::{Action, PoolRules};
+    use crate::model::{NodeEndpoint, StartedNode};
 
     #[test]
     fn renders_counters_and_pool_figures() {

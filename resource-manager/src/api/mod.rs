@@ -40,8 +40,8 @@ pub use state_file::StateFile;
 pub use static_nodes::StaticProvider;
 
 use crate::config::{Config, ProviderKind};
-use crate::error::Error;
 use crate::core::{PoolRules, SavedState};
+use crate::error::Error;
 use crate::service::{Manager, NodeProvider, Ports, StateStore};
 
 /// Serves the resource manager on `listener` until `shutdown` fires, then stops every node

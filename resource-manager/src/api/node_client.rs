@@ -7,19 +7,19 @@
 use std::time::Duration;
 
 use faas_common::text::clip;
-use futures::future::BoxFuture;
 use faas_common::token::ClusterAuth;
 use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::ReserveRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::model::NodeEndpoint;
 use crate::core::NodeIdentity;
+use crate::model::NodeEndpoint;
 use crate::service::NodeCalls;
 
 /// The manager's [`NodeCalls`] over gRPC, with the cluster token.
@@ -43,7 +43,9 @@ impl NodeCalls for GrpcNodes {
         account: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(hand_over(endpoint, request_id, account, timeout, &self.auth))
+        Box::pin(hand_over(
+            endpoint, request_id, account, timeout, &self.auth,
+        ))
     }
 
     fn identify<'a>(

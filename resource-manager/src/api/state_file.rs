@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
 use crate::core::SavedState;
+use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
 use crate::service::{StateError, StateStore};
 
 /// The `format` field of every state file.

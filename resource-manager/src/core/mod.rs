@@ -10,6 +10,4 @@ pub use pool::{
     Action, FailedNode, IdKind, MAX_ID_BYTES, MISSED_PROBES_TO_FAIL, Pool, PoolError, PoolRules,
     Reservation, check_id,
 };
-pub use recovery::{
-    FoundNode, NodeIdentity, SavedState, Settled, Sighting, merge_found, settle,
-};
+pub use recovery::{FoundNode, NodeIdentity, SavedState, Settled, Sighting, merge_found, settle};

@@ -34,8 +34,8 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
 use crate::core::pool::{Action, FailedNode};
+use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
 
 /// What a restarted manager needs: the nodes that survive a restart and the next generation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

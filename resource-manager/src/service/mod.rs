@@ -11,4 +11,3 @@ mod provider;
 pub use manager::Manager;
 pub use ports::{Clock, Metrics, NodeCalls, Ports, StateError, StateStore};
 pub use provider::{GoneNode, NodeProvider, ProviderError, StartFailure};
-

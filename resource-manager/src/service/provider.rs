@@ -11,8 +11,8 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::core::FoundNode;
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 
 /// Why a start failed, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

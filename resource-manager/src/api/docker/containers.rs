@@ -14,7 +14,6 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 
 use super::{DockerOptions, SOCKET_IN_NODE, labels};
 
-
 pub(super) fn is_not_found(e: &DockerError) -> bool {
     matches!(
         e,
@@ -64,7 +63,11 @@ pub(super) async fn list_labelled(
 
 /// Force-removes every container carrying all `label=value` filters, except those of the
 /// nodes in `keep` (by their node label); returns how many.
-pub(super) async fn remove_labelled_except(docker: &Docker, filters: Vec<String>, keep: &[String]) -> usize {
+pub(super) async fn remove_labelled_except(
+    docker: &Docker,
+    filters: Vec<String>,
+    keep: &[String],
+) -> usize {
     let Ok(list) = list_labelled(docker, filters).await else {
         return 0;
     };
@@ -95,7 +98,10 @@ pub(super) struct DockerNode {
 }
 
 /// Why a listed node container counts as gone, or `None` while it runs (or is paused).
-pub(super) fn gone_because(state: Option<&ContainerSummaryStateEnum>, status: &str) -> Option<String> {
+pub(super) fn gone_because(
+    state: Option<&ContainerSummaryStateEnum>,
+    status: &str,
+) -> Option<String> {
     match state {
         Some(
             ContainerSummaryStateEnum::RUNNING

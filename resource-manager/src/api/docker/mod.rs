@@ -46,18 +46,16 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::api::{node_client, register_adopted};
-use containers::{
-    DockerNode, force_remove, gone_because, is_not_found, list_labelled, name_part, node_body,
-    remove_labelled, remove_labelled_except,
-};
 use crate::config::NodeCode;
-use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::core::FoundNode;
+use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkCreateRequest};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, StopContainerOptionsBuilder,
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
+use containers::{
+    DockerNode, force_remove, gone_because, is_not_found, list_labelled, name_part, node_body,
+    remove_labelled, remove_labelled_except,
 };
 
 /// The labels the platform puts on its containers and networks (the node service's docker

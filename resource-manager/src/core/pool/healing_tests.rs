@@ -241,8 +241,7 @@ fn ids_are_checked_and_quoted_clipped() {
     assert!(message.len() < 300, "{}", message.len());
     assert!(
         message.starts_with("account ID \"xxx")
-            && message
-                .ends_with("…(1048576 bytes)\" is too long: at most 256 bytes are allowed"),
+            && message.ends_with("…(1048576 bytes)\" is too long: at most 256 bytes are allowed"),
         "{message}"
     );
     let mut pool = ready_pool(1, 1);

@@ -44,13 +44,13 @@
 //! tests (`filling_tests.rs`: start, reserve, release, refills; `healing_tests.rs`:
 //! failures, probes, back-off, ids, restore) with their helpers in `test_support.rs`.
 
-mod rules;
-#[cfg(test)]
-mod test_support;
 #[cfg(test)]
 mod filling_tests;
 #[cfg(test)]
 mod healing_tests;
+mod rules;
+#[cfg(test)]
+mod test_support;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -62,10 +62,9 @@ use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeState, Starte
 use crate::store::{NodeTable, StateCounts};
 
 pub use rules::{
-    Action, FailedNode, IdKind, MAX_ID_BYTES, MISSED_PROBES_TO_FAIL, PoolError, PoolRules, Reservation,
-    check_id,
+    Action, FailedNode, IdKind, MAX_ID_BYTES, MISSED_PROBES_TO_FAIL, PoolError, PoolRules,
+    Reservation, check_id,
 };
-
 
 /// Probes a node has missed since its last answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -204,18 +204,22 @@ impl<P: NodeProvider> Manager<P> {
         let Some(p) = &self.persistence else {
             return Ok(started);
         };
-        let message =
-            match self.ports.nodes.identify(&started.endpoint, p.identify_timeout).await {
-                Ok(identity) if identity.node_id == node_id => {
-                    started.handle.live_id = Some(identity.live_id);
-                    return Ok(started);
-                }
-                Ok(identity) => format!(
-                    "it says it is node {:?}",
-                    faas_common::text::clip(&identity.node_id)
-                ),
-                Err(e) => format!("it does not say who it is: {e}"),
-            };
+        let message = match self
+            .ports
+            .nodes
+            .identify(&started.endpoint, p.identify_timeout)
+            .await
+        {
+            Ok(identity) if identity.node_id == node_id => {
+                started.handle.live_id = Some(identity.live_id);
+                return Ok(started);
+            }
+            Ok(identity) => format!(
+                "it says it is node {:?}",
+                faas_common::text::clip(&identity.node_id)
+            ),
+            Err(e) => format!("it does not say who it is: {e}"),
+        };
         self.provider.kill_node(node_id).await;
         Err(ProviderError::Start {
             node_id: node_id.to_string(),
@@ -383,12 +387,10 @@ impl<P: NodeProvider> Manager<P> {
                 last_failure = format!("node {} has no address", node.id);
                 continue;
             };
-            let handed = self.ports.nodes.hand_over(
-                endpoint,
-                request_id,
-                account,
-                self.node_call_timeout,
-            );
+            let handed =
+                self.ports
+                    .nodes
+                    .hand_over(endpoint, request_id, account, self.node_call_timeout);
             match handed.await {
                 Ok(()) => {
                     guard.node_id = None;

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::api::provider_fake::{FakeNode, FakeProvider};
-use crate::api::{Clock, Counters, GrpcNodes};
 use crate::api::state_memory::MemoryState;
+use crate::api::{Clock, Counters, GrpcNodes};
 use crate::model::{FailureReason, ids_and_states};
 
 const DELAY_MS: i64 = 10_000;
@@ -53,7 +53,10 @@ fn persistent(
 ) -> (Arc<Manager<FakeProvider>>, Counters) {
     let (m, counters) = counted(ready, max, provider);
     let m = Arc::into_inner(m).unwrap();
-    (Arc::new(m.with_state(store, Duration::from_secs(5))), counters)
+    (
+        Arc::new(m.with_state(store, Duration::from_secs(5))),
+        counters,
+    )
 }
 
 /// Reserves without the node-service hand-over (the pool's side of `reserve`).
