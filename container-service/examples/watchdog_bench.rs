@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use faas_common::launch::{Child, Launcher};
+use faas_common::units::MIB;
 use faas_container_service::watchdog::sys::{RealSys, Sys};
 use faas_proto::container::InvokeRequest;
 use faas_proto::container::container_service_client::ContainerServiceClient;
@@ -32,12 +33,9 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/functions")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
+/// The nearest-rank percentile `q` of sorted `ms`, NaN when there is none.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    faas_common::stats::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
 fn summary(mut ms: Vec<f64>) -> String {
@@ -290,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             f.label,
             summary(client_ms.clone()),
             summary(inside_ms.clone()),
-            max_memory as f64 / (1 << 20) as f64
+            max_memory as f64 / MIB as f64
         );
         if let Some(direct_ms) = direct_ms {
             let own = p50(direct_ms.clone());

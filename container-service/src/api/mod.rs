@@ -211,6 +211,7 @@ mod tests {
     use crate::binding::SpecError;
     use crate::exec::{FunctionKind, FunctionSpec};
     use crate::handlers::HandlerKind;
+    use faas_common::units::GIB;
     use tonic::Code;
 
     /// An executor of function "f" (echo) with a 300 ms timeout.
@@ -218,7 +219,7 @@ mod tests {
         Executor::new(FunctionSpec {
             function_name: "f".into(),
             kind: FunctionKind::Builtin(HandlerKind::Echo),
-            memory_bytes: 1 << 30,
+            memory_bytes: GIB,
             timeout_ms: 300,
         })
     }

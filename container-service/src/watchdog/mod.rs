@@ -60,10 +60,11 @@ use memory::MemoryGuard;
 use sys::{RealSys, Sys};
 
 use crate::memory::{alloc, rss};
+use faas_common::units::MIB;
 
 /// The largest result a function may return (the documented event limit: what goes in may
 /// come out).
-pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
+pub const MAX_RESULT_BYTES: usize = 6 * MIB as usize;
 /// The most bytes of a function's own output quoted in an error message.
 pub const MESSAGE_BYTES: usize = 1024;
 
