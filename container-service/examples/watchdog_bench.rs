@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::launch::{Child, Launcher};
 use faas_common::units::MIB;
@@ -86,7 +86,7 @@ async fn start(launcher: &Launcher, f: &Function) -> anyhow::Result<(Child, Stri
     cmd.args(["--port", "0", "--function-name", "bench"])
         .args(&f.args)
         .env("RUST_LOG", "warn");
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     let (child, addr) = Child::spawn_ready(cmd, Duration::from_secs(30)).await?;
     Ok((child, addr.to_string(), started.elapsed()))
 }
@@ -112,7 +112,7 @@ fn python_cold_start() -> anyhow::Result<f64> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let t = Instant::now();
+    let t = faas_common::clock::instant();
     let mut child = std::process::Command::new("python3")
         .arg("main.py")
         .current_dir(examples().join("python-http"))
@@ -166,7 +166,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
         "python-http" => {
             let server = *children(pid).first().unwrap_or(&0);
             let micros = |f: &dyn Fn()| {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 for _ in 0..1000 {
                     f();
                 }
@@ -193,7 +193,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
             }
             let mut ms = Vec::with_capacity(calls);
             for _ in 0..calls {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 post(&mut stream, EVENT)?;
                 ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -203,7 +203,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
             let dir = examples().join("shell-exec");
             let mut ms = Vec::with_capacity(calls);
             for _ in 0..calls {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 let mut child = std::process::Command::new("sh")
                     .arg("main.sh")
                     .current_dir(&dir)
@@ -260,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
             event: EVENT.to_vec(),
             ..InvokeRequest::default()
         };
-        let first = Instant::now();
+        let first = faas_common::clock::instant();
         let reply = client.invoke(request.clone()).await?.into_inner();
         let first_ms = first.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(
@@ -275,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
         let (mut client_ms, mut inside_ms) = (Vec::new(), Vec::new());
         let mut max_memory = 0;
         for _ in 0..calls {
-            let t = Instant::now();
+            let t = faas_common::clock::instant();
             let reply = client.invoke(request.clone()).await?.into_inner();
             client_ms.push(t.elapsed().as_secs_f64() * 1e3);
             inside_ms.push(reply.duration_in_nanos as f64 / 1e6);

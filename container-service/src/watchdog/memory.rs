@@ -263,12 +263,12 @@ impl MemoryGuard {
         let weak = Arc::downgrade(self);
         let wake = self.wake.clone();
         let task = tokio::spawn(async move {
-            let mut next = tokio::time::Instant::now();
+            let mut next = faas_common::clock::tokio_instant();
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(next) => {}
                     () = wake.notified() => {
-                        next = next.min(tokio::time::Instant::now() + BUSY_INTERVAL);
+                        next = next.min(faas_common::clock::tokio_instant() + BUSY_INTERVAL);
                         continue;
                     }
                 }
@@ -278,8 +278,8 @@ impl MemoryGuard {
                 guard.sample();
                 let busy = guard.busy.load(Ordering::Relaxed) > 0;
                 drop(guard);
-                next =
-                    tokio::time::Instant::now() + if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
+                next = faas_common::clock::tokio_instant()
+                    + if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
             }
         });
         *self.sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());

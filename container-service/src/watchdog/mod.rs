@@ -285,9 +285,9 @@ pub(crate) mod test_support {
     /// Whether process `pid` is dead (gone, or a zombie waiting for whoever reaps orphans)
     /// within 10 s.
     pub async fn gone(pid: u32) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = faas_common::clock::instant() + Duration::from_secs(10);
         while super::sys::is_alive(pid) {
-            if std::time::Instant::now() > deadline {
+            if faas_common::clock::instant() > deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -142,10 +142,10 @@ pub(crate) fn pids_in(file: &Path) -> Vec<u32> {
 /// reaps orphans), for at most 10 s each.
 pub(crate) async fn assert_all_gone(pids: &[u32]) {
     for pid in pids {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = faas_common::clock::instant() + Duration::from_secs(10);
         while is_alive(*pid) {
             assert!(
-                std::time::Instant::now() < deadline,
+                faas_common::clock::instant() < deadline,
                 "process {pid} survived"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;

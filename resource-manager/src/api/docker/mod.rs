@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::{node_client, register_adopted};
 use crate::config::NodeCode;
@@ -190,7 +190,7 @@ impl DockerProvider {
         docker_id: &str,
         addr: &str,
     ) -> Result<(), (StartFailure, String)> {
-        let deadline = Instant::now() + self.options.start_timeout;
+        let deadline = faas_common::clock::instant() + self.options.start_timeout;
         let mut polls = 0u32;
         loop {
             if node_client::healthy(addr, READY_PROBE).await {
@@ -210,7 +210,7 @@ impl DockerProvider {
                     ),
                 ));
             }
-            if Instant::now() >= deadline {
+            if faas_common::clock::instant() >= deadline {
                 return Err((
                     StartFailure::Timeout,
                     format!(

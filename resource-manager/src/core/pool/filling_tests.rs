@@ -2,6 +2,7 @@
 
 use super::test_support::*;
 use super::*;
+use faas_common::units::CONTEST_NODE_BYTES;
 
 #[test]
 fn bootstrap_starts_the_ready_nodes_with_the_node_memory() {
@@ -11,7 +12,7 @@ fn bootstrap_starts_the_ready_nodes_with_the_node_memory() {
     assert!(actions.iter().all(|a| matches!(
         a,
         Action::StartNode {
-            memory_bytes: 3_221_225_472,
+            memory_bytes: CONTEST_NODE_BYTES,
             ..
         }
     )));
