@@ -1,6 +1,6 @@
 //! The gRPC edge: `faas.container.v1.ContainerService` over the container's [`Binding`]
-//! (Invoke and Status through its [`Executor`](crate::exec::Executor) once bound, Bind to
-//! bind it, Logs from a command function's watchdog: see [`logs`]).
+//! (Invoke and Status through its [`crate::exec::Executor`] once bound, Bind to
+//! bind it, Logs from a command function's watchdog: see `api/logs.rs`).
 //!
 //! Arguments are checked here, before anything runs: a Bind's function goes through the same
 //! [`FunctionConfig::check`] as the start-up flags (INVALID_ARGUMENT for an unknown handler or

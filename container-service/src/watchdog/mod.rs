@@ -1,7 +1,7 @@
 //! The watchdog: runs a *command function*, the user's own program, instead of a built-in
 //! handler (`--bundle B` instead of `--handler`).
 //!
-//! The function is a [bundle](bundle) directory: `function.json` says which command to run
+//! The function is a [`bundle`] directory: `function.json` says which command to run
 //! and which protocol it speaks, and the user's files sit in `code/` (or beside
 //! `function.json`). What the container service does with it, by protocol:
 //!

@@ -30,7 +30,7 @@
 //!   starting ones (ready, reserved, failed, and the released ones' usage records) and the
 //!   next generation, so no id is ever handed out twice.
 //! - [`Pool::restore`] is [`Pool::bootstrap`]'s counterpart for a restarted manager: it takes
-//!   back the nodes that survived (see [`crate::service::recovery`] for which do), keeps
+//!   back the nodes that survived (see [`crate::core::recovery`] for which do), keeps
 //!   their ids, states, owners and reserve times (node time stays correct, released slots
 //!   keep cooling), and owes one refill, due now, per ready node missing from `ready_nodes`.
 //!
