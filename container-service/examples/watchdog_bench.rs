@@ -19,9 +19,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::launch::{Child, Launcher};
+use faas_common::units::MIB;
 use faas_container_service::watchdog::sys::{RealSys, Sys};
 use faas_proto::container::InvokeRequest;
 use faas_proto::container::container_service_client::ContainerServiceClient;
@@ -32,12 +33,9 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/functions")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
+/// The nearest-rank percentile `q` of sorted `ms`, NaN when there is none.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    faas_common::stats::percentile(sorted, q).unwrap_or(f64::NAN)
 }
 
 fn summary(mut ms: Vec<f64>) -> String {
@@ -88,7 +86,7 @@ async fn start(launcher: &Launcher, f: &Function) -> anyhow::Result<(Child, Stri
     cmd.args(["--port", "0", "--function-name", "bench"])
         .args(&f.args)
         .env("RUST_LOG", "warn");
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     let (child, addr) = Child::spawn_ready(cmd, Duration::from_secs(30)).await?;
     Ok((child, addr.to_string(), started.elapsed()))
 }
@@ -114,7 +112,7 @@ fn python_cold_start() -> anyhow::Result<f64> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let t = Instant::now();
+    let t = faas_common::clock::instant();
     let mut child = std::process::Command::new("python3")
         .arg("main.py")
         .current_dir(examples().join("python-http"))
@@ -168,7 +166,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
         "python-http" => {
             let server = *children(pid).first().unwrap_or(&0);
             let micros = |f: &dyn Fn()| {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 for _ in 0..1000 {
                     f();
                 }
@@ -195,7 +193,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
             }
             let mut ms = Vec::with_capacity(calls);
             for _ in 0..calls {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 post(&mut stream, EVENT)?;
                 ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -205,7 +203,7 @@ fn direct(label: &str, pid: u32, calls: usize) -> anyhow::Result<Option<Vec<f64>
             let dir = examples().join("shell-exec");
             let mut ms = Vec::with_capacity(calls);
             for _ in 0..calls {
-                let t = Instant::now();
+                let t = faas_common::clock::instant();
                 let mut child = std::process::Command::new("sh")
                     .arg("main.sh")
                     .current_dir(&dir)
@@ -262,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
             event: EVENT.to_vec(),
             ..InvokeRequest::default()
         };
-        let first = Instant::now();
+        let first = faas_common::clock::instant();
         let reply = client.invoke(request.clone()).await?.into_inner();
         let first_ms = first.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(
@@ -277,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
         let (mut client_ms, mut inside_ms) = (Vec::new(), Vec::new());
         let mut max_memory = 0;
         for _ in 0..calls {
-            let t = Instant::now();
+            let t = faas_common::clock::instant();
             let reply = client.invoke(request.clone()).await?.into_inner();
             client_ms.push(t.elapsed().as_secs_f64() * 1e3);
             inside_ms.push(reply.duration_in_nanos as f64 / 1e6);
@@ -290,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             f.label,
             summary(client_ms.clone()),
             summary(inside_ms.clone()),
-            max_memory as f64 / (1 << 20) as f64
+            max_memory as f64 / MIB as f64
         );
         if let Some(direct_ms) = direct_ms {
             let own = p50(direct_ms.clone());

@@ -172,6 +172,7 @@ fn already_bound(exec: &Executor) -> BindError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faas_common::units::MIB;
 
     fn config(name: &str, handler: &str, memory_bytes: u64, timeout_ms: u64) -> FunctionConfig {
         FunctionConfig {
@@ -240,14 +241,14 @@ mod tests {
     fn a_container_binds_once() {
         let binding = Binding::unbound(true);
         assert!(binding.executor().is_none());
-        let err = binding.bind(&config("", "hello", 1 << 20, 1)).unwrap_err();
+        let err = binding.bind(&config("", "hello", MIB, 1)).unwrap_err();
         assert_eq!(err, BindError::Invalid(SpecError::EmptyName));
         assert!(binding.executor().is_none(), "a refused Bind binds nothing");
 
-        let exec = binding.bind(&config("f", "hello", 1 << 20, 1)).unwrap();
+        let exec = binding.bind(&config("f", "hello", MIB, 1)).unwrap();
         assert_eq!(exec.spec().function_name, "f");
         assert!(exec.emulates_memory_limit());
-        let err = binding.bind(&config("g", "echo", 1 << 20, 1)).unwrap_err();
+        let err = binding.bind(&config("g", "echo", MIB, 1)).unwrap_err();
         assert_eq!(
             err,
             BindError::AlreadyBound {
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_start_up_flags_bind_right_away() {
-        let bound = Binding::start(Some(&config("f", "echo", 1 << 20, 5)), true).unwrap();
+        let bound = Binding::start(Some(&config("f", "echo", MIB, 5)), true).unwrap();
         assert_eq!(bound.executor().unwrap().spec().timeout_ms, 5);
         assert!(matches!(
             bound.bind(&config("g", "echo", 1, 1)),
@@ -276,7 +277,7 @@ mod tests {
     #[test]
     fn without_emulation_the_bound_executor_has_no_limit() {
         let binding = Binding::unbound(false);
-        let exec = binding.bind(&config("f", "memory", 1 << 20, 1)).unwrap();
+        let exec = binding.bind(&config("f", "memory", MIB, 1)).unwrap();
         assert!(!exec.emulates_memory_limit());
     }
 }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::handlers::{self, BlockingJobs, CancelToken, Context, HandlerKind};
 use crate::memory::alloc::{self, PeakWatch};
 use crate::memory::budget::MemoryBudget;
@@ -173,7 +171,7 @@ impl Executor {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
         let watch = PeakWatch::start();
-        let started = Instant::now();
+        let started = faas_common::clock::tokio_instant();
         let (result, child_peak, log) = match &self.spec.kind {
             FunctionKind::Builtin(handler) => (
                 self.run_builtin(*handler, event, timeout).await,

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use faas_common::shutdown;
+use faas_common::units::GIB;
 use faas_container_service::{Config, run};
 use faas_proto::container::container_service_client::ContainerServiceClient;
 use faas_proto::container::{BindRequest, StatusRequest};
@@ -17,7 +18,7 @@ fn unbound() -> Config {
         unbound: true,
         function_name: None,
         handler: None,
-        ..config("", "", 1 << 30)
+        ..config("", "", GIB)
     }
 }
 
@@ -52,7 +53,7 @@ async fn every_handler_answers_its_body_with_measurements() {
         ("hello", b"", serde_json::json!({"message":"Hello, world!"})),
     ];
     for (handler, event, expected) in cases {
-        let server = start(config("f", handler, 1 << 30)).await;
+        let server = start(config("f", handler, GIB)).await;
         let reply = invoke(&server, "f", event).await;
         assert_eq!(reply.error_code, "", "{handler}: {}", reply.error_message);
         assert_eq!(json(&reply.body), expected, "{handler}");
@@ -61,12 +62,12 @@ async fn every_handler_answers_its_body_with_measurements() {
         server.stop().await;
     }
 
-    let server = start(config("f", "echo", 1 << 30)).await;
+    let server = start(config("f", "echo", GIB)).await;
     let reply = invoke(&server, "f", b"\x01raw bytes").await;
     assert_eq!(reply.body, b"\x01raw bytes");
     server.stop().await;
 
-    let server = start(config("f", "cpu", 1 << 30)).await;
+    let server = start(config("f", "cpu", GIB)).await;
     let reply = invoke(&server, "f", br#"{"rounds":1000}"#).await;
     let body = json(&reply.body);
     assert_eq!(body["rounds"], 1000);
@@ -76,7 +77,7 @@ async fn every_handler_answers_its_body_with_measurements() {
 
 #[tokio::test]
 async fn a_memory_request_reports_at_least_what_it_held() {
-    let server = start(config("f", "memory", 1 << 30)).await;
+    let server = start(config("f", "memory", GIB)).await;
     let reply = invoke(&server, "f", br#"{"mb":48,"ms":1}"#).await;
     assert_eq!(reply.error_code, "");
     assert!(
@@ -89,7 +90,7 @@ async fn a_memory_request_reports_at_least_what_it_held() {
 
 #[tokio::test]
 async fn concurrent_requests_run_together() {
-    let server = start(config("f", "sleep", 1 << 30)).await;
+    let server = start(config("f", "sleep", GIB)).await;
     let calls: Vec<_> = (0..10)
         .map(|_| {
             let mut client = server.client.clone();
@@ -129,7 +130,7 @@ async fn concurrent_requests_run_together() {
 
 #[tokio::test]
 async fn a_call_past_its_timeout_is_a_timeout_error() {
-    let server = start(config("f", "sleep", 1 << 30)).await;
+    let server = start(config("f", "sleep", GIB)).await;
     let mut req = request("f", br#"{"ms":600000}"#);
     req.timeout_in_ms = 50;
     let reply = server
@@ -174,7 +175,7 @@ async fn memory_past_the_limit_is_out_of_memory() {
 
 #[tokio::test]
 async fn bad_events_name_the_field() {
-    let server = start(config("f", "sleep", 1 << 30)).await;
+    let server = start(config("f", "sleep", GIB)).await;
     let reply = invoke(&server, "f", br#"{"ms":"soon"}"#).await;
     assert_eq!(reply.error_code, "BadEvent");
     assert!(
@@ -189,7 +190,7 @@ async fn bad_events_name_the_field() {
 
 #[tokio::test]
 async fn another_function_is_refused() {
-    let server = start(config("f", "hello", 1 << 30)).await;
+    let server = start(config("f", "hello", GIB)).await;
     let err = server
         .client
         .clone()
@@ -214,7 +215,7 @@ async fn run_refuses_an_unknown_handler() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = run(
         listener,
-        config("f", "python3.9", 1 << 30),
+        config("f", "python3.9", GIB),
         shutdown::Shutdown::never(),
     )
     .await
@@ -299,7 +300,7 @@ async fn a_container_is_bound_once() {
     server.stop().await;
 
     // The start-up flags are a bind too.
-    let server = start(config("f", "hello", 1 << 30)).await;
+    let server = start(config("f", "hello", GIB)).await;
     let err = server
         .client
         .clone()
@@ -548,7 +549,7 @@ async fn an_undecodable_request_is_an_invalid_argument() {
 
 #[tokio::test]
 async fn an_absurd_invoke_timeout_is_an_invalid_argument() {
-    let server = start(config("f", "hello", 1 << 30)).await;
+    let server = start(config("f", "hello", GIB)).await;
     for timeout in [-1, 86_400_001, i64::MAX] {
         let mut req = request("f", b"");
         req.timeout_in_ms = timeout;
@@ -579,7 +580,7 @@ async fn an_absurd_invoke_timeout_is_an_invalid_argument() {
 
 #[tokio::test]
 async fn a_six_mib_event_is_echoed() {
-    let server = start(config("f", "echo", 1 << 30)).await;
+    let server = start(config("f", "echo", GIB)).await;
     let event: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
     let reply = server
         .client

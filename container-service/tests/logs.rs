@@ -4,6 +4,7 @@
 
 mod support;
 
+use faas_common::units::GIB;
 use faas_proto::container::{InvokeRequest, LogLine, LogsReply, LogsRequest};
 use support::{Server, bundle_config, config, example, invoke, request, start};
 use tonic::Code;
@@ -54,7 +55,7 @@ fn summary(lines: &[LogLine]) -> Vec<(u64, &str, &str, &str)> {
 
 #[tokio::test]
 async fn a_command_functions_stderr_lines_come_back_numbered_with_their_request_ids() {
-    let server = start(bundle_config(&example("shell-exec"), 1 << 30)).await;
+    let server = start(bundle_config(&example("shell-exec"), GIB)).await;
     assert_eq!(logs(&server, 0, 0, 0).await, LogsReply::default());
 
     invoke_as(&server, "req-a", br#"{"name":"A"}"#).await;
@@ -86,7 +87,7 @@ async fn a_command_functions_stderr_lines_come_back_numbered_with_their_request_
 
 #[tokio::test]
 async fn a_negative_since_is_refused_with_what_to_send() {
-    let server = start(bundle_config(&example("shell-exec"), 1 << 30)).await;
+    let server = start(bundle_config(&example("shell-exec"), GIB)).await;
     let status = server
         .client
         .clone()
@@ -107,7 +108,7 @@ async fn a_negative_since_is_refused_with_what_to_send() {
 
 #[tokio::test]
 async fn a_built_in_container_has_no_lines() {
-    let server = start(config("f", "echo", 1 << 30)).await;
+    let server = start(config("f", "echo", GIB)).await;
     invoke(&server, "f", br#"{"x":1}"#).await;
     assert_eq!(logs(&server, 0, 0, 0).await, LogsReply::default());
     server.stop().await;

@@ -5,6 +5,7 @@
 
 mod support;
 
+use faas_common::units::GIB;
 use faas_container_service::run;
 use faas_proto::reflection::client::Probe;
 
@@ -13,7 +14,7 @@ async fn reflection_lists_and_describes_the_container_service_and_health_serves_
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (trigger, stop) = faas_common::shutdown::channel();
-    let config = support::config("f", "hello", 1 << 30);
+    let config = support::config("f", "hello", GIB);
     let server = tokio::spawn(run(listener, config, stop));
     let probe = Probe::new(faas_common::serve::connect(&addr).await.unwrap());
 

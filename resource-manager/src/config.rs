@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use faas_common::token::{self, ClusterToken, TokenArgs};
+use faas_common::units::{CONTEST_NODE_MIB, MIB};
 
+use crate::core::PoolRules;
 use crate::error::Error;
 use crate::model::NodeEndpoint;
-use crate::service::PoolRules;
 
 /// Where nodes come from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub struct Config {
     )]
     pub refill_delay_ms: u64,
     /// Memory each node offers to containers, in MiB.
-    #[arg(long, env = "RESOURCE_MANAGER_NODE_MEMORY_MIB", default_value_t = 3072)]
+    #[arg(long, env = "RESOURCE_MANAGER_NODE_MEMORY_MIB", default_value_t = CONTEST_NODE_MIB)]
     pub node_memory_mib: u64,
     /// Where nodes come from.
     #[arg(long, env = "RESOURCE_MANAGER_PROVIDER", value_enum, default_value_t = ProviderKind::Local)]
@@ -199,41 +200,25 @@ pub struct Config {
     pub cluster: TokenArgs,
 }
 
+impl Config {
+    /// The defaults, exactly as clap makes them from the flags' `default_value`s (the
+    /// command line of just the program name, with no environment variable read), so they
+    /// cannot drift from what `--help` says.
+    pub fn local() -> Config {
+        use clap::{Args, FromArgMatches};
+        let command = Config::augment_args(clap::Command::new("resource-manager"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["resource-manager"])
+            .expect("every flag of Config has a default or is optional");
+        Config::from_arg_matches(&matches).expect("the defaults make a Config")
+    }
+}
+
 impl Default for Config {
+    /// [`Config::local`].
     fn default() -> Config {
-        Config {
-            host: "127.0.0.1".to_string(),
-            port: 10400,
-            max_nodes: 20,
-            ready_nodes: 10,
-            refill_delay_ms: 10_000,
-            node_memory_mib: 3072,
-            provider: ProviderKind::Local,
-            static_nodes: Vec::new(),
-            node_service_bin: None,
-            node_runtime: "process".to_string(),
-            node_warm_pool: None,
-            node_bundles_dir: None,
-            node_docker_watchdog_bin: None,
-            node_id_prefix: "node".to_string(),
-            node_start_timeout_ms: 30_000,
-            node_stop_grace_ms: 5_000,
-            node_probe_interval_ms: 1_000,
-            node_probe_timeout_ms: 1_000,
-            node_failed_after_ms: 3_000,
-            node_call_timeout_ms: 5_000,
-            metrics_port: None,
-            node_metrics_port_base: None,
-            state_dir: None,
-            node_orphan_timeout_ms: 60_000,
-            docker_node_image: "minifaas/node-service:latest".to_string(),
-            docker_container_image: "minifaas/container-service:latest".to_string(),
-            docker_network: "minifaas".to_string(),
-            docker_instance: "minifaas".to_string(),
-            docker_socket: "/var/run/docker.sock".to_string(),
-            docker_cpus_per_gib: "0.67".to_string(),
-            cluster: TokenArgs::default(),
-        }
+        Config::local()
     }
 }
 
@@ -363,7 +348,7 @@ impl Config {
         if self.node_probe_interval_ms > 0 && self.node_probe_timeout_ms == 0 {
             return invalid("--node-probe-timeout-ms must be at least 1".into());
         }
-        let Some(node_memory_bytes) = self.node_memory_mib.checked_mul(1024 * 1024) else {
+        let Some(node_memory_bytes) = self.node_memory_mib.checked_mul(MIB) else {
             return invalid(format!(
                 "--node-memory-mib {} is too large",
                 self.node_memory_mib

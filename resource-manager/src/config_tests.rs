@@ -2,6 +2,7 @@
 
 use super::*;
 use clap::Parser;
+use faas_common::units::CONTEST_NODE_BYTES;
 
 #[derive(Parser)]
 struct Cli {
@@ -17,10 +18,20 @@ fn defaults_are_the_contest_rules() {
     assert_eq!(rules.max_nodes, 20);
     assert_eq!(rules.ready_nodes, 10);
     assert_eq!(rules.refill_delay_ms, 10_000);
-    assert_eq!(rules.node_memory_bytes, 3_221_225_472);
+    assert_eq!(rules.node_memory_bytes, CONTEST_NODE_BYTES);
     assert_eq!(rules.failed_after_ms, 3_000);
     assert_eq!(parsed.node_probe_interval_ms, 1_000);
     assert_eq!(parsed.node_probe_timeout_ms, 1_000);
+}
+
+#[test]
+fn local_is_clap_s_defaults() {
+    let local = Config::local();
+    assert_eq!(local.port, 10400);
+    assert_eq!(local.node_memory_mib, faas_common::units::CONTEST_NODE_MIB);
+    assert_eq!(local.docker_cpus_per_gib, "0.67");
+    assert_eq!(local.cluster, TokenArgs::default());
+    assert_eq!(Config::default(), local);
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! Errors of starting and running the resource manager, and how pool refusals reach clients.
+//! Errors of starting and running the resource manager ([`Error`]), of its calls
+//! ([`CallError`]), and the one place a call's error becomes a `tonic::Status`.
 
 use faas_common::launch::LaunchError;
 use faas_common::serve::ServeError;
 use tonic::Status;
 
-use crate::service::{PoolError, StateError};
+use crate::core::PoolError;
+use crate::service::StateError;
 
 /// Why the resource manager could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -25,17 +27,33 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-impl From<PoolError> for Status {
-    fn from(e: PoolError) -> Status {
+/// Why a `ReserveNode` or `ReleaseNode` failed (the manager's answer, before it is a status).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The pool refused the call.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// Every node tried refused (or never answered) its hand-over.
+    #[error("no node could be handed over after {attempts} attempts; last failure: {last_failure}")]
+    NoHandover {
+        attempts: usize,
+        last_failure: String,
+    },
+}
+
+impl From<CallError> for Status {
+    fn from(e: CallError) -> Status {
         let message = e.to_string();
         match e {
-            PoolError::EmptyId(_) | PoolError::IdTooLong { .. } => {
+            CallError::Pool(PoolError::EmptyId(_) | PoolError::IdTooLong { .. }) => {
                 Status::invalid_argument(message)
             }
-            PoolError::Exhausted => Status::resource_exhausted(message),
-            PoolError::NotFound(_) => Status::not_found(message),
-            PoolError::NotReserved { .. } => Status::failed_precondition(message),
-            PoolError::Closed => Status::unavailable(message),
+            CallError::Pool(PoolError::Exhausted) => Status::resource_exhausted(message),
+            CallError::Pool(PoolError::NotFound(_)) => Status::not_found(message),
+            CallError::Pool(PoolError::NotReserved { .. }) => Status::failed_precondition(message),
+            CallError::Pool(PoolError::Closed) | CallError::NoHandover { .. } => {
+                Status::unavailable(message)
+            }
         }
     }
 }
@@ -43,8 +61,8 @@ impl From<PoolError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::IdKind;
     use crate::model::NodeState;
-    use crate::service::IdKind;
     use tonic::Code;
 
     #[test]
@@ -93,9 +111,22 @@ mod tests {
             ),
         ];
         for (err, code, message) in cases {
-            let status = Status::from(err);
+            let status = Status::from(CallError::from(err));
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
         }
+    }
+
+    #[test]
+    fn a_failed_hand_over_is_unavailable() {
+        let status = Status::from(CallError::NoHandover {
+            attempts: 3,
+            last_failure: "node service at 127.0.0.1:1 did not answer Reserve within 5s".into(),
+        });
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "no node could be handed over after 3 attempts; last failure: node service at 127.0.0.1:1 did not answer Reserve within 5s"
+        );
     }
 }

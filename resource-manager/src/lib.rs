@@ -1,10 +1,11 @@
 //! The resource manager: reserves and releases nodes (the contest's VMs) under the contest's
 //! rules, serving `resourcemanagerproto.ResourceManager` and `grpc.health.v1`.
 //!
-//! Layers: [`model`] (a node and its states) → [`store`] (the node table) → [`service`] (the
-//! pool's rules in virtual time, and the [`service::NodeProvider`] port) → [`api`] (gRPC,
-//! the `local`, `docker` and `static` providers, the refill timer, the node health watch,
-//! metrics).
+//! Layers: [`model`] (a node and its states) → [`store`] (the node table) → [`core`] (the
+//! pool's rules and the recovery rules, pure, in virtual time) → [`service`] (the async
+//! [`service::Manager`] driving the pool through its ports: [`service::NodeProvider`] and
+//! [`service::ports`]) → [`api`] (gRPC, the `local`, `docker` and `static` providers, the
+//! node-service client, the clock, the node health watch, the state file, metrics).
 //!
 //! Self-healing, in one paragraph: every child process it starts is reaped as soon as it
 //! exits; a node whose process exits, or that answers no health probe for
@@ -12,7 +13,7 @@
 //! dropped from the pool at once and replaced after the refill delay, while a reserved one
 //! stays its account's until the account releases it (that release succeeds). A node that
 //! cannot start is a start failure, never ready, retried with a back-off. See
-//! [`service`]'s pool for the rules and `api::health` for the watch.
+//! [`core::pool`] for the rules and `api::health` for the watch.
 //!
 //! Recovery, in one paragraph: with `--state-dir`, every change of the pool is saved to a
 //! state file (atomically), and nodes outlive the manager (detached processes with an
@@ -21,10 +22,11 @@
 //! a dead ready node is forgotten, a dead reserved one is failed (its owner's until
 //! released); ids are never reused; then the pool refills as usual. A clean stop (SIGTERM,
 //! Ctrl-C) still stops every node and empties the state; only a crash leaves nodes to take
-//! back ([`run_with`] stops like one, for tests). See [`service::recovery`].
+//! back ([`run_with`] stops like one, for tests). See [`core::recovery`].
 
 pub mod api;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod model;
 pub mod service;

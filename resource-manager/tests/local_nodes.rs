@@ -5,6 +5,7 @@ mod support;
 
 use std::path::Path;
 
+use faas_common::units::CONTEST_NODE_BYTES;
 use faas_proto::nodeservoceproto::GetStatsRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
 use faas_resource_manager::Config;
@@ -23,7 +24,7 @@ async fn reserve_hands_over_a_live_node_and_release_stops_it() {
     let before = faas_common::clock::now_ms();
     let node = reserve(&mut client, "acct-1").await.unwrap();
     assert!(node.id.starts_with("handover-"), "{node:?}");
-    assert_eq!(node.memory_in_bytes, 3_221_225_472);
+    assert_eq!(node.memory_in_bytes, CONTEST_NODE_BYTES as i64);
     assert!(node.reserved_time_timestamp_ms >= before, "{node:?}");
     assert_eq!(node.released_time_timestamp_ms, 0);
     assert!(node.node_service_port > 0);

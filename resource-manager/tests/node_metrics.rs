@@ -87,11 +87,7 @@ async fn three_nodes_with_metrics(config: Config) -> Vec<u16> {
 fn every_local_node_serves_metrics_on_a_port_of_its_own() {
     // As `NODE_METRICS_PORT=P faas up` would have it.
     let inherited = free_run(4);
-    // SAFETY: the only test of this process, and no other thread runs yet.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("NODE_METRICS_PORT", inherited.to_string())
-    };
+    support::inherit_node_metrics_port(inherited);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,7 +15,6 @@ use support::{
     Manager, Stopped, eventually, node_processes, pid_of, process_state, release, reserve, signal,
     test_config, usage, wait_reaped,
 };
-use tokio::time::Instant;
 use tonic::Code;
 
 /// Long enough for a loaded 2-core machine; every wait ends as soon as its condition holds.
@@ -128,7 +127,7 @@ async fn a_stopped_node_is_failed_after_the_configured_time_then_killed_and_reap
 
     let _guard = Stopped(pid, stuck.clone());
     signal(pid, "STOP");
-    let stopped_at = Instant::now();
+    let stopped_at = faas_common::clock::tokio_instant();
     rm.wait_metric(UNRESPONSIVE, 1.0, PATIENCE).await;
     // Failed only after a full --node-failed-after-ms of silence (a lower bound, which a slow
     // machine can only lengthen).

@@ -64,6 +64,7 @@ mod tests {
     use super::*;
     use crate::binding::FunctionConfig;
     use crate::watchdog::logs::Stream;
+    use faas_common::units::MIB;
     use tonic::Code;
 
     fn request(after_seq: u64, since_ms: i64, limit: u32) -> LogsRequest {
@@ -106,7 +107,7 @@ mod tests {
             Some(&FunctionConfig {
                 function_name: "f".into(),
                 handler: "echo".into(),
-                memory_bytes: 1 << 20,
+                memory_bytes: MIB,
                 timeout_ms: 100,
             }),
             true,

@@ -1,6 +1,6 @@
 //! The gRPC edge: `faas.container.v1.ContainerService` over the container's [`Binding`]
-//! (Invoke and Status through its [`Executor`](crate::exec::Executor) once bound, Bind to
-//! bind it, Logs from a command function's watchdog: see [`logs`]).
+//! (Invoke and Status through its [`crate::exec::Executor`] once bound, Bind to
+//! bind it, Logs from a command function's watchdog: see `api/logs.rs`).
 //!
 //! Arguments are checked here, before anything runs: a Bind's function goes through the same
 //! [`FunctionConfig::check`] as the start-up flags (INVALID_ARGUMENT for an unknown handler or
@@ -211,6 +211,7 @@ mod tests {
     use crate::binding::SpecError;
     use crate::exec::{FunctionKind, FunctionSpec};
     use crate::handlers::HandlerKind;
+    use faas_common::units::GIB;
     use tonic::Code;
 
     /// An executor of function "f" (echo) with a 300 ms timeout.
@@ -218,7 +219,7 @@ mod tests {
         Executor::new(FunctionSpec {
             function_name: "f".into(),
             kind: FunctionKind::Builtin(HandlerKind::Echo),
-            memory_bytes: 1 << 30,
+            memory_bytes: GIB,
             timeout_ms: 300,
         })
     }

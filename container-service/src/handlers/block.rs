@@ -3,8 +3,7 @@
 
 use super::{CancelToken, HandlerError};
 use crate::memory::budget::MemoryBudget;
-
-const MIB: u64 = 1 << 20;
+use faas_common::units::MIB;
 
 /// Bytes of `mb` MiB, or a `BadEvent` when that does not fit in memory at all.
 pub fn mib_to_bytes(mb: u64) -> Result<u64, HandlerError> {

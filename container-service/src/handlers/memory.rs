@@ -25,6 +25,7 @@ pub async fn run(event: &Event, ctx: &Context) -> Result<Vec<u8>, HandlerError> 
 mod tests {
     use super::*;
     use crate::handlers::test_support::context;
+    use faas_common::units::MIB;
 
     #[tokio::test]
     async fn holds_the_memory_and_reports_it() {
@@ -37,7 +38,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_beyond_the_limit() {
-        let ctx = context(1 << 20);
+        let ctx = context(MIB);
         let err = run(&Event::parse(br#"{"mb":64}"#).unwrap(), &ctx)
             .await
             .unwrap_err();

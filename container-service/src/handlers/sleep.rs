@@ -18,7 +18,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sleeps_the_asked_time() {
-        let start = tokio::time::Instant::now();
+        let start = faas_common::clock::tokio_instant();
         let body = run(&Event::parse(br#"{"ms":1500}"#).unwrap())
             .await
             .unwrap();

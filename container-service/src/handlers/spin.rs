@@ -1,7 +1,7 @@
 //! `spin`: keeps one core busy for the event's `ms` (default 100) while holding `mb` MiB
 //! (default 0): the body trace replay uses to reproduce a function's duration and memory.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::block::{allocate_touched, mib_to_bytes};
 use super::event::Event;
@@ -14,7 +14,7 @@ pub async fn run(event: &Event, ctx: &Context) -> Result<Vec<u8>, HandlerError> 
     let bytes = mib_to_bytes(mb)?;
     let (budget, cancel) = (ctx.budget.clone(), ctx.cancel.clone());
     ctx.blocking(move || {
-        let start = Instant::now();
+        let start = faas_common::clock::instant();
         let block = allocate_touched(bytes, &budget, &cancel)?;
         let until = Duration::from_millis(ms);
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -196,6 +196,7 @@ mod tests {
     use super::*;
     use crate::watchdog::sys_fake::FakeSys;
     use crate::watchdog::{Limits, Watchdog};
+    use faas_common::units::GIB;
 
     /// Runs one call of an `exec` function `sh -c script` whose container's memory cgroup
     /// reads `oom_kills` (before the call, then after).
@@ -206,7 +207,7 @@ mod tests {
         let sys = Arc::new(FakeSys::default());
         sys.cgroup_readings(oom_kills, 64 << 20);
         let limits = Limits {
-            memory_bytes: 1 << 30,
+            memory_bytes: GIB,
             enforce_memory: false,
         };
         let watchdog = Watchdog::start_with(dir.path(), limits, sys).await.unwrap();

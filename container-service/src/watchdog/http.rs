@@ -28,7 +28,6 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncRead;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::cgroup::{CgroupMemory, oom_killed, oom_message};
 use super::logs::{Stream, read_lines};
@@ -127,13 +126,13 @@ enum NotReady {
 
 /// Polls a connect to `port` until it succeeds, the group's leader exits, or `timeout`.
 async fn wait_ready(group: &Group, port: u16, timeout: Duration) -> Result<(), NotReady> {
-    let deadline = Instant::now() + timeout;
+    let deadline = faas_common::clock::tokio_instant() + timeout;
     let mut step = Duration::from_millis(1);
     loop {
         if let Some(exit) = group.exit() {
             return Err(NotReady::Exited(exit));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(faas_common::clock::tokio_instant());
         if left.is_zero() {
             return Err(NotReady::Timeout);
         }
@@ -169,7 +168,7 @@ impl HttpFunction {
         let kill = KillOnDrop::new(spawned.group.clone());
         let tracked = shared.guard.track(spawned.group.clone());
         let output = OutputCopy::start(shared, spawned.stdout, spawned.stderr);
-        let started = Instant::now();
+        let started = faas_common::clock::tokio_instant();
         match wait_ready(&spawned.group, port, bundle.start_timeout).await {
             Ok(()) => {}
             Err(NotReady::Exited(exit)) => {

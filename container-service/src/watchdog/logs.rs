@@ -125,7 +125,7 @@ impl LogRing {
         let seq = ring.pushed;
         ring.lines.push_back(LogLine {
             seq,
-            at: SystemTime::now(),
+            at: faas_common::clock::system_time(),
             stream,
             request_id: request_id.map(str::to_string),
             text,

@@ -1,13 +1,12 @@
 //! The memory guard: measures the function's processes and enforces the container's memory
 //! limit on them.
 //!
-//! Why measure and kill instead of `setrlimit(RLIMIT_AS)`: an address-space limit counts
-//! what a process *maps*, not what it *uses*. Python, the JVM and Go map far more than they
-//! touch (thread stacks, arenas, reservations), so a 128 MiB `RLIMIT_AS` breaks a Python
-//! process using 20 MiB, while a process that really uses too much is only refused
-//! allocations (a `MemoryError` the function may swallow) instead of being stopped. A cgroup
-//! limit would be exact, but the process runtime cannot count on writing one. So the guard
-//! does what a cgroup's OOM killer does, from the outside:
+//! The rule: the limit is on what the function's processes *use* (resident memory), never on
+//! what they map, and passing it stops them; so no `setrlimit(RLIMIT_AS)` (why, with what it
+//! did to a Python function: `docs/experiments-container-service.md`, "An address-space limit
+//! instead of the memory guard"). A cgroup limit would be exact, but the process runtime
+//! cannot count on writing one. So the guard does what a cgroup's OOM killer does, from the
+//! outside:
 //!
 //! - every *member* (the process group of an `http` server, or of one `exec` call) is
 //!   sampled: the resident memory of its process tree (`VmRSS`), and its peak (`VmHWM`);
@@ -263,12 +262,12 @@ impl MemoryGuard {
         let weak = Arc::downgrade(self);
         let wake = self.wake.clone();
         let task = tokio::spawn(async move {
-            let mut next = tokio::time::Instant::now();
+            let mut next = faas_common::clock::tokio_instant();
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(next) => {}
                     () = wake.notified() => {
-                        next = next.min(tokio::time::Instant::now() + BUSY_INTERVAL);
+                        next = next.min(faas_common::clock::tokio_instant() + BUSY_INTERVAL);
                         continue;
                     }
                 }
@@ -278,8 +277,8 @@ impl MemoryGuard {
                 guard.sample();
                 let busy = guard.busy.load(Ordering::Relaxed) > 0;
                 drop(guard);
-                next =
-                    tokio::time::Instant::now() + if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
+                next = faas_common::clock::tokio_instant()
+                    + if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
             }
         });
         *self.sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());

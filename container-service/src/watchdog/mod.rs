@@ -1,7 +1,7 @@
 //! The watchdog: runs a *command function*, the user's own program, instead of a built-in
 //! handler (`--bundle B` instead of `--handler`).
 //!
-//! The function is a [bundle](bundle) directory: `function.json` says which command to run
+//! The function is a [`bundle`] directory: `function.json` says which command to run
 //! and which protocol it speaks, and the user's files sit in `code/` (or beside
 //! `function.json`). What the container service does with it, by protocol:
 //!
@@ -60,10 +60,11 @@ use memory::MemoryGuard;
 use sys::{RealSys, Sys};
 
 use crate::memory::{alloc, rss};
+use faas_common::units::MIB;
 
 /// The largest result a function may return (the documented event limit: what goes in may
 /// come out).
-pub const MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
+pub const MAX_RESULT_BYTES: usize = 6 * MIB as usize;
 /// The most bytes of a function's own output quoted in an error message.
 pub const MESSAGE_BYTES: usize = 1024;
 
@@ -284,9 +285,9 @@ pub(crate) mod test_support {
     /// Whether process `pid` is dead (gone, or a zombie waiting for whoever reaps orphans)
     /// within 10 s.
     pub async fn gone(pid: u32) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = faas_common::clock::instant() + Duration::from_secs(10);
         while super::sys::is_alive(pid) {
-            if std::time::Instant::now() > deadline {
+            if faas_common::clock::instant() > deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

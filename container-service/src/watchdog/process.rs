@@ -3,8 +3,8 @@
 //!
 //! Every process the watchdog starts is the leader of its own process group (so a shell and
 //! everything it forks are killed together) and dies with the container service
-//! ([`die_with_parent`]). One reaper thread per process waits for the leader to exit *without
-//! reaping it* ([`wait_exited`]), kills whatever is left of its group, and only then reaps it
+//! ([`sys::die_with_parent`]). One reaper thread per process waits for the leader to exit *without
+//! reaping it* ([`sys::wait_exited`]), kills whatever is left of its group, and only then reaps it
 //! (getting its peak memory from `wait4`). The order matters: while the leader is an unreaped
 //! zombie, its pid, which is also the group id, cannot be given to another process, so a
 //! kill of the group can never hit a stranger. [`Group::kill`] holds the same lock as the
@@ -169,7 +169,7 @@ pub fn environment(bundle: &Bundle, port: Option<u16>) -> Vec<(OsString, OsStrin
 
 /// Starts the bundle's command in `bundle.cwd` with exactly `env`, in a process group of its
 /// own, stdout and stderr piped, stdin piped when `with_stdin` (else /dev/null). Call it from
-/// a runtime thread (see [`die_with_parent`]).
+/// a runtime thread (see [`sys::die_with_parent`]).
 pub fn spawn(
     bundle: &Bundle,
     env: &[(OsString, OsString)],

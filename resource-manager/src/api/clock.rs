@@ -15,13 +15,19 @@ impl Clock {
     pub fn new() -> Clock {
         Clock {
             base_ms: faas_common::clock::now_ms(),
-            base: Instant::now(),
+            base: faas_common::clock::tokio_instant(),
         }
     }
 
     /// Now, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         self.base_ms + i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX / 2)
+    }
+}
+
+impl crate::service::Clock for Clock {
+    fn now_ms(&self) -> i64 {
+        Clock::now_ms(self)
     }
 }
 

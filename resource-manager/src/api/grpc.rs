@@ -23,9 +23,8 @@ use faas_proto::resourcemanagerproto::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::api::manager::Manager;
 use crate::model::Node;
-use crate::service::NodeProvider;
+use crate::service::{Manager, NodeProvider};
 
 /// The gRPC face of a [`Manager`].
 pub struct ResourceManagerApi<P: NodeProvider> {
@@ -72,7 +71,8 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
             .manager
             .reserve(&req.request_id, &req.account_id)
             .instrument(span)
-            .await?;
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(ReserveNodeReply {
             node: Some(node_desc(&node)),
         }))
@@ -88,7 +88,11 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
             request_id = %clip(&req.request_id),
             node_id = %clip(&req.id)
         );
-        self.manager.release(&req.id).instrument(span).await?;
+        self.manager
+            .release(&req.id)
+            .instrument(span)
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(ReleaseNodeReply {}))
     }
 
@@ -105,10 +109,11 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
 mod tests {
     use super::*;
     use crate::model::{NodeEndpoint, NodeState};
+    use faas_common::units::CONTEST_NODE_BYTES;
 
     #[test]
     fn node_desc_carries_the_contest_fields() {
-        let mut node = Node::starting("node-3".into(), 3, 3_221_225_472, 0);
+        let mut node = Node::starting("node-3".into(), 3, CONTEST_NODE_BYTES, 0);
         node.state = NodeState::Reserved;
         node.endpoint = Some(NodeEndpoint {
             address: "127.0.0.1".into(),
@@ -119,7 +124,7 @@ mod tests {
         assert_eq!(desc.id, "node-3");
         assert_eq!(desc.address, "127.0.0.1");
         assert_eq!(desc.node_service_port, 4321);
-        assert_eq!(desc.memory_in_bytes, 3_221_225_472);
+        assert_eq!(desc.memory_in_bytes, CONTEST_NODE_BYTES as i64);
         assert_eq!(desc.reserved_time_timestamp_ms, 1_700_000_000_000);
         assert_eq!(desc.released_time_timestamp_ms, 0);
     }

@@ -11,7 +11,7 @@
 //!   `grpc.health.v1` is asked, with `--node-probe-timeout-ms` to answer, over a channel kept
 //!   per node (a stopped process accepts TCP connections but answers nothing, which the
 //!   timeout catches). A node that answers no probe for `--node-failed-after-ms` fails
-//!   (the rule is the pool's, in virtual time: [`crate::service::Pool::probe_missed`]).
+//!   (the rule is the pool's, in virtual time: [`crate::core::Pool::probe_missed`]).
 //!
 //! What a failure does (kill, count, log, refill) is the manager's and the pool's business;
 //! this module only decides when to look and how.
@@ -24,10 +24,9 @@ use faas_common::shutdown::Shutdown;
 use tokio::time::MissedTickBehavior;
 use tonic::transport::Channel;
 
-use crate::api::manager::Manager;
 use crate::api::node_client;
 use crate::model::NodeEndpoint;
-use crate::service::NodeProvider;
+use crate::service::{Manager, NodeProvider};
 
 /// How the watch probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -182,7 +182,7 @@ impl LocalProvider {
         }
         cmd.args(self.options.code.args())
             .envs(self.options.code.env());
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(faas_common::clock::tokio_instant());
         let (mut child, addr) = Child::spawn_ready_with(cmd, left, self.options.lifetime)
             .await
             .map_err(|e| (launch_failure(&e), e.to_string()))?;
@@ -221,12 +221,12 @@ impl LocalProvider {
 
     /// Waits up to `within` for an adopted process to stop running; returns whether it did.
     async fn exited_within(&self, process: ProcessRef, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
+        let deadline = faas_common::clock::tokio_instant() + within;
         loop {
             if !self.processes.is_running(process) {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if faas_common::clock::tokio_instant() >= deadline {
                 return false;
             }
             tokio::time::sleep(EXIT_POLL).await;
@@ -297,7 +297,7 @@ async fn confirm_serving(
                 format!("it announced {addr}, then its {how} (is its metrics port taken?)"),
             ));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(faas_common::clock::tokio_instant());
         if left.is_zero() {
             return Err((
                 StartFailure::Timeout,
@@ -329,7 +329,7 @@ impl NodeProvider for LocalProvider {
             kind,
             message,
         };
-        let deadline = Instant::now() + self.options.start_timeout;
+        let deadline = faas_common::clock::tokio_instant() + self.options.start_timeout;
         let metrics = self.metrics_ports.as_ref().and_then(|p| p.claim(node_id));
         let started = match self.spawn(node_id, memory_bytes, metrics, deadline).await {
             // Its port was taken after it was found free: the node goes without metrics.

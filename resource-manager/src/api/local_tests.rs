@@ -12,13 +12,16 @@ async fn an_exited_child_is_reaped_and_described() {
         .unwrap();
     let pid = child.id().unwrap();
     // Wait (by polling the process table, not a timer) until it is a zombie.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(10);
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         if zombie_exit(&stat).is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "never exited: {stat}");
+        assert!(
+            faas_common::clock::tokio_instant() < deadline,
+            "never exited: {stat}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
@@ -122,7 +125,7 @@ async fn an_adopted_node_is_stopped_with_term_then_kill_and_reported_gone_once()
             .unwrap();
     }
 
-    let began = Instant::now();
+    let began = faas_common::clock::tokio_instant();
     local.stop_node("n-10").await;
     assert_eq!(
         processes.sent(),

@@ -13,8 +13,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::api::clock::Clock;
+use crate::core::Pool;
 use crate::model::{FailureReason, NodeState};
-use crate::service::{Pool, StartFailure};
+use crate::service::{Metrics, StartFailure};
 
 /// One `reason` label.
 type Reason = [(&'static str, &'static str); 1];
@@ -90,6 +91,30 @@ impl Counters {
         self.node_failures
             .get_or_create(&[("reason", reason.as_str())])
             .get()
+    }
+}
+
+impl Metrics for Counters {
+    fn reserved(&self) {
+        self.reserves.inc();
+    }
+    fn released(&self) {
+        self.releases.inc();
+    }
+    fn exhausted(&self) {
+        self.exhausted.inc();
+    }
+    fn handover_failed(&self) {
+        self.handover_failures.inc();
+    }
+    fn node_starting(&self) {
+        self.node_starts.inc();
+    }
+    fn start_failed(&self, kind: StartFailure) {
+        Counters::start_failed(self, kind);
+    }
+    fn node_failed(&self, reason: FailureReason) {
+        Counters::node_failed(self, reason);
     }
 }
 
@@ -192,8 +217,8 @@ pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{Action, PoolRules};
     use crate::model::{NodeEndpoint, StartedNode};
-    use crate::service::{Action, PoolRules};
 
     #[test]
     fn renders_counters_and_pool_figures() {

@@ -7,7 +7,6 @@ mod docker;
 mod grpc;
 mod health;
 mod local;
-mod manager;
 mod metrics;
 mod node_client;
 mod node_metrics;
@@ -15,10 +14,10 @@ mod processes;
 #[cfg(test)]
 mod processes_fake;
 #[cfg(test)]
-mod provider_fake;
+pub(crate) mod provider_fake;
 mod state_file;
 #[cfg(test)]
-mod state_memory;
+pub(crate) mod state_memory;
 mod static_nodes;
 
 use std::sync::Arc;
@@ -34,15 +33,16 @@ pub use docker::{DockerOptions, DockerProvider};
 pub use grpc::{ResourceManagerApi, node_desc};
 pub use health::{WatchOptions, watch};
 pub use local::{LocalOptions, LocalProvider};
-pub use manager::Manager;
 pub use metrics::Counters;
+pub use node_client::GrpcNodes;
 pub use processes::{ProcessRef, ProcessTable, SystemProcesses};
 pub use state_file::StateFile;
 pub use static_nodes::StaticProvider;
 
 use crate::config::{Config, ProviderKind};
+use crate::core::{PoolRules, SavedState};
 use crate::error::Error;
-use crate::service::{NodeProvider, PoolRules, SavedState, StateStore};
+use crate::service::{Manager, NodeProvider, Ports, StateStore};
 
 /// Serves the resource manager on `listener` until `shutdown` fires, then stops every node
 /// it started (and every node it took back) and returns.
@@ -213,14 +213,13 @@ async fn serve<P: NodeProvider>(
     };
     let counters = Counters::default();
     let node_call_timeout = Duration::from_millis(config.node_call_timeout_ms);
-    let manager = Manager::new(
-        rules,
-        provider,
-        counters.clone(),
-        node_call_timeout,
-        Clock::new(),
-    )
-    .with_auth(config.cluster.auth());
+    let clock = Clock::new();
+    let ports = Ports {
+        clock: Arc::new(clock),
+        nodes: Arc::new(GrpcNodes::new(config.cluster.auth())),
+        metrics: Arc::new(counters.clone()),
+    };
+    let manager = Manager::new(rules, provider, ports, node_call_timeout);
     let (manager, saved) = match state {
         Some(State { store, saved }) => {
             let identify_timeout = match config.node_probe_timeout_ms {
@@ -249,7 +248,7 @@ async fn serve<P: NodeProvider>(
         })
     };
     let metrics_task = metrics_listener.map(|listener| {
-        let registry = metrics::registry(&counters, manager.pool_handle(), manager.clock());
+        let registry = metrics::registry(&counters, manager.pool_handle(), clock);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "metrics on /metrics");
         }

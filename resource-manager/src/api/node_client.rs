@@ -12,13 +12,50 @@ use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
 use faas_proto::nodeservoceproto::ReserveRequest;
 use faas_proto::nodeservoceproto::node_service_client::NodeServiceClient;
+use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::core::NodeIdentity;
 use crate::model::NodeEndpoint;
-use crate::service::NodeIdentity;
+use crate::service::NodeCalls;
+
+/// The manager's [`NodeCalls`] over gRPC, with the cluster token.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcNodes {
+    auth: ClusterAuth,
+}
+
+impl GrpcNodes {
+    /// Node calls carrying `auth`.
+    pub fn new(auth: ClusterAuth) -> GrpcNodes {
+        GrpcNodes { auth }
+    }
+}
+
+impl NodeCalls for GrpcNodes {
+    fn hand_over<'a>(
+        &'a self,
+        endpoint: &'a NodeEndpoint,
+        request_id: &'a str,
+        account: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(hand_over(
+            endpoint, request_id, account, timeout, &self.auth,
+        ))
+    }
+
+    fn identify<'a>(
+        &'a self,
+        endpoint: &'a NodeEndpoint,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<NodeIdentity, String>> {
+        Box::pin(identify(endpoint, timeout, &self.auth))
+    }
+}
 
 /// Tells the node service at `endpoint` that `account` owns it now. Errors are messages for
 /// logs and clients.

@@ -12,8 +12,9 @@ use faas_proto::node_admin::node_admin_server::{NodeAdmin, NodeAdminServer};
 use faas_proto::node_admin::{DescribeNodeReply, DescribeNodeRequest};
 use tonic::{Request, Response, Status};
 
+use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
-use crate::service::{FoundNode, GoneNode, NodeProvider, ProviderError};
+use crate::service::{GoneNode, NodeProvider, ProviderError};
 
 /// An in-process node service that answers `DescribeNode` with a fixed reply.
 pub struct FakeNode {

@@ -43,8 +43,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::SavedState;
 use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
-use crate::service::{SavedState, StateError, StateStore};
+use crate::service::{StateError, StateStore};
 
 /// The `format` field of every state file.
 pub const FORMAT: &str = "faas-resource-manager-state";

@@ -3,7 +3,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use crate::service::{SavedState, StateError, StateStore};
+use crate::core::SavedState;
+use crate::service::{StateError, StateStore};
 
 /// Saved states in memory.
 #[derive(Debug, Default)]

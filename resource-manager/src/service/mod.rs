@@ -1,17 +1,13 @@
-//! The pool's rules (which node to hand out, when to start another, when a slot frees, when a
-//! node has failed, what survives a restart of the manager) and the ports through which nodes
-//! are started, stopped and watched and the pool's state is persisted. Pure: every decision
-//! takes `now_ms` as an argument and returns the actions to carry out; no clock, no I/O.
+//! The async driver around the pure pool ([`crate::core`]): the [`Manager`] owns the pool,
+//! carries out its actions through a [`NodeProvider`] and the [`ports`], drives refills and
+//! takes the health watch's reports. No tonic status, no clock read and no I/O of its own
+//! here: the provider (`provider.rs`, the port through which nodes are started and stopped)
+//! and the other ports (`ports.rs`) are implemented in [`crate::api`].
 
-mod pool;
+mod manager;
+pub mod ports;
 mod provider;
-pub mod recovery;
 
-pub use pool::{
-    Action, FailedNode, IdKind, MAX_ID_BYTES, MISSED_PROBES_TO_FAIL, Pool, PoolError, PoolRules,
-    Reservation, check_id,
-};
+pub use manager::Manager;
+pub use ports::{Clock, Metrics, NodeCalls, Ports, StateError, StateStore};
 pub use provider::{GoneNode, NodeProvider, ProviderError, StartFailure};
-pub use recovery::{
-    FoundNode, NodeIdentity, SavedState, Settled, Sighting, StateError, StateStore,
-};

@@ -1,7 +1,7 @@
 //! The port through which the pool gets real nodes: a provider starts a node and tells
 //! where its node service listens, stops or kills it again, and says which of its nodes are
 //! no longer running. After a restart of the manager it takes back the nodes of the earlier
-//! run (see [`crate::service::recovery`]). Implementations live in `api/`.
+//! run (see [`crate::core::recovery`]). Implementations live in `api/`.
 //!
 //! What "no longer running" means depends on the provider: the `local` provider's child
 //! process exited (it is reaped as it is noticed), the `docker` provider's container is gone
@@ -11,8 +11,8 @@
 use std::fmt;
 use std::future::Future;
 
+use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
-use crate::service::recovery::FoundNode;
 
 /// Why a start failed, as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

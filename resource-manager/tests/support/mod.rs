@@ -24,7 +24,6 @@ use faas_proto::resourcemanagerproto::{
 use faas_resource_manager::{Config, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -191,14 +190,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = faas_common::clock::tokio_instant() + timeout;
     loop {
         let last = match check().await {
             Ok(value) => return value,
             Err(last) => last,
         };
         assert!(
-            Instant::now() < deadline,
+            faas_common::clock::tokio_instant() < deadline,
             "{what}: not within {timeout:?}; last seen: {last}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -334,7 +333,7 @@ impl Manager {
             listener, config, shutdown, detached,
         ));
         if let Some(port) = metrics_port {
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(30);
             while tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_err()
@@ -347,7 +346,7 @@ impl Manager {
                     );
                 }
                 assert!(
-                    Instant::now() < deadline,
+                    faas_common::clock::tokio_instant() < deadline,
                     "no metrics endpoint on {port} in 30 s"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -357,7 +356,7 @@ impl Manager {
         // daemon and looks for its network first); a manager that fails before then drops its
         // listener, and a caller would see only "connection reset". Wait until the server
         // answers health (SERVING or not), or say why it stopped.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = faas_common::clock::tokio_instant() + Duration::from_secs(60);
         loop {
             if task.is_finished() {
                 panic!(
@@ -375,7 +374,7 @@ impl Manager {
                 }
             }
             assert!(
-                Instant::now() < deadline,
+                faas_common::clock::tokio_instant() < deadline,
                 "the resource manager on {addr} did not answer health in 60 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -512,4 +511,20 @@ pub async fn scrape(port: u16) -> String {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.unwrap();
     reply
+}
+
+/// Gives this test process `NODE_METRICS_PORT=port`, as `NODE_METRICS_PORT=P faas up` would:
+/// the manager reads it from its own environment (it is the variable under test, so it
+/// cannot be passed another way to a manager run in-process). Call it only from a test
+/// binary with one test, before any other thread starts.
+#[allow(clippy::disallowed_methods)]
+pub fn inherit_node_metrics_port(port: u16) {
+    // SAFETY: the caller's test is the only one of its process, and no other thread runs yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(
+            faas_resource_manager::config::NODE_METRICS_PORT_ENV,
+            port.to_string(),
+        )
+    };
 }

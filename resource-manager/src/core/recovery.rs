@@ -3,7 +3,8 @@
 //! provider and probing the nodes are the api layer's; these functions only decide.
 //!
 //! With a state directory, the manager persists a [`SavedState`] after every change of its
-//! pool ([`crate::service::Pool::snapshot`], through a [`StateStore`]): every ready,
+//! pool ([`crate::core::Pool::snapshot`], through a `StateStore`, a port of
+//! [`crate::service::ports`]): every ready,
 //! reserved and failed node with its address, [`crate::model::NodeHandle`] (pid or
 //! container, live id), owner and reserve time, the released nodes' usage records, and the
 //! next generation. Node processes and containers outlive the manager, so a restarted one
@@ -28,13 +29,13 @@
 //!      reserved one becomes `Failed`, still its account's until the account releases it,
 //!      exactly as if it had failed while the manager ran;
 //!    - failed nodes and released records are kept as they are.
-//! 4. [`crate::service::Pool::restore`] takes the settled nodes and refills the pool to
+//! 4. [`crate::core::Pool::restore`] takes the settled nodes and refills the pool to
 //!    `ready_nodes` as usual. Generations continue after the largest ever used.
 
 use std::collections::HashMap;
 
+use crate::core::pool::{Action, FailedNode};
 use crate::model::{Failure, FailureReason, Node, NodeEndpoint, NodeHandle, NodeState};
-use crate::service::pool::{Action, FailedNode};
 
 /// What a restarted manager needs: the nodes that survive a restart and the next generation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,50 +44,6 @@ pub struct SavedState {
     pub next_generation: u64,
     /// Reserved, failed and released nodes in reservation order, then ready ones.
     pub nodes: Vec<Node>,
-}
-
-/// Why the saved state could not be read or written. The messages say which file and what to
-/// do; a state that cannot be read is never silently replaced.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
-    #[error(
-        "cannot use the state directory {dir}: another resource manager holds its lock ({lock}); stop it, or give this one another --state-dir"
-    )]
-    Locked { dir: String, lock: String },
-    #[error("cannot read the state file {path}: {message}")]
-    Unreadable { path: String, message: String },
-    #[error(
-        "the state file {path} is corrupt ({message}); it was left as it is: move it away to start without the nodes it lists (their processes or containers may still run)"
-    )]
-    Corrupt { path: String, message: String },
-    #[error(
-        "the state file {path} has format version {found}, newer than this resource manager's {supported}; run a newer resource manager, or use another --state-dir"
-    )]
-    Newer {
-        path: String,
-        found: u64,
-        supported: u64,
-    },
-    #[error(
-        "the state file {path} was written by the {found} provider, not {expected}; start with --provider {found}, or use another --state-dir"
-    )]
-    OtherProvider {
-        path: String,
-        found: String,
-        expected: String,
-    },
-    #[error("cannot write the state file {path}: {message}")]
-    Unwritable { path: String, message: String },
-}
-
-/// Where the saved state lives. Implementations write atomically: after a crash the state is
-/// the old one or the new one, never a mix.
-pub trait StateStore: Send + Sync + 'static {
-    /// The saved state, or `None` if there is none yet.
-    fn load(&self) -> Result<Option<SavedState>, StateError>;
-
-    /// Replaces the saved state with `state`.
-    fn save(&self, state: &SavedState) -> Result<(), StateError>;
 }
 
 /// A node the provider found by itself, without the state file.

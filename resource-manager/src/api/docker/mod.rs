@@ -33,26 +33,29 @@
 //! the instance's node containers per check, see [`NodeProvider::gone_nodes`]); its container
 //! and its function containers are removed as it is reported. A paused container counts as
 //! running: it fails by not answering its health probes.
+//!
+//! Files: this one (the provider), `containers.rs` (node container bodies, listing and
+//! removing containers by label).
+
+mod containers;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::{node_client, register_adopted};
 use crate::config::NodeCode;
+use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
-use crate::service::{FoundNode, GoneNode, NodeProvider, ProviderError, StartFailure};
+use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
-    NetworkCreateRequest, NetworkingConfig,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkCreateRequest};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
+use containers::{
+    DockerNode, force_remove, gone_because, is_not_found, list_labelled, name_part, node_body,
+    remove_labelled, remove_labelled_except,
 };
 
 /// The labels the platform puts on its containers and networks (the node service's docker
@@ -117,176 +120,6 @@ pub struct DockerProvider {
     /// Whether this instance made the network (this run or an earlier one): removed at
     /// shutdown once unused.
     created_network: bool,
-}
-
-fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-fn name_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect()
-}
-
-async fn force_remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    if let Err(e) = docker.remove_container(id, Some(options)).await
-        && !is_not_found(&e)
-    {
-        tracing::warn!(container = id, error = %e, "cannot remove container");
-    }
-}
-
-/// Every container (running or not) carrying all `label=value` filters.
-async fn list_labelled(
-    docker: &Docker,
-    filters: Vec<String>,
-) -> Result<Vec<ContainerSummary>, DockerError> {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&HashMap::from([("label", filters)]))
-        .build();
-    docker.list_containers(Some(options)).await
-}
-
-/// Force-removes every container carrying all `label=value` filters, except those of the
-/// nodes in `keep` (by their node label); returns how many.
-async fn remove_labelled_except(docker: &Docker, filters: Vec<String>, keep: &[String]) -> usize {
-    let Ok(list) = list_labelled(docker, filters).await else {
-        return 0;
-    };
-    let ids: Vec<String> = list
-        .into_iter()
-        .filter(|c| {
-            let node = c.labels.as_ref().and_then(|l| l.get(labels::NODE));
-            !node.is_some_and(|n| keep.contains(n))
-        })
-        .filter_map(|c| c.id)
-        .collect();
-    futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
-    ids.len()
-}
-
-/// Force-removes every container carrying all `label=value` filters; returns how many.
-async fn remove_labelled(docker: &Docker, filters: Vec<String>) -> usize {
-    remove_labelled_except(docker, filters, &[]).await
-}
-
-/// One node's container.
-#[derive(Debug)]
-struct DockerNode {
-    /// The Docker container id.
-    container: String,
-    /// Whether its start completed (only then can it be gone).
-    ready: bool,
-}
-
-/// Why a listed node container counts as gone, or `None` while it runs (or is paused).
-fn gone_because(state: Option<&ContainerSummaryStateEnum>, status: &str) -> Option<String> {
-    match state {
-        Some(
-            ContainerSummaryStateEnum::RUNNING
-            | ContainerSummaryStateEnum::PAUSED
-            | ContainerSummaryStateEnum::RESTARTING,
-        ) => None,
-        Some(state) => Some(format!("its container is {state} ({status})")),
-        None => Some(format!("its container is in an unknown state ({status})")),
-    }
-}
-
-/// The node container for `node_id` with `memory_bytes`: see the module docs.
-fn node_body(
-    o: &DockerOptions,
-    socket_gid: Option<u32>,
-    node_id: &str,
-    memory_bytes: u64,
-) -> ContainerCreateBody {
-    let mut cmd: Vec<String> = [
-        "--host",
-        "0.0.0.0",
-        "--port",
-        &o.node_port.to_string(),
-        "--node-id",
-        node_id,
-        "--memory-bytes",
-        &memory_bytes.to_string(),
-        "--runtime",
-        "docker",
-        "--docker-image",
-        &o.container_image,
-        "--docker-network",
-        &o.network,
-        "--docker-instance",
-        &o.instance,
-        "--docker-cpus-per-gib",
-        &o.cpus_per_gib,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(n) = o.warm_pool {
-        cmd.extend(["--warm-pool".to_string(), n.to_string()]);
-    }
-    if let Some(timeout) = o.orphan_timeout {
-        cmd.extend([
-            "--orphan-timeout-ms".to_string(),
-            timeout.as_millis().to_string(),
-        ]);
-    }
-    cmd.extend(o.code.args());
-    let mut binds = vec![format!("{}:{SOCKET_IN_NODE}", o.socket)];
-    if let Some(dir) = &o.code.bundles_dir {
-        binds.push(format!("{0}:{0}:ro", dir.display()));
-    }
-    ContainerCreateBody {
-        image: Some(o.node_image.clone()),
-        cmd: Some(cmd),
-        user: Some("65534:65534".into()),
-        env: Some(
-            std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
-                .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
-                .collect(),
-        ),
-        labels: Some(HashMap::from([
-            (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
-            (labels::INSTANCE.to_string(), o.instance.clone()),
-            (labels::NODE.to_string(), node_id.to_string()),
-        ])),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            group_add: socket_gid.map(|g| vec![g.to_string()]),
-            readonly_rootfs: Some(true),
-            security_opt: Some(vec!["no-new-privileges".to_string()]),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            pids_limit: Some(1024),
-            network_mode: Some(o.network.clone()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                o.network.clone(),
-                EndpointSettings::default(),
-            )])),
-        }),
-        ..Default::default()
-    }
 }
 
 impl DockerProvider {
@@ -357,7 +190,7 @@ impl DockerProvider {
         docker_id: &str,
         addr: &str,
     ) -> Result<(), (StartFailure, String)> {
-        let deadline = Instant::now() + self.options.start_timeout;
+        let deadline = faas_common::clock::instant() + self.options.start_timeout;
         let mut polls = 0u32;
         loop {
             if node_client::healthy(addr, READY_PROBE).await {
@@ -377,7 +210,7 @@ impl DockerProvider {
                     ),
                 ));
             }
-            if Instant::now() >= deadline {
+            if faas_common::clock::instant() >= deadline {
                 return Err((
                     StartFailure::Timeout,
                     format!(
@@ -725,76 +558,5 @@ impl NodeProvider for DockerProvider {
             nodes = all.len(),
             "letting go of docker nodes: they keep running"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_running_or_paused_node_container_counts_as_there() {
-        use ContainerSummaryStateEnum as S;
-        for state in [S::RUNNING, S::PAUSED, S::RESTARTING] {
-            assert_eq!(gone_because(Some(&state), "Up 3 minutes"), None, "{state}");
-        }
-        assert_eq!(
-            gone_because(Some(&S::EXITED), "Exited (137) 2 seconds ago").as_deref(),
-            Some("its container is exited (Exited (137) 2 seconds ago)")
-        );
-        assert!(gone_because(Some(&S::DEAD), "").is_some());
-        assert!(gone_because(None, "").is_some());
-    }
-
-    #[test]
-    fn a_node_gets_the_bundles_dir_mounted_at_the_same_path_and_the_watchdog() {
-        let options = DockerOptions {
-            node_image: "n".into(),
-            container_image: "c".into(),
-            network: "net".into(),
-            instance: "i".into(),
-            socket: "/var/run/docker.sock".into(),
-            cpus_per_gib: "0.67".into(),
-            warm_pool: None,
-            node_port: 7000,
-            start_timeout: Duration::from_secs(1),
-            stop_grace: Duration::from_secs(1),
-            keep_nodes: false,
-            orphan_timeout: None,
-            code: NodeCode {
-                bundles_dir: Some("/data/bundles".into()),
-                watchdog_bin: Some("/opt/container-service".into()),
-                cluster_token: Some("0123456789abcdef0123".parse().unwrap()),
-            },
-        };
-        let body = node_body(&options, None, "n-1", 1);
-        assert!(
-            body.env
-                .as_ref()
-                .unwrap()
-                .contains(&"FAAS_CLUSTER_TOKEN=0123456789abcdef0123".to_string()),
-            "the token is handed over in the environment"
-        );
-        let cmd = body.cmd.unwrap().join(" ");
-        assert!(
-            cmd.ends_with(
-                "--bundles-dir /data/bundles --docker-watchdog-bin /opt/container-service"
-            ),
-            "{cmd}"
-        );
-        assert_eq!(
-            body.host_config.unwrap().binds.unwrap(),
-            vec![
-                "/var/run/docker.sock:/var/run/docker.sock".to_string(),
-                "/data/bundles:/data/bundles:ro".to_string(),
-            ]
-        );
-        let plain = DockerOptions {
-            code: NodeCode::default(),
-            ..options
-        };
-        let body = node_body(&plain, None, "n-1", 1);
-        assert!(!body.cmd.unwrap().join(" ").contains("--bundles-dir"));
-        assert_eq!(body.host_config.unwrap().binds.unwrap().len(), 1);
     }
 }
