@@ -55,13 +55,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use faas_common::text::clip;
-use faas_proto::limits::{self, LimitError};
+use faas_proto::limits;
 
+pub use crate::error::NodeError;
 use crate::model::bundle::{self, Bundle};
 use crate::model::{
     ANSWER_GRACE, Calls, Container, ContainerDescription, ContainerHandle, ContainerSpec,
     ContainerState, ContainerUsage, Created, DEFAULT_TIMEOUT_MS, FunctionMeta, Invocation,
-    InvokeCall, Liveness, NodeDescription, NodeStats, ProcessUsage, StatsReport, error_code,
+    InvokeCall, Liveness, NodeDescription, NodeStats, ProcessUsage, StatsReport,
 };
 use crate::store::{ContainerTable, OverLimit};
 pub use orphan::Activity;
@@ -70,90 +71,6 @@ pub use ports::{
     BundleError, Bundles, ContainerInvoker, HostProbe, InvokeError, LogReader, Runtime,
     RuntimeError,
 };
-
-/// Failures of the node's operations; the api layer maps each to a gRPC status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// An unknown handler or an absurd size.
-    #[error(transparent)]
-    Limit(#[from] LimitError),
-    /// `container` is the id as asked for, clipped.
-    #[error("container {container} not found on node {node}")]
-    NotFound { container: String, node: String },
-    #[error(
-        "container {container} on node {node} is dead ({reason}); remove it and create another"
-    )]
-    ContainerDead {
-        container: String,
-        node: String,
-        reason: String,
-    },
-    #[error(
-        "container {container} on node {node} cannot be reached ({reason}); it was removed, \
-         create another"
-    )]
-    ContainerUnreachable {
-        container: String,
-        node: String,
-        reason: String,
-    },
-    #[error("{0}")]
-    WrongFunction(String),
-    #[error(
-        "node {node} cannot take a container of {asked} bytes: {committed} bytes of container \
-         memory are committed and {reserved} being created, and it allows {limit} bytes (its \
-         memory × --max-overcommit); place the container on another node"
-    )]
-    Overcommitted {
-        node: String,
-        asked: u64,
-        committed: u64,
-        reserved: u64,
-        limit: u64,
-    },
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The function names a bundle this node cannot serve (none here, or no
-    /// `--bundles-dir` at all).
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    /// A bundle function asked of a node started without `--bundles-dir`.
-    #[error(
-        "function {function:?} is made of bundle {hash}, but node {node} serves no bundles: \
-         start it with --bundles-dir (the API server's DATA_DIR/bundles)"
-    )]
-    NoBundles {
-        function: String,
-        hash: String,
-        node: String,
-    },
-    #[error("container {container} did not become ready: {message}")]
-    NotReady { container: String, message: String },
-    #[error("calling container {container} failed: {message}")]
-    Invoke { container: String, message: String },
-    /// A `Reserve` for another account than the one holding the node.
-    #[error(
-        "node {node} is already reserved by account {owner:?}: a node takes one reservation \
-         (reserve another node from the resource manager)"
-    )]
-    AlreadyReserved { node: String, owner: String },
-}
-
-impl NodeError {
-    /// The `x-faas-error-code` of an invocation refused before its event reached the
-    /// function; `None` for every other error.
-    pub fn error_code(&self) -> Option<&'static str> {
-        match self {
-            NodeError::NotFound { .. } => Some(error_code::CONTAINER_NOT_FOUND),
-            NodeError::ContainerDead { .. } => Some(error_code::CONTAINER_DEAD),
-            NodeError::ContainerUnreachable { .. } => Some(error_code::CONTAINER_UNREACHABLE),
-            NodeError::WrongFunction(_) => Some(error_code::WRONG_FUNCTION),
-            _ => None,
-        }
-    }
-}
 
 /// Identity and limits of this node.
 #[derive(Clone, Debug)]
