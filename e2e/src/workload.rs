@@ -36,7 +36,7 @@ mod arrivals;
 pub use arrivals::*;
 
 /// One mebibyte in bytes.
-pub const MIB: u64 = 1 << 20;
+pub use faas_common::units::MIB;
 
 /// Errors of building a workload: always a mistake in the options or the data given.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

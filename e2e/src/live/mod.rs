@@ -181,7 +181,7 @@ pub async fn run_with_faults<I: FaultInjector>(
 
     let n = workload.invocations.len();
     let bar = progress_bar(n as u64, options.progress);
-    let start = Instant::now();
+    let start = faas_common::clock::tokio_instant();
     let start_epoch_ms = faas_common::clock::now_ms();
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -238,7 +238,7 @@ pub async fn run_with_faults<I: FaultInjector>(
                 let name = f.name.clone();
                 let event = inv.event.clone();
                 let task = tokio::spawn(async move {
-                    let sent = Instant::now();
+                    let sent = faas_common::clock::tokio_instant();
                     let result = api.invoke(&account, &name, event, timeout).await;
                     let response_ms = sent.elapsed().as_secs_f64() * 1000.0;
                     in_flight.fetch_sub(1, Ordering::Relaxed);

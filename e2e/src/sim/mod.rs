@@ -79,8 +79,10 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use faas_common::stats::percentile_or_zero;
+use faas_common::units::CONTEST_NODE_BYTES;
 use faas_scheduler::core::{
     Acquire, AcquireErrorCode, Decision, Event, Policy, PolicyOptions, Return, UnknownPolicy,
     policy_by_name,
@@ -153,7 +155,7 @@ impl Default for SimOptions {
             ready_nodes: 10,
             max_nodes: 20,
             refill_delay_ms: 10_000,
-            node_memory_bytes: 3072 * MIB,
+            node_memory_bytes: CONTEST_NODE_BYTES,
             node_start_ms: 150.0,
             reserve_ms: 2.0,
             release_ms: 2.0,
@@ -209,9 +211,9 @@ pub fn fit_container_start(run: &RunResult) -> Option<Percentiles> {
         .filter(|v| v.is_finite())
         .collect();
     warm.sort_by(f64::total_cmp);
-    let base = crate::record::percentile(&warm, 0.5);
+    let base = percentile_or_zero(&warm, 0.5);
     let points = [0.0, 0.25, 0.5, 0.75, 0.95, 1.0]
-        .map(|q| (q, (crate::record::percentile(&cold, q) - base).max(0.0)));
+        .map(|q| (q, (percentile_or_zero(&cold, q) - base).max(0.0)));
     Percentiles::new(points).ok()
 }
 
@@ -278,7 +280,7 @@ pub fn simulate(
             name: "faults",
             reason,
         })?;
-    let started = Instant::now();
+    let started = faas_common::clock::instant();
     let mut sim = Sim::new(workload, policy, options);
     sim.run()?;
     let events = sim.delivered;

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -82,7 +82,6 @@ pub const CPU_PERIOD_MICROS: i64 = 100_000;
 pub const UNBOUND_MEMORY_BYTES: u64 = 64 << 20;
 /// The smallest quota Docker accepts (1 ms per period).
 const MIN_CPU_QUOTA_MICROS: i64 = 1_000;
-const GIB: f64 = 1_073_741_824.0;
 /// How long a container gets to stop after SIGTERM before it is killed.
 const STOP_GRACE_SECS: i32 = 2;
 /// How long (polls × step) `liveness` waits for a dying container to be reported dead.
@@ -94,7 +93,7 @@ const READY_STEP: Duration = Duration::from_millis(5);
 /// The CPU quota (µs per [`CPU_PERIOD_MICROS`]) of a container with `memory_bytes` of
 /// memory at `cpus_per_gib` vCPU per GiB.
 pub fn cpu_quota_micros(memory_bytes: u64, cpus_per_gib: f64) -> i64 {
-    let cpus = memory_bytes as f64 / GIB * cpus_per_gib;
+    let cpus = memory_bytes as f64 / faas_common::units::GIB as f64 * cpus_per_gib;
     ((cpus * CPU_PERIOD_MICROS as f64).round() as i64).max(MIN_CPU_QUOTA_MICROS)
 }
 

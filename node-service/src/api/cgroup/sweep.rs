@@ -62,12 +62,12 @@ pub(super) fn kill_members(dir: &Path) {
 /// Removes the group at `dir` (gone already is fine), killing what still runs in it and
 /// retrying while the kernel lets its processes go, for at most [`DRAIN`].
 pub(super) fn remove_group(dir: &Path) -> io::Result<()> {
-    let deadline = Instant::now() + DRAIN;
+    let deadline = faas_common::clock::instant() + DRAIN;
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) if faas_common::clock::instant() >= deadline => return Err(e),
             Err(_) => {
                 kill_members(dir);
                 std::thread::sleep(DRAIN_STEP);
@@ -93,7 +93,7 @@ pub struct Swept {
     pub failed: Vec<(String, io::Error)>,
 }
 
-/// Removes the node groups under `dir` whose node process is gone (see [`leftover`]).
+/// Removes the node groups under `dir` whose node process is gone (see `leftover`).
 pub fn sweep(dir: &Path, own_pid: u32, alive: impl Fn(u32) -> bool) -> Swept {
     let mut swept = Swept::default();
     let Ok(entries) = fs::read_dir(dir) else {

@@ -255,7 +255,7 @@ impl DockerRuntime {
         addr: &str,
         ready: Duration,
     ) -> Result<(), NotListening> {
-        let deadline = Instant::now() + ready;
+        let deadline = faas_common::clock::instant() + ready;
         let mut polls = 0u32;
         loop {
             let attempt = tokio::time::timeout(
@@ -290,7 +290,7 @@ impl DockerRuntime {
                     )));
                 }
             }
-            if Instant::now() >= deadline {
+            if faas_common::clock::instant() >= deadline {
                 return Err(NotListening::Silent(format!(
                     "nothing listened on {addr} within {} ms",
                     ready.as_millis()

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn the_cpu_quota_follows_the_memory() {
-    let gib = 1u64 << 30;
+    let gib = faas_common::units::GIB;
     assert_eq!(cpu_quota_micros(gib, 0.67), 67_000);
     assert_eq!(cpu_quota_micros(3 * gib, 0.67), 201_000);
     assert_eq!(cpu_quota_micros(128 << 20, 0.67), 8_375);
