@@ -145,10 +145,8 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     /// The contest's pool (10 ready, 20 at most, 10 s refill, 3 GiB nodes) and latencies
-    /// fitted to the local platform (release build, `process` container runtime, 2 cores)
-    /// on a 60 s contest run: a cold acquire took 3.6–57 ms (quartiles 5.2 / 8.0 / 18 ms,
-    /// p95 45 ms; 85 samples), a warm one 0.17 ms at the median, and the invoke path around
-    /// the body 1.4 ms at the median.
+    /// fitted to a live run of the local platform with [`fit_container_start`] (the run and
+    /// its figures: `docs/experiments-e2e.md`, "The simulator's default latencies").
     fn default() -> Self {
         SimOptions {
             seed: 1,
