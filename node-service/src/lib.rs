@@ -5,9 +5,11 @@
 //! and `grpc.health.v1`, all on one port.
 //!
 //! Layers: [`model`] (containers, invocations, stats, descriptions) → [`store`] (the
-//! container table) → [`service`] (the rules, the warm pool of unbound containers, the
-//! orphan timeout's activity, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
-//! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
+//! container table) → [`core`] (pure rules: request validation) → [`service`] (the node's
+//! driver, the warm pool of unbound containers, the orphan timeout's activity, and the ports
+//! `Runtime`, `ContainerInvoker`, `HostProbe`) → [`api`] (gRPC, the `process` and `docker`
+//! runtimes, `/proc` readings, metrics). [`config`] holds the flags, [`error`] the errors and
+//! their one mapping to gRPC statuses.
 //!
 //! Users' own code: with `--bundles-dir` (the API server's `DATA_DIR/bundles`), a
 //! `CreateContainer` whose handler is `bundle:<sha256>` starts a container of that bundle
@@ -42,6 +44,7 @@
 
 pub mod api;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod model;
 pub mod service;

@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::metrics::NodeMetrics;
+use crate::core::validate::validate_create;
 pub use crate::error::status;
 use crate::model::{FunctionMeta, Invocation, StatsReport};
 use crate::service::{Node, NodeError};
@@ -165,7 +166,7 @@ impl NodeService for NodeApi {
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerReply>, Status> {
         let req = request.into_inner();
-        let spec = Node::validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
+        let spec = validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
         let span = tracing::info_span!("create_container", request_id = %req.request_id, function = %spec.function_name);
         let started = faas_common::clock::instant();
         let result = self.node.create_container(spec).instrument(span).await;

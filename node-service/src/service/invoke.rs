@@ -23,7 +23,7 @@ impl Node {
             ));
         }
         let meta = meta.unwrap_or_default();
-        Node::validate_invoke_meta(&meta)?;
+        validate_invoke_meta(&meta)?;
         let container = self.containers.get(id).ok_or_else(|| self.not_found(id))?;
         if let ContainerState::Dead { reason } = &container.state {
             return Err(NodeError::ContainerDead {
@@ -32,7 +32,7 @@ impl Node {
                 reason: reason.clone(),
             });
         }
-        self.check_function(&container, &meta)?;
+        check_function(&container, &meta)?;
         let pick = |asked: String, own: &str| {
             if asked.is_empty() {
                 own.to_string()

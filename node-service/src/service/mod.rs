@@ -43,10 +43,10 @@ pub mod orphan;
 pub mod pool;
 pub mod ports;
 
+mod bundle_of;
 mod containers;
 mod figures;
 mod invoke;
-mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -55,8 +55,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use faas_common::text::clip;
-use faas_proto::limits;
 
+use crate::core::validate::{check_function, validate_invoke_meta};
 pub use crate::error::NodeError;
 use crate::model::bundle::{self, Bundle};
 use crate::model::{

@@ -25,7 +25,7 @@ fn create_requests_are_validated() {
         (meta("f", "hello", 1, -1), "timeout_in_ms"),
         (meta("f", "hello", 1, 86_400_001), "timeout_in_ms"),
     ] {
-        let err = Node::validate_spec(m).unwrap_err();
+        let err = validate_spec(m).unwrap_err();
         assert!(
             matches!(err, NodeError::InvalidArgument(_) | NodeError::Limit(_)),
             "{err}"
@@ -33,11 +33,11 @@ fn create_requests_are_validated() {
         assert!(err.to_string().contains(field), "{err} should name {field}");
         assert!(err.to_string().len() < 300, "clipped: {err}");
     }
-    let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
+    let spec = validate_spec(meta("f", "hello", 128, 300)).unwrap();
     assert_eq!((spec.memory_bytes, spec.timeout_ms), (128, 300));
-    let spec = Node::validate_spec(meta(&"f".repeat(256), "spin", 1 << 40, 86_400_000));
+    let spec = validate_spec(meta(&"f".repeat(256), "spin", 1 << 40, 86_400_000));
     assert!(spec.is_ok(), "the limits themselves are allowed");
-    let err = Node::validate_create(&"n".repeat(257), meta("f", "hello", 1, 0)).unwrap_err();
+    let err = validate_create(&"n".repeat(257), meta("f", "hello", 1, 0)).unwrap_err();
     assert!(
         err.to_string().starts_with("name is 257 bytes long"),
         "{err}"
@@ -102,7 +102,7 @@ async fn creates_beyond_the_over_commit_limit_are_refused() {
     // 1000 bytes of node memory, 2000 allowed in limits (the fake identity).
     let (node, runtime, _) = node(FakeInvoker::default());
     let create =
-        |memory| node.create_container(Node::validate_spec(meta("f", "hello", memory, 0)).unwrap());
+        |memory| node.create_container(validate_spec(meta("f", "hello", memory, 0)).unwrap());
     create(1500).await.unwrap();
     let err = create(501).await.unwrap_err();
     assert_eq!(
@@ -132,7 +132,7 @@ async fn creates_beyond_the_over_commit_limit_are_refused() {
 #[tokio::test]
 async fn stats_fail_when_the_runtime_cannot_list() {
     let (node, runtime, _) = node(FakeInvoker::default());
-    node.create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+    node.create_container(validate_spec(meta("f", "hello", 1, 0)).unwrap())
         .await
         .unwrap();
     *runtime.stats_fail.lock().unwrap() = true;

@@ -9,7 +9,7 @@ async fn stats_add_the_node_and_its_containers() {
     node.reserve("acct").unwrap();
     assert!(node.reserve("").is_err());
     for _ in 0..2 {
-        node.create_container(Node::validate_spec(meta("f", "hello", 600, 0)).unwrap())
+        node.create_container(validate_spec(meta("f", "hello", 600, 0)).unwrap())
             .await
             .unwrap();
     }
@@ -67,12 +67,12 @@ async fn describe_tells_who_the_node_is_who_reserved_it_and_its_containers() {
     );
 
     let a = node
-        .create_container(Node::validate_spec(meta("a", "hello", 128, 300)).unwrap())
+        .create_container(validate_spec(meta("a", "hello", 128, 300)).unwrap())
         .await
         .unwrap()
         .container;
     let b = node
-        .create_container(Node::validate_spec(meta("b", "sleep", 256, 0)).unwrap())
+        .create_container(validate_spec(meta("b", "sleep", 256, 0)).unwrap())
         .await
         .unwrap()
         .container;

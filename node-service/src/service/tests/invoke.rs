@@ -6,7 +6,7 @@ use super::*;
 #[tokio::test]
 async fn an_invocation_without_meta_uses_the_containers_function() {
     let (node, _, invoker) = node(FakeInvoker::default());
-    let spec = Node::validate_spec(meta("f", "hello", 128, 300)).unwrap();
+    let spec = validate_spec(meta("f", "hello", 128, 300)).unwrap();
     let c = node.create_container(spec).await.unwrap().container;
     node.invoke(&c.id, "r1".into(), b"{}".to_vec(), None)
         .await
@@ -118,7 +118,7 @@ async fn a_container_that_never_answers_is_not_kept() {
     };
     let (node, runtime, _) = node(invoker);
     let err = node
-        .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 1, 0)).unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, NodeError::NotReady { .. }), "{err}");
@@ -128,7 +128,7 @@ async fn a_container_that_never_answers_is_not_kept() {
     // for memory by the earlier failures.
     for _ in 0..3 {
         let err = node
-            .create_container(Node::validate_spec(meta("f", "hello", 2000, 0)).unwrap())
+            .create_container(validate_spec(meta("f", "hello", 2000, 0)).unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, NodeError::NotReady { .. }), "{err}");

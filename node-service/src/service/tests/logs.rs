@@ -50,7 +50,7 @@ impl LogReader for FakeReader {
 
 /// A container of `function` (hello), created on `node`; its id.
 async fn of(node: &Node, function: &str) -> String {
-    let spec = Node::validate_spec(meta(function, "hello", 128, 0)).unwrap();
+    let spec = validate_spec(meta(function, "hello", 128, 0)).unwrap();
     node.create_container(spec).await.unwrap().container.id
 }
 

@@ -18,6 +18,7 @@ mod invoke;
 mod pool;
 
 use super::*;
+use crate::core::validate::{validate_create, validate_spec};
 use crate::model::{ContainerHandle, ContainerUsage, DiskUsage, Failure, ProcessUsage};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -246,7 +247,7 @@ fn meta(name: &str, handler: &str, memory: i64, timeout: i64) -> Option<Function
 
 /// A container of function "f" with `handler` and `memory`, created on `node`.
 async fn created(node: &Node, handler: &str, memory: i64) -> Container {
-    let spec = Node::validate_spec(meta("f", handler, memory, 0)).unwrap();
+    let spec = validate_spec(meta("f", handler, memory, 0)).unwrap();
     node.create_container(spec).await.unwrap().container
 }
 

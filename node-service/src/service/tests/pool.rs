@@ -10,7 +10,7 @@ async fn a_create_binds_a_pool_container_and_the_pool_refills() {
     assert_eq!(pool_ids.len(), 2);
 
     let created = node
-        .create_container(Node::validate_spec(meta("f", "hello", 128, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 128, 0)).unwrap())
         .await
         .unwrap();
     assert!(created.from_pool);
@@ -48,7 +48,7 @@ async fn a_pool_container_that_does_not_bind_is_replaced_and_the_create_starts_o
     until(&node, |s| s.ready == 1).await;
     let pool_id = runtime.unbound.lock().unwrap()[0].clone();
     let created = node
-        .create_container(Node::validate_spec(meta("f", "hello", 128, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 128, 0)).unwrap())
         .await
         .unwrap();
     assert!(!created.from_pool);
@@ -71,7 +71,7 @@ async fn a_function_the_container_refuses_leaves_the_pool_container_in_the_pool(
     let (node, runtime, _) = pooled(invoker, 1);
     until(&node, |s| s.ready == 1).await;
     let created = node
-        .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 1, 0)).unwrap())
         .await
         .unwrap();
     assert!(!created.from_pool, "the normal start decides");
@@ -98,7 +98,7 @@ async fn a_pool_container_that_exits_is_replaced() {
     let ids = runtime.unbound.lock().unwrap().clone();
     assert_eq!(ids.len(), 2, "a replacement was started: {ids:?}");
     let created = node
-        .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 1, 0)).unwrap())
         .await
         .unwrap();
     assert_eq!(created.container.id, ids[1]);
@@ -145,7 +145,7 @@ async fn shutdown_ends_the_retries_and_leaves_no_pool_container() {
 async fn without_a_pool_every_create_starts_a_container() {
     let (node, runtime, invoker) = pooled(FakeInvoker::default(), 0);
     let created = node
-        .create_container(Node::validate_spec(meta("f", "hello", 1, 0)).unwrap())
+        .create_container(validate_spec(meta("f", "hello", 1, 0)).unwrap())
         .await
         .unwrap();
     assert!(!created.from_pool);
