@@ -7,7 +7,7 @@
 //! `examples/fault_bench.rs` look at the platform with it.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::token::ClusterAuth;
 use faas_proto::container::StatusReply;
@@ -31,12 +31,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let end = Instant::now() + within;
+    let end = faas_common::clock::instant() + within;
     loop {
         if let Some(v) = f().await {
             return Some(v);
         }
-        if Instant::now() >= end {
+        if faas_common::clock::instant() >= end {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use faas_common::stats::percentile_or_zero;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{InjectedFault, Leaks};
@@ -97,15 +98,6 @@ pub struct LatencySummary {
     pub mean: f64,
 }
 
-/// The nearest-rank percentile `p` (0..=1) of sorted values (0 when empty).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 impl LatencySummary {
     /// Summarises the values (any order).
     pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
@@ -115,9 +107,9 @@ impl LatencySummary {
         }
         v.sort_by(f64::total_cmp);
         LatencySummary {
-            p50: percentile(&v, 0.50),
-            p99: percentile(&v, 0.99),
-            p999: percentile(&v, 0.999),
+            p50: percentile_or_zero(&v, 0.50),
+            p99: percentile_or_zero(&v, 0.99),
+            p999: percentile_or_zero(&v, 0.999),
             max: v[v.len() - 1],
             mean: v.iter().sum::<f64>() / v.len() as f64,
         }
@@ -389,13 +381,9 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=1000).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 500.0);
-        assert_eq!(percentile(&v, 0.99), 990.0);
-        assert_eq!(percentile(&v, 0.999), 999.0);
-        assert_eq!(percentile(&v, 1.0), 1000.0);
-        assert_eq!(percentile(&v, 0.0), 1.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
+        let s = LatencySummary::of((1..=1000).map(f64::from));
+        assert_eq!((s.p50, s.p99, s.p999, s.max), (500.0, 990.0, 999.0, 1000.0));
+        assert_eq!(LatencySummary::of([]), LatencySummary::default());
         let s = LatencySummary::of([3.0, 1.0, 2.0]);
         assert_eq!((s.p50, s.max, s.mean), (2.0, 3.0, 2.0));
     }

@@ -334,7 +334,7 @@ impl FaultInjector for DownFor300Ms {
         if fault != FaultKind::RestartApiserver {
             return Err(format!("the fake has no {fault}"));
         }
-        let at = std::time::Instant::now();
+        let at = faas_common::clock::instant();
         self.0.down.store(true, Ordering::SeqCst);
         let fake = self.0.clone();
         tokio::spawn(async move {

@@ -16,8 +16,9 @@
 //! again (read from the node's metrics), so every create finds it warm; the pool's hits and
 //! misses are printed at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use faas_common::stats::percentile_or_zero;
 use faas_node_service::{Config, run};
 use faas_proto::nodeservoceproto as pb;
 use pb::node_service_client::NodeServiceClient;
@@ -39,7 +40,7 @@ async fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
 /// Waits until the pool holds `n` ready containers (the metrics endpoint may not listen yet
 /// when the node has just started).
 async fn until_pool_ready(addr: &str, n: u64) -> anyhow::Result<()> {
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     while metric(addr, "node_warm_pool_ready").await.unwrap_or(0) < n {
         anyhow::ensure!(
             since.elapsed() < Duration::from_secs(60),
@@ -50,19 +51,15 @@ async fn until_pool_ready(addr: &str, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
     println!(
         "{name:<14} n={:<3} p50={:>7.2} ms  p99={:>7.2} ms  min={:>7.2} ms  max={:>7.2} ms  mean={:>7.2} ms",
         samples.len(),
-        percentile(&samples, 50.0).as_secs_f64() * 1e3,
-        percentile(&samples, 99.0).as_secs_f64() * 1e3,
+        percentile_or_zero(&ms, 0.50),
+        percentile_or_zero(&ms, 0.99),
         samples[0].as_secs_f64() * 1e3,
         samples[samples.len() - 1].as_secs_f64() * 1e3,
         mean.as_secs_f64() * 1e3,
@@ -110,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(addr) = &metrics_addr {
             until_pool_ready(addr, pool).await?;
         }
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         let id = client
             .create_container(pb::CreateContainerRequest {
                 request_id: format!("cold-{i}"),
@@ -127,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             .container_id;
         creates.push(started.elapsed());
 
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         let mut stream = client
             .invoke_function(pb::InvokeFunctionRequest {
                 request_id: format!("inv-{i}"),

@@ -5,9 +5,11 @@
 //! and `grpc.health.v1`, all on one port.
 //!
 //! Layers: [`model`] (containers, invocations, stats, descriptions) → [`store`] (the
-//! container table) → [`service`] (the rules, the warm pool of unbound containers, the
-//! orphan timeout's activity, and the ports `Runtime`, `ContainerInvoker`, `HostProbe`) →
-//! [`api`] (gRPC, the `process` and `docker` runtimes, `/proc` readings, metrics).
+//! container table) → [`core`] (pure rules: request validation) → [`service`] (the node's
+//! driver, the warm pool of unbound containers, the orphan timeout's activity, and the ports
+//! `Runtime`, `ContainerInvoker`, `HostProbe`) → [`api`] (gRPC, the `process` and `docker`
+//! runtimes, `/proc` readings, metrics). [`config`] holds the flags, [`error`] the errors and
+//! their one mapping to gRPC statuses.
 //!
 //! Users' own code: with `--bundles-dir` (the API server's `DATA_DIR/bundles`), a
 //! `CreateContainer` whose handler is `bundle:<sha256>` starts a container of that bundle
@@ -41,11 +43,16 @@
 //! containers are stopped and reaped before it returns.
 
 pub mod api;
+pub mod config;
+pub mod core;
+pub mod error;
 pub mod model;
 pub mod service;
 pub mod store;
 
-use std::path::PathBuf;
+pub use config::{Config, DEFAULT_MAX_OVERCOMMIT, DEFAULT_WARM_POOL, RuntimeKind};
+pub use error::Error;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,184 +65,6 @@ use api::cgroup::Report as CgroupReport;
 use api::grpc::NodeApi;
 use api::metrics::NodeMetrics;
 use service::{Node, NodeIdentity, Runtime};
-
-/// How containers are run.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// Each container is a child process of the `container-service` binary.
-    Process,
-    /// Each container is a Docker container of the container-service image (bollard).
-    Docker,
-}
-
-/// The default warm pool size, for both runtimes: two covers a pair of creates arriving
-/// together (a burst's first two cold starts) while the refill (a few ms for a process, about
-/// half a second for a Docker container) catches up, at the cost of two idle containers per
-/// node (a few MiB each).
-pub const DEFAULT_WARM_POOL: usize = 2;
-
-/// The default over-commit factor: a node takes containers whose memory limits add up to
-/// twice its memory (what the `adaptive` scheduler packs at most, since containers use less
-/// than their limits), and refuses more with RESOURCE_EXHAUSTED.
-pub const DEFAULT_MAX_OVERCOMMIT: f64 = 2.0;
-
-/// Configuration of one node service.
-#[derive(clap::Args, Clone, Debug)]
-pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "FAAS_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on (0 picks a free one; the readiness line tells which).
-    #[arg(long, env = "NODE_SERVICE_PORT", default_value_t = 0)]
-    pub port: u16,
-    /// The node's id (default: a new uuid).
-    #[arg(long, env = "NODE_ID")]
-    pub node_id: Option<String>,
-    /// The node's memory in bytes, as reported in GetStats (default 3 GiB, the contest's).
-    #[arg(long, env = "NODE_MEMORY_BYTES", default_value_t = 3_221_225_472)]
-    pub memory_bytes: u64,
-    /// The most container memory (the sum of the containers' memory limits) the node takes,
-    /// as a multiple of its memory (at least 1.0); a create beyond it is refused with
-    /// RESOURCE_EXHAUSTED.
-    #[arg(long, env = "NODE_MAX_OVERCOMMIT", default_value_t = DEFAULT_MAX_OVERCOMMIT)]
-    pub max_overcommit: f64,
-    /// How containers are run.
-    #[arg(long, env = "FAAS_RUNTIME", value_enum, default_value_t = RuntimeKind::Process)]
-    pub runtime: RuntimeKind,
-    /// How long a new container may take to listen and answer.
-    #[arg(
-        long,
-        env = "FAAS_CONTAINER_READY_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub container_ready_timeout_ms: u64,
-    /// The container-service binary for the process runtime (default: found beside this one).
-    #[arg(long, env = "FAAS_CONTAINER_SERVICE_BIN")]
-    pub container_service_bin: Option<PathBuf>,
-    /// Where the bundles of functions made of the users' own code are (the API server's
-    /// DATA_DIR/bundles; must exist). Unset: a create of a `bundle:<sha256>` handler is
-    /// refused with FAILED_PRECONDITION.
-    #[arg(long, env = "FAAS_BUNDLES_DIR")]
-    pub bundles_dir: Option<PathBuf>,
-    /// Containers kept started but bound to no function, so that a CreateContainer binds
-    /// one instead of starting one (0 = off). Not containers of the contest protocol.
-    #[arg(long, env = "FAAS_WARM_POOL", default_value_t = DEFAULT_WARM_POOL)]
-    pub warm_pool: usize,
-    /// Port of the Prometheus endpoint (0 or unset = off).
-    #[arg(long, env = "NODE_METRICS_PORT")]
-    pub metrics_port: Option<u16>,
-    /// Stop by itself (containers stopped, as on SIGTERM) after this many ms without any
-    /// gRPC call (NodeService, NodeAdmin or health) and no call under way; 0 = never. For
-    /// nodes started detached: a live platform's health probes and GetStats polls keep them.
-    #[arg(long, env = "NODE_ORPHAN_TIMEOUT_MS", default_value_t = 0)]
-    pub orphan_timeout_ms: u64,
-    /// Process runtime: cap each container's memory with a memory cgroup of its own (limit =
-    /// its memory, no swap), so the kernel stops it at its limit. `auto`: where the host lets
-    /// the node write one (said once at start); `off`: never (memory is only measured).
-    #[arg(long, env = "FAAS_MEMORY_CGROUP", value_enum, default_value_t = api::cgroup::Mode::Auto)]
-    pub memory_cgroup: api::cgroup::Mode,
-    /// Process runtime: the user each container runs as when the node runs as root (a name,
-    /// or UID[:GID]; `nobody` is 65534 where the system has no such user), with its groups
-    /// dropped and no_new_privs; `root` or `off` runs them as the node's user.
-    #[arg(long, env = "FAAS_CONTAINER_USER", default_value = api::isolation::DEFAULT_USER)]
-    pub container_user: String,
-    /// Process runtime: the most processes and threads each container may have (its pids
-    /// cgroup, made beside its memory cgroup where the host lets the node; 0 = no limit).
-    #[arg(long, env = "FAAS_CONTAINER_PIDS_MAX", default_value_t = 256)]
-    pub container_pids_max: u64,
-    /// Docker runtime: the container-service image.
-    #[arg(
-        long,
-        env = "FAAS_DOCKER_IMAGE",
-        default_value = "minifaas/container-service:latest"
-    )]
-    pub docker_image: String,
-    /// Docker runtime: the bridge network containers join (created if missing).
-    #[arg(long, env = "FAAS_DOCKER_NETWORK", default_value = "minifaas")]
-    pub docker_network: String,
-    /// Docker runtime: the platform instance its containers are labelled with.
-    #[arg(long, env = "FAAS_DOCKER_INSTANCE", default_value = "minifaas")]
-    pub docker_instance: String,
-    /// Docker runtime: vCPU per GiB of a container's memory (its CPU quota).
-    #[arg(long, env = "FAAS_DOCKER_CPUS_PER_GIB", default_value_t = 0.67)]
-    pub docker_cpus_per_gib: f64,
-    /// Docker runtime: the pids limit of each container.
-    #[arg(long, env = "FAAS_DOCKER_PIDS_LIMIT", default_value_t = 256)]
-    pub docker_pids_limit: i64,
-    /// Docker runtime: `uid:gid` containers run as (must not be root).
-    #[arg(long, env = "FAAS_DOCKER_USER", default_value = "65534:65534")]
-    pub docker_user: String,
-    /// Docker runtime: the port the container service listens on inside its container.
-    #[arg(long, env = "FAAS_DOCKER_CONTAINER_PORT", default_value_t = 9000)]
-    pub docker_container_port: u16,
-    /// Docker runtime: the statically linked container-service binary, as a path on the
-    /// Docker host, mounted read-only into the containers of image functions as their
-    /// entrypoint (deploy/build-images.sh builds it as
-    /// target-static/x86_64-unknown-linux-gnu/release/container-service). Default: a
-    /// `container-service` beside this binary, if there is one; without either, image
-    /// functions are refused.
-    #[arg(long, env = "FAAS_DOCKER_WATCHDOG_BIN")]
-    pub docker_watchdog_bin: Option<PathBuf>,
-    /// The cluster token: required of every `NodeService` and `NodeAdmin` caller (health
-    /// stays open; see `faas_common::token`).
-    #[command(flatten)]
-    pub cluster: faas_common::token::TokenArgs,
-}
-
-impl Config {
-    /// Defaults for tests and embedding: 127.0.0.1:0, process runtime, 3 GiB.
-    pub fn local() -> Config {
-        Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            node_id: None,
-            memory_bytes: 3_221_225_472,
-            max_overcommit: DEFAULT_MAX_OVERCOMMIT,
-            runtime: RuntimeKind::Process,
-            container_ready_timeout_ms: 10_000,
-            container_service_bin: None,
-            bundles_dir: None,
-            warm_pool: DEFAULT_WARM_POOL,
-            metrics_port: None,
-            orphan_timeout_ms: 0,
-            memory_cgroup: api::cgroup::Mode::Auto,
-            container_user: api::isolation::DEFAULT_USER.into(),
-            container_pids_max: 256,
-            docker_image: "minifaas/container-service:latest".into(),
-            docker_network: "minifaas".into(),
-            docker_instance: "minifaas".into(),
-            docker_cpus_per_gib: 0.67,
-            docker_pids_limit: 256,
-            docker_user: "65534:65534".into(),
-            docker_container_port: 9000,
-            docker_watchdog_bin: None,
-            cluster: faas_common::token::TokenArgs::default(),
-        }
-    }
-}
-
-/// Errors of starting or serving the node service.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Launch(#[from] faas_common::launch::LaunchError),
-    /// A port could not be bound (taken, or not allowed). The io error is part of the
-    /// message, not a separate cause, so that it prints as one line.
-    #[error("cannot listen on {addr} ({flag}): {reason}")]
-    Listen {
-        flag: &'static str,
-        addr: String,
-        reason: std::io::Error,
-    },
-    #[error("cannot read the listener's address: {0}")]
-    LocalAddr(std::io::Error),
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
-    #[error("the docker runtime cannot start: {0}")]
-    Docker(service::RuntimeError),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-}
 
 /// Checks the configuration and builds its runtime (the docker runtime connects to the
 /// daemon and removes this node's leftovers, the process runtime opens its memory cgroups

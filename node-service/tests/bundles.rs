@@ -13,7 +13,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_node_service::Config;
 use faas_proto::nodeservoceproto as pb;
@@ -115,7 +115,7 @@ async fn a_bundle_runs_in_a_container_service_started_with_bundle_never_from_the
     config.metrics_port = Some(metrics_port);
     let metrics = format!("127.0.0.1:{metrics_port}");
     let node = serve(config).await;
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     let pool = loop {
         let ready = metrics_text(&metrics)
             .await

@@ -14,7 +14,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::launch::{Child, Signal, send_signal};
 use faas_node_service::Config;
@@ -289,7 +289,7 @@ async fn a_warm_pool_container_gets_its_functions_limit_when_bound() {
     config.metrics_port = Some(metrics);
     let node = serve(config).await;
     let metrics = format!("127.0.0.1:{metrics}");
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     loop {
         let text = metrics_text(&metrics).await.unwrap_or_default();
         if figure(&text, "node_warm_pool_ready") == Some(1) {

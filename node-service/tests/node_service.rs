@@ -192,7 +192,10 @@ async fn create_invoke_stats_remove() {
     assert_eq!(c.total_memory_in_bytes, 256 << 20);
     assert!(c.cpu_usage_pct >= 0.0);
     let n = stats.node_stats.unwrap();
-    assert_eq!(n.total_memory_in_bytes, 3_221_225_472);
+    assert_eq!(
+        n.total_memory_in_bytes,
+        faas_common::units::CONTEST_NODE_BYTES as i64
+    );
     assert!(
         n.memory_usage_in_bytes > c.memory_usage_in_bytes,
         "node includes its own RSS"

@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faas_common::shutdown::Trigger;
 use faas_node_service::Config;
@@ -95,7 +95,7 @@ impl Node {
     /// Waits until the pool holds `n` ready containers (the metrics endpoint may not listen
     /// yet when the node has just started).
     async fn until_ready(&self, n: u64) {
-        let since = Instant::now();
+        let since = faas_common::clock::instant();
         while self.metrics_text().await.is_err() {
             assert!(since.elapsed() < PATIENCE, "no metrics endpoint");
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -217,7 +217,7 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     assert!(node.stats().await.container_stats_list.is_empty());
     node.until_ready(2).await;
     assert_eq!(node.metric("node_warm_pool_discarded_total").await, 1);
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     while exists(first[0]) {
         assert!(
             since.elapsed() < PATIENCE,
@@ -311,7 +311,7 @@ async fn the_binary_stops_its_pool_on_sigterm() {
         .await
         .unwrap();
     let node_pid = child.id().unwrap();
-    let since = Instant::now();
+    let since = faas_common::clock::instant();
     while unbound_children(node_pid).len() < 2 {
         assert!(since.elapsed() < PATIENCE, "the pool never started");
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -18,7 +18,7 @@
 //! [`crate::score`]) gets `"score": null` and a note saying why. Functions whose baseline
 //! calls all failed have no valid reference and are in no score: [`Report::coverage`] (JSON
 //! `"reference"`) names them once, and the summary and the page say "scored over N of M
-//! functions" above the table (see [`coverage`]).
+//! functions" above the table (see `report/coverage.rs`).
 
 mod coverage;
 pub mod html;

@@ -205,7 +205,7 @@ impl Default for TraceOptions {
             max_duration_ms: 50_000.0,
             memory_scale: 1.0,
             min_memory_mb: 128,
-            max_memory_mb: 3072,
+            max_memory_mb: faas_common::units::CONTEST_NODE_MIB,
             timeout_ms: 60_000,
             body: Body::Spin,
             seed: 1,
@@ -560,7 +560,7 @@ mod tests {
         assert_eq!(o.limit_mb(Some(1977.0)), 640);
         assert_eq!(o.limit_mb(Some(10.0)), 128);
         assert_eq!(o.limit_mb(None), 128);
-        assert_eq!(o.limit_mb(Some(1e9)), 3072);
+        assert_eq!(o.limit_mb(Some(1e9)), faas_common::units::CONTEST_NODE_MIB);
         assert_eq!(o.touched_mb(4000.0, 640), 512.0);
         assert_eq!(o.duration(1e9), 50_000.0);
         assert_eq!(o.duration(0.0), 1.0);

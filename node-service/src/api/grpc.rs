@@ -15,7 +15,6 @@
 //! creates containers.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use faas_common::serve::MAX_MESSAGE_BYTES;
 use faas_proto::nodeservoceproto as pb;
@@ -25,8 +24,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::metrics::NodeMetrics;
+use crate::core::validate::validate_create;
+pub use crate::error::status;
 use crate::model::{FunctionMeta, Invocation, StatsReport};
-use crate::service::{Node, NodeError, RuntimeError};
+use crate::service::{Node, NodeError};
 
 /// Body bytes per stream message (well under gRPC's 4 MiB default message limit, so a
 /// client with tonic's defaults reads any body).
@@ -60,38 +61,6 @@ impl NodeApi {
             .memory_committed_bytes
             .set(i64::try_from(c.committed_bytes()).unwrap_or(i64::MAX));
     }
-}
-
-/// The gRPC status for a node error, with its `x-faas-error-code` when it has one.
-pub fn status(e: NodeError) -> Status {
-    let message = e.to_string();
-    let code = e.error_code();
-    let mut status = match e {
-        NodeError::InvalidArgument(_) | NodeError::Limit(_) => Status::invalid_argument(message),
-        NodeError::NotFound { .. } | NodeError::Runtime(RuntimeError::NotFound(_)) => {
-            Status::not_found(message)
-        }
-        NodeError::ContainerDead { .. }
-        | NodeError::WrongFunction(_)
-        | NodeError::Bundle(_)
-        | NodeError::NoBundles { .. }
-        | NodeError::Runtime(RuntimeError::StartFailed { .. })
-        | NodeError::Runtime(RuntimeError::Unsupported(_))
-        | NodeError::AlreadyReserved { .. } => Status::failed_precondition(message),
-        NodeError::Overcommitted { .. } => Status::resource_exhausted(message),
-        NodeError::ContainerUnreachable { .. }
-        | NodeError::NotReady { .. }
-        | NodeError::Runtime(RuntimeError::NotReady { .. })
-        | NodeError::Runtime(RuntimeError::Unavailable(_)) => Status::unavailable(message),
-        NodeError::Invoke { .. } => Status::internal(message),
-    };
-    if let Some(code) = code {
-        status.metadata_mut().insert(
-            faas_proto::meta::ERROR_CODE,
-            tonic::metadata::MetadataValue::from_static(code),
-        );
-    }
-    status
 }
 
 fn meta(m: pb::FunctionMeta) -> FunctionMeta {
@@ -197,9 +166,9 @@ impl NodeService for NodeApi {
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerReply>, Status> {
         let req = request.into_inner();
-        let spec = Node::validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
+        let spec = validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
         let span = tracing::info_span!("create_container", request_id = %req.request_id, function = %spec.function_name);
-        let started = Instant::now();
+        let started = faas_common::clock::instant();
         let result = self.node.create_container(spec).instrument(span).await;
         match result {
             Ok(created) => {
@@ -341,118 +310,5 @@ mod tests {
         let f = msgs[1].footer.as_ref().unwrap();
         assert_eq!(f.error, "Timeout: function timed out after 50 ms");
         assert_eq!(f.invoke_exception, "Timeout");
-    }
-
-    #[test]
-    fn errors_map_to_deliberate_codes() {
-        let nf = NodeError::NotFound {
-            container: "c".into(),
-            node: "n".into(),
-        };
-        let s = status(nf);
-        assert_eq!(s.code(), tonic::Code::NotFound);
-        assert_eq!(s.message(), "container c not found on node n");
-        let dead = NodeError::ContainerDead {
-            container: "c".into(),
-            node: "n".into(),
-            reason: "exited".into(),
-        };
-        assert_eq!(status(dead).code(), tonic::Code::FailedPrecondition);
-        assert_eq!(
-            status(NodeError::InvalidArgument("x".into())).code(),
-            tonic::Code::InvalidArgument
-        );
-    }
-
-    fn error_code(s: &Status) -> Option<&str> {
-        s.metadata()
-            .get(faas_proto::meta::ERROR_CODE)
-            .and_then(|v| v.to_str().ok())
-    }
-
-    #[test]
-    fn refusals_before_the_function_carry_their_error_code() {
-        let (c, n) = (String::from("c"), String::from("n"));
-        for (e, code, meta) in [
-            (
-                NodeError::NotFound {
-                    container: c.clone(),
-                    node: n.clone(),
-                },
-                tonic::Code::NotFound,
-                "ContainerNotFound",
-            ),
-            (
-                NodeError::ContainerDead {
-                    container: c.clone(),
-                    node: n.clone(),
-                    reason: "exited".into(),
-                },
-                tonic::Code::FailedPrecondition,
-                "ContainerDead",
-            ),
-            (
-                NodeError::ContainerUnreachable {
-                    container: c.clone(),
-                    node: n.clone(),
-                    reason: "connection refused".into(),
-                },
-                tonic::Code::Unavailable,
-                "ContainerUnreachable",
-            ),
-            (
-                NodeError::WrongFunction("runs g".into()),
-                tonic::Code::FailedPrecondition,
-                "WrongFunction",
-            ),
-        ] {
-            let s = status(e);
-            assert_eq!((s.code(), error_code(&s)), (code, Some(meta)));
-        }
-        // Other errors carry none: the function's fate is not "never reached".
-        for (e, code) in [
-            (
-                NodeError::Invoke {
-                    container: c.clone(),
-                    message: "m".into(),
-                },
-                tonic::Code::Internal,
-            ),
-            (
-                NodeError::Runtime(RuntimeError::Unavailable("shutting down".into())),
-                tonic::Code::Unavailable,
-            ),
-            (
-                NodeError::Runtime(RuntimeError::StartFailed {
-                    function: "f".into(),
-                    message: "m".into(),
-                }),
-                tonic::Code::FailedPrecondition,
-            ),
-        ] {
-            let s = status(e);
-            assert_eq!((s.code(), error_code(&s)), (code, None));
-        }
-    }
-
-    #[test]
-    fn bad_input_and_a_full_node_map_to_their_codes() {
-        let e = faas_proto::limits::check_memory("function_meta.memory_in_bytes", -1).unwrap_err();
-        let s = status(NodeError::Limit(e));
-        assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(
-            s.message().starts_with("function_meta.memory_in_bytes"),
-            "{}",
-            s.message()
-        );
-        let s = status(NodeError::Overcommitted {
-            node: "n".into(),
-            asked: 1,
-            committed: 2,
-            reserved: 0,
-            limit: 2,
-        });
-        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
-        assert_eq!(error_code(&s), None);
     }
 }

@@ -84,14 +84,14 @@ impl CpuSampler {
         CpuSampler {
             pid,
             last_ticks: cpu_ticks(pid).unwrap_or(0),
-            last_at: Instant::now(),
+            last_at: faas_common::clock::instant(),
             last_pct: 0.0,
         }
     }
 
     /// Percent of one core used since the previous sample.
     pub fn sample(&mut self) -> f64 {
-        let now = Instant::now();
+        let now = faas_common::clock::instant();
         let Some(ticks) = cpu_ticks(self.pid) else {
             return 0.0;
         };
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn cpu_percent_is_ticks_over_wall_time() {
-        let start = Instant::now();
+        let start = faas_common::clock::instant();
         let mut s = CpuSampler {
             pid: None,
             last_ticks: 0,

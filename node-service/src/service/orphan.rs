@@ -51,7 +51,7 @@ impl Activity {
     /// Idle since now: a node that is never called times out one timeout after its start.
     pub fn new() -> Activity {
         Activity {
-            origin: Instant::now(),
+            origin: faas_common::clock::tokio_instant(),
             last_nanos: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             heard: AtomicU64::new(0),
@@ -151,7 +151,7 @@ mod tests {
         F: FnOnce(Arc<Activity>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let start = Instant::now();
+        let start = faas_common::clock::tokio_instant();
         let activity = Arc::new(Activity::new());
         let script = tokio::spawn(script(activity.clone()));
         activity.idle(TIMEOUT).await;

@@ -32,13 +32,14 @@ use crate::model::{ContainerHandle, ContainerSpec, WarmPoolStats};
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest pause between failed starts.
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How long a Bind call may take before the pool container is given up (a healthy one
-/// answers in about a millisecond; the create then falls back to a normal start).
+/// How long a Bind call may take before the pool container is given up (far above a healthy
+/// one's answer, see `docs/experiments-node-service.md`; the create then falls back to a
+/// normal start).
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long after a take the pool starts the replacement: the create's reply and the
-/// function's first invocation (which follow within a millisecond or two) then do not share
-/// the CPU with a container starting up. On 2 cores this halves a pooled create's latency
-/// with the `process` runtime, and it is small next to a Docker container's start.
+/// function's first invocation then do not share the CPU with a container starting up; it
+/// is small next to a Docker container's start (why: `docs/experiments-node-service.md`,
+/// "The refill delay").
 pub const REFILL_DELAY: Duration = Duration::from_millis(20);
 /// The largest pool a node accepts.
 pub const MAX_SIZE: usize = 64;

@@ -53,7 +53,7 @@ async fn node_with_bundles() -> (Node, Arc<FakeRuntime>, Arc<FakeInvoker>) {
 #[tokio::test]
 async fn a_bundle_function_is_started_for_its_create_never_taken_from_the_pool() {
     let (node, runtime, invoker) = node_with_bundles().await;
-    let spec = Node::validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
+    let spec = validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
     let created = node.create_container(spec).await.unwrap();
     assert!(!created.from_pool);
     assert_eq!(*runtime.bundles.lock().unwrap(), vec![Some(bundle('a'))]);
@@ -66,7 +66,7 @@ async fn a_bundle_function_is_started_for_its_create_never_taken_from_the_pool()
     assert!(invoker.binds.lock().unwrap().is_empty());
 
     // A built-in function still takes the pool's container.
-    let spec = Node::validate_spec(meta("g", "hello", 128, 0)).unwrap();
+    let spec = validate_spec(meta("g", "hello", 128, 0)).unwrap();
     assert!(node.create_container(spec).await.unwrap().from_pool);
     node.shutdown().await;
 }
@@ -74,7 +74,7 @@ async fn a_bundle_function_is_started_for_its_create_never_taken_from_the_pool()
 #[tokio::test]
 async fn a_bundle_call_reaches_its_container_without_a_handler() {
     let (node, _, invoker) = node_with_bundles().await;
-    let spec = Node::validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
+    let spec = validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
     let c = node.create_container(spec).await.unwrap().container;
     node.invoke(&c.id, "r1".into(), vec![], meta("f", &handler('a'), 128, 0))
         .await
@@ -106,7 +106,7 @@ async fn a_bundle_call_reaches_its_container_without_a_handler() {
 #[tokio::test]
 async fn bundles_the_node_cannot_serve_are_refused_before_anything_starts() {
     let (node, runtime, _) = node_with_bundles().await;
-    let spec = Node::validate_spec(meta("f", &handler('b'), 128, 0)).unwrap();
+    let spec = validate_spec(meta("f", &handler('b'), 128, 0)).unwrap();
     let err = node.create_container(spec).await.unwrap_err();
     assert!(
         matches!(err, NodeError::Bundle(BundleError::NotHere { .. })),
@@ -119,7 +119,7 @@ async fn bundles_the_node_cannot_serve_are_refused_before_anything_starts() {
     );
 
     let (plain, plain_runtime, _) = pooled(FakeInvoker::default(), 0);
-    let spec = Node::validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
+    let spec = validate_spec(meta("f", &handler('a'), 128, 0)).unwrap();
     let err = plain.create_container(spec).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -130,7 +130,7 @@ async fn bundles_the_node_cannot_serve_are_refused_before_anything_starts() {
         )
     );
 
-    let err = Node::validate_spec(meta("f", "bundle:ABC", 128, 0)).unwrap_err();
+    let err = validate_spec(meta("f", "bundle:ABC", 128, 0)).unwrap_err();
     assert!(matches!(err, NodeError::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
 

@@ -50,7 +50,7 @@ impl LogReader for FakeReader {
 
 /// A container of `function` (hello), created on `node`; its id.
 async fn of(node: &Node, function: &str) -> String {
-    let spec = Node::validate_spec(meta(function, "hello", 128, 0)).unwrap();
+    let spec = validate_spec(meta(function, "hello", 128, 0)).unwrap();
     node.create_container(spec).await.unwrap().container.id
 }
 
@@ -105,7 +105,7 @@ async fn a_silent_container_costs_its_own_lines_only_and_all_are_asked_at_once()
         )]),
         ..FakeReader::default()
     };
-    let started = tokio::time::Instant::now();
+    let started = faas_common::clock::tokio_instant();
     let logs = node
         .function_logs(&reader, "f", LogQuery::default())
         .await

@@ -1,0 +1,302 @@
+//! The resource manager and node models: reserves, releases and the pool's refills, container
+//! creates and removals, the periodic `GetStats` samples, and the run's result and leaks.
+
+use super::*;
+
+impl Sim<'_> {
+    // ---- resource manager ----
+
+    pub(super) fn reserve(&mut self, op: faas_scheduler::model::OpId) {
+        let at = self.now + us(self.o.reserve_ms);
+        let event = match self.pool.ready.pop_front() {
+            Some(id) => {
+                self.pool.reserved += 1;
+                self.pool
+                    .refills
+                    .push(Reverse(self.now + self.pool.refill_delay));
+                self.schedule_pool_wake();
+                let usage = self.result.nodes.len();
+                self.result.nodes.push(NodeUsage {
+                    id: id.to_string(),
+                    reserved_ms: self.now_ms() as i64,
+                    released_ms: None,
+                });
+                self.nodes.insert(id.clone(), HeldNode { usage, used: 0 });
+                Event::NodeReserved {
+                    op,
+                    node: NodeInfo {
+                        id,
+                        address: Arc::from("sim"),
+                        port: 0,
+                        capacity_bytes: self.pool.memory,
+                    },
+                }
+            }
+            None => Event::NodeReserveFailed {
+                op,
+                exhausted: true,
+                message: "no available node can be reserved".to_string(),
+            },
+        };
+        self.push(at, Ev::Deliver(event));
+    }
+
+    pub(super) fn release(&mut self, node_id: Text) {
+        let Some(node) = self.nodes.remove(&node_id) else {
+            return;
+        };
+        let now_ms = self.now_ms() as i64;
+        self.result.nodes[node.usage].released_ms = Some(now_ms);
+        self.pool.reserved = self.pool.reserved.saturating_sub(1);
+        self.pool
+            .cooling
+            .push(Reverse(self.now + self.pool.refill_delay));
+        // The node stops: its containers end with it.
+        let result = &mut self.result;
+        self.containers.retain(|_, c| {
+            if c.node == node_id {
+                result.containers[c.lifetime].removed_ms = Some(now_ms);
+                false
+            } else {
+                true
+            }
+        });
+        self.schedule_pool_wake();
+        let at = self.now + us(self.o.release_ms);
+        self.push(at, Ev::Deliver(Event::NodeReleased { node_id }));
+    }
+
+    pub(super) fn schedule_pool_wake(&mut self) {
+        if let Some(t) = self.pool.next_wake() {
+            let t = t.max(self.now);
+            if self.pool_wake.is_none_or(|w| t < w) {
+                self.pool_wake = Some(t);
+                self.push(t, Ev::PoolWake);
+            }
+        }
+    }
+
+    pub(super) fn pool_tick(&mut self) {
+        let now = self.now;
+        while self.pool.cooling.peek().is_some_and(|Reverse(t)| *t <= now) {
+            self.pool.cooling.pop();
+        }
+        while self.pool.refills.peek().is_some_and(|Reverse(t)| *t <= now)
+            && self.pool.occupied() < self.pool.max
+        {
+            self.pool.refills.pop();
+            let id = self.pool.new_id();
+            self.pool.starting += 1;
+            let at = now + self.pool.node_start;
+            self.push(at, Ev::NodeUp(id));
+        }
+        self.schedule_pool_wake();
+    }
+
+    // ---- node service ----
+
+    pub(super) fn create(
+        &mut self,
+        op: faas_scheduler::model::OpId,
+        node_id: Text,
+        function: FunctionSpec,
+    ) {
+        if self.lost.contains(&node_id) {
+            let at = self.now + us(LOST_NODE_ANSWER_MS);
+            let message =
+                format!("CreateContainer: connection refused (node {node_id} stopped answering)");
+            self.push(
+                at,
+                Ev::DeliverLenient(Event::NodeUnreachable {
+                    node_id,
+                    message: message.clone(),
+                }),
+            );
+            self.push(
+                at,
+                Ev::DeliverLenient(Event::ContainerCreateFailed {
+                    op,
+                    message,
+                    refused: false,
+                }),
+            );
+            return;
+        }
+        let fits = match self.nodes.get_mut(&node_id) {
+            Some(n) => {
+                n.used += self.o.container_rss_bytes;
+                Ok(())
+            }
+            None => Err(format!("node {node_id} is not reserved")),
+        };
+        let event = match fits {
+            Ok(()) => {
+                let latency = self.o.container_start_ms.sample(&mut self.rng);
+                let at = self.now + us(latency);
+                self.container_no += 1;
+                let id: Text = Arc::from(format!("c{}", self.container_no));
+                let lifetime = self.result.containers.len();
+                self.result.containers.push(ContainerLifetime {
+                    id: id.to_string(),
+                    node_id: node_id.to_string(),
+                    function: function.name.to_string(),
+                    memory_bytes: function.memory_bytes,
+                    created_ms: (at / 1000) as i64,
+                    removed_ms: None,
+                });
+                self.containers.insert(
+                    id.clone(),
+                    LiveContainer {
+                        lifetime,
+                        node: node_id,
+                        memory: function.memory_bytes,
+                        running: Vec::new(),
+                        cpu_us: 0,
+                    },
+                );
+                self.push(
+                    at,
+                    Ev::Deliver(Event::ContainerCreated {
+                        op,
+                        container_id: id,
+                    }),
+                );
+                return;
+            }
+            Err(message) => Event::ContainerCreateFailed {
+                op,
+                message,
+                refused: false,
+            },
+        };
+        let at = self.now + us(self.o.reserve_ms);
+        self.push(at, Ev::Deliver(event));
+    }
+
+    // ---- usage ----
+
+    /// The CPU time invocation `i` used since the last stats sample, µs.
+    pub(super) fn cpu_since_sample(&self, i: usize) -> u64 {
+        let Some(granted) = self.reqs[i].granted else {
+            return 0;
+        };
+        let w = self.w;
+        let share = match w.functions[w.invocations[i].function].handler {
+            HandlerKind::Spin | HandlerKind::Cpu => 1.0,
+            HandlerKind::Memory => 0.1,
+            HandlerKind::Hello | HandlerKind::Echo | HandlerKind::Sleep => 0.0,
+        };
+        let from = granted.max(self.last_stats);
+        (self.now.saturating_sub(from) as f64 * share) as u64
+    }
+
+    /// Every held node reports its containers' usage over the interval since the last one.
+    pub(super) fn stats(&mut self) -> Result<(), SimError> {
+        let interval = self.now.saturating_sub(self.last_stats).max(1);
+        let w = self.w;
+        let mut per_node: HashMap<Text, Vec<ContainerUsage>> = HashMap::new();
+        for (id, c) in &self.containers {
+            let running_cpu: u64 = c
+                .running
+                .iter()
+                .map(|&i| self.cpu_since_sample(i as usize))
+                .sum();
+            let touched: u64 = c
+                .running
+                .iter()
+                .map(|&i| w.invocations[i as usize].expected_memory_mb * MIB)
+                .sum();
+            per_node
+                .entry(c.node.clone())
+                .or_default()
+                .push(ContainerUsage {
+                    container_id: id.clone(),
+                    total_memory_bytes: c.memory,
+                    memory_usage_bytes: (self.o.container_rss_bytes + touched).min(c.memory),
+                    cpu_pct: (c.cpu_us + running_cpu) as f64 * 100.0 / interval as f64,
+                });
+        }
+        for c in self.containers.values_mut() {
+            c.cpu_us = 0;
+        }
+        self.last_stats = self.now;
+        let mut nodes: Vec<Text> = self.nodes.keys().cloned().collect();
+        nodes.sort_unstable();
+        for node_id in nodes {
+            if self.lost.contains(&node_id) {
+                self.unreachable(node_id, "GetStats: connection refused")?;
+                continue;
+            }
+            let mut containers = per_node.remove(&node_id).unwrap_or_default();
+            containers.sort_unstable_by(|a, b| a.container_id.cmp(&b.container_id));
+            let used: u64 = containers.iter().map(|c| c.memory_usage_bytes).sum();
+            let cpu: f64 = containers.iter().map(|c| c.cpu_pct).sum();
+            let sample = StatsSample {
+                node_id,
+                taken_at: self.now / 1000,
+                node: SchedNodeUsage {
+                    total_memory_bytes: self.pool.memory,
+                    memory_usage_bytes: used,
+                    available_memory_bytes: self.pool.memory.saturating_sub(used),
+                    cpu_pct: cpu,
+                },
+                containers,
+            };
+            self.deliver(Event::Stats(sample))?;
+        }
+        let next = self.now + self.o.stats_interval_ms * 1000;
+        if next <= self.w.duration_ms * 1000 || self.answered < self.reqs.len() {
+            self.push(next, Ev::Stats);
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> RunResult {
+        let end_ms = (self.now / 1000) as i64;
+        let unanswered = self.reqs.iter().filter(|r| !r.answered).count();
+        for i in 0..self.reqs.len() {
+            if !self.reqs[i].answered {
+                self.answer_error(i, "Unavailable: the policy never answered".to_string());
+            }
+        }
+        if unanswered > 0 {
+            self.result.notes.push(format!(
+                "{unanswered} requests were never answered by the policy"
+            ));
+        }
+        if !self.o.faults.0.is_empty() {
+            self.result.leaks = Some(self.leaks());
+        }
+        self.result.end_ms = end_ms;
+        self.result.requests = self.records.into_iter().flatten().collect();
+        self.result
+    }
+
+    /// Nodes the resource manager model holds reserved, and live containers, that the
+    /// policy does not hold at the end of the run (no process can leak here). A reserve or
+    /// a create whose answer is still on its way is not a leak.
+    pub(super) fn leaks(&self) -> Leaks {
+        let store = &self.policy.state().store;
+        let known: HashSet<Text> = store.nodes().map(|(_, n)| n.addr().id).collect();
+        let now_ms = self.now_ms() as i64;
+        let answered_by = now_ms - self.o.reserve_ms.ceil() as i64;
+        Leaks {
+            processes: 0,
+            containers: self
+                .containers
+                .iter()
+                .filter(|(id, c)| {
+                    self.result.containers[c.lifetime].created_ms < now_ms
+                        && store.container_by_id(id).is_none()
+                })
+                .count() as u64,
+            nodes: self
+                .nodes
+                .iter()
+                .filter(|(id, n)| {
+                    self.result.nodes[n.usage].reserved_ms < answered_by && !known.contains(*id)
+                })
+                .count() as u64,
+        }
+    }
+}
