@@ -10,7 +10,7 @@
 //! Tolerance: ±35% on each. The simulator runs every body for exactly its expected time,
 //! while live bodies on a small machine stretch under CPU contention, and node time moves in
 //! whole 3 GiB nodes; in a debug build the fitted start latency also includes waits behind
-//! other creates. The measured runs behind the bound are in `docs/experiments-cli.md`. The
+//! other creates. The measured runs behind the bound are in `docs/EXPERIMENTS.md`. The
 //! two tests here take turns ([`QUIET`]): the live run should not share the machine with a
 //! simulation.
 

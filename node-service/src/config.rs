@@ -14,7 +14,7 @@ pub enum RuntimeKind {
 
 /// The default warm pool size, for both runtimes: two covers a pair of creates arriving
 /// together (a burst's first two cold starts) while the refill catches up, at the cost of two
-/// idle containers per node (refill times: `docs/experiments-node-service.md`).
+/// idle containers per node (refill times: `docs/EXPERIMENTS.md`).
 pub const DEFAULT_WARM_POOL: usize = 2;
 
 /// The default over-commit factor: a node takes containers whose memory limits add up to

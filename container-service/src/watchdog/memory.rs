@@ -3,7 +3,7 @@
 //!
 //! The rule: the limit is on what the function's processes *use* (resident memory), never on
 //! what they map, and passing it stops them; so no `setrlimit(RLIMIT_AS)` (why, with what it
-//! did to a Python function: `docs/experiments-container-service.md`, "An address-space limit
+//! did to a Python function: `docs/EXPERIMENTS.md`, "An address-space limit
 //! instead of the memory guard"). A cgroup limit would be exact, but the process runtime
 //! cannot count on writing one. So the guard does what a cgroup's OOM killer does, from the
 //! outside:

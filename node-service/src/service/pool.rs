@@ -33,12 +33,12 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest pause between failed starts.
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long a Bind call may take before the pool container is given up (far above a healthy
-/// one's answer, see `docs/experiments-node-service.md`; the create then falls back to a
+/// one's answer, see `docs/EXPERIMENTS.md`; the create then falls back to a
 /// normal start).
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long after a take the pool starts the replacement: the create's reply and the
 /// function's first invocation then do not share the CPU with a container starting up; it
-/// is small next to a Docker container's start (why: `docs/experiments-node-service.md`,
+/// is small next to a Docker container's start (why: `docs/EXPERIMENTS.md`,
 /// "The refill delay").
 pub const REFILL_DELAY: Duration = Duration::from_millis(20);
 /// The largest pool a node accepts.

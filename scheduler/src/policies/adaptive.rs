@@ -29,7 +29,7 @@
 //!   are in (a short histogram misses the tail). A cold start that ends an idle time of the
 //!   function (all its containers had expired) records that idle time too: per-container
 //!   reuse alone never sees gaps longer than the window. Measurements behind these rules:
-//!   `docs/experiments-scheduler.md`. If p5 is 20 s or more, containers are unloaded 1 s
+//!   `docs/EXPERIMENTS.md`. If p5 is 20 s or more, containers are unloaded 1 s
 //!   after the execution and loaded again (as many as the last busy period needed) at p5
 //!   minus a lead of twice the measured container start + 1 s, kept until the keep-alive
 //!   ends. Otherwise a fixed 10-minute window (as `keepalive-10m`).
@@ -37,7 +37,7 @@
 //!   idle containers beyond the most recently used one are kept only
 //!   [`EXTRA_COST`] × container start / mean call duration of the fallback window: a cold
 //!   start costs a long call little, while a spare's memory costs the same whatever the call
-//!   (measured in `docs/experiments-scheduler.md`).
+//!   (measured in `docs/EXPERIMENTS.md`).
 //! - **Pre-warmed containers.** When every slot of a function is taken by two or more
 //!   requests, one spare container is started (it expires with the function's keep-alive).
 //!   The function-agnostic pool that hides container start lives in the node service
@@ -76,7 +76,7 @@ pub const EXTRA_COST: f64 = 2.0;
 /// How adaptive over-commits nodes (see [`Overcommit`]): limits up to twice a node's memory
 /// (so CPU quotas up to twice its vCPUs, where the contest saw node CPU under 50% at peak
 /// without over-commit); a learned container counts twice what its calls use, after 3
-/// returns. Measured in `docs/experiments-scheduler.md` (over-commit).
+/// returns. Measured in `docs/EXPERIMENTS.md` (over-commit).
 pub const OVERCOMMIT: Overcommit = Overcommit {
     max_factor: 2.0,
     margin: 2.0,
@@ -129,7 +129,7 @@ pub const PACKED_NAME: &str = "adaptive-packed";
 
 /// `adaptive-packed`: [`KNOBS`] plus consolidation (a node held a minute or more whose
 /// containers have idled 10 s and fit elsewhere is emptied and released). Fewer
-/// node-seconds, more cold starts (measured in `docs/experiments-scheduler.md`).
+/// node-seconds, more cold starts (measured in `docs/EXPERIMENTS.md`).
 pub const PACKED_KNOBS: Knobs = Knobs {
     name: PACKED_NAME,
     consolidate_after_ms: Some(60_000),
@@ -194,5 +194,4 @@ impl Policy for Adaptive {
 }
 
 #[cfg(test)]
-#[path = "adaptive_tests.rs"]
 mod tests;

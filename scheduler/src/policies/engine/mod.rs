@@ -57,7 +57,7 @@ pub const INITIAL_START_MS: f64 = 1000.0;
 pub const MAX_CREATE_FAILURES: u32 = 3;
 /// CPU-heavy containers one node takes before placement prefers other nodes. With 1, each
 /// node gets one before any gets two, then they pack by memory like the rest (CPU quotas,
-/// 0.67 vCPU per GiB, follow memory); measured in `docs/experiments-scheduler.md`.
+/// 0.67 vCPU per GiB, follow memory); measured in `docs/EXPERIMENTS.md`.
 pub const HEAVY_PER_NODE: u32 = 1;
 /// A node is emptied only if every container on it has been idle this long, ms.
 pub const DRAIN_MIN_IDLE_MS: Millis = 10_000;
