@@ -27,7 +27,7 @@
 //! A component adds reflection with one line in its server builder, before its first
 //! `add_service`, naming its services by their generated `SERVICE_NAME` constants:
 //!
-//! ```ignore
+//! ```text
 //! tonic::transport::Server::builder()
 //!     .add_routes(faas_proto::reflection::routes(&[scheduler_server::SERVICE_NAME]))
 //!     .add_service(health_service)
