@@ -58,10 +58,10 @@ async fn node(node_id: &str, containers: Vec<ContainerLogs>, hang: bool) -> (Nod
         hang,
         asked: asked.clone(),
     });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming(faas_common::serve::incoming(listener)),
+    faas_testkit::serve_on(
+        listener,
+        tonic::transport::Server::builder().add_service(server),
+        std::future::pending(),
     );
     let entry = NodeEntry {
         node_id: node_id.into(),

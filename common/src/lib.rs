@@ -11,8 +11,12 @@
 //! - [`stats`]: nearest-rank percentiles for reports and benchmarks.
 //! - [`text`]: clip input quoted in error messages.
 //! - [`token`]: the cluster token components send each other, and the gate that checks it.
+//! - `docker` (cargo feature `docker`): the labels and label-based removal both Docker users
+//!   (the node service's runtime, the resource manager's provider) share.
 
 pub mod clock;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod launch;
 pub mod logging;
 pub mod metrics;

@@ -201,11 +201,12 @@ async fn serve(fake: Arc<Fake>) -> String {
     let listener = faas_common::serve::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shared = Shared(fake);
-    tokio::spawn(
+    faas_testkit::serve_on(
+        listener,
         tonic::transport::Server::builder()
             .add_service(ApiServerServer::new(shared.clone()))
-            .add_service(AdminServer::new(shared))
-            .serve_with_incoming(faas_common::serve::incoming(listener)),
+            .add_service(AdminServer::new(shared)),
+        std::future::pending(),
     );
     addr
 }

@@ -2,7 +2,6 @@
 //! service gRPC servers. With a cluster token ([`start_with`]) the fakes sit behind the
 //! same gate as the real components, so a call the scheduler makes without the token fails.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -11,8 +10,8 @@ use faas_common::token::{AuthChannel, ClusterAuth, ClusterGate, ClusterToken, To
 use faas_proto::nodeservoceproto::node_service_server::{NodeService, NodeServiceServer};
 use faas_proto::nodeservoceproto::{
     CreateContainerReply, CreateContainerRequest, GetStatsReply, GetStatsRequest,
-    InvokeFunctionReply, InvokeFunctionRequest, RemoveContainerReply, RemoveContainerRequest,
-    ReserveReply, ReserveRequest,
+    InvokeFunctionRequest, RemoveContainerReply, RemoveContainerRequest, ReserveReply,
+    ReserveRequest,
 };
 use faas_proto::resourcemanagerproto::resource_manager_server::{
     ResourceManager, ResourceManagerServer,
@@ -29,6 +28,7 @@ use faas_proto::schedulerproto::scheduler_client::SchedulerClient;
 use faas_proto::schedulerproto::{
     AcquireContainerReply, AcquireContainerRequest, FunctionConfig, ReturnContainerRequest,
 };
+use faas_testkit::InvokeStream;
 use tokio::net::TcpListener;
 use tonic::{Code, Request, Response, Status};
 
@@ -88,9 +88,6 @@ impl ResourceManager for FakeRm {
 struct FakeNode {
     calls: Arc<Calls>,
 }
-
-type InvokeStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<InvokeFunctionReply, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl NodeService for FakeNode {
@@ -166,32 +163,27 @@ async fn start_with(token: Option<&str>) -> Platform {
     let calls = Arc::new(Calls::default());
     let (trigger, shutdown) = faas_common::shutdown::channel();
 
-    let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node_port = node_listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(gate.guard(NodeServiceServer::new(FakeNode {
+    let (node_addr, _) = faas_testkit::serve(
+        tonic::transport::Server::builder().add_service(gate.guard(NodeServiceServer::new(
+            FakeNode {
                 calls: calls.clone(),
-            })))
-            .serve_with_incoming_shutdown(
-                faas_common::serve::incoming(node_listener),
-                shutdown.clone().wait(),
-            ),
-    );
+            },
+        ))),
+        shutdown.clone().wait(),
+    )
+    .await;
+    let node_port = node_addr.port();
 
-    let rm_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rm_addr = rm_listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(gate.guard(ResourceManagerServer::new(FakeRm {
+    let (rm_addr, _) = faas_testkit::serve(
+        tonic::transport::Server::builder().add_service(gate.guard(ResourceManagerServer::new(
+            FakeRm {
                 calls: calls.clone(),
                 node_port,
-            })))
-            .serve_with_incoming_shutdown(
-                faas_common::serve::incoming(rm_listener),
-                shutdown.clone().wait(),
-            ),
-    );
+            },
+        ))),
+        shutdown.clone().wait(),
+    )
+    .await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

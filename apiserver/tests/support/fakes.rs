@@ -4,7 +4,6 @@
 // `Setup::http` the API server also serves its HTTP gateway on 127.0.0.1:0
 // (`Platform::http`).
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -172,8 +171,7 @@ struct FakeNode {
     behaviour: NodeBehaviour,
 }
 
-type ReplyStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<InvokeFunctionReply, Status>> + Send>>;
+use faas_testkit::InvokeStream as ReplyStream;
 
 #[tonic::async_trait]
 impl NodeService for FakeNode {
@@ -427,14 +425,11 @@ async fn start(setup: Setup) -> Platform {
             log: log.clone(),
             behaviour,
         });
-        let stop = shutdown.clone().wait();
-        tasks.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(node)
-                .serve_with_incoming_shutdown(faas_common::serve::incoming(node_listener), stop)
-                .await
-                .unwrap();
-        }));
+        tasks.push(faas_testkit::serve_on(
+            node_listener,
+            tonic::transport::Server::builder().add_service(node),
+            shutdown.clone().wait(),
+        ));
     }
 
     let scheduler_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -451,15 +446,13 @@ async fn start(setup: Setup) -> Platform {
         log: log.clone(),
         nodes: setup.listed_nodes,
     });
-    let stop = shutdown.clone().wait();
-    tasks.push(tokio::spawn(async move {
+    tasks.push(faas_testkit::serve_on(
+        scheduler_listener,
         tonic::transport::Server::builder()
             .add_service(scheduler)
-            .add_service(scheduler_admin)
-            .serve_with_incoming_shutdown(faas_common::serve::incoming(scheduler_listener), stop)
-            .await
-            .unwrap();
-    }));
+            .add_service(scheduler_admin),
+        shutdown.clone().wait(),
+    ));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -33,8 +33,8 @@ use bollard::models::{
     Network, NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListNetworksOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -46,34 +46,9 @@ use crate::service::{Runtime, RuntimeError};
 mod containers;
 mod engine;
 
-pub use engine::{
-    container_ip, ensure_network, force_remove, name_part, remove_labelled,
-    remove_network_if_unused, settle_network,
-};
+pub use engine::{container_ip, ensure_network, remove_network_if_unused, settle_network};
 use engine::{cpu_sample, memory_used};
-
-/// The labels the platform puts on every container and network it creates.
-pub mod labels {
-    /// `function` (a function container) or `node` (a node-service container).
-    pub const ROLE: &str = "minifaas.role";
-    /// The platform instance (one deployment or test run); orphan clean-up is per instance.
-    pub const INSTANCE: &str = "minifaas.instance";
-    /// The node a container belongs to.
-    pub const NODE: &str = "minifaas.node";
-    /// The function a container runs.
-    pub const FUNCTION: &str = "minifaas.function";
-    /// The platform's id of a function container (what the node service calls it).
-    pub const CONTAINER: &str = "minifaas.container";
-    /// On a network: the platform created it.
-    pub const NETWORK: &str = "minifaas.network";
-    /// `true` on a container started unbound for the warm pool (it has no
-    /// [`FUNCTION`] label, even once bound).
-    pub const POOL: &str = "minifaas.pool";
-    /// The role of a function container.
-    pub const ROLE_FUNCTION: &str = "function";
-    /// The role of a node-service container.
-    pub const ROLE_NODE: &str = "node";
-}
+pub use faas_common::docker::{force_remove, is_not_found, labels, name_part, remove_labelled};
 
 /// The CPU period the quota is expressed in (Docker's default, 100 ms).
 pub const CPU_PERIOD_MICROS: i64 = 100_000;
@@ -154,16 +129,6 @@ pub struct DockerRuntime {
 
 fn unavailable(what: &str, e: DockerError) -> RuntimeError {
     RuntimeError::Unavailable(format!("docker: {what}: {e}"))
-}
-
-fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 /// Percent of one core between two samples, as `docker stats` computes it.

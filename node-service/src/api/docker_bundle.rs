@@ -26,9 +26,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, Mount, MountType};
 use bollard::query_parameters::LogsOptionsBuilder;
+use faas_common::docker::is_not_found;
 use faas_common::text::clip;
 use futures::StreamExt;
 
@@ -178,16 +178,6 @@ pub async fn exit_reason(docker: &Docker, docker_id: &str) -> Option<String> {
         text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
     }
     super::stderr::reason_in(&text)
-}
-
-fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 #[cfg(test)]

@@ -40,10 +40,11 @@ impl Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Acquire, Grant, Return};
+    use crate::core::{Acquire, Return};
     use crate::core::{AcquireErrorCode, CoreError, Decision, Event, Policy};
     use crate::model::Millis;
     use crate::model::{FunctionError, FunctionSpec, MIB, NodeInfo, OpId};
+    use crate::policies::testkit::{self, grant_of};
 
     const NODE: u64 = 3072 * MIB;
 
@@ -84,86 +85,19 @@ mod tests {
         }
     }
 
-    /// A baseline policy driven in virtual time.
-    struct Sim {
-        p: Hooked<Baseline>,
-        now: Millis,
-        next_container: u32,
-    }
+    /// A baseline policy driven in virtual time, step by step through the policies' testkit.
+    type Sim = testkit::Sim<Hooked<Baseline>>;
 
-    impl Sim {
-        fn new() -> Sim {
-            Sim {
-                p: Baseline::policy(PolicyOptions::default()),
-                now: 0,
-                next_container: 0,
-            }
-        }
-
-        fn send(&mut self, e: Event) -> Vec<Decision> {
-            let mut out = Vec::new();
-            self.p
-                .handle(self.now, e, &mut out)
-                .expect("event accepted");
-            out
-        }
-
-        fn send_err(&mut self, e: Event) -> CoreError {
-            let mut out = Vec::new();
-            let err = self.p.handle(self.now, e, &mut out).unwrap_err();
-            assert!(out.is_empty(), "a refused event decides nothing: {out:?}");
-            err
-        }
-
-        /// Answers every reserve and create in `out` successfully (repeatedly) and returns
-        /// the other decisions.
-        fn settle(&mut self, mut out: Vec<Decision>) -> Vec<Decision> {
-            let mut done = Vec::new();
-            let mut node_no = self.p.state().store.node_count();
-            while !out.is_empty() {
-                let mut next = Vec::new();
-                for d in out {
-                    match d {
-                        Decision::ReserveNode { op } => {
-                            node_no += 1;
-                            next.extend(self.send(Event::NodeReserved {
-                                op,
-                                node: node(&format!("n{node_no}")),
-                            }));
-                        }
-                        Decision::CreateContainer { op, .. } => {
-                            self.next_container += 1;
-                            let id = format!("c{}", self.next_container);
-                            next.extend(self.send(Event::ContainerCreated {
-                                op,
-                                container_id: id.into(),
-                            }));
-                        }
-                        other => done.push(other),
-                    }
-                }
-                out = next;
-            }
-            done
-        }
-
-        fn grant_of(decisions: &[Decision], request: &str) -> Grant {
-            decisions
-                .iter()
-                .find_map(|d| match d {
-                    Decision::Grant(g) if &*g.request_id == request => Some(g.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| panic!("no grant for {request} in {decisions:?}"))
-        }
+    fn new_sim() -> Sim {
+        Sim::new(Baseline::policy(PolicyOptions::default()))
     }
 
     #[test]
     fn cold_path_reserves_creates_then_grants_cold() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
         assert_eq!(out, vec![Decision::ReserveNode { op: OpId(1) }]);
-        let out = s.send(Event::NodeReserved {
+        let out = s.step(Event::NodeReserved {
             op: OpId(1),
             node: node("n1"),
         });
@@ -172,11 +106,11 @@ mod tests {
         };
         assert_eq!(&*node.id, "n1");
         assert_eq!(&*function.name, "f");
-        let out = s.send(Event::ContainerCreated {
+        let out = s.step(Event::ContainerCreated {
             op: *op,
             container_id: "c1".into(),
         });
-        let g = Sim::grant_of(&out, "r1");
+        let g = grant_of(&out, "r1");
         assert_eq!(out.len(), 1);
         assert!(g.cold);
         assert_eq!(
@@ -189,16 +123,16 @@ mod tests {
 
     #[test]
     fn return_then_acquire_reuses_the_container_warm() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let out = s.settle(out);
-        let first = Sim::grant_of(&out, "r1");
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let out = s.answer(out);
+        let first = grant_of(&out, "r1");
         s.now = 100;
-        assert!(s.send(ret("r1", &first.container_id)).is_empty());
+        assert!(s.step(ret("r1", &first.container_id)).is_empty());
         s.now = 200;
-        let out = s.send(acquire("r2", "f", 30_200));
+        let out = s.step(acquire("r2", "f", 30_200));
         assert_eq!(out.len(), 1, "no create, no reserve: {out:?}");
-        let g = Sim::grant_of(&out, "r2");
+        let g = grant_of(&out, "r2");
         assert!(!g.cold);
         assert_eq!(g.container_id, first.container_id);
         let f = s.p.state().store.function_by_name("f").unwrap();
@@ -209,16 +143,16 @@ mod tests {
 
     #[test]
     fn concurrent_acquires_get_two_containers_on_one_reserve() {
-        let mut s = Sim::new();
-        let mut out = s.send(acquire("r1", "f", 30_000));
-        let second = s.send(acquire("r2", "f", 30_000));
+        let mut s = new_sim();
+        let mut out = s.step(acquire("r1", "f", 30_000));
+        let second = s.step(acquire("r2", "f", 30_000));
         assert!(
             second.is_empty(),
             "r2 waits for the reserve in flight: {second:?}"
         );
         out.extend(second);
-        let out = s.settle(out);
-        let (a, b) = (Sim::grant_of(&out, "r1"), Sim::grant_of(&out, "r2"));
+        let out = s.answer(out);
+        let (a, b) = (grant_of(&out, "r1"), grant_of(&out, "r2"));
         assert_ne!(a.container_id, b.container_id);
         assert!(a.cold && b.cold);
         assert_eq!(s.p.state().store.node_count(), 1);
@@ -226,34 +160,34 @@ mod tests {
 
     #[test]
     fn first_fit_fills_node_one_before_reserving_node_two() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r0", "f", 30_000));
-        s.settle(out);
+        let mut s = new_sim();
+        let out = s.step(acquire("r0", "f", 30_000));
+        s.answer(out);
         let mut reserves = 0;
         let mut grants = Vec::new();
         for i in 1..7 {
-            let out = s.send(acquire(&format!("r{i}"), "f", 30_000));
+            let out = s.step(acquire(&format!("r{i}"), "f", 30_000));
             reserves += out
                 .iter()
                 .filter(|d| matches!(d, Decision::ReserveNode { .. }))
                 .count();
-            grants.extend(s.settle(out));
+            grants.extend(s.answer(out));
         }
         assert_eq!(reserves, 1, "the 7th container needs a 2nd node");
         for i in 1..6 {
-            assert_eq!(&*Sim::grant_of(&grants, &format!("r{i}")).node_id, "n1");
+            assert_eq!(&*grant_of(&grants, &format!("r{i}")).node_id, "n1");
         }
-        assert_eq!(&*Sim::grant_of(&grants, "r6").node_id, "n2");
+        assert_eq!(&*grant_of(&grants, "r6").node_id, "n2");
         let n1 = s.p.state().store.node_by_id("n1").unwrap();
         assert_eq!(s.p.state().store.node(n1).unwrap().free_bytes(), 0);
     }
 
     #[test]
     fn seven_waiting_requests_share_reserves_by_planned_room() {
-        let mut s = Sim::new();
+        let mut s = new_sim();
         let mut reserves = 0;
         for i in 0..7 {
-            let out = s.send(acquire(&format!("r{i}"), "f", 30_000));
+            let out = s.step(acquire(&format!("r{i}"), "f", 30_000));
             reserves += out.len();
         }
         assert_eq!(
@@ -264,10 +198,10 @@ mod tests {
 
     #[test]
     fn reserve_failure_rejects_with_resource_exhausted() {
-        let mut s = Sim::new();
-        s.send(acquire("r1", "f", 30_000));
-        s.send(acquire("r2", "f", 30_000));
-        let out = s.send(Event::NodeReserveFailed {
+        let mut s = new_sim();
+        s.step(acquire("r1", "f", 30_000));
+        s.step(acquire("r2", "f", 30_000));
+        let out = s.step(Event::NodeReserveFailed {
             op: OpId(1),
             exhausted: true,
             message: "no available node can be reserved".into(),
@@ -286,15 +220,15 @@ mod tests {
 
     /// Acquires `r1` of `f` on node `n1` and fails its create with `message`.
     fn fail_the_create(s: &mut Sim, message: &str, refused: bool) -> Vec<Decision> {
-        s.send(acquire("r1", "f", 30_000));
-        let out = s.send(Event::NodeReserved {
+        s.step(acquire("r1", "f", 30_000));
+        let out = s.step(Event::NodeReserved {
             op: OpId(1),
             node: node("n1"),
         });
         let [Decision::CreateContainer { op, .. }] = out.as_slice() else {
             panic!("{out:?}")
         };
-        s.send(Event::ContainerCreateFailed {
+        s.step(Event::ContainerCreateFailed {
             op: *op,
             message: message.into(),
             refused,
@@ -303,7 +237,7 @@ mod tests {
 
     #[test]
     fn create_failure_rejects_and_frees_the_memory() {
-        let mut s = Sim::new();
+        let mut s = new_sim();
         let out = fail_the_create(&mut s, "image missing", false);
         let [Decision::Reject { error, .. }] = out.as_slice() else {
             panic!("{out:?}")
@@ -316,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_refused_create_rejects_at_once_with_failed_precondition() {
-        let mut s = Sim::new();
+        let mut s = new_sim();
         let out = fail_the_create(&mut s, "image \"x\" is not on this machine", true);
         let [Decision::Reject { request_id, error }] = out.as_slice() else {
             panic!("{out:?}")
@@ -330,7 +264,7 @@ mod tests {
         assert_eq!(s.p.state().waiting_count(), 0);
         // Nothing is retried later.
         s.now = 10_000;
-        let out = s.send(Event::Tick);
+        let out = s.step(Event::Tick);
         assert!(
             !out.iter()
                 .any(|d| matches!(d, Decision::CreateContainer { .. })),
@@ -340,50 +274,50 @@ mod tests {
 
     #[test]
     fn unknown_container_and_double_return_are_refused() {
-        let mut s = Sim::new();
-        let err = s.send_err(ret("nobody", "c404"));
+        let mut s = new_sim();
+        let err = s.step_err(ret("nobody", "c404"));
         assert_eq!(
             err.to_string(),
             "container c404 is not known to the scheduler"
         );
-        let out = s.send(acquire("r1", "f", 30_000));
-        let out = s.settle(out);
-        let g = Sim::grant_of(&out, "r1");
-        let err = s.send_err(ret("r1", "c999"));
+        let out = s.step(acquire("r1", "f", 30_000));
+        let out = s.answer(out);
+        let g = grant_of(&out, "r1");
+        let err = s.step_err(ret("r1", "c999"));
         assert!(matches!(err, CoreError::WrongContainer { .. }), "{err}");
-        s.send(ret("r1", &g.container_id));
-        let err = s.send_err(ret("r1", &g.container_id));
+        s.step(ret("r1", &g.container_id));
+        let err = s.step_err(ret("r1", &g.container_id));
         assert_eq!(
             err,
             CoreError::AlreadyReturned {
                 request_id: "r1".into()
             }
         );
-        let err = s.send_err(ret("r-never", &g.container_id));
+        let err = s.step_err(ret("r-never", &g.container_id));
         assert!(matches!(err, CoreError::UnknownRequest { .. }), "{err}");
     }
 
     #[test]
     fn duplicate_request_id_is_refused_while_waiting_or_leased() {
-        let mut s = Sim::new();
-        s.send(acquire("r1", "f", 30_000));
-        let err = s.send_err(acquire("r1", "f", 30_000));
+        let mut s = new_sim();
+        s.step(acquire("r1", "f", 30_000));
+        let err = s.step_err(acquire("r1", "f", 30_000));
         assert!(matches!(err, CoreError::AlreadyExists { .. }), "{err}");
-        let out = s.settle(vec![Decision::ReserveNode { op: OpId(1) }]);
-        Sim::grant_of(&out, "r1");
-        let err = s.send_err(acquire("r1", "f", 30_000));
+        let out = s.answer(vec![Decision::ReserveNode { op: OpId(1) }]);
+        grant_of(&out, "r1");
+        let err = s.step_err(acquire("r1", "f", 30_000));
         assert!(matches!(err, CoreError::AlreadyExists { .. }), "{err}");
     }
 
     #[test]
     fn deadline_expiry_rejects_on_tick_and_a_late_container_stays_idle() {
-        let mut s = Sim::new();
-        s.send(acquire("r1", "f", 1_000));
+        let mut s = new_sim();
+        s.step(acquire("r1", "f", 1_000));
         assert_eq!(s.p.next_wakeup(), Some(1_000));
         s.now = 999;
-        assert!(s.send(Event::Tick).is_empty());
+        assert!(s.step(Event::Tick).is_empty());
         s.now = 1_000;
-        let out = s.send(Event::Tick);
+        let out = s.step(Event::Tick);
         let [Decision::Reject { request_id, error }] = out.as_slice() else {
             panic!("{out:?}")
         };
@@ -392,37 +326,37 @@ mod tests {
         assert!(error.message.contains("function f"), "{}", error.message);
         assert_eq!(s.p.next_wakeup(), None);
         // The node still arrives; nobody waits for it, so nothing is created.
-        let out = s.send(Event::NodeReserved {
+        let out = s.step(Event::NodeReserved {
             op: OpId(1),
             node: node("n1"),
         });
         assert!(out.is_empty(), "{out:?}");
         // A request that expires while its container is being created leaves the container
         // idle: the next acquire gets it warm.
-        s.send(acquire("r2", "f", 2_000));
+        s.step(acquire("r2", "f", 2_000));
         s.now = 2_000;
-        let out = s.send(Event::Tick);
+        let out = s.step(Event::Tick);
         assert!(
             matches!(out.as_slice(), [Decision::Reject { .. }]),
             "{out:?}"
         );
-        let out = s.send(Event::ContainerCreated {
+        let out = s.step(Event::ContainerCreated {
             op: OpId(2),
             container_id: "c1".into(),
         });
         assert!(out.is_empty(), "nobody to grant to: {out:?}");
-        let out = s.send(acquire("r3", "f", 40_000));
-        let g = Sim::grant_of(&out, "r3");
+        let out = s.step(acquire("r3", "f", 40_000));
+        let g = grant_of(&out, "r3");
         assert!(!g.cold);
         assert_eq!(&*g.container_id, "c1");
     }
 
     #[test]
     fn dead_container_is_never_granted_again() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g = Sim::grant_of(&s.settle(out), "r1");
-        let out = s.send(Event::Return(Return {
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g = grant_of(&s.answer(out), "r1");
+        let out = s.step(Event::Return(Return {
             request_id: "r1".into(),
             container_id: g.container_id.clone(),
             duration_ns: 5,
@@ -438,13 +372,13 @@ mod tests {
         assert_eq!((&*node.id, container_id), ("n1", &g.container_id));
         let n1 = s.p.state().store.node_by_id("n1").unwrap();
         assert_eq!(s.p.state().store.node(n1).unwrap().used_bytes, 0);
-        let out = s.send(acquire("r2", "f", 30_000));
-        let out = s.settle(out);
-        let g2 = Sim::grant_of(&out, "r2");
+        let out = s.step(acquire("r2", "f", 30_000));
+        let out = s.answer(out);
+        let g2 = grant_of(&out, "r2");
         assert!(g2.cold);
         assert_ne!(g2.container_id, g.container_id);
         assert_eq!(&*g2.node_id, "n1", "the dead container's memory was freed");
-        s.send(Event::ContainerRemoved {
+        s.step(Event::ContainerRemoved {
             container_id: g.container_id.clone(),
         });
         assert!(s.p.state().store.container_by_id(&g.container_id).is_none());
@@ -453,10 +387,10 @@ mod tests {
 
     #[test]
     fn function_errors_that_do_not_kill_keep_the_container() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g = Sim::grant_of(&s.settle(out), "r1");
-        let out = s.send(Event::Return(Return {
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g = grant_of(&s.answer(out), "r1");
+        let out = s.step(Event::Return(Return {
             request_id: "r1".into(),
             container_id: g.container_id.clone(),
             duration_ns: 5,
@@ -467,27 +401,27 @@ mod tests {
             }),
         }));
         assert!(out.is_empty());
-        let out = s.send(acquire("r2", "f", 30_000));
-        assert_eq!(Sim::grant_of(&out, "r2").container_id, g.container_id);
+        let out = s.step(acquire("r2", "f", 30_000));
+        assert_eq!(grant_of(&out, "r2").container_id, g.container_id);
     }
 
     #[test]
     fn cancel_gives_back_an_undelivered_grant() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g = Sim::grant_of(&s.settle(out), "r1");
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g = grant_of(&s.answer(out), "r1");
         assert!(
-            s.send(Event::Cancel {
+            s.step(Event::Cancel {
                 request_id: "r1".into()
             })
             .is_empty()
         );
         assert_eq!(s.p.state().store.lease_count(), 0);
-        let out = s.send(acquire("r2", "f", 30_000));
-        assert_eq!(Sim::grant_of(&out, "r2").container_id, g.container_id);
+        let out = s.step(acquire("r2", "f", 30_000));
+        assert_eq!(grant_of(&out, "r2").container_id, g.container_id);
         // Cancelling a waiting request forgets it.
-        s.send(acquire("r3", "f", 30_000));
-        s.send(Event::Cancel {
+        s.step(acquire("r3", "f", 30_000));
+        s.step(Event::Cancel {
             request_id: "r3".into(),
         });
         assert_eq!(s.p.state().waiting_count(), 0);
@@ -495,10 +429,10 @@ mod tests {
 
     #[test]
     fn a_function_bigger_than_a_node_is_rejected_at_once() {
-        let mut s = Sim::new();
+        let mut s = new_sim();
         let mut big = spec("huge");
         big.memory_bytes = 4096 * MIB;
-        let out = s.send(Event::Acquire(Acquire {
+        let out = s.step(Event::Acquire(Acquire {
             request_id: "r1".into(),
             account_id: "a".into(),
             function: big,
@@ -513,13 +447,13 @@ mod tests {
 
     #[test]
     fn result_events_for_unknown_operations_are_refused() {
-        let mut s = Sim::new();
-        let err = s.send_err(Event::ContainerCreated {
+        let mut s = new_sim();
+        let err = s.step_err(Event::ContainerCreated {
             op: OpId(77),
             container_id: "c".into(),
         });
         assert!(matches!(err, CoreError::UnknownOperation { .. }), "{err}");
-        let err = s.send_err(Event::NodeReserveFailed {
+        let err = s.step_err(Event::NodeReserveFailed {
             op: OpId(77),
             exhausted: false,
             message: String::new(),

@@ -111,7 +111,7 @@ impl Policy for Czy {
 mod tests {
     use super::*;
     use crate::model::FunctionSpec;
-    use crate::policies::engine::testkit::{Sim, spec};
+    use crate::policies::testkit::{Sim, spec};
 
     fn sim() -> Sim<Czy> {
         Sim::new(Czy::new(PolicyOptions::default()))

@@ -4,7 +4,7 @@
 
 use crate::core::{CoreError, Event, HealthNote, Policy, PolicyOptions, Return, Snapshot, State};
 use crate::model::{FunctionSpec, Millis, NodeUsage, StatsSample};
-use crate::policies::engine::testkit::{Sim, spec};
+use crate::policies::testkit::{Sim, spec};
 use crate::policies::{POLICY_NAMES, no_reuse, policy_by_name};
 
 /// A registered policy behind the trait object, for the generic test harness.

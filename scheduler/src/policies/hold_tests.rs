@@ -8,8 +8,8 @@
 
 use crate::core::{Event, Policy};
 use crate::model::{FunctionSpec, Millis};
-use crate::policies::engine::testkit::{Sim, spec};
 use crate::policies::health_tests::{Named, sim};
+use crate::policies::testkit::{Sim, spec};
 use crate::policies::{POLICY_NAMES, adaptive, baseline, czy};
 
 const MINUTE: Millis = 60_000;

@@ -59,9 +59,10 @@ impl KeepAlive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Acquire, Grant, Return};
+    use crate::core::{Acquire, Return};
     use crate::core::{Decision, Event, Policy};
     use crate::model::{FunctionSpec, MIB, NodeInfo};
+    use crate::policies::testkit::{self, grant_of};
 
     const NODE: u64 = 3072 * MIB;
     const KA: Millis = 60_000;
@@ -94,78 +95,11 @@ mod tests {
         })
     }
 
-    /// A keep-alive policy (window [`KA`]) driven in virtual time; reserves and creates are
-    /// answered at once.
-    struct Sim {
-        p: Hooked<KeepAlive>,
-        now: Millis,
-        nodes: u32,
-        containers: u32,
-    }
+    /// A keep-alive policy (window [`KA`]) driven in virtual time, step by step through the policies' testkit.
+    type Sim = testkit::Sim<Hooked<KeepAlive>>;
 
-    impl Sim {
-        fn new() -> Sim {
-            Sim {
-                p: KeepAlive::with_keep_alive(PolicyOptions::default(), KA),
-                now: 0,
-                nodes: 0,
-                containers: 0,
-            }
-        }
-
-        fn send(&mut self, e: Event) -> Vec<Decision> {
-            let mut out = Vec::new();
-            self.p.handle(self.now, e, &mut out).expect("accepted");
-            out
-        }
-
-        /// Answers reserves and creates successfully until only other decisions remain.
-        fn settle(&mut self, mut out: Vec<Decision>) -> Vec<Decision> {
-            let mut done = Vec::new();
-            while !out.is_empty() {
-                let mut next = Vec::new();
-                for d in out {
-                    match d {
-                        Decision::ReserveNode { op } => {
-                            self.nodes += 1;
-                            let node = NodeInfo {
-                                id: format!("n{}", self.nodes).into(),
-                                address: "127.0.0.1".into(),
-                                port: 5000,
-                                capacity_bytes: NODE,
-                            };
-                            next.extend(self.send(Event::NodeReserved { op, node }));
-                        }
-                        Decision::CreateContainer { op, .. } => {
-                            self.containers += 1;
-                            let id = format!("c{}", self.containers);
-                            next.extend(self.send(Event::ContainerCreated {
-                                op,
-                                container_id: id.into(),
-                            }));
-                        }
-                        other => done.push(other),
-                    }
-                }
-                out = next;
-            }
-            done
-        }
-
-        fn grant_of(decisions: &[Decision], request: &str) -> Grant {
-            decisions
-                .iter()
-                .find_map(|d| match d {
-                    Decision::Grant(g) if &*g.request_id == request => Some(g.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| panic!("no grant for {request} in {decisions:?}"))
-        }
-
-        fn tick_at(&mut self, now: Millis) -> Vec<Decision> {
-            self.now = now;
-            self.send(Event::Tick)
-        }
+    fn new_sim() -> Sim {
+        Sim::new(KeepAlive::with_keep_alive(PolicyOptions::default(), KA))
     }
 
     #[test]
@@ -177,16 +111,16 @@ mod tests {
 
     #[test]
     fn an_idle_container_is_reused_within_the_window() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g1 = Sim::grant_of(&s.settle(out), "r1");
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g1 = grant_of(&s.answer(out), "r1");
         assert!(g1.cold);
         s.now = 100;
-        assert!(s.send(ret("r1", &g1.container_id)).is_empty());
+        assert!(s.step(ret("r1", &g1.container_id)).is_empty());
         assert_eq!(s.p.next_wakeup(), Some(100 + KA));
         s.now = 100 + KA - 1;
-        let out = s.send(acquire("r2", "f", s.now + 30_000));
-        let g2 = Sim::grant_of(&out, "r2");
+        let out = s.step(acquire("r2", "f", s.now + 30_000));
+        let g2 = grant_of(&out, "r2");
         assert!(!g2.cold);
         assert_eq!(g2.container_id, g1.container_id);
         // The old window's end comes: the container is busy, nothing is removed.
@@ -195,11 +129,11 @@ mod tests {
 
     #[test]
     fn a_container_idle_for_the_window_is_removed_and_its_node_released() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g = Sim::grant_of(&s.settle(out), "r1");
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g = grant_of(&s.answer(out), "r1");
         s.now = 500;
-        s.send(ret("r1", &g.container_id));
+        s.step(ret("r1", &g.container_id));
         assert!(s.tick_at(500 + KA - 1).is_empty(), "window not over yet");
         let out = s.tick_at(500 + KA);
         let [Decision::RemoveContainer { node, container_id }] = out.as_slice() else {
@@ -208,21 +142,21 @@ mod tests {
         assert_eq!((&*node.id, container_id), ("n1", &g.container_id));
         assert_eq!(s.p.next_wakeup(), None);
         // A removing container is never granted: the next acquire creates a new one.
-        let out = s.send(acquire("r2", "f", s.now + 30_000));
-        let g2 = Sim::grant_of(&s.settle(out), "r2");
+        let out = s.step(acquire("r2", "f", s.now + 30_000));
+        let g2 = grant_of(&s.answer(out), "r2");
         assert!(g2.cold);
         assert_ne!(g2.container_id, g.container_id);
         // The node still holds r2's container: the removal does not release it.
-        let out = s.send(Event::ContainerRemoved {
+        let out = s.step(Event::ContainerRemoved {
             container_id: g.container_id.clone(),
         });
         assert!(out.is_empty(), "{out:?}");
         // r2's container idles out too: now the node is empty and is released.
-        s.send(ret("r2", &g2.container_id));
+        s.step(ret("r2", &g2.container_id));
         let t = s.now + KA;
         let out = s.tick_at(t);
         assert!(matches!(out.as_slice(), [Decision::RemoveContainer { .. }]));
-        let out = s.send(Event::ContainerRemoved {
+        let out = s.step(Event::ContainerRemoved {
             container_id: g2.container_id.clone(),
         });
         assert_eq!(
@@ -231,24 +165,24 @@ mod tests {
                 node_id: "n1".into()
             }]
         );
-        s.send(Event::NodeReleased {
+        s.step(Event::NodeReleased {
             node_id: "n1".into(),
         });
         assert_eq!(s.p.state().store.node_count(), 0);
         // The next acquire reserves a fresh node.
-        let out = s.send(acquire("r3", "f", t + 30_000));
+        let out = s.step(acquire("r3", "f", t + 30_000));
         assert!(matches!(out.as_slice(), [Decision::ReserveNode { .. }]));
     }
 
     #[test]
     fn only_the_idle_containers_expire() {
-        let mut s = Sim::new();
-        let mut out = s.send(acquire("r1", "f", 30_000));
-        out.extend(s.send(acquire("r2", "f", 30_000)));
-        let out = s.settle(out);
-        let (a, b) = (Sim::grant_of(&out, "r1"), Sim::grant_of(&out, "r2"));
+        let mut s = new_sim();
+        let mut out = s.step(acquire("r1", "f", 30_000));
+        out.extend(s.step(acquire("r2", "f", 30_000)));
+        let out = s.answer(out);
+        let (a, b) = (grant_of(&out, "r1"), grant_of(&out, "r2"));
         s.now = 10;
-        s.send(ret("r1", &a.container_id));
+        s.step(ret("r1", &a.container_id));
         let out = s.tick_at(10 + KA);
         let [Decision::RemoveContainer { container_id, .. }] = out.as_slice() else {
             panic!("{out:?}")
@@ -262,15 +196,15 @@ mod tests {
 
     #[test]
     fn a_node_nobody_waits_for_any_more_is_released_on_arrival() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 1_000));
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 1_000));
         let [Decision::ReserveNode { op }] = out.as_slice() else {
             panic!("{out:?}")
         };
         let op = *op;
         let out = s.tick_at(1_000);
         assert!(matches!(out.as_slice(), [Decision::Reject { .. }]));
-        let out = s.send(Event::NodeReserved {
+        let out = s.step(Event::NodeReserved {
             op,
             node: NodeInfo {
                 id: "late".into(),
@@ -289,12 +223,12 @@ mod tests {
 
     #[test]
     fn a_container_created_for_an_expired_request_idles_out() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 1_000));
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 1_000));
         let [Decision::ReserveNode { op }] = out.as_slice() else {
             panic!("{out:?}")
         };
-        let out = s.send(Event::NodeReserved {
+        let out = s.step(Event::NodeReserved {
             op: *op,
             node: NodeInfo {
                 id: "n1".into(),
@@ -309,7 +243,7 @@ mod tests {
         let op = *op;
         s.tick_at(1_000);
         s.now = 1_200;
-        let out = s.send(Event::ContainerCreated {
+        let out = s.step(Event::ContainerCreated {
             op,
             container_id: "c9".into(),
         });
@@ -321,13 +255,13 @@ mod tests {
 
     #[test]
     fn wakeup_is_the_earlier_of_deadline_and_window() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", "f", 30_000));
-        let g = Sim::grant_of(&s.settle(out), "r1");
-        s.send(ret("r1", &g.container_id));
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", "f", 30_000));
+        let g = grant_of(&s.answer(out), "r1");
+        s.step(ret("r1", &g.container_id));
         assert_eq!(s.p.next_wakeup(), Some(KA));
         // A waiting request with an earlier deadline (its function needs a new container).
-        s.send(acquire("w", "other", 5_000));
+        s.step(acquire("w", "other", 5_000));
         assert_eq!(s.p.next_wakeup(), Some(5_000));
     }
 }

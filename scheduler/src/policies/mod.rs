@@ -20,6 +20,8 @@ pub mod no_reuse;
 #[cfg(test)]
 mod recovery_tests;
 pub mod size_aware;
+#[cfg(test)]
+pub(crate) mod testkit;
 mod timers;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};

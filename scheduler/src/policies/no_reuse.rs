@@ -46,10 +46,11 @@ impl NoReuse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Acquire, Grant, Return};
+    use crate::core::{Acquire, Return};
     use crate::core::{Decision, Event, Policy};
     use crate::model::Millis;
     use crate::model::{FunctionSpec, MIB, NodeInfo, OpId};
+    use crate::policies::testkit::{self, grant_of};
 
     fn acquire(id: &str, deadline: Millis) -> Event {
         Event::Acquire(Acquire {
@@ -75,96 +76,37 @@ mod tests {
         })
     }
 
-    struct Sim {
-        p: Hooked<NoReuse>,
-        now: Millis,
-        nodes: u32,
-        containers: u32,
-    }
+    /// A no-reuse policy driven in virtual time, step by step through the policies' testkit.
+    type Sim = testkit::Sim<Hooked<NoReuse>>;
 
-    impl Sim {
-        fn new() -> Sim {
-            Sim {
-                p: NoReuse::policy(PolicyOptions::default()),
-                now: 0,
-                nodes: 0,
-                containers: 0,
-            }
-        }
-
-        fn send(&mut self, e: Event) -> Vec<Decision> {
-            let mut out = Vec::new();
-            self.p.handle(self.now, e, &mut out).expect("accepted");
-            out
-        }
-
-        fn settle(&mut self, mut out: Vec<Decision>) -> Vec<Decision> {
-            let mut done = Vec::new();
-            while !out.is_empty() {
-                let mut next = Vec::new();
-                for d in out {
-                    match d {
-                        Decision::ReserveNode { op } => {
-                            self.nodes += 1;
-                            let node = NodeInfo {
-                                id: format!("n{}", self.nodes).into(),
-                                address: "127.0.0.1".into(),
-                                port: 5000,
-                                capacity_bytes: 3072 * MIB,
-                            };
-                            next.extend(self.send(Event::NodeReserved { op, node }));
-                        }
-                        Decision::CreateContainer { op, .. } => {
-                            self.containers += 1;
-                            let id = format!("c{}", self.containers);
-                            next.extend(self.send(Event::ContainerCreated {
-                                op,
-                                container_id: id.into(),
-                            }));
-                        }
-                        other => done.push(other),
-                    }
-                }
-                out = next;
-            }
-            done
-        }
-
-        fn grant_of(decisions: &[Decision], request: &str) -> Grant {
-            decisions
-                .iter()
-                .find_map(|d| match d {
-                    Decision::Grant(g) if &*g.request_id == request => Some(g.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| panic!("no grant for {request} in {decisions:?}"))
-        }
+    fn new_sim() -> Sim {
+        Sim::new(NoReuse::policy(PolicyOptions::default()))
     }
 
     #[test]
     fn every_acquire_is_cold_and_every_return_removes() {
-        let mut s = Sim::new();
-        let out = s.send(acquire("r1", 30_000));
-        let g1 = Sim::grant_of(&s.settle(out), "r1");
+        let mut s = new_sim();
+        let out = s.step(acquire("r1", 30_000));
+        let g1 = grant_of(&s.answer(out), "r1");
         assert!(g1.cold);
         s.now = 50;
-        let out = s.send(ret("r1", &g1.container_id));
+        let out = s.step(ret("r1", &g1.container_id));
         let [Decision::RemoveContainer { node, container_id }] = out.as_slice() else {
             panic!("expected a removal, got {out:?}");
         };
         assert_eq!((&*node.id, container_id), ("n1", &g1.container_id));
         // The next acquire does not get the removed container: it creates one (same node).
         s.now = 60;
-        let out = s.send(acquire("r2", 30_060));
+        let out = s.step(acquire("r2", 30_060));
         assert!(
             matches!(out.as_slice(), [Decision::CreateContainer { .. }]),
             "{out:?}"
         );
-        let g2 = Sim::grant_of(&s.settle(out), "r2");
+        let g2 = grant_of(&s.answer(out), "r2");
         assert!(g2.cold);
         assert_ne!(g2.container_id, g1.container_id);
         assert_eq!(&*g2.node_id, "n1");
-        s.send(Event::ContainerRemoved {
+        s.step(Event::ContainerRemoved {
             container_id: g1.container_id.clone(),
         });
         let snap = s.p.snapshot();
@@ -175,23 +117,23 @@ mod tests {
 
     #[test]
     fn removal_frees_memory_for_the_next_container() {
-        let mut s = Sim::new();
+        let mut s = new_sim();
         // Three 1 GiB containers fill a 3 GiB node.
         let mut out = Vec::new();
         for i in 0..3 {
-            out.extend(s.send(acquire(&format!("r{i}"), 30_000)));
+            out.extend(s.step(acquire(&format!("r{i}"), 30_000)));
         }
-        let done = s.settle(out);
-        let g0 = Sim::grant_of(&done, "r0");
-        let out = s.send(ret("r0", &g0.container_id));
+        let done = s.answer(out);
+        let g0 = grant_of(&done, "r0");
+        let out = s.step(ret("r0", &g0.container_id));
         assert_eq!(out.len(), 1);
         // Until the removal completes the memory stays placed: a 4th needs a new node.
-        let out = s.send(acquire("r3", 30_000));
+        let out = s.step(acquire("r3", 30_000));
         assert!(matches!(out.as_slice(), [Decision::ReserveNode { .. }]));
-        s.send(Event::ContainerRemoved {
+        s.step(Event::ContainerRemoved {
             container_id: g0.container_id.clone(),
         });
-        let out = s.send(acquire("r4", 30_000));
+        let out = s.step(acquire("r4", 30_000));
         assert!(
             matches!(out.as_slice(), [Decision::CreateContainer { node, .. }] if &*node.id == "n1"),
             "{out:?}"
@@ -200,9 +142,9 @@ mod tests {
 
     #[test]
     fn a_late_container_and_a_cancelled_grant_are_removed() {
-        let mut s = Sim::new();
-        s.send(acquire("r1", 1_000));
-        let out = s.send(Event::NodeReserved {
+        let mut s = new_sim();
+        s.step(acquire("r1", 1_000));
+        let out = s.step(Event::NodeReserved {
             op: OpId(1),
             node: NodeInfo {
                 id: "n1".into(),
@@ -216,9 +158,9 @@ mod tests {
         };
         let op = *op;
         s.now = 1_000;
-        let out = s.send(Event::Tick);
+        let out = s.step(Event::Tick);
         assert!(matches!(out.as_slice(), [Decision::Reject { .. }]));
-        let out = s.send(Event::ContainerCreated {
+        let out = s.step(Event::ContainerCreated {
             op,
             container_id: "late".into(),
         });
@@ -226,9 +168,9 @@ mod tests {
             matches!(out.as_slice(), [Decision::RemoveContainer { container_id, .. }] if &**container_id == "late"),
             "{out:?}"
         );
-        let out = s.send(acquire("r2", 40_000));
-        let g = Sim::grant_of(&s.settle(out), "r2");
-        let out = s.send(Event::Cancel {
+        let out = s.step(acquire("r2", 40_000));
+        let g = grant_of(&s.answer(out), "r2");
+        let out = s.step(Event::Cancel {
             request_id: "r2".into(),
         });
         assert!(

@@ -4,8 +4,8 @@
 
 use crate::core::{Event, HealthNote, Policy, Return};
 use crate::model::{AdoptedContainer, FunctionSpec, NodeInfo};
-use crate::policies::engine::testkit::{NODE, spec};
 use crate::policies::health_tests::sim;
+use crate::policies::testkit::{NODE, spec};
 use crate::policies::{POLICY_NAMES, no_reuse};
 
 fn node(id: &str) -> NodeInfo {
@@ -109,14 +109,13 @@ fn orphan_calls_expire_after_their_timeout_plus_the_grace() {
             containers: vec![container("busy", &f, 1, false)],
         });
         s.advance(10_999);
-        let orphans =
-            |s: &crate::policies::engine::testkit::Sim<crate::policies::health_tests::Named>| {
-                let store = &s.p.state().store;
-                store
-                    .container_by_id("busy")
-                    .and_then(|c| store.container(c))
-                    .map(|r| r.container.orphans)
-            };
+        let orphans = |s: &crate::policies::testkit::Sim<crate::policies::health_tests::Named>| {
+            let store = &s.p.state().store;
+            store
+                .container_by_id("busy")
+                .and_then(|c| store.container(c))
+                .map(|r| r.container.orphans)
+        };
         assert_eq!(orphans(&s), Some(1), "{name}");
         s.advance(11_000);
         assert_eq!(orphans(&s), Some(0), "{name}: expired");

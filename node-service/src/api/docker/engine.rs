@@ -1,22 +1,8 @@
-//! Calls to the Docker Engine the runtime is made of: names Docker accepts, the platform's
-//! bridge network (made once, settled to one of that name), removing labelled containers, a
-//! container's IP, and reading memory and CPU from a stats sample.
+//! Calls to the Docker Engine the runtime is made of: the platform's bridge network (made
+//! once, settled to one of that name), a container's IP, and reading memory and CPU from a
+//! stats sample. Names, labels and label-based removal are `faas_common::docker`'s.
 
 use super::*;
-
-/// Keeps `[a-zA-Z0-9_.-]` (what Docker allows in names), replacing anything else with `-`.
-pub fn name_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect()
-}
 
 /// Makes sure the bridge network `name` exists; returns the id of the one to use and whether
 /// this call created a network.
@@ -101,37 +87,6 @@ pub async fn remove_network_if_unused(docker: &Docker, name: &str) {
             }
         }
         _ => {}
-    }
-}
-
-/// Force-removes every container (running or not) carrying all of `filters` (`key=value`
-/// labels); returns how many were removed.
-pub async fn remove_labelled(docker: &Docker, filters: &[String]) -> usize {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&HashMap::from([("label", filters.to_vec())]))
-        .build();
-    let Ok(list) = docker.list_containers(Some(options)).await else {
-        return 0;
-    };
-    let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-    let removed = futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
-    removed.into_iter().filter(|ok| *ok).count()
-}
-
-/// Force-removes a container (and its anonymous volumes); true if it is gone.
-pub async fn force_remove(docker: &Docker, id: &str) -> bool {
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    match docker.remove_container(id, Some(options)).await {
-        Ok(()) => true,
-        Err(e) if is_not_found(&e) => true,
-        Err(e) => {
-            tracing::warn!(container = id, error = %e, "cannot remove container");
-            false
-        }
     }
 }
 

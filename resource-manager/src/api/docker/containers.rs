@@ -1,65 +1,16 @@
 //! The Docker side of the `docker` provider: node container bodies (see the module docs of
-//! `docker/mod.rs` for what a node container gets), and the label-based listing and removal
-//! of containers.
+//! `docker/mod.rs` for what a node container gets), and the removal of containers of nodes
+//! not kept (the rest of listing and removal is `faas_common::docker`'s).
 
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
-    NetworkingConfig,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, NetworkingConfig,
 };
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use faas_common::docker::{force_remove_all, list_labelled};
 
 use super::{DockerOptions, SOCKET_IN_NODE, labels};
-
-pub(super) fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-pub(super) fn name_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect()
-}
-
-pub(super) async fn force_remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    if let Err(e) = docker.remove_container(id, Some(options)).await
-        && !is_not_found(&e)
-    {
-        tracing::warn!(container = id, error = %e, "cannot remove container");
-    }
-}
-
-/// Every container (running or not) carrying all `label=value` filters.
-pub(super) async fn list_labelled(
-    docker: &Docker,
-    filters: Vec<String>,
-) -> Result<Vec<ContainerSummary>, DockerError> {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&HashMap::from([("label", filters)]))
-        .build();
-    docker.list_containers(Some(options)).await
-}
 
 /// Force-removes every container carrying all `label=value` filters, except those of the
 /// nodes in `keep` (by their node label); returns how many.
@@ -68,7 +19,7 @@ pub(super) async fn remove_labelled_except(
     filters: Vec<String>,
     keep: &[String],
 ) -> usize {
-    let Ok(list) = list_labelled(docker, filters).await else {
+    let Ok(list) = list_labelled(docker, &filters).await else {
         return 0;
     };
     let ids: Vec<String> = list
@@ -79,7 +30,7 @@ pub(super) async fn remove_labelled_except(
         })
         .filter_map(|c| c.id)
         .collect();
-    futures::future::join_all(ids.iter().map(|id| force_remove(docker, id))).await;
+    force_remove_all(docker, &ids).await;
     ids.len()
 }
 

@@ -53,20 +53,11 @@ use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkCreateRequest};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
-use containers::{
-    DockerNode, force_remove, gone_because, is_not_found, list_labelled, name_part, node_body,
-    remove_labelled, remove_labelled_except,
-};
-
-/// The labels the platform puts on its containers and networks (the node service's docker
-/// runtime uses the same keys).
-pub mod labels {
-    pub const ROLE: &str = "minifaas.role";
-    pub const INSTANCE: &str = "minifaas.instance";
-    pub const NODE: &str = "minifaas.node";
-    pub const NETWORK: &str = "minifaas.network";
-    pub const ROLE_NODE: &str = "node";
-}
+use containers::{DockerNode, gone_because, node_body, remove_labelled, remove_labelled_except};
+/// The labels the platform puts on its containers and networks (shared with the node
+/// service's docker runtime).
+pub use faas_common::docker::labels;
+use faas_common::docker::{force_remove, is_not_found, list_labelled, name_part};
 
 /// Where the Docker socket is mounted inside node containers.
 const SOCKET_IN_NODE: &str = "/var/run/docker.sock";
@@ -400,7 +391,7 @@ impl NodeProvider for DockerProvider {
     }
 
     async fn discover(&self) -> Vec<FoundNode> {
-        let listed = match list_labelled(&self.docker, self.node_filters()).await {
+        let listed = match list_labelled(&self.docker, &self.node_filters()).await {
             Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list node containers of an earlier run");
@@ -488,7 +479,7 @@ impl NodeProvider for DockerProvider {
     }
 
     async fn gone_nodes(&self) -> Vec<GoneNode> {
-        let listed = match list_labelled(&self.docker, self.node_filters()).await {
+        let listed = match list_labelled(&self.docker, &self.node_filters()).await {
             Ok(listed) => listed,
             Err(e) => {
                 // The daemon did not answer: no verdict (the probes still watch the nodes).

@@ -1,9 +1,9 @@
-//! Tests of the adaptive policy (virtual time, through the engine's testkit).
+//! Tests of the adaptive policy (virtual time, through the policies' testkit).
 
 use super::*;
 use crate::core::AcquireErrorCode;
 use crate::model::{FunctionError, FunctionSpec, MIB};
-use crate::policies::engine::testkit::{Sim, spec};
+use crate::policies::testkit::{Sim, spec};
 
 fn sim() -> Sim<Adaptive> {
     Sim::new(Adaptive::new(PolicyOptions::default()))

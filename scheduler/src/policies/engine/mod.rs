@@ -36,8 +36,6 @@ pub mod histogram;
 mod learning;
 mod provisioning;
 mod requests;
-#[cfg(test)]
-pub(crate) mod testkit;
 mod time;
 
 use std::collections::VecDeque;

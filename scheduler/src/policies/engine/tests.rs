@@ -1,5 +1,5 @@
 //! Unit tests of the engine's free functions (the policies' behaviour is tested through
-//! `czy` and `adaptive` with the [`super::testkit`]).
+//! `czy` and `adaptive` with the [`crate::policies::testkit`]).
 
 use super::*;
 

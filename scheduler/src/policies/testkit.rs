@@ -1,8 +1,13 @@
-//! A virtual-time harness for policy tests: sends events, answers the policy's reserves,
-//! creates, removals and releases like a well-behaved platform would (at once, or held back
-//! on request), and ticks at the policy's wake-ups.
+//! The one virtual-time harness for policy tests. Two ways to drive it:
+//!
+//! - played out: [`Sim::send`] answers the policy's reserves, creates, removals and releases
+//!   like a well-behaved platform would (at once, or held back on request), and
+//!   [`Sim::advance`] ticks at the policy's wake-ups; grants and rejects are collected;
+//! - step by step: [`Sim::step`] returns the decisions of one event and [`Sim::answer`]
+//!   answers only the reserves and creates among them, so a test asserts on each decision
+//!   (the `baseline`, `keepalive` and `no_reuse` tests).
 
-use crate::core::{Acquire, Decision, Event, Grant, HealthNote, Policy, Return};
+use crate::core::{Acquire, CoreError, Decision, Event, Grant, HealthNote, Policy, Return};
 use crate::model::{
     ContainerUsage, FunctionError, FunctionSpec, MIB, Millis, NodeInfo, NodeUsage, OpId,
     StatsSample,
@@ -61,6 +66,51 @@ impl<P: Policy> Sim<P> {
         }
     }
 
+    /// Sends one event and returns its decisions, unanswered.
+    pub fn step(&mut self, e: Event) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.p
+            .handle(self.now, e, &mut out)
+            .expect("event accepted");
+        out
+    }
+
+    /// Sends one event the policy must refuse; returns why (a refused event decides nothing).
+    pub fn step_err(&mut self, e: Event) -> CoreError {
+        let mut out = Vec::new();
+        let err = self.p.handle(self.now, e, &mut out).unwrap_err();
+        assert!(out.is_empty(), "a refused event decides nothing: {out:?}");
+        err
+    }
+
+    /// Moves time to `now` and sends one tick; returns its decisions, unanswered.
+    pub fn tick_at(&mut self, now: Millis) -> Vec<Decision> {
+        self.now = now;
+        self.step(Event::Tick)
+    }
+
+    /// Answers every reserve and create in `out` successfully (repeatedly, nodes `n1`, `n2`,
+    /// ..., containers `c1`, `c2`, ...) and returns the other decisions.
+    pub fn answer(&mut self, mut out: Vec<Decision>) -> Vec<Decision> {
+        let mut done = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for d in out {
+                let e = match d {
+                    Decision::ReserveNode { op } => self.reserved(op),
+                    Decision::CreateContainer { op, .. } => self.created(op),
+                    other => {
+                        done.push(other);
+                        continue;
+                    }
+                };
+                next.extend(self.step(e));
+            }
+            out = next;
+        }
+        done
+    }
+
     /// Sends one event and plays out what follows.
     pub fn send(&mut self, e: Event) {
         let mut out = Vec::new();
@@ -95,19 +145,7 @@ impl<P: Policy> Sim<P> {
                             message: "no available node can be reserved".into(),
                         }
                     }
-                    Decision::ReserveNode { op } => {
-                        self.reserves += 1;
-                        self.next_node += 1;
-                        Event::NodeReserved {
-                            op,
-                            node: NodeInfo {
-                                id: format!("n{}", self.next_node).into(),
-                                address: "10.0.0.1".into(),
-                                port: 5000,
-                                capacity_bytes: NODE,
-                            },
-                        }
-                    }
+                    Decision::ReserveNode { op } => self.reserved(op),
                     Decision::CreateContainer { op, .. } if self.hold_creates => {
                         self.held.push(op);
                         continue;
@@ -127,6 +165,20 @@ impl<P: Policy> Sim<P> {
                     .expect("result accepted");
             }
             out = next;
+        }
+    }
+
+    fn reserved(&mut self, op: OpId) -> Event {
+        self.reserves += 1;
+        self.next_node += 1;
+        Event::NodeReserved {
+            op,
+            node: NodeInfo {
+                id: format!("n{}", self.next_node).into(),
+                address: "10.0.0.1".into(),
+                port: 5000,
+                capacity_bytes: NODE,
+            },
         }
     }
 
@@ -278,4 +330,15 @@ impl<P: Policy> Sim<P> {
     pub fn nodes(&self) -> usize {
         self.p.state().store.node_count()
     }
+}
+
+/// The grant of `request` among `decisions`.
+pub fn grant_of(decisions: &[Decision], request: &str) -> Grant {
+    decisions
+        .iter()
+        .find_map(|d| match d {
+            Decision::Grant(g) if &*g.request_id == request => Some(g.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no grant for {request} in {decisions:?}"))
 }
