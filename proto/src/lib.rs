@@ -11,6 +11,7 @@
 //! - [`reflection`]: gRPC server reflection from the compiled `.proto` descriptors, so
 //!   `grpcurl list` / `describe` work against every component.
 
+pub mod builtin;
 pub mod codec;
 pub mod limits;
 pub mod reflection;
