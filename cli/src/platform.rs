@@ -464,7 +464,7 @@ impl LocalPlatform {
 
     /// A client of the API server, with its admin key.
     pub async fn api(&self) -> anyhow::Result<crate::client::Api> {
-        crate::client::Api::connect_with_key(&self.apiserver.to_string(), self.api_key()).await
+        crate::client::connect_with_key(&self.apiserver.to_string(), self.api_key()).await
     }
 
     /// Waits until a component stops by itself (it failed while running) and says why, as

@@ -3,15 +3,27 @@
 use super::*;
 
 #[test]
-fn the_apiserver_accepts_exactly_the_handlers_the_container_service_runs() {
-    // The API server refuses an unknown handler at deploy; the container service runs the
-    // handler. They keep their own lists (a library dependency between the two would
-    // install the container service's counting allocator in the API server), so the
-    // platform checks that the lists agree.
+fn every_component_names_the_one_list_of_built_in_handlers() {
+    // The API server refuses an unknown handler at deploy, node services before they start
+    // a process, the container service runs them, and the e2e workloads call them: all four
+    // use `faas_proto::builtin::Builtin` (these lines compile only while they do), so a
+    // handler added there shows up at every one of them.
+    fn one_list(
+        apiserver: faas_apiserver::Handler,
+        container: faas_container_service::handlers::HandlerKind,
+        e2e: faas_e2e::HandlerKind,
+    ) -> [faas_proto::builtin::Builtin; 3] {
+        [apiserver, container, e2e]
+    }
+    for h in faas_proto::builtin::Builtin::ALL {
+        assert_eq!(one_list(h, h, h), [h; 3]);
+        assert!(faas_proto::limits::is_handler(h.as_str()));
+    }
     assert_eq!(
         faas_apiserver::Handler::names(),
         faas_container_service::handlers::HandlerKind::NAMES
     );
+    assert_eq!(faas_proto::limits::HANDLERS, faas_e2e::HandlerKind::NAMES);
 }
 
 #[tokio::test]

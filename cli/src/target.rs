@@ -38,7 +38,7 @@ impl Target {
             self.api_key.as_deref(),
             data_dir.as_deref(),
         )?;
-        Api::connect_to(&faas_cli::client::Connect {
+        faas_cli::client::connect_to(&faas_cli::client::Connect {
             addr: self.apiserver.clone(),
             key,
             tls_ca: self.tls_ca.clone(),

@@ -2,7 +2,9 @@
 //! sides (without it a small gRPC call can wait 40 ms), and one readiness line on stdout
 //! so a parent process learns the port a child bound without polling.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -94,6 +96,68 @@ pub fn connect_lazy(addr: &str) -> Result<Channel, ServeError> {
     Ok(endpoint(addr)?.connect_lazy())
 }
 
+/// Lazily connected channels by endpoint (`host:port` or a URI, as [`connect_lazy`] takes
+/// it): the one cache of every client that talks to many nodes. A channel is made on first
+/// use and shared by every later call to the same endpoint (it reconnects by itself after a
+/// failure); lookups take a read lock only, so concurrent calls do not wait on each other.
+/// Whatever a caller puts around a channel (the cluster token's interceptor, deadlines) it
+/// puts per call: the cache holds plain channels.
+#[derive(Debug, Default)]
+pub struct ChannelCache {
+    channels: RwLock<HashMap<String, Channel>>,
+}
+
+impl ChannelCache {
+    /// An empty cache.
+    pub fn new() -> ChannelCache {
+        ChannelCache::default()
+    }
+
+    /// The channel to `endpoint`, made (without connecting) on first use.
+    pub fn get(&self, endpoint: &str) -> Result<Channel, ServeError> {
+        if let Some(channel) = self
+            .channels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+        {
+            return Ok(channel.clone());
+        }
+        let mut channels = self
+            .channels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(channel.clone());
+        }
+        let channel = connect_lazy(endpoint)?;
+        channels.insert(endpoint.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Drops the channel of every endpoint for which `keep` says false (endpoints that are
+    /// gone, or broken for good); a later [`ChannelCache::get`] makes a fresh one.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.channels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|endpoint, _| keep(endpoint));
+    }
+
+    /// How many endpoints have a channel.
+    pub fn len(&self) -> usize {
+        self.channels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no endpoint has a channel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The caller's deadline from a `grpc-timeout` header value (`<1-8 digits><H|M|S|m|u|n>`);
 /// `None` when it is malformed.
 pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
@@ -125,6 +189,25 @@ pub fn client_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::ti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_channel_cache_makes_one_channel_per_endpoint_and_forgets_evicted_ones() {
+        let cache = ChannelCache::new();
+        assert!(cache.is_empty());
+        cache.get("127.0.0.1:1").unwrap();
+        cache.get("127.0.0.1:1").unwrap();
+        cache.get("127.0.0.1:2").unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(matches!(
+            cache.get("not a uri\n"),
+            Err(ServeError::Endpoint { .. })
+        ));
+        assert_eq!(cache.len(), 2);
+        cache.retain(|endpoint| endpoint == "127.0.0.1:2");
+        assert_eq!(cache.len(), 1);
+        cache.get("127.0.0.1:1").unwrap();
+        assert_eq!(cache.len(), 2);
+    }
 
     #[test]
     fn announce_line_round_trips() {

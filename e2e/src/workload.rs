@@ -24,9 +24,6 @@
 //! | `spin` | `{"ms":N,"mb":M}` | spins N ms of CPU after touching M MiB |
 //! | `memory` | `{"mb":M,"ms":N}` | allocates and touches M MiB, holds it N ms |
 
-use std::fmt;
-use std::str::FromStr;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -41,7 +38,7 @@ pub use faas_common::units::MIB;
 /// Errors of building a workload: always a mistake in the options or the data given.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("unknown handler {0:?}: expected one of hello, echo, sleep, cpu, memory, spin")]
+    #[error("unknown handler {0:?}: expected one of {names}", names = HandlerKind::NAMES.join(", "))]
     UnknownHandler(String),
     #[error("invalid percentiles: {0}")]
     InvalidPercentiles(String),
@@ -57,55 +54,13 @@ pub enum WorkloadError {
     InvalidFunction { index: usize, reason: String },
 }
 
-/// The container service's built-in handlers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HandlerKind {
-    Hello,
-    Echo,
-    Sleep,
-    Cpu,
-    Memory,
-    Spin,
-}
+/// The container service's built-in handlers: the platform's one list
+/// ([`faas_proto::builtin`]); serialised by their lowercase names.
+pub use faas_proto::builtin::Builtin as HandlerKind;
 
-impl HandlerKind {
-    /// Every handler, in a fixed order.
-    pub const ALL: [HandlerKind; 6] = [
-        HandlerKind::Hello,
-        HandlerKind::Echo,
-        HandlerKind::Sleep,
-        HandlerKind::Cpu,
-        HandlerKind::Memory,
-        HandlerKind::Spin,
-    ];
-
-    /// The handler's name on the wire (`FunctionConfig.handler`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandlerKind::Hello => "hello",
-            HandlerKind::Echo => "echo",
-            HandlerKind::Sleep => "sleep",
-            HandlerKind::Cpu => "cpu",
-            HandlerKind::Memory => "memory",
-            HandlerKind::Spin => "spin",
-        }
-    }
-}
-
-impl fmt::Display for HandlerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for HandlerKind {
-    type Err = WorkloadError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HandlerKind::ALL
-            .into_iter()
-            .find(|h| h.as_str() == s)
-            .ok_or_else(|| WorkloadError::UnknownHandler(s.to_string()))
+impl From<faas_proto::builtin::UnknownBuiltin> for WorkloadError {
+    fn from(e: faas_proto::builtin::UnknownBuiltin) -> WorkloadError {
+        WorkloadError::UnknownHandler(e.0)
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`reflection`]: gRPC server reflection from the compiled `.proto` descriptors, so
 //!   `grpcurl list` / `describe` work against every component.
 
+pub mod builtin;
 pub mod codec;
 pub mod limits;
 pub mod reflection;
@@ -63,6 +64,14 @@ pub mod invoke {
 
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
+    /// A call to the API server carries its key here, as `Bearer KEY` (the API server's
+    /// interceptor checks and removes it; clients add it).
+    pub const AUTHORIZATION: &str = "authorization";
+    /// The longest routing id, key or parameter (`ROUTE_ID`, `ROUTING_KEY`, `ROUTE_PARAM`)
+    /// the API server accepts, in bytes; clients check before they send.
+    pub const MAX_ROUTE_VALUE_BYTES: usize = 256;
+    /// The most routing parameters (`ROUTE_PARAM`) one call may carry.
+    pub const MAX_ROUTE_PARAMS: usize = 16;
     /// Set by the scheduler on an `AcquireContainer` reply: `"true"` when a container was
     /// created for this request (a cold start), `"false"` when a warm one was reused.
     pub const COLD_START: &str = "x-faas-cold-start";

@@ -12,8 +12,9 @@
 
 use faas_common::text::clip;
 
-/// The built-in handlers of the container service, in the order they are documented.
-pub const HANDLERS: [&str; 6] = ["hello", "echo", "sleep", "cpu", "memory", "spin"];
+/// The built-in handlers of the container service, in the order they are documented
+/// ([`crate::builtin::Builtin::NAMES`], the one list).
+pub const HANDLERS: [&str; 6] = crate::builtin::Builtin::NAMES;
 
 /// The largest memory limit of a function: 1 TiB.
 pub const MAX_MEMORY_BYTES: i64 = 1 << 40;

@@ -30,8 +30,9 @@ use crate::service::access::{Access, AccessError};
 pub use crate::error::{access_status, limit_status};
 pub use crate::service::access::Caller;
 
-/// The gRPC metadata key a call's key travels in, as `Bearer KEY`.
-pub const AUTHORIZATION: &str = "authorization";
+/// The gRPC metadata key a call's key travels in, as `Bearer KEY` (written once in
+/// `faas_proto::meta`, where clients find it too).
+pub use faas_proto::meta::AUTHORIZATION;
 
 /// The interceptor in front of one service: checks the key of every call against the scope
 /// the service needs. Cheap to clone.

@@ -10,10 +10,7 @@
 //! The whole call, reply stream included, ends by the call's deadline: a node that stops
 //! answering (SIGSTOP, a hung host) fails its calls then instead of holding them.
 
-use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
-
-use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_common::serve::{ChannelCache, MAX_MESSAGE_BYTES};
 use faas_common::token::ClusterAuth;
 use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
@@ -37,7 +34,7 @@ pub const CODE_RESPONSE_TOO_LARGE: &str = "ResponseTooLarge";
 /// Clients of every node service seen so far, one channel per `host:port`.
 #[derive(Debug, Default)]
 pub struct GrpcNodes {
-    channels: RwLock<HashMap<String, Channel>>,
+    channels: ChannelCache,
     /// The cluster token on every call.
     auth: ClusterAuth,
 }
@@ -56,30 +53,13 @@ impl GrpcNodes {
     }
 
     fn channel(&self, endpoint: &str) -> Result<Channel, NodeError> {
-        if let Some(channel) = self
-            .channels
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(endpoint)
-        {
-            return Ok(channel.clone());
-        }
-        let mut channels = self
-            .channels
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(endpoint) {
-            return Ok(channel.clone());
-        }
-        let channel = faas_common::serve::connect_lazy(endpoint).map_err(|e| {
+        self.channels.get(endpoint).map_err(|e| {
             NodeError::new(
                 NodeErrorKind::NotConnected,
                 RemoteCode::Unavailable,
                 e.to_string(),
             )
-        })?;
-        channels.insert(endpoint.to_string(), channel.clone());
-        Ok(channel)
+        })
     }
 }
 

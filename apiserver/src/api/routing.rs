@@ -17,10 +17,8 @@ use crate::model::routing::{
 use crate::service::RegistryError;
 use crate::service::routing::{RouteContext, TargetStatus};
 
-/// The longest routing id, key or parameter accepted, in bytes.
-pub const MAX_ROUTE_VALUE_BYTES: usize = 256;
-/// The most routing parameters one call may carry.
-pub const MAX_ROUTE_PARAMS: usize = 16;
+/// The routing metadata's limits, written once beside the keys (clients check them too).
+pub use faas_proto::meta::{MAX_ROUTE_PARAMS, MAX_ROUTE_VALUE_BYTES};
 
 /// A published version as the admin API's record.
 pub fn version_record(function: &str, v: &Function) -> admin::VersionRecord {

@@ -9,11 +9,8 @@
 //! hash of the bundle the API server wrote, so a deployed or published function always runs
 //! exactly the code it was deployed with.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
-
 use crate::model::kind::{CodeFile, HandlerRef};
+use std::collections::BTreeMap;
 
 /// One mebibyte, as the model's byte counts (`i64`, the wire's type) take it.
 pub const MIB: i64 = faas_common::units::MIB as i64;
@@ -28,66 +25,11 @@ pub const MIN_TIMEOUT_MS: i64 = 1;
 /// The longest timeout (15 minutes).
 pub const MAX_TIMEOUT_MS: i64 = 900_000;
 
-/// The container service's built-in handlers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Handler {
-    Hello,
-    Echo,
-    Sleep,
-    Cpu,
-    Memory,
-    Spin,
-}
-
-impl Handler {
-    /// Every handler, in the order they are documented.
-    pub const ALL: [Handler; 6] = [
-        Handler::Hello,
-        Handler::Echo,
-        Handler::Sleep,
-        Handler::Cpu,
-        Handler::Memory,
-        Handler::Spin,
-    ];
-
-    /// Every handler's name, in the order they are documented.
-    pub fn names() -> [&'static str; 6] {
-        Handler::ALL.map(Handler::as_str)
-    }
-
-    /// The handler's name on the wire and in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Handler::Hello => "hello",
-            Handler::Echo => "echo",
-            Handler::Sleep => "sleep",
-            Handler::Cpu => "cpu",
-            Handler::Memory => "memory",
-            Handler::Spin => "spin",
-        }
-    }
-}
-
-impl fmt::Display for Handler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The name is not one of the built-in handlers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownHandler;
-
-impl FromStr for Handler {
-    type Err = UnknownHandler;
-
-    fn from_str(s: &str) -> Result<Handler, UnknownHandler> {
-        Handler::ALL
-            .into_iter()
-            .find(|h| h.as_str() == s)
-            .ok_or(UnknownHandler)
-    }
-}
+/// The container service's built-in handlers: the platform's one list
+/// ([`faas_proto::builtin`]), named as the API server's model always named it.
+pub use faas_proto::builtin::Builtin as Handler;
+/// The name is not one of the built-in handlers (it keeps the name as given).
+pub use faas_proto::builtin::UnknownBuiltin as UnknownHandler;
 
 /// A function as a user describes it (a file entry, an admin request): not yet validated.
 /// Exactly one of `handler`, `command` and `image` is given (`service::kind` checks it).
@@ -166,7 +108,10 @@ mod tests {
         for h in Handler::ALL {
             assert_eq!(h.as_str().parse::<Handler>(), Ok(h));
         }
-        assert_eq!("Hello".parse::<Handler>(), Err(UnknownHandler));
-        assert_eq!("".parse::<Handler>(), Err(UnknownHandler));
+        assert_eq!(
+            "Hello".parse::<Handler>(),
+            Err(UnknownHandler("Hello".into()))
+        );
+        assert_eq!("".parse::<Handler>(), Err(UnknownHandler(String::new())));
     }
 }

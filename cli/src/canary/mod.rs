@@ -42,7 +42,6 @@ use clap::Args;
 use faas_proto::admin;
 
 use crate::bench::ReplayArgs;
-use crate::client::Api;
 use crate::platform::LocalPlatform;
 use report::CanaryReport;
 use setup::{admin_error, publish, routes, warm_up};
@@ -215,7 +214,7 @@ pub async fn run(
     options: &CanaryOptions,
 ) -> anyhow::Result<CanaryReport> {
     options.check()?;
-    let api = Api::connect_with_key(apiserver, key)
+    let api = crate::client::connect_with_key(apiserver, key)
         .await
         .with_context(|| format!("cannot connect to the API server at {apiserver}"))?;
     let mut admin = api.admin();

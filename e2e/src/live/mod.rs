@@ -239,7 +239,7 @@ pub async fn run_with_faults<I: FaultInjector>(
                 let event = inv.event.clone();
                 let task = tokio::spawn(async move {
                     let sent = faas_common::clock::tokio_instant();
-                    let result = api.invoke(&account, &name, event, timeout).await;
+                    let result = api.invoke_within(&account, &name, event, timeout).await;
                     let response_ms = sent.elapsed().as_secs_f64() * 1000.0;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                     let record = match result {

@@ -8,10 +8,8 @@ fn handler_names_round_trip() {
     for h in HandlerKind::ALL {
         assert_eq!(h.as_str().parse::<HandlerKind>().unwrap(), h);
     }
-    assert!(matches!(
-        "python".parse::<HandlerKind>(),
-        Err(WorkloadError::UnknownHandler(_))
-    ));
+    let err: WorkloadError = "python".parse::<HandlerKind>().unwrap_err().into();
+    assert_eq!(err, WorkloadError::UnknownHandler("python".into()));
 }
 
 #[test]

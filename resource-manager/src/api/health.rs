@@ -16,13 +16,12 @@
 //! What a failure does (kill, count, log, refill) is the manager's and the pool's business;
 //! this module only decides when to look and how.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use faas_common::serve::ChannelCache;
 use faas_common::shutdown::Shutdown;
 use tokio::time::MissedTickBehavior;
-use tonic::transport::Channel;
 
 use crate::api::node_client;
 use crate::model::NodeEndpoint;
@@ -37,18 +36,19 @@ pub struct WatchOptions {
     pub probe_timeout: Duration,
 }
 
-/// Probes nodes over one channel per node, made on first use and dropped with the node.
+/// Probes nodes over one channel per node endpoint, made on first use and dropped with the
+/// node (or when the node moved to another endpoint).
 #[derive(Debug)]
 struct Prober {
     timeout: Duration,
-    channels: HashMap<String, (NodeEndpoint, Channel)>,
+    channels: ChannelCache,
 }
 
 impl Prober {
     fn new(timeout: Duration) -> Prober {
         Prober {
             timeout,
-            channels: HashMap::new(),
+            channels: ChannelCache::new(),
         }
     }
 
@@ -57,19 +57,12 @@ impl Prober {
         &mut self,
         targets: Vec<(String, NodeEndpoint)>,
     ) -> Vec<(String, Result<(), String>)> {
+        let endpoints: Vec<String> = targets.iter().map(|(_, e)| e.to_string()).collect();
         self.channels
-            .retain(|id, (endpoint, _)| targets.iter().any(|(t, e)| t == id && e == endpoint));
+            .retain(|endpoint| endpoints.iter().any(|e| e == endpoint));
         let mut calls = Vec::with_capacity(targets.len());
-        for (node_id, endpoint) in targets {
-            let channel = match self.channels.get(&node_id) {
-                Some((_, channel)) => Ok(channel.clone()),
-                None => faas_common::serve::connect_lazy(&endpoint.to_string())
-                    .inspect(|channel| {
-                        self.channels
-                            .insert(node_id.clone(), (endpoint, channel.clone()));
-                    })
-                    .map_err(|e| e.to_string()),
-            };
+        for ((node_id, _), endpoint) in targets.into_iter().zip(endpoints) {
+            let channel = self.channels.get(&endpoint).map_err(|e| e.to_string());
             let timeout = self.timeout;
             calls.push(async move {
                 let result = match channel {

@@ -4,10 +4,9 @@
 //! model values here, and nowhere else. Every call to the resource manager and the nodes
 //! carries the cluster token when one is configured ([`ClusterAuth`]); health checks need none.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use faas_common::serve::ChannelCache;
 use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::node_admin::DescribeNodeRequest;
 use faas_proto::node_admin::node_admin_client::NodeAdminClient;
@@ -214,7 +213,7 @@ impl ResourcePort for GrpcResource {
 /// The node services over gRPC, one cached lazily connecting channel per node address.
 #[derive(Default)]
 pub struct GrpcNodes {
-    channels: Mutex<HashMap<(Text, u16), Channel>>,
+    channels: ChannelCache,
     auth: ClusterAuth,
 }
 
@@ -222,25 +221,15 @@ impl GrpcNodes {
     /// Node clients whose calls carry the cluster token of `auth`.
     pub fn new(auth: ClusterAuth) -> GrpcNodes {
         GrpcNodes {
-            channels: Mutex::default(),
+            channels: ChannelCache::new(),
             auth,
         }
     }
 
     fn channel(&self, node: &NodeAddr) -> Result<Channel, PortError> {
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (node.address.clone(), node.port);
-        if let Some(ch) = channels.get(&key) {
-            return Ok(ch.clone());
-        }
-        let addr = format!("{}:{}", node.address, node.port);
-        let ch = faas_common::serve::connect_lazy(&addr)
-            .map_err(|e| PortError::answered(e.to_string()))?;
-        channels.insert(key, ch.clone());
-        Ok(ch)
+        self.channels
+            .get(&format!("{}:{}", node.address, node.port))
+            .map_err(|e| PortError::answered(e.to_string()))
     }
 
     fn client(&self, node: &NodeAddr) -> Result<NodeServiceClient<AuthChannel>, PortError> {
