@@ -36,7 +36,7 @@ fn settle(
                         id: format!("node-{nodes}").into(),
                         address: "10.0.0.1".into(),
                         port: 5000,
-                        capacity_bytes: 3072 * MIB,
+                        capacity_bytes: faas_scheduler::model::CONTEST_NODE_BYTES,
                     };
                     p.handle(now, Event::NodeReserved { op, node }, &mut next)
                         .unwrap();

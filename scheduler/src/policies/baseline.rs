@@ -46,7 +46,7 @@ mod tests {
     use crate::model::{FunctionError, FunctionSpec, MIB, NodeInfo, OpId};
     use crate::policies::testkit::{self, grant_of};
 
-    const NODE: u64 = 3072 * MIB;
+    const NODE: u64 = crate::model::CONTEST_NODE_BYTES;
 
     fn spec(name: &str) -> FunctionSpec {
         FunctionSpec {

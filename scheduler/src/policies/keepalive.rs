@@ -64,7 +64,7 @@ mod tests {
     use crate::model::{FunctionSpec, MIB, NodeInfo};
     use crate::policies::testkit::{self, grant_of};
 
-    const NODE: u64 = 3072 * MIB;
+    const NODE: u64 = crate::model::CONTEST_NODE_BYTES;
     const KA: Millis = 60_000;
 
     fn spec(name: &str) -> FunctionSpec {

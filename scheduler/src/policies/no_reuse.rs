@@ -150,7 +150,7 @@ mod tests {
                 id: "n1".into(),
                 address: "a".into(),
                 port: 1,
-                capacity_bytes: 3072 * MIB,
+                capacity_bytes: crate::model::CONTEST_NODE_BYTES,
             },
         });
         let [Decision::CreateContainer { op, .. }] = out.as_slice() else {
