@@ -38,6 +38,7 @@
 
 pub mod azure2019;
 pub mod azure2021;
+mod copies;
 pub(crate) mod csv;
 
 use std::collections::HashMap;
@@ -488,6 +489,12 @@ pub(crate) fn select(
     Ok(chosen)
 }
 
+/// `c` and digits: the suffix of a copy's hashes.
+fn copy_suffix(s: &str) -> bool {
+    s.strip_prefix('c')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Short, unique replay names `t-<hash prefix>` for functions identified by `keys`.
 pub(crate) fn replay_names(keys: &[String]) -> Vec<String> {
     let mut len = 10;
@@ -495,8 +502,13 @@ pub(crate) fn replay_names(keys: &[String]) -> Vec<String> {
         let names: Vec<String> = keys
             .iter()
             .map(|k| {
-                let clean: String = k.chars().filter(char::is_ascii_alphanumeric).collect();
-                format!("t-{}", &clean[..clean.len().min(len)])
+                // A copy's suffix (`-c3`, see `copies`) is kept whole.
+                let (base, suffix) = match k.rsplit_once('-') {
+                    Some((b, s)) if !b.is_empty() && copy_suffix(s) => (b, format!("-{s}")),
+                    _ => (k.as_str(), String::new()),
+                };
+                let clean: String = base.chars().filter(char::is_ascii_alphanumeric).collect();
+                format!("t-{}{suffix}", &clean[..clean.len().min(len)])
             })
             .collect();
         let unique: std::collections::HashSet<&String> = names.iter().collect();
