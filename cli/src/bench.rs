@@ -28,7 +28,6 @@ use faas_e2e::fault::{FaultKind, FaultPlan};
 use faas_e2e::live::{self, LiveOptions};
 use faas_e2e::report::{Report, ReportOptions};
 use faas_e2e::sim;
-use faas_e2e::workload::Workload;
 
 use crate::faults::{PlatformFaults, stop_counting_leaks};
 use crate::platform::{LocalPlatform, PlatformOptions};
@@ -39,7 +38,7 @@ pub use args::*;
 
 fn report(
     runs: Vec<RunResult>,
-    workload: &Workload,
+    workload: (&str, Option<&str>),
     policies: &PolicyArgs,
     output: &OutputArgs,
 ) -> anyhow::Result<Report> {
@@ -59,8 +58,8 @@ fn report(
         ReportOptions {
             baseline,
             score: policies.score_config(),
-            description: Some(workload.description.clone()),
-            attribution: workload.attribution.clone(),
+            description: Some(workload.0.to_string()),
+            attribution: workload.1.map(str::to_string),
         },
     )?;
     println!("{}", report.summary());
@@ -77,7 +76,7 @@ fn report(
 
 /// `faas simulate`.
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let workload = args.workload.build()?;
+    let workload = args.workload.build_compact()?;
     let options = args.sim_options();
     // Always scored: the baseline costs little in virtual time.
     let policies = args.policies.policies(true);
@@ -93,19 +92,24 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for policy in &policies {
         let (w, p, o) = (workload.clone(), policy.clone(), options.clone());
-        let run = tokio::task::spawn_blocking(move || sim::simulate_named(&w, &p, &o))
+        let run = tokio::task::spawn_blocking(move || sim::simulate_compact_named(&w, &p, &o))
             .await
             .context("the simulation task failed")??;
         eprintln!(
             "  {policy}: {} invocations, {} events in {:.2} s ({:.0} invocations/s)",
-            run.result.requests.len(),
+            run.result.request_count(),
             run.events,
             run.wall.as_secs_f64(),
             run.invocations_per_second()
         );
         runs.push(run.result);
     }
-    report(runs, &workload, &args.policies, &args.output)?;
+    report(
+        runs,
+        (&workload.description, workload.attribution.as_deref()),
+        &args.policies,
+        &args.output,
+    )?;
     Ok(())
 }
 
@@ -309,7 +313,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             runs.push(run);
         }
     }
-    report(runs, &workload, &args.policies, &args.output)?;
+    report(
+        runs,
+        (&workload.description, workload.attribution.as_deref()),
+        &args.policies,
+        &args.output,
+    )?;
     Ok(())
 }
 

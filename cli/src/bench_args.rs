@@ -10,7 +10,7 @@ use faas_e2e::scenario::{self, ScenarioOptions};
 use faas_e2e::score::ScoreConfig;
 use faas_e2e::sim::SimOptions;
 use faas_e2e::trace::{Body, Iat, Selection, Trace, TraceOptions};
-use faas_e2e::workload::{Percentiles, Workload};
+use faas_e2e::workload::{CompactWorkload, Percentiles, Workload};
 
 /// The policy every score is relative to.
 pub(crate) const BASELINE: &str = "baseline";
@@ -175,7 +175,32 @@ impl WorkloadArgs {
         }
     }
 
+    /// The workload compactly, as the simulator plays it: a 2019 trace is drawn straight into
+    /// compact calls (a big day never exists as full invocations).
+    pub fn build_compact(&self) -> anyhow::Result<CompactWorkload> {
+        match &self.trace {
+            Some(path) => {
+                let (trace, o) = self.trace_and_options(path)?;
+                let mut w = trace.to_compact(&o)?;
+                if let Some(d) = self.duration {
+                    w.truncate(d);
+                }
+                Ok(w)
+            }
+            None => Ok((&self.build()?).into()),
+        }
+    }
+
     fn trace_workload(&self, path: &std::path::Path) -> anyhow::Result<Workload> {
+        let (trace, o) = self.trace_and_options(path)?;
+        let mut w = trace.to_workload(&o)?;
+        if let Some(d) = self.duration {
+            truncate(&mut w, d);
+        }
+        Ok(w)
+    }
+
+    fn trace_and_options(&self, path: &std::path::Path) -> anyhow::Result<(Trace, TraceOptions)> {
         let trace = match Trace::open(path)? {
             Trace::Azure2019(t) if self.copies > 1 => {
                 Trace::Azure2019(t.copies(self.copies as usize))
@@ -219,11 +244,7 @@ impl WorkloadArgs {
             seed: self.seed,
             ..defaults
         };
-        let mut w = trace.to_workload(&o)?;
-        if let Some(d) = self.duration {
-            truncate(&mut w, d);
-        }
-        Ok(w)
+        Ok((trace, o))
     }
 }
 
@@ -417,6 +438,8 @@ impl SimulateArgs {
             invoke_overhead_ms: self.invoke_overhead_ms.unwrap_or(d.invoke_overhead_ms),
             stats_interval_ms: self.stats_interval_ms,
             faults: self.faults.clone().unwrap_or_default(),
+            // Raw records only when they are written out: a big day's would not fit.
+            keep_records: self.output.runs_json.is_some(),
             ..d
         }
     }

@@ -3,6 +3,11 @@
 //! ([`ContainerLifetime`]), gathered in a [`RunResult`], and the figures derived from them
 //! (node-seconds, idle memory-time, percentiles, time series).
 //!
+//! A run too long to keep its records (the simulator's big days) carries a [`RunSummary`]
+//! instead: counts, histograms and series gathered as it went. The accessors below read it
+//! when it is there, with the same meaning (see [`summary`] for what is exact and what is
+//! within a histogram's error).
+//!
 //! All times are ms from the start of the run (the live driver's first send, or virtual time
 //! 0 in the simulator). Node and container times are signed: a node reserved before the first
 //! request (a scheduler warming up) has a negative `reserved_ms`.
@@ -13,7 +18,13 @@ use faas_common::stats::percentile_or_zero;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{InjectedFault, Leaks};
+
+pub mod histogram;
+pub mod summary;
+
 use crate::score::RunTotals;
+pub use histogram::Histogram;
+pub use summary::{FunctionSummary, RunSummary};
 
 /// One request as the client saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +148,10 @@ pub struct RunResult {
     /// What was left behind once the platform stopped (`None`: not measured).
     #[serde(default)]
     pub leaks: Option<Leaks>,
+    /// The run's figures gathered as it went, when its records were not kept (`requests`
+    /// and `containers` are then empty): the accessors read this instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Box<RunSummary>>,
 }
 
 /// A value per time bucket.
@@ -161,11 +176,12 @@ impl RunResult {
 
     /// The run's end: `end_ms`, or the last moment recorded when that is later.
     pub fn effective_end_ms(&self) -> i64 {
+        let summarised = self.summary.as_ref().map_or(0.0, |s| s.last_reply_ms);
         let last_request = self
             .requests
             .iter()
             .map(|r| r.at_ms as f64 + r.response_ms)
-            .fold(0.0f64, f64::max)
+            .fold(summarised, f64::max)
             .ceil() as i64;
         self.end_ms.max(last_request)
     }
@@ -176,11 +192,25 @@ impl RunResult {
         self.nodes.iter().map(|n| n.held_ms(end)).sum::<i64>() as f64 / 1000.0
     }
 
+    /// How many requests the run made.
+    pub fn request_count(&self) -> u64 {
+        match &self.summary {
+            Some(s) => s.requests,
+            None => self.requests.len() as u64,
+        }
+    }
+
     pub fn errors(&self) -> u64 {
+        if let Some(s) = &self.summary {
+            return s.errors;
+        }
         self.requests.iter().filter(|r| r.error.is_some()).count() as u64
     }
 
     pub fn cold_starts(&self) -> u64 {
+        if let Some(s) = &self.summary {
+            return s.cold_starts;
+        }
         self.requests.iter().filter(|r| r.cold).count() as u64
     }
 
@@ -190,6 +220,24 @@ impl RunResult {
             node_seconds: self.node_seconds(),
             ..RunTotals::default()
         };
+        if let Some(s) = &self.summary {
+            for (name, f) in s.names.iter().zip(&s.functions) {
+                if f.calls == 0 {
+                    continue;
+                }
+                totals.functions.insert(
+                    name.clone(),
+                    crate::score::FunctionTotals {
+                        calls: f.calls,
+                        ok: f.ok,
+                        ok_rt_ms: f.ok_rt_ms,
+                    },
+                );
+                totals.requests += f.calls;
+                totals.errors += f.errors;
+            }
+            return totals;
+        }
         for r in &self.requests {
             totals.add(&r.function, r.rt_ms(), r.error.is_none());
         }
@@ -200,6 +248,9 @@ impl RunResult {
     /// limit times (its lifetime minus the union of its requests' execution intervals, from
     /// the end of scheduling to the end of the function). `None` without container lifetimes.
     pub fn idle_memory_mb_seconds(&self) -> Option<f64> {
+        if let Some(s) = &self.summary {
+            return (s.containers > 0).then_some(s.idle_memory_mb_seconds);
+        }
         if self.containers.is_empty() {
             return None;
         }
@@ -233,17 +284,49 @@ impl RunResult {
 
     /// Response-time percentiles over every request.
     pub fn latency(&self) -> LatencySummary {
+        if let Some(s) = &self.summary {
+            return s.response_ms.summary();
+        }
         LatencySummary::of(self.requests.iter().map(|r| r.response_ms))
     }
 
     /// Scheduling-latency percentiles over every request.
     pub fn scheduling_latency(&self) -> LatencySummary {
+        if let Some(s) = &self.summary {
+            return s.scheduling_ms.summary();
+        }
         LatencySummary::of(self.requests.iter().map(|r| r.scheduling_ms))
     }
 
     /// A bucket width giving about 200 buckets over the run, at least 1 s.
+    /// Whole seconds when the run has a summary (its series are counted per second).
     pub fn default_bucket_ms(&self) -> i64 {
-        (self.effective_end_ms() / 200).max(1000)
+        let width = (self.effective_end_ms() / 200).max(1000);
+        match &self.summary {
+            Some(s) => width / s.bucket_ms * s.bucket_ms,
+            None => width,
+        }
+    }
+
+    /// Response times of every request, or of one function's (`Some(name)`), in no order;
+    /// from a summary, 500 values spread like them (enough to draw their distribution).
+    pub fn response_times(&self, function: Option<&str>) -> Vec<f64> {
+        if let Some(s) = &self.summary {
+            let h = match function {
+                None => Some(&s.response_ms),
+                Some(f) => s
+                    .names
+                    .iter()
+                    .position(|n| n == f)
+                    .map(|i| &s.functions[i].response_ms),
+            };
+            return h.map_or_else(Vec::new, |h| h.quantiles(500));
+        }
+        self.requests
+            .iter()
+            .filter(|r| function.is_none_or(|f| r.function == f))
+            .map(|r| r.response_ms)
+            .collect()
     }
 
     fn span(&self) -> i64 {
@@ -270,6 +353,15 @@ impl RunResult {
 
     /// Containers alive at the start of each bucket.
     pub fn containers_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        if let Some(s) = &self.summary {
+            let bucket_ms = bucket_ms.max(1);
+            let n = buckets(0, self.effective_end_ms(), bucket_ms);
+            return TimeSeries {
+                bucket_ms,
+                start_ms: 0,
+                values: s.alive(bucket_ms, n),
+            };
+        }
         let end = self.effective_end_ms();
         let intervals = self
             .containers
@@ -298,12 +390,31 @@ impl RunResult {
 
     /// Cold starts per bucket (by send time).
     pub fn cold_starts_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        if let Some(s) = &self.summary {
+            return self.summarised(&s.cold_starts_per_bucket, bucket_ms);
+        }
         self.requests_over_time(bucket_ms, |r| r.cold)
     }
 
     /// Failed requests per bucket (by send time).
     pub fn errors_over_time(&self, bucket_ms: i64) -> TimeSeries {
+        if let Some(s) = &self.summary {
+            return self.summarised(&s.errors_per_bucket, bucket_ms);
+        }
         self.requests_over_time(bucket_ms, |r| r.error.is_some())
+    }
+
+    /// A summary's per-second counts in buckets of `bucket_ms` (the summary's series start
+    /// at 0, as a simulated run's span does).
+    fn summarised(&self, per_second: &[u64], bucket_ms: i64) -> TimeSeries {
+        let bucket_ms = bucket_ms.max(1);
+        let n = buckets(0, self.effective_end_ms(), bucket_ms);
+        let s = self.summary.as_ref().expect("called with a summary");
+        TimeSeries {
+            bucket_ms,
+            start_ms: 0,
+            values: s.counts(per_second, bucket_ms, n),
+        }
     }
 
     /// Requests that match `counted` per bucket (by send time).
@@ -337,7 +448,7 @@ fn buckets(start: i64, end: i64, bucket_ms: i64) -> usize {
 }
 
 /// The length of the union of `intervals` clipped to `[from, to)`. Sorts `intervals`.
-fn union_length(intervals: &mut [(f64, f64)], from: f64, to: f64) -> f64 {
+pub(crate) fn union_length(intervals: &mut [(f64, f64)], from: f64, to: f64) -> f64 {
     intervals.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut total = 0.0;
     let mut cur: Option<(f64, f64)> = None;

@@ -11,6 +11,14 @@ use faas_e2e::sim::{SimOptions, simulate_named};
 use faas_e2e::trace::{Selection, Trace, TraceOptions};
 use faas_e2e::workload::Workload;
 
+/// The default options, keeping every record (these tests read them).
+fn kept() -> SimOptions {
+    SimOptions {
+        keep_records: true,
+        ..SimOptions::default()
+    }
+}
+
 fn contest(seconds: u64, seed: u64) -> Workload {
     scenario::build(
         "contest",
@@ -26,7 +34,7 @@ fn contest(seconds: u64, seed: u64) -> Workload {
 #[test]
 fn same_seed_same_run_other_seed_other_latencies() {
     let w = contest(120, 1);
-    let o = SimOptions::default();
+    let o = kept();
     for policy in ["baseline", "keepalive-10m", "no-reuse"] {
         let a = simulate_named(&w, policy, &o).unwrap();
         let b = simulate_named(&w, policy, &o).unwrap();
@@ -34,10 +42,7 @@ fn same_seed_same_run_other_seed_other_latencies() {
         assert_eq!(a.events, b.events);
         assert_eq!(a.result.requests.len(), w.invocations.len());
     }
-    let other = SimOptions {
-        seed: 2,
-        ..SimOptions::default()
-    };
+    let other = SimOptions { seed: 2, ..kept() };
     let a = simulate_named(&w, "baseline", &o).unwrap().result;
     let c = simulate_named(&w, "baseline", &other).unwrap().result;
     assert_ne!(
@@ -49,7 +54,7 @@ fn same_seed_same_run_other_seed_other_latencies() {
 #[test]
 fn baseline_scores_exactly_one_against_itself() {
     let w = contest(120, 7);
-    let o = SimOptions::default();
+    let o = kept();
     let first = simulate_named(&w, "baseline", &o).unwrap().result;
     let second = simulate_named(&w, "baseline", &o).unwrap().result;
     let s = score(&second.totals(), &first.totals(), &ScoreConfig::default()).unwrap();
@@ -68,7 +73,7 @@ fn baseline_scores_exactly_one_against_itself() {
 #[test]
 fn never_reusing_a_container_is_worse_on_response_time() {
     let w = contest(120, 3);
-    let o = SimOptions::default();
+    let o = kept();
     let base = simulate_named(&w, "baseline", &o).unwrap().result;
     let none = simulate_named(&w, "no-reuse", &o).unwrap().result;
     assert_eq!(none.errors(), 0);
@@ -116,7 +121,7 @@ fn trace_slice() -> Option<Workload> {
 #[test]
 fn keepalive_trades_cold_starts_for_node_time_on_a_trace_hour() {
     let Some(w) = trace_slice() else { return };
-    let o = SimOptions::default();
+    let o = kept();
     let base = simulate_named(&w, "baseline", &o).unwrap().result;
     let ka = simulate_named(&w, "keepalive-10m", &o).unwrap().result;
     assert_eq!(base.requests.len(), w.invocations.len());
@@ -165,7 +170,7 @@ fn every_policy_recovers_from_a_lost_node_in_virtual_time() {
     let w = steady();
     let o = SimOptions {
         faults: parse_faults("kill-node@10s,kill-node@25s").unwrap(),
-        ..SimOptions::default()
+        ..kept()
     };
     for policy in faas_scheduler::core::POLICY_NAMES {
         let run = simulate_named(&w, policy, &o).unwrap().result;
@@ -219,13 +224,13 @@ fn every_policy_recovers_from_a_lost_node_in_virtual_time() {
     // The simulator refuses what it does not model.
     let restart = SimOptions {
         faults: parse_faults("restart-scheduler@10s").unwrap(),
-        ..SimOptions::default()
+        ..kept()
     };
     let e = simulate_named(&w, "baseline", &restart).unwrap_err();
     assert!(e.to_string().contains("node loss only (kill-node)"), "{e}");
     let late = SimOptions {
         faults: parse_faults("kill-node@40s").unwrap(),
-        ..SimOptions::default()
+        ..kept()
     };
     let e = simulate_named(&w, "baseline", &late).unwrap_err();
     assert!(e.to_string().contains("not within the run"), "{e}");

@@ -178,11 +178,7 @@ fn series_chart(
 }
 
 fn latencies(run: &RunResult, function: Option<&str>) -> Vec<f64> {
-    run.requests
-        .iter()
-        .filter(|r| function.is_none_or(|f| r.function == f))
-        .map(|r| r.response_ms)
-        .collect()
+    run.response_times(function)
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\

@@ -235,19 +235,46 @@ impl Report {
                     None
                 }
             };
-            let mut per_fn: BTreeMap<String, (FunctionReport, Vec<f64>)> = BTreeMap::new();
-            for r in &run.requests {
-                let (f, lat) = per_fn.entry(r.function.clone()).or_default();
-                f.calls += 1;
-                f.errors += u64::from(r.error.is_some());
-                f.cold_starts += u64::from(r.cold);
-                f.rt_sum_ms += r.rt_ms();
-                lat.push(r.response_ms);
+            let mut per_fn: BTreeMap<String, (FunctionReport, LatencySummary)> = BTreeMap::new();
+            if let Some(s) = &run.summary {
+                for (name, f) in s
+                    .names
+                    .iter()
+                    .zip(&s.functions)
+                    .filter(|(_, f)| f.calls > 0)
+                {
+                    let report = FunctionReport {
+                        calls: f.calls,
+                        errors: f.errors,
+                        cold_starts: f.cold_starts,
+                        rt_sum_ms: f.rt_sum_ms,
+                        ..FunctionReport::default()
+                    };
+                    per_fn.insert(name.clone(), (report, f.response_ms.summary()));
+                }
+            } else {
+                let mut latencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+                for r in &run.requests {
+                    let (f, _) = per_fn.entry(r.function.clone()).or_default();
+                    f.calls += 1;
+                    f.errors += u64::from(r.error.is_some());
+                    f.cold_starts += u64::from(r.cold);
+                    f.rt_sum_ms += r.rt_ms();
+                    latencies
+                        .entry(&r.function)
+                        .or_default()
+                        .push(r.response_ms);
+                }
+                for (name, lat) in latencies {
+                    if let Some((_, summary)) = per_fn.get_mut(name) {
+                        *summary = LatencySummary::of(lat);
+                    }
+                }
             }
             let functions = per_fn
                 .into_iter()
                 .map(|(name, (mut f, lat))| {
-                    f.latency_ms = LatencySummary::of(lat).into();
+                    f.latency_ms = lat.into();
                     f.rt_ratio = detail
                         .as_ref()
                         .and_then(|s| s.rt_ratios.get(&name).copied());

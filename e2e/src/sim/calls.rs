@@ -14,29 +14,27 @@ impl Sim<'_> {
         let Some(i) = request_index(&request_id) else {
             return;
         };
-        if self.reqs[i].answered {
+        if self.live.get(&(i as u32)).is_none_or(|l| l.answered) {
             return;
         }
-        if self.lost.contains(&node_id) {
+        if !self.lost.is_empty() && self.lost.contains(&node_id) {
             self.refused(i, request_id, container_id, node_id);
             return;
         }
-        self.reqs[i].answered = true;
-        self.reqs[i].granted = Some(self.now);
         self.answered += 1;
         let w = self.w;
         let inv = &w.invocations[i];
-        let f = &w.functions[inv.function];
+        let f = &w.functions[inv.function as usize];
         let waited_ms = (self.now - inv.at_ms * 1000) as f64 / 1000.0;
         let scheduling_ms = waited_ms + self.o.acquire_overhead_ms;
-        let touches = inv.expected_memory_mb * MIB;
+        let touches = u64::from(inv.memory_mb) * MIB;
         let node_used = self.nodes.get(&node_id).map_or(0, |n| n.used);
         let (duration_ms, error) = if touches > f.memory_bytes {
             (
                 0.0,
                 Some(format!(
                     "OutOfMemory: the body touches {} MiB, the limit is {} MiB",
-                    inv.expected_memory_mb,
+                    inv.memory_mb,
                     f.memory_bytes / MIB
                 )),
             )
@@ -47,63 +45,111 @@ impl Sim<'_> {
                     "OutOfMemory: node {node_id} has {} MiB of {} MiB in use, the body touches {} MiB",
                     node_used / MIB,
                     self.pool.memory / MIB,
-                    inv.expected_memory_mb
+                    inv.memory_mb
                 )),
             )
-        } else if inv.expected_duration_ms > f.timeout_ms {
+        } else if u64::from(inv.duration_ms) > f.timeout_ms {
             (
                 f.timeout_ms as f64,
                 Some(format!("Timeout: ran past {} ms", f.timeout_ms)),
             )
         } else {
-            (inv.expected_duration_ms as f64, None)
+            (f64::from(inv.duration_ms), None)
         };
         let runs = error.is_none();
-        self.records[i] = Some(RequestRecord {
-            function: self.names[inv.function].clone(),
-            at_ms: inv.at_ms,
-            response_ms: scheduling_ms + self.o.invoke_overhead_ms + duration_ms,
-            scheduling_ms,
-            duration_ms,
-            cold,
-            error,
-            node_id: Some(node_id.to_string()),
-            container_id: Some(container_id.to_string()),
-        });
+        let response_ms = scheduling_ms + self.o.invoke_overhead_ms + duration_ms;
+        if let Some(records) = &mut self.records {
+            records[i] = Some(RequestRecord {
+                function: self.names[inv.function as usize].clone(),
+                at_ms: inv.at_ms,
+                response_ms,
+                scheduling_ms,
+                duration_ms,
+                cold,
+                error: error.clone(),
+                node_id: Some(node_id.to_string()),
+                container_id: Some(container_id.to_string()),
+            });
+        }
+        let mut holds = 0;
         if runs && let Some(n) = self.nodes.get_mut(&node_id) {
             n.used += touches;
-            self.reqs[i].holds = touches;
+            holds = touches;
         }
+        let settled = (self.now / 1000) as f64;
         if let Some(c) = self.containers.get_mut(&container_id) {
             c.running.push(i as u32);
+            // The execution interval, as the records give it (see `Busy`).
+            let start = inv.at_ms as f64 + scheduling_ms;
+            c.busy
+                .add(start, start + duration_ms, c.created_ms as f64, settled);
         }
-        self.holding[i] = Some((request_id, container_id));
+        let now = self.now;
+        if let Some(l) = self.live.get_mut(&(i as u32)) {
+            *l = Live {
+                granted: Some(now),
+                answered: true,
+                holds,
+                retried: l.retried,
+                holding: Some((request_id, container_id)),
+                scheduling_ms,
+                response_ms,
+                duration_ms,
+                cold,
+                error,
+            };
+        }
         let at =
             self.now + us(self.o.acquire_overhead_ms + self.o.invoke_overhead_ms + duration_ms);
         self.push(at, Ev::Done(i as u32));
     }
 
+    /// Request `i` ends: its figures go to the summary.
+    pub(super) fn ended(&mut self, i: usize, l: &Live) {
+        let inv = &self.w.invocations[i];
+        self.summary.request(
+            inv.function as usize,
+            inv.at_ms,
+            l.response_ms,
+            l.scheduling_ms,
+            l.duration_ms,
+            l.cold,
+            l.error.as_deref(),
+        );
+    }
+
     pub(super) fn answer_error(&mut self, i: usize, error: String) {
-        if self.reqs[i].answered {
+        if self.live.get(&(i as u32)).is_none_or(|l| l.answered) {
             return;
         }
-        self.reqs[i].answered = true;
+        let Some(mut l) = self.live.remove(&(i as u32)) else {
+            return;
+        };
         self.answered += 1;
         let w = self.w;
         let inv = &w.invocations[i];
         let waited = (self.now.saturating_sub(inv.at_ms * 1000)) as f64 / 1000.0
             + self.o.acquire_overhead_ms;
-        self.records[i] = Some(RequestRecord {
-            function: self.names[inv.function].clone(),
-            at_ms: inv.at_ms,
-            response_ms: waited,
-            scheduling_ms: waited,
-            duration_ms: 0.0,
-            cold: false,
-            error: Some(error),
-            node_id: None,
-            container_id: None,
-        });
+        if let Some(records) = &mut self.records {
+            records[i] = Some(RequestRecord {
+                function: self.names[inv.function as usize].clone(),
+                at_ms: inv.at_ms,
+                response_ms: waited,
+                scheduling_ms: waited,
+                duration_ms: 0.0,
+                cold: false,
+                error: Some(error.clone()),
+                node_id: None,
+                container_id: None,
+            });
+        }
+        l.answered = true;
+        l.response_ms = waited;
+        l.scheduling_ms = waited;
+        l.duration_ms = 0.0;
+        l.cold = false;
+        l.error = Some(error);
+        self.ended(i, &l);
     }
 
     /// The API server's call to a container on a lost node is refused: the container goes
@@ -120,7 +166,8 @@ impl Sim<'_> {
             container_id,
             format!("node {node_id} refused the connection"),
         );
-        if self.reqs[i].retried {
+        let retried = self.live.get(&(i as u32)).is_some_and(|l| l.retried);
+        if retried {
             self.answer_error(
                 i,
                 format!(
@@ -128,7 +175,9 @@ impl Sim<'_> {
                 ),
             );
         } else {
-            self.reqs[i].retried = true;
+            if let Some(l) = self.live.get_mut(&(i as u32)) {
+                l.retried = true;
+            }
             self.push(at, Ev::Retry(i as u32));
         }
     }
@@ -137,12 +186,13 @@ impl Sim<'_> {
     /// documentation).
     pub(super) fn kill_node(&mut self, k: usize) -> Result<(), SimError> {
         let fault = self.o.faults.0[k];
-        let mut per_node: HashMap<&Text, usize> = self
+        let mut per_node: FastMap<&Text, usize> = self
             .nodes
             .keys()
             .filter(|n| !self.lost.contains(*n))
             .map(|n| (n, 0))
             .collect();
+        // The busiest node; ties go to the smallest id.
         for c in self.containers.values() {
             if let Some(count) = per_node.get_mut(&c.node) {
                 *count += 1;
@@ -175,12 +225,12 @@ impl Sim<'_> {
             let Some(c) = self.containers.remove(&id) else {
                 continue;
             };
-            self.result.containers[c.lifetime].removed_ms = Some(now_ms as i64);
             self.died_with_node.insert(id, node_id.clone());
-            for i in c.running {
+            for &i in &c.running {
                 in_flight += 1;
                 self.cut_off(i as usize, &node_id);
             }
+            self.container_ended(c, now_ms as i64);
         }
         if let Some(n) = self.nodes.get_mut(&node_id) {
             n.used = 0;
@@ -198,19 +248,28 @@ impl Sim<'_> {
     /// Invocation `i` ran on a node that was just lost: it fails (the function may have run),
     /// and its container goes back with `NodeUnavailable`.
     pub(super) fn cut_off(&mut self, i: usize, node_id: &Text) {
-        let Some((request_id, container_id)) = self.holding[i].take() else {
+        let Some(mut l) = self.live.remove(&(i as u32)) else {
             return;
         };
-        self.reqs[i].holds = 0;
+        let Some((request_id, container_id)) = l.holding.take() else {
+            self.live.insert(i as u32, l);
+            return;
+        };
         let at_ms = self.w.invocations[i].at_ms;
         let waited_ms = self.now.saturating_sub(at_ms * 1000) as f64 / 1000.0;
-        if let Some(r) = self.records[i].as_mut().filter(|r| r.error.is_none()) {
-            r.error = Some(format!(
+        if l.error.is_none() {
+            l.error = Some(format!(
                 "Unavailable: node {node_id} stopped answering during the call; the function may have run; not retried"
             ));
-            r.response_ms = waited_ms + LOST_NODE_ANSWER_MS;
-            r.duration_ms = 0.0;
+            l.response_ms = waited_ms + LOST_NODE_ANSWER_MS;
+            l.duration_ms = 0.0;
+            if let Some(r) = self.records.as_mut().and_then(|r| r[i].as_mut()) {
+                r.error.clone_from(&l.error);
+                r.response_ms = l.response_ms;
+                r.duration_ms = 0.0;
+            }
         }
+        self.ended(i, &l);
         self.return_unavailable(
             request_id,
             container_id,
@@ -244,11 +303,21 @@ impl Sim<'_> {
     }
 
     pub(super) fn done(&mut self, i: usize) -> Result<(), SimError> {
-        let Some((request_id, container_id)) = self.holding[i].take() else {
+        if self
+            .live
+            .get(&(i as u32))
+            .is_none_or(|l| l.holding.is_none())
+        {
+            return Ok(());
+        }
+        let busy = self.cpu_since_sample(i);
+        let Some(mut l) = self.live.remove(&(i as u32)) else {
             return Ok(());
         };
-        let busy = self.cpu_since_sample(i);
-        let holds = std::mem::take(&mut self.reqs[i].holds);
+        let Some((request_id, container_id)) = l.holding.take() else {
+            return Ok(());
+        };
+        let holds = l.holds;
         if let Some(c) = self.containers.get_mut(&container_id) {
             c.running.retain(|&r| r as usize != i);
             c.cpu_us += busy;
@@ -256,24 +325,22 @@ impl Sim<'_> {
                 n.used = n.used.saturating_sub(holds);
             }
         }
+        self.ended(i, &l);
         let w = self.w;
         let inv = &w.invocations[i];
-        let error = self.records[i].as_ref().and_then(|r| r.error.clone());
-        let error = error.map(|e| {
+        let error = l.error.as_ref().map(|e| {
             let (code, message) = e.split_once(": ").unwrap_or((e.as_str(), ""));
             FunctionError {
                 code: code.to_string(),
                 message: message.to_string(),
             }
         });
-        let duration_ns = self.records[i]
-            .as_ref()
-            .map_or(0, |r| (r.duration_ms * 1e6) as u64);
+        let duration_ns = (l.duration_ms * 1e6) as u64;
         self.deliver(Event::Return(Return {
             request_id,
             container_id,
             duration_ns,
-            max_memory_bytes: inv.expected_memory_mb * MIB,
+            max_memory_bytes: u64::from(inv.memory_mb) * MIB,
             error,
         }))
     }

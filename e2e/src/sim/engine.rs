@@ -5,12 +5,16 @@
 use super::*;
 
 pub(super) struct Sim<'a> {
-    pub(super) w: &'a Workload,
+    pub(super) w: &'a CompactWorkload,
     pub(super) o: &'a SimOptions,
     pub(super) policy: Box<dyn Policy>,
     pub(super) policy_name: String,
     pub(super) specs: Vec<FunctionSpec>,
     pub(super) names: Vec<String>,
+    /// The account every acquire names.
+    pub(super) account: Text,
+    /// Scratch for request ids.
+    pub(super) id_buf: String,
     pub(super) rng: StdRng,
     pub(super) heap: BinaryHeap<Item>,
     pub(super) seq: u64,
@@ -19,13 +23,15 @@ pub(super) struct Sim<'a> {
     pub(super) pool: PoolModel,
     pub(super) pool_wake: Option<Us>,
     pub(super) tick_at: Option<Us>,
-    pub(super) nodes: HashMap<Text, HeldNode>,
-    pub(super) containers: HashMap<Text, LiveContainer>,
+    pub(super) nodes: FastMap<Text, HeldNode>,
+    pub(super) containers: FastMap<Text, LiveContainer>,
     pub(super) container_no: u64,
-    pub(super) reqs: Vec<ReqState>,
-    pub(super) records: Vec<Option<RequestRecord>>,
-    /// The request id and container each granted request holds.
-    pub(super) holding: Vec<Option<(Text, Text)>>,
+    /// The requests in progress, by invocation index.
+    pub(super) live: FastMap<u32, Live>,
+    /// Every request's record, by invocation index, when the run keeps them.
+    pub(super) records: Option<Vec<Option<RequestRecord>>>,
+    /// The run's figures, gathered as requests and containers end.
+    pub(super) summary: RunSummary,
     /// Nodes lost to a fault (they answer nothing).
     pub(super) lost: HashSet<Text>,
     /// Containers that died with a lost node, and their node.
@@ -38,7 +44,11 @@ pub(super) struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    pub(super) fn new(w: &'a Workload, policy: Box<dyn Policy>, o: &'a SimOptions) -> Sim<'a> {
+    pub(super) fn new(
+        w: &'a CompactWorkload,
+        policy: Box<dyn Policy>,
+        o: &'a SimOptions,
+    ) -> Sim<'a> {
         let specs = w
             .functions
             .iter()
@@ -49,7 +59,7 @@ impl<'a> Sim<'a> {
                 handler: Arc::from(f.handler.as_str()),
             })
             .collect();
-        let names = w.functions.iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = w.functions.iter().map(|f| f.name.clone()).collect();
         let policy_name = policy.name().to_string();
         let mut pool = PoolModel {
             max: o.max_nodes,
@@ -68,6 +78,7 @@ impl<'a> Sim<'a> {
             pool.ready.push_back(id);
         }
         let n = w.invocations.len();
+        let keep = o.keep_records || !o.faults.0.is_empty();
         let mut result = RunResult::new(policy_name.clone(), w.name.clone());
         result.notes.push(format!(
             "simulated (seed {}): {} ready / {} max nodes of {} MiB, refill {} ms; container start {:.0}-{:.0} ms; \
@@ -88,7 +99,10 @@ impl<'a> Sim<'a> {
             policy,
             policy_name,
             specs,
+            summary: RunSummary::new(names.clone()),
             names,
+            account: Arc::from(o.account.as_str()),
+            id_buf: String::new(),
             rng: StdRng::seed_from_u64(o.seed),
             heap: BinaryHeap::new(),
             seq: 0,
@@ -97,12 +111,11 @@ impl<'a> Sim<'a> {
             pool,
             pool_wake: None,
             tick_at: None,
-            nodes: HashMap::new(),
-            containers: HashMap::new(),
+            nodes: FastMap::default(),
+            containers: FastMap::default(),
             container_no: 0,
-            reqs: vec![ReqState::default(); n],
-            records: vec![None; n],
-            holding: vec![None; n],
+            live: FastMap::default(),
+            records: keep.then(|| vec![None; n]),
             lost: HashSet::new(),
             died_with_node: HashMap::new(),
             answered: 0,
@@ -212,10 +225,10 @@ impl<'a> Sim<'a> {
                     return self.deliver_lenient(Event::ContainerRemoved { container_id: id });
                 }
                 if let Some(c) = self.containers.remove(&id) {
-                    self.result.containers[c.lifetime].removed_ms = Some(self.now_ms() as i64);
                     if let Some(n) = self.nodes.get_mut(&c.node) {
                         n.used = n.used.saturating_sub(self.o.container_rss_bytes);
                     }
+                    self.container_ended(c, self.now_ms() as i64);
                 }
                 self.deliver(Event::ContainerRemoved { container_id: id })
             }
@@ -224,6 +237,7 @@ impl<'a> Sim<'a> {
     }
 
     pub(super) fn arrive(&mut self, i: usize) -> Result<(), SimError> {
+        self.live.insert(i as u32, Live::default());
         self.acquire(i, false)
     }
 
@@ -232,16 +246,17 @@ impl<'a> Sim<'a> {
     pub(super) fn acquire(&mut self, i: usize, retry: bool) -> Result<(), SimError> {
         let w = self.w;
         let inv = &w.invocations[i];
-        let spec = self.specs[inv.function].clone();
+        let spec = self.specs[inv.function as usize].clone();
         let deadline = inv.at_ms + self.o.acquire_timeout_ms;
-        let request_id = if retry {
-            format!("r{i}-retry")
-        } else {
-            format!("r{i}")
-        };
+        use std::fmt::Write as _;
+        self.id_buf.clear();
+        let _ = write!(self.id_buf, "r{i}");
+        if retry {
+            self.id_buf.push_str("-retry");
+        }
         let event = Event::Acquire(Acquire {
-            request_id: Arc::from(request_id),
-            account_id: Arc::from(self.o.account.as_str()),
+            request_id: Arc::from(self.id_buf.as_str()),
+            account_id: self.account.clone(),
             function: spec,
             deadline,
         });

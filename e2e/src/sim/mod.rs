@@ -78,6 +78,7 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,8 +96,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::fault::{FaultKind, FaultPlan, InjectedFault, Leaks};
-use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
-use crate::workload::{HandlerKind, MIB, Percentiles, Workload};
+use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult, RunSummary};
+use crate::workload::{CompactWorkload, HandlerKind, MIB, Percentiles, Workload};
 
 use engine::{Sim, request_index};
 use models::*;
@@ -141,6 +142,11 @@ pub struct SimOptions {
     pub container_rss_bytes: u64,
     /// Faults struck during the run: `kill-node` only (see the module documentation).
     pub faults: FaultPlan,
+    /// Keep a [`RequestRecord`] per request and a [`ContainerLifetime`] per container in the
+    /// result (memory grows with the calls); otherwise the result carries a [`RunSummary`]
+    /// (see "Memory" in the module documentation). A run with faults always keeps them (the
+    /// fault figures are computed from the records).
+    pub keep_records: bool,
 }
 
 impl Default for SimOptions {
@@ -166,6 +172,7 @@ impl Default for SimOptions {
             stats_interval_ms: 1000,
             container_rss_bytes: 4 * MIB,
             faults: FaultPlan::default(),
+            keep_records: false,
         }
     }
 }
@@ -246,7 +253,7 @@ pub struct SimRun {
 impl SimRun {
     /// Invocations simulated per wall-clock second.
     pub fn invocations_per_second(&self) -> f64 {
-        self.result.requests.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+        self.result.request_count() as f64 / self.wall.as_secs_f64().max(1e-9)
     }
 }
 
@@ -256,17 +263,35 @@ pub fn simulate_named(
     policy: &str,
     options: &SimOptions,
 ) -> Result<SimRun, SimError> {
+    simulate_compact_named(&workload.into(), policy, options)
+}
+
+/// [`simulate_named`] on a compact workload (a big day: see [`CompactWorkload`]).
+pub fn simulate_compact_named(
+    workload: &CompactWorkload,
+    policy: &str,
+    options: &SimOptions,
+) -> Result<SimRun, SimError> {
     let opts = PolicyOptions {
         expected_node_bytes: options.node_memory_bytes,
         ..PolicyOptions::default()
     };
     let p = policy_by_name(policy, &opts)?;
-    simulate(workload, p, options)
+    simulate_compact(workload, p, options)
 }
 
 /// Simulates `workload` under `policy` (see the module documentation).
 pub fn simulate(
     workload: &Workload,
+    policy: Box<dyn Policy>,
+    options: &SimOptions,
+) -> Result<SimRun, SimError> {
+    simulate_compact(&workload.into(), policy, options)
+}
+
+/// [`simulate`] on a compact workload.
+pub fn simulate_compact(
+    workload: &CompactWorkload,
     policy: Box<dyn Policy>,
     options: &SimOptions,
 ) -> Result<SimRun, SimError> {

@@ -95,7 +95,12 @@ impl PoolModel {
 
 /// A live container in the node model.
 pub(super) struct LiveContainer {
-    pub(super) lifetime: usize,
+    /// Its [`ContainerLifetime`] in the result, when the run keeps its records.
+    pub(super) lifetime: Option<usize>,
+    /// When its create completed, ms.
+    pub(super) created_ms: i64,
+    /// The time it served calls.
+    pub(super) busy: Busy,
     pub(super) node: Text,
     pub(super) memory: u64,
     /// Invocations running in it.
@@ -111,13 +116,117 @@ pub(super) struct HeldNode {
     pub(super) used: u64,
 }
 
-/// Per-invocation progress.
-#[derive(Clone, Copy, Default)]
-pub(super) struct ReqState {
+/// A request in progress: from its arrival to its end (an error answered, or its
+/// container returned). Only these are kept, keyed by invocation index: the simulator's
+/// memory follows the calls in flight, not the calls made.
+#[derive(Default)]
+pub(super) struct Live {
     pub(super) granted: Option<Us>,
     pub(super) answered: bool,
     /// Memory the running call holds on its node, bytes.
     pub(super) holds: u64,
     /// It was granted a container on a lost node and acquired again.
     pub(super) retried: bool,
+    /// The request id and the container it holds, once granted.
+    pub(super) holding: Option<(Text, Text)>,
+    /// What its record says, once granted.
+    pub(super) scheduling_ms: f64,
+    pub(super) response_ms: f64,
+    pub(super) duration_ms: f64,
+    pub(super) cold: bool,
+    pub(super) error: Option<String>,
 }
+
+/// The time a container served calls: the union of its calls' execution intervals (from
+/// the end of scheduling to the end of the body, as [`RunResult::idle_memory_mb_seconds`]
+/// takes them from the records), kept as the calls start.
+///
+/// Calls start in grant order, so a new interval either extends the current run of
+/// overlapping intervals or opens the next one. A closed run is added to `settled_ms` once
+/// it ends before the current whole millisecond: a container's removal (and the run's end)
+/// can only cut it after that, so it will never be clipped. The few others wait in
+/// `closed`. Memory: constant per container.
+#[derive(Default)]
+pub(super) struct Busy {
+    pub(super) settled_ms: f64,
+    pub(super) closed: Vec<(f64, f64)>,
+    pub(super) current: Option<(f64, f64)>,
+}
+
+impl Busy {
+    /// Adds the interval `[a, b)`, ms; `from` is the container's creation, `settled` the
+    /// current whole millisecond.
+    pub(super) fn add(&mut self, a: f64, b: f64, from: f64, settled: f64) {
+        if b <= a {
+            return;
+        }
+        match &mut self.current {
+            Some((ca, cb)) if a <= *cb => {
+                *ca = ca.min(a);
+                *cb = cb.max(b);
+            }
+            current => {
+                if let Some(run) = current.replace((a, b)) {
+                    self.closed.push(run);
+                }
+                let mut k = 0;
+                while k < self.closed.len() {
+                    let (ra, rb) = self.closed[k];
+                    if rb <= settled {
+                        self.settled_ms += (rb - ra.max(from)).max(0.0);
+                        self.closed.swap_remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The busy time within `[from, to)`, ms.
+    pub(super) fn within(&self, from: f64, to: f64) -> f64 {
+        let clip = |&(a, b): &(f64, f64)| (b.min(to) - a.max(from)).max(0.0);
+        self.settled_ms
+            + self.closed.iter().map(clip).sum::<f64>()
+            + self.current.as_ref().map_or(0.0, clip)
+    }
+}
+
+/// FxHash (rustc's): a fast, non-keyed hash for the simulator's own ids, which no
+/// adversary picks.
+#[derive(Clone, Copy, Default)]
+pub(super) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map with [`FxHasher`].
+pub(super) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

@@ -52,15 +52,17 @@ impl Sim<'_> {
             .cooling
             .push(Reverse(self.now + self.pool.refill_delay));
         // The node stops: its containers end with it.
-        let result = &mut self.result;
-        self.containers.retain(|_, c| {
-            if c.node == node_id {
-                result.containers[c.lifetime].removed_ms = Some(now_ms);
-                false
-            } else {
-                true
+        let ids: Vec<Text> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| c.node == node_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            if let Some(c) = self.containers.remove(&id) {
+                self.container_ended(c, now_ms);
             }
-        });
+        }
         self.schedule_pool_wake();
         let at = self.now + us(self.o.release_ms);
         self.push(at, Ev::Deliver(Event::NodeReleased { node_id }));
@@ -135,19 +137,24 @@ impl Sim<'_> {
                 let at = self.now + us(latency);
                 self.container_no += 1;
                 let id: Text = Arc::from(format!("c{}", self.container_no));
-                let lifetime = self.result.containers.len();
-                self.result.containers.push(ContainerLifetime {
-                    id: id.to_string(),
-                    node_id: node_id.to_string(),
-                    function: function.name.to_string(),
-                    memory_bytes: function.memory_bytes,
-                    created_ms: (at / 1000) as i64,
-                    removed_ms: None,
+                let created_ms = (at / 1000) as i64;
+                let lifetime = self.records.is_some().then(|| {
+                    self.result.containers.push(ContainerLifetime {
+                        id: id.to_string(),
+                        node_id: node_id.to_string(),
+                        function: function.name.to_string(),
+                        memory_bytes: function.memory_bytes,
+                        created_ms,
+                        removed_ms: None,
+                    });
+                    self.result.containers.len() - 1
                 });
                 self.containers.insert(
                     id.clone(),
                     LiveContainer {
                         lifetime,
+                        created_ms,
+                        busy: Busy::default(),
                         node: node_id,
                         memory: function.memory_bytes,
                         running: Vec::new(),
@@ -177,11 +184,11 @@ impl Sim<'_> {
 
     /// The CPU time invocation `i` used since the last stats sample, µs.
     pub(super) fn cpu_since_sample(&self, i: usize) -> u64 {
-        let Some(granted) = self.reqs[i].granted else {
+        let Some(granted) = self.live.get(&(i as u32)).and_then(|l| l.granted) else {
             return 0;
         };
         let w = self.w;
-        let share = match w.functions[w.invocations[i].function].handler {
+        let share = match w.functions[w.invocations[i].function as usize].handler {
             HandlerKind::Spin | HandlerKind::Cpu => 1.0,
             HandlerKind::Memory => 0.1,
             HandlerKind::Hello | HandlerKind::Echo | HandlerKind::Sleep => 0.0,
@@ -194,7 +201,7 @@ impl Sim<'_> {
     pub(super) fn stats(&mut self) -> Result<(), SimError> {
         let interval = self.now.saturating_sub(self.last_stats).max(1);
         let w = self.w;
-        let mut per_node: HashMap<Text, Vec<ContainerUsage>> = HashMap::new();
+        let mut per_node: FastMap<Text, Vec<ContainerUsage>> = FastMap::default();
         for (id, c) in &self.containers {
             let running_cpu: u64 = c
                 .running
@@ -204,7 +211,7 @@ impl Sim<'_> {
             let touched: u64 = c
                 .running
                 .iter()
-                .map(|&i| w.invocations[i as usize].expected_memory_mb * MIB)
+                .map(|&i| u64::from(w.invocations[i as usize].memory_mb) * MIB)
                 .sum();
             per_node
                 .entry(c.node.clone())
@@ -245,7 +252,7 @@ impl Sim<'_> {
             self.deliver(Event::Stats(sample))?;
         }
         let next = self.now + self.o.stats_interval_ms * 1000;
-        if next <= self.w.duration_ms * 1000 || self.answered < self.reqs.len() {
+        if next <= self.w.duration_ms * 1000 || self.answered < self.w.invocations.len() {
             self.push(next, Ev::Stats);
         }
         Ok(())
@@ -253,11 +260,25 @@ impl Sim<'_> {
 
     pub(super) fn finish(mut self) -> RunResult {
         let end_ms = (self.now / 1000) as i64;
-        let unanswered = self.reqs.iter().filter(|r| !r.answered).count();
-        for i in 0..self.reqs.len() {
-            if !self.reqs[i].answered {
-                self.answer_error(i, "Unavailable: the policy never answered".to_string());
-            }
+        let mut waiting: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|(_, l)| !l.answered)
+            .map(|(&i, _)| i)
+            .collect();
+        waiting.sort_unstable();
+        let unanswered = waiting.len();
+        for i in waiting {
+            self.answer_error(
+                i as usize,
+                "Unavailable: the policy never answered".to_string(),
+            );
+        }
+        // Calls still running at the end count as their records say.
+        let mut running: Vec<(u32, Live)> = self.live.drain().collect();
+        running.sort_unstable_by_key(|(i, _)| *i);
+        for (i, l) in running {
+            self.ended(i as usize, &l);
         }
         if unanswered > 0 {
             self.result.notes.push(format!(
@@ -268,8 +289,28 @@ impl Sim<'_> {
             self.result.leaks = Some(self.leaks());
         }
         self.result.end_ms = end_ms;
-        self.result.requests = self.records.into_iter().flatten().collect();
+        // Containers alive at the end: idle until the run's end, as the records count it.
+        let end = end_ms.max(self.summary.last_reply_ms.ceil() as i64);
+        let mut alive: Vec<LiveContainer> = self.containers.drain().map(|(_, c)| c).collect();
+        alive.sort_unstable_by_key(|c| (c.created_ms, c.lifetime));
+        for c in alive {
+            let idle = idle_mb_seconds(&c, end);
+            self.summary.container(c.created_ms, None, idle);
+        }
+        match self.records {
+            Some(records) => self.result.requests = records.into_iter().flatten().collect(),
+            None => self.result.summary = Some(Box::new(self.summary)),
+        }
         self.result
+    }
+
+    /// Container `c` ended at `now_ms` (removed, or its node released or lost).
+    pub(super) fn container_ended(&mut self, c: LiveContainer, now_ms: i64) {
+        if let Some(k) = c.lifetime {
+            self.result.containers[k].removed_ms = Some(now_ms);
+        }
+        let idle = idle_mb_seconds(&c, now_ms);
+        self.summary.container(c.created_ms, Some(now_ms), idle);
     }
 
     /// Nodes the resource manager model holds reserved, and live containers, that the
@@ -285,10 +326,7 @@ impl Sim<'_> {
             containers: self
                 .containers
                 .iter()
-                .filter(|(id, c)| {
-                    self.result.containers[c.lifetime].created_ms < now_ms
-                        && store.container_by_id(id).is_none()
-                })
+                .filter(|(id, c)| c.created_ms < now_ms && store.container_by_id(id).is_none())
                 .count() as u64,
             nodes: self
                 .nodes
@@ -299,4 +337,14 @@ impl Sim<'_> {
                 .count() as u64,
         }
     }
+}
+
+/// The memory-time container `c` held while serving nothing, up to `to_ms`, MiB·s.
+fn idle_mb_seconds(c: &LiveContainer, to_ms: i64) -> f64 {
+    let (from, to) = (c.created_ms as f64, to_ms as f64);
+    if to <= from {
+        return 0.0;
+    }
+    let idle_s = ((to - from) - c.busy.within(from, to)).max(0.0) / 1000.0;
+    c.memory as f64 / MIB as f64 * idle_s
 }

@@ -5,6 +5,14 @@ use super::*;
 
 use crate::workload::{Arrivals, FunctionProfile, HandlerKind, WorkloadBuilder};
 
+/// The default options, keeping every record (these tests read them).
+fn kept() -> SimOptions {
+    SimOptions {
+        keep_records: true,
+        ..SimOptions::default()
+    }
+}
+
 fn small() -> Workload {
     let mut b = WorkloadBuilder::new("small", 20_000);
     let f = b.function(FunctionProfile::new(
@@ -65,7 +73,7 @@ fn node_stats_tell_the_policy_which_bodies_spin() {
     let run = |stats_interval_ms| {
         let o = SimOptions {
             stats_interval_ms,
-            ..SimOptions::default()
+            ..kept()
         };
         simulate_named(&w, "adaptive", &o).unwrap().result
     };
@@ -79,7 +87,7 @@ fn node_stats_tell_the_policy_which_bodies_spin() {
 #[test]
 fn one_request_one_cold_start_then_warm() {
     let w = small();
-    let run = simulate_named(&w, "baseline", &SimOptions::default()).unwrap();
+    let run = simulate_named(&w, "baseline", &kept()).unwrap();
     let r = &run.result;
     assert_eq!(r.requests.len(), w.invocations.len());
     assert_eq!(r.errors(), 0);
@@ -135,7 +143,7 @@ fn calls_fail_with_out_of_memory_when_a_node_runs_out() {
     let o = SimOptions {
         node_memory_bytes: 256 * MIB,
         container_rss_bytes: 60 * MIB,
-        ..SimOptions::default()
+        ..kept()
     };
     let r = simulate_named(&w, "baseline", &o).unwrap().result;
     assert_eq!(r.requests.len(), 2);
@@ -185,7 +193,7 @@ fn exhausted_pool_rejects_with_resource_exhausted() {
     let o = SimOptions {
         ready_nodes: 1,
         max_nodes: 1,
-        ..SimOptions::default()
+        ..kept()
     };
     let r = simulate_named(&w, "baseline", &o).unwrap().result;
     assert_eq!(r.requests.len(), 3);
@@ -219,7 +227,7 @@ fn keepalive_releases_idle_nodes_and_refills_follow_the_pool_rules() {
             10_000,
         ),
     );
-    let r = simulate(&w, policy, &SimOptions::default()).unwrap().result;
+    let r = simulate(&w, policy, &kept()).unwrap().result;
     assert_eq!(r.requests.len(), 2);
     assert_eq!(r.cold_starts(), 2);
     assert_eq!(r.nodes.len(), 2);
@@ -273,14 +281,14 @@ fn bad_options_are_refused() {
     let w = small();
     let o = SimOptions {
         max_nodes: 0,
-        ..SimOptions::default()
+        ..kept()
     };
     assert!(matches!(
         simulate_named(&w, "baseline", &o),
         Err(SimError::InvalidOption { .. })
     ));
     assert!(matches!(
-        simulate_named(&w, "nope", &SimOptions::default()),
+        simulate_named(&w, "nope", &kept()),
         Err(SimError::UnknownPolicy(_))
     ));
 }

@@ -26,8 +26,8 @@ use super::{
     replay_names, select,
 };
 use crate::workload::{
-    EventBuilder, FunctionProfile, Invocation, MIB, Percentiles, ValueModel, Workload,
-    stochastic_round,
+    CompactInvocation, CompactWorkload, EventBuilder, FunctionProfile, Invocation, MIB,
+    Percentiles, ValueModel, Workload, stochastic_round,
 };
 
 /// The duration percentile columns and their quantiles.
@@ -441,6 +441,55 @@ impl Azure2019Trace {
 
     /// Turns the trace into a workload (see [`super`] for the method).
     pub fn to_workload(&self, options: &TraceOptions) -> Result<Workload, TraceError> {
+        let mut invocations = Vec::new();
+        let (functions, duration_ms, description) =
+            self.generate(options, |index, profile, at_ms, ms, mb| {
+                invocations.push(Invocation {
+                    at_ms,
+                    function: index,
+                    event: profile.event.build(profile, ms, mb),
+                    expected_duration_ms: ms,
+                    expected_memory_mb: mb,
+                });
+            })?;
+        let mut w = Workload::new(
+            format!("azure2019 {}", self.source),
+            functions,
+            invocations,
+            duration_ms,
+        )?;
+        w.description = description;
+        w.attribution = Some(ATTRIBUTION_2019.to_string());
+        Ok(w)
+    }
+
+    /// The same workload as [`Azure2019Trace::to_workload`] (the same draws, the same order),
+    /// its calls kept compactly without their event bytes: what the simulator plays.
+    pub fn to_compact(&self, options: &TraceOptions) -> Result<CompactWorkload, TraceError> {
+        let mut invocations = Vec::new();
+        let (functions, duration_ms, description) =
+            self.generate(options, |index, _, at_ms, ms, mb| {
+                invocations.push(CompactInvocation::new(at_ms, index, ms, mb));
+            })?;
+        let mut w = CompactWorkload::new(
+            format!("azure2019 {}", self.source),
+            functions,
+            invocations,
+            duration_ms,
+        )?;
+        w.description = description;
+        w.attribution = Some(ATTRIBUTION_2019.to_string());
+        Ok(w)
+    }
+
+    /// Draws every call of the window, in function order, handing each to `emit` (function
+    /// index, its profile, send time, duration ms, memory MiB); returns the functions, the
+    /// window's length and the description.
+    fn generate(
+        &self,
+        options: &TraceOptions,
+        mut emit: impl FnMut(usize, &FunctionProfile, u64, u64, u64),
+    ) -> Result<(Vec<FunctionProfile>, u64, String), TraceError> {
         options.validate()?;
         let start = options.start_minute as usize;
         if start >= self.minutes {
@@ -479,7 +528,6 @@ impl Azure2019Trace {
         }
         let minute_ms = options.minute_ms as f64;
         let mut functions = Vec::with_capacity(chosen.len());
-        let mut invocations = Vec::new();
         for &i in &chosen {
             let f = &self.functions[i];
             let limit = options.limit_mb(f.memory_mb.as_ref().map(Percentiles::max));
@@ -521,24 +569,12 @@ impl Azure2019Trace {
                         Some(p) => options.touched_mb(p.sample(&mut rng), limit).round() as u64,
                         None => 0,
                     };
-                    invocations.push(Invocation {
-                        at_ms: t as u64,
-                        function: index,
-                        event: profile.event.build(&profile, ms, mb),
-                        expected_duration_ms: ms,
-                        expected_memory_mb: mb,
-                    });
+                    emit(index, &profile, t as u64, ms, mb);
                 }
             }
             functions.push(profile);
         }
-        let mut w = Workload::new(
-            format!("azure2019 {}", self.source),
-            functions,
-            invocations,
-            ((end - start) as f64 * minute_ms) as u64,
-        )?;
-        w.description = format!(
+        let description = format!(
             "Azure Functions 2019 trace {}: {} of {} functions ({:?}); {}",
             self.source,
             chosen.len(),
@@ -546,7 +582,10 @@ impl Azure2019Trace {
             options.selection,
             options.describe()
         );
-        w.attribution = Some(ATTRIBUTION_2019.to_string());
-        Ok(w)
+        Ok((
+            functions,
+            ((end - start) as f64 * minute_ms) as u64,
+            description,
+        ))
     }
 }

@@ -370,6 +370,18 @@ impl Trace {
         }
     }
 
+    /// The workload compactly, as the simulator plays it (a 2019 trace is drawn straight
+    /// into compact calls; see [`Azure2019Trace::to_compact`]).
+    pub fn to_compact(
+        &self,
+        options: &TraceOptions,
+    ) -> Result<crate::workload::CompactWorkload, TraceError> {
+        match self {
+            Trace::Azure2019(t) => t.to_compact(options),
+            Trace::Azure2021(t) => Ok((&t.to_workload(options)?).into()),
+        }
+    }
+
     /// The credit owed to the data's authors.
     pub fn attribution(&self) -> &'static str {
         match self {
