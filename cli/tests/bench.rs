@@ -77,6 +77,7 @@ async fn live_and_simulated_runs_agree_on_cold_starts_and_node_seconds() {
     let fitted = fit_container_start(&live).expect("cold acquires to fit");
     let sim_options = SimOptions {
         container_start_ms: fitted,
+        keep_records: true,
         ..SimOptions::default()
     };
     let mut sim = simulate_named(&workload, "baseline", &sim_options)

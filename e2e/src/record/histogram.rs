@@ -33,7 +33,7 @@ fn key_of_min() -> u64 {
 
 /// The bucket of a value.
 fn bucket(v: f64) -> usize {
-    if !(v >= MIN_MS) {
+    if v.is_nan() || v < MIN_MS {
         return 0;
     }
     let v = v.min(MAX_MS);

@@ -68,6 +68,38 @@
 //! The run is deterministic for a workload, a policy and [`SimOptions::seed`] (the seed
 //! draws the container start latencies; the policy core has no randomness that affects
 //! decisions).
+//!
+//! ## Memory: a big day in constant space
+//!
+//! A day of ten million calls must fit beside the policy, so nothing the simulator keeps
+//! grows with the calls made, only with the calls in flight, the containers alive and the
+//! day's length:
+//!
+//! - **The workload** is a [`CompactWorkload`]: 24 bytes a call (send time, function
+//!   index, duration, memory), no event bytes. `faas simulate` draws a trace straight into
+//!   it ([`crate::trace::Trace::to_compact`]); [`simulate`] converts a [`Workload`].
+//! - **Requests in progress** live in a map keyed by invocation index (`Live`), from
+//!   arrival to their end; nothing is kept per finished request.
+//! - **The result** is streamed: each request, as it ends, goes into a
+//!   [`RunSummary`] (exact counts and score totals, log-linear latency histograms within
+//!   0.4%, per-second series), and each container, as it ends, adds its idle memory-time:
+//!   its lifetime less the union of its calls' execution intervals, merged as the calls
+//!   start (`Busy`), which is exactly what [`RunResult::idle_memory_mb_seconds`] computes
+//!   from records. [`RunResult`]'s accessors read the summary with the same meaning.
+//!   [`SimOptions::keep_records`] (`faas simulate --runs-json`) keeps a [`RequestRecord`]
+//!   per request and a [`ContainerLifetime`] per container as before; a run with faults
+//!   always does (the fault figures come from the records).
+//!
+//! ## Speed
+//!
+//! The loop's own work per call is a few hash-map operations on the simulator's short
+//! ids (with `FxHasher`, not SipHash), one heap push and pop for its `Done`, one
+//! allocation for its request id (`r{index}`, which the policy's API needs as a string)
+//! and three histogram increments; no record, no `String` per call. What remains is the
+//! policy's own work per event, and the `GetStats` round every
+//! [`SimOptions::stats_interval_ms`] (one event per held node, each listing its
+//! containers): on a day with hundreds of nodes and thousands of containers, a longer
+//! interval makes the run markedly faster.
 
 mod calls;
 mod engine;
