@@ -466,7 +466,10 @@ impl Azure2019Trace {
     /// The same workload as [`Azure2019Trace::to_workload`] (the same draws, the same order),
     /// its calls kept compactly without their event bytes: what the simulator plays.
     pub fn to_compact(&self, options: &TraceOptions) -> Result<CompactWorkload, TraceError> {
-        let mut invocations = Vec::new();
+        // Room for every call of the trace at once (a big day's vector never doubles).
+        let calls: u64 = self.functions.iter().flat_map(|f| &f.per_minute).sum();
+        let room = (calls as f64 * options.invocation_scale.clamp(0.0, 4.0) * 1.01) as usize;
+        let mut invocations = Vec::with_capacity(room);
         let (functions, duration_ms, description) =
             self.generate(options, |index, _, at_ms, ms, mb| {
                 invocations.push(CompactInvocation::new(at_ms, index, ms, mb));
