@@ -23,3 +23,4 @@ pub mod exit;
 pub mod faults;
 pub mod load;
 pub mod platform;
+pub mod sweep;

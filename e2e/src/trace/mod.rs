@@ -39,6 +39,7 @@
 pub mod azure2019;
 pub mod azure2021;
 pub(crate) mod csv;
+pub mod invitro;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -337,7 +338,8 @@ impl Trace {
     /// 2021 CSV file.
     pub fn open(path: &Path) -> Result<Trace, TraceError> {
         if path.is_dir() {
-            match azure2019::Azure2019Files::find(path) {
+            let invitro = invitro::find(path).transpose();
+            match invitro.unwrap_or_else(|| azure2019::Azure2019Files::find(path)) {
                 Ok(files) => return Ok(Trace::Azure2019(Azure2019Trace::from_files(&files)?)),
                 Err(e2019 @ TraceError::NotFound { .. }) => {
                     return match azure2021::find(path) {
