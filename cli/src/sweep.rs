@@ -36,6 +36,9 @@ pub struct SweepArgs {
     /// using no more idle memory, percent (reported, not enforced).
     #[arg(long, default_value_t = 30.0)]
     pub target_pct: f64,
+    /// Run nothing: read the points of an earlier `--json` and print and plot them again.
+    #[arg(long)]
+    pub from_json: Option<PathBuf>,
 }
 
 /// `faas sweep`.
@@ -44,6 +47,13 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
         bail!(
             "faas sweep writes --out (SVG) and --json; --html and --runs-json are faas simulate's"
         );
+    }
+    if let Some(path) = &args.from_json {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let sweep: pareto::Sweep = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the JSON of faas sweep", path.display()))?;
+        return finish(&args, &sweep);
     }
     let windows = pareto::parse_windows(&args.windows).map_err(anyhow::Error::msg)?;
     let workload = args.sim.workload.build()?;
@@ -64,16 +74,21 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     let sweep = tokio::task::spawn_blocking(move || {
         pareto::run(&workload, &windows, &policies, &options, |p, run| {
             eprintln!(
-                "  {}: {} cold starts, {:.0} GB·s idle ({:.1} s)",
+                "  {}: {} cold starts, {:.0} GiB·s idle ({:.1} s)",
                 p.policy,
                 p.cold_starts,
-                p.idle_gb_s,
+                p.idle_gib_s,
                 run.wall.as_secs_f64()
             );
         })
     })
     .await
     .context("the sweep task failed")??;
+    finish(&args, &sweep)
+}
+
+/// Prints the table and the verdicts, writes the plot and the JSON.
+fn finish(args: &SweepArgs, sweep: &pareto::Sweep) -> anyhow::Result<()> {
     print!("{}", sweep.table());
     for p in &sweep.named {
         let verdict = match pareto::reduction_vs_fixed(p, &sweep.fixed) {
@@ -104,7 +119,7 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.sim.output.json {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        serde_json::to_writer_pretty(std::io::BufWriter::new(file), &sweep)
+        serde_json::to_writer_pretty(std::io::BufWriter::new(file), sweep)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("JSON: {}", path.display());
     }

@@ -15,7 +15,7 @@
 //!   │  ◆     ●10m            ◆ a named policy (adaptive highlighted)
 //!   │            ●30m
 //!   │                  ●60m ●120m
-//!   └──────────────────────────── idle memory-time (GB·s)
+//!   └──────────────────────────── idle memory-time (GiB·s)
 //! ```
 //!
 //! Two figures of a run are used, both from [`RunResult`]: [`RunResult::cold_starts`] and
@@ -32,14 +32,14 @@
 use std::fmt::Write as _;
 
 use faas_scheduler::policies::keepalive;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::RunResult;
 use crate::sim::{self, SimError, SimOptions};
 use crate::workload::Workload;
 
 /// One policy's run, reduced to the two figures of the trade-off.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// The policy's name (`keepalive-10m`, `adaptive`).
     pub policy: String,
@@ -47,8 +47,8 @@ pub struct Point {
     pub window_ms: Option<u64>,
     /// Requests that waited for a container start.
     pub cold_starts: u64,
-    /// Memory-time held by containers running nothing, GB·s (1 GB = 1024 MiB).
-    pub idle_gb_s: f64,
+    /// Memory-time held by containers running nothing, GiB·s (MiB·s / 1024).
+    pub idle_gib_s: f64,
 }
 
 impl Point {
@@ -58,15 +58,15 @@ impl Point {
             policy: run.policy.clone(),
             window_ms,
             cold_starts: run.cold_starts(),
-            idle_gb_s: run.idle_memory_mb_seconds().unwrap_or(0.0) / 1024.0,
+            idle_gib_s: run.idle_memory_mb_seconds().unwrap_or(0.0) / 1024.0,
         }
     }
 
     /// Whether `self` is at least as good as `other` on both axes and better on one.
     pub fn dominates(&self, other: &Point) -> bool {
         self.cold_starts <= other.cold_starts
-            && self.idle_gb_s <= other.idle_gb_s
-            && (self.cold_starts < other.cold_starts || self.idle_gb_s < other.idle_gb_s)
+            && self.idle_gib_s <= other.idle_gib_s
+            && (self.cold_starts < other.cold_starts || self.idle_gib_s < other.idle_gib_s)
     }
 }
 
@@ -75,7 +75,7 @@ pub fn frontier(points: &[Point]) -> Vec<usize> {
     let mut out: Vec<usize> = (0..points.len())
         .filter(|&i| !points.iter().any(|q| q.dominates(&points[i])))
         .collect();
-    out.sort_by(|&a, &b| points[a].idle_gb_s.total_cmp(&points[b].idle_gb_s));
+    out.sort_by(|&a, &b| points[a].idle_gib_s.total_cmp(&points[b].idle_gib_s));
     out
 }
 
@@ -85,7 +85,7 @@ pub fn frontier(points: &[Point]) -> Vec<usize> {
 pub fn reduction_vs_fixed(p: &Point, fixed: &[Point]) -> Option<f64> {
     let best = fixed
         .iter()
-        .filter(|f| f.idle_gb_s <= p.idle_gb_s)
+        .filter(|f| f.idle_gib_s <= p.idle_gib_s)
         .map(|f| f.cold_starts)
         .min()?;
     Some(reduction(p.cold_starts, best as f64))
@@ -96,12 +96,12 @@ pub fn reduction_vs_fixed(p: &Point, fixed: &[Point]) -> Option<f64> {
 /// the curve's range of idle memory.
 pub fn reduction_vs_curve(p: &Point, fixed: &[Point]) -> Option<f64> {
     let front: Vec<&Point> = frontier(fixed).into_iter().map(|i| &fixed[i]).collect();
-    let at = |f: &Point| (f.idle_gb_s, f.cold_starts as f64);
+    let at = |f: &Point| (f.idle_gib_s, f.cold_starts as f64);
     for pair in front.windows(2) {
         let ((x0, y0), (x1, y1)) = (at(pair[0]), at(pair[1]));
-        if (x0..=x1).contains(&p.idle_gb_s) {
+        if (x0..=x1).contains(&p.idle_gib_s) {
             let t = if x1 > x0 {
-                (p.idle_gb_s - x0) / (x1 - x0)
+                (p.idle_gib_s - x0) / (x1 - x0)
             } else {
                 0.0
             };
@@ -109,7 +109,7 @@ pub fn reduction_vs_curve(p: &Point, fixed: &[Point]) -> Option<f64> {
         }
     }
     match front.as_slice() {
-        [one] if one.idle_gb_s == p.idle_gb_s => Some(reduction(p.cold_starts, at(one).1)),
+        [one] if one.idle_gib_s == p.idle_gib_s => Some(reduction(p.cold_starts, at(one).1)),
         _ => None,
     }
 }
@@ -148,7 +148,7 @@ pub fn parse_windows(text: &str) -> Result<Vec<u64>, String> {
 }
 
 /// A sweep's points: the fixed windows' curve and the named policies.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     /// What was run (the workload's description and the simulator's settings).
     pub description: String,
@@ -202,7 +202,7 @@ impl Sweep {
         let _ = writeln!(
             s,
             "{:<18} {:>12} {:>16} {:>9} {:>15} {:>12}",
-            "policy", "cold starts", "idle mem GB·s", "frontier", "vs fixed ≤ mem", "vs curve"
+            "policy", "cold starts", "idle mem GiB·s", "frontier", "vs fixed ≤ mem", "vs curve"
         );
         let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:+.1}%", -r * 100.0));
         for p in self.points() {
@@ -220,7 +220,7 @@ impl Sweep {
                 "{:<18} {:>12} {:>16.0} {:>9} {:>15} {:>12}",
                 p.policy,
                 p.cold_starts,
-                p.idle_gb_s,
+                p.idle_gib_s,
                 if on { "yes" } else { "no" },
                 pct(vs_fixed),
                 pct(vs_curve)
@@ -260,6 +260,17 @@ fn nice_step(max: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
+/// A tick's label: `1500`, `25k`, `2.5M`.
+fn tick_label(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{}k", v / 1e3)
+    } else {
+        format!("{v}")
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -267,11 +278,11 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Draws the sweep: x idle memory-time (GB·s), y cold starts, both from 0; the fixed
+/// Draws the sweep: x idle memory-time (GiB·s), y cold starts, both from 0; the fixed
 /// windows as a grey curve with their windows as labels; each named policy as a labelled
 /// diamond, `adaptive` in red and larger.
 pub fn svg(sweep: &Sweep, title: &str) -> String {
-    let max_x = sweep.points().map(|p| p.idle_gb_s).fold(0.0, f64::max);
+    let max_x = sweep.points().map(|p| p.idle_gib_s).fold(0.0, f64::max);
     let max_y = sweep
         .points()
         .map(|p| p.cold_starts as f64)
@@ -306,7 +317,7 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
             TOP,
             H - BOTTOM,
             H - BOTTOM + 18.0,
-            x
+            tick_label(x)
         );
         x += sx;
     }
@@ -321,7 +332,7 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
             W - RIGHT,
             LEFT - 6.0,
             py(y) + 4.0,
-            y
+            tick_label(y)
         );
         y += sy;
     }
@@ -333,7 +344,7 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="middle">idle memory-time (GB·s)</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">idle memory-time (GiB·s)</text>"#,
         (LEFT + W - RIGHT) / 2.0,
         H - 16.0
     );
@@ -348,7 +359,7 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
     if fixed.len() > 1 {
         let path: Vec<String> = fixed
             .iter()
-            .map(|p| format!("{:.1},{:.1}", px(p.idle_gb_s), py(p.cold_starts as f64)))
+            .map(|p| format!("{:.1},{:.1}", px(p.idle_gib_s), py(p.cold_starts as f64)))
             .collect();
         let _ = writeln!(
             s,
@@ -361,14 +372,14 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
             .policy
             .strip_prefix(keepalive::PREFIX)
             .unwrap_or(&p.policy);
-        let (x, y) = (px(p.idle_gb_s), py(p.cold_starts as f64));
+        let (x, y) = (px(p.idle_gib_s), py(p.cold_starts as f64));
         let _ = writeln!(
             s,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"#555\"><title>{}: {} cold starts, {:.0} GB·s</title></circle>\
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"#555\"><title>{}: {} cold starts, {:.0} GiB·s</title></circle>\
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#555\">{}</text>",
             escape(&p.policy),
             p.cold_starts,
-            p.idle_gb_s,
+            p.idle_gib_s,
             x + 6.0,
             y - 6.0,
             escape(label)
@@ -381,10 +392,10 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
         } else {
             (6.0, "#1f77b4")
         };
-        let (x, y) = (px(p.idle_gb_s), py(p.cold_starts as f64));
+        let (x, y) = (px(p.idle_gib_s), py(p.cold_starts as f64));
         let _ = writeln!(
             s,
-            "<path d=\"M{x:.1} {:.1} L{:.1} {y:.1} L{x:.1} {:.1} L{:.1} {y:.1} Z\" fill=\"{color}\"><title>{}: {} cold starts, {:.0} GB·s</title></path>\
+            "<path d=\"M{x:.1} {:.1} L{:.1} {y:.1} L{x:.1} {:.1} L{:.1} {y:.1} Z\" fill=\"{color}\"><title>{}: {} cold starts, {:.0} GiB·s</title></path>\
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\" font-weight=\"{}\">{}</text>",
             y - r,
             x + r,
@@ -392,7 +403,7 @@ pub fn svg(sweep: &Sweep, title: &str) -> String {
             x - r,
             escape(&p.policy),
             p.cold_starts,
-            p.idle_gb_s,
+            p.idle_gib_s,
             x + r + 4.0,
             y + 4.0,
             if ours { "bold" } else { "normal" },
@@ -420,7 +431,7 @@ mod tests {
             policy: policy.into(),
             window_ms: window,
             cold_starts: cold,
-            idle_gb_s: idle,
+            idle_gib_s: idle,
         }
     }
 
@@ -457,7 +468,7 @@ mod tests {
     #[test]
     fn reduction_compares_with_fixed_windows_using_no_more_memory() {
         let c = curve();
-        // 520 GB·s: windows up to 10m qualify, the best has 400 cold starts; 240 is 40% fewer.
+        // 520 GiB·s: windows up to 10m qualify, the best has 400 cold starts; 240 is 40% fewer.
         let ours = p("adaptive", None, 240, 520.0);
         let r = reduction_vs_fixed(&ours, &c).unwrap();
         assert!((r - 0.4).abs() < 1e-9, "{r}");
@@ -478,7 +489,7 @@ mod tests {
         // Halfway between 5m (300, 600) and 10m (500, 400): the curve is at 500 cold starts.
         let r = reduction_vs_curve(&p("a", None, 250, 400.0), &c).unwrap();
         assert!((r - 0.5).abs() < 1e-9, "{r}");
-        // On the 10m-60m segment, past the dominated 20m point: 1000 GB·s is 5/10 of the
+        // On the 10m-60m segment, past the dominated 20m point: 1000 GiB·s is 5/10 of the
         // way from 400 to 200 cold starts.
         let r = reduction_vs_curve(&p("a", None, 300, 1000.0), &c).unwrap();
         assert!(r.abs() < 1e-9, "{r}");
@@ -523,5 +534,15 @@ mod tests {
         assert!(t.contains("adaptive") && t.contains("-40.0%"), "{t}");
         assert_eq!(nice_step(1000.0), 200.0);
         assert_eq!(nice_step(0.0), 1.0);
+        assert_eq!(
+            (
+                tick_label(500.0),
+                tick_label(25_000.0),
+                tick_label(2_500_000.0)
+            ),
+            ("500".to_string(), "25k".to_string(), "2.5M".to_string())
+        );
+        let back: Sweep = serde_json::from_str(&serde_json::to_string(&sweep).unwrap()).unwrap();
+        assert_eq!(back, sweep);
     }
 }
