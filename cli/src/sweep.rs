@@ -107,10 +107,9 @@ fn finish(args: &SweepArgs, sweep: &pareto::Sweep) -> anyhow::Result<()> {
         println!("{}: {verdict}", p.policy);
     }
     if let Some(path) = &args.out {
-        let title = format!(
-            "Keep-alive: cold starts vs idle memory — {}",
-            sweep.description
-        );
+        // The workload's first clause (its name and size); the rest is in the JSON.
+        let workload = sweep.description.split(';').next().unwrap_or_default();
+        let title = format!("Keep-alive: cold starts vs idle memory — {workload}");
         let title: String = title.chars().take(110).collect();
         std::fs::write(path, sweep.svg(&title))
             .with_context(|| format!("cannot write {}", path.display()))?;
