@@ -124,3 +124,63 @@ fn finish(args: &SweepArgs, sweep: &pareto::Sweep) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sweep: SweepArgs,
+    }
+
+    fn args(extra: &[&str]) -> SweepArgs {
+        let mut argv = vec!["faas-sweep"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().sweep
+    }
+
+    #[tokio::test]
+    async fn a_sweep_writes_its_points_and_plot_and_replots_them() {
+        let dir = std::env::temp_dir().join(format!("faas-cli-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (svg, json) = (dir.join("p.svg"), dir.join("p.json"));
+        let (svg_s, json_s) = (svg.display().to_string(), json.display().to_string());
+        let a = args(&[
+            "--scenario",
+            "contest",
+            "--duration",
+            "20s",
+            "--windows",
+            "10m,1m",
+            "--policy",
+            "adaptive",
+            "--out",
+            &svg_s,
+            "--json",
+            &json_s,
+        ]);
+        sweep(a).await.unwrap();
+        let text = std::fs::read_to_string(&json).unwrap();
+        let points: pareto::Sweep = serde_json::from_str(&text).unwrap();
+        let fixed: Vec<&str> = points.fixed.iter().map(|p| p.policy.as_str()).collect();
+        assert_eq!(fixed, ["keepalive-1m", "keepalive-10m"]);
+        assert_eq!(points.named.len(), 1);
+        assert_eq!(points.named[0].policy, "adaptive");
+        assert!(
+            std::fs::read_to_string(&svg)
+                .unwrap()
+                .contains(">adaptive</text>")
+        );
+        std::fs::remove_file(&svg).unwrap();
+        sweep(args(&["--from-json", &json_s, "--out", &svg_s]))
+            .await
+            .unwrap();
+        assert!(svg.exists(), "replotted from the JSON");
+        let bad = sweep(args(&["--scenario", "contest", "--windows", "0x"])).await;
+        assert!(bad.unwrap_err().to_string().contains("\"0x\""));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
