@@ -229,6 +229,8 @@ pub(crate) enum Command {
     Replay(faas_cli::bench::ReplayArgs),
     /// Run policies in virtual time against models of the nodes (fast, deterministic).
     Simulate(faas_cli::bench::SimulateArgs),
+    /// Sweep the fixed keep-alive window and plot cold starts against idle memory (simulator).
+    Sweep(faas_cli::sweep::SweepArgs),
     /// Run the API server alone.
     Apiserver(faas_apiserver::Config),
     /// Run the scheduler alone.

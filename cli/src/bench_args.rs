@@ -52,10 +52,10 @@ fn policy_list(text: &str) -> Result<Vec<String>, String> {
         .map(str::to_string)
         .collect();
     for n in &names {
-        if !faas_scheduler::core::POLICY_NAMES.contains(&n.as_str()) {
+        if !faas_scheduler::policies::is_policy_name(n) {
             return Err(format!(
                 "unknown policy {n:?}; known: {}",
-                faas_scheduler::core::POLICY_NAMES.join(", ")
+                faas_scheduler::policies::known_policies().join(", ")
             ));
         }
     }

@@ -13,6 +13,8 @@
 //!   [`platform::LocalPlatform`] (`faas replay --faults`).
 //! - [`canary`]: `faas replay --scenario canary`: a canary release at 90/10, a latency
 //!   regression, the breaker and the fallback, a rollback; traffic per version over time.
+//! - [`sweep`]: `faas sweep`: fixed keep-alive windows against named policies, cold starts
+//!   against idle memory-time, as a table and an SVG (`faas_e2e::pareto`).
 
 pub mod bench;
 pub mod canary;
@@ -23,3 +25,4 @@ pub mod exit;
 pub mod faults;
 pub mod load;
 pub mod platform;
+pub mod sweep;

@@ -49,6 +49,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::Demo { .. }
             | Command::Replay(_)
             | Command::Simulate(_)
+            | Command::Sweep(_)
             | Command::Invoke { .. }
             | Command::Functions { .. }
             | Command::Deploy { .. }
@@ -216,6 +217,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logs { args, target } => logs_cmd::logs(&target.api().await?, &args).await,
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,
+        Command::Sweep(args) => faas_cli::sweep::sweep(args).await,
         Command::Apiserver(config) => faas_apiserver::main_with(config).await,
         Command::Scheduler(config) => faas_scheduler::main_with(config).await,
         Command::ResourceManager(config) => faas_resource_manager::main_with(config).await,

@@ -94,6 +94,7 @@
 pub mod fault;
 pub mod live;
 pub mod observe;
+pub mod pareto;
 pub mod procs;
 pub mod record;
 pub mod report;

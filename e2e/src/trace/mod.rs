@@ -40,6 +40,7 @@ pub mod azure2019;
 pub mod azure2021;
 mod copies;
 pub(crate) mod csv;
+pub mod invitro;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -338,7 +339,8 @@ impl Trace {
     /// 2021 CSV file.
     pub fn open(path: &Path) -> Result<Trace, TraceError> {
         if path.is_dir() {
-            match azure2019::Azure2019Files::find(path) {
+            let invitro = invitro::find(path).transpose();
+            match invitro.unwrap_or_else(|| azure2019::Azure2019Files::find(path)) {
                 Ok(files) => return Ok(Trace::Azure2019(Azure2019Trace::from_files(&files)?)),
                 Err(e2019 @ TraceError::NotFound { .. }) => {
                     return match azure2021::find(path) {

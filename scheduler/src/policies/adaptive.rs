@@ -70,8 +70,12 @@ pub const MAX_SHARE: u32 = 16;
 pub const FALLBACK_KEEP_ALIVE_MS: Millis = 10 * 60 * 1000;
 
 /// How many call durations of memory one cold start is worth (see
-/// [`KeepAlive::Hybrid::extra_cost`]).
-pub const EXTRA_COST: f64 = 2.0;
+/// [`KeepAlive::Hybrid::extra_cost`]). At 2, a spare of a 50-second function lived under a
+/// second and every burst of it paid its cold starts again; 20 keeps it about 7 s (30 ms
+/// starts) and still lets a short function's spares go early. Measured in
+/// `docs/EXPERIMENTS.md` ("Keep-alive Pareto"): the 200-function Azure day well below the
+/// fixed windows' curve, the contest's score a little better.
+pub const EXTRA_COST: f64 = 20.0;
 
 /// How adaptive over-commits nodes (see [`Overcommit`]): limits up to twice a node's memory
 /// (so CPU quotas up to twice its vCPUs, where the contest saw node CPU under 50% at peak

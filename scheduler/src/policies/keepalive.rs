@@ -1,12 +1,15 @@
-//! `keepalive-10m`: the common industry default (a fixed keep-alive window), the reference a
-//! smarter policy should beat.
+//! `keepalive-<N>m`: a fixed keep-alive window, the common industry default (10 minutes:
+//! `keepalive-10m`), the reference a smarter policy should beat. The window is in the name:
+//! `keepalive-1m`, `keepalive-60m`, `keepalive-90s`, `keepalive-2h` ([`parse_window`]);
+//! sweeping it traces the fixed policy's cold-start / idle-memory curve that "Serverless in
+//! the Wild" (Shahrad et al., ATC 2020, fig. 15) compares the hybrid policy against.
 //!
 //! - One request per container.
 //! - An acquire takes an idle container of its function if there is one (warm), else a
 //!   container is created first-fit and granted once created (cold); when no node has room the
 //!   request waits for a reserve (exactly the baseline's placement: the default
 //!   [`Hooks::on_miss`]).
-//! - A container idle for the keep-alive window (10 minutes) is removed ([`Hooks::on_idle`]);
+//! - A container idle for the keep-alive window is removed ([`Hooks::on_idle`]);
 //!   one of a held function (see [`crate::core::state::hold`]) only once the hold has ended
 //!   too.
 //! - A node left with no container (its last one removed, or it arrived when nobody waited for
@@ -17,8 +20,14 @@ use crate::core::PolicyOptions;
 use crate::model::Millis;
 use crate::store::{ContainerKey, NodeKey};
 
-/// The name the policy is registered under.
+/// The name the 10-minute policy is registered under.
 pub const NAME: &str = "keepalive-10m";
+
+/// The family's name prefix: `keepalive-` and a window ([`parse_window`]).
+pub const PREFIX: &str = "keepalive-";
+
+/// How the family is listed (`--policy` errors, help).
+pub const PATTERN: &str = "keepalive-<N>m";
 
 /// The keep-alive window of [`NAME`]: 10 minutes.
 pub const KEEP_ALIVE_MS: Millis = 10 * 60 * 1000;
@@ -28,11 +37,31 @@ pub const KEEP_ALIVE_MS: Millis = 10 * 60 * 1000;
 pub struct KeepAlive {
     /// The window, ms. 0 removes a container as soon as it is idle.
     pub keep_alive_ms: Millis,
+    /// The name it was built with (`keepalive-10m`, `keepalive-90s`, ...).
+    pub name: String,
+}
+
+/// The window a family name's suffix gives, ms: `N` and a unit, `s`, `m` or `h`
+/// (`10m`, `90s`, `2h`), N a whole number above 0. `None` for anything else (`0m`, `m`,
+/// `10`, `10x`, `1.5m`).
+pub fn parse_window(suffix: &str) -> Option<Millis> {
+    let unit_ms: Millis = match suffix.as_bytes().last()? {
+        b's' => 1000,
+        b'm' => 60_000,
+        b'h' => 3_600_000,
+        _ => return None,
+    };
+    let digits = &suffix[..suffix.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: Millis = digits.parse().ok()?;
+    n.checked_mul(unit_ms).filter(|&ms| ms > 0)
 }
 
 impl Hooks for KeepAlive {
     fn name(&self) -> &str {
-        NAME
+        &self.name
     }
 
     fn on_idle(&mut self, ctx: &mut Ctx<'_>, container: ContainerKey) {
@@ -50,9 +79,34 @@ impl KeepAlive {
         KeepAlive::with_keep_alive(opts, KEEP_ALIVE_MS)
     }
 
-    /// The policy with another window (tests, experiments).
+    /// The policy with another window (tests, experiments), named after it in whole
+    /// minutes or seconds.
     pub fn with_keep_alive(opts: PolicyOptions, keep_alive_ms: Millis) -> Hooked<KeepAlive> {
-        Hooked::new(opts, KeepAlive { keep_alive_ms })
+        let name = if keep_alive_ms.is_multiple_of(60_000) {
+            format!("{PREFIX}{}m", keep_alive_ms / 60_000)
+        } else {
+            format!("{PREFIX}{}s", keep_alive_ms.div_ceil(1000))
+        };
+        Hooked::new(
+            opts,
+            KeepAlive {
+                keep_alive_ms,
+                name,
+            },
+        )
+    }
+
+    /// The policy a family name asks for (`keepalive-5m`, `keepalive-90s`), named exactly
+    /// so; `None` if `name` is not `keepalive-` and a valid window.
+    pub fn named(opts: PolicyOptions, name: &str) -> Option<Hooked<KeepAlive>> {
+        let keep_alive_ms = parse_window(name.strip_prefix(PREFIX)?)?;
+        Some(Hooked::new(
+            opts,
+            KeepAlive {
+                keep_alive_ms,
+                name: name.to_string(),
+            },
+        ))
     }
 }
 
@@ -107,6 +161,45 @@ mod tests {
         let p = KeepAlive::policy(PolicyOptions::default());
         assert_eq!(p.hooks().keep_alive_ms, 600_000);
         assert_eq!(p.name(), "keepalive-10m");
+    }
+
+    #[test]
+    fn windows_parse_in_seconds_minutes_and_hours() {
+        assert_eq!(parse_window("1m"), Some(60_000));
+        assert_eq!(parse_window("60m"), Some(3_600_000));
+        assert_eq!(parse_window("90s"), Some(90_000));
+        assert_eq!(parse_window("2h"), Some(7_200_000));
+        for bad in [
+            "",
+            "m",
+            "0m",
+            "0x",
+            "10",
+            "10x",
+            "1.5m",
+            "-1m",
+            "m10",
+            "99999999999999999999m",
+        ] {
+            assert_eq!(parse_window(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_family_name_builds_its_window_and_keeps_its_name() {
+        let p = KeepAlive::named(PolicyOptions::default(), "keepalive-5m").unwrap();
+        assert_eq!(p.hooks().keep_alive_ms, 300_000);
+        assert_eq!(p.name(), "keepalive-5m");
+        let p = KeepAlive::named(PolicyOptions::default(), "keepalive-90s").unwrap();
+        assert_eq!(
+            (p.hooks().keep_alive_ms, p.name()),
+            (90_000, "keepalive-90s")
+        );
+        assert!(KeepAlive::named(PolicyOptions::default(), "keepalive-m").is_none());
+        assert!(KeepAlive::named(PolicyOptions::default(), "keepalive-0x").is_none());
+        assert!(KeepAlive::named(PolicyOptions::default(), "keep-5m").is_none());
+        let p = KeepAlive::with_keep_alive(PolicyOptions::default(), 30_000);
+        assert_eq!(p.name(), "keepalive-30s");
     }
 
     #[test]

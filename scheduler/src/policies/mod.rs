@@ -1,7 +1,7 @@
 //! The scheduling policies, selectable by name (`--policy`).
 //!
 //! Each policy owns a [`crate::core::State`] and decides where and when; the shared
-//! bookkeeping stays in the state. The simple policies (`baseline`, `keepalive-10m`,
+//! bookkeeping stays in the state. The simple policies (`baseline`, `keepalive-<N>m`,
 //! `no-reuse`) are written with [`hooks`], the API for learning: a few hooks with defaults
 //! and one adapter that routes every event. `czy` and `adaptive` implement
 //! [`crate::core::Policy`] directly, for full control.
@@ -56,7 +56,32 @@ pub const REGISTRY: &[(&str, Build)] = &[
     }),
 ];
 
-/// The names [`policy_by_name`] knows, in [`REGISTRY`] order.
+/// How a parametrised family builds the policy a full name asks for (`None`: the part after
+/// the prefix is not valid).
+pub type BuildFamily = fn(&str, &PolicyOptions) -> Option<Box<dyn Policy>>;
+
+/// Parametrised families: `(prefix, pattern as listed, build)`. A name that is not in
+/// [`REGISTRY`] but starts with a prefix is built by its family from the whole name, and the
+/// policy keeps that name (`keepalive-5m`, `keepalive-90s`).
+pub const FAMILIES: &[(&str, &str, BuildFamily)] =
+    &[(keepalive::PREFIX, keepalive::PATTERN, |name, o| {
+        keepalive::KeepAlive::named(o.clone(), name).map(|p| Box::new(p) as Box<dyn Policy>)
+    })];
+
+/// Every name a user may give, as listed: [`POLICY_NAMES`], then each family's pattern.
+pub fn known_policies() -> Vec<&'static str> {
+    let mut known = POLICY_NAMES.to_vec();
+    known.extend(FAMILIES.iter().map(|f| f.1));
+    known
+}
+
+/// Whether [`policy_by_name`] builds a policy for `name`.
+pub fn is_policy_name(name: &str) -> bool {
+    policy_by_name(name, &PolicyOptions::default()).is_ok()
+}
+
+/// The fixed names [`policy_by_name`] knows, in [`REGISTRY`] order (the families' members,
+/// beyond `keepalive-10m`, are in [`FAMILIES`]).
 pub const POLICY_NAMES: &[&str] = &names::<{ REGISTRY.len() }>(REGISTRY);
 
 const fn names<const N: usize>(registry: &[(&'static str, Build)]) -> [&'static str; N] {
@@ -69,16 +94,20 @@ const fn names<const N: usize>(registry: &[(&'static str, Build)]) -> [&'static 
     names
 }
 
-/// Builds the policy registered as `name`.
+/// Builds the policy registered as `name`, or the member of a family ([`FAMILIES`]) it names.
 pub fn policy_by_name(name: &str, opts: &PolicyOptions) -> Result<Box<dyn Policy>, UnknownPolicy> {
     let name = name.trim();
-    match REGISTRY.iter().find(|(n, _)| *n == name) {
-        Some((_, build)) => Ok(build(opts)),
-        None => Err(UnknownPolicy {
-            name: name.to_string(),
-            known: POLICY_NAMES.to_vec(),
-        }),
+    if let Some((_, build)) = REGISTRY.iter().find(|(n, _)| *n == name) {
+        return Ok(build(opts));
     }
+    FAMILIES
+        .iter()
+        .filter(|(prefix, _, _)| name.starts_with(prefix))
+        .find_map(|(_, _, build)| build(name, opts))
+        .ok_or_else(|| UnknownPolicy {
+            name: name.to_string(),
+            known: known_policies(),
+        })
 }
 
 #[cfg(test)]
@@ -102,5 +131,30 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("\"magic\""), "{err}");
         assert!(err.to_string().contains("baseline"), "{err}");
+        assert!(err.to_string().contains("keepalive-<N>m"), "{err}");
+    }
+
+    #[test]
+    fn keepalive_windows_are_a_family() {
+        for name in [
+            "keepalive-1m",
+            "keepalive-5m",
+            "keepalive-60m",
+            "keepalive-90s",
+        ] {
+            let p = policy_by_name(name, &PolicyOptions::default()).unwrap();
+            assert_eq!(p.name(), name);
+            assert!(is_policy_name(name));
+        }
+        for bad in ["keepalive-0x", "keepalive-m", "keepalive-0m", "keepalive-"] {
+            let err = policy_by_name(bad, &PolicyOptions::default())
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+            assert!(err.to_string().contains("keepalive-<N>m"), "{err}");
+            assert!(!is_policy_name(bad));
+        }
+        assert!(known_policies().contains(&"keepalive-<N>m"));
+        assert!(!POLICY_NAMES.contains(&"keepalive-<N>m"));
     }
 }

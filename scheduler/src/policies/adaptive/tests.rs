@@ -364,15 +364,18 @@ fn spare_containers_of_long_calls_expire_before_the_fallback() {
     s.now = 800;
     s.finish_creates();
     assert_eq!(s.ready(), 3);
-    // 20 s calls, 800 ms starts: spares are worth 2 × 800 / 20,000 of the 10-min
-    // fallback (48 s); the most recently used container keeps the fallback.
+    // 20 s calls, 800 ms starts: spares are worth EXTRA_COST × 800 / 20,000 of the 10-min
+    // fallback (480 s at 20); the most recently used container keeps the fallback.
+    let spare_ms = (EXTRA_COST * 800.0 / 20_000.0 * FALLBACK_KEEP_ALIVE_MS as f64) as Millis;
+    assert!(spare_ms < FALLBACK_KEEP_ALIVE_MS - 60_000);
     s.now = 20_800;
     for i in 0..3 {
         s.ret(&format!("r{i}"), 20_000, 4);
     }
-    s.advance(s.now + 30_000);
-    assert_eq!(s.ready(), 3, "spares within their 48 s");
-    s.advance(s.now + 30_000);
+    let returned = s.now;
+    s.advance(returned + spare_ms - 30_000);
+    assert_eq!(s.ready(), 3, "spares within their {spare_ms} ms");
+    s.advance(returned + spare_ms + 30_000);
     assert_eq!(s.ready(), 1, "spares gone, one container kept");
     s.advance(s.now + FALLBACK_KEEP_ALIVE_MS);
     assert_eq!(s.ready(), 0);
