@@ -304,9 +304,7 @@ async fn run(
         println!(
             "\nrun {repeat}/{repeats}: {rounds} sequential rounds, then {in_flight} in flight for {seconds} s per path"
         );
-        println!(
-            "| path | p50 | p99 | calls/s at {in_flight} in flight |\n|---|---|---|---|"
-        );
+        println!("| path | p50 | p99 | calls/s at {in_flight} in flight |\n|---|---|---|---|");
         let base_p50 = percentile(&lat[0], 0.5);
         for (i, path) in Path::ALL.into_iter().enumerate() {
             let p50 = percentile(&lat[i], 0.5);

@@ -293,7 +293,10 @@ async fn returning_after_reply_moves_only_a_successful_calls_return_off_its_path
     let (invoker, fakes) = invoker(vec![Ok(execution(Some(("FunctionError", "it broke"))))]);
     let invoker = invoker.returning_after_reply();
     // A failed call's container is back before the call answers.
-    invoker.invoke(request("hello", "a", b"")).await.unwrap_err();
+    invoker
+        .invoke(request("hello", "a", b""))
+        .await
+        .unwrap_err();
     assert_eq!(fakes.returned().len(), 1);
     assert_eq!(fakes.returned()[0].error_code, "FunctionError");
     // A successful call answers; its return, with the measurements, follows in a task.
