@@ -200,6 +200,7 @@ mod tests {
             state: state.into(),
             created_at_ms: 1_000,
             last_used_at_ms: 4_000,
+            address: "127.0.0.1:5000".into(),
         }
     }
 

@@ -289,7 +289,8 @@ impl App {
             SystemClock::new(),
             config.max_event_bytes,
         )
-        .with_node_grace(Duration::from_millis(config.node_call_grace_ms));
+        .with_node_grace(Duration::from_millis(config.node_call_grace_ms))
+        .returning_after_reply();
         let front = Front::new(
             Arc::new(Router::new(invoker, None)),
             Arc::new(Metrics::new()),

@@ -12,7 +12,13 @@
 //!    call by then instead of holding it.
 //! 4. Give the container back ([`SchedulerPort::return_container`]) with the duration, the
 //!    peak memory and, when the function or the node call failed, an error code and message.
-//!    Once a container is acquired it is returned on every path.
+//!    Once a container is acquired it is returned on every path. An invoker made
+//!    [`Invoker::returning_after_reply`] (the live server) starts the return of a successful
+//!    call before it answers (the request is handed to the scheduler's channel, ahead of any
+//!    later acquire on it) and lets a task of its own wait for the scheduler's answer, so the
+//!    return's round trip is off the reply's path while a closed-loop client's next acquire
+//!    still finds the container warm; a failed return is still logged. A failed call's
+//!    container is always returned before the call answers (a retry must not race it).
 //!
 //! A call whose event provably never reached a function is run once more, transparently, on
 //! a freshly acquired container (request id `<id>-retry`) within what is left of the
@@ -274,11 +280,14 @@ impl Failed {
 #[derive(Debug)]
 pub struct Invoker<S, N, C> {
     registry: Arc<Registry>,
-    scheduler: S,
+    /// Shared with the tasks that return containers after the reply.
+    scheduler: Arc<S>,
     nodes: N,
     clock: C,
     max_event_bytes: usize,
     node_grace: Duration,
+    /// Whether a successful call's container goes back in a task of its own.
+    return_after_reply: bool,
 }
 
 impl<S: SchedulerPort, N: NodePort, C: Clock> Invoker<S, N, C> {
@@ -293,12 +302,21 @@ impl<S: SchedulerPort, N: NodePort, C: Clock> Invoker<S, N, C> {
     ) -> Self {
         Invoker {
             registry,
-            scheduler,
+            scheduler: Arc::new(scheduler),
             nodes,
             clock,
             max_event_bytes,
             node_grace: DEFAULT_NODE_GRACE,
+            return_after_reply: false,
         }
+    }
+
+    /// Starts a successful call's return before the call answers and waits for the
+    /// scheduler's answer in a task of its own instead of on the reply's path (see the module
+    /// docs). Needs a tokio runtime.
+    pub fn returning_after_reply(mut self) -> Self {
+        self.return_after_reply = true;
+        self
     }
 
     /// Gives node calls `grace` beyond the function's timeout instead.
@@ -488,15 +506,47 @@ impl<S: SchedulerPort, N: NodePort, C: Clock> Invoker<S, N, C> {
                 })
             }
         };
-        if let Err(e) = self.scheduler.return_container(returned).await {
-            tracing::warn!(
-                container_id = %placement.container_id,
-                node_id = %placement.node_id,
-                error = %e,
-                "could not return the container to the scheduler"
-            );
+        if self.return_after_reply && outcome.is_ok() {
+            let scheduler = self.scheduler.clone();
+            let node_id = placement.node_id.clone();
+            let mut giving_back = Box::pin(async move {
+                let container_id = returned.container_id.clone();
+                give_back(scheduler.as_ref(), returned, &container_id, &node_id).await;
+            });
+            // Polled once here, before the answer: the return is handed to the scheduler's
+            // channel (queued ahead of any later acquire on it), then finishes in a task.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if giving_back.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(giving_back);
+            }
+        } else {
+            give_back(
+                self.scheduler.as_ref(),
+                returned,
+                &placement.container_id,
+                &placement.node_id,
+            )
+            .await;
         }
         outcome
+    }
+}
+
+/// Returns a container; a failure is logged (the scheduler takes a container back by itself
+/// once its lease ends, so there is nothing else to do).
+async fn give_back<S: SchedulerPort>(
+    scheduler: &S,
+    returned: ReturnRequest,
+    container_id: &str,
+    node_id: &str,
+) {
+    if let Err(e) = scheduler.return_container(returned).await {
+        tracing::warn!(
+            container_id,
+            node_id,
+            error = %e,
+            "could not return the container to the scheduler"
+        );
     }
 }
 

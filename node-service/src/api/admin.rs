@@ -77,6 +77,7 @@ fn container_info(c: ContainerDescription) -> pb::ContainerInfo {
         state: if c.dead { STATE_DEAD } else { STATE_RUNNING }.to_string(),
         created_at_ms: c.created_at_ms,
         last_used_at_ms: c.last_used_at_ms,
+        address: c.address,
     }
 }
 
@@ -144,6 +145,7 @@ mod tests {
             total_memory_bytes: 3 << 30,
             containers: vec![ContainerDescription {
                 id: "c".into(),
+                address: "127.0.0.1:7".into(),
                 spec: ContainerSpec {
                     function_name: "f".into(),
                     handler: "sleep".into(),
@@ -174,6 +176,7 @@ mod tests {
                     state: "dead".into(),
                     created_at_ms: 10,
                     last_used_at_ms: 12,
+                    address: "127.0.0.1:7".into(),
                 }],
             }
         );

@@ -147,7 +147,14 @@ fn stats_reply(r: StatsReport) -> pb::GetStatsReply {
     }
 }
 
-type ReplyStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::InvokeFunctionReply, Status>>>;
+/// The reply messages as the stream tonic sends (all ready at once, so tonic encodes them
+/// into one write).
+type ReplyStream = tokio_stream::Iter<
+    std::iter::Map<
+        std::vec::IntoIter<pb::InvokeFunctionReply>,
+        fn(pb::InvokeFunctionReply) -> Result<pb::InvokeFunctionReply, Status>,
+    >,
+>;
 
 #[tonic::async_trait]
 impl NodeService for NodeApi {
@@ -239,7 +246,7 @@ impl NodeService for NodeApi {
                 {
                     self.account();
                 }
-                let messages: Vec<_> = reply_messages(inv).into_iter().map(Ok).collect();
+                let messages = reply_messages(inv).into_iter().map(Ok as fn(_) -> _);
                 Ok(Response::new(tokio_stream::iter(messages)))
             }
             Err(e) => {

@@ -119,6 +119,8 @@ pub struct Container {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerDescription {
     pub id: String,
+    /// Where the node reaches its container service (`host:port`).
+    pub address: String,
     pub spec: ContainerSpec,
     pub dead: bool,
     pub in_flight: u64,
@@ -130,6 +132,7 @@ impl From<&Container> for ContainerDescription {
     fn from(c: &Container) -> ContainerDescription {
         ContainerDescription {
             id: c.id.clone(),
+            address: c.address.clone(),
             spec: c.spec.clone(),
             dead: c.state != ContainerState::Running,
             in_flight: c.calls.in_flight(),

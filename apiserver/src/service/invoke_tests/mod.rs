@@ -56,6 +56,8 @@ struct Fakes {
     registry: Arc<Registry>,
     /// Runs during the first node call (a deploy or a delete between the attempts).
     during_first_invoke: Mutex<Option<Hook>>,
+    /// Whether every return fails (after it is recorded).
+    returns_fail: bool,
 }
 
 impl Fakes {
@@ -127,6 +129,9 @@ impl SchedulerPort for Arc<Fakes> {
 
     async fn return_container(&self, req: ReturnRequest) -> Result<(), RemoteError> {
         self.seen.lock().unwrap().push(Seen::Return(req));
+        if self.returns_fail {
+            return Err(RemoteError::new(RemoteCode::Unavailable, "scheduler gone"));
+        }
         Ok(())
     }
 }
@@ -269,6 +274,60 @@ async fn success_acquires_runs_and_returns_with_the_measurements() {
             }),
         ]
     );
+}
+
+/// Waits (yielding to the runtime) until the fakes saw `n` returns.
+async fn returns_seen(fakes: &Fakes, n: usize) -> Vec<ReturnRequest> {
+    for _ in 0..1000 {
+        let returned = fakes.returned();
+        if returned.len() >= n {
+            return returned;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} returns seen, {n} expected", fakes.returned().len());
+}
+
+#[tokio::test]
+async fn returning_after_reply_moves_only_a_successful_calls_return_off_its_path() {
+    let (invoker, fakes) = invoker(vec![Ok(execution(Some(("FunctionError", "it broke"))))]);
+    let invoker = invoker.returning_after_reply();
+    // A failed call's container is back before the call answers.
+    invoker
+        .invoke(request("hello", "a", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(fakes.returned().len(), 1);
+    assert_eq!(fakes.returned()[0].error_code, "FunctionError");
+    // A successful call answers; its return, with the measurements, follows in a task.
+    let done = invoker.invoke(request("hello", "a", b"")).await.unwrap();
+    assert_eq!(done.body, b"hi");
+    let returned = returns_seen(&fakes, 2).await;
+    assert_eq!(
+        returned[1],
+        ReturnRequest {
+            request_id: "r-1".into(),
+            container_id: "c-2".into(),
+            duration_nanos: 1234,
+            max_memory_bytes: 5678,
+            error_code: String::new(),
+            error_message: String::new(),
+        }
+    );
+    assert_eq!(returned.len(), 2, "each container goes back once");
+}
+
+#[tokio::test]
+async fn a_return_that_fails_after_the_reply_is_logged_not_fatal() {
+    let (invoker, fakes) = invoker_with(Fakes {
+        returns_fail: true,
+        ..Fakes::default()
+    });
+    let invoker = invoker.returning_after_reply();
+    for _ in 0..3 {
+        invoker.invoke(request("hello", "a", b"")).await.unwrap();
+    }
+    assert_eq!(returns_seen(&fakes, 3).await.len(), 3);
 }
 
 #[tokio::test]

@@ -83,6 +83,7 @@ async fn describe_tells_who_the_node_is_who_reserved_it_and_its_containers() {
         vec![
             ContainerDescription {
                 id: a.id.clone(),
+                address: a.address.clone(),
                 spec: a.spec.clone(),
                 dead: false,
                 in_flight: 0,
@@ -91,6 +92,7 @@ async fn describe_tells_who_the_node_is_who_reserved_it_and_its_containers() {
             },
             ContainerDescription {
                 id: b.id.clone(),
+                address: b.address.clone(),
                 spec: b.spec.clone(),
                 dead: true,
                 in_flight: 0,
