@@ -4,7 +4,7 @@
 use super::{Concurrency, Engine, ewma};
 use crate::core::{Decision, HealthNote};
 use crate::model::{FunctionError, MIB, Millis, StatsSample};
-use crate::store::{ContainerKey, FunctionKey};
+use crate::store::FunctionKey;
 
 impl Engine {
     pub(super) fn learn_call(
@@ -164,14 +164,8 @@ impl Engine {
             return;
         }
         fd.limit = want;
-        let keys: Vec<ContainerKey> = self
-            .state
-            .store
-            .containers()
-            .filter(|(_, r)| r.function == f)
-            .map(|(k, _)| k)
-            .collect();
-        for k in keys {
+        // In key order, as a scan of the containers table would visit them.
+        for k in self.state.store.containers_of(f) {
             self.state
                 .store
                 .update_container(k, |c| c.max_concurrency = want);

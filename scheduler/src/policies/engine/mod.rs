@@ -11,6 +11,20 @@
 //! its containers count (their limits, or with [`Overcommit`] their learned charges), and
 //! the limits it may still take.
 //!
+//! What each step costs, with n containers on N nodes (the store's indexes, see
+//! [`crate::store`], answer every question about containers):
+//! - a warm acquire or a return: O(log n) (a function's free stack, the LRU indexes);
+//! - the placement view: O(N + functions per node + creates in flight), from the store's
+//!   per-node load index, never a scan over containers (charges are learned per function
+//!   and change, so they are applied when the view is built rather than kept summed);
+//!   placing on it is O(N) ([`Placement::SpreadByFunction`] also reads per-node counts of
+//!   the function);
+//! - eviction: per node of the view, its least recently used idle containers from the
+//!   store's per-node LRU index, only as many as make room: O(N × victims needed);
+//! - the sweep: O(functions + N) for the per-function windows and node releases, plus the
+//!   idle containers whose idle time reached the shortest window any rule applies (the
+//!   store's LRU index, walked from the least recently used).
+//!
 //! Rules every knob setting keeps:
 //! - a request that finds no free slot waits in its function's FIFO queue (bounded by its
 //!   deadline and by [`MAX_WAITING`] overall) and is served by the first slot that frees, be
