@@ -1,10 +1,10 @@
-//! The container indexes of the [`Store`](super::Store): what a container is filed under,
+//! The container indexes of the [`Store`]: what a container is filed under,
 //! and the sets and aggregates that answer the policies' questions without a scan over the
 //! platform's containers.
 //!
 //! Every change of a container goes through the store (insert, `update_container`, slot take
 //! and release, removal); after each, the store compares what the container is filed under
-//! now ([`Filed`]) with what it was filed under, and moves it between the indexes: each move
+//! now (`Filed`) with what it was filed under, and moves it between the indexes: each move
 //! is a few `BTreeSet`/hash operations, O(log n) in the containers.
 //!
 //! | index | holds | answers |
@@ -49,6 +49,15 @@ impl Filed {
             in_flight: c.in_flight > 0,
             memory: c.memory_bytes,
         }
+    }
+
+    /// What the per-node load index counts of it (function, state, memory), if anything.
+    pub(super) fn load_part(&self) -> Option<(FunctionKey, ContainerState, u64)> {
+        matches!(self.state, ContainerState::Ready | ContainerState::Removing).then_some((
+            self.function,
+            self.state,
+            self.memory,
+        ))
     }
 
     fn idle(&self) -> bool {
@@ -274,6 +283,17 @@ impl Store {
             .into_iter()
             .flatten()
             .map(|(f, l)| (*f, l))
+    }
+
+    /// A number that changes whenever `node`'s load (see [`Store::load_on`]) does: a cache of
+    /// something computed from the load is current while the stamp is the same.
+    pub fn load_stamp(&self, node: NodeKey) -> u64 {
+        self.load_stamps.get(&node).copied().unwrap_or(0)
+    }
+
+    pub(super) fn touch_load(&mut self, node: NodeKey) {
+        self.stamp += 1;
+        self.load_stamps.insert(node, self.stamp);
     }
 
     /// Containers in `state`.

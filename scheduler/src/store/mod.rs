@@ -117,6 +117,9 @@ pub struct Store {
     container_ids: Map<Text, ContainerKey>,
     node_containers: Map<NodeKey, Set<ContainerKey>>,
     index: Indexes,
+    /// Per node, the stamp of its latest load change (see [`Store::load_stamp`]).
+    load_stamps: Map<NodeKey, u64>,
+    stamp: u64,
     /// Node capacities held, with how many nodes have each.
     capacities: BTreeMap<u64, u32>,
     leases: Map<Text, LeaseRow>,
@@ -146,6 +149,8 @@ impl Store {
             container_ids: Map::default(),
             node_containers: Map::default(),
             index: Indexes::default(),
+            load_stamps: Map::default(),
+            stamp: 0,
             capacities: BTreeMap::new(),
             leases: Map::default(),
             returned: RecentReturns::new(remembered_returns),
@@ -256,6 +261,7 @@ impl Store {
             }
         }
         self.node_order.retain(|k| *k != key);
+        self.load_stamps.remove(&key);
         if let Some(slot) = self.fit_slot.remove(&key) {
             self.fit.set(slot, 0);
             self.fit_nodes[slot] = None;
@@ -329,6 +335,9 @@ impl Store {
             filed,
         });
         self.index.add(key, &filed);
+        if filed.load_part().is_some() {
+            self.touch_load(node);
+        }
         self.container_ids.insert(id, key);
         self.node_containers.entry(node).or_default().insert(key);
         if let Some(f) = self.functions.get_mut(function) {
@@ -380,6 +389,9 @@ impl Store {
             let was = std::mem::replace(&mut row.filed, now);
             self.index.remove(key, &was);
             self.index.add(key, &now);
+            if was.load_part() != now.load_part() {
+                self.touch_load(now.node);
+            }
         }
         self.sync_free(key);
         Some(r)
@@ -418,6 +430,9 @@ impl Store {
         self.unlist_free(key);
         let row = self.containers.remove(key)?;
         self.index.remove(key, &row.filed);
+        if row.filed.load_part().is_some() {
+            self.touch_load(row.node);
+        }
         self.container_ids.remove(&row.container.id);
         if let Some(on_node) = self.node_containers.get_mut(&row.node) {
             on_node.remove(&key);

@@ -117,6 +117,9 @@ impl Engine {
             self.pump(now, out);
         }
         touched.dedup();
+        for &f in &touched {
+            self.note_charge(f);
+        }
         for f in touched {
             self.update_limit(f);
             self.drain(now, f, false, out);
@@ -158,6 +161,8 @@ impl Engine {
 
     /// Applies a changed concurrency limit to the function and its containers.
     pub(super) fn update_limit(&mut self, f: FunctionKey) {
+        // Returns and stats that may change the limit may change the charge too.
+        self.note_charge(f);
         let want = self.wanted_limit(f);
         let fd = self.fd(f);
         if fd.limit == want {
@@ -170,5 +175,6 @@ impl Engine {
                 .store
                 .update_container(k, |c| c.max_concurrency = want);
         }
+        self.note_charge(f);
     }
 }

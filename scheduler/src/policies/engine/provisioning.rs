@@ -3,8 +3,8 @@
 //! under memory pressure.
 
 use super::{
-    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeView,
-    Placement, View,
+    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeLoad,
+    NodeView, Placement, View,
 };
 use crate::core::Decision;
 use crate::model::{Millis, NodeState};
@@ -34,10 +34,13 @@ impl Engine {
 
     /// The placement view: every active, not suspect node with its free memory, free limits,
     /// removing charges and CPU-heavy containers. Built from the store's per-node load index
-    /// (ready and removing containers per function) and the creates in flight: O(nodes +
-    /// functions per node + creates), never a scan over the platform's containers. The
-    /// per-(node, function) counts are only built for [`Placement::SpreadByFunction`], the
-    /// one rule that reads them.
+    /// (ready and removing containers per function) and the creates in flight, never a scan
+    /// over the platform's containers. What a node's containers count is cached per node
+    /// while its load stamp (the store's) and the charges epoch (see `note_charge`) stay the
+    /// same, so a round costs O(nodes + creates) plus O(functions) on each node that changed;
+    /// debug builds check every cached entry against a recomputation. The per-(node,
+    /// function) counts are only built for [`Placement::SpreadByFunction`], the one rule that
+    /// reads them (it recomputes every node).
     pub(super) fn view(&self) -> View {
         let factor = self.knobs.overcommit.map_or(1.0, |o| o.max_factor.max(1.0));
         let overcommit = self.knobs.overcommit.is_some();
@@ -59,6 +62,12 @@ impl Engine {
         let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
         let mut at: Map<NodeKey, usize> = Map::default();
         let mut nodes: Vec<NodeView> = Vec::new();
+        let mut loads = self.node_loads.borrow_mut();
+        if loads.len() > 2 * self.state.store.node_count() + 16 {
+            // Forget the nodes gone.
+            let store = &self.state.store;
+            loads.retain(|k, _| store.node(*k).is_some());
+        }
         for (k, n) in self.state.store.nodes() {
             // A suspect node takes no new container: it may be gone.
             if n.state != NodeState::Active || n.suspect_since.is_some() {
@@ -77,28 +86,26 @@ impl Engine {
                 removing: 0,
                 heavy: 0,
             };
-            let mut charged = 0u64;
-            for (f, l) in self.state.store.load_on(k) {
-                let count = l.ready + l.removing;
-                if spread {
-                    *per_function.entry((k, f)).or_default() += count;
+            let stamp = self.state.store.load_stamp(k);
+            let cached = loads
+                .get(&k)
+                .filter(|l| !spread && l.stamp == stamp && l.epoch == self.charges_epoch)
+                .copied();
+            let load = match cached {
+                Some(l) => {
+                    debug_assert_eq!(Some(l), Some(self.node_load(k, stamp, None)));
+                    l
                 }
-                if heavy_fn(f) {
-                    v.heavy += count;
+                None => {
+                    let l = self.node_load(k, stamp, spread.then_some(&mut per_function));
+                    loads.insert(k, l);
+                    l
                 }
-                if overcommit && (f.index() as usize) < self.fns.len() {
-                    let c = self.charge(f);
-                    charged += c * u64::from(count);
-                    v.removing += c * u64::from(l.removing);
-                } else {
-                    if overcommit {
-                        charged += l.ready_bytes + l.removing_bytes;
-                    }
-                    v.removing += l.removing_bytes;
-                }
-            }
+            };
+            v.heavy = load.heavy;
+            v.removing = load.removing;
             if overcommit {
-                v.free = v.free.saturating_sub(charged);
+                v.free = v.free.saturating_sub(load.charged);
             }
             at.insert(k, nodes.len());
             nodes.push(v);
@@ -119,6 +126,50 @@ impl Engine {
             nodes,
             per_function,
         }
+    }
+
+    /// What `node`'s ready and removing containers count in the view (from the store's load
+    /// index: O(functions on the node)), adding their per-function counts to `per_function`
+    /// if given.
+    fn node_load(
+        &self,
+        node: NodeKey,
+        stamp: u64,
+        mut per_function: Option<&mut Map<(NodeKey, FunctionKey), u32>>,
+    ) -> NodeLoad {
+        let overcommit = self.knobs.overcommit.is_some();
+        let mut load = NodeLoad {
+            stamp,
+            epoch: self.charges_epoch,
+            charged: 0,
+            removing: 0,
+            heavy: 0,
+        };
+        for (f, l) in self.state.store.load_on(node) {
+            let count = l.ready + l.removing;
+            if let Some(m) = per_function.as_deref_mut() {
+                *m.entry((node, f)).or_default() += count;
+            }
+            if self
+                .fns
+                .get(f.index() as usize)
+                .is_some_and(|d| d.class.cpu_heavy)
+            {
+                load.heavy += count;
+            }
+            // A function the engine never saw counts its containers' own limits.
+            if overcommit && (f.index() as usize) < self.fns.len() {
+                let c = self.charge(f);
+                load.charged += c * u64::from(count);
+                load.removing += c * u64::from(l.removing);
+            } else {
+                if overcommit {
+                    load.charged += l.ready_bytes + l.removing_bytes;
+                }
+                load.removing += l.removing_bytes;
+            }
+        }
+        load
     }
 
     /// A node for a new container of `f` (updating the view), if one has room; else the

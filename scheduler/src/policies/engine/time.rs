@@ -35,6 +35,9 @@ impl Engine {
             functions.push(f);
         }
         functions.dedup();
+        for &f in &functions {
+            self.note_charge(f);
+        }
         for f in functions {
             self.drain(now, f, false, out);
             self.check_idle(now, f);
