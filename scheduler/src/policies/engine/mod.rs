@@ -25,6 +25,12 @@
 //!   idle containers whose idle time reached the shortest window any rule applies (the
 //!   store's LRU index, walked from the least recently used).
 //!
+//! Eviction and the sweep take tied containers (the same last use) in key order. Before the
+//! store kept these indexes, ties followed an unstable sort of a scan of the containers
+//! table, so a run where idle times tie may evict or expire another of the tied containers
+//! (and order its removals differently) than it did then; with that old tie order
+//! reproduced, the simulator's results are identical.
+//!
 //! Rules every knob setting keeps:
 //! - a request that finds no free slot waits in its function's FIFO queue (bounded by its
 //!   deadline and by [`MAX_WAITING`] overall) and is served by the first slot that frees, be
