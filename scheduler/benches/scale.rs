@@ -261,8 +261,9 @@ impl Fleet {
 fn warm(c: &mut Criterion) {
     let mut group = c.benchmark_group("warm_acquire_return");
     group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(3));
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
     for policy in policies() {
         let policy = policy.as_str();
         for size in sizes() {
@@ -290,8 +291,9 @@ fn warm(c: &mut Criterion) {
 fn cold(c: &mut Criterion) {
     let mut group = c.benchmark_group("cold_acquire_with_eviction");
     group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(3));
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
     for policy in policies() {
         let policy = policy.as_str();
         for size in sizes() {
