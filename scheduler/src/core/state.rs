@@ -116,6 +116,8 @@ pub struct State {
     opts: PolicyOptions,
     next_op: u64,
     ops: BTreeMap<OpId, Op>,
+    /// How many of `ops` are creates.
+    creates_in_flight: usize,
     waiting: Map<Text, Waiter>,
     deadlines: BTreeMap<(Millis, u64), Text>,
     next_seq: u64,
@@ -144,6 +146,7 @@ impl State {
             opts,
             next_op: 1,
             ops: BTreeMap::new(),
+            creates_in_flight: 0,
             waiting: Map::default(),
             deadlines: BTreeMap::new(),
             next_seq: 0,
@@ -212,14 +215,11 @@ impl State {
                 Op::Create(_) => s.containers_creating += 1,
             }
         }
-        for (_, row) in self.store.containers() {
-            match row.container.state {
-                ContainerState::Creating => s.containers_creating += 1,
-                ContainerState::Ready => s.containers_ready += 1,
-                ContainerState::Removing => s.containers_removing += 1,
-                ContainerState::Dead => s.containers_dead += 1,
-            }
-        }
+        let count = |state| self.store.count_in_state(state) as u64;
+        s.containers_creating += count(ContainerState::Creating);
+        s.containers_ready = count(ContainerState::Ready);
+        s.containers_removing = count(ContainerState::Removing);
+        s.containers_dead = count(ContainerState::Dead);
         for (_, n) in self.store.nodes() {
             match n.state {
                 NodeState::Active => s.nodes_active += 1,

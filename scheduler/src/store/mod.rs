@@ -1,20 +1,33 @@
 //! The scheduler's tables and the indexes its queries need.
 //!
-//! - nodes by key and by id, plus the reserve order (first-fit walks it);
+//! - nodes by key and by id, plus the reserve order, and a max-tree over it of what each
+//!   node can still take: first fit is O(log n) ([`fit`]; a node changes only through
+//!   [`NodeMut`], which keeps its leaf current);
 //! - functions by key and by name, each with the stack of its containers that have a free slot,
 //!   so a warm acquire is a hash lookup and a pop, never a scan over containers;
 //! - containers by key and by id, and by node (stats and node loss look at one node's);
+//! - the container indexes of [`index`], kept in step with every change of a container:
+//!   idle containers in LRU order (overall, per node), ready containers per function in LRU
+//!   order (its count and its most recently used one), every container per function, busy
+//!   containers per node, ready and removing memory per node and function (the engine's
+//!   placement view), containers per state (metrics);
+//! - the largest node capacity held (what a new node is expected to offer);
 //! - leases by request id;
 //! - a bounded memory of recently returned request ids, to tell "already returned" from
 //!   "never leased", and one of leases reclaimed when they expired.
 //!
 //! The store keeps its indexes consistent (a container's place in its function's free stack
-//! follows its state and in-flight count); business rules such as memory accounting live in
-//! [`crate::core`].
+//! and in every index of [`index`] follows its state, in-flight count and last use); each
+//! change of a container costs O(log n) index work, so no question a policy asks on an
+//! acquire, a return, a placement or an eviction needs a scan over the platform's
+//! containers. Business rules such as memory accounting live in [`crate::core`].
 
+pub mod fit;
+pub mod index;
+mod returns;
 pub mod table;
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
 /// The hash map of the scheduler's tables: foldhash (seeded per map) is several times faster
 /// than SipHash on the short string ids of the hot path; ids come from the platform's own
@@ -26,6 +39,11 @@ pub type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use crate::model::{
     Container, ContainerState, FunctionProfile, FunctionSpec, Lease, Millis, Node, Text,
 };
+use fit::FirstFit;
+pub use fit::NodeMut;
+use index::{Filed, Indexes};
+pub use index::{Load, LruEntry};
+use returns::RecentReturns;
 pub use table::{Key, Table};
 
 /// Key of a node row.
@@ -67,6 +85,7 @@ pub struct ContainerRow {
     /// Its function.
     pub function: FunctionKey,
     free_pos: Option<u32>,
+    filed: Filed,
 }
 
 /// A lease and the key of its container.
@@ -82,59 +101,27 @@ pub struct LeaseRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duplicate(pub Text);
 
-/// Bounded memory of returned request ids (oldest forgotten first).
-#[derive(Debug)]
-struct RecentReturns {
-    capacity: usize,
-    order: VecDeque<Text>,
-    container_of: Map<Text, Text>,
-}
-
-impl RecentReturns {
-    fn new(capacity: usize) -> Self {
-        RecentReturns {
-            capacity,
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            container_of: Map::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
-        }
-    }
-
-    fn remember(&mut self, request_id: Text, container_id: Text) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.order.len() == self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.container_of.remove(&old);
-        }
-        if self
-            .container_of
-            .insert(request_id.clone(), container_id)
-            .is_none()
-        {
-            self.order.push_back(request_id);
-        }
-    }
-
-    fn forget(&mut self, request_id: &str) {
-        // Rare (a reused request id): the ring keeps the stale entry until it ages out, and
-        // `remember` tolerates ring entries that the map no longer holds.
-        self.container_of.remove(request_id);
-    }
-}
-
 /// All tables of the scheduler.
 #[derive(Debug)]
 pub struct Store {
     nodes: Table<Node>,
     node_ids: Map<Text, NodeKey>,
     node_order: Vec<NodeKey>,
+    fit: FirstFit,
+    /// Each node's slot in `fit`, and the node of each slot.
+    fit_slot: Map<NodeKey, usize>,
+    fit_nodes: Vec<Option<NodeKey>>,
     functions: Table<FunctionRow>,
     function_names: Map<Text, FunctionKey>,
     containers: Table<ContainerRow>,
     container_ids: Map<Text, ContainerKey>,
     node_containers: Map<NodeKey, Set<ContainerKey>>,
+    index: Indexes,
+    /// Per node, the stamp of its latest load change (see [`Store::load_stamp`]).
+    load_stamps: Map<NodeKey, u64>,
+    stamp: u64,
+    /// Node capacities held, with how many nodes have each.
+    capacities: BTreeMap<u64, u32>,
     leases: Map<Text, LeaseRow>,
     returned: RecentReturns,
     expired: RecentReturns,
@@ -153,11 +140,18 @@ impl Store {
             nodes: Table::default(),
             node_ids: Map::default(),
             node_order: Vec::new(),
+            fit: FirstFit::default(),
+            fit_slot: Map::default(),
+            fit_nodes: Vec::new(),
             functions: Table::default(),
             function_names: Map::default(),
             containers: Table::default(),
             container_ids: Map::default(),
             node_containers: Map::default(),
+            index: Indexes::default(),
+            load_stamps: Map::default(),
+            stamp: 0,
+            capacities: BTreeMap::new(),
             leases: Map::default(),
             returned: RecentReturns::new(remembered_returns),
             expired: RecentReturns::new(remembered_returns.min(10_000)),
@@ -172,10 +166,45 @@ impl Store {
             return Err(Duplicate(node.id));
         }
         let id = node.id.clone();
+        *self.capacities.entry(node.capacity_bytes).or_default() += 1;
+        let value = FirstFit::value(&node);
         let key = self.nodes.insert(node);
         self.node_ids.insert(id, key);
         self.node_order.push(key);
+        if self.fit.full() {
+            self.rebuild_fit();
+        }
+        let slot = self.fit.push(value);
+        self.fit_slot.insert(key, slot);
+        self.fit_nodes.push(Some(key));
         Ok(key)
+    }
+
+    /// Lays the held nodes (but the newest, not yet in it) out again in the first-fit tree,
+    /// in reserve order, with room for as many again.
+    fn rebuild_fit(&mut self) {
+        let held: Vec<NodeKey> = self
+            .node_order
+            .iter()
+            .copied()
+            .filter(|k| self.fit_slot.contains_key(k))
+            .collect();
+        self.fit = FirstFit::with_room(2 * held.len() + 2);
+        self.fit_slot.clear();
+        self.fit_nodes.clear();
+        for key in held {
+            let value = self.nodes.get(key).map_or(0, FirstFit::value);
+            let slot = self.fit.push(value);
+            self.fit_slot.insert(key, slot);
+            self.fit_nodes.push(Some(key));
+        }
+    }
+
+    /// The first node in reserve order that takes new containers (active, not suspect) and
+    /// has `memory_bytes` free: O(log n).
+    pub fn first_fit(&self, memory_bytes: u64) -> Option<NodeKey> {
+        let slot = self.fit.first_at_least(memory_bytes.saturating_add(1))?;
+        self.fit_nodes.get(slot).copied().flatten()
     }
 
     /// The node of `key`.
@@ -183,9 +212,15 @@ impl Store {
         self.nodes.get(key)
     }
 
-    /// The node of `key`, mutably.
-    pub fn node_mut(&mut self, key: NodeKey) -> Option<&mut Node> {
-        self.nodes.get_mut(key)
+    /// The node of `key`, mutably (its first-fit leaf follows when the guard drops).
+    pub fn node_mut(&mut self, key: NodeKey) -> Option<NodeMut<'_>> {
+        let slot = *self.fit_slot.get(&key)?;
+        let node = self.nodes.get_mut(key)?;
+        Some(NodeMut {
+            node,
+            fit: &mut self.fit,
+            slot,
+        })
     }
 
     /// The key of the node with this id.
@@ -210,11 +245,27 @@ impl Store {
         self.nodes.len()
     }
 
+    /// The largest capacity of the nodes held, bytes.
+    pub fn max_node_capacity(&self) -> Option<u64> {
+        self.capacities.last_key_value().map(|(c, _)| *c)
+    }
+
     /// Forgets a node (its containers must be gone already).
     pub fn remove_node(&mut self, key: NodeKey) -> Option<Node> {
         let node = self.nodes.remove(key)?;
         self.node_ids.remove(&node.id);
+        if let Some(n) = self.capacities.get_mut(&node.capacity_bytes) {
+            *n -= 1;
+            if *n == 0 {
+                self.capacities.remove(&node.capacity_bytes);
+            }
+        }
         self.node_order.retain(|k| *k != key);
+        self.load_stamps.remove(&key);
+        if let Some(slot) = self.fit_slot.remove(&key) {
+            self.fit.set(slot, 0);
+            self.fit_nodes[slot] = None;
+        }
         Some(node)
     }
 
@@ -275,12 +326,18 @@ impl Store {
             return Err(Duplicate(container.id));
         }
         let id = container.id.clone();
+        let filed = Filed::of(node, function, &container);
         let key = self.containers.insert(ContainerRow {
             container,
             node,
             function,
             free_pos: None,
+            filed,
         });
+        self.index.add(key, &filed);
+        if filed.load_part().is_some() {
+            self.touch_load(node);
+        }
         self.container_ids.insert(id, key);
         self.node_containers.entry(node).or_default().insert(key);
         if let Some(f) = self.functions.get_mut(function) {
@@ -327,6 +384,15 @@ impl Store {
     ) -> Option<R> {
         let row = self.containers.get_mut(key)?;
         let r = f(&mut row.container);
+        let now = Filed::of(row.node, row.function, &row.container);
+        if now != row.filed {
+            let was = std::mem::replace(&mut row.filed, now);
+            self.index.remove(key, &was);
+            self.index.add(key, &now);
+            if was.load_part() != now.load_part() {
+                self.touch_load(now.node);
+            }
+        }
         self.sync_free(key);
         Some(r)
     }
@@ -363,6 +429,10 @@ impl Store {
     pub fn remove_container(&mut self, key: ContainerKey) -> Option<ContainerRow> {
         self.unlist_free(key);
         let row = self.containers.remove(key)?;
+        self.index.remove(key, &row.filed);
+        if row.filed.load_part().is_some() {
+            self.touch_load(row.node);
+        }
         self.container_ids.remove(&row.container.id);
         if let Some(on_node) = self.node_containers.get_mut(&row.node) {
             on_node.remove(&key);
@@ -375,6 +445,8 @@ impl Store {
         }
         Some(row)
     }
+
+    // (the queries of the container indexes are in [`index`])
 
     fn sync_free(&mut self, key: ContainerKey) {
         let Some(row) = self.containers.get(key) else {
@@ -480,98 +552,4 @@ pub fn occupies_memory(state: ContainerState) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{CONTEST_NODE_BYTES, NodeInfo};
-
-    fn spec(name: &str) -> FunctionSpec {
-        FunctionSpec {
-            name: name.into(),
-            memory_bytes: 512,
-            timeout_ms: 1000,
-            handler: "h".into(),
-        }
-    }
-
-    fn container(id: &str, function: &str) -> Container {
-        Container {
-            id: id.into(),
-            node_id: "n1".into(),
-            function: function.into(),
-            memory_bytes: 512,
-            state: ContainerState::Ready,
-            in_flight: 0,
-            max_concurrency: 1,
-            created_at: 0,
-            last_used_at: 0,
-            served: 0,
-            usage: None,
-            stale: false,
-            missing_samples: 0,
-            parked: false,
-            orphans: 0,
-        }
-    }
-
-    fn store_with_node() -> (Store, NodeKey) {
-        let mut s = Store::new(2);
-        let n = s
-            .insert_node(Node::new(
-                NodeInfo {
-                    id: "n1".into(),
-                    address: "a".into(),
-                    port: 1,
-                    capacity_bytes: CONTEST_NODE_BYTES,
-                },
-                0,
-            ))
-            .unwrap();
-        (s, n)
-    }
-
-    #[test]
-    fn free_stack_follows_slots_and_removal() {
-        let (mut s, n) = store_with_node();
-        let f = s.upsert_function(&spec("f"));
-        let a = s.insert_container(container("a", "f"), n, f).unwrap();
-        let b = s.insert_container(container("b", "f"), n, f).unwrap();
-        let c = s.insert_container(container("c", "f"), n, f).unwrap();
-        assert_eq!(s.function(f).unwrap().free_containers(), 3);
-        assert_eq!(s.free_container(f), Some(c));
-        assert!(s.take_slot(c, 1));
-        assert!(!s.take_slot(c, 1), "a full container has no slot");
-        assert_eq!(s.free_container(f), Some(b));
-        // Removing from the middle keeps the other positions right.
-        s.remove_container(a).unwrap();
-        assert_eq!(s.free_container(f), Some(b));
-        assert!(s.take_slot(b, 2));
-        assert_eq!(s.free_container(f), None);
-        s.release_slot(c, 3);
-        assert_eq!(s.free_container(f), Some(c));
-        s.update_container(c, |c| c.state = ContainerState::Dead);
-        assert_eq!(s.free_container(f), None);
-        assert_eq!(s.function(f).unwrap().containers, 2);
-        assert!(s.insert_container(container("b", "f"), n, f).is_err());
-    }
-
-    #[test]
-    fn returned_memory_is_bounded() {
-        let (mut s, _) = store_with_node();
-        s.remember_return("r1".into(), "c".into());
-        s.remember_return("r2".into(), "c".into());
-        s.remember_return("r3".into(), "c".into());
-        assert!(s.returned_container("r1").is_none());
-        assert_eq!(s.returned_container("r3").map(|c| &**c), Some("c"));
-    }
-
-    #[test]
-    fn upsert_function_replaces_a_changed_spec() {
-        let (mut s, _) = store_with_node();
-        let f = s.upsert_function(&spec("f"));
-        let mut bigger = spec("f");
-        bigger.memory_bytes = 1024;
-        assert_eq!(s.upsert_function(&bigger), f);
-        assert_eq!(s.function(f).unwrap().spec.memory_bytes, 1024);
-        assert_eq!(s.function_by_name("f"), Some(f));
-    }
-}
+mod tests;

@@ -32,6 +32,18 @@ impl<T> PartialEq for Key<T> {
     }
 }
 impl<T> Eq for Key<T> {}
+/// Keys order by slot index, then generation: the order the table iterates its rows in
+/// (the tie-break of the store's LRU indexes).
+impl<T> PartialOrd for Key<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Key<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.index, self.generation).cmp(&(other.index, other.generation))
+    }
+}
 impl<T> std::hash::Hash for Key<T> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.index.hash(state);

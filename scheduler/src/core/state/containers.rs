@@ -29,7 +29,7 @@ impl State {
         if let Some(f) = self.store.function_mut(function) {
             f.profile.deaths += 1;
         }
-        let addr = self.store.node_mut(node_key).map(|n| {
+        let addr = self.store.node_mut(node_key).map(|mut n| {
             n.used_bytes = n.used_bytes.saturating_sub(memory);
             n.containers = n.containers.saturating_sub(1);
             n.addr()
@@ -78,7 +78,7 @@ impl State {
         };
         if crate::store::occupies_memory(row.container.state) {
             let (node_key, memory) = (row.node, row.container.memory_bytes);
-            if let Some(n) = self.store.node_mut(node_key) {
+            if let Some(mut n) = self.store.node_mut(node_key) {
                 n.used_bytes = n.used_bytes.saturating_sub(memory);
                 n.containers = n.containers.saturating_sub(1);
             }

@@ -194,7 +194,7 @@ impl State {
         reason: String,
         out: &mut Vec<Decision>,
     ) {
-        let Some(n) = self.store.node_mut(key) else {
+        let Some(mut n) = self.store.node_mut(key) else {
             return;
         };
         if n.state == NodeState::Releasing {
@@ -205,6 +205,7 @@ impl State {
         if n.suspect_since.is_none() {
             n.suspect_since = Some(now);
             let node_id = n.id.clone();
+            drop(n);
             self.suspects.insert(key);
             self.park(key, true);
             out.push(Decision::Health(HealthNote::NodeSuspect {
@@ -219,7 +220,7 @@ impl State {
         if self.suspects.is_empty() || !self.suspects.remove(&key) {
             return;
         }
-        if let Some(n) = self.store.node_mut(key) {
+        if let Some(mut n) = self.store.node_mut(key) {
             let since = n.suspect_since.take().unwrap_or(now);
             n.failures = 0;
             out.push(Decision::Health(HealthNote::NodeRecovered {
@@ -282,7 +283,7 @@ impl State {
             return;
         };
         self.node_answered(now, key, out);
-        if let Some(n) = self.store.node_mut(key) {
+        if let Some(mut n) = self.store.node_mut(key) {
             n.usage = Some(sample.node);
             n.usage_at = now;
         }
@@ -355,15 +356,13 @@ impl State {
         function: FunctionKey,
         out: &mut Vec<Decision>,
     ) -> (u32, u32) {
-        // A definition change is rare (a deploy); a scan over the containers is fine here.
+        // The function's containers from the store's index, in key order.
         let mut old: Vec<(ContainerKey, u32)> = self
             .store
-            .containers()
-            .filter(|(_, r)| {
-                r.function == function
-                    && r.container.state == ContainerState::Ready
-                    && !r.container.stale
-            })
+            .containers_of(function)
+            .into_iter()
+            .filter_map(|k| Some((k, self.store.container(k)?)))
+            .filter(|(_, r)| r.container.state == ContainerState::Ready && !r.container.stale)
             .map(|(k, r)| (k, r.container.in_flight))
             .collect();
         old.sort_unstable_by_key(|(k, _)| k.index());

@@ -27,7 +27,7 @@
 //! [`Event::HoldFunction`]: crate::core::Event::HoldFunction
 
 use super::State;
-use crate::model::{ContainerState, Millis, Text};
+use crate::model::{Millis, Text};
 use crate::store::{ContainerKey, FunctionKey, Map};
 
 /// The longest hold the gRPC edge accepts: 24 h. A caller that needs longer holds again.
@@ -91,16 +91,14 @@ impl State {
         idle
     }
 
-    /// The ready containers of `name` with their calls in flight. A hold is rare (an alias
-    /// move): a scan over the containers is fine here.
+    /// The ready containers of `name` with their calls in flight (the store's per-function
+    /// index: no scan over the platform's containers).
     fn ready_of(&self, name: &str) -> impl Iterator<Item = (ContainerKey, u32)> + '_ {
         let function = self.store.function_by_name(name);
-        self.store
-            .containers()
-            .filter(move |(_, r)| {
-                Some(r.function) == function && r.container.state == ContainerState::Ready
-            })
-            .map(|(k, r)| (k, r.container.in_flight))
+        function
+            .into_iter()
+            .flat_map(|f| self.store.ready_lru_of(f))
+            .filter_map(|(_, k)| Some((k, self.store.container(k)?.container.in_flight)))
     }
 
     /// Forgets the holds that ended at or before `now`.

@@ -7,21 +7,14 @@ use crate::store::{ContainerKey, NodeKey};
 
 impl State {
     /// The first node (in reserve order) that is active, not suspect (see `health`) and
-    /// has `memory_bytes` free.
+    /// has `memory_bytes` free: O(log n), from the store's first-fit tree.
     pub fn first_fit(&self, memory_bytes: u64) -> Option<NodeKey> {
-        self.store
-            .nodes()
-            .find(|(_, n)| {
-                n.state == NodeState::Active
-                    && n.suspect_since.is_none()
-                    && n.free_bytes() >= memory_bytes
-            })
-            .map(|(k, _)| k)
+        self.store.first_fit(memory_bytes)
     }
 
     /// Asks for a node's release (no new containers go there).
     pub fn release_node(&mut self, key: NodeKey, out: &mut Vec<Decision>) -> bool {
-        let Some(n) = self.store.node_mut(key) else {
+        let Some(mut n) = self.store.node_mut(key) else {
             return false;
         };
         if n.state == NodeState::Releasing {

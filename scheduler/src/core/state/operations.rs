@@ -26,6 +26,11 @@ impl State {
         })
     }
 
+    /// How many container creates are in flight (the count of [`State::creates`], in O(1)).
+    pub fn creates_in_flight(&self) -> usize {
+        self.creates_in_flight
+    }
+
     /// Reserves in flight, oldest first.
     pub fn reserves(&self) -> impl Iterator<Item = (OpId, &ReserveOp)> {
         self.ops.iter().filter_map(|(id, op)| match op {
@@ -37,9 +42,7 @@ impl State {
     /// The memory a new node is expected to offer: the largest node seen, else the option.
     pub fn expected_node_bytes(&self) -> u64 {
         self.store
-            .nodes()
-            .map(|(_, n)| n.capacity_bytes)
-            .max()
+            .max_node_capacity()
             .unwrap_or(self.opts.expected_node_bytes)
     }
 
@@ -152,7 +155,7 @@ impl State {
     ) -> Option<OpId> {
         let spec = self.store.function(function)?.spec.clone();
         let addr = {
-            let n = self.store.node_mut(node)?;
+            let mut n = self.store.node_mut(node)?;
             n.used_bytes += spec.memory_bytes;
             n.containers += 1;
             n.addr()
@@ -165,6 +168,7 @@ impl State {
         if let Some(w) = for_request.as_ref().and_then(|r| self.waiting.get_mut(r)) {
             w.bound = Some(op);
         }
+        self.creates_in_flight += 1;
         self.ops.insert(
             op,
             Op::Create(CreateOp {
@@ -236,6 +240,7 @@ impl State {
         let Some(Op::Create(c)) = self.ops.remove(&op) else {
             return Err(CoreError::Inconsistent("create op vanished".into()));
         };
+        self.creates_in_flight -= 1;
         if let Some(f) = self.store.function_mut(function_key) {
             f.creating = f.creating.saturating_sub(1);
         }
@@ -283,7 +288,10 @@ impl State {
     /// request it was meant for if that request still waits (now unbound).
     pub fn create_failed(&mut self, op: OpId) -> Result<(CreateOp, Option<Text>), CoreError> {
         let c = match self.ops.remove(&op) {
-            Some(Op::Create(c)) => c,
+            Some(Op::Create(c)) => {
+                self.creates_in_flight -= 1;
+                c
+            }
             Some(other) => {
                 self.ops.insert(op, other);
                 return Err(CoreError::UnknownOperation {
@@ -298,7 +306,7 @@ impl State {
                 });
             }
         };
-        if let Some(n) = self.store.node_mut(c.node) {
+        if let Some(mut n) = self.store.node_mut(c.node) {
             n.used_bytes = n.used_bytes.saturating_sub(c.memory_bytes);
             n.containers = n.containers.saturating_sub(1);
         }

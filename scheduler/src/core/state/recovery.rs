@@ -82,7 +82,7 @@ impl State {
             let Ok(ck) = self.store.insert_container(container, key, function) else {
                 continue;
             };
-            if let Some(n) = self.store.node_mut(key) {
+            if let Some(mut n) = self.store.node_mut(key) {
                 n.used_bytes += c.function.memory_bytes;
                 n.containers += 1;
             }

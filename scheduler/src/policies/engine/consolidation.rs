@@ -30,7 +30,7 @@ impl Engine {
             None if !self.starving.is_empty() => return,
             None => match self.drain_candidate(now) {
                 Some(n) => {
-                    if let Some(node) = self.state.store.node_mut(n) {
+                    if let Some(mut node) = self.state.store.node_mut(n) {
                         node.state = NodeState::Draining;
                     }
                     n
@@ -40,10 +40,7 @@ impl Engine {
         };
         let creating_there = self.state.creates().any(|(_, c)| c.node == node);
         let mut on_node: Vec<(ContainerKey, FunctionKey, u64, bool)> = self
-            .state
-            .store
-            .containers()
-            .filter(|(_, r)| r.node == node)
+            .containers_on_sorted(node)
             .map(|(k, r)| {
                 let idle = r.container.state == ContainerState::Ready && r.container.in_flight == 0;
                 (k, r.function, r.container.memory_bytes, idle)
@@ -125,12 +122,7 @@ impl Engine {
                 .collect(),
             per_function: Map::default(),
         };
-        let on_node = || {
-            self.state
-                .store
-                .containers()
-                .filter(move |(_, r)| r.node == candidate)
-        };
+        let on_node = || self.containers_on_sorted(candidate);
         // Only a node of idle containers: moving the containers of busy functions would
         // have their requests wait for the copies.
         let quiet = on_node().all(|(_, r)| {
@@ -155,10 +147,21 @@ impl Engine {
         (free >= slack).then_some(candidate)
     }
 
+    /// The containers on `node` in key order (the order of the containers table).
+    fn containers_on_sorted(
+        &self,
+        node: NodeKey,
+    ) -> impl Iterator<Item = (ContainerKey, &crate::store::ContainerRow)> + '_ {
+        let mut keys: Vec<ContainerKey> = self.state.store.containers_on(node).collect();
+        keys.sort_unstable();
+        keys.into_iter()
+            .filter_map(|k| Some((k, self.state.store.container(k)?)))
+    }
+
     /// The draining node takes containers again (moves already begun complete).
     pub(super) fn undrain(&mut self) {
         if let Some(n) = self.draining()
-            && let Some(node) = self.state.store.node_mut(n)
+            && let Some(mut node) = self.state.store.node_mut(n)
         {
             node.state = NodeState::Active;
         }
@@ -331,7 +334,6 @@ impl Engine {
         &mut self,
         now: Millis,
         view: &View,
-        busy_nodes: &[NodeKey],
         out: &mut Vec<Decision>,
     ) {
         let mut free: u64 = view.nodes.iter().map(|v| v.free).sum();
@@ -348,7 +350,8 @@ impl Engine {
             .map(|(k, n)| (k, n.free_bytes(), n.containers, n.state))
             .collect();
         for (key, node_free, containers, state) in nodes {
-            if state != NodeState::Active || containers > 0 || busy_nodes.contains(&key) {
+            let busy = self.state.store.busy_containers_on(key) > 0;
+            if state != NodeState::Active || containers > 0 || busy {
                 self.node_empty_since.remove(&key);
                 continue;
             }

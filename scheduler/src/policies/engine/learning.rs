@@ -4,7 +4,7 @@
 use super::{Concurrency, Engine, ewma};
 use crate::core::{Decision, HealthNote};
 use crate::model::{FunctionError, MIB, Millis, StatsSample};
-use crate::store::{ContainerKey, FunctionKey};
+use crate::store::FunctionKey;
 
 impl Engine {
     pub(super) fn learn_call(
@@ -117,6 +117,9 @@ impl Engine {
             self.pump(now, out);
         }
         touched.dedup();
+        for &f in &touched {
+            self.note_charge(f);
+        }
         for f in touched {
             self.update_limit(f);
             self.drain(now, f, false, out);
@@ -158,23 +161,20 @@ impl Engine {
 
     /// Applies a changed concurrency limit to the function and its containers.
     pub(super) fn update_limit(&mut self, f: FunctionKey) {
+        // Returns and stats that may change the limit may change the charge too.
+        self.note_charge(f);
         let want = self.wanted_limit(f);
         let fd = self.fd(f);
         if fd.limit == want {
             return;
         }
         fd.limit = want;
-        let keys: Vec<ContainerKey> = self
-            .state
-            .store
-            .containers()
-            .filter(|(_, r)| r.function == f)
-            .map(|(k, _)| k)
-            .collect();
-        for k in keys {
+        // In key order, as a scan of the containers table would visit them.
+        for k in self.state.store.containers_of(f) {
             self.state
                 .store
                 .update_container(k, |c| c.max_concurrency = want);
         }
+        self.note_charge(f);
     }
 }

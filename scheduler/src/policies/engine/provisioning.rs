@@ -3,11 +3,11 @@
 //! under memory pressure.
 
 use super::{
-    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeView,
-    Placement, View,
+    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeLoad,
+    NodeView, Placement, View,
 };
 use crate::core::Decision;
-use crate::model::{ContainerState, Millis, NodeState};
+use crate::model::{Millis, NodeState};
 use crate::store::{ContainerKey, FunctionKey, Map, NodeKey};
 
 impl Engine {
@@ -32,18 +32,51 @@ impl Engine {
         ((used as f64 * oc.margin) as u64).clamp(floor.min(limit), limit)
     }
 
+    /// The placement view: every active, not suspect node with its free memory, free limits,
+    /// removing charges and CPU-heavy containers. Built from the store's per-node load index
+    /// (ready and removing containers per function) and the creates in flight, never a scan
+    /// over the platform's containers. What a node's containers count is cached per node
+    /// while its load stamp (the store's) and the charges epoch (see `note_charge`) stay the
+    /// same, so a round costs O(nodes + creates) plus O(functions) on each node that changed;
+    /// debug builds check every cached entry against a recomputation. The per-(node,
+    /// function) counts are only built for [`Placement::SpreadByFunction`], the one rule that
+    /// reads them (it recomputes every node).
     pub(super) fn view(&self) -> View {
         let factor = self.knobs.overcommit.map_or(1.0, |o| o.max_factor.max(1.0));
-        let mut nodes: Vec<NodeView> = self
-            .state
-            .store
-            .nodes()
+        let overcommit = self.knobs.overcommit.is_some();
+        let spread = self.knobs.placement == Placement::SpreadByFunction;
+        let heavy_fn = |f: FunctionKey| {
+            self.fns
+                .get(f.index() as usize)
+                .is_some_and(|d| d.class.cpu_heavy)
+        };
+        // What one container of `f` counts: its charge when over-committing (a function the
+        // engine never saw counts the container's own limit, `own`), else its limit.
+        let charge_of = |f: FunctionKey, own: u64| {
+            if overcommit && (f.index() as usize) < self.fns.len() {
+                self.charge(f)
+            } else {
+                own
+            }
+        };
+        let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
+        let mut at: Map<NodeKey, usize> = Map::default();
+        let mut nodes: Vec<NodeView> = Vec::new();
+        let mut loads = self.node_loads.borrow_mut();
+        if loads.len() > 2 * self.state.store.node_count() + 16 {
+            // Forget the nodes gone.
+            let store = &self.state.store;
+            loads.retain(|k, _| store.node(*k).is_some());
+        }
+        for (k, n) in self.state.store.nodes() {
             // A suspect node takes no new container: it may be gone.
-            .filter(|(_, n)| n.state == NodeState::Active && n.suspect_since.is_none())
-            .map(|(k, n)| NodeView {
+            if n.state != NodeState::Active || n.suspect_since.is_some() {
+                continue;
+            }
+            let mut v = NodeView {
                 key: k,
                 // Without over-commit charges are limits: the store's free memory.
-                free: if self.knobs.overcommit.is_some() {
+                free: if overcommit {
                     n.capacity_bytes
                 } else {
                     n.free_bytes()
@@ -52,64 +85,91 @@ impl Engine {
                     .saturating_sub(n.used_bytes),
                 removing: 0,
                 heavy: 0,
-            })
-            .collect();
-        let charges: Vec<u64> = match self.knobs.overcommit {
-            Some(_) => self.fns.iter().map(|fd| self.charge(fd.key)).collect(),
-            None => Vec::new(),
-        };
-        let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
-        let mut bump = |nodes: &mut Vec<NodeView>,
-                        node: NodeKey,
-                        f: FunctionKey,
-                        limit: u64,
-                        removing: bool| {
-            *per_function.entry((node, f)).or_default() += 1;
-            let heavy = self
-                .fns
-                .get(f.index() as usize)
-                .is_some_and(|d| d.class.cpu_heavy);
-            let charge = if charges.is_empty() {
-                limit
-            } else {
-                charges.get(f.index() as usize).copied().unwrap_or(limit)
             };
-            if let Some(v) = nodes.iter_mut().find(|v| v.key == node) {
-                if !charges.is_empty() {
-                    v.free = v.free.saturating_sub(charge);
+            let stamp = self.state.store.load_stamp(k);
+            let cached = loads
+                .get(&k)
+                .filter(|l| !spread && l.stamp == stamp && l.epoch == self.charges_epoch)
+                .copied();
+            let load = match cached {
+                Some(l) => {
+                    debug_assert_eq!(Some(l), Some(self.node_load(k, stamp, None)));
+                    l
                 }
-                if removing {
-                    v.removing += charge;
+                None => {
+                    let l = self.node_load(k, stamp, spread.then_some(&mut per_function));
+                    loads.insert(k, l);
+                    l
                 }
-                v.heavy += heavy as u32;
+            };
+            v.heavy = load.heavy;
+            v.removing = load.removing;
+            if overcommit {
+                v.free = v.free.saturating_sub(load.charged);
             }
-        };
-        for (_, r) in self.state.store.containers() {
-            match r.container.state {
-                ContainerState::Ready => bump(
-                    &mut nodes,
-                    r.node,
-                    r.function,
-                    r.container.memory_bytes,
-                    false,
-                ),
-                ContainerState::Removing => bump(
-                    &mut nodes,
-                    r.node,
-                    r.function,
-                    r.container.memory_bytes,
-                    true,
-                ),
-                _ => {}
-            }
+            at.insert(k, nodes.len());
+            nodes.push(v);
         }
         for (_, c) in self.state.creates() {
-            bump(&mut nodes, c.node, c.function, c.memory_bytes, false);
+            if spread {
+                *per_function.entry((c.node, c.function)).or_default() += 1;
+            }
+            if let Some(&i) = at.get(&c.node) {
+                let v = &mut nodes[i];
+                if overcommit {
+                    v.free = v.free.saturating_sub(charge_of(c.function, c.memory_bytes));
+                }
+                v.heavy += heavy_fn(c.function) as u32;
+            }
         }
         View {
             nodes,
             per_function,
         }
+    }
+
+    /// What `node`'s ready and removing containers count in the view (from the store's load
+    /// index: O(functions on the node)), adding their per-function counts to `per_function`
+    /// if given.
+    fn node_load(
+        &self,
+        node: NodeKey,
+        stamp: u64,
+        mut per_function: Option<&mut Map<(NodeKey, FunctionKey), u32>>,
+    ) -> NodeLoad {
+        let overcommit = self.knobs.overcommit.is_some();
+        let mut load = NodeLoad {
+            stamp,
+            epoch: self.charges_epoch,
+            charged: 0,
+            removing: 0,
+            heavy: 0,
+        };
+        for (f, l) in self.state.store.load_on(node) {
+            let count = l.ready + l.removing;
+            if let Some(m) = per_function.as_deref_mut() {
+                *m.entry((node, f)).or_default() += count;
+            }
+            if self
+                .fns
+                .get(f.index() as usize)
+                .is_some_and(|d| d.class.cpu_heavy)
+            {
+                load.heavy += count;
+            }
+            // A function the engine never saw counts its containers' own limits.
+            if overcommit && (f.index() as usize) < self.fns.len() {
+                let c = self.charge(f);
+                load.charged += c * u64::from(count);
+                load.removing += c * u64::from(l.removing);
+            } else {
+                if overcommit {
+                    load.charged += l.ready_bytes + l.removing_bytes;
+                }
+                load.removing += l.removing_bytes;
+            }
+        }
+        load
     }
 
     /// A node for a new container of `f` (updating the view), if one has room; else the
@@ -234,7 +294,7 @@ impl Engine {
                     let again = now + (s / 2.0) as Millis + 1;
                     self.pump_at = Some(self.pump_at.map_or(again, |p| p.min(again)));
                 }
-                let in_flight = self.state.creates().count() as u32;
+                let in_flight = self.state.creates_in_flight() as u32;
                 need.min(per_function.saturating_sub(creating))
                     .min(total.saturating_sub(in_flight))
             }
@@ -295,7 +355,12 @@ impl Engine {
     }
 
     /// Removes idle containers (least recently used first, none of a function with waiting
-    /// requests) on one node so that `memory` fits there once they are gone.
+    /// requests) on one node so that `memory` fits there once they are gone: the node where
+    /// the fewest evictions make room (the first in reserve order on a tie).
+    ///
+    /// Each node's candidates come from the store's per-node LRU index, walked only as far as
+    /// room is made (or the candidates are too recently used): O(nodes × victims needed),
+    /// not a scan and sort of the platform's containers.
     pub(super) fn evict_for(
         &mut self,
         now: Millis,
@@ -304,67 +369,88 @@ impl Engine {
         min_idle: Millis,
         out: &mut Vec<Decision>,
     ) -> bool {
-        // Unless reserves fail, each function keeps its most recently used container.
-        let mut newest: Map<FunctionKey, Millis> = Map::default();
-        if min_idle > 0 {
-            for (_, r) in self.state.store.containers() {
-                if r.container.state == ContainerState::Ready {
-                    let t = newest.entry(r.function).or_insert(0);
-                    *t = (*t).max(r.container.last_used_at);
-                }
-            }
-        }
-        let mut victims: Vec<(Millis, ContainerKey, NodeKey, u64)> = self
-            .state
-            .store
-            .containers()
-            .filter(|(_, r)| {
-                r.container.state == ContainerState::Ready
-                    && r.container.in_flight == 0
-                    && now.saturating_sub(r.container.last_used_at) >= min_idle
-                    && newest
-                        .get(&r.function)
-                        .is_none_or(|&t| r.container.last_used_at < t)
-                    && self
-                        .fns
-                        .get(r.function.index() as usize)
-                        .is_none_or(|d| d.queue.is_empty())
-            })
-            .map(|(k, r)| (r.container.last_used_at, k, r.node, self.charge(r.function)))
-            .collect();
-        if victims.is_empty() {
-            return false;
-        }
-        victims.sort_unstable_by_key(|v| v.0);
         // The node where the fewest evictions make room.
         let mut best: Option<(usize, NodeKey)> = None;
         for v in &view.nodes {
-            let mut have = v.free + v.removing;
             let mut n = 0;
-            for victim in victims.iter().filter(|x| x.2 == v.key) {
-                if have >= memory {
-                    break;
-                }
-                have += victim.3;
-                n += 1;
-            }
-            if have >= memory && best.is_none_or(|(b, _)| n < b) {
+            let room = self.walk_victims(now, v.key, v.free + v.removing, memory, min_idle, |_| {
+                n += 1
+            });
+            if room && best.is_none_or(|(b, _)| n < b) {
                 best = Some((n, v.key));
             }
         }
-        let Some((_, node)) = best else {
+        let Some((n, node)) = best else {
             return false;
         };
+        // Room without evicting counts only if there is something to evict somewhere.
+        if n == 0 && !self.any_victim(now, min_idle) {
+            return false;
+        }
         let v = view.nodes.iter().find(|v| v.key == node);
-        let mut have = v.map_or(0, |v| v.free + v.removing);
-        for victim in victims.iter().filter(|x| x.2 == node) {
-            if have >= memory {
-                break;
-            }
-            if self.state.remove_container(victim.1, out) {
-                have += victim.3;
-            }
+        let start = v.map_or(0, |v| v.free + v.removing);
+        let mut victims = Vec::new();
+        self.walk_victims(now, node, start, memory, min_idle, |k| victims.push(k));
+        for key in victims {
+            self.state.remove_container(key, out);
         }
         true
+    }
+
+    /// Whether an idle container may be evicted: idle at least `min_idle` (the caller checks),
+    /// none of a function with waiting requests, and unless reserves fail (`min_idle` 0) not
+    /// its function's most recently used ready container (nor one used at the same time).
+    fn evictable(&self, last_used: Millis, key: ContainerKey, min_idle: Millis) -> Option<u64> {
+        let f = self.state.store.container(key)?.function;
+        if min_idle > 0
+            && self
+                .state
+                .store
+                .newest_ready_use(f)
+                .is_some_and(|t| last_used >= t)
+        {
+            return None;
+        }
+        if self
+            .fns
+            .get(f.index() as usize)
+            .is_some_and(|d| !d.queue.is_empty())
+        {
+            return None;
+        }
+        Some(self.charge(f))
+    }
+
+    /// Walks `node`'s idle containers, least recently used first, handing each evictable one
+    /// to `take` until `have` (starting at `start`) reaches `memory`; whether it did.
+    fn walk_victims(
+        &self,
+        now: Millis,
+        node: NodeKey,
+        start: u64,
+        memory: u64,
+        min_idle: Millis,
+        mut take: impl FnMut(ContainerKey),
+    ) -> bool {
+        let mut have = start;
+        for (last_used, key) in self.state.store.idle_lru_on(node) {
+            if have >= memory || now.saturating_sub(last_used) < min_idle {
+                break;
+            }
+            if let Some(charge) = self.evictable(last_used, key, min_idle) {
+                have += charge;
+                take(key);
+            }
+        }
+        have >= memory
+    }
+
+    /// Whether any container anywhere may be evicted.
+    fn any_victim(&self, now: Millis, min_idle: Millis) -> bool {
+        self.state
+            .store
+            .idle_lru()
+            .take_while(|(t, _)| now.saturating_sub(*t) >= min_idle)
+            .any(|(t, k)| self.evictable(t, k, min_idle).is_some())
     }
 }

@@ -14,6 +14,8 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) -> Result<(), CoreError> {
         let f = self.state.accept_acquire(&a, out)?;
+        // A changed spec changes what its containers count.
+        self.note_charge(f);
         let per_container = matches!(
             self.knobs.keep_alive,
             KeepAlive::Hybrid {

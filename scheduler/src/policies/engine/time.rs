@@ -3,8 +3,8 @@
 
 use super::{Engine, KeepAlive, keep_for};
 use crate::core::{CoreError, Decision};
-use crate::model::{ContainerState, Millis, Text};
-use crate::store::{ContainerKey, FunctionKey, NodeKey};
+use crate::model::{Millis, Text};
+use crate::store::{ContainerKey, FunctionKey};
 
 impl Engine {
     /// Takes over a node after a restart: its containers get their function's concurrency
@@ -35,6 +35,9 @@ impl Engine {
             functions.push(f);
         }
         functions.dedup();
+        for &f in &functions {
+            self.note_charge(f);
+        }
         for f in functions {
             self.drain(now, f, false, out);
             self.check_idle(now, f);
@@ -111,6 +114,11 @@ impl Engine {
     }
 
     /// Keep-alive expiry, pre-warm, headroom and node release.
+    ///
+    /// Expiry walks the store's idle index (least recently used first, ties by key) only as
+    /// far as the shortest window any rule applies; ready counts per function come from the
+    /// store. Per sweep that is O(functions + nodes + containers due), not a scan and sort of
+    /// the platform's containers.
     pub(super) fn sweep(&mut self, now: Millis, out: &mut Vec<Decision>) {
         let lead = self.prewarm_lead_ms();
         if let KeepAlive::Hybrid {
@@ -129,50 +137,66 @@ impl Engine {
                 }
             }
         }
-        let mut ready = vec![0u32; self.fns.len()];
-        let mut busy_nodes: Vec<NodeKey> = Vec::new();
-        let mut idle: Vec<(Millis, ContainerKey, FunctionKey)> = Vec::new();
-        for (k, r) in self.state.store.containers() {
-            if r.container.in_flight > 0 {
-                busy_nodes.push(r.node);
-            }
-            if r.container.state != ContainerState::Ready {
-                continue;
-            }
-            if let Some(n) = ready.get_mut(r.function.index() as usize) {
-                *n += 1;
-            }
-            if r.container.in_flight == 0 {
-                idle.push((r.container.last_used_at, k, r.function));
-            }
-        }
-        idle.sort_unstable_by_key(|x| x.0);
         let extra_keep = self.extra_keep_ms();
-        for (last_used, key, f) in idle {
+        // No rule removes a container idle less than this: the LRU walk stops there, so it
+        // visits only the containers whose idle time may have expired.
+        let min_idle = match self.knobs.keep_alive {
+            KeepAlive::Fixed { idle_ms, .. } => idle_ms,
+            KeepAlive::Hybrid {
+                unload_grace_ms, ..
+            } => {
+                let keep = self
+                    .fns
+                    .iter()
+                    .filter(|fd| now >= fd.keep_until)
+                    .map(|fd| fd.keep_ms);
+                let unload = self
+                    .fns
+                    .iter()
+                    .any(|fd| fd.prewarm_at.is_some())
+                    .then_some(unload_grace_ms);
+                keep.chain(extra_keep.iter().copied())
+                    .chain(unload)
+                    .min()
+                    .unwrap_or(Millis::MAX)
+            }
+        };
+        let idle: Vec<(Millis, ContainerKey)> = self
+            .state
+            .store
+            .idle_lru()
+            .take_while(|(t, _)| now.saturating_sub(*t) >= min_idle)
+            .collect();
+        for (last_used, key) in idle {
+            let Some(f) = self.state.store.container(key).map(|r| r.function) else {
+                continue;
+            };
             let idle_ms = now.saturating_sub(last_used);
             let Some(fd) = self.fns.get(f.index() as usize) else {
                 continue;
             };
+            // Ready containers of the function now (removals of this sweep already count).
+            let ready = self.state.store.ready_count(f);
             let remove = match self.knobs.keep_alive {
                 KeepAlive::Fixed {
                     idle_ms: max,
                     keep_one,
-                } => idle_ms >= max && (!keep_one || ready[f.index() as usize] > 1),
+                } => idle_ms >= max && (!keep_one || ready > 1),
                 KeepAlive::Hybrid {
                     unload_grace_ms, ..
                 } => {
                     let unload = fd.idle()
                         && idle_ms >= unload_grace_ms
                         && fd.prewarm_at.is_some_and(|p| p > now + lead);
-                    let extra = ready[f.index() as usize] > 1
+                    let extra = ready > 1
                         && extra_keep
                             .get(f.index() as usize)
                             .is_some_and(|&k| idle_ms >= k);
                     unload || extra || (idle_ms >= fd.keep_ms && now >= fd.keep_until)
                 }
             };
-            if remove && !self.state.held(f, now) && self.state.remove_container(key, out) {
-                ready[f.index() as usize] -= 1;
+            if remove && !self.state.held(f, now) {
+                self.state.remove_container(key, out);
             }
         }
         self.prewarm(now, out);
@@ -183,6 +207,6 @@ impl Engine {
         if self.knobs.headroom {
             self.keep_headroom(now, &view, out);
         }
-        self.release_empty_nodes(now, &view, &busy_nodes, out);
+        self.release_empty_nodes(now, &view, out);
     }
 }
