@@ -276,7 +276,7 @@ fn score(report: &Report, h: &mut String) {
         1.0,
     ));
     h.push_str(
-        "</figure><div class=\"scroll\"><table><tr><th class=\"stick\">policy</th>\
+        "</figure></div>\n<div class=\"scroll\"><table><tr><th class=\"stick\">policy</th>\
                 <th>score</th><th>response-time term</th><th>mean RT ratio</th>\
                 <th>node-time term</th><th>ND ratio</th><th>error rate</th><th>penalty</th>\
                 </tr>\n",
@@ -302,7 +302,7 @@ fn score(report: &Report, h: &mut String) {
             )),
         }
     }
-    h.push_str("</table></div></div>\n");
+    h.push_str("</table></div>\n");
 }
 
 /// What each function is and how each policy served it, most called first.

@@ -32,17 +32,17 @@ pub fn colour(i: usize) -> (&'static str, bool) {
 }
 
 /// The whole chart's size in SVG units (the page scales it to its box).
-const W: f64 = 660.0;
+const W: f64 = 680.0;
 const H: f64 = 320.0;
 /// The plotted area.
 const LEFT: f64 = 62.0;
-const RIGHT: f64 = W - 168.0;
+const RIGHT: f64 = W - 180.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = H - 48.0;
 /// Where the legend column starts.
-const LEGEND_X: f64 = RIGHT + 16.0;
+const LEGEND_X: f64 = RIGHT + 12.0;
 /// Legend text longer than this is cut (the full name is in a tooltip).
-const LEGEND_CHARS: usize = 20;
+const LEGEND_CHARS: usize = 18;
 
 /// One line on a chart.
 #[derive(Clone, Debug, Default)]
@@ -76,13 +76,25 @@ pub struct Chart<'a> {
     pub lines: Vec<Line>,
 }
 
-fn axis_of(scale: Scale, values: impl Iterator<Item = f64> + Clone, max_ticks: usize) -> Axis {
+/// The axis for `values`: a linear one from 0 (or below), ending at the data's end when
+/// `exact` (time), else at the next tick.
+fn axis_of(
+    scale: Scale,
+    values: impl Iterator<Item = f64> + Clone,
+    max_ticks: usize,
+    exact: bool,
+) -> Axis {
     let finite = values.filter(|v| v.is_finite());
     match scale {
         Scale::Linear => {
             let lo = finite.clone().fold(0.0f64, f64::min);
             let hi = finite.fold(f64::NEG_INFINITY, f64::max);
-            Axis::linear(lo, if hi > lo { hi } else { lo + 1.0 }, max_ticks)
+            let hi = if hi > lo { hi } else { lo + 1.0 };
+            if exact {
+                Axis::linear_exact(lo, hi, max_ticks)
+            } else {
+                Axis::linear(lo, hi, max_ticks)
+            }
         }
         Scale::Log => {
             let positive = finite.filter(|v| *v > 0.0);
@@ -114,13 +126,12 @@ fn open_svg(out: &mut String, title: &str, height: f64) {
 }
 
 /// The legend column: one swatch and name per entry, `(label, colour, dashed)`.
-fn legend(out: &mut String, entries: &[(String, usize, bool)]) {
+fn legend(out: &mut String, entries: &[(String, &str, bool)]) {
     // As many as fit the column; the rest are summed up in one line.
     let fit = ((BOTTOM - TOP) / 18.0) as usize;
-    for (k, (text, c, dashed)) in entries.iter().take(fit).enumerate() {
+    for (k, (text, stroke, dashed)) in entries.iter().take(fit).enumerate() {
         let y = TOP + 8.0 + k as f64 * 18.0;
-        let (stroke, extra_dash) = colour(*c);
-        let dash = if *dashed || extra_dash {
+        let dash = if *dashed {
             " stroke-dasharray=\"6 3\""
         } else {
             ""
@@ -157,8 +168,8 @@ impl Chart<'_> {
     pub fn render(&self) -> String {
         let xs = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
         let ys = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
-        let x_axis = axis_of(self.x, xs, 7);
-        let y_axis = axis_of(self.y, ys, 6);
+        let x_axis = axis_of(self.x, xs, 7, true);
+        let y_axis = axis_of(self.y, ys, 6, false);
         let px = |v: f64| LEFT + x_axis.fraction(v) * (RIGHT - LEFT);
         let py = |v: f64| BOTTOM - y_axis.fraction(v) * (BOTTOM - TOP);
         let mut out = String::with_capacity(4096);
@@ -237,10 +248,13 @@ impl Chart<'_> {
                 escape(&line.label)
             );
         }
-        let entries: Vec<(String, usize, bool)> = self
+        let entries: Vec<(String, &str, bool)> = self
             .lines
             .iter()
-            .map(|l| (l.label.clone(), l.colour, l.dashed))
+            .map(|l| {
+                let (stroke, extra_dash) = colour(l.colour);
+                (l.label.clone(), stroke, l.dashed || extra_dash)
+            })
             .collect();
         legend(&mut out, &entries);
         out.push_str("</svg>");
@@ -256,8 +270,11 @@ pub struct Bar {
     pub values: Vec<f64>,
 }
 
-/// Horizontal stacked bars (one per policy), the parts named in the legend column, a dashed
-/// mark at `reference` (the baseline's total).
+/// The colours of a stacked bar's parts: apart from the policies' first colours.
+pub const PART_COLOURS: [&str; 3] = ["#56B4E9", "#E69F00", "#999999"];
+
+/// Horizontal stacked bars (one per policy), the parts named in the legend column (coloured
+/// from [`PART_COLOURS`]), a dashed mark at `reference` (the baseline's total).
 pub fn stacked_bars(
     title: &str,
     x_desc: &str,
@@ -270,7 +287,7 @@ pub fn stacked_bars(
     let total = |b: &Bar| b.values.iter().filter(|v| v.is_finite()).sum::<f64>();
     let hi = bars.iter().map(total).fold(reference, f64::max);
     let axis = Axis::linear(0.0, hi.max(1e-9), 7);
-    let px = |v: f64| LEFT + 70.0 + axis.fraction(v) * (RIGHT - LEFT - 70.0);
+    let px = |v: f64| LEFT + 50.0 + axis.fraction(v) * (RIGHT - LEFT - 90.0);
     let mut out = String::with_capacity(2048);
     open_svg(&mut out, title, height);
     out.push_str("<g class=\"grid\">");
@@ -294,11 +311,15 @@ pub fn stacked_bars(
     out.push_str("</g>");
     for (k, bar) in bars.iter().enumerate() {
         let y = TOP + 12.0 + k as f64 * 30.0;
-        let name: String = bar.label.chars().take(11).collect();
+        let name: String = if bar.label.chars().count() > 13 {
+            bar.label.chars().take(12).chain(['…']).collect()
+        } else {
+            bar.label.clone()
+        };
         let _ = write!(
             out,
             "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"lg\">{}<title>{}</title></text>",
-            LEFT + 64.0,
+            LEFT + 46.0,
             y + 14.0,
             escape(&name),
             escape(&bar.label)
@@ -314,7 +335,7 @@ pub fn stacked_bars(
                 "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"20\" fill=\"{c}\">\
                  <title>{p}: {val}</title></rect>",
                 w = (x1 - x0).max(0.5),
-                c = colour(i).0,
+                c = PART_COLOURS[i % PART_COLOURS.len()],
                 p = escape(parts.get(i).copied().unwrap_or("")),
                 val = format_args!("{v:.4}"),
             );
@@ -338,10 +359,10 @@ pub fn stacked_bars(
         xy = height - 12.0,
         xd = escape(x_desc),
     );
-    let entries: Vec<(String, usize, bool)> = parts
+    let entries: Vec<(String, &str, bool)> = parts
         .iter()
-        .enumerate()
-        .map(|(i, p)| (p.to_string(), i, false))
+        .zip(PART_COLOURS.iter().cycle())
+        .map(|(p, c)| (p.to_string(), *c, false))
         .collect();
     legend(&mut out, &entries);
     out.push_str("</svg>");
@@ -374,8 +395,8 @@ mod tests {
         };
         let svg = chart(vec![line("a", 0), line("b", 9)], Scale::Log);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("viewBox=\"0 0 660 320\""));
-        assert!(!svg.contains("width=\"660\" height=\"320\"/><svg"));
+        assert!(svg.contains("viewBox=\"0 0 680 320\""));
+        assert!(!svg.contains("<svg width"));
         assert!(svg.contains("t &lt;1&gt;"));
         // The second colour past the palette is dashed.
         assert!(svg.contains(PALETTE[1]) && svg.contains("stroke-dasharray"));

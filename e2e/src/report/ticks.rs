@@ -90,6 +90,18 @@ impl Axis {
         }
     }
 
+    /// A linear axis over exactly `[lo, hi]` (a time axis ends where the data ends), with the
+    /// nice ticks of [`Axis::linear`] that fall inside it.
+    pub fn linear_exact(lo: f64, hi: f64, max_ticks: usize) -> Axis {
+        let mut a = Axis::linear(lo, hi, max_ticks);
+        if lo.is_finite() && hi.is_finite() && hi > lo {
+            a.ticks
+                .retain(|t| *t >= lo - 1e-9 * (hi - lo) && *t <= hi + 1e-9 * (hi - lo));
+            (a.lo, a.hi) = (lo, hi);
+        }
+        a
+    }
+
     /// A log axis over the positive values between `min` and `max`, with at most `max_ticks`
     /// labelled ticks (at least 2).
     pub fn log(min: f64, max: f64, max_ticks: usize) -> Axis {
@@ -275,6 +287,16 @@ mod tests {
         let a = Axis::log(0.001, 1e9, 5);
         assert!(a.ticks.len() <= 5, "{a:?}");
         assert_eq!(label(a.ticks[0]), "0.001");
+    }
+
+    #[test]
+    fn a_time_axis_ends_with_its_data() {
+        let a = Axis::linear_exact(0.0, 7200.0, 7);
+        assert_eq!((a.lo, a.hi), (0.0, 7200.0));
+        assert_eq!(labels(&a), ["0", "2000", "4000", "6000"]);
+        let a = Axis::linear_exact(-36.0, 120.0, 7);
+        assert_eq!(labels(&a), ["0", "50", "100"]);
+        assert_eq!(a.lo, -36.0);
     }
 
     #[test]
