@@ -9,7 +9,7 @@
 //!   (the [`MAX_FUNCTION_PLOTS`] most-called ones, plus all calls together).
 //!
 //! Wide tables scroll inside their own box (the first column stays in view), charts shrink with
-//! the page, legends sit beside the plotted data (see [`super::svg`]). A trace's CC-BY
+//! the page, legends sit beside the plotted data (see `report/svg.rs`). A trace's CC-BY
 //! attribution is printed at the top and the bottom when the report has one.
 
 pub use super::charts::MAX_FUNCTION_PLOTS;

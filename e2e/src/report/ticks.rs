@@ -75,7 +75,7 @@ impl Axis {
         let ticks = loop {
             let first = (lo / step).floor();
             let last = (hi / step - 1e-9).ceil();
-            if (last - first) as usize + 1 <= max_ticks {
+            if ((last - first) as usize) < max_ticks {
                 break (first as i64..=last as i64)
                     .map(|k| clean(k as f64 * step, step))
                     .collect::<Vec<_>>();
