@@ -47,6 +47,19 @@ fn figure(h: &mut String, svg: String) {
     h.push_str("</figure>\n");
 }
 
+/// A figure of response-time distributions (log ms across, % of calls up).
+fn cdf_figure(h: &mut String, title: &str, lines: Vec<Line>) {
+    let chart = Chart {
+        title,
+        x_desc: "response time, ms (log)",
+        y_desc: "% of calls at most this slow",
+        x: Scale::Log,
+        y: Scale::Linear,
+        lines,
+    };
+    figure(h, chart.render());
+}
+
 /// A time series' points, seconds from the start.
 fn points(s: &TimeSeries, scale: f64) -> Vec<(f64, f64)> {
     s.values
@@ -208,18 +221,7 @@ pub(super) fn cold_warm_chart(h: &mut String, runs: &[RunResult], split: &[ColdW
         }
     }
     h.push_str("<div class=\"plots\">\n");
-    figure(
-        h,
-        Chart {
-            title: "Cold (dashed) against warm (solid) calls",
-            x_desc: "response time, ms (log)",
-            y_desc: "% of calls at most this slow",
-            x: Scale::Log,
-            y: Scale::Linear,
-            lines,
-        }
-        .render(),
-    );
+    cdf_figure(h, "Cold (dashed) against warm (solid) calls", lines);
     h.push_str("</div>\n");
 }
 
@@ -241,18 +243,7 @@ pub(super) fn latency_section(h: &mut String, runs: &[RunResult], functions: &[&
                 points: cdf(v, floor),
             })
             .collect();
-        figure(
-            h,
-            Chart {
-                title,
-                x_desc: "response time, ms (log)",
-                y_desc: "% of calls at most this slow",
-                x: Scale::Log,
-                y: Scale::Linear,
-                lines,
-            }
-            .render(),
-        );
+        cdf_figure(h, title, lines);
     };
     one("All calls", None);
     for f in functions.iter().take(MAX_FUNCTION_PLOTS) {

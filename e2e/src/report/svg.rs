@@ -125,6 +125,29 @@ fn open_svg(out: &mut String, title: &str, height: f64) {
     );
 }
 
+/// Vertical grid lines down to `bottom` at the axis' ticks, and their labels below.
+fn x_ticks(out: &mut String, axis: &Axis, px: impl Fn(f64) -> f64, bottom: f64) {
+    out.push_str("<g class=\"grid\">");
+    for t in &axis.ticks {
+        let _ = write!(
+            out,
+            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{bottom}\"/>",
+            x = px(*t)
+        );
+    }
+    out.push_str("</g><g class=\"tk\">");
+    for t in &axis.ticks {
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            px(*t),
+            bottom + 16.0,
+            label(*t)
+        );
+    }
+    out.push_str("</g>");
+}
+
 /// The legend column: one swatch and name per entry, `(label, colour, dashed)`.
 fn legend(out: &mut String, entries: &[(String, &str, bool)]) {
     // As many as fit the column; the rest are summed up in one line.
@@ -175,14 +198,8 @@ impl Chart<'_> {
         let mut out = String::with_capacity(4096);
         open_svg(&mut out, self.title, H);
         // Grid and tick labels.
+        x_ticks(&mut out, &x_axis, px, BOTTOM);
         out.push_str("<g class=\"grid\">");
-        for t in &x_axis.ticks {
-            let x = px(*t);
-            let _ = write!(
-                out,
-                "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{BOTTOM}\"/>"
-            );
-        }
         for t in &y_axis.ticks {
             let y = py(*t);
             let _ = write!(
@@ -191,15 +208,6 @@ impl Chart<'_> {
             );
         }
         out.push_str("</g><g class=\"tk\">");
-        for t in &x_axis.ticks {
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                px(*t),
-                BOTTOM + 16.0,
-                label(*t)
-            );
-        }
         for t in &y_axis.ticks {
             let _ = write!(
                 out,
@@ -290,25 +298,7 @@ pub fn stacked_bars(
     let px = |v: f64| LEFT + 50.0 + axis.fraction(v) * (RIGHT - LEFT - 90.0);
     let mut out = String::with_capacity(2048);
     open_svg(&mut out, title, height);
-    out.push_str("<g class=\"grid\">");
-    for t in &axis.ticks {
-        let _ = write!(
-            out,
-            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{bottom}\"/>",
-            x = px(*t)
-        );
-    }
-    out.push_str("</g><g class=\"tk\">");
-    for t in &axis.ticks {
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            px(*t),
-            bottom + 16.0,
-            label(*t)
-        );
-    }
-    out.push_str("</g>");
+    x_ticks(&mut out, &axis, px, bottom);
     for (k, bar) in bars.iter().enumerate() {
         let y = TOP + 12.0 + k as f64 * 30.0;
         let name: String = if bar.label.chars().count() > 13 {
