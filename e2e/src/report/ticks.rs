@@ -3,14 +3,16 @@
 //! Both kinds of axis put their ticks on the "nice" numbers 1, 2 and 5 × 10^k, and label them
 //! without a needless ".0" (`label`: `0.5`, `2`, `100`, `20k`):
 //!
-//! - [`Axis::linear`] starts at the data's low end (0 for counts), and ends at the first tick at
-//!   or above the data's high end; the step is the smallest nice number that keeps the ticks at
-//!   most `max_ticks`.
+//! - [`Axis::linear`] starts at a tick at or below the data's low end (0 for counts), and ends
+//!   at the first tick at or above the data's high end; the step is the smallest nice number
+//!   that keeps the ticks at most `max_ticks`. [`Axis::linear_exact`] (time) spans exactly the
+//!   data, with the same ticks inside it.
 //! - [`Axis::log`] takes its range from the data: from the largest nice number at or below the
 //!   smallest positive value to the smallest one at or above the largest value, so a range is
-//!   never ten times wider than the data. Its ticks are the decades when there are enough of
-//!   them, else the decades with their 2s and 5s, so a narrow range still carries several
-//!   labels; across many decades every second (third, ...) decade is labelled.
+//!   never ten times wider than the data. Its ticks are the 1s, 2s and 5s of each decade when
+//!   they fit `max_ticks` (a narrow range still carries several labels), else the decades alone;
+//!   across many decades, every second (third, ...) decade. The range's ends carry a label too
+//!   when there is room.
 
 /// One axis: its range and the values that carry a tick and a label.
 #[derive(Clone, Debug, PartialEq)]
