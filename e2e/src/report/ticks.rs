@@ -12,7 +12,7 @@
 //!   never ten times wider than the data. Its ticks are the 1s, 2s and 5s of each decade when
 //!   they fit `max_ticks` (a narrow range still carries several labels), else the decades alone;
 //!   across many decades, every second (third, ...) decade. The range's ends carry a label too
-//!   when there is room.
+//!   when there is room and they are a factor 3 or more from the nearest tick.
 
 /// One axis: its range and the values that carry a tick and a label.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,11 +141,12 @@ impl Axis {
             let every = decades.len().div_ceil(max_ticks);
             ticks = decades.into_iter().step_by(every).collect();
         }
-        // The range's ends carry a label too when the ticks leave one bare.
-        if ticks.first().is_none_or(|t| *t > lo * (1.0 + 1e-9)) && ticks.len() < max_ticks {
+        // The range's ends carry a label too when the ticks leave one bare and the label
+        // would not crowd its neighbour (at least a factor 3 away).
+        if ticks.first().is_none_or(|t| *t >= lo * 3.0) && ticks.len() < max_ticks {
             ticks.insert(0, lo);
         }
-        if ticks.last().is_none_or(|t| *t < hi * (1.0 - 1e-9)) && ticks.len() < max_ticks {
+        if ticks.last().is_none_or(|t| *t * 3.0 <= hi) && ticks.len() < max_ticks {
             ticks.push(hi);
         }
         Axis {
@@ -266,7 +267,13 @@ mod tests {
         // 7.7 ms to 50 048 ms: 5 to 100k, not 1 to 1M.
         let a = Axis::log(7.7, 50_048.0, 8);
         assert_eq!((a.lo, a.hi), (5.0, 100_000.0));
-        assert_eq!(labels(&a), ["5", "10", "100", "1000", "10k", "100k"]);
+        assert_eq!(labels(&a), ["10", "100", "1000", "10k", "100k"]);
+        // An end far from the nearest decade gets its own label; a near one does not.
+        let a = Axis::log(2.2, 1900.0, 8);
+        assert_eq!((a.lo, a.hi), (2.0, 2000.0));
+        assert_eq!(labels(&a), ["2", "10", "100", "1000"]);
+        let a = Axis::log(0.25, 400.0, 8);
+        assert_eq!(labels(&a), ["0.2", "1", "10", "100", "500"]);
         // Within one decade: 2s and 5s carry labels.
         let a = Axis::log(12.0, 19.0, 8);
         assert_eq!((a.lo, a.hi), (10.0, 20.0));
