@@ -38,7 +38,7 @@ pub use args::*;
 
 fn report(
     runs: Vec<RunResult>,
-    workload: (&str, Option<&str>),
+    workload: (&str, Option<&str>, &[faas_e2e::workload::FunctionProfile]),
     policies: &PolicyArgs,
     output: &OutputArgs,
 ) -> anyhow::Result<Report> {
@@ -60,6 +60,7 @@ fn report(
             score: policies.score_config(),
             description: Some(workload.0.to_string()),
             attribution: workload.1.map(str::to_string),
+            functions: workload.2.to_vec(),
         },
     )?;
     println!("{}", report.summary());
@@ -106,7 +107,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     report(
         runs,
-        (&workload.description, workload.attribution.as_deref()),
+        (
+            &workload.description,
+            workload.attribution.as_deref(),
+            &workload.functions,
+        ),
         &args.policies,
         &args.output,
     )?;
@@ -315,7 +320,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     report(
         runs,
-        (&workload.description, workload.attribution.as_deref()),
+        (
+            &workload.description,
+            workload.attribution.as_deref(),
+            &workload.functions,
+        ),
         &args.policies,
         &args.output,
     )?;

@@ -59,7 +59,8 @@
 //! - For each request push a [`record::RequestRecord`]; fill `nodes` from `GetNodesUsage`
 //!   ([`record::NodeUsage::from_epoch_ms`]) and `containers` where known; set `end_ms`.
 //! - Build the report with `ReportOptions { attribution: workload.attribution.clone(),
-//!   description: Some(workload.description.clone()), .. }`.
+//!   description: Some(workload.description.clone()), functions: workload.functions.clone(),
+//!   .. }` (the functions: what the HTML report says each one is).
 //!
 //! ```
 //! use faas_e2e::{record::{RequestRecord, NodeUsage, RunResult}, report::{Report, ReportOptions}};

@@ -100,6 +100,37 @@ impl Histogram {
         self.sum += other.sum;
     }
 
+    /// The values of `self` that are not in `part`, a histogram of some of the same values
+    /// (all calls less the cold ones: the warm ones). Counts and sums are exact; the minimum
+    /// and maximum become the bounds of the first and last buckets left (within the
+    /// histogram's error).
+    pub fn without(&self, part: &Histogram) -> Histogram {
+        let mut counts = self.counts.clone();
+        for (a, b) in counts.iter_mut().zip(&part.counts) {
+            *a = a.saturating_sub(*b);
+        }
+        let count: u64 = counts.iter().sum();
+        let used = |b: usize| if b == 0 { (0.0, MIN_MS) } else { bounds(b) };
+        let (min, max) = match (
+            counts.iter().position(|c| *c > 0),
+            counts.iter().rposition(|c| *c > 0),
+        ) {
+            (Some(first), Some(last)) => (used(first).0.max(self.min), used(last).1.min(self.max)),
+            _ => (0.0, 0.0),
+        };
+        Histogram {
+            counts,
+            count,
+            sum: if count == 0 {
+                0.0
+            } else {
+                (self.sum - part.sum).max(0.0)
+            },
+            min,
+            max,
+        }
+    }
+
     /// How many values were counted.
     pub fn count(&self) -> u64 {
         self.count

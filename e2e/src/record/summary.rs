@@ -67,6 +67,17 @@ pub struct RunSummary {
     /// Containers created minus removed at each bucket's start (a running sum gives the
     /// containers alive then).
     pub container_changes: Vec<i64>,
+    /// Requests per bucket, by send time.
+    #[serde(default)]
+    pub calls_per_bucket: Vec<u64>,
+    /// Response times of the cold calls, ms (the warm ones: `response_ms` without these).
+    #[serde(default)]
+    pub cold_response_ms: Histogram,
+    /// Idle memory, MiB, changing at each bucket's start (a running sum gives the idle
+    /// memory then): each container's idle memory-time spread evenly over its life (a
+    /// container alive at the end: to the last reply).
+    #[serde(default)]
+    pub idle_mb_changes: Vec<f64>,
 }
 
 impl RunSummary {
@@ -88,6 +99,9 @@ impl RunSummary {
             cold_starts_per_bucket: Vec::new(),
             errors_per_bucket: Vec::new(),
             container_changes: Vec::new(),
+            calls_per_bucket: Vec::new(),
+            cold_response_ms: Histogram::default(),
+            idle_mb_changes: Vec::new(),
         }
     }
 
@@ -118,9 +132,11 @@ impl RunSummary {
         f.rt_sum_ms += rt;
         f.response_ms.record(response_ms);
         self.requests += 1;
+        Self::bump(&mut self.calls_per_bucket, bucket, 1);
         if cold {
             f.cold_starts += 1;
             self.cold_starts += 1;
+            self.cold_response_ms.record(response_ms);
             Self::bump(&mut self.cold_starts_per_bucket, bucket, 1);
         }
         match error {
@@ -153,6 +169,13 @@ impl RunSummary {
         self.idle_memory_mb_seconds += idle_mb_seconds;
         let first = |t: i64| (t.max(0) + self.bucket_ms - 1) / self.bucket_ms;
         let from = first(created_ms);
+        let until = removed_ms.unwrap_or(self.last_reply_ms.ceil() as i64);
+        let to = first(until).max(from + 1);
+        let rate = idle_mb_seconds * 1000.0 / ((to - from) * self.bucket_ms) as f64;
+        if rate > 0.0 {
+            Self::bump(&mut self.idle_mb_changes, from as usize, rate);
+            Self::bump(&mut self.idle_mb_changes, to as usize, -rate);
+        }
         match removed_ms {
             Some(r) if r <= created_ms => {}
             Some(r) => {

@@ -20,9 +20,13 @@
 //! `"reference"`) names them once, and the summary and the page say "scored over N of M
 //! functions" above the table (see `report/coverage.rs`).
 
+mod charts;
 mod coverage;
 pub mod html;
+mod series;
+mod svg;
 mod table;
+mod ticks;
 
 pub use coverage::Coverage;
 
@@ -34,6 +38,7 @@ use serde::Serialize;
 use crate::fault::{FaultReport, Leaks, fault_reports};
 use crate::record::{LatencySummary, RunResult};
 use crate::score::{NO_SUCCESSFUL_REFERENCE_CALL, Score, ScoreConfig, score};
+use crate::workload::FunctionProfile;
 
 /// Why a report could not be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,9 @@ pub struct ReportOptions {
     pub description: Option<String>,
     /// Credit owed to a trace's authors ([`crate::workload::Workload::attribution`]).
     pub attribution: Option<String>,
+    /// What the workload's functions are (the HTML report shows each one's handler, memory
+    /// and duration; a function not here shows dashes).
+    pub functions: Vec<FunctionProfile>,
 }
 
 /// Percentiles of response time, ms.
@@ -141,6 +149,9 @@ pub struct Report {
     pub faults: Vec<FaultReport>,
     /// What the runs left behind, summed (`None`: no run measured it).
     pub leaks: Option<Leaks>,
+    /// What the workload's functions are ([`ReportOptions::functions`]).
+    #[serde(skip)]
+    pub functions: Vec<FunctionProfile>,
     #[serde(skip)]
     runs: Vec<RunResult>,
 }
@@ -312,6 +323,7 @@ impl Report {
             coverage,
             faults,
             leaks,
+            functions: options.functions,
             runs,
         })
     }
@@ -514,7 +526,7 @@ pub(crate) mod tests {
             "{s}"
         );
         let page = rep.to_html().unwrap();
-        assert!(page.contains("<h2>Faults</h2>") && page.contains("<h2>Left behind</h2>"));
+        assert!(page.contains(">Faults</h2>") && page.contains(">Left behind</h2>"));
         assert!(page.contains("Failed calls per 1 s"));
     }
 
