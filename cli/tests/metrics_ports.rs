@@ -61,7 +61,7 @@ async fn every_component_and_every_node_serves_metrics_on_its_own_port() {
             .and_then(|p| p.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("{} has no --metrics-port", node.node_id));
         node_ports.push(port);
-        expect.push((node.node_id.clone(), port, "node_containers_running"));
+        expect.push((node.node_id.clone(), port, "faas_node_service_containers_running"));
     }
     let http = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await;
     let mut results = Vec::new();

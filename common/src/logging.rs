@@ -17,7 +17,7 @@
 //! variable [`FORMAT_ENV`] is set on its command), so `faas up --log-format json` makes the
 //! whole tree, nodes and containers included, write JSON.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
