@@ -39,7 +39,9 @@ async fn a_lease_held_past_its_timeout_is_reclaimed() {
 
         // Reclaimed after the timeout (500 ms) plus the grace (500 ms).
         let reclaimed = observe::poll(RECOVERY, || async {
-            env.metric("faas_scheduler_leases").await.filter(|&n| n == 0.0)
+            env.metric("faas_scheduler_leases")
+                .await
+                .filter(|&n| n == 0.0)
         })
         .await;
         assert!(

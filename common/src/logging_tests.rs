@@ -59,7 +59,11 @@ fn text_lines_name_the_component_and_the_calls_request_id_without_colour() {
         "{}",
         lines[0]
     );
-    assert!(lines[0].contains("container=\"c-1\" cold=true"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("container=\"c-1\" cold=true"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains(" WARN node-service: "), "{}", lines[1]);
     assert!(lines.iter().all(|l| !l.contains('\x1b')), "{lines:?}");
 }
@@ -110,9 +114,18 @@ fn fields_recorded_later_on_a_span_show_up_in_json() {
 #[test]
 fn components_are_the_platform_crates() {
     assert_eq!(component_of("faas_scheduler::core", "x"), "scheduler");
-    assert_eq!(component_of("faas_resource_manager", "x"), "resource-manager");
-    assert_eq!(component_of("faas_container_service::exec", "x"), "container-service");
-    assert_eq!(component_of("faas_common::launch", "node-service"), "node-service");
+    assert_eq!(
+        component_of("faas_resource_manager", "x"),
+        "resource-manager"
+    );
+    assert_eq!(
+        component_of("faas_container_service::exec", "x"),
+        "container-service"
+    );
+    assert_eq!(
+        component_of("faas_common::launch", "node-service"),
+        "node-service"
+    );
     assert_eq!(component_of("h2::codec", "apiserver"), "apiserver");
 }
 

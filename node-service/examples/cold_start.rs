@@ -41,7 +41,11 @@ async fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
 /// when the node has just started).
 async fn until_pool_ready(addr: &str, n: u64) -> anyhow::Result<()> {
     let since = faas_common::clock::instant();
-    while metric(addr, "faas_node_service_warm_pool_ready").await.unwrap_or(0) < n {
+    while metric(addr, "faas_node_service_warm_pool_ready")
+        .await
+        .unwrap_or(0)
+        < n
+    {
         anyhow::ensure!(
             since.elapsed() < Duration::from_secs(60),
             "the warm pool did not fill in 60 s"

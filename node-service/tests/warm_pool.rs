@@ -169,8 +169,15 @@ async fn a_create_is_served_by_a_container_started_before_it() {
 
     let function = unique("pooled");
     let id = node.create(&function, "hello").await;
-    assert_eq!(node.metric("faas_node_service_warm_pool_hits_total").await, 1);
-    assert_eq!(node.metric("faas_node_service_warm_pool_misses_total").await, 0);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_hits_total").await,
+        1
+    );
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
+        0
+    );
     assert!(
         children_running(me(), &function).is_empty(),
         "no process was started for the create"
@@ -216,7 +223,11 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     kill(first[0]).await;
     assert!(node.stats().await.container_stats_list.is_empty());
     node.until_ready(2).await;
-    assert_eq!(node.metric("faas_node_service_warm_pool_discarded_total").await, 1);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        1
+    );
     let since = faas_common::clock::instant();
     while exists(first[0]) {
         assert!(
@@ -235,8 +246,16 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     let function = unique("fallback");
     let id = node.create(&function, "echo").await;
     assert_eq!(children_running(me(), &function).len(), 1, "started for it");
-    assert_eq!(node.metric("faas_node_service_warm_pool_misses_total").await, 1);
-    assert_eq!(node.metric("faas_node_service_warm_pool_discarded_total").await, 3);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
+        1
+    );
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        3
+    );
     assert_eq!(
         node.invoke(&id, b"still works").await[1].body,
         b"still works"
@@ -247,7 +266,10 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     let function = unique("again");
     let again = node.create(&function, "echo").await;
     assert!(children_running(me(), &function).is_empty());
-    assert_eq!(node.metric("faas_node_service_warm_pool_hits_total").await, 1);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_hits_total").await,
+        1
+    );
     let mut listed: Vec<_> = node
         .stats()
         .await
@@ -290,11 +312,16 @@ async fn a_bad_handler_is_refused_before_the_pool_is_touched() {
     );
     assert_eq!(node.metric("faas_node_service_warm_pool_ready").await, 1);
     assert_eq!(
-        node.metric("faas_node_service_warm_pool_misses_total").await,
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
         0,
         "not even asked"
     );
-    assert_eq!(node.metric("faas_node_service_warm_pool_discarded_total").await, 0);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        0
+    );
     assert_eq!(unbound_children(me()), pool, "the pool container was kept");
     node.stop().await;
 }

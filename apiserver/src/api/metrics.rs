@@ -276,13 +276,19 @@ mod tests {
         {
             let _guard = metrics.start();
             let text = faas_common::metrics::render(&metrics.registry());
-            assert!(text.contains("faas_apiserver_invocations_in_flight 1"), "{text}");
+            assert!(
+                text.contains("faas_apiserver_invocations_in_flight 1"),
+                "{text}"
+            );
         }
         metrics.finished("hello", "ok", Duration::from_millis(3));
         metrics.acquired("hello", Duration::from_millis(1), Some(true));
         metrics.retried("WrongFunction", true);
         let text = faas_common::metrics::render(&metrics.registry());
-        assert!(text.contains("faas_apiserver_invocations_in_flight 0"), "{text}");
+        assert!(
+            text.contains("faas_apiserver_invocations_in_flight 0"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"faas_apiserver_invocations_total{function="hello",outcome="ok"} 1"#),
             "{text}"
@@ -292,7 +298,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"faas_apiserver_invocation_duration_seconds_count{function="hello"} 1"#),
+            text.contains(
+                r#"faas_apiserver_invocation_duration_seconds_count{function="hello"} 1"#
+            ),
             "{text}"
         );
         assert!(

@@ -227,12 +227,7 @@ impl Collector for SnapshotCollector {
             "Acquires waiting for a container",
             s.waiting,
         )?;
-        gauge(
-            e,
-            "leases",
-            "Requests holding a container",
-            s.leased,
-        )?;
+        gauge(e, "leases", "Requests holding a container", s.leased)?;
         gauge(e, "functions", "Functions seen", s.functions)?;
         gauge(
             e,
