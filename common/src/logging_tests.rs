@@ -141,3 +141,25 @@ fn the_flag_reads_text_and_json() {
     assert_eq!(json.log.log_format, LogFormat::Json);
     assert!(Cli::try_parse_from(["x", "--log-format", "xml"]).is_err());
 }
+
+#[tokio::test]
+async fn children_started_by_the_launcher_log_in_the_parents_format() {
+    init_with(
+        "scheduler",
+        &LogArgs {
+            log_format: LogFormat::Json,
+        },
+        "off",
+    );
+    assert_eq!(chosen(), Some(LogFormat::Json));
+    let out = crate::launch::Launcher::new("/usr/bin/env", vec![])
+        .command()
+        .output()
+        .await
+        .unwrap();
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        env.lines().any(|l| l == "FAAS_LOG_FORMAT=json"),
+        "the child's environment: {env}"
+    );
+}
