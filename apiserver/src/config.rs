@@ -137,6 +137,9 @@ pub struct Config {
     /// `faas_common::token`).
     #[command(flatten)]
     pub cluster: faas_common::token::TokenArgs,
+    /// Log lines: `--log-format text|json` (see `faas_common::logging`).
+    #[command(flatten)]
+    pub log: faas_common::logging::LogArgs,
 }
 
 /// Default of `--account-concurrency`: far above what one client of the contest's replay

@@ -11,6 +11,6 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    faas_common::logging::init("info");
+    faas_common::logging::init_with("apiserver", &cli.config.log, "info");
     tokio::runtime::Runtime::new()?.block_on(faas_apiserver::main_with(cli.config))
 }

@@ -340,7 +340,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let leases = observe::scrape(metrics_port)
         .await
-        .and_then(|text| observe::metric(&text, "scheduler_leases", &[]));
+        .and_then(|text| observe::metric(&text, "faas_scheduler_leases", &[]));
     seen.extend(procs::platform_pids());
     let stopped = platform.stop().await;
     let left = procs::left_over(&seen);

@@ -96,6 +96,9 @@ pub(crate) enum Command {
         /// The API server's HTTP gateway port (0: off).
         #[arg(long, env = "APISERVER_HTTP_PORT", default_value_t = 10800)]
         http_port: u16,
+        /// Log lines of every component (nodes and containers too): text or json.
+        #[command(flatten)]
+        log: faas_common::logging::LogArgs,
     },
     /// Start the platform on free ports, send a mixed load over every default function,
     /// print a table per function and the node-seconds, then stop.

@@ -77,12 +77,27 @@ fn real_main() -> anyhow::Result<()> {
             std::env::set_var("RUST_LOG", "warn");
         }
     }
-    faas_common::logging::init(if quiet { "warn" } else { "info" });
+    let (component, log) = log_settings(&cli.command);
+    faas_common::logging::init_with(component, &log, if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run(cli.command))
+}
+
+/// Whose lines this process writes, and how: a component run by `faas <component>` is that
+/// component with its own flags; `faas up` is `faas` with its `--log-format`.
+fn log_settings(command: &Command) -> (&'static str, faas_common::logging::LogArgs) {
+    match command {
+        Command::Up { log, .. } => ("faas", log.clone()),
+        Command::Apiserver(c) => ("apiserver", c.log.clone()),
+        Command::Scheduler(c) => ("scheduler", c.log.clone()),
+        Command::ResourceManager(c) => ("resource-manager", c.log.clone()),
+        Command::NodeService(c) => ("node-service", c.log.clone()),
+        Command::ContainerService(c) => ("container-service", c.log.clone()),
+        _ => ("faas", faas_common::logging::LogArgs::from_env()),
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -96,6 +111,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             resource_manager_port,
             metrics,
             http_port,
+            log: _,
         } => {
             let data_dir = match data_dir {
                 Some(dir) => dir,

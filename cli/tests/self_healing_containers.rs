@@ -29,13 +29,13 @@ async fn a_killed_idle_container_is_replaced_without_an_error() {
         // Killed, and seen dead by the node's stats before the next call.
         env.note_processes();
         let deaths = env
-            .metric("scheduler_container_deaths_total")
+            .metric("faas_scheduler_container_deaths_total")
             .await
             .unwrap_or(0.0);
         kill_containers_of("idle-victim").await;
         // Give the scheduler's stats polls (every 300 ms) the chance to see it first.
         observe::poll(Duration::from_secs(3), || async {
-            env.metric("scheduler_container_deaths_total")
+            env.metric("faas_scheduler_container_deaths_total")
                 .await
                 .filter(|&d| d > deaths)
         })

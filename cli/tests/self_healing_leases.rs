@@ -30,7 +30,7 @@ async fn a_lease_held_past_its_timeout_is_reclaimed() {
             .await
             .expect("acquire for the held lease")
             .into_inner();
-        let leases = env.metric("scheduler_leases").await;
+        let leases = env.metric("faas_scheduler_leases").await;
         assert_eq!(
             leases,
             Some(1.0),
@@ -39,13 +39,15 @@ async fn a_lease_held_past_its_timeout_is_reclaimed() {
 
         // Reclaimed after the timeout (500 ms) plus the grace (500 ms).
         let reclaimed = observe::poll(RECOVERY, || async {
-            env.metric("scheduler_leases").await.filter(|&n| n == 0.0)
+            env.metric("faas_scheduler_leases")
+                .await
+                .filter(|&n| n == 0.0)
         })
         .await;
         assert!(
             reclaimed.is_some(),
-            "the lease was still held {RECOVERY:?} after its timeout: scheduler_leases {:?}",
-            env.metric("scheduler_leases").await
+            "the lease was still held {RECOVERY:?} after its timeout: faas_scheduler_leases {:?}",
+            env.metric("faas_scheduler_leases").await
         );
 
         // The container is usable again (one request per container: reused warm), or removed.

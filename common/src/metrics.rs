@@ -1,7 +1,9 @@
 //! Serves a Prometheus registry as text on `GET /metrics` over plain HTTP/1 (hyper).
 //!
 //! Each component builds its own `prometheus_client` registry with its business figures and
-//! hands it here; the server stops when the shutdown signal fires.
+//! hands it here; the server stops when the shutdown signal fires. Every name starts with
+//! [`prefix`] of its component ([`registry`] makes such a registry); [`exposition`] reads
+//! the text back (tests and tools).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +16,18 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
+
+/// The prefix of every metric of `component` (`scheduler`, `node-service`, ...):
+/// `faas_` and the component's name with `_` for `-` (`faas_node_service`). The one naming
+/// rule of the platform's metrics (README, "Metrics").
+pub fn prefix(component: &str) -> String {
+    format!("faas_{}", component.replace('-', "_"))
+}
+
+/// An empty registry whose metrics are all named [`prefix`]`(component)_...`.
+pub fn registry(component: &str) -> Registry {
+    Registry::with_prefix(prefix(component))
+}
 
 /// The content type of Prometheus' text format as `prometheus_client` writes it.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -101,3 +115,6 @@ mod tests {
         server.await.unwrap();
     }
 }
+
+#[path = "metrics_exposition.rs"]
+pub mod exposition;

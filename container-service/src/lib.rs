@@ -98,6 +98,13 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub emulate_memory_limit: bool,
+    /// Port of the Prometheus `/metrics` endpoint, on `--host` (0 or unset = off; see
+    /// `api::metrics`).
+    #[arg(long, env = "CONTAINER_SERVICE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Log lines: `--log-format text|json` (see `faas_common::logging`).
+    #[command(flatten)]
+    pub log: faas_common::logging::LogArgs,
 }
 
 /// Errors of starting or serving the container service.
@@ -172,19 +179,40 @@ async fn binding(config: &Config) -> Result<Arc<binding::Binding>, Error> {
 /// Serves the container service on `listener` until `shutdown` fires (or, for a command
 /// function, until its process dies: then the result is [`Error::FunctionDied`]).
 pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    let metrics = listen_metrics(&config).await?;
     let binding = tokio::select! {
         binding = binding(&config) => binding?,
         // Stopped while the function was starting: dropping the start killed it.
         () = shutdown.clone().wait() => return Ok(()),
     };
-    serve(listener, binding, shutdown).await
+    serve(listener, metrics, binding, shutdown).await
+}
+
+/// The metrics listener, when `--metrics-port` asks for one.
+async fn listen_metrics(config: &Config) -> Result<Option<TcpListener>, Error> {
+    match config.metrics_port.filter(|p| *p != 0) {
+        Some(port) => Ok(Some(
+            faas_common::serve::bind(&format!("{}:{port}", config.host)).await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 async fn serve(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     binding: Arc<binding::Binding>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
+    if let Some(metrics) = metrics {
+        tracing::info!(addr = ?metrics.local_addr().ok(), "metrics endpoint");
+        let registry = Arc::new(api::metrics::registry(binding.clone()));
+        tokio::spawn(faas_common::metrics::serve(
+            metrics,
+            registry,
+            shutdown.clone(),
+        ));
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<faas_proto::container::container_service_server::ContainerServiceServer<api::ContainerApi>>()
@@ -265,6 +293,7 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
         signal.await;
         trigger.trigger();
     });
+    let metrics = listen_metrics(&config).await?;
     let binding = tokio::select! {
         binding = binding(&config) => binding?,
         // Stopped while the function was starting: dropping the start killed it.
@@ -273,7 +302,7 @@ pub async fn main_with(config: Config) -> anyhow::Result<()> {
     let listener = faas_common::serve::bind(&format!("{}:{}", config.host, config.port)).await?;
     let addr = listener.local_addr().map_err(Error::LocalAddr)?;
     faas_common::serve::announce(addr);
-    serve(listener, binding, shutdown).await?;
+    serve(listener, metrics, binding, shutdown).await?;
     Ok(())
 }
 

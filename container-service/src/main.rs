@@ -16,7 +16,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    faas_common::logging::init("info");
+    faas_common::logging::init_with("container-service", &cli.config.log, "info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -204,10 +204,10 @@ pub fn metric(text: &str, name: &str, skip: &[&str]) -> Option<f64> {
     found
 }
 
-/// The nodes the scheduler holds, from its `scheduler_nodes` gauge (every state but
+/// The nodes the scheduler holds, from its `faas_scheduler_nodes` gauge (every state but
 /// `reserving`, which counts reserves in flight, not nodes).
 pub fn scheduler_nodes(text: &str) -> Option<u64> {
-    metric(text, "scheduler_nodes", &["state=\"reserving\""]).map(|v| v as u64)
+    metric(text, "faas_scheduler_nodes", &["state=\"reserving\""]).map(|v| v as u64)
 }
 
 /// Reserved nodes (and their containers) against what the scheduler holds.
@@ -251,7 +251,7 @@ impl NodeLedger {
 }
 
 /// Reserved nodes (whether they answer, their containers) against the scheduler's
-/// `scheduler_nodes` and `scheduler_containers` gauges.
+/// `faas_scheduler_nodes` and `faas_scheduler_containers` gauges.
 pub async fn node_ledger(
     resource_manager: &str,
     scheduler_metrics_port: u16,
@@ -272,7 +272,7 @@ pub async fn node_ledger(
     ledger.scheduler_nodes = text.as_deref().and_then(scheduler_nodes);
     ledger.scheduler_containers = text
         .as_deref()
-        .and_then(|t| metric(t, "scheduler_containers", &[]))
+        .and_then(|t| metric(t, "faas_scheduler_containers", &[]))
         .map(|v| v as u64);
     ledger
 }

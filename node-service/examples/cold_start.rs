@@ -41,7 +41,11 @@ async fn metric(addr: &str, name: &str) -> anyhow::Result<u64> {
 /// when the node has just started).
 async fn until_pool_ready(addr: &str, n: u64) -> anyhow::Result<()> {
     let since = faas_common::clock::instant();
-    while metric(addr, "node_warm_pool_ready").await.unwrap_or(0) < n {
+    while metric(addr, "faas_node_service_warm_pool_ready")
+        .await
+        .unwrap_or(0)
+        < n
+    {
         anyhow::ensure!(
             since.elapsed() < Duration::from_secs(60),
             "the warm pool did not fill in 60 s"
@@ -149,8 +153,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = &metrics_addr {
         println!(
             "warm pool: {} hits, {} misses",
-            metric(addr, "node_warm_pool_hits_total").await?,
-            metric(addr, "node_warm_pool_misses_total").await?
+            metric(addr, "faas_node_service_warm_pool_hits_total").await?,
+            metric(addr, "faas_node_service_warm_pool_misses_total").await?
         );
     }
 

@@ -15,7 +15,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    faas_common::logging::init("info");
+    faas_common::logging::init_with("node-service", &cli.config.log, "info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

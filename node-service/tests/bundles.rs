@@ -120,7 +120,7 @@ async fn a_bundle_runs_in_a_container_service_started_with_bundle_never_from_the
         let ready = metrics_text(&metrics)
             .await
             .ok()
-            .and_then(|t| figure(&t, "node_warm_pool_ready"));
+            .and_then(|t| figure(&t, "faas_node_service_warm_pool_ready"));
         if ready == Some(1) {
             break unbound_children(me());
         }
@@ -140,8 +140,8 @@ async fn a_bundle_runs_in_a_container_service_started_with_bundle_never_from_the
     let text = metrics_text(&metrics).await.unwrap();
     assert_eq!(
         (
-            figure(&text, "node_warm_pool_hits_total"),
-            figure(&text, "node_warm_pool_misses_total")
+            figure(&text, "faas_node_service_warm_pool_hits_total"),
+            figure(&text, "faas_node_service_warm_pool_misses_total")
         ),
         (Some(0), Some(0)),
         "the pool was not asked"

@@ -292,7 +292,7 @@ async fn a_warm_pool_container_gets_its_functions_limit_when_bound() {
     let since = faas_common::clock::instant();
     loop {
         let text = metrics_text(&metrics).await.unwrap_or_default();
-        if figure(&text, "node_warm_pool_ready") == Some(1) {
+        if figure(&text, "faas_node_service_warm_pool_ready") == Some(1) {
             break;
         }
         assert!(since.elapsed() < PATIENCE, "the warm pool never filled");

@@ -1,7 +1,7 @@
 //! Integration tests of the warm pool with the `process` runtime: the node service started
 //! in-process through `run`, its containers real `container-service` child processes.
 //!
-//! The pool's state is read from the node's Prometheus endpoint (`node_warm_pool_*`), its
+//! The pool's state is read from the node's Prometheus endpoint (`faas_node_service_warm_pool_*`), its
 //! containers from `/proc`: a pool container is a child of this process started with
 //! `--unbound` (it keeps that command line once bound), a container started for a create
 //! carries `--function-name NAME`. The tests run one at a time so that every unbound child
@@ -100,7 +100,7 @@ impl Node {
             assert!(since.elapsed() < PATIENCE, "no metrics endpoint");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        while self.metric("node_warm_pool_ready").await != n {
+        while self.metric("faas_node_service_warm_pool_ready").await != n {
             assert!(
                 since.elapsed() < PATIENCE,
                 "the pool never had {n} ready containers"
@@ -159,7 +159,7 @@ impl Node {
 async fn a_create_is_served_by_a_container_started_before_it() {
     let node = Node::start(2).await;
     node.until_ready(2).await;
-    assert_eq!(node.metric("node_warm_pool_size").await, 2);
+    assert_eq!(node.metric("faas_node_service_warm_pool_size").await, 2);
     let before = unbound_children(me());
     assert_eq!(before.len(), 2, "two pool processes: {before:?}");
     assert!(
@@ -169,8 +169,15 @@ async fn a_create_is_served_by_a_container_started_before_it() {
 
     let function = unique("pooled");
     let id = node.create(&function, "hello").await;
-    assert_eq!(node.metric("node_warm_pool_hits_total").await, 1);
-    assert_eq!(node.metric("node_warm_pool_misses_total").await, 0);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_hits_total").await,
+        1
+    );
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
+        0
+    );
     assert!(
         children_running(me(), &function).is_empty(),
         "no process was started for the create"
@@ -216,7 +223,11 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     kill(first[0]).await;
     assert!(node.stats().await.container_stats_list.is_empty());
     node.until_ready(2).await;
-    assert_eq!(node.metric("node_warm_pool_discarded_total").await, 1);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        1
+    );
     let since = faas_common::clock::instant();
     while exists(first[0]) {
         assert!(
@@ -235,8 +246,16 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     let function = unique("fallback");
     let id = node.create(&function, "echo").await;
     assert_eq!(children_running(me(), &function).len(), 1, "started for it");
-    assert_eq!(node.metric("node_warm_pool_misses_total").await, 1);
-    assert_eq!(node.metric("node_warm_pool_discarded_total").await, 3);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
+        1
+    );
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        3
+    );
     assert_eq!(
         node.invoke(&id, b"still works").await[1].body,
         b"still works"
@@ -247,7 +266,10 @@ async fn what_dies_in_the_pool_is_replaced_and_creates_still_succeed() {
     let function = unique("again");
     let again = node.create(&function, "echo").await;
     assert!(children_running(me(), &function).is_empty());
-    assert_eq!(node.metric("node_warm_pool_hits_total").await, 1);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_hits_total").await,
+        1
+    );
     let mut listed: Vec<_> = node
         .stats()
         .await
@@ -288,13 +310,18 @@ async fn a_bad_handler_is_refused_before_the_pool_is_touched() {
         "{}",
         err.message()
     );
-    assert_eq!(node.metric("node_warm_pool_ready").await, 1);
+    assert_eq!(node.metric("faas_node_service_warm_pool_ready").await, 1);
     assert_eq!(
-        node.metric("node_warm_pool_misses_total").await,
+        node.metric("faas_node_service_warm_pool_misses_total")
+            .await,
         0,
         "not even asked"
     );
-    assert_eq!(node.metric("node_warm_pool_discarded_total").await, 0);
+    assert_eq!(
+        node.metric("faas_node_service_warm_pool_discarded_total")
+            .await,
+        0
+    );
     assert_eq!(unbound_children(me()), pool, "the pool container was kept");
     node.stop().await;
 }

@@ -198,6 +198,9 @@ pub struct Config {
     /// to every node it starts (see `faas_common::token`).
     #[command(flatten)]
     pub cluster: TokenArgs,
+    /// Log lines: `--log-format text|json` (see `faas_common::logging`).
+    #[command(flatten)]
+    pub log: faas_common::logging::LogArgs,
 }
 
 impl Config {

@@ -15,6 +15,6 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    faas_common::logging::init("info");
+    faas_common::logging::init_with("resource-manager", &cli.config.log, "info");
     tokio::runtime::Runtime::new()?.block_on(faas_resource_manager::main_with(cli.config))
 }

@@ -74,7 +74,8 @@ async fn three_nodes_with_metrics(config: Config) -> Vec<u16> {
         let port = port.unwrap_or_else(|| panic!("{id} got no --metrics-port: {nodes:?}"));
         let text = scrape(port).await;
         assert!(
-            text.starts_with("HTTP/1.1 200") && text.contains("node_containers_running"),
+            text.starts_with("HTTP/1.1 200")
+                && text.contains("faas_node_service_containers_running"),
             "{id} on {port}: {text}"
         );
         ports.push(port);

@@ -53,6 +53,9 @@ pub struct Config {
     /// sent to the resource manager and the nodes (see `faas_common::token`).
     #[command(flatten)]
     pub cluster: faas_common::token::TokenArgs,
+    /// Log lines: `--log-format text|json` (see `faas_common::logging`).
+    #[command(flatten)]
+    pub log: faas_common::logging::LogArgs,
 }
 
 impl Config {

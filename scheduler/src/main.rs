@@ -14,6 +14,6 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    faas_common::logging::init("info");
+    faas_common::logging::init_with("scheduler", &cli.config.log, "info");
     tokio::runtime::Runtime::new()?.block_on(faas_scheduler::main_with(cli.config))
 }

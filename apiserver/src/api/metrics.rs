@@ -1,5 +1,6 @@
-//! The API server's Prometheus figures: invocations by function and outcome, server-side
-//! latency, time spent acquiring, cold starts, and invocations in flight.
+//! The API server's Prometheus figures, all named `faas_apiserver_...` (README, "Metrics"):
+//! invocations by function and outcome, server-side latency, time spent acquiring, cold
+//! starts, and invocations in flight.
 //!
 //! Requests for functions that are not deployed are counted under the function `-`, so a
 //! client cannot grow the label set with made-up names.
@@ -92,7 +93,7 @@ impl Drop for InFlight {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("faas_apiserver");
+        let mut registry = faas_common::metrics::registry("apiserver");
         let invocations = Family::<OutcomeLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let acquire: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -105,12 +106,12 @@ impl Metrics {
             invocations.clone(),
         );
         registry.register(
-            "invocation_seconds",
+            "invocation_duration_seconds",
             "Server-side latency of invocations",
             latency.clone(),
         );
         registry.register(
-            "acquire_seconds",
+            "acquire_duration_seconds",
             "Time spent acquiring a container from the scheduler",
             acquire.clone(),
         );
@@ -125,7 +126,7 @@ impl Metrics {
             retries.clone(),
         );
         registry.register(
-            "in_flight",
+            "invocations_in_flight",
             "Invocations being served now",
             in_flight.clone(),
         );
@@ -275,13 +276,19 @@ mod tests {
         {
             let _guard = metrics.start();
             let text = faas_common::metrics::render(&metrics.registry());
-            assert!(text.contains("faas_apiserver_in_flight 1"), "{text}");
+            assert!(
+                text.contains("faas_apiserver_invocations_in_flight 1"),
+                "{text}"
+            );
         }
         metrics.finished("hello", "ok", Duration::from_millis(3));
         metrics.acquired("hello", Duration::from_millis(1), Some(true));
         metrics.retried("WrongFunction", true);
         let text = faas_common::metrics::render(&metrics.registry());
-        assert!(text.contains("faas_apiserver_in_flight 0"), "{text}");
+        assert!(
+            text.contains("faas_apiserver_invocations_in_flight 0"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"faas_apiserver_invocations_total{function="hello",outcome="ok"} 1"#),
             "{text}"
@@ -291,7 +298,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"faas_apiserver_invocation_seconds_count{function="hello"} 1"#),
+            text.contains(
+                r#"faas_apiserver_invocation_duration_seconds_count{function="hello"} 1"#
+            ),
             "{text}"
         );
         assert!(

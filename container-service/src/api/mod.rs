@@ -15,6 +15,7 @@
 //! `function_log`.
 
 mod logs;
+pub mod metrics;
 
 use std::sync::Arc;
 

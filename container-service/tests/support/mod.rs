@@ -39,6 +39,8 @@ pub fn config(function: &str, handler: &str, memory_bytes: u64) -> Config {
         memory_bytes,
         timeout_ms: 30_000,
         emulate_memory_limit: true,
+        metrics_port: None,
+        log: Default::default(),
     }
 }
 

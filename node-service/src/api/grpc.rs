@@ -180,8 +180,7 @@ impl NodeService for NodeApi {
         match result {
             Ok(created) => {
                 let secs = started.elapsed().as_secs_f64();
-                self.metrics.create_seconds.observe(secs);
-                self.metrics.containers_created.inc();
+                self.metrics.cold_start(secs, created.from_pool);
                 self.account();
                 let c = created.container;
                 tracing::info!(

@@ -1,6 +1,8 @@
-//! The node service's Prometheus figures: containers created and removed, invocations by
-//! outcome, how long creating a container takes, and the warm pool's figures (read from the
-//! pool at each scrape by [`WarmPoolCollector`]).
+//! The node service's Prometheus figures, all named `faas_node_service_...` (README,
+//! "Metrics"): containers created and removed, invocations by outcome, the cold-start
+//! latency (CreateContainer until the container answers, from the warm pool or a new
+//! process), and the warm pool's figures (read from the pool at each scrape by
+//! [`WarmPoolCollector`]).
 
 use std::sync::Arc;
 
@@ -38,8 +40,15 @@ pub struct NodeMetrics {
     pub container_create_failures: Counter,
     pub containers_running: Gauge,
     pub memory_committed_bytes: Gauge,
-    pub create_seconds: Histogram,
+    /// Cold starts from the warm pool and from a new container.
+    pub cold_start_pool: Histogram,
+    pub cold_start_new: Histogram,
     pub invocations: Outcomes,
+}
+
+/// The prefix of every name here.
+fn name(short: &str) -> String {
+    format!("{}_{short}", faas_common::metrics::prefix("node-service"))
 }
 
 impl NodeMetrics {
@@ -48,13 +57,18 @@ impl NodeMetrics {
         let family: Family<Labels, Counter> = Family::default();
         let outcome =
             |name: &str| family.get_or_create_owned(&vec![("outcome".into(), name.into())]);
+        // 5 ms .. ~82 s
+        let cold: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15)));
+        let source = |s: &str| cold.get_or_create_owned(&vec![("source".into(), s.into())]);
         let m = NodeMetrics {
             containers_created: Counter::default(),
             containers_removed: Counter::default(),
             container_create_failures: Counter::default(),
             containers_running: Gauge::default(),
             memory_committed_bytes: Gauge::default(),
-            create_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            cold_start_pool: source("warm_pool"),
+            cold_start_new: source("new"),
             invocations: Outcomes {
                 ok: outcome("ok"),
                 function_error: outcome("function_error"),
@@ -66,37 +80,46 @@ impl NodeMetrics {
             },
         };
         registry.register(
-            "node_containers_created",
+            name("containers_created"),
             "Containers created",
             m.containers_created.clone(),
         );
         registry.register(
-            "node_containers_removed",
+            name("containers_removed"),
             "Containers removed",
             m.containers_removed.clone(),
         );
         registry.register(
-            "node_container_create_failures",
+            name("container_create_failures"),
             "CreateContainer calls that failed",
             m.container_create_failures.clone(),
         );
         registry.register(
-            "node_containers_running",
+            name("containers_running"),
             "Containers running now",
             m.containers_running.clone(),
         );
         registry.register(
-            "node_memory_committed_bytes",
+            name("memory_committed_bytes"),
             "Sum of the memory limits of the running containers",
             m.memory_committed_bytes.clone(),
         );
         registry.register(
-            "node_container_create_seconds",
-            "Time from CreateContainer to a container that answers",
-            m.create_seconds.clone(),
+            name("cold_start_seconds"),
+            "Cold-start latency: CreateContainer's arrival until the container answers, by source (warm_pool: an unbound container bound; new: a container started)",
+            cold,
         );
-        registry.register("node_invocations", "Invocations by outcome", family);
+        registry.register(name("invocations"), "Invocations by outcome", family);
         m
+    }
+
+    /// Records one container created (a cold start) in `seconds`.
+    pub fn cold_start(&self, seconds: f64, from_pool: bool) {
+        match from_pool {
+            true => self.cold_start_pool.observe(seconds),
+            false => self.cold_start_new.observe(seconds),
+        }
+        self.containers_created.inc();
     }
 
     /// Counts one invocation's outcome (`None` = success).
@@ -113,7 +136,7 @@ impl NodeMetrics {
     }
 }
 
-/// The warm pool's figures, read at each scrape: `node_warm_pool_size`, `_ready`,
+/// The warm pool's figures, read at each scrape: `faas_node_service_warm_pool_size`, `_ready`,
 /// `_starting` (gauges) and `_hits`, `_misses`, `_discarded`, `_start_failures` (counters).
 #[derive(Debug)]
 pub struct WarmPoolCollector(pub Arc<WarmPool>);
@@ -123,51 +146,53 @@ impl Collector for WarmPoolCollector {
         let s = self.0.stats();
         let gauges = [
             (
-                "node_warm_pool_size",
+                "warm_pool_size",
                 "Unbound containers the warm pool keeps (0 = off)",
                 s.size,
             ),
             (
-                "node_warm_pool_ready",
+                "warm_pool_ready",
                 "Warm pool containers ready to be bound",
                 s.ready,
             ),
             (
-                "node_warm_pool_starting",
+                "warm_pool_starting",
                 "Warm pool containers being started",
                 s.starting,
             ),
         ];
-        for (name, help, value) in gauges {
+        for (short, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            let full = name(short);
+            let metric = encoder.encode_descriptor(&full, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
         }
         let counters = [
             (
-                "node_warm_pool_hits",
+                "warm_pool_hits",
                 "Creates served from the warm pool",
                 s.hits,
             ),
             (
-                "node_warm_pool_misses",
+                "warm_pool_misses",
                 "Creates that started a container because no warm pool container was ready",
                 s.misses,
             ),
             (
-                "node_warm_pool_discarded",
+                "warm_pool_discarded",
                 "Warm pool containers thrown away (exited while waiting, or failed to bind)",
                 s.discarded,
             ),
             (
-                "node_warm_pool_start_failures",
+                "warm_pool_start_failures",
                 "Warm pool containers that failed to start",
                 s.start_failures,
             ),
         ];
-        for (name, help, value) in counters {
+        for (short, help, value) in counters {
             let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            let full = name(short);
+            let metric = encoder.encode_descriptor(&full, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
         Ok(())
@@ -190,20 +215,20 @@ mod tests {
         registry.register_collector(Box::new(WarmPoolCollector(pool)));
         let text = faas_common::metrics::render(&registry);
         for line in [
-            "node_warm_pool_size 3",
-            "node_warm_pool_ready 0",
-            "node_warm_pool_starting 0",
-            "node_warm_pool_hits_total 0",
-            "node_warm_pool_misses_total 0",
-            "node_warm_pool_discarded_total 0",
-            "node_warm_pool_start_failures_total 0",
+            "faas_node_service_warm_pool_size 3",
+            "faas_node_service_warm_pool_ready 0",
+            "faas_node_service_warm_pool_starting 0",
+            "faas_node_service_warm_pool_hits_total 0",
+            "faas_node_service_warm_pool_misses_total 0",
+            "faas_node_service_warm_pool_discarded_total 0",
+            "faas_node_service_warm_pool_start_failures_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
     }
 
     #[test]
-    fn outcomes_are_counted_by_label() {
+    fn outcomes_and_cold_starts_are_counted_by_label() {
         let mut registry = Registry::default();
         let m = NodeMetrics::register(&mut registry);
         m.invocation(None);
@@ -211,17 +236,26 @@ mod tests {
             code: "Timeout".into(),
             message: String::new(),
         }));
+        m.cold_start(0.2, false);
+        m.cold_start(0.01, true);
         let text = faas_common::metrics::render(&registry);
+        for line in [
+            r#"faas_node_service_cold_start_seconds_count{source="new"} 1"#,
+            r#"faas_node_service_cold_start_seconds_count{source="warm_pool"} 1"#,
+            "faas_node_service_containers_created_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
         assert!(
-            text.contains(r#"node_invocations_total{outcome="ok"} 1"#),
+            text.contains(r#"faas_node_service_invocations_total{outcome="ok"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"node_invocations_total{outcome="timeout"} 1"#),
+            text.contains(r#"faas_node_service_invocations_total{outcome="timeout"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"node_invocations_total{outcome="bad_event"} 0"#),
+            text.contains(r#"faas_node_service_invocations_total{outcome="bad_event"} 0"#),
             "{text}"
         );
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -149,7 +149,7 @@ impl Collector for PoolCollector {
             let metric = family.encode_family(&labels)?;
             ConstGauge::new(counts.get(state) as i64).encode(metric)?;
         }
-        let simple: [(&str, &str, f64); 3] = [
+        let simple: [(&str, &str, f64); 2] = [
             (
                 "pending_refills",
                 "Refills owed to the pool and not started yet",
@@ -160,17 +160,20 @@ impl Collector for PoolCollector {
                 "Slots taken out of --max-nodes (live nodes plus released ones still cooling down)",
                 slots as f64,
             ),
-            (
-                "node_seconds",
-                "Node time so far: sum over reserved nodes of reserve-to-release (or now), seconds",
-                node_ms as f64 / 1000.0,
-            ),
         ];
         for (name, help, value) in simple {
             let gauge = ConstGauge::new(value);
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
         }
+        let node_seconds = ConstCounter::new(node_ms as f64 / 1000.0);
+        let metric = encoder.encode_descriptor(
+            "node_seconds",
+            "Node time so far: sum over reserved nodes of reserve-to-release (or now), seconds",
+            None,
+            node_seconds.metric_type(),
+        )?;
+        node_seconds.encode(metric)?;
         Ok(())
     }
 }
@@ -178,7 +181,7 @@ impl Collector for PoolCollector {
 /// The registry to serve: counters plus the pool collector, under `faas_resource_manager_`.
 pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Registry {
     let mut root = Registry::default();
-    let r = root.sub_registry_with_prefix("faas_resource_manager");
+    let r = root.sub_registry_with_prefix(faas_common::metrics::prefix("resource-manager"));
     r.register(
         "reserves",
         "Nodes handed out by ReserveNode",
@@ -190,7 +193,7 @@ pub fn registry(counters: &Counters, pool: Arc<Mutex<Pool>>, clock: Clock) -> Re
         counters.releases.clone(),
     );
     r.register(
-        "exhausted",
+        "reserves_exhausted",
         "ReserveNode answers RESOURCE_EXHAUSTED (no node ready)",
         counters.exhausted.clone(),
     );
@@ -263,7 +266,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("faas_resource_manager_node_seconds "),
+            text.contains("faas_resource_manager_node_seconds_total "),
             "{text}"
         );
         for line in [

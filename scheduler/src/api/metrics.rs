@@ -1,6 +1,8 @@
-//! The scheduler's Prometheus figures: acquires and returns by outcome, the acquire wait-time
-//! histogram (measured at the gRPC edge), and, read from the policy at each scrape, cold
-//! starts, warm hits, containers and nodes by state, waiting and leased requests, node-seconds.
+//! The scheduler's Prometheus figures, all named `faas_scheduler_...` (README, "Metrics"):
+//! acquires and returns by outcome, the acquire wait-time histogram and the scheduling
+//! latency of grants (arrival to grant, cold or warm; measured at the gRPC edge), and, read
+//! from the policy at each scrape, cold starts, warm hits, containers and nodes by state,
+//! waiting and leased requests, node-seconds.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +26,15 @@ pub struct Metrics {
     acquires: Family<Outcome, Counter>,
     returns: Family<Outcome, Counter>,
     wait: Histogram,
+    scheduling: Family<Start, Histogram, fn() -> Histogram>,
+}
+
+/// The `start` label of a grant: `cold` (a container was created for it) or `warm`.
+type Start = [(&'static str, &'static str); 1];
+
+/// 0.1 ms .. ~54 s
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
 }
 
 impl Default for Metrics {
@@ -31,17 +42,23 @@ impl Default for Metrics {
         Metrics {
             acquires: Family::default(),
             returns: Family::default(),
-            // 0.1 ms .. ~54 s
-            wait: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            wait: wait_histogram(),
+            scheduling: Family::new_with_constructor(wait_histogram),
         }
     }
 }
 
 impl Metrics {
-    /// Counts one `AcquireContainer` answer (`cold`, `warm`, or an error kind) and its wait.
+    /// Counts one `AcquireContainer` answer (`cold`, `warm`, or an error kind) and its wait;
+    /// a grant (`cold` or `warm`) is also a scheduling latency.
     pub fn acquired(&self, outcome: &'static str, wait_seconds: f64) {
         self.acquires.get_or_create(&[("outcome", outcome)]).inc();
         self.wait.observe(wait_seconds);
+        if matches!(outcome, "cold" | "warm") {
+            self.scheduling
+                .get_or_create(&[("start", outcome)])
+                .observe(wait_seconds);
+        }
     }
 
     /// Counts one `ReturnContainer` answer (`ok` or an error kind).
@@ -49,24 +66,34 @@ impl Metrics {
         self.returns.get_or_create(&[("outcome", outcome)]).inc();
     }
 
-    /// Registers these figures and a collector reading `snapshot` at each scrape.
+    /// Registers these figures (under `faas_scheduler_`) and a collector reading `snapshot`
+    /// at each scrape.
     pub fn register(
         &self,
-        registry: &mut Registry,
+        root: &mut Registry,
         snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
     ) {
+        let registry = root.sub_registry_with_prefix(faas_common::metrics::prefix("scheduler"));
+        for start in ["cold", "warm"] {
+            let _ = self.scheduling.get_or_create(&[("start", start)]);
+        }
         registry.register(
-            "scheduler_acquires",
+            "scheduling_latency_seconds",
+            "Time from AcquireContainer's arrival to its grant, by start (cold: a container was created for it; warm)",
+            self.scheduling.clone(),
+        );
+        registry.register(
+            "acquires",
             "AcquireContainer answers by outcome (cold, warm or the error)",
             self.acquires.clone(),
         );
         registry.register(
-            "scheduler_returns",
+            "returns",
             "ReturnContainer answers by outcome",
             self.returns.clone(),
         );
         registry.register(
-            "scheduler_acquire_wait_seconds",
+            "acquire_wait_seconds",
             "Time from AcquireContainer's arrival to its answer",
             self.wait.clone(),
         );
@@ -124,55 +151,55 @@ impl Collector for SnapshotCollector {
         let e = &mut encoder;
         counter(
             e,
-            "scheduler_cold_starts",
+            "cold_starts",
             "Grants of a container created for the request",
             s.cold_starts,
         )?;
         counter(
             e,
-            "scheduler_warm_hits",
+            "warm_hits",
             "Grants of an existing container",
             s.warm_hits,
         )?;
         counter(
             e,
-            "scheduler_rejects",
+            "rejects",
             "Acquires answered with an error by the policy",
             s.rejects,
         )?;
         counter(
             e,
-            "scheduler_container_deaths",
+            "container_deaths",
             "Containers reported dead",
             s.container_deaths,
         )?;
         counter(
             e,
-            "scheduler_nodes_lost",
+            "nodes_lost",
             "Nodes declared lost (failed every observation for the loss time) and released",
             s.nodes_lost,
         )?;
         counter(
             e,
-            "scheduler_leases_expired",
+            "leases_expired",
             "Leases held past their function's timeout plus the grace, reclaimed",
             s.leases_expired,
         )?;
         gauge(
             e,
-            "scheduler_nodes_suspect",
+            "nodes_suspect",
             "Nodes failing their health observations, not yet lost",
             s.nodes_suspect,
         )?;
         counter(
             e,
-            "scheduler_node_seconds",
+            "node_seconds",
             "Node-seconds held so far (reserve to release): the contest's node duration",
             s.node_millis / 1000,
         )?;
         gauge_family(
             e,
-            "scheduler_containers",
+            "containers",
             "Containers by state",
             "state",
             &[
@@ -184,7 +211,7 @@ impl Collector for SnapshotCollector {
         )?;
         gauge_family(
             e,
-            "scheduler_nodes",
+            "nodes",
             "Nodes by state",
             "state",
             &[
@@ -196,26 +223,21 @@ impl Collector for SnapshotCollector {
         )?;
         gauge(
             e,
-            "scheduler_waiting_requests",
+            "waiting_requests",
             "Acquires waiting for a container",
             s.waiting,
         )?;
+        gauge(e, "leases", "Requests holding a container", s.leased)?;
+        gauge(e, "functions", "Functions seen", s.functions)?;
         gauge(
             e,
-            "scheduler_leases",
-            "Requests holding a container",
-            s.leased,
-        )?;
-        gauge(e, "scheduler_functions", "Functions seen", s.functions)?;
-        gauge(
-            e,
-            "scheduler_node_capacity_bytes",
+            "node_capacity_bytes",
             "Memory of the held nodes",
             s.node_capacity_bytes,
         )?;
         gauge(
             e,
-            "scheduler_node_used_bytes",
+            "node_used_bytes",
             "Memory given to containers",
             s.node_used_bytes,
         )?;
@@ -241,16 +263,19 @@ mod tests {
         });
         m.acquired("warm", 0.001);
         m.returned("ok");
+        m.acquired("invalid", 0.002);
         let text = faas_common::metrics::render(&registry);
         for needle in [
-            "scheduler_acquires_total{outcome=\"warm\"} 1",
-            "scheduler_returns_total{outcome=\"ok\"} 1",
-            "scheduler_acquire_wait_seconds_count 1",
-            "scheduler_cold_starts_total 3",
-            "scheduler_warm_hits_total 7",
-            "scheduler_containers{state=\"ready\"} 2",
-            "scheduler_nodes{state=\"active\"} 1",
-            "scheduler_node_seconds_total 12",
+            "faas_scheduler_acquires_total{outcome=\"warm\"} 1",
+            "faas_scheduler_returns_total{outcome=\"ok\"} 1",
+            "faas_scheduler_acquire_wait_seconds_count 2",
+            "faas_scheduler_scheduling_latency_seconds_count{start=\"warm\"} 1",
+            "faas_scheduler_scheduling_latency_seconds_count{start=\"cold\"} 0",
+            "faas_scheduler_cold_starts_total 3",
+            "faas_scheduler_warm_hits_total 7",
+            "faas_scheduler_containers{state=\"ready\"} 2",
+            "faas_scheduler_nodes{state=\"active\"} 1",
+            "faas_scheduler_node_seconds_total 12",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -115,6 +115,10 @@ pub(super) fn node_body(
         env: Some(
             std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
                 .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
+                .chain(
+                    faas_common::logging::chosen()
+                        .map(|f| format!("{}={}", faas_common::logging::FORMAT_ENV, f.as_str())),
+                )
                 .collect(),
         ),
         labels: Some(HashMap::from([
