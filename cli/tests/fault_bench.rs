@@ -83,10 +83,11 @@ fn assert_consistent(report: &Value, planned: &[(&str, u64)], within_ms: f64) {
         assert_eq!(f["fault"], *name, "{f:#}");
         assert_eq!(f["policy"], "adaptive");
         assert!(f.get("error").is_none(), "the fault did not strike: {f:#}");
-        // Struck at its time (finding the victim takes a moment).
+        // Struck at its time, never before it (finding the victim takes a moment: a few
+        // process listings and Status calls, seconds on two loaded cores).
         let at = number(f, "at_ms");
         assert!(
-            (*at_ms as f64..*at_ms as f64 + 2_000.0).contains(&at),
+            (*at_ms as f64..*at_ms as f64 + 5_000.0).contains(&at),
             "{f:#}"
         );
         let (in_flight, sent, failed) = (
