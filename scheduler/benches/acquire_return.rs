@@ -152,87 +152,61 @@ fn warm_pairs_of(c: &mut Criterion, policy: &str) {
     let mut now = t + 2;
     let mut group = c.benchmark_group(policy);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("warm_acquire_return_pair", |b| {
-        b.iter(|| {
-            let request_id = ids[i % REQUEST_IDS].clone();
-            let spec = &specs[i % FUNCTIONS];
-            i += 1;
-            now += 1;
-            out.clear();
-            p.handle(
-                now,
-                Event::Acquire(Acquire {
-                    request_id: request_id.clone(),
-                    account_id: account.clone(),
-                    function: spec.clone(),
-                    deadline: now + 30_000,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            let Some(Decision::Grant(g)) = out.pop() else {
-                panic!("a warm acquire is granted at once");
-            };
-            p.handle(
-                now,
-                Event::Return(Return {
-                    request_id,
-                    container_id: g.container_id,
-                    duration_ns: 1_000_000,
-                    max_memory_bytes: MIB,
-                    error: None,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            black_box(&out);
-        })
-    });
-    // The same pairs with a listener: the policy builds its reasons and the driver's records
-    // are made from them (`service::decisions::records`), as when the decision log is on.
-    if let Some(reasons) = p.reasons() {
-        reasons.listen(true);
+    // Each pair twice: nobody listening for reasons (the default of the pure core), then with
+    // a listener: the policy builds its reasons and the driver's records are made from them
+    // (`service::decisions::records`), as when the decision log is on.
+    for (name, explained) in [
+        ("warm_acquire_return_pair", false),
+        ("warm_acquire_return_pair_explained", true),
+    ] {
+        if let Some(reasons) = p.reasons() {
+            reasons.listen(explained);
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let request_id = ids[i % REQUEST_IDS].clone();
+                let spec = &specs[i % FUNCTIONS];
+                i += 1;
+                now += 1;
+                out.clear();
+                p.handle(
+                    now,
+                    Event::Acquire(Acquire {
+                        request_id: request_id.clone(),
+                        account_id: account.clone(),
+                        function: spec.clone(),
+                        deadline: now + 30_000,
+                    }),
+                    &mut out,
+                )
+                .unwrap();
+                if explained {
+                    let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
+                    black_box(records(p.state(), &out, notes, now));
+                }
+                let Some(Decision::Grant(g)) = out.pop() else {
+                    panic!("a warm acquire is granted at once");
+                };
+                p.handle(
+                    now,
+                    Event::Return(Return {
+                        request_id,
+                        container_id: g.container_id,
+                        duration_ns: 1_000_000,
+                        max_memory_bytes: MIB,
+                        error: None,
+                    }),
+                    &mut out,
+                )
+                .unwrap();
+                if explained {
+                    let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
+                    black_box(records(p.state(), &out, notes, now));
+                }
+                black_box(&out);
+            })
+        });
     }
-    group.bench_function("warm_acquire_return_pair_explained", |b| {
-        b.iter(|| {
-            let request_id = ids[i % REQUEST_IDS].clone();
-            let spec = &specs[i % FUNCTIONS];
-            i += 1;
-            now += 1;
-            out.clear();
-            p.handle(
-                now,
-                Event::Acquire(Acquire {
-                    request_id: request_id.clone(),
-                    account_id: account.clone(),
-                    function: spec.clone(),
-                    deadline: now + 30_000,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
-            black_box(records(p.state(), &out, notes, now));
-            let Some(Decision::Grant(g)) = out.pop() else {
-                panic!("a warm acquire is granted at once");
-            };
-            p.handle(
-                now,
-                Event::Return(Return {
-                    request_id,
-                    container_id: g.container_id,
-                    duration_ns: 1_000_000,
-                    max_memory_bytes: MIB,
-                    error: None,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
-            black_box(records(p.state(), &out, notes, now));
-            black_box(&out);
-        })
-    });
     group.finish();
 }
 

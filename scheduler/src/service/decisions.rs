@@ -59,6 +59,19 @@ struct Ring {
     records: VecDeque<DecisionRecord>,
 }
 
+impl Ring {
+    /// The kept records numbered above `after`, the latest `limit` of them, oldest first.
+    fn after(&self, after: u64, limit: usize) -> Vec<DecisionRecord> {
+        let newer = self.records.iter().filter(|r| r.seq > after).count();
+        self.records
+            .iter()
+            .filter(|r| r.seq > after)
+            .skip(newer.saturating_sub(limit))
+            .cloned()
+            .collect()
+    }
+}
+
 impl Default for DecisionLog {
     fn default() -> Self {
         DecisionLog {
@@ -115,10 +128,7 @@ impl DecisionLog {
     /// The kept decisions with a number above `after`, oldest first, at most `limit` (the
     /// latest ones).
     pub fn recent(&self, after: u64, limit: usize) -> Vec<DecisionRecord> {
-        let ring = self.lock();
-        let newer: Vec<&DecisionRecord> = ring.records.iter().filter(|r| r.seq > after).collect();
-        let skip = newer.len().saturating_sub(limit);
-        newer.into_iter().skip(skip).cloned().collect()
+        self.lock().after(after, limit)
     }
 
     /// The kept decisions (as [`DecisionLog::recent`]) and, atomically with them, a receiver
@@ -130,10 +140,7 @@ impl DecisionLog {
     ) -> (Vec<DecisionRecord>, broadcast::Receiver<DecisionRecord>) {
         let ring = self.lock();
         let rx = self.tx.subscribe();
-        let newer: Vec<&DecisionRecord> = ring.records.iter().filter(|r| r.seq > after).collect();
-        let skip = newer.len().saturating_sub(limit);
-        let past = newer.into_iter().skip(skip).cloned().collect();
-        (past, rx)
+        (ring.after(after, limit), rx)
     }
 }
 

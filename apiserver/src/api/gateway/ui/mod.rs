@@ -44,7 +44,6 @@ use futures::{Stream, StreamExt};
 use tonic::transport::Channel;
 
 use crate::api::decisions::DecisionsProxy;
-use crate::api::gateway::info::function_json;
 use crate::api::gateway::{Gateway, error_response, json};
 use crate::model::keys::Scope;
 use figures::Figures;
@@ -180,15 +179,7 @@ async fn state(
             })
         })
         .collect();
-    let deployed: Vec<_> = gateway
-        .front()
-        .router()
-        .invoker()
-        .registry()
-        .list()
-        .iter()
-        .map(|f| function_json(f))
-        .collect();
+    let deployed = crate::api::gateway::info::deployed(gateway);
     let mut out = figures.rates_since(earlier, seconds);
     out["at_ms"] = now_ms.into();
     out["nodes"] = nodes.into();
