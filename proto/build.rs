@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "scheduler_admin.proto",
         "node_admin.proto",
         "invoke.proto",
+        "decisions.proto",
     ]
     .iter()
     .map(|f| dir.join(f))

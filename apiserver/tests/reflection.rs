@@ -1,6 +1,7 @@
 //! The API server as `grpcurl` sees it: over gRPC server reflection (`faas_proto::reflection`)
 //! it lists exactly the contest's `apiserverproto.APIServer`, the platform's
-//! `faas.admin.v1.Admin` and `faas.invoke.v1.Invocations`, `grpc.health.v1.Health` and both
+//! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations` and `faas.decisions.v1.Decisions`
+//! (the scheduler's decisions, passed through), `grpc.health.v1.Health` and both
 //! reflection versions, and describes each; health answers SERVING for the server and every
 //! service. Both stay open when the server requires keys, while the services do not.
 
@@ -13,10 +14,11 @@ mod keys;
 
 use faas_proto::reflection::client::Probe;
 
-const SERVED: [&str; 3] = [
+const SERVED: [&str; 4] = [
     "apiserverproto.APIServer",
     "faas.admin.v1.Admin",
     "faas.invoke.v1.Invocations",
+    "faas.decisions.v1.Decisions",
 ];
 
 #[tokio::test]

@@ -139,6 +139,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The scheduler's decisions with the policy's reason for each (-f: as they are made).
+    Events {
+        #[command(flatten)]
+        args: faas_cli::events::EventsArgs,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The containers on every node (of one function and its versions with NAME): state,
     /// calls in flight, idle time, memory used and limit.
     Ps {

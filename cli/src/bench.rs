@@ -91,11 +91,27 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     );
     let workload = std::sync::Arc::new(workload);
     let mut runs = Vec::new();
+    let mut decisions = match &args.decisions {
+        Some(path) => Some(crate::events::DecisionFile::create(path)?),
+        None => None,
+    };
     for policy in &policies {
         let (w, p, o) = (workload.clone(), policy.clone(), options.clone());
-        let run = tokio::task::spawn_blocking(move || sim::simulate_compact_named(&w, &p, &o))
-            .await
-            .context("the simulation task failed")??;
+        let file = decisions.take();
+        let (run, file) = tokio::task::spawn_blocking(move || match file {
+            Some(mut file) => {
+                let run = sim::simulate_compact_explained(&w, &p, &o, &mut |r| file.write(&p, r));
+                (run, Some(file))
+            }
+            None => (sim::simulate_compact_named(&w, &p, &o), None),
+        })
+        .await
+        .context("the simulation task failed")?;
+        let run = run?;
+        decisions = file;
+        if let Some(file) = &mut decisions {
+            file.check()?;
+        }
         eprintln!(
             "  {policy}: {} invocations, {} events in {:.2} s ({:.0} invocations/s)",
             run.result.request_count(),
@@ -104,6 +120,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             run.invocations_per_second()
         );
         runs.push(run.result);
+    }
+    if let Some(file) = decisions {
+        let (path, count) = file.finish()?;
+        println!("decisions: {count} written to {}", path.display());
     }
     report(
         runs,

@@ -417,6 +417,11 @@ pub struct SimulateArgs {
     /// the most containers stops answering), e.g. kill-node@30s,kill-node@90s.
     #[arg(long, value_parser = parse_faults, value_name = "SPEC")]
     pub faults: Option<FaultPlan>,
+    /// Write every decision of each policy, with its reason, to FILE as JSON lines
+    /// (`{"policy","seq","at_ms","kind","function","node","container","request","reason"}`;
+    /// `at_ms` is the run's virtual time).
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<std::path::PathBuf>,
 }
 
 impl SimulateArgs {

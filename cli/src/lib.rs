@@ -21,6 +21,7 @@ pub mod canary;
 pub mod client;
 pub mod demo;
 pub mod errors;
+pub mod events;
 pub mod exit;
 pub mod faults;
 pub mod load;

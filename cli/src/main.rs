@@ -64,6 +64,7 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Result { .. }
             | Command::Nodes { .. }
             | Command::Ps { .. }
+            | Command::Events { .. }
             | Command::Completion { .. }
     );
     if quiet && std::env::var_os("RUST_LOG").is_none() {
@@ -156,6 +157,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Result { args, target } => async_cmds::result(&target.api().await?, &args).await,
         Command::Nodes { args, target } => cluster_cmds::nodes(&target.api().await?, &args).await,
         Command::Ps { args, target } => cluster_cmds::ps(&target.api().await?, &args).await,
+        Command::Events { args, target } => {
+            faas_cli::events::events(&target.api().await?, &args).await
+        }
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "faas", &mut script);

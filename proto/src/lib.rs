@@ -62,6 +62,12 @@ pub mod invoke {
     tonic::include_proto!("faas.invoke.v1");
 }
 
+/// `faas.decisions.v1`: the scheduler's recent decisions with their reasons (the
+/// dashboard, `faas events`).
+pub mod decisions {
+    tonic::include_proto!("faas.decisions.v1");
+}
+
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
     /// A call to the API server carries its key here, as `Bearer KEY` (the API server's

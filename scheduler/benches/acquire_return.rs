@@ -3,7 +3,10 @@
 //! built for).
 //!
 //! `cargo bench -p faas-scheduler --bench acquire_return -- --quick`; criterion reports
-//! pairs per second as elements/s.
+//! pairs per second as elements/s. Each policy runs twice: `warm_acquire_return_pair` with
+//! nobody listening for decision reasons (the default of the pure core), and
+//! `..._explained` with a listener (reasons built, records made, as with the decision log
+//! on).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use faas_scheduler::core::{
     Acquire, Decision, Event, Policy, PolicyOptions, Return, policy_by_name,
 };
 use faas_scheduler::model::{FunctionSpec, MIB, NodeInfo, Text};
+use faas_scheduler::service::decisions::records;
 
 const FUNCTIONS: usize = 1_000;
 const CONTAINERS_PER_FUNCTION: usize = 10;
@@ -148,42 +152,61 @@ fn warm_pairs_of(c: &mut Criterion, policy: &str) {
     let mut now = t + 2;
     let mut group = c.benchmark_group(policy);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("warm_acquire_return_pair", |b| {
-        b.iter(|| {
-            let request_id = ids[i % REQUEST_IDS].clone();
-            let spec = &specs[i % FUNCTIONS];
-            i += 1;
-            now += 1;
-            out.clear();
-            p.handle(
-                now,
-                Event::Acquire(Acquire {
-                    request_id: request_id.clone(),
-                    account_id: account.clone(),
-                    function: spec.clone(),
-                    deadline: now + 30_000,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            let Some(Decision::Grant(g)) = out.pop() else {
-                panic!("a warm acquire is granted at once");
-            };
-            p.handle(
-                now,
-                Event::Return(Return {
-                    request_id,
-                    container_id: g.container_id,
-                    duration_ns: 1_000_000,
-                    max_memory_bytes: MIB,
-                    error: None,
-                }),
-                &mut out,
-            )
-            .unwrap();
-            black_box(&out);
-        })
-    });
+    // Each pair twice: nobody listening for reasons (the default of the pure core), then with
+    // a listener: the policy builds its reasons and the driver's records are made from them
+    // (`service::decisions::records`), as when the decision log is on.
+    for (name, explained) in [
+        ("warm_acquire_return_pair", false),
+        ("warm_acquire_return_pair_explained", true),
+    ] {
+        if let Some(reasons) = p.reasons() {
+            reasons.listen(explained);
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let request_id = ids[i % REQUEST_IDS].clone();
+                let spec = &specs[i % FUNCTIONS];
+                i += 1;
+                now += 1;
+                out.clear();
+                p.handle(
+                    now,
+                    Event::Acquire(Acquire {
+                        request_id: request_id.clone(),
+                        account_id: account.clone(),
+                        function: spec.clone(),
+                        deadline: now + 30_000,
+                    }),
+                    &mut out,
+                )
+                .unwrap();
+                if explained {
+                    let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
+                    black_box(records(p.state(), &out, notes, now));
+                }
+                let Some(Decision::Grant(g)) = out.pop() else {
+                    panic!("a warm acquire is granted at once");
+                };
+                p.handle(
+                    now,
+                    Event::Return(Return {
+                        request_id,
+                        container_id: g.container_id,
+                        duration_ns: 1_000_000,
+                        max_memory_bytes: MIB,
+                        error: None,
+                    }),
+                    &mut out,
+                )
+                .unwrap();
+                if explained {
+                    let notes = p.reasons().map(|r| r.take()).unwrap_or_default();
+                    black_box(records(p.state(), &out, notes, now));
+                }
+                black_box(&out);
+            })
+        });
+    }
     group.finish();
 }
 

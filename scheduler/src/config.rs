@@ -49,6 +49,11 @@ pub struct Config {
     /// scheduler holds (a restarted scheduler adopts them at start), ms; 0 = never.
     #[arg(long, env = "SCHEDULER_RECONCILE_INTERVAL_MS", default_value_t = crate::service::RECONCILE_INTERVAL_MS)]
     pub reconcile_interval_ms: u64,
+    /// How many recent decisions (with the policy's reasons) the scheduler keeps for
+    /// `faas.decisions.v1.Decisions` (the dashboard, `faas events`); 0 = none, and the policy
+    /// builds no reasons.
+    #[arg(long, env = "SCHEDULER_DECISIONS_KEPT", default_value_t = crate::service::decisions::DECISIONS_KEPT)]
+    pub decisions_kept: usize,
     /// The cluster token: required of every caller of `Scheduler` and `SchedulerAdmin`, and
     /// sent to the resource manager and the nodes (see `faas_common::token`).
     #[command(flatten)]

@@ -31,9 +31,12 @@ use faas_proto::schedulerproto::scheduler_server::SchedulerServer;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::api::{GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi};
+use crate::api::{
+    DecisionsApi, GrpcNodes, GrpcResource, InstantClock, Metrics, SchedulerAdminApi, SchedulerApi,
+};
 use crate::core::{PolicyOptions, policy_by_name};
 use crate::service::{Scheduler, ServiceOptions};
+use faas_proto::decisions::decisions_server::DecisionsServer;
 
 /// Serves the scheduler on `listener` until `shutdown` fires. Then waiting acquires fail with
 /// `UNAVAILABLE` "scheduler is shutting down", the timers stop and in-flight calls finish.
@@ -63,6 +66,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
             reconcile_interval_ms: config.reconcile_interval_ms,
         },
     );
+    service.keep_decisions(config.decisions_kept);
     let metrics = Arc::new(Metrics::default());
 
     if let Some(port) = config.metrics_port.filter(|p| *p != 0) {
@@ -104,17 +108,25 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> R
     health
         .set_serving::<SchedulerAdminServer<SchedulerAdminApi<GrpcResource, GrpcNodes, InstantClock>>>()
         .await;
+    health
+        .set_serving::<DecisionsServer<DecisionsApi<GrpcResource, GrpcNodes, InstantClock>>>()
+        .await;
     tracing::info!(policy = %config.policy, resource_manager = %config.resource_manager, "scheduler serving");
     let gate = config.cluster.gate("scheduler");
     let served = tonic::transport::Server::builder()
         .add_routes(faas_proto::reflection::routes(&[
             faas_proto::schedulerproto::scheduler_server::SERVICE_NAME,
             faas_proto::scheduler_admin::scheduler_admin_server::SERVICE_NAME,
+            faas_proto::decisions::decisions_server::SERVICE_NAME,
         ]))
         .add_service(health_service)
         .add_service(gate.guard(SchedulerServer::new(api)))
         .add_service(gate.guard(SchedulerAdminServer::new(SchedulerAdminApi::new(
             service.clone(),
+        ))))
+        .add_service(gate.guard(DecisionsServer::new(DecisionsApi::new(
+            service.clone(),
+            shutdown.clone(),
         ))))
         .serve_with_incoming_shutdown(faas_common::serve::incoming(listener), shutdown.wait())
         .await;

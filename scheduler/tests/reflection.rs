@@ -1,5 +1,5 @@
 //! The scheduler as `grpcurl` sees it: over gRPC server reflection (`faas_proto::reflection`)
-//! it lists exactly its two services, `grpc.health.v1.Health` and both reflection versions,
+//! it lists exactly its three services, `grpc.health.v1.Health` and both reflection versions,
 //! and describes them; its health answers SERVING for the server and for each service
 //! (`Probe::verify`). It runs with a cluster token and the probe sends none: reflection and
 //! health stay open.
@@ -26,6 +26,7 @@ async fn reflection_lists_and_describes_the_scheduler_and_health_serves_each_ser
     let served = [
         "schedulerproto.Scheduler",
         "faas.scheduler.v1.SchedulerAdmin",
+        "faas.decisions.v1.Decisions",
     ];
     probe.verify(&served).await.unwrap();
     assert_eq!(

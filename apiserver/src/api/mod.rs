@@ -11,6 +11,8 @@
 //! - [`admin`]: `faas.admin.v1.Admin`: functions, versions, aliases, routes, describe.
 //! - [`cluster`]: `Admin/ListNodes`: every node the scheduler lists with its containers and
 //!   memory, read from the nodes at once.
+//! - [`decisions`]: `faas.decisions.v1.Decisions`: the scheduler's recent decisions with the
+//!   policy's reasons, passed through (scope admin) for `faas events` and the dashboard.
 //! - [`logs`]: `Admin/FunctionLogs`: a function's output lines from every node the scheduler
 //!   lists, merged oldest first.
 //! - [`routing`]: the service layer's admin messages and call metadata ⇄ the model.
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod convert;
+pub mod decisions;
 pub mod front;
 pub mod gateway;
 pub mod invocations;

@@ -35,6 +35,7 @@ use crate::api::admin::AdminService;
 use crate::api::auth::Authenticate;
 use crate::api::clock::SystemClock;
 use crate::api::convert::contest_function;
+use crate::api::decisions::DecisionsProxy;
 use crate::api::front::{Call, Front};
 use crate::api::gateway::{self, Gateway};
 use crate::api::invocations::{AsyncRunner, InvocationsService};
@@ -51,6 +52,7 @@ use crate::service::routing::{RouteNote, Router};
 use crate::service::{Invoked, Invoker, Registry};
 use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
+use faas_proto::decisions::decisions_server::DecisionsServer;
 
 /// The invoker with the live gRPC ports.
 pub type LiveInvoker = Invoker<GrpcScheduler, GrpcNodes, SystemClock>;
@@ -375,6 +377,9 @@ impl App {
             .await;
         health.set_serving::<AdminServer<AdminService>>().await;
         health
+            .set_serving::<DecisionsServer<DecisionsProxy>>()
+            .await;
+        health
             .set_serving::<InvocationsServer<InvocationsService>>()
             .await;
         health
@@ -402,11 +407,18 @@ impl App {
         );
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
+        let decisions = DecisionsServer::new(DecisionsProxy::new(
+            scheduler.clone(),
+            &self.config.cluster.auth(),
+            shutdown.clone(),
+        ));
+        let decisions =
+            InterceptedService::new(decisions, Authenticate::new(access.clone(), Scope::Admin));
         let admin = AdminService::new(
             self.front.router().clone(),
             Duration::from_millis(self.config.version_grace_ms),
         )
-        .with_scheduler(scheduler, self.config.cluster.auth());
+        .with_scheduler(scheduler.clone(), self.config.cluster.auth());
         admin.keep_holds(shutdown.clone());
         let admin = AdminServer::new(admin)
             .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))
@@ -421,7 +433,12 @@ impl App {
         let gateway = http.map(|http| {
             let addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
             tracing::info!(addr = %addr, "http gateway listening");
-            let gateway = Gateway::new(self.runner.clone(), access);
+            let ui = crate::api::gateway::ui::Ui::new(
+                scheduler.clone(),
+                self.config.cluster.auth(),
+                shutdown.clone(),
+            );
+            let gateway = Gateway::new(self.runner.clone(), access.clone()).with_ui(ui);
             tokio::spawn(gateway::serve(http, gateway, shutdown.clone()))
         });
         let served = builder
@@ -429,11 +446,13 @@ impl App {
                 faas_proto::apiserverproto::api_server_server::SERVICE_NAME,
                 faas_proto::admin::admin_server::SERVICE_NAME,
                 faas_proto::invoke::invocations_server::SERVICE_NAME,
+                faas_proto::decisions::decisions_server::SERVICE_NAME,
             ]))
             .add_service(health_service)
             .add_service(api)
             .add_service(invocations)
             .add_service(admin)
+            .add_service(decisions)
             .serve_with_incoming_shutdown(
                 faas_common::serve::incoming(listener),
                 shutdown.clone().wait(),

@@ -91,6 +91,9 @@ pub type KeyedChannel = InterceptedService<Channel, BearerKey>;
 pub type AdminApi = AdminClient<KeyedChannel>;
 /// The asynchronous invocations client (`faas.invoke.v1.Invocations`), with the caller's key.
 pub type InvocationsApi = InvocationsClient<KeyedChannel>;
+/// The scheduler's decisions through the API server (`faas.decisions.v1.Decisions`), with
+/// the caller's key.
+pub type DecisionsApi = faas_proto::decisions::decisions_client::DecisionsClient<KeyedChannel>;
 
 /// A connection to the API server (the contest API, the admin API, asynchronous calls).
 #[derive(Clone)]
@@ -100,6 +103,7 @@ pub struct Api {
     invoke: ApiServerClient<KeyedChannel>,
     admin: AdminApi,
     invocations: InvocationsApi,
+    decisions: DecisionsApi,
 }
 
 /// The answer to one invocation, with what the platform reports beside the body.
@@ -329,8 +333,12 @@ impl Api {
                 .max_decoding_message_size(MAX_REPLY_BYTES),
             admin: AdminClient::with_interceptor(channel.clone(), key.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
-            invocations: InvocationsClient::with_interceptor(channel.clone(), key)
+            invocations: InvocationsClient::with_interceptor(channel.clone(), key.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
+            decisions: faas_proto::decisions::decisions_client::DecisionsClient::with_interceptor(
+                channel.clone(),
+                key,
+            ),
             channel,
         }
     }
@@ -444,6 +452,11 @@ impl Api {
     /// The asynchronous invocations client.
     pub fn invocations(&self) -> InvocationsApi {
         self.invocations.clone()
+    }
+
+    /// The scheduler's decisions client (through the API server).
+    pub fn decisions(&self) -> DecisionsApi {
+        self.decisions.clone()
     }
 }
 

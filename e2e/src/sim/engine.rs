@@ -41,6 +41,9 @@ pub(super) struct Sim<'a> {
     /// When the nodes last reported their usage.
     pub(super) last_stats: Us,
     pub(super) result: RunResult,
+    /// Where the policy's decisions go, with their reasons, when the run writes them
+    /// ([`super::simulate_compact_explained`]).
+    pub(super) explain: Option<&'a mut dyn FnMut(DecisionRecord)>,
 }
 
 impl<'a> Sim<'a> {
@@ -122,6 +125,7 @@ impl<'a> Sim<'a> {
             delivered: 0,
             last_stats: 0,
             result,
+            explain: None,
         }
     }
 
@@ -322,6 +326,12 @@ impl<'a> Sim<'a> {
     }
 
     pub(super) fn apply(&mut self, out: &mut Vec<Decision>) -> Result<(), SimError> {
+        if let Some(sink) = self.explain.as_mut() {
+            let notes = self.policy.reasons().map(|r| r.take()).unwrap_or_default();
+            for r in decision_records(self.policy.state(), out, notes, self.now / 1000) {
+                sink(r);
+            }
+        }
         for d in out.drain(..) {
             match d {
                 Decision::Grant(g) => self.grant(g.request_id, g.container_id, g.node_id, g.cold),

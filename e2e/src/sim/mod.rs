@@ -132,6 +132,8 @@ use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult, RunS
 use crate::workload::{CompactWorkload, HandlerKind, MIB, Percentiles, Workload};
 
 use engine::{Sim, request_index};
+pub use faas_scheduler::service::decisions::DecisionRecord;
+use faas_scheduler::service::decisions::records as decision_records;
 use models::*;
 
 /// How long a connection to a lost node takes to fail (refused or reset), ms.
@@ -327,6 +329,34 @@ pub fn simulate_compact(
     policy: Box<dyn Policy>,
     options: &SimOptions,
 ) -> Result<SimRun, SimError> {
+    simulate_compact_with(workload, policy, options, None)
+}
+
+/// [`simulate_compact_named`], handing each of the policy's decisions with its reason to
+/// `sink` as it is made (`at_unix_ms` is then the run's virtual time, ms from its start).
+pub fn simulate_compact_explained(
+    workload: &CompactWorkload,
+    policy: &str,
+    options: &SimOptions,
+    sink: &mut dyn FnMut(DecisionRecord),
+) -> Result<SimRun, SimError> {
+    let opts = PolicyOptions {
+        expected_node_bytes: options.node_memory_bytes,
+        ..PolicyOptions::default()
+    };
+    let mut p = policy_by_name(policy, &opts)?;
+    if let Some(r) = p.reasons() {
+        r.listen(true);
+    }
+    simulate_compact_with(workload, p, options, Some(sink))
+}
+
+fn simulate_compact_with<'a>(
+    workload: &'a CompactWorkload,
+    policy: Box<dyn Policy>,
+    options: &'a SimOptions,
+    explain: Option<&'a mut dyn FnMut(DecisionRecord)>,
+) -> Result<SimRun, SimError> {
     validate(options)?;
     options
         .faults
@@ -337,6 +367,7 @@ pub fn simulate_compact(
         })?;
     let started = faas_common::clock::instant();
     let mut sim = Sim::new(workload, policy, options);
+    sim.explain = explain;
     sim.run()?;
     let events = sim.delivered;
     let result = sim.finish();

@@ -292,3 +292,53 @@ fn bad_options_are_refused() {
         Err(SimError::UnknownPolicy(_))
     ));
 }
+
+#[test]
+fn an_explained_run_hands_out_every_decision_with_its_reason() {
+    let mut b = WorkloadBuilder::new("gap", 30_000);
+    let f = b.function(FunctionProfile::new(
+        "nap",
+        HandlerKind::Sleep,
+        256 * MIB,
+        60_000,
+        50.0,
+    ));
+    b.stream(f, Arrivals::Periodic { every_ms: 500.0 }, 0, 3_000);
+    b.stream(f, Arrivals::Periodic { every_ms: 500.0 }, 20_000, 22_000);
+    let w = b.build(3).unwrap();
+    let mut records = Vec::new();
+    let run = simulate_compact_explained(&(&w).into(), "keepalive-5s", &kept(), &mut |r| {
+        records.push(r)
+    })
+    .unwrap();
+    let quiet = simulate_named(&w, "keepalive-5s", &kept()).unwrap();
+    assert_eq!(
+        run.result.request_count(),
+        quiet.result.request_count(),
+        "listening changes no decision"
+    );
+    let find = |kind: &str, text: &str| {
+        records
+            .iter()
+            .find(|r| r.kind == kind && r.reason.contains(text))
+            .unwrap_or_else(|| panic!("no {kind} saying {text:?} in {records:#?}"))
+    };
+    let create = find("create", "created on ");
+    assert_eq!(create.function, "nap");
+    assert!(
+        create.reason.contains("free after its 256 MiB"),
+        "{create:?}"
+    );
+    find("grant-cold", "cold start: container");
+    find("grant-warm", "warm: reused idle container");
+    let removed = find("remove", "removed: idle ");
+    assert!(
+        removed.reason.contains(">= keep-alive 5.0 s"),
+        "{removed:?}"
+    );
+    assert_eq!(removed.function, "nap");
+    assert!(
+        removed.at_unix_ms >= 7_000 && removed.at_unix_ms < 20_000,
+        "at the run's virtual time: {removed:?}"
+    );
+}

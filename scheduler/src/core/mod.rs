@@ -10,6 +10,7 @@
 //! operations in flight, validation, memory accounting); a [`Policy`] owns a `State` and only
 //! decides where and when. Policies are found by name with [`policy_by_name`].
 
+pub mod reasons;
 pub mod state;
 
 use std::fmt;
@@ -551,6 +552,12 @@ pub trait Policy: Send {
 
     /// The shared bookkeeping, read-only (for inspection, tests and the simulator).
     fn state(&self) -> &State;
+
+    /// The sink of decision reasons (`core::reasons`), for the driver to turn on and read;
+    /// `None` for a policy that gives no reasons.
+    fn reasons(&mut self) -> Option<&mut reasons::Reasons> {
+        None
+    }
 }
 
 /// `--policy` named a policy that does not exist.

@@ -136,6 +136,8 @@ pub struct State {
     orphan_expiry: recovery::OrphanExpiry,
     /// Functions held warm (see [`hold`]), by name, with when each hold ends.
     holds: hold::Holds,
+    /// Why each decision was made, noted only while someone listens (`core::reasons`).
+    pub reasons: crate::core::reasons::Reasons,
 }
 
 impl State {
@@ -158,6 +160,7 @@ impl State {
             suspects: Set::default(),
             orphan_expiry: recovery::OrphanExpiry::new(),
             holds: hold::Holds::default(),
+            reasons: Default::default(),
         }
     }
 

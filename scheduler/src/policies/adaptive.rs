@@ -195,6 +195,10 @@ impl Policy for Adaptive {
     fn state(&self) -> &State {
         &self.engine.state
     }
+
+    fn reasons(&mut self) -> Option<&mut crate::core::reasons::Reasons> {
+        Some(&mut self.engine.state.reasons)
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,10 @@ impl Policy for Czy {
     fn state(&self) -> &State {
         &self.engine.state
     }
+
+    fn reasons(&mut self) -> Option<&mut crate::core::reasons::Reasons> {
+        Some(&mut self.engine.state.reasons)
+    }
 }
 
 #[cfg(test)]

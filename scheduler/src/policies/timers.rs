@@ -9,6 +9,7 @@
 //! [`crate::core::state::hold`]) defers it: a container of a held function gets a new entry
 //! at the hold's end instead.
 
+use crate::core::reasons::{self, ReasonKind};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::core::{Decision, State};
@@ -87,6 +88,17 @@ impl IdleTimers {
                 continue;
             }
             self.windows.remove(&key);
+            let last_used = state
+                .store
+                .container(key)
+                .map_or(now, |r| r.container.last_used_at);
+            state.reasons.because(ReasonKind::Remove, || {
+                format!(
+                    "removed: idle {} >= keep-alive {}",
+                    reasons::duration(now.saturating_sub(last_used)),
+                    reasons::duration(window)
+                )
+            });
             state.remove_container(key, out);
         }
     }

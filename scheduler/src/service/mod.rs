@@ -10,6 +10,7 @@
 //! removes that fail at the transport level), from which the core learns node health.
 //! [`Decision::Health`] notes are logged here. Time comes from the [`Clock`] port.
 
+pub mod decisions;
 pub mod ports;
 mod recovery;
 
@@ -78,6 +79,7 @@ struct Effects {
     actions: Vec<(Decision, Text)>,
     cancels: Vec<Text>,
     notes: Vec<HealthNote>,
+    records: Vec<decisions::DecisionRecord>,
 }
 
 /// What a core step answered to the caller that triggered it.
@@ -98,6 +100,8 @@ struct Inner<R, N, C> {
     opts: ServiceOptions,
     /// Nodes this scheduler released (never adopted again), oldest first.
     released: Mutex<std::collections::VecDeque<Text>>,
+    /// The recent decisions with their reasons (off until [`Scheduler::keep_decisions`]).
+    decisions: decisions::DecisionLog,
 }
 
 /// The scheduler service: acquire and return, driven by a policy. Cheap to clone.
@@ -138,6 +142,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 planned_wake: AtomicU64::new(0),
                 opts,
                 released: Mutex::new(std::collections::VecDeque::new()),
+                decisions: decisions::DecisionLog::default(),
             }),
         }
     }
@@ -195,6 +200,20 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
         self.lock().policy.snapshot()
     }
 
+    /// Keeps the latest `n` decisions with their reasons (0: none, and the policy builds no
+    /// reasons).
+    pub fn keep_decisions(&self, n: usize) {
+        self.inner.decisions.keep(n);
+        if let Some(r) = self.lock().policy.reasons() {
+            r.listen(n > 0);
+        }
+    }
+
+    /// The recent decisions and their followers.
+    pub fn decisions(&self) -> &decisions::DecisionLog {
+        &self.inner.decisions
+    }
+
     /// Runs `f` on the policy (read-only), under the lock: keep it short.
     pub fn inspect<T>(&self, f: impl FnOnce(&dyn Policy) -> T) -> T {
         f(self.lock().policy.as_ref())
@@ -232,10 +251,27 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
             if core.account.is_none() {
                 core.account = account;
             }
+            let explain = self.inner.decisions.on();
+            let asked = match (&event, explain) {
+                (Event::Acquire(a), true) => Some(a.function.name.clone()),
+                _ => None,
+            };
             let mut out = std::mem::take(&mut core.scratch);
             if let Err(e) = core.policy.handle(now, event, &mut out) {
                 core.scratch = out;
+                if let Some(r) = core.policy.reasons() {
+                    r.take();
+                }
                 return Err(ServiceError::Refused(e));
+            }
+            if explain {
+                let notes = core.policy.reasons().map(|r| r.take()).unwrap_or_default();
+                effects.records = decisions::records(
+                    core.policy.state(),
+                    &out,
+                    notes,
+                    self.inner.clock.wall_ms(),
+                );
             }
             let mut own = None;
             for d in out.drain(..) {
@@ -267,6 +303,15 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
             let step = match (own, own_request) {
                 (Some(reply), _) => Step::Done(Some(reply)),
                 (None, Some(id)) => {
+                    if let Some(function) = &asked {
+                        let waiting = core.policy.state().waiting_count();
+                        effects.records.push(decisions::queued(
+                            id,
+                            function,
+                            self.inner.clock.wall_ms(),
+                            waiting,
+                        ));
+                    }
                     let (tx, rx) = oneshot::channel();
                     core.pending.insert(id.clone(), tx);
                     Step::Waiting(rx)
@@ -285,6 +330,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
     }
 
     fn apply(&self, effects: Effects) {
+        self.inner.decisions.push(effects.records);
         for note in effects.notes {
             log_health(&note);
         }

@@ -49,7 +49,12 @@ pub async fn functions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) 
     if let Err(e) = gateway.authorize(&headers, Scope::Invoke) {
         return error_response(e);
     }
-    let list: Vec<_> = gateway
+    json(StatusCode::OK, &serde_json::Value::from(deployed(&gateway)))
+}
+
+/// The deployed functions as [`function_json`] shows them.
+pub fn deployed(gateway: &Gateway) -> Vec<serde_json::Value> {
+    gateway
         .front()
         .router()
         .invoker()
@@ -57,8 +62,7 @@ pub async fn functions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) 
         .list()
         .iter()
         .map(|f| function_json(f))
-        .collect();
-    json(StatusCode::OK, &serde_json::Value::from(list))
+        .collect()
 }
 
 /// `GET /metrics`: the same registry `--metrics-port` serves.

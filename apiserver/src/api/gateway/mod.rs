@@ -9,6 +9,8 @@
 //! | `GET /functions` | the deployed functions, as JSON ([`info`]) | invoke |
 //! | `GET /metrics` | the Prometheus figures (the `--metrics-port` registry) | admin |
 //! | `GET /healthz` | `ok` | none |
+//! | `GET /ui` | the live dashboard's page ([`ui`]) | none (it holds no data) |
+//! | `GET /ui/events`, `GET /ui/state` | the dashboard's data: pushed events, one state | admin |
 //!
 //! Every call goes through the same [`Front`] as gRPC's `InvokeFunction` (limits, routing,
 //! the chain, metrics); keys are checked with the same [`Access`] rules as the gRPC API
@@ -20,6 +22,7 @@ pub mod deferred;
 pub mod info;
 pub mod invoke;
 pub mod status;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -60,11 +63,23 @@ pub const INVOCATION_ID_HEADER: &str = "x-faas-invocation-id";
 pub struct Gateway {
     pub runner: AsyncRunner,
     pub access: Arc<Access>,
+    /// The dashboard's sources (`/ui`); none: its data routes answer 503.
+    pub ui: Option<Arc<ui::Ui>>,
 }
 
 impl Gateway {
     pub fn new(runner: AsyncRunner, access: Arc<Access>) -> Gateway {
-        Gateway { runner, access }
+        Gateway {
+            runner,
+            access,
+            ui: None,
+        }
+    }
+
+    /// The same gateway with the dashboard's sources.
+    pub fn with_ui(mut self, ui: ui::Ui) -> Gateway {
+        self.ui = Some(Arc::new(ui));
+        self
     }
 
     /// The front every call goes through.
@@ -180,7 +195,7 @@ pub async fn read_body(
 
 async fn not_found() -> Response {
     error_response(HttpError::not_found(
-        "no such path: the gateway serves /function/NAME, /async-function/NAME, /invocations/ID, /functions, /metrics and /healthz",
+        "no such path: the gateway serves /function/NAME, /async-function/NAME, /invocations/ID, /functions, /metrics, /healthz and /ui",
     ))
 }
 
@@ -201,6 +216,12 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/function/{name}", post(invoke::invoke).get(invoke::invoke))
         .route("/async-function/{name}", post(deferred::submit))
         .route("/invocations/{id}", get(deferred::status))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/events", get(ui::events))
+        .route("/ui/state", get(ui::one_state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(gateway))

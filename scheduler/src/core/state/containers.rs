@@ -3,6 +3,7 @@
 
 use super::State;
 use crate::core::Decision;
+use crate::core::reasons::ReasonKind;
 use crate::model::{ContainerState, Node};
 use crate::store::ContainerKey;
 
@@ -41,6 +42,9 @@ impl State {
                 node,
                 container_id: id,
             });
+            self.reasons.explain(None, out.len() - 1, || {
+                "removed: the container is dead".to_string()
+            });
         }
         true
     }
@@ -64,6 +68,10 @@ impl State {
             node,
             container_id: id,
         });
+        self.reasons
+            .explain(Some(ReasonKind::Remove), out.len() - 1, || {
+                "removed by the policy".to_string()
+            });
         true
     }
 

@@ -110,6 +110,22 @@ impl State {
             self.counters.warm_hits += 1;
         }
         out.push(Decision::Grant(grant));
+        self.reasons.explain(None, out.len() - 1, || {
+            let Some(Decision::Grant(g)) = out.last() else {
+                return String::new();
+            };
+            if g.cold {
+                format!(
+                    "cold start: container {} on {} was created for it",
+                    g.container_id, g.node_id
+                )
+            } else {
+                format!(
+                    "warm: reused idle container {} on {}",
+                    g.container_id, g.node_id
+                )
+            }
+        });
         true
     }
 

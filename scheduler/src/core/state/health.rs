@@ -270,6 +270,9 @@ impl State {
         out.push(Decision::ReleaseNode {
             node_id: node_id.clone(),
         });
+        self.reasons.explain(None, out.len() - 1, || {
+            "released: the node is lost (it failed every health observation)".to_string()
+        });
         // Forgotten now: the release's answer (or its failure) changes nothing any more.
         self.node_released(&node_id);
         replace

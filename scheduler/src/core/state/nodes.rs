@@ -2,6 +2,7 @@
 
 use super::State;
 use crate::core::Decision;
+use crate::core::reasons::ReasonKind;
 use crate::model::{ContainerState, NodeState};
 use crate::store::{ContainerKey, NodeKey};
 
@@ -24,6 +25,11 @@ impl State {
         out.push(Decision::ReleaseNode {
             node_id: n.id.clone(),
         });
+        drop(n);
+        self.reasons
+            .explain(Some(ReasonKind::Release), out.len() - 1, || {
+                "released: the policy has no more use for the node".to_string()
+            });
         true
     }
 

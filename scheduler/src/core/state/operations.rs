@@ -2,6 +2,7 @@
 //! creates, from the decision that starts one to the event that ends it.
 
 use super::{CreateOp, Op, ReserveOp, State};
+use crate::core::reasons::{self, ReasonKind};
 use crate::core::{AcquireError, AcquireErrorCode, CoreError, Decision};
 use crate::model::{Container, ContainerState, Millis, Node, NodeInfo, OpId, Text};
 use crate::store::{ContainerKey, FunctionKey, NodeKey};
@@ -60,6 +61,13 @@ impl State {
             }),
         );
         out.push(Decision::ReserveNode { op });
+        self.reasons
+            .explain(Some(ReasonKind::Reserve), out.len() - 1, || {
+                format!(
+                    "reserve a node ({} expected): no held node has room for what waits",
+                    reasons::bytes(expected_bytes)
+                )
+            });
         op
     }
 
@@ -179,10 +187,47 @@ impl State {
                 for_request,
             }),
         );
+        let (at, node_key, function_key) = (out.len(), node, function);
         out.push(Decision::CreateContainer {
             op,
             node: addr,
             function: spec,
+        });
+        self.reasons.explain(Some(ReasonKind::Create), at, || {
+            let Some(Decision::CreateContainer { node, function, .. }) = out.last() else {
+                return String::new();
+            };
+            let free = self
+                .store
+                .node(node_key)
+                .map_or(0, |n| n.capacity_bytes.saturating_sub(n.used_bytes));
+            let why = match &self.ops.get(&op) {
+                Some(Op::Create(CreateOp {
+                    for_request: Some(r),
+                    ..
+                })) => format!("no idle container of {} for request {r}", function.name),
+                _ => {
+                    let waiting = self
+                        .waiting
+                        .values()
+                        .filter(|w| w.function == function_key)
+                        .count();
+                    if waiting > 0 {
+                        format!(
+                            "no idle container of {} ({waiting} requests wait for one)",
+                            function.name
+                        )
+                    } else {
+                        format!("a spare container of {} (none waits yet)", function.name)
+                    }
+                }
+            };
+            format!(
+                "created on {}: {why}, {} free after its {}",
+                node.id,
+                reasons::bytes(free),
+                reasons::bytes(function.memory_bytes)
+            )
         });
         Some(op)
     }

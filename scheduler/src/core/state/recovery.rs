@@ -52,6 +52,9 @@ impl State {
                     node: addr.clone(),
                     container_id: c.id,
                 });
+                self.reasons.explain(None, out.len() - 1, || {
+                    "removed on adoption: dead, or already known on another node".to_string()
+                });
                 continue;
             }
             let function = match self.store.function_by_name(&c.function.name) {

@@ -3,6 +3,7 @@
 
 use super::{DRAIN_MAX_CONTAINERS, DRAIN_MIN_IDLE_MS, Engine, KeepAlive, View};
 use crate::core::Decision;
+use crate::core::reasons::ReasonKind;
 use crate::model::{ContainerState, Millis, NodeState, Text};
 use crate::store::{ContainerKey, FunctionKey, Map, NodeKey, Set};
 
@@ -200,6 +201,10 @@ impl Engine {
             };
             match row.container.state {
                 ContainerState::Ready if row.container.in_flight == 0 => {
+                    self.state.reasons.because(ReasonKind::Remove, || {
+                        "removed: replaced by a container on a fuller node (consolidation)"
+                            .to_string()
+                    });
                     self.state.remove_container(key, out);
                     self.replaced.remove(&id);
                 }
@@ -236,6 +241,9 @@ impl Engine {
             .store
             .update_container(new, |c| c.last_used_at = last_used);
         if idle {
+            self.state.reasons.because(ReasonKind::Remove, || {
+                "removed: replaced by a container on a fuller node (consolidation)".to_string()
+            });
             self.state.remove_container(old, out);
         } else {
             self.replaced.insert(Text::from(old_id), new_id);

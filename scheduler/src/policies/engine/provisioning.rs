@@ -7,6 +7,7 @@ use super::{
     NodeView, Placement, View,
 };
 use crate::core::Decision;
+use crate::core::reasons::{self, ReasonKind};
 use crate::model::{Millis, NodeState};
 use crate::store::{ContainerKey, FunctionKey, Map, NodeKey};
 
@@ -392,6 +393,12 @@ impl Engine {
         let mut victims = Vec::new();
         self.walk_victims(now, node, start, memory, min_idle, |k| victims.push(k));
         for key in victims {
+            self.state.reasons.because(ReasonKind::Remove, || {
+                format!(
+                    "evicted: idle, and its node needs {} for a waiting request",
+                    reasons::bytes(memory)
+                )
+            });
             self.state.remove_container(key, out);
         }
         true

@@ -2,6 +2,7 @@
 //! the tick and the keep-alive sweep.
 
 use super::{Engine, KeepAlive, keep_for};
+use crate::core::reasons::{self, ReasonKind};
 use crate::core::{CoreError, Decision};
 use crate::model::{Millis, Text};
 use crate::store::{ContainerKey, FunctionKey};
@@ -196,6 +197,12 @@ impl Engine {
                 }
             };
             if remove && !self.state.held(f, now) {
+                self.state.reasons.because(ReasonKind::Remove, || {
+                    format!(
+                        "removed: idle {} past what its function's keep-alive allows",
+                        reasons::duration(idle_ms)
+                    )
+                });
                 self.state.remove_container(key, out);
             }
         }

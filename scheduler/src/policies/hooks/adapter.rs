@@ -243,4 +243,8 @@ impl<H: Hooks> Policy for Hooked<H> {
     fn state(&self) -> &State {
         &self.state
     }
+
+    fn reasons(&mut self) -> Option<&mut crate::core::reasons::Reasons> {
+        Some(&mut self.state.reasons)
+    }
 }
