@@ -13,10 +13,7 @@ pub mod names {
     /// Calls by `function` and `outcome` (a counter).
     pub const CALLS: &[&str] = &["faas_apiserver_invocations_total"];
     /// Server-side latency by `function` (a histogram, seconds).
-    pub const LATENCY: &[&str] = &[
-        "faas_apiserver_invocation_seconds",
-        "faas_apiserver_invocation_duration_seconds",
-    ];
+    pub const LATENCY: &[&str] = &["faas_apiserver_invocation_duration_seconds"];
     /// Cold starts by `function` (a counter).
     pub const COLD: &[&str] = &["faas_apiserver_cold_starts_total"];
     /// Calls by `target` and `outcome` (a counter).
@@ -24,7 +21,7 @@ pub mod names {
     /// Breaker state by `target`: 0 closed, 1 open, 2 half-open (a gauge).
     pub const BREAKER: &[&str] = &["faas_apiserver_breaker_state"];
     /// Calls being served (a gauge).
-    pub const IN_FLIGHT: &[&str] = &["faas_apiserver_in_flight"];
+    pub const IN_FLIGHT: &[&str] = &["faas_apiserver_invocations_in_flight"];
 }
 
 /// One function's counters.
@@ -234,13 +231,13 @@ mod tests {
 # TYPE faas_apiserver_invocations counter
 faas_apiserver_invocations_total{function="hello",outcome="ok"} 4
 faas_apiserver_invocations_total{function="hello",outcome="timeout"} 1
-faas_apiserver_invocation_seconds_sum{function="hello"} 0.5
-faas_apiserver_invocation_seconds_count{function="hello"} 5
-faas_apiserver_invocation_seconds_bucket{le="0.005",function="hello"} 2
+faas_apiserver_invocation_duration_seconds_sum{function="hello"} 0.5
+faas_apiserver_invocation_duration_seconds_count{function="hello"} 5
+faas_apiserver_invocation_duration_seconds_bucket{le="0.005",function="hello"} 2
 faas_apiserver_cold_starts_total{function="hello"} 1
 faas_apiserver_target_calls_total{target="shop:2",outcome="ok"} 3
 faas_apiserver_breaker_state{target="shop:2"} 1
-faas_apiserver_in_flight 2
+faas_apiserver_invocations_in_flight 2
 # EOF
 "#;
 
