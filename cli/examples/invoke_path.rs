@@ -7,10 +7,11 @@
 //! - **api**: through the API server, `apiserverproto.APIServer/InvokeFunction` (the whole
 //!   chain: invoke, the scheduler's acquire, node, container, the return).
 //!
-//! `cargo build --release -p faas-cli --bin faas --example invoke_path && FAAS_BIN=target/release/faas cargo run --release -p faas-cli --example invoke_path -- [ROUNDS=2000] [SECONDS=4] [IN_FLIGHT=64] [REPEATS=1]`
+//! `cargo build --release -p faas-cli --bin faas --example invoke_path && FAAS_BIN=$PWD/target/release/faas cargo run --release -p faas-cli --example invoke_path -- [ROUNDS=2000] [SECONDS=4] [IN_FLIGHT=64] [REPEATS=1]`
 //!
-//! (`FAAS_BIN` pins the node and container services to the `faas` binary just built; without
-//! it they are found beside the example, see `faas_common::launch`.)
+//! (`FAAS_BIN` pins the node and container services to the `faas` binary just built; an
+//! absolute path: a relative one fails when the node starts a container in its own
+//! directory. Without it they are found beside the example, see `faas_common::launch`.)
 //!
 //! One client, in this process (as are the API server, scheduler and resource manager; the
 //! node and container services are child processes). First the latency: `ROUNDS`

@@ -181,6 +181,34 @@ pub fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
     })
 }
 
+/// The gRPC metadata key that carries the API server's request id through every hop of a
+/// call (API server → scheduler, → node service → container service), so every component's
+/// log lines about the call carry the same id (each handler enters a span with a
+/// `request_id` field). The contest's messages keep their own `request_id` fields.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id a call carries in its metadata ([`REQUEST_ID`]), or `fallback` (usually
+/// the message's own `request_id`) when it has none, an unreadable one or an overlong one
+/// (over 256 bytes). Borrows: nothing is allocated.
+pub fn request_id<'a>(metadata: &'a tonic::metadata::MetadataMap, fallback: &'a str) -> &'a str {
+    metadata
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 256)
+        .unwrap_or(fallback)
+}
+
+/// Puts `id` on `request` as its [`REQUEST_ID`]; an empty id, or one that is not valid
+/// metadata (not visible ASCII), is left off.
+pub fn send_request_id<T>(request: &mut tonic::Request<T>, id: &str) {
+    if id.is_empty() {
+        return;
+    }
+    if let Ok(value) = tonic::metadata::MetadataValue::try_from(id) {
+        request.metadata_mut().insert(REQUEST_ID, value);
+    }
+}
+
 /// The deadline the caller of a gRPC request sent (its `grpc-timeout` header), if any.
 pub fn client_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
     parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
@@ -207,6 +235,23 @@ mod tests {
         assert_eq!(cache.len(), 1);
         cache.get("127.0.0.1:1").unwrap();
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_request_id_travels_in_metadata_and_falls_back_to_the_message() {
+        let mut request = tonic::Request::new(());
+        assert_eq!(request_id(request.metadata(), "msg"), "msg");
+        send_request_id(&mut request, "");
+        assert_eq!(request_id(request.metadata(), "msg"), "msg");
+        send_request_id(&mut request, "bad\nid");
+        assert_eq!(request_id(request.metadata(), "msg"), "msg");
+        send_request_id(&mut request, "req-1");
+        assert_eq!(request_id(request.metadata(), "msg"), "req-1");
+        send_request_id(&mut request, "req-2");
+        assert_eq!(request_id(request.metadata(), "msg"), "req-2");
+        let long = "r".repeat(257);
+        send_request_id(&mut request, &long);
+        assert_eq!(request_id(request.metadata(), "msg"), "msg");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! [`node_error`] tells what kind: never connected, refused before delivery (the node's
 //! `x-faas-error-code`), no answer in time, or broken off.
 //!
+//! The call carries its request id as `x-request-id` metadata too
+//! ([`faas_common::serve::REQUEST_ID`]), which the node passes on to the container.
+//!
 //! The whole call, reply stream included, ends by the call's deadline: a node that stops
 //! answering (SIGSTOP, a hung host) fails its calls then instead of holding them.
 
-use faas_common::serve::{ChannelCache, MAX_MESSAGE_BYTES};
+use faas_common::serve::{ChannelCache, MAX_MESSAGE_BYTES, send_request_id};
 use faas_common::token::ClusterAuth;
 use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
@@ -173,6 +176,7 @@ impl GrpcNodes {
                 memory_in_bytes: function.memory_bytes,
             }),
         });
+        send_request_id(&mut request, call.request_id);
         request.set_timeout(call.deadline);
 
         let mut stream = client

@@ -1,7 +1,10 @@
 //! The scheduler port over gRPC: `schedulerproto.Scheduler` on one lazily connected channel.
+//! Every call also carries its request id as `x-request-id` metadata
+//! ([`faas_common::serve::REQUEST_ID`]), so the scheduler's log lines about it carry it.
 
 use std::time::Duration;
 
+use faas_common::serve::send_request_id;
 use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::meta;
 use faas_proto::schedulerproto::{
@@ -68,7 +71,7 @@ impl SchedulerPort for GrpcScheduler {
     ) -> Result<Placement, RemoteError> {
         let deadline = within.map_or(self.deadline, |w| w.min(self.deadline));
         let mut request = tonic::Request::new(AcquireContainerRequest {
-            request_id: req.request_id,
+            request_id: String::new(),
             account_id: req.account_id,
             function_name: req.function_name,
             function_config: Some(FunctionConfig {
@@ -77,6 +80,8 @@ impl SchedulerPort for GrpcScheduler {
                 handler: req.handler,
             }),
         });
+        send_request_id(&mut request, &req.request_id);
+        request.get_mut().request_id = req.request_id;
         request.set_timeout(deadline);
         let response = self
             .client
@@ -105,13 +110,15 @@ impl SchedulerPort for GrpcScheduler {
 
     async fn return_container(&self, req: ReturnRequest) -> Result<(), RemoteError> {
         let mut request = tonic::Request::new(ReturnContainerRequest {
-            request_id: req.request_id,
+            request_id: String::new(),
             container_id: req.container_id,
             duration_in_nanos: req.duration_nanos,
             max_memory_usage_in_bytes: req.max_memory_bytes,
             error_code: req.error_code,
             error_message: req.error_message,
         });
+        send_request_id(&mut request, &req.request_id);
+        request.get_mut().request_id = req.request_id;
         request.set_timeout(self.deadline);
         self.client
             .clone()

@@ -517,7 +517,8 @@ impl<S: SchedulerPort, N: NodePort, C: Clock> Invoker<S, N, C> {
             // channel (queued ahead of any later acquire on it), then finishes in a task.
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             if giving_back.as_mut().poll(&mut cx).is_pending() {
-                tokio::spawn(giving_back);
+                // In the call's span: a failed return is logged with its request id.
+                tokio::spawn(tracing::Instrument::in_current_span(giving_back));
             }
         } else {
             give_back(

@@ -136,19 +136,21 @@ impl ContainerService for ContainerApi {
         &self,
         request: Request<InvokeRequest>,
     ) -> Result<Response<InvokeReply>, Status> {
+        let id = faas_common::serve::request_id(request.metadata(), &request.get_ref().request_id);
+        // Info level: the lines logged about the call carry its id at the default level.
+        let span = tracing::info_span!("invoke", request_id = %id);
         let req = request.into_inner();
         let exec = self.executor()?;
         check_target(exec, &req)?;
         let timeout_ms = invoke_timeout_ms(exec, req.timeout_in_ms)?;
         let timeout = exec.effective_timeout(timeout_ms);
-        let span = tracing::debug_span!("invoke", request_id = %req.request_id);
         let out = exec
             .invoke(&req.request_id, req.event, timeout)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         let (error_code, error_message) = match out.error {
             Some((code, message)) => {
-                tracing::debug!(request_id = %req.request_id, code, %message, "function failed");
+                tracing::debug!(parent: &span, code, %message, "function failed");
                 (code.to_string(), message)
             }
             None => (String::new(), String::new()),

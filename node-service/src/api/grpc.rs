@@ -8,6 +8,11 @@
 //! server retries exactly those on another container. Requests and replies of up to
 //! [`MAX_MESSAGE_BYTES`] pass (a 6 MiB event).
 //!
+//! `CreateContainer` and `InvokeFunction` run in a span (`create_container`, `invoke`) whose
+//! `request_id` is the call's `x-request-id` metadata ([`faas_common::serve::REQUEST_ID`]:
+//! the API server's id, which the scheduler passes on to the creates it makes for a call),
+//! or the message's own without it; the container service is told the same id.
+//!
 //! `Reserve` is taken once per node: again for the same account it is a no-op, for another
 //! account `FAILED_PRECONDITION` naming the owner. With a cluster token configured every call
 //! needs it (`UNAUTHENTICATED` without; the gate is wrapped around the server in `serve`, see
@@ -16,7 +21,7 @@
 
 use std::sync::Arc;
 
-use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_common::serve::{MAX_MESSAGE_BYTES, request_id};
 use faas_proto::nodeservoceproto as pb;
 use pb::invoke_function_reply::{Footer, Header};
 use pb::node_service_server::{NodeService, NodeServiceServer};
@@ -172,31 +177,9 @@ impl NodeService for NodeApi {
         &self,
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerReply>, Status> {
-        let req = request.into_inner();
-        let spec = validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
-        let span = tracing::info_span!("create_container", request_id = %req.request_id, function = %spec.function_name);
-        let started = faas_common::clock::instant();
-        let result = self.node.create_container(spec).instrument(span).await;
-        match result {
-            Ok(created) => {
-                let secs = started.elapsed().as_secs_f64();
-                self.metrics.cold_start(secs, created.from_pool);
-                self.account();
-                let c = created.container;
-                tracing::info!(
-                    request_id = %req.request_id, container = %c.id, function = %c.spec.function_name,
-                    ms = secs * 1e3, from_pool = created.from_pool, "container created"
-                );
-                Ok(Response::new(pb::CreateContainerReply {
-                    container_id: c.id,
-                }))
-            }
-            Err(e) => {
-                self.metrics.container_create_failures.inc();
-                tracing::warn!(request_id = %req.request_id, error = %e, "container creation failed");
-                Err(status(e))
-            }
-        }
+        let id = request_id(request.metadata(), &request.get_ref().request_id);
+        let span = tracing::info_span!("create_container", request_id = %id);
+        self.create(request.into_inner()).instrument(span).await
     }
 
     async fn remove_container(
@@ -223,8 +206,63 @@ impl NodeService for NodeApi {
         &self,
         request: Request<pb::InvokeFunctionRequest>,
     ) -> Result<Response<Self::InvokeFunctionStream>, Status> {
-        let req = request.into_inner();
-        let span = tracing::debug_span!("invoke", request_id = %req.request_id, container = %req.container_id);
+        let id = request_id(request.metadata(), &request.get_ref().request_id);
+        let span = tracing::info_span!("invoke", request_id = %id);
+        // The container is told the same id (its own message field and `x-request-id`).
+        let forwarded = (id != request.get_ref().request_id).then(|| id.to_string());
+        let mut req = request.into_inner();
+        if let Some(id) = forwarded {
+            req.request_id = id;
+        }
+        self.invoke(req).instrument(span).await
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsReply>, Status> {
+        let report = self.node.stats().await;
+        self.account();
+        Ok(Response::new(stats_reply(report.map_err(status)?)))
+    }
+}
+
+impl NodeApi {
+    /// `CreateContainer`, inside its span.
+    async fn create(
+        &self,
+        req: pb::CreateContainerRequest,
+    ) -> Result<Response<pb::CreateContainerReply>, Status> {
+        let spec = validate_create(&req.name, req.function_meta.map(meta)).map_err(status)?;
+        let started = faas_common::clock::instant();
+        let result = self.node.create_container(spec).await;
+        match result {
+            Ok(created) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics.cold_start(secs, created.from_pool);
+                self.account();
+                let c = created.container;
+                tracing::info!(
+                    create = %req.request_id, container = %c.id, function = %c.spec.function_name,
+                    ms = secs * 1e3, from_pool = created.from_pool, "container created"
+                );
+                Ok(Response::new(pb::CreateContainerReply {
+                    container_id: c.id,
+                }))
+            }
+            Err(e) => {
+                self.metrics.container_create_failures.inc();
+                tracing::warn!(create = %req.request_id, error = %e, "container creation failed");
+                Err(status(e))
+            }
+        }
+    }
+
+    /// `InvokeFunction`, inside its span.
+    async fn invoke(
+        &self,
+        req: pb::InvokeFunctionRequest,
+    ) -> Result<Response<ReplyStream>, Status> {
         let result = self
             .node
             .invoke(
@@ -233,11 +271,15 @@ impl NodeService for NodeApi {
                 req.event,
                 req.function_meta.map(meta),
             )
-            .instrument(span)
             .await;
         match result {
             Ok(inv) => {
                 self.metrics.invocation(inv.failure.as_ref());
+                tracing::debug!(
+                    container = %req.container_id,
+                    failure = inv.failure.as_ref().map(|f| f.code.as_str()),
+                    "invocation finished"
+                );
                 if inv
                     .failure
                     .as_ref()
@@ -256,15 +298,6 @@ impl NodeService for NodeApi {
                 Err(status(e))
             }
         }
-    }
-
-    async fn get_stats(
-        &self,
-        _request: Request<pb::GetStatsRequest>,
-    ) -> Result<Response<pb::GetStatsReply>, Status> {
-        let report = self.node.stats().await;
-        self.account();
-        Ok(Response::new(stats_reply(report.map_err(status)?)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calls the container service inside each container over gRPC, keeping one channel per
 //! container (HTTP/2 multiplexes concurrent invocations over it), with messages of up to
-//! [`MAX_MESSAGE_BYTES`] both ways.
+//! [`MAX_MESSAGE_BYTES`] both ways. An invocation carries its request id as `x-request-id`
+//! metadata too ([`faas_common::serve::REQUEST_ID`]).
 //!
 //! A failed call is classified by what the container can have seen of it ([`classify`]).
 //! The status code alone cannot tell: a connection refused and a connection reset mid-call
@@ -22,7 +23,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use faas_common::serve::MAX_MESSAGE_BYTES;
+use faas_common::serve::{MAX_MESSAGE_BYTES, send_request_id};
 use faas_proto::container::container_service_client::ContainerServiceClient;
 use faas_proto::container::{BindRequest, InvokeRequest, StatusRequest};
 use tonic::Code;
@@ -133,13 +134,15 @@ impl ContainerInvoker for GrpcInvoker {
         deadline: Duration,
     ) -> Result<Invocation, InvokeError> {
         let mut client = self.client(&container.id, &container.address)?;
-        let request = InvokeRequest {
-            request_id: call.request_id,
+        let mut request = tonic::Request::new(InvokeRequest {
+            request_id: String::new(),
             function_name: call.function_name,
             handler: call.handler,
             event: call.event,
             timeout_in_ms: i64::try_from(call.timeout_ms).unwrap_or(i64::MAX),
-        };
+        });
+        send_request_id(&mut request, &call.request_id);
+        request.get_mut().request_id = call.request_id;
         let reply = match tokio::time::timeout(deadline, client.invoke(request)).await {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => {

@@ -253,6 +253,7 @@ impl NodePort for GrpcNodes {
         &self,
         node: &NodeAddr,
         function: &FunctionSpec,
+        request_id: Option<&str>,
     ) -> Result<Text, PortError> {
         let id = new_id();
         let request = CreateContainerRequest {
@@ -265,9 +266,13 @@ impl NodePort for GrpcNodes {
                 memory_in_bytes: i64::try_from(function.memory_bytes).unwrap_or(i64::MAX),
             }),
         };
+        let mut request = timed(request, CREATE_TIMEOUT);
+        if let Some(request_id) = request_id {
+            faas_common::serve::send_request_id(&mut request, request_id);
+        }
         let reply = self
             .client(node)?
-            .create_container(timed(request, CREATE_TIMEOUT))
+            .create_container(request)
             .await
             .map_err(|s| Self::failed(node, "CreateContainer", s))?
             .into_inner();

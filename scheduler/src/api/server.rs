@@ -1,10 +1,18 @@
 //! The contest's `schedulerproto.Scheduler` gRPC service: validates and converts the
 //! contest's messages to the model, calls the service, maps its errors to deliberate status
 //! codes and sets the cold-start metadata on `AcquireContainer` replies.
+//!
+//! Each call's handler runs in a span (`acquire`, `return`) whose `request_id` is the
+//! call's `x-request-id` metadata (the API server's id, [`faas_common::serve::REQUEST_ID`]),
+//! or the message's own `request_id` without it: every line logged about the call carries
+//! it, and so do the creates and reserves the call causes (the service runs them in its
+//! span). Info level, so the lines carry it at the default level; a span nobody listens to
+//! costs nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use faas_common::serve::request_id;
 use faas_common::text::clip;
 use faas_proto::schedulerproto::scheduler_server::Scheduler as SchedulerRpc;
 use faas_proto::schedulerproto::{
@@ -148,6 +156,28 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         &self,
         request: Request<AcquireContainerRequest>,
     ) -> Result<Response<AcquireContainerReply>, Status> {
+        let id = request_id(request.metadata(), &request.get_ref().request_id);
+        let span = tracing::info_span!("acquire", request_id = %id);
+        self.acquire(request).instrument(span).await
+    }
+
+    async fn return_container(
+        &self,
+        request: Request<ReturnContainerRequest>,
+    ) -> Result<Response<ReturnContainerReply>, Status> {
+        let id = request_id(request.metadata(), &request.get_ref().request_id);
+        let span = tracing::info_span!("return", request_id = %id);
+        let _entered = span.enter();
+        self.release(request)
+    }
+}
+
+impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerApi<R, N, C> {
+    /// `AcquireContainer`, inside its span.
+    async fn acquire(
+        &self,
+        request: Request<AcquireContainerRequest>,
+    ) -> Result<Response<AcquireContainerReply>, Status> {
         let started = faas_common::clock::instant();
         let timeout =
             faas_common::serve::client_timeout(request.metadata()).unwrap_or(self.default_timeout);
@@ -159,8 +189,8 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
                 return Err(status);
             }
         };
-        let span = tracing::debug_span!("acquire", request_id = %acquire.request_id, function = %acquire.function.name);
-        let result = self.service.acquire(acquire).instrument(span).await;
+        let function = acquire.function.name.clone();
+        let result = self.service.acquire(acquire).await;
         let waited = started.elapsed().as_secs_f64();
         match result {
             Ok(grant) => {
@@ -176,18 +206,26 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
                     faas_proto::meta::COLD_START,
                     MetadataValue::from_static(if grant.cold { "true" } else { "false" }),
                 );
+                tracing::debug!(
+                    function = %function,
+                    container = %grant.container_id,
+                    node = %grant.node_id,
+                    cold = grant.cold,
+                    "container acquired"
+                );
                 Ok(response)
             }
             Err(e) => {
                 let (status, label) = service_status(&e);
                 self.metrics.acquired(label, waited);
-                tracing::debug!(error = %e, "acquire failed");
+                tracing::debug!(function = %function, error = %e, "acquire failed");
                 Err(status)
             }
         }
     }
 
-    async fn return_container(
+    /// `ReturnContainer`, inside its span.
+    fn release(
         &self,
         request: Request<ReturnContainerRequest>,
     ) -> Result<Response<ReturnContainerReply>, Status> {
@@ -201,11 +239,13 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
         match self.service.release(ret) {
             Ok(()) => {
                 self.metrics.returned("ok");
+                tracing::debug!("container returned");
                 Ok(Response::new(ReturnContainerReply {}))
             }
             Err(e) => {
                 let (status, label) = service_status(&e);
                 self.metrics.returned(label);
+                tracing::debug!(error = %e, "return refused");
                 Err(status)
             }
         }

@@ -77,6 +77,9 @@ struct Core {
 struct Effects {
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
     actions: Vec<(Decision, Text)>,
+    /// The request whose step asked for the actions (an acquire's), if any: the nodes are
+    /// told it as `x-request-id`, so their log lines about a create name the call it serves.
+    request_id: Option<Text>,
     cancels: Vec<Text>,
     notes: Vec<HealthNote>,
     records: Vec<decisions::DecisionRecord>,
@@ -167,7 +170,12 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
     pub async fn acquire(&self, acquire: Acquire) -> Result<Grant, ServiceError> {
         let request_id = acquire.request_id.clone();
         let account = acquire.account_id.clone();
-        let step = self.step(Event::Acquire(acquire), Some(&request_id), Some(account))?;
+        let step = self.step(
+            Event::Acquire(acquire),
+            Some(&request_id),
+            Some(account),
+            None,
+        )?;
         match step {
             Step::Done(Some(reply)) => reply,
             Step::Done(None) => Err(ServiceError::Refused(CoreError::Inconsistent(
@@ -187,12 +195,12 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
 
     /// Gives a container back.
     pub fn release(&self, ret: Return) -> Result<(), ServiceError> {
-        self.step(Event::Return(ret), None, None).map(|_| ())
+        self.step(Event::Return(ret), None, None, None).map(|_| ())
     }
 
     /// Applies one event (for results, stats, ticks and tests).
     pub fn feed(&self, event: Event) -> Result<(), ServiceError> {
-        self.step(event, None, None).map(|_| ())
+        self.step(event, None, None, None).map(|_| ())
     }
 
     /// Counts for metrics.
@@ -233,12 +241,15 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
     }
 
     /// One core step: apply `event` under the lock, sort its decisions, then (outside the
-    /// lock) answer waiting acquires and start the I/O the decisions ask for.
+    /// lock) answer waiting acquires and start the I/O the decisions ask for. `cause`: the
+    /// request the event is a result for (a node reserved for an acquire), which the I/O it
+    /// asks for is done for; else `own_request`.
     fn step(
         &self,
         event: Event,
         own_request: Option<&Text>,
         account: Option<Text>,
+        cause: Option<&Text>,
     ) -> Result<Step, ServiceError> {
         let now = self.inner.clock.now();
         let mut effects = Effects::default();
@@ -287,6 +298,9 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                     io => {
                         let account = core.account.clone().unwrap_or_else(|| "".into());
                         effects.actions.push((io, account));
+                        if effects.request_id.is_none() {
+                            effects.request_id = cause.or(own_request).cloned();
+                        }
                         continue;
                     }
                 };
@@ -357,11 +371,15 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
         };
         for (decision, account) in effects.actions {
             let me = self.clone();
-            runtime.spawn(async move { me.execute(decision, account).await });
+            let request_id = effects.request_id.clone();
+            // In the span of the call that caused it (an acquire's `request_id`), if any.
+            runtime.spawn(tracing::Instrument::in_current_span(async move {
+                me.execute(decision, account, request_id).await
+            }));
         }
     }
 
-    async fn execute(&self, decision: Decision, account: Text) {
+    async fn execute(&self, decision: Decision, account: Text, request_id: Option<Text>) {
         let event = match decision {
             Decision::ReserveNode { op } => {
                 match self.inner.resource.reserve_node(&account).await {
@@ -380,7 +398,12 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
                 }
             }
             Decision::CreateContainer { op, node, function } => {
-                match self.inner.nodes.create_container(&node, &function).await {
+                match self
+                    .inner
+                    .nodes
+                    .create_container(&node, &function, request_id.as_deref())
+                    .await
+                {
                     Ok(container_id) => {
                         tracing::debug!(%op, node = %node.id, function = %function.name, container = %container_id, "container created");
                         Event::ContainerCreated { op, container_id }
@@ -418,8 +441,8 @@ impl<R: ResourcePort, N: NodePort, C: Clock> Scheduler<R, N, C> {
             }
             Decision::Grant(_) | Decision::Reject { .. } | Decision::Health(_) => return,
         };
-        match self.feed(event) {
-            Ok(()) => {}
+        match self.step(event, None, None, request_id.as_ref()) {
+            Ok(_) => {}
             // The result of a create on a node declared lost meanwhile: the core forgot the
             // operation with the node, which is being released with what it holds.
             Err(ServiceError::Refused(CoreError::UnknownOperation { op, event })) => {

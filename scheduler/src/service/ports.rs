@@ -105,11 +105,13 @@ pub trait ResourcePort: Send + Sync + 'static {
 
 /// The node services, as the scheduler needs them.
 pub trait NodePort: Send + Sync + 'static {
-    /// Creates a container of `function` on `node`; answers its id.
+    /// Creates a container of `function` on `node`; answers its id. `request_id`: the call
+    /// it is made for, if any (sent as `x-request-id`, for the node's log lines).
     fn create_container(
         &self,
         node: &NodeAddr,
         function: &FunctionSpec,
+        request_id: Option<&str>,
     ) -> impl Future<Output = Result<Text, PortError>> + Send;
 
     /// Removes a container from `node`.

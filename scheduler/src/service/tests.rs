@@ -78,6 +78,7 @@ impl NodePort for FakeNodes {
         &self,
         _node: &NodeAddr,
         _function: &FunctionSpec,
+        _request_id: Option<&str>,
     ) -> Result<Text, PortError> {
         let delay = self.0.create_delay_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(delay)).await;
