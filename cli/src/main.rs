@@ -276,6 +276,10 @@ async fn up(options: PlatformOptions) -> anyhow::Result<()> {
     println!("  resource-manager {}", platform.resource_manager);
     if options.http_port != 0 {
         println!("  http gateway     {}:{}", options.host, options.http_port);
+        println!(
+            "  dashboard        http://{}:{}/ui (its data needs the admin key: /ui#key=KEY)",
+            options.host, options.http_port
+        );
     }
     for line in options
         .metrics
