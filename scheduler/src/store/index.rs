@@ -270,6 +270,19 @@ impl Store {
         keys
     }
 
+    /// Every container of `function` (any state), in no particular order.
+    pub fn container_keys_of(
+        &self,
+        function: FunctionKey,
+    ) -> impl Iterator<Item = ContainerKey> + '_ {
+        self.index
+            .of_function
+            .get(&function)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
     /// How many containers on `node` have calls in flight (any state).
     pub fn busy_containers_on(&self, node: NodeKey) -> u32 {
         self.index.busy_on_node.get(&node).copied().unwrap_or(0)
@@ -285,15 +298,9 @@ impl Store {
             .map(|(f, l)| (*f, l))
     }
 
-    /// A number that changes whenever `node`'s load (see [`Store::load_on`]) does: a cache of
-    /// something computed from the load is current while the stamp is the same.
-    pub fn load_stamp(&self, node: NodeKey) -> u64 {
-        self.load_stamps.get(&node).copied().unwrap_or(0)
-    }
-
+    /// Marks `node`'s load changed (see [`Store::take_changed_nodes`]).
     pub(super) fn touch_load(&mut self, node: NodeKey) {
-        self.stamp += 1;
-        self.load_stamps.insert(node, self.stamp);
+        self.node_sets.changed.insert(node);
     }
 
     /// Containers in `state`.
