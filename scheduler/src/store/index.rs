@@ -83,6 +83,15 @@ impl Load {
     fn is_empty(&self) -> bool {
         self.ready == 0 && self.removing == 0
     }
+
+    /// The count and memory of containers in `state` (ready, else removing).
+    fn part(&mut self, state: ContainerState) -> (&mut u32, &mut u64) {
+        if state == ContainerState::Ready {
+            (&mut self.ready, &mut self.ready_bytes)
+        } else {
+            (&mut self.removing, &mut self.removing_bytes)
+        }
+    }
 }
 
 fn state_index(s: ContainerState) -> usize {
@@ -134,28 +143,16 @@ impl Indexes {
         if f.in_flight {
             *self.busy_on_node.entry(f.node).or_default() += 1;
         }
-        match f.state {
-            ContainerState::Ready => {
-                let l = self
-                    .load
-                    .entry(f.node)
-                    .or_default()
-                    .entry(f.function)
-                    .or_default();
-                l.ready += 1;
-                l.ready_bytes += f.memory;
-            }
-            ContainerState::Removing => {
-                let l = self
-                    .load
-                    .entry(f.node)
-                    .or_default()
-                    .entry(f.function)
-                    .or_default();
-                l.removing += 1;
-                l.removing_bytes += f.memory;
-            }
-            _ => {}
+        if let Some((function, state, memory)) = f.load_part() {
+            let l = self
+                .load
+                .entry(f.node)
+                .or_default()
+                .entry(function)
+                .or_default();
+            let (count, bytes) = l.part(state);
+            *count += 1;
+            *bytes += memory;
         }
         self.by_state[state_index(f.state)] += 1;
     }
@@ -188,13 +185,9 @@ impl Indexes {
             && let Some(per_node) = self.load.get_mut(&f.node)
         {
             if let Some(l) = per_node.get_mut(&f.function) {
-                if f.state == ContainerState::Ready {
-                    l.ready -= 1;
-                    l.ready_bytes -= f.memory;
-                } else {
-                    l.removing -= 1;
-                    l.removing_bytes -= f.memory;
-                }
+                let (count, bytes) = l.part(f.state);
+                *count -= 1;
+                *bytes -= f.memory;
                 if l.is_empty() {
                     per_node.remove(&f.function);
                 }
