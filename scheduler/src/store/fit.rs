@@ -86,7 +86,7 @@ impl FirstFit {
 }
 
 /// A node borrowed for change from the store; its first-fit leaf and its place in the
-/// node sets (empty, draining: see [`super::nodes`]) follow when dropped.
+/// node sets (empty, draining: see the store's `nodes` module) follow when dropped.
 #[derive(Debug)]
 pub struct NodeMut<'a> {
     pub(super) node: &'a mut Node,

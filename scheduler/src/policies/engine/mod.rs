@@ -7,23 +7,27 @@
 //! over-commit, keep-alive, consolidation). Everything stays pure: time is the `now`
 //! argument.
 //!
-//! Placement works on a view built per provisioning round: each node's memory minus what
-//! its containers count (their limits, or with [`Overcommit`] their learned charges), and
-//! the limits it may still take.
+//! Placement works on a view of the nodes (module `view`): each node's memory minus what its
+//! containers count (their limits, or with [`Overcommit`] their learned charges), and the
+//! limits it may still take. The view is kept between rounds and caught up with the nodes
+//! that changed since the last one.
 //!
 //! What each step costs, with n containers on N nodes (the store's indexes, see
 //! [`crate::store`], answer every question about containers):
 //! - a warm acquire or a return: O(log n) (a function's free stack, the LRU indexes);
-//! - the placement view: O(N + functions per node + creates in flight), from the store's
-//!   per-node load index, never a scan over containers (charges are learned per function
-//!   and change, so they are applied when the view is built rather than kept summed);
-//!   placing on it is O(N) ([`Placement::SpreadByFunction`] also reads per-node counts of
-//!   the function);
-//! - eviction: per node of the view, its least recently used idle containers from the
-//!   store's per-node LRU index, only as many as make room: O(N × victims needed);
-//! - the sweep: O(functions + N) for the per-function windows and node releases, plus the
-//!   idle containers whose idle time reached the shortest window any rule applies (the
-//!   store's LRU index, walked from the least recently used).
+//! - a provisioning round: catching the view up costs O(log N) per node changed since the
+//!   last round (its containers, its row, creates on it, a charge of one of its functions),
+//!   times the functions on it; best fit ([`Placement::Pack`]) is O(log N) in the view's
+//!   free-memory orders; [`Placement::SpreadByFunction`] still visits every node;
+//! - a provisioning round's queue: O(1) while no wait of the function ended other than by
+//!   a grant from its front, else one pass over its waiting ids;
+//! - eviction: the first node in reserve order with room once removals complete, else the
+//!   nodes in reserve order, each walked from its least recently used idle container (the
+//!   store's per-node LRU index) only as far as room is made, stopping at the first node
+//!   that needs one eviction: O(victims) when the first nodes have evictable containers;
+//! - the sweep: O(functions) for the per-function windows, the empty nodes (kept by the
+//!   store) for releases, plus the idle containers whose idle time reached the shortest
+//!   window any rule applies (the store's LRU index, walked from the least recently used).
 //!
 //! Eviction and the sweep take tied containers (the same last use) in key order (slot
 //! index). Before the store kept these indexes, ties followed an unstable sort of a scan of
@@ -402,7 +406,7 @@ pub struct Engine {
     replaced: Map<Text, Text>,
     /// When a node was last reserved or released by consolidation.
     last_node_change: Millis,
-    /// The placement view between rounds (see [`view`]).
+    /// The placement view between rounds (module `view`).
     view: view::View,
     /// The view must be built again from scratch.
     view_stale: bool,

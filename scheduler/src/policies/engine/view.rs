@@ -202,13 +202,7 @@ impl Engine {
         let mut view = std::mem::take(&mut self.view);
         let changed = self.state.store.take_changed_nodes();
         let charged = std::mem::take(&mut self.charge_changed);
-        let mut creates: Map<NodeKey, Vec<(FunctionKey, u64)>> = Map::default();
-        for (_, c) in self.state.creates() {
-            creates
-                .entry(c.node)
-                .or_default()
-                .push((c.function, c.memory_bytes));
-        }
+        let creates = self.creates_by_node();
         let dirty: Vec<NodeKey> = if !view.built || self.view_stale {
             view = View {
                 built: true,
@@ -233,13 +227,7 @@ impl Engine {
         #[cfg(debug_assertions)]
         {
             let mut fresh = View::default();
-            let mut creates: Map<NodeKey, Vec<(FunctionKey, u64)>> = Map::default();
-            for (_, c) in self.state.creates() {
-                creates
-                    .entry(c.node)
-                    .or_default()
-                    .push((c.function, c.memory_bytes));
-            }
+            let creates = self.creates_by_node();
             for &k in self.state.store.node_order() {
                 self.add_node(&mut fresh, k, creates.get(&k).map_or(&[][..], |c| c));
             }
@@ -249,6 +237,18 @@ impl Engine {
             );
         }
         view
+    }
+
+    /// The creates in flight (function, memory) per node.
+    fn creates_by_node(&self) -> Map<NodeKey, Vec<(FunctionKey, u64)>> {
+        let mut creates: Map<NodeKey, Vec<(FunctionKey, u64)>> = Map::default();
+        for (_, c) in self.state.creates() {
+            creates
+                .entry(c.node)
+                .or_default()
+                .push((c.function, c.memory_bytes));
+        }
+        creates
     }
 
     /// Hands the view of a round back (see [`Engine::view`]).
