@@ -335,6 +335,34 @@ pub struct Workload {
     pub duration_ms: u64,
 }
 
+/// Checks a workload's parts: every function valid and named once, every call's function
+/// (`calls`, in order) one of them.
+pub(crate) fn check_parts(
+    functions: &[FunctionProfile],
+    calls: impl Iterator<Item = usize>,
+) -> Result<(), WorkloadError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in functions.iter().enumerate() {
+        f.validate(i)?;
+        if !seen.insert(f.name.as_str()) {
+            return Err(WorkloadError::InvalidFunction {
+                index: i,
+                reason: format!("the name {} appears twice", f.name),
+            });
+        }
+    }
+    for (index, function) in calls.enumerate() {
+        if function >= functions.len() {
+            return Err(WorkloadError::NoSuchFunction {
+                index,
+                function,
+                count: functions.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Workload {
     /// Checks the parts, sorts the invocations by time (stable) and stretches `duration_ms`
     /// to cover the last invocation.
@@ -344,25 +372,7 @@ impl Workload {
         mut invocations: Vec<Invocation>,
         duration_ms: u64,
     ) -> Result<Self, WorkloadError> {
-        let mut seen = std::collections::HashSet::new();
-        for (i, f) in functions.iter().enumerate() {
-            f.validate(i)?;
-            if !seen.insert(f.name.as_str()) {
-                return Err(WorkloadError::InvalidFunction {
-                    index: i,
-                    reason: format!("the name {} appears twice", f.name),
-                });
-            }
-        }
-        for (index, inv) in invocations.iter().enumerate() {
-            if inv.function >= functions.len() {
-                return Err(WorkloadError::NoSuchFunction {
-                    index,
-                    function: inv.function,
-                    count: functions.len(),
-                });
-            }
-        }
+        check_parts(&functions, invocations.iter().map(|i| i.function))?;
         invocations.sort_by_key(|i| i.at_ms);
         let last = invocations.last().map_or(0, |i| i.at_ms + 1);
         Ok(Workload {

@@ -21,7 +21,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use faas_common::clock;
 use faas_scheduler::core::{
     Acquire, Decision, Event, Policy, PolicyOptions, Return, policy_by_name,
@@ -48,6 +49,25 @@ fn policies() -> Vec<String> {
         Err(_) => POLICIES.iter().map(|p| p.to_string()).collect(),
     }
 }
+/// Every (policy, size) case to run, policies first.
+fn cases() -> Vec<(String, usize)> {
+    let sizes = sizes();
+    policies()
+        .into_iter()
+        .flat_map(|p| sizes.iter().map(move |&s| (p.clone(), s)))
+        .collect()
+}
+
+/// A group of 10 samples per case: `warm_up`, then 2 s of measurement.
+fn group<'a>(c: &'a mut Criterion, name: &str, warm_up: Duration) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(Duration::from_secs(2));
+    group
+}
+
 /// How long a create takes in the warm-up: long next to a call, so that adaptive keeps its
 /// spare containers for its whole fallback window.
 const START_MS: Millis = 10_000;
@@ -259,118 +279,100 @@ impl Fleet {
 }
 
 fn warm(c: &mut Criterion) {
-    let mut group = c.benchmark_group("warm_acquire_return");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
-    for policy in policies() {
+    let mut group = group(c, "warm_acquire_return", Duration::from_secs(1));
+    for (policy, size) in cases() {
         let policy = policy.as_str();
-        for size in sizes() {
-            let mut fleet = Fleet::build(policy, size);
-            let specs: Vec<FunctionSpec> = (0..FUNCTIONS)
-                .map(|i| spec(&format!("function-{i}")))
-                .collect();
-            let mut i = 0;
-            group.bench_function(BenchmarkId::new(policy, size), |b| {
-                b.iter(|| {
-                    fleet.now += 1;
-                    let out = fleet.acquire(specs[i % FUNCTIONS].clone());
-                    i += 1;
-                    let grants = fleet.settle(out);
-                    assert_eq!(grants.len(), 1, "a warm acquire is granted at once");
-                    fleet.give_back(grants);
-                    black_box(&fleet.now);
-                })
-            });
-        }
+        let mut fleet = Fleet::build(policy, size);
+        let specs: Vec<FunctionSpec> = (0..FUNCTIONS)
+            .map(|i| spec(&format!("function-{i}")))
+            .collect();
+        let mut i = 0;
+        group.bench_function(BenchmarkId::new(policy, size), |b| {
+            b.iter(|| {
+                fleet.now += 1;
+                let out = fleet.acquire(specs[i % FUNCTIONS].clone());
+                i += 1;
+                let grants = fleet.settle(out);
+                assert_eq!(grants.len(), 1, "a warm acquire is granted at once");
+                fleet.give_back(grants);
+                black_box(&fleet.now);
+            })
+        });
     }
     group.finish();
 }
 
 fn cold(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cold_acquire_with_eviction");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
-    for policy in policies() {
+    let mut group = group(c, "cold_acquire_with_eviction", Duration::from_secs(1));
+    for (policy, size) in cases() {
         let policy = policy.as_str();
-        for size in sizes() {
-            let mut fleet = Fleet::build(policy, size);
-            if policy == "adaptive" {
-                // Fill the last node, then have reserves fail: placement must evict.
-                fleet.refuse_reserves = true;
-                let mut k = 0;
-                while fleet.refused == 0 {
-                    let out = fleet.acquire(spec(&format!("filler-{k}")));
-                    let grants = fleet.settle(out);
-                    fleet.give_back(grants);
-                    k += 1;
-                    assert!(k < 100, "the fleet never ran out of memory");
-                }
+        let mut fleet = Fleet::build(policy, size);
+        if policy == "adaptive" {
+            // Fill the last node, then have reserves fail: placement must evict.
+            fleet.refuse_reserves = true;
+            let mut k = 0;
+            while fleet.refused == 0 {
+                let out = fleet.acquire(spec(&format!("filler-{k}")));
+                let grants = fleet.settle(out);
+                fleet.give_back(grants);
+                k += 1;
+                assert!(k < 100, "the fleet never ran out of memory");
             }
-            let mut n = 0;
-            group.bench_function(BenchmarkId::new(policy, size), |b| {
-                b.iter(|| {
-                    n += 1;
-                    let name = match fleet.cold.pop() {
-                        Some(name) => name,
-                        None => format!("cold-{n}").into(),
-                    };
-                    let out = fleet.acquire(spec(&name));
-                    let grants = fleet.settle(out);
-                    // (The first may also grant the filler that waited for the reserve.)
-                    assert!(!grants.is_empty(), "{policy}: a cold acquire is granted");
-                    fleet.give_back(grants);
-                    if policy == "baseline" {
-                        // The baseline never removes a container: retiring the function
-                        // frees the slot for the next cold acquire.
-                        let mut out = Vec::new();
-                        let function = name.clone();
-                        fleet
-                            .p
-                            .handle(fleet.now, Event::RetireFunction { function }, &mut out)
-                            .unwrap();
-                        fleet.settle(out);
-                        fleet.cold.push(name);
-                    }
-                })
-            });
         }
+        let mut n = 0;
+        group.bench_function(BenchmarkId::new(policy, size), |b| {
+            b.iter(|| {
+                n += 1;
+                let name = match fleet.cold.pop() {
+                    Some(name) => name,
+                    None => format!("cold-{n}").into(),
+                };
+                let out = fleet.acquire(spec(&name));
+                let grants = fleet.settle(out);
+                // (The first may also grant the filler that waited for the reserve.)
+                assert!(!grants.is_empty(), "{policy}: a cold acquire is granted");
+                fleet.give_back(grants);
+                if policy == "baseline" {
+                    // The baseline never removes a container: retiring the function
+                    // frees the slot for the next cold acquire.
+                    let mut out = Vec::new();
+                    let function = name.clone();
+                    fleet
+                        .p
+                        .handle(fleet.now, Event::RetireFunction { function }, &mut out)
+                        .unwrap();
+                    fleet.settle(out);
+                    fleet.cold.push(name);
+                }
+            })
+        });
     }
     group.finish();
 }
 
 fn sweep(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sweep_tick");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    for policy in policies() {
+    let mut group = group(c, "sweep_tick", Duration::from_millis(500));
+    for (policy, size) in cases() {
         let policy = policy.as_str();
-        for size in sizes() {
-            let mut fleet = Fleet::build(policy, size);
-            let mut ticks = 0;
-            group.bench_function(BenchmarkId::new(policy, size), |b| {
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        if ticks == SWEEP_TICKS {
-                            fleet = Fleet::build(policy, size);
-                            ticks = 0;
-                        }
-                        ticks += 1;
-                        fleet.now += 1_000;
-                        let started = clock::instant();
-                        fleet.tick();
-                        spent += started.elapsed();
+        let mut fleet = Fleet::build(policy, size);
+        let mut ticks = 0;
+        group.bench_function(BenchmarkId::new(policy, size), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    if ticks == SWEEP_TICKS {
+                        fleet = Fleet::build(policy, size);
+                        ticks = 0;
                     }
-                    spent
-                })
-            });
-        }
+                    ticks += 1;
+                    fleet.now += 1_000;
+                    let started = clock::instant();
+                    fleet.tick();
+                    spent += started.elapsed();
+                }
+                spent
+            })
+        });
     }
     group.finish();
 }

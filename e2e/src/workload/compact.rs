@@ -53,27 +53,7 @@ impl CompactWorkload {
         mut invocations: Vec<CompactInvocation>,
         duration_ms: u64,
     ) -> Result<Self, WorkloadError> {
-        let mut seen = std::collections::HashSet::new();
-        for (i, f) in functions.iter().enumerate() {
-            f.validate(i)?;
-            if !seen.insert(f.name.as_str()) {
-                return Err(WorkloadError::InvalidFunction {
-                    index: i,
-                    reason: format!("the name {} appears twice", f.name),
-                });
-            }
-        }
-        if let Some((index, inv)) = invocations
-            .iter()
-            .enumerate()
-            .find(|(_, inv)| inv.function as usize >= functions.len())
-        {
-            return Err(WorkloadError::NoSuchFunction {
-                index,
-                function: inv.function as usize,
-                count: functions.len(),
-            });
-        }
+        super::check_parts(&functions, invocations.iter().map(|i| i.function as usize))?;
         invocations.sort_by_key(|i| i.at_ms);
         let last = invocations.last().map_or(0, |i| i.at_ms + 1);
         Ok(CompactWorkload {

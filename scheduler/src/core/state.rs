@@ -121,6 +121,8 @@ pub struct State {
     waiting: Map<Text, Waiter>,
     deadlines: BTreeMap<(Millis, u64), Text>,
     next_seq: u64,
+    /// Per function (by key index), how many of its waits ended (see `State::waits_ended`).
+    waits_ended: Vec<u64>,
     /// Containers whose removal completed; forgotten as soon as no request holds them.
     removal_done: Set<ContainerKey>,
     counters: Counters,
@@ -152,6 +154,7 @@ impl State {
             waiting: Map::default(),
             deadlines: BTreeMap::new(),
             next_seq: 0,
+            waits_ended: Vec::new(),
             removal_done: Set::default(),
             counters: Counters::default(),
             latest: 0,

@@ -10,6 +10,8 @@
 
 use std::ops::{Deref, DerefMut};
 
+use super::NodeKey;
+use super::nodes::NodeSets;
 use crate::model::{Node, NodeState};
 
 /// The max-tree; see the module documentation.
@@ -83,12 +85,16 @@ impl FirstFit {
     }
 }
 
-/// A node borrowed for change from the store; its first-fit leaf follows when dropped.
+/// A node borrowed for change from the store; its first-fit leaf and its place in the
+/// node sets (empty, draining: see the store's `nodes` module) follow when dropped.
 #[derive(Debug)]
 pub struct NodeMut<'a> {
     pub(super) node: &'a mut Node,
     pub(super) fit: &'a mut FirstFit,
     pub(super) slot: usize,
+    pub(super) sets: &'a mut NodeSets,
+    pub(super) key: NodeKey,
+    pub(super) seq: u64,
 }
 
 impl Deref for NodeMut<'_> {
@@ -107,5 +113,6 @@ impl DerefMut for NodeMut<'_> {
 impl Drop for NodeMut<'_> {
     fn drop(&mut self) {
         self.fit.set(self.slot, FirstFit::value(self.node));
+        self.sets.file(self.seq, self.key, self.node);
     }
 }

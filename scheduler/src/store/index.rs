@@ -83,6 +83,15 @@ impl Load {
     fn is_empty(&self) -> bool {
         self.ready == 0 && self.removing == 0
     }
+
+    /// The count and memory of containers in `state` (ready, else removing).
+    fn part(&mut self, state: ContainerState) -> (&mut u32, &mut u64) {
+        if state == ContainerState::Ready {
+            (&mut self.ready, &mut self.ready_bytes)
+        } else {
+            (&mut self.removing, &mut self.removing_bytes)
+        }
+    }
 }
 
 fn state_index(s: ContainerState) -> usize {
@@ -134,28 +143,16 @@ impl Indexes {
         if f.in_flight {
             *self.busy_on_node.entry(f.node).or_default() += 1;
         }
-        match f.state {
-            ContainerState::Ready => {
-                let l = self
-                    .load
-                    .entry(f.node)
-                    .or_default()
-                    .entry(f.function)
-                    .or_default();
-                l.ready += 1;
-                l.ready_bytes += f.memory;
-            }
-            ContainerState::Removing => {
-                let l = self
-                    .load
-                    .entry(f.node)
-                    .or_default()
-                    .entry(f.function)
-                    .or_default();
-                l.removing += 1;
-                l.removing_bytes += f.memory;
-            }
-            _ => {}
+        if let Some((function, state, memory)) = f.load_part() {
+            let l = self
+                .load
+                .entry(f.node)
+                .or_default()
+                .entry(function)
+                .or_default();
+            let (count, bytes) = l.part(state);
+            *count += 1;
+            *bytes += memory;
         }
         self.by_state[state_index(f.state)] += 1;
     }
@@ -188,13 +185,9 @@ impl Indexes {
             && let Some(per_node) = self.load.get_mut(&f.node)
         {
             if let Some(l) = per_node.get_mut(&f.function) {
-                if f.state == ContainerState::Ready {
-                    l.ready -= 1;
-                    l.ready_bytes -= f.memory;
-                } else {
-                    l.removing -= 1;
-                    l.removing_bytes -= f.memory;
-                }
+                let (count, bytes) = l.part(f.state);
+                *count -= 1;
+                *bytes -= f.memory;
                 if l.is_empty() {
                     per_node.remove(&f.function);
                 }
@@ -270,6 +263,19 @@ impl Store {
         keys
     }
 
+    /// Every container of `function` (any state), in no particular order.
+    pub fn container_keys_of(
+        &self,
+        function: FunctionKey,
+    ) -> impl Iterator<Item = ContainerKey> + '_ {
+        self.index
+            .of_function
+            .get(&function)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
     /// How many containers on `node` have calls in flight (any state).
     pub fn busy_containers_on(&self, node: NodeKey) -> u32 {
         self.index.busy_on_node.get(&node).copied().unwrap_or(0)
@@ -285,15 +291,9 @@ impl Store {
             .map(|(f, l)| (*f, l))
     }
 
-    /// A number that changes whenever `node`'s load (see [`Store::load_on`]) does: a cache of
-    /// something computed from the load is current while the stamp is the same.
-    pub fn load_stamp(&self, node: NodeKey) -> u64 {
-        self.load_stamps.get(&node).copied().unwrap_or(0)
-    }
-
+    /// Marks `node`'s load changed (see [`Store::take_changed_nodes`]).
     pub(super) fn touch_load(&mut self, node: NodeKey) {
-        self.stamp += 1;
-        self.load_stamps.insert(node, self.stamp);
+        self.node_sets.changed.insert(node);
     }
 
     /// Containers in `state`.

@@ -24,6 +24,7 @@
 
 pub mod fit;
 pub mod index;
+mod nodes;
 mod returns;
 pub mod table;
 
@@ -43,6 +44,7 @@ use fit::FirstFit;
 pub use fit::NodeMut;
 use index::{Filed, Indexes};
 pub use index::{Load, LruEntry};
+use nodes::NodeSets;
 use returns::RecentReturns;
 pub use table::{Key, Table};
 
@@ -117,9 +119,10 @@ pub struct Store {
     container_ids: Map<Text, ContainerKey>,
     node_containers: Map<NodeKey, Set<ContainerKey>>,
     index: Indexes,
-    /// Per node, the stamp of its latest load change (see [`Store::load_stamp`]).
-    load_stamps: Map<NodeKey, u64>,
-    stamp: u64,
+    /// Per node, its place in the reserve order (see [`Store::node_seq`]).
+    node_seqs: Map<NodeKey, u64>,
+    next_node_seq: u64,
+    node_sets: NodeSets,
     /// Node capacities held, with how many nodes have each.
     capacities: BTreeMap<u64, u32>,
     leases: Map<Text, LeaseRow>,
@@ -149,8 +152,9 @@ impl Store {
             container_ids: Map::default(),
             node_containers: Map::default(),
             index: Indexes::default(),
-            load_stamps: Map::default(),
-            stamp: 0,
+            node_seqs: Map::default(),
+            next_node_seq: 0,
+            node_sets: NodeSets::default(),
             capacities: BTreeMap::new(),
             leases: Map::default(),
             returned: RecentReturns::new(remembered_returns),
@@ -171,6 +175,13 @@ impl Store {
         let key = self.nodes.insert(node);
         self.node_ids.insert(id, key);
         self.node_order.push(key);
+        let seq = self.next_node_seq;
+        self.next_node_seq += 1;
+        self.node_seqs.insert(key, seq);
+        if let Some(n) = self.nodes.get(key) {
+            self.node_sets.file(seq, key, n);
+        }
+        self.node_sets.changed.insert(key);
         if self.fit.full() {
             self.rebuild_fit();
         }
@@ -212,15 +223,42 @@ impl Store {
         self.nodes.get(key)
     }
 
-    /// The node of `key`, mutably (its first-fit leaf follows when the guard drops).
+    /// The node of `key`, mutably (its first-fit leaf and node sets follow when the guard
+    /// drops; the node counts as changed, see [`Store::take_changed_nodes`]).
     pub fn node_mut(&mut self, key: NodeKey) -> Option<NodeMut<'_>> {
         let slot = *self.fit_slot.get(&key)?;
+        let seq = *self.node_seqs.get(&key)?;
         let node = self.nodes.get_mut(key)?;
+        self.node_sets.changed.insert(key);
         Some(NodeMut {
             node,
             fit: &mut self.fit,
             slot,
+            sets: &mut self.node_sets,
+            key,
+            seq,
         })
+    }
+
+    /// `key`'s place in the reserve order: a later reserved node has a larger number.
+    pub fn node_seq(&self, key: NodeKey) -> Option<u64> {
+        self.node_seqs.get(&key).copied()
+    }
+
+    /// The nodes whose row or load (see [`Store::load_on`]) changed, or that came or went,
+    /// since the last call; the engine's placement view catches up on these.
+    pub fn take_changed_nodes(&mut self) -> Set<NodeKey> {
+        std::mem::take(&mut self.node_sets.changed)
+    }
+
+    /// Nodes holding no container (any state), in reserve order.
+    pub fn empty_nodes(&self) -> impl Iterator<Item = NodeKey> + '_ {
+        self.node_sets.empty.iter().map(|(_, k)| *k)
+    }
+
+    /// The first draining node in reserve order, if any.
+    pub fn first_draining(&self) -> Option<NodeKey> {
+        self.node_sets.draining.first().map(|(_, k)| *k)
     }
 
     /// The key of the node with this id.
@@ -261,7 +299,9 @@ impl Store {
             }
         }
         self.node_order.retain(|k| *k != key);
-        self.load_stamps.remove(&key);
+        if let Some(seq) = self.node_seqs.remove(&key) {
+            self.node_sets.unfile(seq, key);
+        }
         if let Some(slot) = self.fit_slot.remove(&key) {
             self.fit.set(slot, 0);
             self.fit_nodes[slot] = None;

@@ -148,7 +148,7 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.deadlines.insert((deadline, seq), request_id.clone());
-        self.waiting.insert(
+        let replaced = self.waiting.insert(
             request_id,
             Waiter {
                 function,
@@ -158,6 +158,27 @@ impl State {
                 seq,
             },
         );
+        if let Some(old) = replaced {
+            self.wait_ended(old.function);
+        }
+    }
+
+    /// How many waits of `function` have ended (granted, refused, cancelled, expired or
+    /// replaced): a policy that keeps its own queues of waiting ids knows none of them went
+    /// stale while this stays the same.
+    pub fn waits_ended(&self, function: FunctionKey) -> u64 {
+        self.waits_ended
+            .get(function.index() as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn wait_ended(&mut self, function: FunctionKey) {
+        let i = function.index() as usize;
+        if i >= self.waits_ended.len() {
+            self.waits_ended.resize(i + 1, 0);
+        }
+        self.waits_ended[i] += 1;
     }
 
     /// The waiting request, if it waits.
@@ -180,6 +201,7 @@ impl State {
     /// Removes a request from the waiting tables and from the operation it was bound to.
     pub(super) fn end_wait(&mut self, request_id: &str) -> Option<Waiter> {
         let w = self.waiting.remove(request_id)?;
+        self.wait_ended(w.function);
         self.deadlines.remove(&(w.deadline, w.seq));
         match w.bound.and_then(|op| self.ops.get_mut(&op)) {
             Some(Op::Create(c)) if c.for_request.as_deref() == Some(request_id) => {

@@ -1,20 +1,17 @@
 //! Consolidation and the sweep's other duties: emptying a lightly used node by moving its idle
 //! containers, pre-warming, headroom, and releasing empty nodes.
 
-use super::{DRAIN_MAX_CONTAINERS, DRAIN_MIN_IDLE_MS, Engine, KeepAlive, View};
+use super::view::View;
+use super::{DRAIN_MAX_CONTAINERS, DRAIN_MIN_IDLE_MS, Engine, KeepAlive};
 use crate::core::Decision;
 use crate::core::reasons::ReasonKind;
 use crate::model::{ContainerState, Millis, NodeState, Text};
-use crate::store::{ContainerKey, FunctionKey, Map, NodeKey, Set};
+use crate::store::{ContainerKey, FunctionKey, NodeKey, Set};
 
 impl Engine {
     /// The node being emptied, if any.
     pub(super) fn draining(&self) -> Option<NodeKey> {
-        self.state
-            .store
-            .nodes()
-            .find(|(_, n)| n.state == NodeState::Draining)
-            .map(|(k, _)| k)
+        self.state.store.first_draining()
     }
 
     /// Empties one node into the others so that it can be released: when the other nodes'
@@ -58,6 +55,23 @@ impl Engine {
         on_node.sort_unstable_by_key(|c| std::cmp::Reverse(c.2));
         let pending: Set<Text> = self.replacing.values().cloned().collect();
         let mut view = self.view();
+        let undrain = self.move_off(now, &mut view, on_node, &pending, out);
+        self.put_view(view);
+        if undrain {
+            self.undrain();
+        }
+    }
+
+    /// Starts a copy elsewhere of each idle container of `on_node` not already moving;
+    /// whether one found no room (draining must stop).
+    fn move_off(
+        &mut self,
+        now: Millis,
+        view: &mut View,
+        on_node: Vec<(ContainerKey, FunctionKey, u64, bool)>,
+        pending: &Set<Text>,
+        out: &mut Vec<Decision>,
+    ) -> bool {
         for (key, f, _, idle) in on_node {
             let Some(id) = self
                 .state
@@ -70,23 +84,28 @@ impl Engine {
             if !idle || pending.contains(&id) || self.replaced.contains_key(&id) {
                 continue;
             }
-            match self.place(&mut view, f) {
+            match self.place(view, f) {
                 Ok(to) => {
                     if let Some(op) = self.state.start_create(now, to, f, None, out) {
                         self.replacing.insert(op, id);
                     }
                 }
-                Err(_) => {
-                    self.undrain();
-                    return;
-                }
+                Err(_) => return true,
             }
         }
+        false
     }
 
     /// A node worth emptying: the least used of at least two, held long enough, whose
     /// containers (and the headroom) fit into the other nodes' free memory.
-    pub(super) fn drain_candidate(&self, now: Millis) -> Option<NodeKey> {
+    pub(super) fn drain_candidate(&mut self, now: Millis) -> Option<NodeKey> {
+        let view = self.view();
+        let candidate = self.drain_candidate_in(now, &view);
+        self.put_view(view);
+        candidate
+    }
+
+    fn drain_candidate_in(&self, now: Millis, view: &View) -> Option<NodeKey> {
         let hold = self.knobs.consolidate_after_ms?;
         if self.reserve_retry_at.is_some_and(|t| t > now)
             || self.state.reserves().next().is_some()
@@ -94,13 +113,11 @@ impl Engine {
         {
             return None;
         }
-        let view = self.view();
-        if view.nodes.len() < 2 {
+        if view.len() < 2 {
             return None;
         }
         let capacity = |k: NodeKey| self.state.store.node(k).map_or(0, |n| n.capacity_bytes);
         let candidate = view
-            .nodes
             .iter()
             .filter(|v| {
                 self.state
@@ -114,15 +131,8 @@ impl Engine {
             return None;
         }
         // Best fit of its containers, largest first, into the other nodes.
-        let mut others = View {
-            nodes: view
-                .nodes
-                .iter()
-                .filter(|v| v.key != candidate)
-                .cloned()
-                .collect(),
-            per_function: Map::default(),
-        };
+        let mut others = view.clone();
+        others.remove(candidate);
         let on_node = || self.containers_on_sorted(candidate);
         // Only a node of idle containers: moving the containers of busy functions would
         // have their requests wait for the copies.
@@ -143,7 +153,7 @@ impl Engine {
         }
         // Room to spare afterwards: the headroom and a quarter of a node, so that the next
         // burst does not reserve the node just released.
-        let free: u64 = others.nodes.iter().map(|v| v.free).sum();
+        let free: u64 = others.total_free();
         let slack = self.headroom_bytes() + self.state.expected_node_bytes() / 4;
         (free >= slack).then_some(candidate)
     }
@@ -315,6 +325,7 @@ impl Engine {
             }
         }
         self.ensure_nodes(now, &view, out);
+        self.put_view(view);
     }
 
     pub(super) fn headroom_bytes(&self) -> u64 {
@@ -331,9 +342,9 @@ impl Engine {
         if !recently_active || backing_off || self.state.reserves().next().is_some() {
             return;
         }
-        let free: u64 = view.nodes.iter().map(|v| v.free).sum();
+        let free = view.total_free();
         let want = self.headroom_bytes();
-        if free < want && !view.nodes.is_empty() {
+        if free < want && view.len() > 0 {
             self.state.start_reserve(now, out);
         }
     }
@@ -344,18 +355,28 @@ impl Engine {
         view: &View,
         out: &mut Vec<Decision>,
     ) {
-        let mut free: u64 = view.nodes.iter().map(|v| v.free).sum();
+        let mut free = view.total_free();
         let recently_active = now.saturating_sub(self.last_arrival) < 60_000;
         let want = if recently_active {
             self.headroom_bytes()
         } else {
             0
         };
-        let nodes: Vec<(NodeKey, u64, u32, NodeState)> = self
-            .state
-            .store
-            .nodes()
-            .map(|(k, n)| (k, n.free_bytes(), n.containers, n.state))
+        // Only empty active nodes may be released: the others stop counting their empty
+        // time, and the empty ones are visited in reserve order (the store keeps them).
+        let store = &self.state.store;
+        let candidate = |n: &crate::model::Node, k: NodeKey| {
+            n.state == NodeState::Active && n.containers == 0 && store.busy_containers_on(k) == 0
+        };
+        self.node_empty_since
+            .retain(|k, _| store.node(*k).is_none_or(|n| candidate(n, *k)));
+        let nodes: Vec<(NodeKey, u64, u32, NodeState)> = store
+            .empty_nodes()
+            .filter_map(|k| {
+                store
+                    .node(k)
+                    .map(|n| (k, n.free_bytes(), n.containers, n.state))
+            })
             .collect();
         for (key, node_free, containers, state) in nodes {
             let busy = self.state.store.busy_containers_on(key) > 0;

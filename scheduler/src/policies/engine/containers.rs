@@ -71,6 +71,7 @@ impl Engine {
         let fd = self.fd(f);
         if let Some(r) = request {
             fd.queue.push_front(r);
+            fd.may_repeat = true;
         }
         fd.create_failures += 1;
         // A node that refused the create cannot run the function: no retry.
@@ -105,5 +106,6 @@ impl Engine {
                 self.ensure_nodes(now, &view, out);
             }
         }
+        self.put_view(view);
     }
 }

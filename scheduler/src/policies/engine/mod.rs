@@ -7,23 +7,27 @@
 //! over-commit, keep-alive, consolidation). Everything stays pure: time is the `now`
 //! argument.
 //!
-//! Placement works on a view built per provisioning round: each node's memory minus what
-//! its containers count (their limits, or with [`Overcommit`] their learned charges), and
-//! the limits it may still take.
+//! Placement works on a view of the nodes (module `view`): each node's memory minus what its
+//! containers count (their limits, or with [`Overcommit`] their learned charges), and the
+//! limits it may still take. The view is kept between rounds and caught up with the nodes
+//! that changed since the last one.
 //!
 //! What each step costs, with n containers on N nodes (the store's indexes, see
 //! [`crate::store`], answer every question about containers):
 //! - a warm acquire or a return: O(log n) (a function's free stack, the LRU indexes);
-//! - the placement view: O(N + functions per node + creates in flight), from the store's
-//!   per-node load index, never a scan over containers (charges are learned per function
-//!   and change, so they are applied when the view is built rather than kept summed);
-//!   placing on it is O(N) ([`Placement::SpreadByFunction`] also reads per-node counts of
-//!   the function);
-//! - eviction: per node of the view, its least recently used idle containers from the
-//!   store's per-node LRU index, only as many as make room: O(N × victims needed);
-//! - the sweep: O(functions + N) for the per-function windows and node releases, plus the
-//!   idle containers whose idle time reached the shortest window any rule applies (the
-//!   store's LRU index, walked from the least recently used).
+//! - a provisioning round: catching the view up costs O(log N) per node changed since the
+//!   last round (its containers, its row, creates on it, a charge of one of its functions),
+//!   times the functions on it; best fit ([`Placement::Pack`]) is O(log N) in the view's
+//!   free-memory orders; [`Placement::SpreadByFunction`] still visits every node;
+//! - a provisioning round's queue: O(1) while no wait of the function ended other than by
+//!   a grant from its front, else one pass over its waiting ids;
+//! - eviction: the first node in reserve order with room once removals complete, else the
+//!   nodes in reserve order, each walked from its least recently used idle container (the
+//!   store's per-node LRU index) only as far as room is made, stopping at the first node
+//!   that needs one eviction: O(victims) when the first nodes have evictable containers;
+//! - the sweep: O(functions) for the per-function windows, the empty nodes (kept by the
+//!   store) for releases, plus the idle containers whose idle time reached the shortest
+//!   window any rule applies (the store's LRU index, walked from the least recently used).
 //!
 //! Eviction and the sweep take tied containers (the same last use) in key order (slot
 //! index). Before the store kept these indexes, ties followed an unstable sort of a scan of
@@ -57,12 +61,13 @@ mod learning;
 mod provisioning;
 mod requests;
 mod time;
+mod view;
 
 use std::collections::VecDeque;
 
 use crate::core::{CoreError, Decision, Event, PolicyOptions, Snapshot, State};
 use crate::model::{MIB, Millis, OpId, Text};
-use crate::store::{FunctionKey, Map, NodeKey};
+use crate::store::{FunctionKey, Map, NodeKey, Set};
 use histogram::{IdleHistogram, Window};
 
 /// More waiting requests than this (all functions together) are refused at once.
@@ -275,6 +280,11 @@ pub struct FnData {
     /// The function.
     pub key: FunctionKey,
     queue: VecDeque<Text>,
+    /// [`State::waits_ended`] of the function as of the last time every id in `queue` was
+    /// known to wait (see `Engine::provision`).
+    waits_seen: u64,
+    /// `queue` may hold an id twice (one was put back at its front).
+    may_repeat: bool,
     starving: bool,
     /// Requests holding a container of the function.
     pub inflight: u32,
@@ -314,6 +324,8 @@ impl FnData {
         FnData {
             key,
             queue: VecDeque::new(),
+            waits_seen: 0,
+            may_repeat: false,
             starving: false,
             inflight: 0,
             limit: 1,
@@ -346,6 +358,8 @@ impl FnData {
 #[derive(Clone, Debug)]
 struct NodeView {
     key: NodeKey,
+    /// Its place in the reserve order (see [`crate::store::Store::node_seq`]).
+    seq: u64,
     /// Memory not counted by containers (their charges, see [`Overcommit`]).
     free: u64,
     /// Limits the node may still take (its memory, times the over-commit factor).
@@ -355,24 +369,15 @@ struct NodeView {
     heavy: u32,
 }
 
-/// What a node's ready and removing containers count in the view, as of a load stamp of
-/// the store and a charges epoch of the engine (see `Engine::view`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a node's ready and removing containers count in the view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct NodeLoad {
-    stamp: u64,
-    epoch: u64,
     /// Their charges (with over-commit; else 0).
     charged: u64,
     /// The charges of those being removed.
     removing: u64,
     /// CPU-heavy ones.
     heavy: u32,
-}
-
-/// The nodes and per-(node, function) container counts, built once per provisioning round.
-struct View {
-    nodes: Vec<NodeView>,
-    per_function: Map<(NodeKey, FunctionKey), u32>,
 }
 
 /// The policy machinery; see the module documentation.
@@ -401,19 +406,15 @@ pub struct Engine {
     replaced: Map<Text, Text>,
     /// When a node was last reserved or released by consolidation.
     last_node_change: Millis,
-    /// Per node, what its containers count in the view (valid while the node's load stamp
-    /// and the charges epoch are the same).
-    node_loads: std::cell::RefCell<Map<NodeKey, NodeLoad>>,
-    /// Changes whenever a function's charge or CPU-heavy class may have changed.
-    charges_epoch: u64,
+    /// The placement view between rounds (module `view`).
+    view: view::View,
+    /// The view must be built again from scratch.
+    view_stale: bool,
+    /// Nodes holding containers of a function whose charge or CPU-heavy class changed since
+    /// the view last caught up.
+    charge_changed: Set<NodeKey>,
     /// Per function, the charge and CPU-heavy class last seen by `note_charge`.
     charges_seen: Vec<(u64, bool)>,
-}
-
-impl std::fmt::Debug for View {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "View({} nodes)", self.nodes.len())
-    }
 }
 
 /// The keep-alive window a representative histogram gives: 1.25 × p99 + 2 s, at least the
@@ -471,8 +472,9 @@ impl Engine {
             replacing: Map::default(),
             replaced: Map::default(),
             last_node_change: 0,
-            node_loads: Default::default(),
-            charges_epoch: 0,
+            view: Default::default(),
+            view_stale: true,
+            charge_changed: Set::default(),
             charges_seen: Vec::new(),
         }
     }
@@ -505,15 +507,19 @@ impl Engine {
             let len = self.fns.len();
             self.fns.extend((len..=i).map(|_| FnData::new(f)));
             // A function the engine knows counts its charge, not its containers' limits.
-            self.charges_epoch += 1;
+            if len == i {
+                self.charge_changed_of(f);
+            } else {
+                self.view_stale = true;
+            }
         }
         let fd = &mut self.fns[i];
         fd.key = f;
         fd
     }
 
-    /// Notes `f`'s charge and CPU-heavy class: if either changed, the cached node loads of
-    /// the placement view are stale (a new charges epoch). Called wherever they may change
+    /// Notes `f`'s charge and CPU-heavy class: if either changed, the nodes holding its
+    /// containers are stale in the placement view. Called wherever they may change
     /// (returns, stats, limits, a changed spec).
     fn note_charge(&mut self, f: FunctionKey) {
         let i = f.index() as usize;
@@ -526,8 +532,19 @@ impl Engine {
         }
         if self.charges_seen[i] != now {
             self.charges_seen[i] = now;
-            self.charges_epoch += 1;
+            self.charge_changed_of(f);
         }
+    }
+
+    /// Marks the nodes holding containers of `f` for the view to recompute (their creates
+    /// in flight are recomputed anyway).
+    fn charge_changed_of(&mut self, f: FunctionKey) {
+        let store = &self.state.store;
+        self.charge_changed.extend(
+            store
+                .container_keys_of(f)
+                .filter_map(|c| Some(store.container(c)?.node)),
+        );
     }
 
     /// Applies one event (see [`crate::core::Policy::handle`]).

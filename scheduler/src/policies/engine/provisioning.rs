@@ -2,14 +2,12 @@
 //! placement itself, creates for waiting requests, node reserves (with back-off) and eviction
 //! under memory pressure.
 
-use super::{
-    CONTAINER_BASE_BYTES, Creates, Engine, HEAVY_PER_NODE, MAX_RESERVES_AT_ONCE, NodeLoad,
-    NodeView, Placement, View,
-};
+use super::view::View;
+use super::{CONTAINER_BASE_BYTES, Creates, Engine, MAX_RESERVES_AT_ONCE, NodeLoad, Placement};
 use crate::core::Decision;
 use crate::core::reasons::{self, ReasonKind};
-use crate::model::{Millis, NodeState};
-use crate::store::{ContainerKey, FunctionKey, Map, NodeKey};
+use crate::model::Millis;
+use crate::store::{ContainerKey, FunctionKey, NodeKey};
 
 impl Engine {
     /// What one container of `f` counts against its node's memory when packing (see
@@ -33,129 +31,22 @@ impl Engine {
         ((used as f64 * oc.margin) as u64).clamp(floor.min(limit), limit)
     }
 
-    /// The placement view: every active, not suspect node with its free memory, free limits,
-    /// removing charges and CPU-heavy containers. Built from the store's per-node load index
-    /// (ready and removing containers per function) and the creates in flight, never a scan
-    /// over the platform's containers. What a node's containers count is cached per node
-    /// while its load stamp (the store's) and the charges epoch (see `note_charge`) stay the
-    /// same, so a round costs O(nodes + creates) plus O(functions) on each node that changed;
-    /// debug builds check every cached entry against a recomputation. The per-(node,
-    /// function) counts are only built for [`Placement::SpreadByFunction`], the one rule that
-    /// reads them (it recomputes every node).
-    pub(super) fn view(&self) -> View {
-        let factor = self.knobs.overcommit.map_or(1.0, |o| o.max_factor.max(1.0));
-        let overcommit = self.knobs.overcommit.is_some();
-        let spread = self.knobs.placement == Placement::SpreadByFunction;
-        let heavy_fn = |f: FunctionKey| {
-            self.fns
-                .get(f.index() as usize)
-                .is_some_and(|d| d.class.cpu_heavy)
-        };
-        // What one container of `f` counts: its charge when over-committing (a function the
-        // engine never saw counts the container's own limit, `own`), else its limit.
-        let charge_of = |f: FunctionKey, own: u64| {
-            if overcommit && (f.index() as usize) < self.fns.len() {
-                self.charge(f)
-            } else {
-                own
-            }
-        };
-        let mut per_function: Map<(NodeKey, FunctionKey), u32> = Map::default();
-        let mut at: Map<NodeKey, usize> = Map::default();
-        let mut nodes: Vec<NodeView> = Vec::new();
-        let mut loads = self.node_loads.borrow_mut();
-        if loads.len() > 2 * self.state.store.node_count() + 16 {
-            // Forget the nodes gone.
-            let store = &self.state.store;
-            loads.retain(|k, _| store.node(*k).is_some());
-        }
-        for (k, n) in self.state.store.nodes() {
-            // A suspect node takes no new container: it may be gone.
-            if n.state != NodeState::Active || n.suspect_since.is_some() {
-                continue;
-            }
-            let mut v = NodeView {
-                key: k,
-                // Without over-commit charges are limits: the store's free memory.
-                free: if overcommit {
-                    n.capacity_bytes
-                } else {
-                    n.free_bytes()
-                },
-                free_limit: ((n.capacity_bytes as f64 * factor) as u64)
-                    .saturating_sub(n.used_bytes),
-                removing: 0,
-                heavy: 0,
-            };
-            let stamp = self.state.store.load_stamp(k);
-            let cached = loads
-                .get(&k)
-                .filter(|l| !spread && l.stamp == stamp && l.epoch == self.charges_epoch)
-                .copied();
-            let load = match cached {
-                Some(l) => {
-                    debug_assert_eq!(Some(l), Some(self.node_load(k, stamp, None)));
-                    l
-                }
-                None => {
-                    let l = self.node_load(k, stamp, spread.then_some(&mut per_function));
-                    loads.insert(k, l);
-                    l
-                }
-            };
-            v.heavy = load.heavy;
-            v.removing = load.removing;
-            if overcommit {
-                v.free = v.free.saturating_sub(load.charged);
-            }
-            at.insert(k, nodes.len());
-            nodes.push(v);
-        }
-        for (_, c) in self.state.creates() {
-            if spread {
-                *per_function.entry((c.node, c.function)).or_default() += 1;
-            }
-            if let Some(&i) = at.get(&c.node) {
-                let v = &mut nodes[i];
-                if overcommit {
-                    v.free = v.free.saturating_sub(charge_of(c.function, c.memory_bytes));
-                }
-                v.heavy += heavy_fn(c.function) as u32;
-            }
-        }
-        View {
-            nodes,
-            per_function,
-        }
-    }
-
     /// What `node`'s ready and removing containers count in the view (from the store's load
-    /// index: O(functions on the node)), adding their per-function counts to `per_function`
+    /// index: O(functions on the node)), pushing their per-function counts to `per_function`
     /// if given.
-    fn node_load(
+    pub(super) fn node_load(
         &self,
         node: NodeKey,
-        stamp: u64,
-        mut per_function: Option<&mut Map<(NodeKey, FunctionKey), u32>>,
+        mut per_function: Option<&mut Vec<(FunctionKey, u32)>>,
     ) -> NodeLoad {
         let overcommit = self.knobs.overcommit.is_some();
-        let mut load = NodeLoad {
-            stamp,
-            epoch: self.charges_epoch,
-            charged: 0,
-            removing: 0,
-            heavy: 0,
-        };
+        let mut load = NodeLoad::default();
         for (f, l) in self.state.store.load_on(node) {
             let count = l.ready + l.removing;
             if let Some(m) = per_function.as_deref_mut() {
-                *m.entry((node, f)).or_default() += count;
+                m.push((f, count));
             }
-            if self
-                .fns
-                .get(f.index() as usize)
-                .is_some_and(|d| d.class.cpu_heavy)
-            {
+            if self.heavy(f) {
                 load.heavy += count;
             }
             // A function the engine never saw counts its containers' own limits.
@@ -182,41 +73,35 @@ impl Engine {
             .store
             .function(f)
             .map_or(charge, |r| r.spec.memory_bytes);
-        let heavy = self
-            .fns
-            .get(f.index() as usize)
-            .is_some_and(|d| d.class.cpu_heavy);
-        let fits = view
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.free >= charge && v.free_limit >= limit);
+        let heavy = self.heavy(f);
         let best = match self.knobs.placement {
-            Placement::SpreadByFunction => fits
-                .min_by_key(|(_, v)| {
+            Placement::SpreadByFunction => view
+                .iter()
+                .filter(|v| v.free >= charge && v.free_limit >= limit)
+                .min_by_key(|v| {
                     let count = view.per_function.get(&(v.key, f)).copied().unwrap_or(0);
                     (count, std::cmp::Reverse(v.free))
                 })
-                .map(|(i, _)| i),
+                .map(|v| v.key),
             // CPU-heavy: best fit among nodes under the cap, else the fewest CPU-heavy.
-            Placement::Pack if heavy => fits
-                .min_by_key(|(_, v)| (v.heavy >= HEAVY_PER_NODE, v.free, v.heavy))
-                .map(|(i, _)| i),
-            Placement::Pack => fits.min_by_key(|(_, v)| v.free).map(|(i, _)| i),
+            Placement::Pack if heavy => view.best_fit_heavy(charge, limit),
+            Placement::Pack => view.best_fit(charge, limit),
         }
         .ok_or(charge)?;
-        let v = &mut view.nodes[best];
-        v.free -= charge;
-        v.free_limit -= limit;
-        v.heavy += heavy as u32;
-        let key = v.key;
-        *view.per_function.entry((key, f)).or_default() += 1;
-        Ok(key)
+        view.update(best, |v| {
+            v.free -= charge;
+            v.free_limit -= limit;
+            v.heavy += heavy as u32;
+        });
+        if self.knobs.placement == Placement::SpreadByFunction {
+            view.count(best, f);
+        }
+        Ok(best)
     }
 
     /// Whether removals in flight will make room for `memory` somewhere.
     pub(super) fn room_after_removals(view: &View, memory: u64) -> bool {
-        view.nodes.iter().any(|v| v.free + v.removing >= memory)
+        view.max_room() >= memory
     }
 
     /// Provisions every function with waiting requests, then finds nodes for what did not fit.
@@ -233,6 +118,7 @@ impl Engine {
             }
         }
         self.ensure_nodes(now, &view, out);
+        self.put_view(view);
     }
 
     pub(super) fn provision(
@@ -247,8 +133,18 @@ impl Engine {
             return;
         };
         let state = &self.state;
-        fd.queue
-            .retain(|id| state.waiter(id).is_some_and(|w| w.function == f));
+        // Forget the ids that no longer wait: only if a wait of the function ended since
+        // every id was last known to wait (other than those granted from the queue's front),
+        // or an id may be in it twice; else every id still waits and the pass is skipped.
+        let ended = state.waits_ended(f);
+        if ended != fd.waits_seen || fd.may_repeat {
+            fd.queue
+                .retain(|id| state.waiter(id).is_some_and(|w| w.function == f));
+            fd.waits_seen = ended;
+            if fd.queue.is_empty() {
+                fd.may_repeat = false;
+            }
+        }
         let waiting = fd.queue.len() as u32;
         if waiting == 0 {
             return;
@@ -360,8 +256,10 @@ impl Engine {
     /// the fewest evictions make room (the first in reserve order on a tie).
     ///
     /// Each node's candidates come from the store's per-node LRU index, walked only as far as
-    /// room is made (or the candidates are too recently used): O(nodes × victims needed),
-    /// not a scan and sort of the platform's containers.
+    /// room is made (or the candidates are too recently used), and the walk over the nodes
+    /// stops at the first that needs a single eviction: O(victims needed) when the first
+    /// nodes have evictable containers, O(nodes × victims needed) at worst, never a scan and
+    /// sort of the platform's containers.
     pub(super) fn evict_for(
         &mut self,
         now: Millis,
@@ -370,15 +268,23 @@ impl Engine {
         min_idle: Millis,
         out: &mut Vec<Decision>,
     ) -> bool {
-        // The node where the fewest evictions make room.
-        let mut best: Option<(usize, NodeKey)> = None;
-        for v in &view.nodes {
-            let mut n = 0;
-            let room = self.walk_victims(now, v.key, v.free + v.removing, memory, min_idle, |_| {
-                n += 1
-            });
-            if room && best.is_none_or(|(b, _)| n < b) {
-                best = Some((n, v.key));
+        // The node where the fewest evictions make room: the first in reserve order with
+        // room once removals complete, if any (none to evict); else, as no node makes room
+        // with fewer than one, the walk in reserve order stops at the first that needs one.
+        let mut best: Option<(usize, NodeKey)> = view.first_with_room(memory).map(|k| (0, k));
+        if best.is_none() {
+            for v in view.iter() {
+                let mut n = 0;
+                let room =
+                    self.walk_victims(now, v.key, v.free + v.removing, memory, min_idle, |_| {
+                        n += 1
+                    });
+                if room && best.is_none_or(|(b, _)| n < b) {
+                    best = Some((n, v.key));
+                    if n <= 1 {
+                        break;
+                    }
+                }
             }
         }
         let Some((n, node)) = best else {
@@ -388,7 +294,7 @@ impl Engine {
         if n == 0 && !self.any_victim(now, min_idle) {
             return false;
         }
-        let v = view.nodes.iter().find(|v| v.key == node);
+        let v = view.get(node);
         let start = v.map_or(0, |v| v.free + v.removing);
         let mut victims = Vec::new();
         self.walk_victims(now, node, start, memory, min_idle, |k| victims.push(k));

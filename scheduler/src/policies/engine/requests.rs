@@ -200,8 +200,14 @@ impl Engine {
             let Some(id) = self.pop_waiter(f) else {
                 break;
             };
+            let ended = self.state.waits_ended(f);
             if self.state.grant(now, id.clone(), c, cold, out) {
                 let fd = &mut self.fns[i];
+                // The grant ended the wait of an id no longer in the queue (unless it was in
+                // it twice): every id left still waits if they all did.
+                if fd.waits_seen == ended && !fd.may_repeat {
+                    fd.waits_seen = self.state.waits_ended(f);
+                }
                 fd.inflight += 1;
                 fd.peak = fd.peak.max(fd.inflight + fd.queue.len() as u32);
             } else {

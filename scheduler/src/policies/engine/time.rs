@@ -54,6 +54,7 @@ impl Engine {
     pub(super) fn requeue(&mut self, f: FunctionKey, request_id: Text) {
         let fd = self.fd(f);
         fd.queue.push_front(request_id);
+        fd.may_repeat = true;
         if !fd.starving {
             fd.starving = true;
             self.starving.push(f);
@@ -215,5 +216,6 @@ impl Engine {
             self.keep_headroom(now, &view, out);
         }
         self.release_empty_nodes(now, &view, out);
+        self.put_view(view);
     }
 }
