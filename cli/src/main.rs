@@ -84,7 +84,10 @@ fn real_main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(cli.command))
+    let result = runtime.block_on(run(cli.command));
+    // Spans still buffered reach the collector (a no-op when export is off).
+    faas_common::trace::flush();
+    result
 }
 
 /// Whose lines this process writes, and how: a component run by `faas <component>` is that

@@ -44,7 +44,9 @@ async fn until(b: &mut browser::Browser, page: &browser::Page, expression: &str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_new_container_and_the_call_in_a_real_browser() {
-    let Some(chromium) = browser::find_or_skip() else {
+    let Some(chromium) =
+        browser::find_or_skip("the_dashboard_shows_a_new_container_and_the_call_in_a_real_browser")
+    else {
         return;
     };
     let data = tempfile::tempdir().unwrap();

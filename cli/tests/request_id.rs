@@ -4,7 +4,8 @@
 //! and resource manager, and the node and container services it starts as children, all
 //! write there) serves one cold call; the scheduler's lines (the acquire, the container it
 //! created for the call, the return) and the node service's (the create, the invocation)
-//! name the call's id.
+//! name the call's id. With span export on (`FAAS_OTLP_ENDPOINT`), the same call is one
+//! OpenTelemetry trace across the processes.
 
 mod support;
 
@@ -52,6 +53,11 @@ fn plain(line: &str) -> String {
 
 impl Up {
     fn start(log_filter: &str) -> Up {
+        Up::start_with(log_filter, &[])
+    }
+
+    /// [`Up::start`] with more environment variables for `faas up` (and so its children).
+    fn start_with(log_filter: &str, env: &[(&str, &str)]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_faas"))
             .args(["up", "--data-dir"])
@@ -73,6 +79,8 @@ impl Up {
             .env("RUST_LOG", log_filter)
             .env("FAAS_BIN", env!("CARGO_BIN_EXE_faas"))
             .env_remove("FAAS_API_KEY")
+            .env_remove("FAAS_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -113,6 +121,22 @@ impl Up {
         }
     }
 
+    /// Calls `hello` once through the API server (once it is up) and returns the request id
+    /// the API server gave the call.
+    async fn call_hello(&mut self) -> String {
+        let addr = self.apiserver().await;
+        let key = faas_cli::client::find_key(&addr, None, Some(self.dir.path())).unwrap();
+        let api = faas_cli::client::connect_with_key(&addr, key.as_deref())
+            .await
+            .unwrap();
+        let out = api
+            .invoke("acct", "hello", br#"{"name":"trace"}"#.to_vec())
+            .await
+            .expect("the call succeeds");
+        assert!(!out.request_id.is_empty());
+        out.request_id
+    }
+
     fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
@@ -149,17 +173,7 @@ impl Drop for Up {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_and_the_node_log_the_api_servers_request_id() {
     let mut up = Up::start("info,faas_scheduler=debug,faas_node_service=debug");
-    let addr = up.apiserver().await;
-    let key = faas_cli::client::find_key(&addr, None, Some(up.dir.path())).unwrap();
-    let api = faas_cli::client::connect_with_key(&addr, key.as_deref())
-        .await
-        .unwrap();
-    let out = api
-        .invoke("acct", "hello", br#"{"name":"trace"}"#.to_vec())
-        .await
-        .expect("the call succeeds");
-    let id = out.request_id.clone();
-    assert!(!id.is_empty());
+    let id = up.call_hello().await;
 
     // What each hop must have logged about the call, with its id (a return is logged once
     // the scheduler has it: it goes back after the reply).
@@ -202,5 +216,69 @@ async fn the_scheduler_and_the_node_log_the_api_servers_request_id() {
     // The scheduler is told the call's id, not an id of its own: every acquire line names it.
     for line in up.lines_with(&["container acquired"]) {
         assert!(line.contains(&id), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_span_export_on_one_call_is_one_trace_across_the_processes() {
+    let collector = faas_testkit::otlp::Collector::start().await;
+    let endpoint = collector.endpoint();
+    let mut up = Up::start_with(
+        "info",
+        &[
+            ("FAAS_OTLP_ENDPOINT", endpoint.as_str()),
+            // Batches leave every 200 ms instead of 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    );
+    let id = up.call_hello().await;
+
+    // The call's spans in each process: `faas up`'s (API server and scheduler in one
+    // process), the node service's and the container service's.
+    let want = [
+        ("faas", "invoke"),
+        ("faas", "acquire"),
+        ("faas-node-service", "invoke"),
+        ("faas-container-service", "invoke"),
+    ];
+    let ours =
+        |spans: &[faas_testkit::otlp::CollectedSpan]| -> Vec<faas_testkit::otlp::CollectedSpan> {
+            spans
+                .iter()
+                .filter(|s| s.request_id.as_deref() == Some(id.as_str()))
+                .cloned()
+                .collect()
+        };
+    let spans = collector
+        .wait_for(Duration::from_secs(30), |spans| {
+            let ours = ours(spans);
+            want.iter().all(|(service, name)| {
+                ours.iter()
+                    .any(|s| s.service == *service && s.name == *name)
+            })
+        })
+        .await;
+    let ours = ours(&spans);
+    for (service, name) in want {
+        assert!(
+            ours.iter().any(|s| s.service == service && s.name == name),
+            "no {name} span of {service} for {id}: {ours:#?}"
+        );
+    }
+    let root = ours
+        .iter()
+        .find(|s| s.service == "faas" && s.name == "invoke")
+        .unwrap();
+    assert_eq!(root.parent_span_id, "", "the API server's span is the root");
+    for span in &ours {
+        assert_eq!(span.trace_id, root.trace_id, "one trace: {ours:#?}");
+        if span.span_id != root.span_id {
+            assert!(
+                spans.iter().any(|p| p.span_id == span.parent_span_id),
+                "{} of {} has a parent that was never exported: {ours:#?}",
+                span.name,
+                span.service
+            );
+        }
     }
 }

@@ -110,16 +110,14 @@ impl Launcher {
 
     /// A command with the prefix arguments set, ready for more arguments. It does not
     /// inherit the cluster token's environment variables ([`crate::token`]): a parent that
-    /// means to hand the token over sets them again. It logs in this process's format
-    /// ([`crate::logging::FORMAT_ENV`] set to [`crate::logging::chosen`]).
+    /// means to hand the token over sets them again. It logs in this process's format and
+    /// exports spans where this process does ([`crate::logging::child_env`]).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.prefix_args)
             .env_remove(crate::token::ENV)
             .env_remove(crate::token::FILE_ENV);
-        if let Some(format) = crate::logging::chosen() {
-            cmd.env(crate::logging::FORMAT_ENV, format.as_str());
-        }
+        cmd.envs(crate::logging::child_env());
         cmd
     }
 }

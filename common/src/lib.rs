@@ -25,4 +25,5 @@ pub mod shutdown;
 pub mod stats;
 pub mod text;
 pub mod token;
+pub mod trace;
 pub mod units;

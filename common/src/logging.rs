@@ -28,6 +28,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -69,6 +70,15 @@ pub struct LogArgs {
     /// (one object a line). Handed down to the components this one starts.
     #[arg(long, env = FORMAT_ENV, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export spans over OTLP/HTTP to this collector (e.g. `http://127.0.0.1:4318`): one
+    /// trace per call across every component. Off when unset. Handed down like the format.
+    #[arg(long, env = crate::trace::ENDPOINT_ENV, value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+}
+
+fn parse_otlp_endpoint(value: &str) -> Result<String, String> {
+    crate::trace::traces_url(value)?;
+    Ok(value.trim().to_owned())
 }
 
 impl LogArgs {
@@ -76,6 +86,9 @@ impl LogArgs {
     pub fn from_env() -> LogArgs {
         LogArgs {
             log_format: LogFormat::from_env(),
+            otlp_endpoint: std::env::var(crate::trace::ENDPOINT_ENV)
+                .ok()
+                .filter(|v| crate::trace::traces_url(v).is_ok()),
         }
     }
 }
@@ -85,6 +98,33 @@ static CHOSEN: OnceLock<LogFormat> = OnceLock::new();
 /// The format this process logs in, once [`init_with`] ran.
 pub fn chosen() -> Option<LogFormat> {
     CHOSEN.get().copied()
+}
+
+/// The logging settings a child of this process is given, as environment variables: the
+/// chosen format ([`FORMAT_ENV`]) and, when spans are exported, the collector
+/// ([`crate::trace::ENDPOINT_ENV`]).
+pub fn child_env() -> Vec<(&'static str, String)> {
+    let mut env = Vec::with_capacity(2);
+    if let Some(format) = chosen() {
+        env.push((FORMAT_ENV, format.as_str().to_owned()));
+    }
+    if let Some(endpoint) = crate::trace::endpoint() {
+        env.push((crate::trace::ENDPOINT_ENV, endpoint.to_owned()));
+    }
+    env
+}
+
+/// [`child_env`] as command-line flags, for a child that gets a clean environment (a
+/// container service behind the node's isolation, a Docker container's command).
+pub fn child_args() -> Vec<String> {
+    let mut args = Vec::with_capacity(4);
+    if let Some(format) = chosen() {
+        args.extend(["--log-format".to_owned(), format.as_str().to_owned()]);
+    }
+    if let Some(endpoint) = crate::trace::endpoint() {
+        args.extend(["--otlp-endpoint".to_owned(), endpoint.to_owned()]);
+    }
+    args
 }
 
 /// [`init_with`] for a process that is no component of its own (the `faas` command's
@@ -102,19 +142,33 @@ pub fn init_with(component: &'static str, args: &LogArgs, default_filter: &str) 
     let ansi = format == LogFormat::Text
         && std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let subscriber = subscriber(component, format, ansi, filter, std::io::stderr);
+    let tracer = match args.otlp_endpoint.as_deref() {
+        Some(endpoint) if crate::trace::endpoint().is_none() => {
+            match crate::trace::start(component, endpoint) {
+                Ok(tracer) => Some(tracer),
+                Err(e) => {
+                    eprintln!("{component}: OpenTelemetry export off: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let subscriber = subscriber(component, format, ansi, filter, std::io::stderr, tracer);
     if subscriber.try_init().is_ok() {
         let _ = CHOSEN.set(format);
     }
 }
 
-/// The subscriber [`init_with`] installs, writing to `writer` (tests pass a buffer).
+/// The subscriber [`init_with`] installs, writing to `writer` (tests pass a buffer), and
+/// with `tracer` also exporting its spans ([`crate::trace`]).
 pub fn subscriber<W>(
     component: &'static str,
     format: LogFormat,
     ansi: bool,
     filter: EnvFilter,
     writer: W,
+    tracer: Option<crate::trace::Tracer>,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -129,8 +183,19 @@ where
         .with_writer(writer)
         .with_ansi(ansi);
     match format {
-        LogFormat::Text => Box::new(builder.event_format(line).finish()),
-        LogFormat::Json => Box::new(builder.fmt_fields(JsonFields).event_format(line).finish()),
+        LogFormat::Text => Box::new(
+            builder
+                .event_format(line)
+                .finish()
+                .with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t))),
+        ),
+        LogFormat::Json => Box::new(
+            builder
+                .fmt_fields(JsonFields)
+                .event_format(line)
+                .finish()
+                .with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t))),
+        ),
     }
 }
 

@@ -35,6 +35,7 @@ fn lines(format: LogFormat, ansi: bool, f: impl FnOnce()) -> Vec<String> {
         ansi,
         EnvFilter::new("info"),
         buffer.clone(),
+        None,
     );
     tracing::subscriber::with_default(sub, f);
     let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -148,6 +149,7 @@ async fn children_started_by_the_launcher_log_in_the_parents_format() {
         "scheduler",
         &LogArgs {
             log_format: LogFormat::Json,
+            otlp_endpoint: None,
         },
         "off",
     );

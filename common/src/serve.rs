@@ -199,8 +199,10 @@ pub fn request_id<'a>(metadata: &'a tonic::metadata::MetadataMap, fallback: &'a 
 }
 
 /// Puts `id` on `request` as its [`REQUEST_ID`]; an empty id, or one that is not valid
-/// metadata (not visible ASCII), is left off.
+/// metadata (not visible ASCII), is left off. When spans are exported ([`crate::trace`]),
+/// also puts the current span's trace context on it, so the next hop joins the trace.
 pub fn send_request_id<T>(request: &mut tonic::Request<T>, id: &str) {
+    crate::trace::inject(request.metadata_mut());
     if id.is_empty() {
         return;
     }

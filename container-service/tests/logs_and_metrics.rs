@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// Runs the binary unbound with `args`, waits for its readiness line, gives `look` the
-/// chance to reach it, stops it, and returns its stderr lines.
+/// Runs the binary unbound with `args`, waits for its readiness line and for its "ready"
+/// log line (logged just after the readiness line: killing it before would race the log),
+/// gives `look` the chance to reach it, stops it, and returns its stderr lines.
 async fn run(args: &[&str], look: impl AsyncFnOnce()) -> Vec<String> {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_container-service"))
         .args(["--port", "0", "--unbound"])
         .args(args)
         .env_remove("FAAS_LOG_FORMAT")
+        .env_remove("FAAS_OTLP_ENDPOINT")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -23,18 +25,30 @@ async fn run(args: &[&str], look: impl AsyncFnOnce()) -> Vec<String> {
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(10), stdout.next_line()).await;
     assert!(matches!(ready, Ok(Ok(Some(_)))), "no readiness line");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    let logged_ready = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let ready = line.contains("container service ready");
+            lines.push(line);
+            if ready {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(logged_ready, Ok(true)),
+        "no \"ready\" log line: {lines:?}"
+    );
     look().await;
     child.start_kill().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        lines.push(line);
+    }
     child.wait().await.unwrap();
-    stderr.lines().map(str::to_string).collect()
+    lines
 }
 
 fn free_port() -> u16 {

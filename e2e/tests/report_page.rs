@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use faas_e2e::report::{Report, ReportOptions};
@@ -98,7 +98,9 @@ fn the_report_is_valid_html_and_fits_1400_px() {
         "a table outside a scroll box"
     );
 
-    let Some(chromium) = chromium() else {
+    let Some(chromium) =
+        faas_testkit::browser::find_or_skip("the_report_is_valid_html_and_fits_1400_px")
+    else {
         return;
     };
     let dir = scratch_dir();
@@ -173,39 +175,10 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// Debian's Chromium, or `None` (saying why) when it is absent and not required.
-fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("chromium"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("FAAS_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "FAAS_REQUIRE_BROWSER=1 but there is no chromium on PATH (apt-get install chromium)"
-        );
-        eprintln!(
-            "the_report_is_valid_html_and_fits_1400_px: browser half skipped, no chromium on \
-             PATH (apt-get install chromium; FAAS_REQUIRE_BROWSER=1 makes this a failure)"
-        );
-    }
-    found
-}
-
 /// Runs headless Chromium on `page` with a 1400 px window and its own profile in `dir`,
 /// returning its standard output; fails after 90 s.
 fn run_chromium(chromium: &Path, dir: &Path, extra: &[&str], page: &Path) -> String {
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            &format!("--user-data-dir={}", dir.join("profile").display()),
-            &format!("--window-size={WIDTH},900"),
-        ])
+    let mut child = faas_testkit::browser::headless(chromium, &dir.join("profile"), WIDTH, 900)
         .args(extra)
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())

@@ -16,8 +16,11 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     faas_common::logging::init_with("node-service", &cli.config.log, "info");
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(faas_node_service::main_with(cli.config))
+        .block_on(faas_node_service::main_with(cli.config));
+    // Spans still buffered reach the collector (a no-op when export is off).
+    faas_common::trace::flush();
+    result
 }

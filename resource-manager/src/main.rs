@@ -16,5 +16,9 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     faas_common::logging::init_with("resource-manager", &cli.config.log, "info");
-    tokio::runtime::Runtime::new()?.block_on(faas_resource_manager::main_with(cli.config))
+    let result =
+        tokio::runtime::Runtime::new()?.block_on(faas_resource_manager::main_with(cli.config));
+    // Spans still buffered reach the collector (a no-op when export is off).
+    faas_common::trace::flush();
+    result
 }

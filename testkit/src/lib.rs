@@ -7,7 +7,12 @@
 //!
 //! - [`serve_on`] / [`serve`]: a fake's tonic router served on a loopback listener until a
 //!   stop signal (or the test's end);
-//! - [`InvokeStream`]: the reply stream a fake `NodeService::invoke_function` returns.
+//! - [`InvokeStream`]: the reply stream a fake `NodeService::invoke_function` returns;
+//! - [`otlp::Collector`]: an OTLP/HTTP collector that keeps the spans the components export;
+//! - [`browser`]: finding headless Chromium (or skipping without it) and starting it.
+
+pub mod browser;
+pub mod otlp;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -6,13 +6,11 @@
 //! a flattened session, `Runtime.evaluate`) to open a page and read its DOM. Nothing else
 //! is needed for one test, so no crate of its own.
 //!
-//! [`Browser::find`] looks for `chromium` (or `$FAAS_CHROMIUM`); absent, a test skips with
-//! its reason unless `FAAS_REQUIRE_BROWSER` is set (CI sets it), then it fails.
+//! Finding the browser (and skipping without it) is `faas_testkit::browser`'s.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,35 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one CDP call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The browser binary: `$FAAS_CHROMIUM`, else `chromium` or `chromium-browser` on the PATH.
-pub fn find() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("FAAS_CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|p| p.is_file())
-}
-
-/// The browser, or why the test does not run: `Err` is a skip message, and a skip is a
-/// failure (panic) when `FAAS_REQUIRE_BROWSER` is set.
-pub fn find_or_skip() -> Option<PathBuf> {
-    match find() {
-        Some(path) => Some(path),
-        None if std::env::var_os("FAAS_REQUIRE_BROWSER").is_some() => panic!(
-            "FAAS_REQUIRE_BROWSER is set but no chromium was found on the PATH (or \
-             $FAAS_CHROMIUM): install it (apt-get install -y chromium)"
-        ),
-        None => {
-            eprintln!(
-                "skipped: no chromium on the PATH (apt-get install -y chromium, or set \
-                 FAAS_CHROMIUM); set FAAS_REQUIRE_BROWSER=1 to fail instead"
-            );
-            None
-        }
-    }
-}
+pub use faas_testkit::browser::find_or_skip;
 
 /// A running headless browser with one DevTools connection.
 pub struct Browser {
@@ -78,20 +48,12 @@ impl Browser {
     /// Starts `binary` headless with a fresh profile and connects to its DevTools.
     pub async fn start(binary: &std::path::Path) -> Browser {
         let profile = tempfile::tempdir().expect("a temporary profile directory");
-        let mut child = Command::new(binary)
+        let mut child = faas_testkit::browser::headless(binary, profile.path(), 1400, 1000)
             .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--no-default-browser-check",
                 "--remote-debugging-port=0",
                 "--remote-debugging-address=127.0.0.1",
-                "--window-size=1400,1000",
+                "about:blank",
             ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -139,6 +139,7 @@ impl ContainerService for ContainerApi {
         let id = faas_common::serve::request_id(request.metadata(), &request.get_ref().request_id);
         // Info level: the lines logged about the call carry its id at the default level.
         let span = tracing::info_span!("invoke", request_id = %id);
+        faas_common::trace::continue_trace(&span, request.metadata());
         let req = request.into_inner();
         let exec = self.executor()?;
         check_target(exec, &req)?;

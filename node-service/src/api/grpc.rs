@@ -179,6 +179,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::CreateContainerReply>, Status> {
         let id = request_id(request.metadata(), &request.get_ref().request_id);
         let span = tracing::info_span!("create_container", request_id = %id);
+        faas_common::trace::continue_trace(&span, request.metadata());
         self.create(request.into_inner()).instrument(span).await
     }
 
@@ -208,6 +209,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<Self::InvokeFunctionStream>, Status> {
         let id = request_id(request.metadata(), &request.get_ref().request_id);
         let span = tracing::info_span!("invoke", request_id = %id);
+        faas_common::trace::continue_trace(&span, request.metadata());
         // The container is told the same id (its own message field and `x-request-id`).
         let forwarded = (id != request.get_ref().request_id).then(|| id.to_string());
         let mut req = request.into_inner();

@@ -208,6 +208,8 @@ impl ProcessRuntime {
         ] {
             cmd.env_remove(var);
         }
+        // Log format and span export as flags: the isolation below clears the environment.
+        cmd.args(faas_common::logging::child_args());
         let (tail, write_end) = stderr::capture(&mut cmd).map_err(|e| {
             RuntimeError::Unavailable(format!("cannot make a pipe for a container's stderr: {e}"))
         })?;

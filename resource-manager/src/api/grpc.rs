@@ -61,12 +61,13 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
         &self,
         request: Request<ReserveNodeRequest>,
     ) -> Result<Response<ReserveNodeReply>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         let span = tracing::info_span!(
             "reserve_node",
             request_id = %clip(&req.request_id),
             account = %clip(&req.account_id)
         );
+        faas_common::trace::continue_trace(&span, &metadata);
         let node = self
             .manager
             .reserve(&req.request_id, &req.account_id)
@@ -82,12 +83,13 @@ impl<P: NodeProvider> ResourceManager for ResourceManagerApi<P> {
         &self,
         request: Request<ReleaseNodeRequest>,
     ) -> Result<Response<ReleaseNodeReply>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         let span = tracing::info_span!(
             "release_node",
             request_id = %clip(&req.request_id),
             node_id = %clip(&req.id)
         );
+        faas_common::trace::continue_trace(&span, &metadata);
         self.manager
             .release(&req.id)
             .instrument(span)

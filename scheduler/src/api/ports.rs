@@ -40,9 +40,11 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A request with a deadline, carrying the current span's trace when spans are exported.
 fn timed<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
+    faas_common::trace::inject(request.metadata_mut());
     request
 }
 

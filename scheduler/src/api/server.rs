@@ -158,6 +158,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
     ) -> Result<Response<AcquireContainerReply>, Status> {
         let id = request_id(request.metadata(), &request.get_ref().request_id);
         let span = tracing::info_span!("acquire", request_id = %id);
+        faas_common::trace::continue_trace(&span, request.metadata());
         self.acquire(request).instrument(span).await
     }
 
@@ -167,6 +168,7 @@ impl<R: ResourcePort, N: NodePort, C: Clock> SchedulerRpc for SchedulerApi<R, N,
     ) -> Result<Response<ReturnContainerReply>, Status> {
         let id = request_id(request.metadata(), &request.get_ref().request_id);
         let span = tracing::info_span!("return", request_id = %id);
+        faas_common::trace::continue_trace(&span, request.metadata());
         let _entered = span.enter();
         self.release(request)
     }

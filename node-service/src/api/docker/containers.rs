@@ -124,9 +124,7 @@ impl DockerRuntime {
         };
         // The cgroup limit and the kernel's OOM killer act here, not the emulation.
         cmd.extend(["--emulate-memory-limit".to_string(), "false".to_string()]);
-        if let Some(format) = faas_common::logging::chosen() {
-            cmd.extend(["--log-format".to_string(), format.as_str().to_string()]);
-        }
+        cmd.extend(faas_common::logging::child_args());
         let limits = self.limits(memory_bytes);
         let mut body = ContainerCreateBody {
             image: Some(o.image.clone()),

@@ -116,8 +116,9 @@ pub(super) fn node_body(
             std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
                 .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
                 .chain(
-                    faas_common::logging::chosen()
-                        .map(|f| format!("{}={}", faas_common::logging::FORMAT_ENV, f.as_str())),
+                    faas_common::logging::child_env()
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
                 )
                 .collect(),
         ),

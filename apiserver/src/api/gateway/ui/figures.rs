@@ -61,66 +61,21 @@ pub struct Figures {
     pub in_flight: f64,
 }
 
-/// A sample's labels, as `(key, value)` pairs.
-type Labels<'a> = Vec<(&'a str, String)>;
-
-/// A sample line: its name, labels and value (`None` for comments and blank lines).
-fn sample(line: &str) -> Option<(&str, Labels<'_>, f64)> {
-    if line.starts_with('#') || line.trim().is_empty() {
-        return None;
-    }
-    let (head, value) = line.rsplit_once(' ')?;
-    let value: f64 = value.trim().parse().ok()?;
-    let (name, labels) = match head.split_once('{') {
-        Some((name, rest)) => (name, labels(rest.strip_suffix('}')?)),
-        None => (head, Vec::new()),
-    };
-    Some((name, labels, value))
-}
-
-/// `a="x",b="y"` (with `\"` and `\\` escapes) as pairs.
-fn labels(text: &str) -> Labels<'_> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, n)) = chars.next() {
-                        value.push(if n == 'n' { '\n' } else { n });
-                    }
-                }
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        out.push((key.trim_start_matches(',').trim(), value));
-        rest = &after[end.min(after.len())..];
-    }
-    out
-}
-
-fn label<'a>(labels: &'a [(&str, String)], key: &str) -> Option<&'a str> {
-    labels
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 impl Figures {
-    /// Reads the text exposition of the registry.
+    /// Reads the text exposition of the registry (with `faas_common::metrics::exposition`;
+    /// text it cannot read gives an empty reading).
     pub fn parse(text: &str) -> Figures {
         let mut f = Figures::default();
-        for line in text.lines() {
-            let Some((name, labels, value)) = sample(line) else {
-                continue;
-            };
+        let families = match faas_common::metrics::exposition::parse(text) {
+            Ok(families) => families,
+            Err(e) => {
+                tracing::debug!(error = %e, "the dashboard cannot read the registry");
+                return f;
+            }
+        };
+        for sample in families.iter().flat_map(|family| &family.samples) {
+            let (name, value) = (sample.name.as_str(), sample.value);
+            let label = |key: &str| sample.labels.get(key).map(String::as_str);
             let is = |list: &[&str]| list.contains(&name);
             let histogram = |suffix: &str| {
                 names::LATENCY
@@ -131,7 +86,7 @@ impl Figures {
                 f.in_flight = value;
                 continue;
             }
-            if let Some(function) = label(&labels, "function") {
+            if let Some(function) = label("function") {
                 let counted = is(names::CALLS) || is(names::COLD) || histogram("_sum");
                 if !counted && !histogram("_count") {
                     continue;
@@ -139,7 +94,7 @@ impl Figures {
                 let e = f.functions.entry(function.to_string()).or_default();
                 if is(names::CALLS) {
                     e.calls += value;
-                    if label(&labels, "outcome") != Some("ok") {
+                    if label("outcome") != Some("ok") {
                         e.errors += value;
                     }
                 } else if is(names::COLD) {
@@ -150,11 +105,11 @@ impl Figures {
                     e.latency_count += value;
                 }
             }
-            if let Some(target) = label(&labels, "target") {
+            if let Some(target) = label("target") {
                 let entry = f.targets.entry(target.to_string()).or_default();
                 if is(names::TARGET_CALLS) {
                     entry.calls += value;
-                    if label(&labels, "outcome") != Some("ok") {
+                    if label("outcome") != Some("ok") {
                         entry.errors += value;
                     }
                 } else if is(names::BREAKER) {
@@ -231,12 +186,17 @@ mod tests {
 # TYPE faas_apiserver_invocations counter
 faas_apiserver_invocations_total{function="hello",outcome="ok"} 4
 faas_apiserver_invocations_total{function="hello",outcome="timeout"} 1
+# TYPE faas_apiserver_invocation_duration_seconds histogram
 faas_apiserver_invocation_duration_seconds_sum{function="hello"} 0.5
 faas_apiserver_invocation_duration_seconds_count{function="hello"} 5
 faas_apiserver_invocation_duration_seconds_bucket{le="0.005",function="hello"} 2
+# TYPE faas_apiserver_cold_starts counter
 faas_apiserver_cold_starts_total{function="hello"} 1
+# TYPE faas_apiserver_target_calls counter
 faas_apiserver_target_calls_total{target="shop:2",outcome="ok"} 3
+# TYPE faas_apiserver_breaker_state gauge
 faas_apiserver_breaker_state{target="shop:2"} 1
+# TYPE faas_apiserver_invocations_in_flight gauge
 faas_apiserver_invocations_in_flight 2
 # EOF
 "#;
@@ -269,10 +229,10 @@ faas_apiserver_invocations_in_flight 2
     }
 
     #[test]
-    fn labels_with_escapes_and_junk_lines_are_read_or_skipped() {
-        let l = labels(r#"a="x\"y",b="z""#);
-        assert_eq!(l, vec![("a", "x\"y".to_string()), ("b", "z".to_string())]);
-        assert!(sample("garbage").is_none());
-        assert!(sample("# TYPE x counter").is_none());
+    fn escaped_labels_are_read_and_unreadable_text_is_an_empty_reading() {
+        let text = "# TYPE faas_apiserver_cold_starts counter\n\
+                    faas_apiserver_cold_starts_total{function=\"a\\\"b\"} 2\n";
+        assert_eq!(Figures::parse(text).functions["a\"b"].cold, 2.0);
+        assert_eq!(Figures::parse("garbage{"), Figures::default());
     }
 }
