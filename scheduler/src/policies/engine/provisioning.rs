@@ -226,12 +226,20 @@ impl Engine {
         }
         let backing_off = self.reserve_retry_at.is_some_and(|t| t > now);
         let mut missing = 0u64;
+        // The least memory eviction could not make room for: it cannot for more either
+        // (evicting only takes victims away), so every function short of as much or more
+        // skips the walk over the nodes. With a thousand functions short of memory on a
+        // full fleet, one walk instead of a thousand.
+        let mut failed_from = u64::MAX;
         for memory in shortage {
-            if let Some(min_idle) = self.knobs.evict_idle_ms {
+            if let Some(min_idle) = self.knobs.evict_idle_ms
+                && memory < failed_from
+            {
                 let min_idle = if backing_off { 0 } else { min_idle };
                 if self.evict_for(now, view, memory, min_idle, out) {
                     continue;
                 }
+                failed_from = memory;
             }
             missing += memory;
         }
@@ -268,6 +276,11 @@ impl Engine {
         min_idle: Millis,
         out: &mut Vec<Decision>,
     ) -> bool {
+        // Nothing evictable anywhere (the global idle index says so, usually at its first
+        // entry): no walk over the nodes can take a victim, so nothing makes room.
+        if !self.any_victim(now, min_idle) {
+            return false;
+        }
         // The node where the fewest evictions make room: the first in reserve order with
         // room once removals complete, if any (none to evict); else, as no node makes room
         // with fewer than one, the walk in reserve order stops at the first that needs one.
@@ -290,10 +303,6 @@ impl Engine {
         let Some((n, node)) = best else {
             return false;
         };
-        // Room without evicting counts only if there is something to evict somewhere.
-        if n == 0 && !self.any_victim(now, min_idle) {
-            return false;
-        }
         let v = view.get(node);
         let start = v.map_or(0, |v| v.free + v.removing);
         let mut victims = Vec::new();
