@@ -300,7 +300,7 @@ impl Engine {
                 }
             }
         }
-        let Some((n, node)) = best else {
+        let Some((_, node)) = best else {
             return false;
         };
         let v = view.get(node);
