@@ -206,6 +206,11 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub swarm_placement_timeout_ms: u64,
+    /// `--provider swarm`: the stack the manager runs in (`docker stack deploy ... NAME`):
+    /// node services carry its namespace label, so `docker stack rm NAME` removes them with
+    /// the stack, and `docker stack ps NAME` lists them. Unset: no stack label.
+    #[arg(long, env = "RESOURCE_MANAGER_SWARM_STACK")]
+    pub swarm_stack: Option<String>,
     /// The cluster token: required of every caller, sent on the calls to nodes, and handed
     /// to every node it starts (see `faas_common::token`).
     #[command(flatten)]

@@ -139,6 +139,7 @@ pub async fn run_with(
             let provider = SwarmProvider::connect(SwarmOptions {
                 docker: docker_options(&config, &state, orphan_timeout, code)?,
                 placement_timeout: Duration::from_millis(config.swarm_placement_timeout_ms),
+                stack: config.swarm_stack.clone(),
             })
             .await
             .map_err(Error::Docker)?;

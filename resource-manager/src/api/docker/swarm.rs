@@ -26,6 +26,10 @@
 //! them, so a node killed there leaves its function containers behind: a known gap, see
 //! `docs/SCALING.md`).
 //!
+//! With `--swarm-stack NAME` node services also carry the stack label
+//! `com.docker.stack.namespace=NAME`, so `docker stack rm NAME` removes them with the
+//! control plane.
+//!
 //! After a restart (`--state-dir`), [`NodeProvider::discover`] finds the instance's node
 //! services by label and [`NodeProvider::adopt`] takes one back by service id if its task
 //! still runs; [`NodeProvider::adoption_done`] removes every other node service of the
@@ -52,6 +56,8 @@ use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
 use crate::service::{GoneNode, NodeProvider, ProviderError, StartFailure};
 
+/// The label `docker stack` finds a stack's services by.
+const STACK_LABEL: &str = "com.docker.stack.namespace";
 /// Pause between two looks at a starting node.
 const START_STEP: Duration = Duration::from_millis(100);
 /// The longest single health probe of a starting node.
@@ -65,6 +71,8 @@ pub struct SwarmOptions {
     pub docker: DockerOptions,
     /// A task not placed within this is a start failure, and its service is removed.
     pub placement_timeout: Duration,
+    /// The stack whose namespace label node services carry (`docker stack rm` removes them).
+    pub stack: Option<String>,
 }
 
 /// One node's service.
@@ -390,7 +398,10 @@ impl NodeProvider for SwarmProvider {
             message,
         };
         let o = &self.options.docker;
-        let spec = node_service(o, self.socket_gid, node_id, memory_bytes);
+        let mut spec = node_service(o, self.socket_gid, node_id, memory_bytes);
+        if let (Some(stack), Some(labels)) = (&self.options.stack, spec.labels.as_mut()) {
+            labels.insert(STACK_LABEL.to_string(), stack.clone());
+        }
         // A service of the same name is a leftover of this instance: replace it.
         let name = service_name(&o.instance, node_id);
         self.remove_service(&name).await;
