@@ -10,7 +10,8 @@
 //!
 //! It deploys the stack from this tree's images (tag `swarm-test`), invokes each default
 //! function, reserves nodes until Swarm refuses one (RESOURCE_EXHAUSTED naming the memory no
-//! machine has free), kills a node's task container (the platform recovers), runs a short
+//! machine has free), kills a node's task container (the platform recovers), kills the
+//! resource manager (Swarm restarts it and it takes its node services back), runs a short
 //! contest replay against the stack, removes the stack and checks that no service,
 //! container, network or secret of the platform is left (the volumes stay, as the README
 //! says; the test then removes them).
@@ -399,6 +400,35 @@ async fn the_stack_runs_on_a_swarm_and_leaves_nothing_behind() {
     assert!(String::from_utf8_lossy(&out.body).contains("again"));
 
     phase("the platform replaced the killed node");
+
+    // Kill the resource manager (a crash): Swarm restarts it, and it takes its node
+    // services back (its state volume, and the services it finds by label).
+    let before = services_labelled(&format!("minifaas.instance={STACK}"));
+    let rm_service = format!("label=com.docker.swarm.service.name={STACK}_resource-manager");
+    let crashed = containers(&rm_service);
+    docker_cli(&["kill", crashed.first().expect("the resource manager runs")])
+        .expect("docker kill");
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            docker_cli(&[
+                "ps",
+                "-q",
+                "--filter",
+                &rm_service,
+                "--filter",
+                "health=healthy",
+            ])
+            .is_ok_and(|id| !id.is_empty() && !crashed.iter().any(|c| c.starts_with(&id)))
+        }),
+        "the resource manager was not restarted"
+    );
+    let after = services_labelled(&format!("minifaas.instance={STACK}"));
+    assert!(
+        before.iter().all(|s| after.contains(s)),
+        "node services were not taken back: before {before:?}, after {after:?}"
+    );
+    invoke_retrying(&api, "hello", br#"{"name":"after the crash"}"#).await;
+    phase("the restarted resource manager took its nodes back");
     // A short contest replay against the stack.
     let json = secrets.join("replay.json");
     let argv = [
