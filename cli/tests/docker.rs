@@ -8,13 +8,11 @@
 
 mod support;
 
-use std::process::Command;
-use std::sync::OnceLock;
-
 use faas_cli::client::Api;
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
 use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
 use serde_json::Value;
+use support::docker::{build_images, docker_available, docker_cli};
 use tonic::Code;
 
 const ACCOUNT: &str = "docker-test";
@@ -23,58 +21,6 @@ const ROLE_LABEL: &str = "minifaas.role";
 /// The docker tests share the daemon's `minifaas` network and assert on every platform
 /// container: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Whether the daemon answers: skips loudly without one, panics if CI requires Docker.
-fn docker_available() -> bool {
-    match docker_cli(&["version", "--format", "{{.Server.Version}}"]) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("FAAS_REQUIRE_DOCKER").as_deref() == Ok("1") {
-                panic!("FAAS_REQUIRE_DOCKER=1 but the Docker daemon does not answer: {e}");
-            }
-            eprintln!(
-                "\n!!!!! SKIPPED: no Docker daemon answers ({e}); docker tests did not run !!!!!\n"
-            );
-            false
-        }
-    }
-}
-
-/// Builds the images from this tree, once per test process.
-fn build_images() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/build-images.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .status()
-            .map_err(|e| format!("cannot run {script}: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("{script} failed: {status}"))
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-}
 
 /// Every container (running or not) carrying `label` (`key` or `key=value`).
 fn containers_with(label: &str) -> Vec<String> {
@@ -132,7 +78,9 @@ async fn start_with(warm_pool: Option<u32>) -> Option<DockerPlatform> {
         return None;
     }
     let serial = SERIAL.lock().await;
-    tokio::task::spawn_blocking(build_images).await.unwrap();
+    tokio::task::spawn_blocking(|| build_images("latest"))
+        .await
+        .unwrap();
     support::use_built_binary();
     let instance = format!("test-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     let cleanup = Cleanup {

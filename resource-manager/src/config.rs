@@ -24,6 +24,10 @@ pub enum ProviderKind {
     /// Start a node-service container per node through the Docker socket; nodes run their
     /// functions in sibling containers (the node service's `docker` runtime).
     Docker,
+    /// Start a Docker Swarm service of one node-service task per node: Swarm places each
+    /// on a machine with the node's memory free; the `--docker-*` flags say how (the
+    /// network must be an attachable overlay network the manager is on too).
+    Swarm,
 }
 
 /// Configuration of the resource manager.
@@ -194,6 +198,19 @@ pub struct Config {
         default_value = "0.67"
     )]
     pub docker_cpus_per_gib: String,
+    /// `--provider swarm`: a node whose task Swarm has not placed on a machine within this
+    /// long failed to start (no machine has its memory free); its service is removed.
+    #[arg(
+        long,
+        env = "RESOURCE_MANAGER_SWARM_PLACEMENT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub swarm_placement_timeout_ms: u64,
+    /// `--provider swarm`: the stack the manager runs in (`docker stack deploy ... NAME`):
+    /// node services carry its namespace label, so `docker stack rm NAME` removes them with
+    /// the stack, and `docker stack ps NAME` lists them. Unset: no stack label.
+    #[arg(long, env = "RESOURCE_MANAGER_SWARM_STACK")]
+    pub swarm_stack: Option<String>,
     /// The cluster token: required of every caller, sent on the calls to nodes, and handed
     /// to every node it starts (see `faas_common::token`).
     #[command(flatten)]

@@ -15,7 +15,7 @@ pub enum Error {
     Config(String),
     #[error("the local node provider cannot find node-service: {0}")]
     NodeServiceBinary(#[from] LaunchError),
-    #[error("the docker node provider cannot start: {0}")]
+    #[error("the docker (or swarm) node provider cannot start: {0}")]
     Docker(String),
     #[error(transparent)]
     State(#[from] StateError),
@@ -33,6 +33,11 @@ pub enum CallError {
     /// The pool refused the call.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// No node is ready, and the latest node start failed (what the provider said).
+    #[error(
+        "no available node can be reserved; the latest node start failed: {last_start_failure}"
+    )]
+    Exhausted { last_start_failure: String },
     /// Every node tried refused (or never answered) its hand-over.
     #[error("no node could be handed over after {attempts} attempts; last failure: {last_failure}")]
     NoHandover {
@@ -48,7 +53,9 @@ impl From<CallError> for Status {
             CallError::Pool(PoolError::EmptyId(_) | PoolError::IdTooLong { .. }) => {
                 Status::invalid_argument(message)
             }
-            CallError::Pool(PoolError::Exhausted) => Status::resource_exhausted(message),
+            CallError::Pool(PoolError::Exhausted) | CallError::Exhausted { .. } => {
+                Status::resource_exhausted(message)
+            }
             CallError::Pool(PoolError::NotFound(_)) => Status::not_found(message),
             CallError::Pool(PoolError::NotReserved { .. }) => Status::failed_precondition(message),
             CallError::Pool(PoolError::Closed) | CallError::NoHandover { .. } => {
@@ -115,6 +122,20 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
         }
+    }
+
+    #[test]
+    fn no_node_after_a_failed_start_says_why() {
+        let status = Status::from(CallError::Exhausted {
+            last_start_failure:
+                "cannot start node node-3 (no_capacity): no machine has 3072 MiB free".into(),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "no available node can be reserved; the latest node start failed: cannot start \
+             node node-3 (no_capacity): no machine has 3072 MiB free"
+        );
     }
 
     #[test]

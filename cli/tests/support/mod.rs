@@ -3,6 +3,8 @@
 //! at what the platform reports ([`observe`]) and at a recorded load ([`load`]).
 #![allow(dead_code)]
 
+/// The Docker suites' helpers (`tests/docker.rs`, `tests/swarm.rs`).
+pub mod docker;
 /// The self-healing tests' harness (`tests/self_healing_*.rs`).
 pub mod healing;
 

@@ -29,7 +29,7 @@ use faas_proto::resourcemanagerproto::resource_manager_server::ResourceManagerSe
 use tokio::net::TcpListener;
 
 pub use clock::Clock;
-pub use docker::{DockerOptions, DockerProvider};
+pub use docker::{DockerOptions, DockerProvider, SwarmOptions, SwarmProvider};
 pub use grpc::{ResourceManagerApi, node_desc};
 pub use health::{WatchOptions, watch};
 pub use local::{LocalOptions, LocalProvider};
@@ -128,33 +128,60 @@ pub async fn run_with(
             serve(listener, &config, rules, provider, stops, state).await
         }
         ProviderKind::Docker => {
-            let cpus = config.docker_cpus_per_gib()?;
-            let provider = DockerProvider::connect(DockerOptions {
-                node_image: config.docker_node_image.clone(),
-                container_image: config.docker_container_image.clone(),
-                network: config.docker_network.clone(),
-                instance: config.docker_instance.clone(),
-                socket: config.docker_socket.clone(),
-                cpus_per_gib: cpus.to_string(),
-                warm_pool: config.node_warm_pool,
-                node_port: 7000,
-                start_timeout: Duration::from_millis(config.node_start_timeout_ms),
-                stop_grace: Duration::from_millis(config.node_stop_grace_ms),
-                keep_nodes: state.is_some(),
-                orphan_timeout,
-                code,
+            let provider =
+                DockerProvider::connect(docker_options(&config, &state, orphan_timeout, code)?)
+                    .await
+                    .map_err(Error::Docker)?;
+            log_docker_provider(&config);
+            serve(listener, &config, rules, provider, stops, state).await
+        }
+        ProviderKind::Swarm => {
+            let provider = SwarmProvider::connect(SwarmOptions {
+                docker: docker_options(&config, &state, orphan_timeout, code)?,
+                placement_timeout: Duration::from_millis(config.swarm_placement_timeout_ms),
+                stack: config.swarm_stack.clone(),
             })
             .await
             .map_err(Error::Docker)?;
-            tracing::info!(
-                image = %config.docker_node_image,
-                network = %config.docker_network,
-                instance = %config.docker_instance,
-                "docker node provider"
-            );
+            log_docker_provider(&config);
             serve(listener, &config, rules, provider, stops, state).await
         }
     }
+}
+
+/// The docker or swarm provider's start line.
+fn log_docker_provider(config: &Config) {
+    tracing::info!(
+        provider = provider_name(config.provider),
+        image = %config.docker_node_image,
+        network = %config.docker_network,
+        instance = %config.docker_instance,
+        "docker node provider"
+    );
+}
+
+/// How the docker and swarm providers make nodes, from the `--docker-*` flags.
+fn docker_options(
+    config: &Config,
+    state: &Option<State>,
+    orphan_timeout: Option<Duration>,
+    code: crate::config::NodeCode,
+) -> Result<DockerOptions, Error> {
+    Ok(DockerOptions {
+        node_image: config.docker_node_image.clone(),
+        container_image: config.docker_container_image.clone(),
+        network: config.docker_network.clone(),
+        instance: config.docker_instance.clone(),
+        socket: config.docker_socket.clone(),
+        cpus_per_gib: config.docker_cpus_per_gib()?.to_string(),
+        warm_pool: config.node_warm_pool,
+        node_port: 7000,
+        start_timeout: Duration::from_millis(config.node_start_timeout_ms),
+        stop_grace: Duration::from_millis(config.node_stop_grace_ms),
+        keep_nodes: state.is_some(),
+        orphan_timeout,
+        code,
+    })
 }
 
 /// Puts node `node_id`, taken back from an earlier run, into a provider's table `nodes`,
@@ -176,12 +203,32 @@ fn register_adopted<T>(
     Ok(())
 }
 
+/// Takes out of a provider's table `nodes` every node for which `gone` says why it is no
+/// longer running (the shared part of the docker and swarm providers' `gone_nodes`).
+fn take_gone<T>(
+    nodes: &mut std::collections::HashMap<String, T>,
+    gone: impl Fn(&T) -> Option<String>,
+) -> Vec<(crate::service::GoneNode, T)> {
+    let found: Vec<(String, String)> = nodes
+        .iter()
+        .filter_map(|(id, n)| Some((id.clone(), gone(n)?)))
+        .collect();
+    found
+        .into_iter()
+        .filter_map(|(node_id, detail)| {
+            let node = nodes.remove(&node_id)?;
+            Some((crate::service::GoneNode { node_id, detail }, node))
+        })
+        .collect()
+}
+
 /// The provider's name in the state file.
 fn provider_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Local => "local",
         ProviderKind::Static => "static",
         ProviderKind::Docker => "docker",
+        ProviderKind::Swarm => "swarm",
     }
 }
 

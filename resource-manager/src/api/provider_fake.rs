@@ -80,6 +80,8 @@ pub struct FakeProvider {
     pub start_delay: Duration,
     pub port: u16,
     pub serve_nodes: bool,
+    /// Every start fails with this (`StartFailure::NoCapacity`), as a full swarm refuses.
+    pub refuse_starts: Option<String>,
     pub started: Mutex<Vec<String>>,
     pub stopped: Mutex<Vec<String>>,
     pub killed: Mutex<Vec<String>>,
@@ -125,6 +127,13 @@ impl NodeProvider for FakeProvider {
 
     async fn start_node(&self, node_id: &str, _memory: u64) -> Result<StartedNode, ProviderError> {
         tokio::time::sleep(self.start_delay).await;
+        if let Some(message) = &self.refuse_starts {
+            return Err(ProviderError::Start {
+                node_id: node_id.to_string(),
+                kind: crate::service::StartFailure::NoCapacity,
+                message: message.clone(),
+            });
+        }
         self.started.lock().unwrap().push(node_id.to_string());
         if self.serve_nodes {
             let node = FakeNode::serve(node_id, &format!("live-{node_id}"), None).await;

@@ -50,7 +50,7 @@ pub struct NodeHandle {
     /// When that process started, in clock ticks since boot (`/proc/<pid>/stat` field 22):
     /// with the pid, it names exactly one process, even after the pid is reused.
     pub process_start: Option<u64>,
-    /// The node's container id (`docker` provider).
+    /// The node's container id (`docker` provider), or its Swarm service id (`swarm`).
     pub container_id: Option<String>,
     /// The live id the node service reported once it was up (`DescribeNode`).
     pub live_id: Option<String>,

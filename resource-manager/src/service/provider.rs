@@ -5,7 +5,8 @@
 //!
 //! What "no longer running" means depends on the provider: the `local` provider's child
 //! process exited (it is reaped as it is noticed), the `docker` provider's container is gone
-//! or not running; the `static` provider cannot tell (its nodes are run by someone else), so
+//! or not running, the `swarm` provider's service is gone or has no running task; the
+//! `static` provider cannot tell (its nodes are run by someone else), so
 //! its nodes fail only by not answering their health probes.
 
 use std::fmt;

@@ -64,13 +64,9 @@ pub(super) fn gone_because(
     }
 }
 
-/// The node container for `node_id` with `memory_bytes`: see the module docs.
-pub(super) fn node_body(
-    o: &DockerOptions,
-    socket_gid: Option<u32>,
-    node_id: &str,
-    memory_bytes: u64,
-) -> ContainerCreateBody {
+/// The node service's arguments for `node_id` with `memory_bytes` (a node container's
+/// command, a Swarm node task's args): see the module docs.
+pub(super) fn node_args(o: &DockerOptions, node_id: &str, memory_bytes: u64) -> Vec<String> {
     let mut cmd: Vec<String> = [
         "--host",
         "0.0.0.0",
@@ -104,6 +100,38 @@ pub(super) fn node_body(
         ]);
     }
     cmd.extend(o.code.args());
+    cmd
+}
+
+/// A node's environment (`KEY=value`): the Docker socket, the cluster token, the log format.
+pub(super) fn node_env(o: &DockerOptions) -> Vec<String> {
+    std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
+        .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(
+            faas_common::logging::child_env()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        )
+        .collect()
+}
+
+/// The labels of a node's container (and of its Swarm service).
+pub(super) fn node_labels(o: &DockerOptions, node_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
+        (labels::INSTANCE.to_string(), o.instance.clone()),
+        (labels::NODE.to_string(), node_id.to_string()),
+    ])
+}
+
+/// The node container for `node_id` with `memory_bytes`: see the module docs.
+pub(super) fn node_body(
+    o: &DockerOptions,
+    socket_gid: Option<u32>,
+    node_id: &str,
+    memory_bytes: u64,
+) -> ContainerCreateBody {
+    let cmd = node_args(o, node_id, memory_bytes);
     let mut binds = vec![format!("{}:{SOCKET_IN_NODE}", o.socket)];
     if let Some(dir) = &o.code.bundles_dir {
         binds.push(format!("{0}:{0}:ro", dir.display()));
@@ -112,21 +140,8 @@ pub(super) fn node_body(
         image: Some(o.node_image.clone()),
         cmd: Some(cmd),
         user: Some("65534:65534".into()),
-        env: Some(
-            std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
-                .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
-                .chain(
-                    faas_common::logging::child_env()
-                        .into_iter()
-                        .map(|(k, v)| format!("{k}={v}")),
-                )
-                .collect(),
-        ),
-        labels: Some(HashMap::from([
-            (labels::ROLE.to_string(), labels::ROLE_NODE.to_string()),
-            (labels::INSTANCE.to_string(), o.instance.clone()),
-            (labels::NODE.to_string(), node_id.to_string()),
-        ])),
+        env: Some(node_env(o)),
+        labels: Some(node_labels(o, node_id)),
         host_config: Some(HostConfig {
             binds: Some(binds),
             group_add: socket_gid.map(|g| vec![g.to_string()]),

@@ -35,9 +35,14 @@
 //! running: it fails by not answering its health probes.
 //!
 //! Files: this one (the provider), `containers.rs` (node container bodies, listing and
-//! removing containers by label).
+//! removing containers by label); `swarm.rs` and `swarm_spec.rs` are the `swarm` provider,
+//! nodes as Docker Swarm services, made of the same parts.
 
 mod containers;
+mod swarm;
+mod swarm_spec;
+
+pub use swarm::{SwarmOptions, SwarmProvider};
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -45,7 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::api::{node_client, register_adopted};
+use crate::api::{node_client, register_adopted, take_gone};
 use crate::config::NodeCode;
 use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
@@ -494,30 +499,18 @@ impl NodeProvider for DockerProvider {
                 Some((c.id?, why))
             })
             .collect();
-        let gone: Vec<(GoneNode, String)> = {
-            let mut nodes = self.nodes();
-            let found: Vec<(String, String)> = nodes
-                .iter()
-                .filter(|(_, n)| n.ready)
-                .filter_map(|(id, n)| {
-                    let detail = match by_id.get(&n.container) {
-                        None => Some("its container is gone".to_string()),
-                        Some(why) => why.clone(),
-                    }?;
-                    Some((id.clone(), detail))
-                })
-                .collect();
-            found
-                .into_iter()
-                .filter_map(|(node_id, detail)| {
-                    let node = nodes.remove(&node_id)?;
-                    Some((GoneNode { node_id, detail }, node.container))
-                })
-                .collect()
-        };
+        let gone = take_gone(&mut self.nodes(), |n| {
+            if !n.ready {
+                return None;
+            }
+            match by_id.get(&n.container) {
+                None => Some("its container is gone".to_string()),
+                Some(why) => why.clone(),
+            }
+        });
         futures::future::join_all(
             gone.iter()
-                .map(|(node, container)| self.stop_container(&node.node_id, container, true)),
+                .map(|(node, n)| self.stop_container(&node.node_id, &n.container, true)),
         )
         .await;
         gone.into_iter().map(|(node, _)| node).collect()

@@ -69,6 +69,9 @@ pub struct Manager<P: NodeProvider> {
     ports: Ports,
     node_call_timeout: Duration,
     persistence: Option<Persistence>,
+    /// Why the latest node start failed, while no start has succeeded since: a reserve
+    /// that finds no node says it (`no machine has 3072 MiB free`).
+    last_start_failure: Mutex<Option<String>>,
 }
 
 impl<P: NodeProvider> Manager<P> {
@@ -90,6 +93,7 @@ impl<P: NodeProvider> Manager<P> {
             ports,
             node_call_timeout,
             persistence: None,
+            last_start_failure: Mutex::new(None),
         }
     }
 
@@ -228,6 +232,13 @@ impl<P: NodeProvider> Manager<P> {
         })
     }
 
+    fn note_start_failure(&self, why: Option<String>) {
+        *self
+            .last_start_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
     async fn start_node(self: Arc<Self>, node_id: String, memory_bytes: u64) {
         self.ports.metrics.node_starting();
         let result = match self.provider.start_node(&node_id, memory_bytes).await {
@@ -238,11 +249,13 @@ impl<P: NodeProvider> Manager<P> {
         let stops = match result {
             Ok(started) => {
                 tracing::info!(node_id, endpoint = %started.endpoint, "node ready");
+                self.note_start_failure(None);
                 self.pool().node_started(&node_id, started, now)
             }
             Err(e) => {
                 let retry_at = self.pool().node_start_failed(&node_id, now);
                 if let (Some(retry_at), Some(kind)) = (retry_at, e.start_failure()) {
+                    self.note_start_failure(Some(e.to_string()));
                     self.ports.metrics.start_failed(kind);
                     tracing::warn!(
                         node_id,
@@ -372,6 +385,14 @@ impl<P: NodeProvider> Manager<P> {
                 Err(e) => {
                     if e == PoolError::Exhausted {
                         self.ports.metrics.exhausted();
+                        let why = self
+                            .last_start_failure
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone();
+                        if let Some(last_start_failure) = why {
+                            return Err(CallError::Exhausted { last_start_failure });
+                        }
                     }
                     return Err(e.into());
                 }

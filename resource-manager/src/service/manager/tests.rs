@@ -169,6 +169,27 @@ async fn nodes_that_refuse_the_handover_are_dropped_and_stopped() {
     assert_eq!(m.provider.stopped.lock().unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn a_reserve_that_finds_no_node_says_why_the_latest_start_failed() {
+    let m = manager(
+        1,
+        1,
+        FakeProvider {
+            refuse_starts: Some("no machine has 3072 MiB free".into()),
+            ..FakeProvider::default()
+        },
+    );
+    m.warm_up(Shutdown::never()).await;
+    let err = m.reserve("req", "acct").await.unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("no machine has 3072 MiB free"),
+        "{status:?}"
+    );
+    m.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_gone_ready_node_is_killed_counted_once_and_replaced_after_the_delay() {
     let (m, counters) = counted(2, 3, FakeProvider::default());
