@@ -17,7 +17,9 @@
 //! node and container services are child processes). First the latency: `ROUNDS`
 //! sequential calls per path, interleaved in rounds (container, node, api, container, ...)
 //! so drift hits the three alike, after a discarded warm-up; p50 and p99. Then the
-//! throughput: `IN_FLIGHT` calls kept in flight for `SECONDS` per path, calls/s. Every reply
+//! throughput: `IN_FLIGHT` calls kept in flight for `SECONDS` per path, calls/s (the API
+//! path first warms at full load until a second of it starts no container, and each run
+//! says how many cold starts fell into its measured API phase). Every reply
 //! is checked (a failed call fails the run). The table gives each path's ratio to the
 //! one-hop path. The API server runs without per-account limits (`--account-rate 0
 //! --account-concurrency 0`) so what is measured is the path, not a limit.
@@ -48,6 +50,8 @@ const FUNCTION: &str = "hello";
 const ACCOUNT: &str = "bench";
 /// Rounds of warm-up before the measured ones.
 const WARM_UP_ROUNDS: usize = 200;
+/// The longest the API path warms at full load before the runs, s.
+const WARM_UP_MAX_SECONDS: usize = 20;
 
 /// The three paths, in the order of a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +83,8 @@ struct Targets {
     meta: nodeservoceproto::FunctionMeta,
     /// Numbers the request ids of the direct calls.
     seq: Arc<AtomicU64>,
+    /// API calls whose reply said the scheduler created a container for them.
+    cold_starts: Arc<AtomicU64>,
 }
 
 impl Targets {
@@ -134,15 +140,22 @@ impl Targets {
                 );
             }
             Path::Api => {
-                let reply = self
+                let response = self
                     .api
                     .invoke_function(apiserverproto::InvokeFunctionRequest {
                         account_id: ACCOUNT.to_string(),
                         function_name: FUNCTION.to_string(),
                         event: Default::default(),
                     })
-                    .await?
-                    .into_inner();
+                    .await?;
+                if response
+                    .metadata()
+                    .get(faas_proto::meta::COLD_START)
+                    .is_some_and(|v| v == "true")
+                {
+                    self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                }
+                let reply = response.into_inner();
                 anyhow::ensure!(!reply.body.is_empty(), "api: empty body");
             }
         }
@@ -258,6 +271,7 @@ async fn targets(platform: &LocalPlatform) -> anyhow::Result<Targets> {
             memory_in_bytes: info.memory_in_bytes,
         },
         seq: Arc::new(AtomicU64::new(0)),
+        cold_starts: Arc::new(AtomicU64::new(0)),
     })
 }
 
@@ -289,18 +303,30 @@ async fn run(
     in_flight: usize,
     repeats: usize,
 ) -> anyhow::Result<()> {
-    // A first call makes the container warm; the API path then warms at full load, so the
-    // scheduler holds the containers its throughput run needs before anything is measured.
+    // A first call makes the container warm; the API path then warms at full load until a
+    // whole second of it starts no container (at most WARM_UP_MAX_SECONDS), so the
+    // scheduler holds the containers its throughput run needs. The scheduler may still make
+    // more once the measured run keeps every container busy: each run prints how many of
+    // its API calls were cold starts, so a run that paid for creates is told apart.
     let api = platform.api().await?;
     api.invoke(ACCOUNT, FUNCTION, vec![]).await?;
     let mut targets = targets(platform).await?;
-    throughput(&targets, Path::Api, in_flight, Duration::from_secs(1)).await?;
+    for _ in 0..WARM_UP_MAX_SECONDS {
+        let before = targets.cold_starts.load(Ordering::Relaxed);
+        throughput(&targets, Path::Api, in_flight, Duration::from_secs(1)).await?;
+        if targets.cold_starts.load(Ordering::Relaxed) == before {
+            break;
+        }
+    }
     let duration = Duration::from_secs_f64(seconds);
     for repeat in 1..=repeats {
         let lat = latencies(&mut targets, rounds).await?;
         let mut rates = [0.0; 3];
+        let mut cold = 0;
         for (i, path) in Path::ALL.into_iter().enumerate() {
+            let before = targets.cold_starts.load(Ordering::Relaxed);
             rates[i] = throughput(&targets, path, in_flight, duration).await?;
+            cold += targets.cold_starts.load(Ordering::Relaxed) - before;
         }
         println!(
             "\nrun {repeat}/{repeats}: {rounds} sequential rounds, then {in_flight} in flight for {seconds} s per path"
@@ -324,6 +350,9 @@ async fn run(
                 rates[i]
             );
         }
+        println!(
+            "(cold starts during the API path's {seconds} s at {in_flight} in flight: {cold})"
+        );
     }
     Ok(())
 }

@@ -13,14 +13,16 @@
 //! The whole call, reply stream included, ends by the call's deadline: a node that stops
 //! answering (SIGSTOP, a hung host) fails its calls then instead of holding them.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use faas_common::serve::{ChannelCache, MAX_MESSAGE_BYTES, send_request_id};
-use faas_common::token::ClusterAuth;
+use faas_common::token::{AuthChannel, ClusterAuth};
 use faas_proto::meta;
 use faas_proto::nodeservoceproto::{
     FunctionMeta, InvokeFunctionRequest, node_service_client::NodeServiceClient,
 };
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::api::convert::{never_connected, remote_code, remote_error, root_cause, timed_out};
 use crate::model::{
@@ -34,10 +36,19 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// The failure code of a response over [`MAX_RESPONSE_BYTES`].
 pub const CODE_RESPONSE_TOO_LARGE: &str = "ResponseTooLarge";
 
+type Client = NodeServiceClient<AuthChannel>;
+
 /// Clients of every node service seen so far, one channel per `host:port`.
+///
+/// A call finds its node's client by the placement's address and port as they came (one
+/// read lock, no `host:port` string made, no client wrapped): the client, with the cluster
+/// token's interceptor and the message limits, is made once per node, over the node's
+/// channel in the [`ChannelCache`].
 #[derive(Debug, Default)]
 pub struct GrpcNodes {
     channels: ChannelCache,
+    /// Ready clients by node address, then port.
+    clients: RwLock<HashMap<String, Vec<(i64, Client)>>>,
     /// The cluster token on every call.
     auth: ClusterAuth,
 }
@@ -55,14 +66,34 @@ impl GrpcNodes {
         }
     }
 
-    fn channel(&self, endpoint: &str) -> Result<Channel, NodeError> {
-        self.channels.get(endpoint).map_err(|e| {
+    /// The client of the node service of `placement`, made on its first call.
+    fn client(&self, placement: &Placement) -> Result<Client, NodeError> {
+        let port = placement.node_port;
+        if let Some(client) = self
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&placement.node_address)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+        {
+            return Ok(client.1.clone());
+        }
+        let channel = self.channels.get(&placement.node_endpoint()).map_err(|e| {
             NodeError::new(
                 NodeErrorKind::NotConnected,
                 RemoteCode::Unavailable,
                 e.to_string(),
             )
-        })
+        })?;
+        let client = NodeServiceClient::new(self.auth.channel(channel))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        let ports = clients.entry(placement.node_address.clone()).or_default();
+        if !ports.iter().any(|(p, _)| *p == port) {
+            ports.push((port, client.clone()));
+        }
+        Ok(client)
     }
 }
 
@@ -159,11 +190,7 @@ impl GrpcNodes {
                 ),
             ));
         }
-        let endpoint = placement.node_endpoint();
-        let channel = self.channel(&endpoint)?;
-        let mut client = NodeServiceClient::new(self.auth.channel(channel))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut client = self.client(placement)?;
         let function = call.function;
         let mut request = tonic::Request::new(InvokeFunctionRequest {
             request_id: call.request_id.to_string(),
