@@ -40,6 +40,8 @@ pub struct PsArgs {
 #[derive(Debug, Serialize)]
 pub struct NodeJson {
     pub node_id: String,
+    /// The machine the node runs on ("" when it could not be read).
+    pub machine: String,
     pub address: String,
     pub state: String,
     pub reserved_for: String,
@@ -70,6 +72,7 @@ impl From<&NodeStatus> for NodeJson {
     fn from(n: &NodeStatus) -> NodeJson {
         NodeJson {
             node_id: n.node_id.clone(),
+            machine: n.machine.clone(),
             address: n.address.clone(),
             state: n.state.clone(),
             reserved_for: n.reserved_for.clone(),
@@ -144,9 +147,10 @@ pub fn nodes_table(nodes: &[NodeStatus]) -> String {
         return "no nodes: the scheduler holds none yet\n".into();
     }
     let width = column(nodes.iter().map(|n| &n.node_id), "node");
+    let machines = column(nodes.iter().map(|n| &n.machine), "machine");
     let mut out = format!(
-        "{:<width$}  {:<21}  {:<11}  {:>10}  {:>26}  reserved for\n",
-        "node", "address", "state", "containers", "memory MiB used/comm/total"
+        "{:<width$}  {:<machines$}  {:<21}  {:<11}  {:>10}  {:>26}  reserved for\n",
+        "node", "machine", "address", "state", "containers", "memory MiB used/comm/total"
     );
     for n in nodes {
         let memory = format!(
@@ -156,8 +160,13 @@ pub fn nodes_table(nodes: &[NodeStatus]) -> String {
             mib(n.total_memory_in_bytes)
         );
         out.push_str(&format!(
-            "{:<width$}  {:<21}  {:<11}  {:>10}  {memory:>26}  {}\n",
+            "{:<width$}  {:<machines$}  {:<21}  {:<11}  {:>10}  {memory:>26}  {}\n",
             n.node_id,
+            if n.machine.is_empty() {
+                "-"
+            } else {
+                &n.machine
+            },
             n.address,
             n.state,
             n.containers.len(),
@@ -255,15 +264,22 @@ mod tests {
             committed_memory_in_bytes: 128 << 20,
             containers: vec![container()],
             error: String::new(),
+            machine: "rack-2".into(),
         };
         let table = nodes_table(std::slice::from_ref(&node));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines[1],
-            "node-1  127.0.0.1:40000        ready                 1                300/128/4096  acct"
+            "node-1  rack-2   127.0.0.1:40000        ready                 1                300/128/4096  acct"
+        );
+        assert!(
+            lines[0].starts_with("node    machine  address"),
+            "{}",
+            lines[0]
         );
         let json = serde_json::to_value(NodeJson::from(&node)).unwrap();
         assert_eq!(json["containers"], 1);
+        assert_eq!(json["machine"], "rack-2");
         assert!(json.get("error").is_none());
         assert_eq!(nodes_table(&[]), "no nodes: the scheduler holds none yet\n");
     }

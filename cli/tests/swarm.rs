@@ -9,8 +9,10 @@
 //! daemon it skips loudly, or fails under `FAAS_REQUIRE_DOCKER=1`.
 //!
 //! It deploys the stack from this tree's images (tag `swarm-test`), invokes each default
-//! function, reserves nodes until Swarm refuses one (RESOURCE_EXHAUSTED naming the memory no
-//! machine has free), kills a node's task container (the platform recovers), kills the
+//! function, sees each node's machine in `faas nodes`, reserves nodes until Swarm refuses one
+//! (RESOURCE_EXHAUSTED naming the memory no machine has free), kills a node's task container
+//! (the platform recovers, and a sweep job removes the killed node's function containers from
+//! its machine), kills the
 //! resource manager (Swarm restarts it and it takes its node services back), runs a short
 //! contest replay against the stack, removes the stack and checks that no service,
 //! container, network or secret of the platform is left (the volumes stay, as the README
@@ -25,6 +27,7 @@ use clap::Parser;
 use faas_cli::bench::{ReplayArgs, replay};
 use faas_cli::client::Api;
 use faas_common::token::{ClusterAuth, ClusterToken};
+use faas_proto::admin::ListNodesRequest;
 use faas_proto::resourcemanagerproto::resource_manager_client::ResourceManagerClient;
 use faas_proto::resourcemanagerproto::{ReleaseNodeRequest, ReserveNodeRequest};
 use support::docker::{build_images, docker_available, docker_cli, docker_required};
@@ -315,6 +318,30 @@ async fn the_stack_runs_on_a_swarm_and_leaves_nothing_behind() {
     }
     let node_services = services_labelled(&format!("minifaas.instance={STACK}"));
     assert!(!node_services.is_empty(), "no node service was made");
+    // `faas nodes` names each node's machine: the swarm machine Swarm placed it on.
+    let machine = docker_cli(&["info", "--format", "{{.Name}}"]).expect("docker info");
+    let nodes = api
+        .admin()
+        .list_nodes(ListNodesRequest::default())
+        .await
+        .expect("list the nodes")
+        .into_inner()
+        .nodes;
+    assert!(!nodes.is_empty(), "the scheduler holds no node");
+    for n in &nodes {
+        assert_eq!(
+            n.machine, machine,
+            "node {} is on the wrong machine",
+            n.node_id
+        );
+    }
+    eprintln!(
+        "nodes and their machines: {:?}",
+        nodes
+            .iter()
+            .map(|n| (&n.node_id, &n.machine))
+            .collect::<Vec<_>>()
+    );
 
     phase("each default function ran");
     // Reserve nodes until Swarm refuses one: the status names the memory no machine has.
@@ -386,6 +413,21 @@ async fn the_stack_runs_on_a_swarm_and_leaves_nothing_behind() {
         victim,
     ])
     .expect("docker inspect");
+    let of_victim = [
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=minifaas.instance={STACK}"),
+        "--filter",
+        "label=minifaas.role=function",
+        "--filter",
+        &format!("label=minifaas.node={victim_node}"),
+    ];
+    let victims_containers = docker_cli(&of_victim).unwrap_or_default();
+    assert!(
+        !victims_containers.is_empty(),
+        "node {victim_node} has no function container to leave behind (its warm pool?)"
+    );
     docker_cli(&["kill", victim]).expect("docker kill");
     // The resource manager sees the task gone (a lost node) and removes its service.
     let service = format!("minifaas-{STACK}-{victim_node}");
@@ -395,6 +437,20 @@ async fn the_stack_runs_on_a_swarm_and_leaves_nothing_behind() {
         ])
         .is_err()),
         "the killed node's service {service} was not removed"
+    );
+    // Its function containers are removed on its machine by a sweep job, which then goes.
+    assert!(
+        wait_until(Duration::from_secs(60), || docker_cli(&of_victim)
+            .is_ok_and(|left| left.is_empty())),
+        "the killed node's function containers are still there: {:?}",
+        docker_cli(&of_victim)
+    );
+    let sweeps = "minifaas.role=sweep";
+    assert!(
+        wait_until(Duration::from_secs(30), || services_labelled(sweeps)
+            .is_empty()),
+        "a sweep job was left: {:?}",
+        services_labelled(sweeps)
     );
     let out = invoke_retrying(&api, "hello", br#"{"name":"again"}"#).await;
     assert!(String::from_utf8_lossy(&out.body).contains("again"));

@@ -34,6 +34,16 @@ pub struct Config {
     /// The node's id (default: a new uuid).
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+    /// The machine the node runs on, as `faas nodes` shows it (default: this host's name).
+    /// The resource manager sets it: the Docker daemon's name under the `docker` provider,
+    /// the Swarm machine's hostname (`{{.Node.Hostname}}`) under `swarm`.
+    #[arg(long, env = "FAAS_MACHINE")]
+    pub machine: Option<String>,
+    /// Remove the function containers this node (`--node-id`, `--docker-instance`) left on
+    /// this machine's Docker, then exit (Docker runtime). The resource manager runs this as
+    /// a Swarm job on the machine of a node that died without cleaning up.
+    #[arg(long, env = "NODE_SWEEP", requires = "node_id")]
+    pub sweep: bool,
     /// The node's memory in bytes, as reported in GetStats (default 3 GiB, the contest's).
     #[arg(long, env = "NODE_MEMORY_BYTES", default_value_t = faas_common::units::CONTEST_NODE_BYTES)]
     pub memory_bytes: u64,
@@ -141,6 +151,21 @@ impl Config {
             .expect("every flag of the node service has a default or is optional");
         Config::from_arg_matches(&matches).expect("the defaults make a configuration")
     }
+
+    /// The machine the node says it runs on: `--machine`, else this host's name (the
+    /// kernel's, `/proc/sys/kernel/hostname`), else `unknown`.
+    pub fn machine(&self) -> String {
+        self.machine
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "unknown".to_string())
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +187,17 @@ mod tests {
             (None, None, None)
         );
         assert_eq!(c.docker_image, "minifaas/container-service:latest");
+        assert!(!c.sweep);
+    }
+
+    #[test]
+    fn the_machine_is_the_flag_else_this_hosts_name() {
+        let mut c = Config::local();
+        let host = c.machine();
+        assert!(!host.is_empty() && host != "unknown", "{host:?}");
+        c.machine = Some("rack-7".into());
+        assert_eq!(c.machine(), "rack-7");
+        c.machine = Some("  ".into());
+        assert_eq!(c.machine(), host);
     }
 }

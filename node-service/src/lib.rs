@@ -253,6 +253,24 @@ async fn orphaned(node: Arc<Node>, timeout_ms: u64) {
 /// What the process runtime says once the node is ready: its cgroups and its isolation.
 type Said = (CgroupReport, Arc<api::isolation::Isolation>);
 
+/// `--sweep`: removes what node `--node-id` left on this machine's Docker (the Docker
+/// runtime does so whenever it connects), then returns without serving.
+async fn sweep(config: &Config) -> anyhow::Result<()> {
+    if config.runtime != RuntimeKind::Docker {
+        return Err(Error::InvalidConfig(
+            "--sweep removes a node's Docker containers: it needs --runtime docker".into(),
+        )
+        .into());
+    }
+    runtime(config).await?;
+    tracing::info!(
+        node_id = config.node_id.as_deref().unwrap_or_default(),
+        machine = %config.machine(),
+        "swept the node's function containers from this machine"
+    );
+    Ok(())
+}
+
 /// What `serve` serves with: the runtime, the bundles and what to say of the process runtime.
 type Parts = (
     Arc<dyn Runtime>,
@@ -278,6 +296,7 @@ async fn serve(
         // Checked to be finite and >= 1 at start; the cast saturates.
         max_committed_bytes: (config.memory_bytes as f64 * config.max_overcommit) as u64,
         ready_timeout: Duration::from_millis(config.container_ready_timeout_ms),
+        machine: config.machine(),
     };
     let mut node = Node::new(
         identity,
@@ -363,6 +382,9 @@ async fn serve(
 /// listener (gRPC and metrics), print the readiness line, serve until SIGINT/SIGTERM (or the
 /// orphan timeout), then stop every container.
 pub async fn main_with(config: Config) -> anyhow::Result<()> {
+    if config.sweep {
+        return sweep(&config).await;
+    }
     let bundles = bundles(&config)?;
     let (runtime, said) = runtime(&config).await?;
     let listener = listen("--port", &config.host, config.port).await?;

@@ -173,6 +173,7 @@ pub fn node_status(
         committed_memory_in_bytes: committed,
         containers,
         error,
+        machine: described.machine,
     }
 }
 
@@ -206,6 +207,7 @@ mod tests {
 
     fn described() -> DescribeNodeReply {
         DescribeNodeReply {
+            machine: "rack-2".into(),
             node_id: "n1".into(),
             owner_account_id: "acct".into(),
             total_memory_in_bytes: 1 << 30,
@@ -246,6 +248,7 @@ mod tests {
         let node = node_status(entry(), Ok((described(), Ok(stats()))), "", 10_000);
         assert_eq!(node.state, READY);
         assert_eq!(node.reserved_for, "acct");
+        assert_eq!(node.machine, "rack-2");
         assert_eq!(node.used_memory_in_bytes, 300 << 20);
         // The dead container commits nothing.
         assert_eq!(node.committed_memory_in_bytes, 3 * (128 << 20));

@@ -90,6 +90,7 @@ pub fn describe_reply(d: NodeDescription) -> pb::DescribeNodeReply {
         reserved_at_ms: d.reserved_at_ms,
         total_memory_in_bytes: wire(d.total_memory_bytes),
         containers: d.containers.into_iter().map(container_info).collect(),
+        machine: d.machine,
     }
 }
 
@@ -157,6 +158,7 @@ mod tests {
                 created_at_ms: 10,
                 last_used_at_ms: 12,
             }],
+            machine: "m".into(),
         });
         assert_eq!(
             reply,
@@ -178,6 +180,7 @@ mod tests {
                     last_used_at_ms: 12,
                     address: "127.0.0.1:7".into(),
                 }],
+                machine: "m".into(),
             }
         );
     }

@@ -155,6 +155,8 @@ pub struct NodeDescription {
     pub total_memory_bytes: u64,
     /// Ordered by creation time, then id.
     pub containers: Vec<ContainerDescription>,
+    /// The machine the node runs on.
+    pub machine: String,
 }
 
 /// What a create made: the container, and whether the warm pool served it (a container

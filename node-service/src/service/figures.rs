@@ -94,6 +94,7 @@ impl Node {
             reserved_at_ms: reservation.at_ms,
             total_memory_bytes: self.identity.total_memory_bytes,
             containers,
+            machine: self.identity.machine.clone(),
         })
     }
 }

@@ -84,6 +84,8 @@ pub struct NodeIdentity {
     pub max_committed_bytes: u64,
     /// How long a new container may take to answer its first Status call.
     pub ready_timeout: Duration,
+    /// The machine the node runs on (`--machine`), as `faas nodes` shows it.
+    pub machine: String,
 }
 
 /// Who reserved the node, and when (wall clock).

@@ -181,6 +181,7 @@ fn docker_options(
         keep_nodes: state.is_some(),
         orphan_timeout,
         code,
+        machine: String::new(),
     })
 }
 

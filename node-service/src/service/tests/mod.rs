@@ -226,6 +226,7 @@ fn node(invoker: FakeInvoker) -> (Node, Arc<FakeRuntime>, Arc<FakeInvoker>) {
         total_memory_bytes: 1000,
         max_committed_bytes: 2000,
         ready_timeout: Duration::from_secs(1),
+        machine: "m1".into(),
     };
     let node = Node::new(
         identity,

@@ -103,9 +103,11 @@ pub(super) fn node_args(o: &DockerOptions, node_id: &str, memory_bytes: u64) -> 
     cmd
 }
 
-/// A node's environment (`KEY=value`): the Docker socket, the cluster token, the log format.
+/// A node's environment (`KEY=value`): the Docker socket, its machine, the cluster token,
+/// the log format.
 pub(super) fn node_env(o: &DockerOptions) -> Vec<String> {
     std::iter::once(format!("DOCKER_HOST=unix://{SOCKET_IN_NODE}"))
+        .chain((!o.machine.is_empty()).then(|| format!("FAAS_MACHINE={}", o.machine)))
         .chain(o.code.env().into_iter().map(|(k, v)| format!("{k}={v}")))
         .chain(
             faas_common::logging::child_env()
@@ -202,6 +204,7 @@ mod tests {
                 watchdog_bin: Some("/opt/container-service".into()),
                 cluster_token: Some("0123456789abcdef0123".parse().unwrap()),
             },
+            machine: "host-a".into(),
         };
         let body = node_body(&options, None, "n-1", 1);
         assert!(
@@ -210,6 +213,13 @@ mod tests {
                 .unwrap()
                 .contains(&"FAAS_CLUSTER_TOKEN=0123456789abcdef0123".to_string()),
             "the token is handed over in the environment"
+        );
+        assert!(
+            body.env
+                .as_ref()
+                .unwrap()
+                .contains(&"FAAS_MACHINE=host-a".to_string()),
+            "the node is told its machine"
         );
         let cmd = body.cmd.unwrap().join(" ");
         assert!(

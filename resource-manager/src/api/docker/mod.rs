@@ -41,6 +41,7 @@
 mod containers;
 mod swarm;
 mod swarm_spec;
+mod swarm_sweep;
 
 pub use swarm::{SwarmOptions, SwarmProvider};
 
@@ -101,6 +102,10 @@ pub struct DockerOptions {
     /// Where the users' code is (`--bundles-dir`, mounted at the same path;
     /// `--docker-watchdog-bin`).
     pub code: NodeCode,
+    /// The machine each node says it runs on (`FAAS_MACHINE`; "" = the node's own host
+    /// name). Filled at connect: the Docker daemon's name, or under Swarm the template
+    /// `{{.Node.Hostname}}` that Swarm expands on the machine it places the node on.
+    pub machine: String,
 }
 
 /// Starts node-service containers.
@@ -121,12 +126,14 @@ pub struct DockerProvider {
 impl DockerProvider {
     /// Connects to the Docker daemon, makes sure the network exists and removes every
     /// container of this instance left by an earlier run.
-    pub async fn connect(options: DockerOptions) -> Result<DockerProvider, String> {
+    pub async fn connect(mut options: DockerOptions) -> Result<DockerProvider, String> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| format!("cannot reach the Docker daemon: {e}"))?;
-        docker.ping().await.map_err(|e| {
+        let info = docker.info().await.map_err(|e| {
             format!("the Docker daemon does not answer (is the socket mounted?): {e}")
         })?;
+        // Every node of this provider runs on the daemon's machine.
+        options.machine = info.name.unwrap_or_default();
         let created_network = match docker.inspect_network(&options.network, None).await {
             // A network an earlier run of this instance created is this run's to remove.
             Ok(network) => network

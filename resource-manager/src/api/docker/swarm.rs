@@ -22,9 +22,13 @@
 //! stops the task with the stop grace period; the node service removes its own function
 //! containers), waits until its container is gone from this machine, then removes whatever
 //! function containers of the node remain on this machine (they carry the instance and node
-//! labels; on another machine the node service's own clean-up at stop is what removes
-//! them, so a node killed there leaves its function containers behind: a known gap, see
-//! `docs/SCALING.md`).
+//! labels). A node that is gone or killed cannot clean up after itself, and its function
+//! containers may run on another machine: its service is removed and a sweep job runs on
+//! the machine its task ran on (`swarm_sweep.rs`).
+//!
+//! Each node says which machine it runs on: its environment carries
+//! `FAAS_MACHINE={{.Node.Hostname}}`, which Swarm expands on the machine it places the task
+//! on (`faas nodes` shows it).
 //!
 //! With `--swarm-stack NAME` node services also carry the stack label
 //! `com.docker.stack.namespace=NAME`, so `docker stack rm NAME` removes them with the
@@ -42,14 +46,16 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{LocalNodeState, NetworkCreateRequest, Service};
+use bollard::models::{LocalNodeState, NetworkCreateRequest, Service, ServiceSpec, Task};
 use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
 use faas_common::docker::{is_not_found, list_labelled};
 
 use super::containers::{remove_labelled, remove_labelled_except};
 use super::swarm_spec::{
-    TaskPhase, node_service, service_gone_because, service_name, task_phase, unplaced_message,
+    MACHINE_TEMPLATE, TaskPhase, node_service, service_gone_because, service_name, sweep_job,
+    task_phase, unplaced_message,
 };
+use super::swarm_sweep::{remove_sweep_jobs, run_sweep};
 use super::{DockerOptions, labels};
 use crate::api::{node_client, register_adopted, take_gone};
 use crate::core::FoundNode;
@@ -102,7 +108,8 @@ impl SwarmProvider {
     /// Connects to the Docker daemon, which must be a Swarm manager, makes sure the overlay
     /// network exists, and removes what an earlier run of this instance left (unless it
     /// keeps its nodes for recovery).
-    pub async fn connect(options: SwarmOptions) -> Result<SwarmProvider, String> {
+    pub async fn connect(mut options: SwarmOptions) -> Result<SwarmProvider, String> {
+        options.docker.machine = MACHINE_TEMPLATE.to_string();
         let o = &options.docker;
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| format!("cannot reach the Docker daemon: {e}"))?;
@@ -165,7 +172,8 @@ impl SwarmProvider {
             created_network,
         };
         if !provider.options.docker.keep_nodes {
-            let left = provider.remove_services_except(&[]).await;
+            let left = provider.remove_services_except(&[]).await
+                + remove_sweep_jobs(&provider.docker, &provider.options.docker.instance).await;
             let containers = remove_labelled(&provider.docker, provider.instance_filter()).await;
             if left + containers > 0 {
                 tracing::warn!(
@@ -242,8 +250,8 @@ impl SwarmProvider {
         addrs.next().map(|a| a.ip().to_string())
     }
 
-    /// The state of service `service`'s newest task.
-    async fn task_phase(&self, service: &str) -> Result<TaskPhase, String> {
+    /// Service `service`'s newest task, if it has one.
+    async fn newest_task(&self, service: &str) -> Result<Option<Task>, String> {
         let options = ListTasksOptionsBuilder::new()
             .filters(&HashMap::from([("service", vec![service.to_string()])]))
             .build();
@@ -252,10 +260,14 @@ impl SwarmProvider {
             .list_tasks(Some(options))
             .await
             .map_err(|e| format!("cannot list its tasks: {e}"))?;
-        let newest = tasks
+        Ok(tasks
             .into_iter()
-            .max_by_key(|t| t.created_at.as_ref().map(|d| d.to_string()));
-        let Some(task) = newest else {
+            .max_by_key(|t| t.created_at.as_ref().map(|d| d.to_string())))
+    }
+
+    /// The state of service `service`'s newest task.
+    async fn task_phase(&self, service: &str) -> Result<TaskPhase, String> {
+        let Some(task) = self.newest_task(service).await? else {
             return Ok(task_phase(None, "", ""));
         };
         let status = task.status.unwrap_or_default();
@@ -330,9 +342,24 @@ impl SwarmProvider {
 
     /// Removes node `node_id`'s service; unless `kill`, waits (up to the stop grace and a
     /// little) for its task's container to stop; then removes whatever containers of the
-    /// node remain on this machine.
+    /// node remain on this machine. When `kill` (the node is gone, or killed: it cannot
+    /// clean up after itself) and its task was placed, a sweep job removes them on the
+    /// machine it ran on instead.
     async fn end_service(&self, node_id: &str, service: &str, kill: bool) {
+        let machine = match kill {
+            true => self
+                .newest_task(service)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| t.node_id),
+            false => None,
+        };
         self.remove_service(service).await;
+        if let Some(machine) = machine {
+            self.sweep(node_id, machine);
+            return;
+        }
         let mut filters = self.instance_filter();
         filters.push(format!("{}={}", labels::NODE, node_id));
         if !kill {
@@ -352,6 +379,26 @@ impl SwarmProvider {
         let leftovers = remove_labelled(&self.docker, filters).await;
         if leftovers > 0 {
             tracing::debug!(node = node_id, leftovers, "removed the node's containers");
+        }
+    }
+
+    /// Starts the job sweeping node `node_id`'s containers from `machine` (a Swarm node id),
+    /// in a task of its own (see `swarm_sweep.rs`).
+    fn sweep(&self, node_id: &str, machine: String) {
+        let mut job = sweep_job(&self.options.docker, self.socket_gid, node_id, &machine);
+        self.label_stack(&mut job);
+        tokio::spawn(run_sweep(
+            self.docker.clone(),
+            job,
+            node_id.to_string(),
+            machine,
+        ));
+    }
+
+    /// Adds the stack's namespace label (`--swarm-stack`) to a service this provider makes.
+    fn label_stack(&self, spec: &mut ServiceSpec) {
+        if let (Some(stack), Some(labels)) = (&self.options.stack, spec.labels.as_mut()) {
+            labels.insert(STACK_LABEL.to_string(), stack.clone());
         }
     }
 
@@ -399,9 +446,7 @@ impl NodeProvider for SwarmProvider {
         };
         let o = &self.options.docker;
         let mut spec = node_service(o, self.socket_gid, node_id, memory_bytes);
-        if let (Some(stack), Some(labels)) = (&self.options.stack, spec.labels.as_mut()) {
-            labels.insert(STACK_LABEL.to_string(), stack.clone());
-        }
+        self.label_stack(&mut spec);
         // A service of the same name is a leftover of this instance: replace it.
         let name = service_name(&o.instance, node_id);
         self.remove_service(&name).await;
@@ -537,7 +582,8 @@ impl NodeProvider for SwarmProvider {
     }
 
     async fn adoption_done(&self, adopted: &[String]) {
-        let services = self.remove_services_except(adopted).await;
+        let services = self.remove_services_except(adopted).await
+            + remove_sweep_jobs(&self.docker, &self.options.docker.instance).await;
         let containers =
             remove_labelled_except(&self.docker, self.instance_filter(), adopted).await;
         if services + containers > 0 {
@@ -587,6 +633,7 @@ impl NodeProvider for SwarmProvider {
         )
         .await;
         self.remove_services_except(&[]).await;
+        remove_sweep_jobs(&self.docker, &self.options.docker.instance).await;
         remove_labelled(&self.docker, self.instance_filter()).await;
         self.remove_network_if_unused().await;
     }

@@ -5,21 +5,28 @@ use std::time::Duration;
 
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, NetworkAttachmentConfig,
-    ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecModeReplicatedJob, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use faas_common::docker::name_part;
 use faas_common::units::MIB;
 
 use super::containers::{node_args, node_env, node_labels};
-use super::{DockerOptions, SOCKET_IN_NODE};
+use super::{DockerOptions, SOCKET_IN_NODE, labels};
 
 /// The label saying how much memory a node service reserves (bytes).
 pub const MEMORY_LABEL: &str = "minifaas.memory";
 /// The machines node tasks spread over: every Swarm node has its own id.
 pub const SPREAD_OVER: &str = "node.id";
+/// What a node says its machine is: Swarm expands this in the task's environment to the
+/// hostname of the machine it placed the task on.
+pub const MACHINE_TEMPLATE: &str = "{{.Node.Hostname}}";
+/// The role label of a sweep job (see [`sweep_job`]).
+pub const ROLE_SWEEP: &str = "sweep";
+/// The memory a sweep job may use: it lists and removes containers, nothing more.
+const SWEEP_MEMORY: u64 = 64 * MIB;
 
 /// The Swarm service name of node `node_id` of `instance` (a DNS name on the overlay
 /// network: letters, digits and `-`, at most 63 characters).
@@ -111,6 +118,54 @@ pub fn node_service(
         }),
         ..Default::default()
     }
+}
+
+/// The Swarm job that sweeps node `node_id`'s function containers from `machine` (a Swarm
+/// node id): one task of the node-service image with `--sweep`, pinned to that machine
+/// (`node.id==`), on the overlay network (so the network exists there), reserving nothing
+/// (the machine may be full) and limited to 64 MiB. It carries the instance, node, stack
+/// and role `sweep` labels, so leftovers are found and `docker stack rm` removes it.
+pub fn sweep_job(
+    o: &DockerOptions,
+    socket_gid: Option<u32>,
+    node_id: &str,
+    machine: &str,
+) -> ServiceSpec {
+    let mut spec = node_service(o, socket_gid, node_id, SWEEP_MEMORY);
+    spec.name = Some(sweep_name(&o.instance, node_id));
+    if let Some(l) = spec.labels.as_mut() {
+        l.insert(labels::ROLE.to_string(), ROLE_SWEEP.to_string());
+        l.remove(MEMORY_LABEL);
+    }
+    let task = spec.task_template.get_or_insert_with(Default::default);
+    if let Some(c) = task.container_spec.as_mut() {
+        if let Some(l) = c.labels.as_mut() {
+            l.insert(labels::ROLE.to_string(), ROLE_SWEEP.to_string());
+        }
+        if let Some(args) = c.args.as_mut() {
+            args.push("--sweep".to_string());
+        }
+    }
+    if let Some(r) = task.resources.as_mut() {
+        r.reservations = None;
+    }
+    task.placement = Some(TaskSpecPlacement {
+        constraints: Some(vec![format!("node.id=={machine}")]),
+        ..Default::default()
+    });
+    spec.mode = Some(ServiceSpecMode {
+        replicated_job: Some(ServiceSpecModeReplicatedJob {
+            max_concurrent: Some(1),
+            total_completions: Some(1),
+        }),
+        ..Default::default()
+    });
+    spec
+}
+
+/// The service name of the job sweeping node `node_id` of `instance`.
+pub fn sweep_name(instance: &str, node_id: &str) -> String {
+    service_name(instance, &format!("sweep-{node_id}"))
 }
 
 fn bind(source: &str, target: &str, read_only: bool) -> Mount {
@@ -207,7 +262,44 @@ mod tests {
             keep_nodes: false,
             orphan_timeout: None,
             code: NodeCode::default(),
+            machine: MACHINE_TEMPLATE.into(),
         }
+    }
+
+    #[test]
+    fn a_sweep_job_runs_once_on_the_lost_nodes_machine_and_reserves_nothing() {
+        let spec = sweep_job(&options(), Some(998), "node-3", "swarm-node-abc");
+        assert_eq!(spec.name.as_deref(), Some("minifaas-faas-sweep-node-3"));
+        let l = spec.labels.as_ref().unwrap();
+        assert_eq!(l[labels::ROLE], ROLE_SWEEP);
+        assert_eq!(l[labels::NODE], "node-3");
+        assert!(!l.contains_key(MEMORY_LABEL), "it holds no node's memory");
+        let job = spec.mode.unwrap().replicated_job.unwrap();
+        assert_eq!(
+            (job.max_concurrent, job.total_completions),
+            (Some(1), Some(1))
+        );
+        let task = spec.task_template.unwrap();
+        assert_eq!(
+            task.placement.unwrap().constraints.unwrap(),
+            vec!["node.id==swarm-node-abc".to_string()]
+        );
+        let r = task.resources.unwrap();
+        assert!(r.reservations.is_none());
+        assert_eq!(r.limits.unwrap().memory_bytes, Some(64 << 20));
+        let c = task.container_spec.unwrap();
+        assert_eq!(c.labels.unwrap()[labels::ROLE], ROLE_SWEEP);
+        let args = c.args.unwrap().join(" ");
+        assert!(
+            args.contains("--node-id node-3") && args.ends_with("--sweep"),
+            "{args}"
+        );
+        assert!(
+            c.env
+                .unwrap()
+                .contains(&format!("FAAS_MACHINE={MACHINE_TEMPLATE}")),
+            "the node is told its machine through Swarm's template"
+        );
     }
 
     #[test]
