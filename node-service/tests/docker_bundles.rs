@@ -21,41 +21,9 @@ use std::sync::OnceLock;
 
 use faas_node_service::{Config, RuntimeKind};
 use faas_proto::nodeservoceproto as pb;
+use faas_testkit::docker::{docker_available, docker_cli};
 use support::serve;
 use tonic::Code;
-
-fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Whether the daemon answers: skips loudly without one, panics if CI requires Docker.
-fn docker_available() -> bool {
-    match docker_cli(&["version", "--format", "{{.Server.Version}}"]) {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("FAAS_REQUIRE_DOCKER").as_deref() != Ok("1"),
-                "FAAS_REQUIRE_DOCKER=1 but the Docker daemon does not answer: {e}"
-            );
-            eprintln!(
-                "\n!!!!! SKIPPED: no Docker daemon answers ({e}); docker tests did not run !!!!!\n"
-            );
-            false
-        }
-    }
-}
 
 /// The static container service mounted into image functions (see the module docs).
 fn watchdog_bin() -> PathBuf {

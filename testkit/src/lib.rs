@@ -9,9 +9,11 @@
 //!   stop signal (or the test's end);
 //! - [`InvokeStream`]: the reply stream a fake `NodeService::invoke_function` returns;
 //! - [`otlp::Collector`]: an OTLP/HTTP collector that keeps the spans the components export;
-//! - [`browser`]: finding headless Chromium (or skipping without it) and starting it.
+//! - [`browser`]: finding headless Chromium (or skipping without it) and starting it;
+//! - [`docker`]: the Docker command line, and skipping (or failing in CI) without a daemon.
 
 pub mod browser;
+pub mod docker;
 pub mod otlp;
 
 use std::future::Future;

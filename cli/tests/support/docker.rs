@@ -5,44 +5,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Mutex;
 
-/// Runs `docker ARGS`; its trimmed output, or why it failed.
-pub fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Whether Docker is required (CI sets `FAAS_REQUIRE_DOCKER=1`): then a test fails rather
-/// than skips.
-pub fn docker_required() -> bool {
-    std::env::var("FAAS_REQUIRE_DOCKER").as_deref() == Ok("1")
-}
-
-/// Whether the daemon answers: skips loudly without one, panics if CI requires Docker.
-pub fn docker_available() -> bool {
-    match docker_cli(&["version", "--format", "{{.Server.Version}}"]) {
-        Ok(_) => true,
-        Err(e) => {
-            if docker_required() {
-                panic!("FAAS_REQUIRE_DOCKER=1 but the Docker daemon does not answer: {e}");
-            }
-            eprintln!(
-                "\n!!!!! SKIPPED: no Docker daemon answers ({e}); docker tests did not run !!!!!\n"
-            );
-            false
-        }
-    }
-}
+// Each suite that includes `support` uses some of these, none all.
+#[allow(unused_imports)]
+pub use faas_testkit::docker::{docker_available, docker_cli, docker_required};
 
 /// Builds the images from this tree as `minifaas/NAME:tag` (`deploy/build-images.sh`), once
 /// per tag and test process; panics when the build fails.
