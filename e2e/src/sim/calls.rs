@@ -225,6 +225,9 @@ impl Sim<'_> {
             let Some(c) = self.containers.remove(&id) else {
                 continue;
             };
+            if let Some(n) = self.nodes.get_mut(&node_id) {
+                n.containers.remove(&id);
+            }
             self.died_with_node.insert(id, node_id.clone());
             for &i in &c.running {
                 in_flight += 1;

@@ -231,6 +231,7 @@ impl<'a> Sim<'a> {
                 if let Some(c) = self.containers.remove(&id) {
                     if let Some(n) = self.nodes.get_mut(&c.node) {
                         n.used = n.used.saturating_sub(self.o.container_rss_bytes);
+                        n.containers.remove(&id);
                     }
                     self.container_ended(c, self.now_ms() as i64);
                 }

@@ -114,6 +114,8 @@ pub(super) struct HeldNode {
     pub(super) usage: usize,
     /// What its containers use: their RSS and their running calls' memory, bytes.
     pub(super) used: u64,
+    /// Its live containers' ids, in the order a stats sample lists them.
+    pub(super) containers: std::collections::BTreeSet<Text>,
 }
 
 /// A request in progress: from its arrival to its end (an error answered, or its
