@@ -157,7 +157,7 @@ impl Sim<'_> {
                     self.result.containers.len() - 1
                 });
                 if let Some(n) = self.nodes.get_mut(&node_id) {
-                    n.containers.insert(id.clone());
+                    n.containers.insert(id.clone(), function.memory_bytes);
                 }
                 self.containers.insert(
                     id.clone(),
@@ -231,6 +231,13 @@ impl Sim<'_> {
                 cpu_pct: (c.cpu_us + running_cpu) as f64 * 100.0 / interval as f64,
             }
         };
+        // A container outside `active` runs nothing and used no CPU since the last sample.
+        let quiet = |id: &Text, memory: u64| ContainerUsage {
+            container_id: id.clone(),
+            total_memory_bytes: memory,
+            memory_usage_bytes: self.o.container_rss_bytes.min(memory),
+            cpu_pct: 0.0,
+        };
         let mut nodes: Vec<(Text, Vec<ContainerUsage>)> = self
             .nodes
             .iter()
@@ -238,13 +245,24 @@ impl Sim<'_> {
                 let listed = n
                     .containers
                     .iter()
-                    .filter_map(|id| self.containers.get(id).map(|c| usage(id, c)))
+                    .filter_map(|(id, &memory)| {
+                        if self.active.contains(id) {
+                            self.containers.get(id).map(|c| usage(id, c))
+                        } else {
+                            Some(quiet(id, memory))
+                        }
+                    })
                     .collect();
                 (node_id.clone(), listed)
             })
             .collect();
-        for c in self.containers.values_mut() {
-            c.cpu_us = 0;
+        for id in std::mem::take(&mut self.active) {
+            if let Some(c) = self.containers.get_mut(&id) {
+                c.cpu_us = 0;
+                if !c.running.is_empty() {
+                    self.active.insert(id);
+                }
+            }
         }
         self.last_stats = self.now;
         nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
