@@ -78,6 +78,7 @@ impl Sim<'_> {
         }
         let settled = (self.now / 1000) as f64;
         if let Some(c) = self.containers.get_mut(&container_id) {
+            self.active.insert(container_id.clone());
             c.running.push(i as u32);
             // The execution interval, as the records give it (see `Busy`).
             let start = inv.at_ms as f64 + scheduling_ms;
@@ -225,6 +226,9 @@ impl Sim<'_> {
             let Some(c) = self.containers.remove(&id) else {
                 continue;
             };
+            if let Some(n) = self.nodes.get_mut(&node_id) {
+                n.containers.remove(&id);
+            }
             self.died_with_node.insert(id, node_id.clone());
             for &i in &c.running {
                 in_flight += 1;

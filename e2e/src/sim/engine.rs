@@ -25,6 +25,10 @@ pub(super) struct Sim<'a> {
     pub(super) tick_at: Option<Us>,
     pub(super) nodes: FastMap<Text, HeldNode>,
     pub(super) containers: FastMap<Text, LiveContainer>,
+    /// Containers granted a call since the last stats sample, or running one at it: every
+    /// other container runs nothing and has no CPU time to report (a stats round lists it
+    /// without looking it up).
+    pub(super) active: FastSet<Text>,
     pub(super) container_no: u64,
     /// The requests in progress, by invocation index.
     pub(super) live: FastMap<u32, Live>,
@@ -116,6 +120,7 @@ impl<'a> Sim<'a> {
             tick_at: None,
             nodes: FastMap::default(),
             containers: FastMap::default(),
+            active: FastSet::default(),
             container_no: 0,
             live: FastMap::default(),
             records: keep.then(|| vec![None; n]),
@@ -231,6 +236,7 @@ impl<'a> Sim<'a> {
                 if let Some(c) = self.containers.remove(&id) {
                     if let Some(n) = self.nodes.get_mut(&c.node) {
                         n.used = n.used.saturating_sub(self.o.container_rss_bytes);
+                        n.containers.remove(&id);
                     }
                     self.container_ended(c, self.now_ms() as i64);
                 }

@@ -99,7 +99,12 @@
 //! policy's own work per event, and the `GetStats` round every
 //! [`SimOptions::stats_interval_ms`] (one event per held node, each listing its
 //! containers): on a day with hundreds of nodes and thousands of containers, a longer
-//! interval makes the run markedly faster.
+//! interval makes the run markedly faster. A round costs the simulator little per
+//! container: each node keeps its containers' ids in the order a sample lists them, and
+//! only the containers granted a call since the last sample (or running one at it) are
+//! looked up; every other one reports its idle RSS and no CPU. The policy still reads
+//! every listed container. `e2e/examples/big_day.rs` measures the big day per policy
+//! (`docs/EXPERIMENTS.md`, "The simulator on the big day").
 
 mod calls;
 mod engine;

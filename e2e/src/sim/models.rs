@@ -114,6 +114,9 @@ pub(super) struct HeldNode {
     pub(super) usage: usize,
     /// What its containers use: their RSS and their running calls' memory, bytes.
     pub(super) used: u64,
+    /// Its live containers' ids (in the order a stats sample lists them) and their memory
+    /// limits, bytes.
+    pub(super) containers: std::collections::BTreeMap<Text, u64>,
 }
 
 /// A request in progress: from its arrival to its end (an error answered, or its
@@ -230,3 +233,5 @@ impl FxHasher {
 
 /// A map with [`FxHasher`].
 pub(super) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+/// A set with [`FxHasher`].
+pub(super) type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;

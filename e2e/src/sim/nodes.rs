@@ -21,7 +21,14 @@ impl Sim<'_> {
                     reserved_ms: self.now_ms() as i64,
                     released_ms: None,
                 });
-                self.nodes.insert(id.clone(), HeldNode { usage, used: 0 });
+                self.nodes.insert(
+                    id.clone(),
+                    HeldNode {
+                        usage,
+                        used: 0,
+                        containers: Default::default(),
+                    },
+                );
                 Event::NodeReserved {
                     op,
                     node: NodeInfo {
@@ -149,6 +156,9 @@ impl Sim<'_> {
                     });
                     self.result.containers.len() - 1
                 });
+                if let Some(n) = self.nodes.get_mut(&node_id) {
+                    n.containers.insert(id.clone(), function.memory_bytes);
+                }
                 self.containers.insert(
                     id.clone(),
                     LiveContainer {
@@ -201,8 +211,9 @@ impl Sim<'_> {
     pub(super) fn stats(&mut self) -> Result<(), SimError> {
         let interval = self.now.saturating_sub(self.last_stats).max(1);
         let w = self.w;
-        let mut per_node: FastMap<Text, Vec<ContainerUsage>> = FastMap::default();
-        for (id, c) in &self.containers {
+        // Each node's containers, in id order (each node keeps its ids sorted: no sort of
+        // the platform's containers per round).
+        let usage = |id: &Text, c: &LiveContainer| {
             let running_cpu: u64 = c
                 .running
                 .iter()
@@ -213,29 +224,53 @@ impl Sim<'_> {
                 .iter()
                 .map(|&i| u64::from(w.invocations[i as usize].memory_mb) * MIB)
                 .sum();
-            per_node
-                .entry(c.node.clone())
-                .or_default()
-                .push(ContainerUsage {
-                    container_id: id.clone(),
-                    total_memory_bytes: c.memory,
-                    memory_usage_bytes: (self.o.container_rss_bytes + touched).min(c.memory),
-                    cpu_pct: (c.cpu_us + running_cpu) as f64 * 100.0 / interval as f64,
-                });
-        }
-        for c in self.containers.values_mut() {
-            c.cpu_us = 0;
+            ContainerUsage {
+                container_id: id.clone(),
+                total_memory_bytes: c.memory,
+                memory_usage_bytes: (self.o.container_rss_bytes + touched).min(c.memory),
+                cpu_pct: (c.cpu_us + running_cpu) as f64 * 100.0 / interval as f64,
+            }
+        };
+        // A container outside `active` runs nothing and used no CPU since the last sample.
+        let quiet = |id: &Text, memory: u64| ContainerUsage {
+            container_id: id.clone(),
+            total_memory_bytes: memory,
+            memory_usage_bytes: self.o.container_rss_bytes.min(memory),
+            cpu_pct: 0.0,
+        };
+        let mut nodes: Vec<(Text, Vec<ContainerUsage>)> = self
+            .nodes
+            .iter()
+            .map(|(node_id, n)| {
+                let listed = n
+                    .containers
+                    .iter()
+                    .filter_map(|(id, &memory)| {
+                        if self.active.contains(id) {
+                            self.containers.get(id).map(|c| usage(id, c))
+                        } else {
+                            Some(quiet(id, memory))
+                        }
+                    })
+                    .collect();
+                (node_id.clone(), listed)
+            })
+            .collect();
+        for id in std::mem::take(&mut self.active) {
+            if let Some(c) = self.containers.get_mut(&id) {
+                c.cpu_us = 0;
+                if !c.running.is_empty() {
+                    self.active.insert(id);
+                }
+            }
         }
         self.last_stats = self.now;
-        let mut nodes: Vec<Text> = self.nodes.keys().cloned().collect();
-        nodes.sort_unstable();
-        for node_id in nodes {
+        nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (node_id, containers) in nodes {
             if self.lost.contains(&node_id) {
                 self.unreachable(node_id, "GetStats: connection refused")?;
                 continue;
             }
-            let mut containers = per_node.remove(&node_id).unwrap_or_default();
-            containers.sort_unstable_by(|a, b| a.container_id.cmp(&b.container_id));
             let used: u64 = containers.iter().map(|c| c.memory_usage_bytes).sum();
             let cpu: f64 = containers.iter().map(|c| c.cpu_pct).sum();
             let sample = StatsSample {

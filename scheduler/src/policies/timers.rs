@@ -10,11 +10,11 @@
 //! at the hold's end instead.
 
 use crate::core::reasons::{self, ReasonKind};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::core::{Decision, State};
 use crate::model::{ContainerState, Millis};
-use crate::store::ContainerKey;
+use crate::store::{ContainerKey, Map};
 
 /// Containers by when their policy looks at them again.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ pub(crate) struct IdleTimers {
     due: BTreeMap<(Millis, u64), (ContainerKey, Millis)>,
     /// The latest window asked for each container with an entry (to look again after a hold
     /// is shortened or ended).
-    windows: HashMap<ContainerKey, Millis>,
+    windows: Map<ContainerKey, Millis>,
     next_seq: u64,
 }
 

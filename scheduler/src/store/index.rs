@@ -139,6 +139,11 @@ impl Indexes {
                 .or_default()
                 .insert(entry);
         }
+        self.add_rest(key, f);
+    }
+
+    /// Files `key` in the indexes that do not order by last use.
+    fn add_rest(&mut self, key: ContainerKey, f: &Filed) {
         self.of_function.entry(f.function).or_default().insert(key);
         if f.in_flight {
             *self.busy_on_node.entry(f.node).or_default() += 1;
@@ -167,19 +172,19 @@ impl Indexes {
         if f.state == ContainerState::Ready {
             unset(&mut self.ready_of_function, f.function, entry);
         }
+        self.remove_rest(key, f);
+    }
+
+    /// Takes `key` out of the indexes that do not order by last use.
+    fn remove_rest(&mut self, key: ContainerKey, f: &Filed) {
         if let Some(set) = self.of_function.get_mut(&f.function) {
             set.remove(&key);
             if set.is_empty() {
                 self.of_function.remove(&f.function);
             }
         }
-        if f.in_flight
-            && let Some(n) = self.busy_on_node.get_mut(&f.node)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.busy_on_node.remove(&f.node);
-            }
+        if f.in_flight {
+            self.unbusy(f.node);
         }
         if matches!(f.state, ContainerState::Ready | ContainerState::Removing)
             && let Some(per_node) = self.load.get_mut(&f.node)
@@ -197,6 +202,64 @@ impl Indexes {
             }
         }
         self.by_state[state_index(f.state)] -= 1;
+    }
+
+    /// Moves container `key` from what it was filed under (`was`) to `now`, touching only
+    /// the indexes whose part of the filing changed: the same indexes as [`Indexes::remove`]
+    /// then [`Indexes::add`], for a slot taken or given back at a few set operations instead
+    /// of all of them.
+    pub(super) fn refile(&mut self, key: ContainerKey, was: &Filed, now: &Filed) {
+        let (old, new) = ((was.last_used, key), (now.last_used, key));
+        let same_entry = was.last_used == now.last_used;
+        if (was.idle(), was.node) != (now.idle(), now.node) || (now.idle() && !same_entry) {
+            if was.idle() {
+                self.idle.remove(&old);
+                unset(&mut self.idle_on_node, was.node, old);
+            }
+            if now.idle() {
+                self.idle.insert(new);
+                self.idle_on_node.entry(now.node).or_default().insert(new);
+            }
+        }
+        let ready = |f: &Filed| f.state == ContainerState::Ready;
+        if (ready(was), was.function) != (ready(now), now.function) || (ready(now) && !same_entry) {
+            if ready(was) {
+                unset(&mut self.ready_of_function, was.function, old);
+            }
+            if ready(now) {
+                self.ready_of_function
+                    .entry(now.function)
+                    .or_default()
+                    .insert(new);
+            }
+        }
+        if (was.in_flight, was.node) != (now.in_flight, now.node) {
+            if was.in_flight {
+                self.unbusy(was.node);
+            }
+            if now.in_flight {
+                *self.busy_on_node.entry(now.node).or_default() += 1;
+            }
+        }
+        let rest = |f: &Filed| (f.node, f.function, f.load_part(), f.state);
+        if rest(was) != rest(now) {
+            // A state change (rare): the other indexes the whole way, the busy count kept.
+            let quiet = |f: &Filed| Filed {
+                in_flight: false,
+                ..*f
+            };
+            self.remove_rest(key, &quiet(was));
+            self.add_rest(key, &quiet(now));
+        }
+    }
+
+    fn unbusy(&mut self, node: NodeKey) {
+        if let Some(n) = self.busy_on_node.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy_on_node.remove(&node);
+            }
+        }
     }
 
     /// Containers in `state`.

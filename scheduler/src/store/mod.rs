@@ -396,6 +396,11 @@ impl Store {
             .copied()
     }
 
+    /// How many containers `node` holds (any state).
+    pub fn container_count_on(&self, node: NodeKey) -> usize {
+        self.node_containers.get(&node).map_or(0, |s| s.len())
+    }
+
     /// The container of `key`.
     pub fn container(&self, key: ContainerKey) -> Option<&ContainerRow> {
         self.containers.get(key)
@@ -427,8 +432,7 @@ impl Store {
         let now = Filed::of(row.node, row.function, &row.container);
         if now != row.filed {
             let was = std::mem::replace(&mut row.filed, now);
-            self.index.remove(key, &was);
-            self.index.add(key, &now);
+            self.index.refile(key, &was, &now);
             if was.load_part() != now.load_part() {
                 self.touch_load(now.node);
             }
@@ -574,12 +578,12 @@ impl Store {
 
     /// Whether `request_id`'s lease expired recently (and was reclaimed).
     pub fn lease_expired(&self, request_id: &str) -> bool {
-        self.expired.container_of.contains_key(request_id)
+        self.expired.container(request_id).is_some()
     }
 
     /// The container a recently returned request had, if the request is remembered.
     pub fn returned_container(&self, request_id: &str) -> Option<&Text> {
-        self.returned.container_of.get(request_id)
+        self.returned.container(request_id)
     }
 }
 

@@ -291,11 +291,14 @@ impl State {
             n.usage_at = now;
         }
         let mut listed: Set<ContainerKey> = Set::default();
+        let mut listed_here = 0;
         for usage in sample.containers {
             let Some(c) = self.store.container_by_id(&usage.container_id) else {
                 continue;
             };
-            listed.insert(c);
+            if listed.insert(c) && self.store.container(c).is_some_and(|r| r.node == key) {
+                listed_here += 1;
+            }
             let function = self.store.container(c).map(|r| r.function);
             if let Some(f) = function.and_then(|f| self.store.function_mut(f)) {
                 f.profile
@@ -305,6 +308,10 @@ impl State {
                 c.usage = Some(usage);
                 c.missing_samples = 0;
             });
+        }
+        if listed_here == self.store.container_count_on(key) {
+            // Every container of the node was listed: none is missing.
+            return;
         }
         let mut missing: Vec<ContainerKey> = self
             .store
