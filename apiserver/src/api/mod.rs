@@ -23,7 +23,10 @@
 //! - [`clock`]: the monotonic clock.
 
 pub mod admin;
+pub mod admin_queue;
+pub mod async_runner;
 pub mod auth;
+pub mod callback;
 pub mod clock;
 pub mod cluster;
 pub mod convert;
@@ -34,6 +37,7 @@ pub mod invocations;
 pub mod logs;
 pub mod metrics;
 pub mod node;
+pub mod queue_metrics;
 pub mod routing;
 pub mod scheduler;
 pub mod server;

@@ -33,5 +33,5 @@ pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
-pub use sqlite::SqliteDao;
+pub use sqlite::{SqliteDao, SqliteQueue};
 pub use table::FunctionTable;

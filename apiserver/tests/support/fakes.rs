@@ -49,6 +49,8 @@ struct FakeScheduler {
     /// The port of the node each acquire hands out, in turn; the last one repeats.
     node_ports: Vec<i64>,
     refuse: Option<(Code, &'static str)>,
+    /// With `refuse`: refuse only this many acquires, then hand out containers (0: all).
+    refuse_first: usize,
     /// Never answer an acquire.
     hang: bool,
     /// The `grpc-timeout` of each acquire.
@@ -115,7 +117,9 @@ impl Scheduler for FakeScheduler {
         if self.hang {
             std::future::pending::<()>().await;
         }
-        if let Some((code, message)) = self.refuse {
+        if let Some((code, message)) = self.refuse
+            && (self.refuse_first == 0 || n < self.refuse_first)
+        {
             return Err(Status::new(code, message));
         }
         let i = n.min(self.node_ports.len() - 1);
@@ -365,6 +369,8 @@ struct Setup {
     /// The nodes the scheduler hands out, one per acquire; the last one repeats.
     nodes: Vec<NodeBehaviour>,
     refuse: Option<(Code, &'static str)>,
+    /// With `refuse`: only the first this many acquires are refused (0: all).
+    refuse_first: usize,
     hang_acquire: bool,
     /// What the scheduler's `ListNodes` answers.
     listed_nodes: Vec<NodeEntry>,
@@ -378,6 +384,7 @@ impl Default for Setup {
         Setup {
             nodes: vec![NodeBehaviour::Succeed],
             refuse: None,
+            refuse_first: 0,
             hang_acquire: false,
             listed_nodes: Vec::new(),
             config: Config::default(),
@@ -439,6 +446,7 @@ async fn start(setup: Setup) -> Platform {
         log: log.clone(),
         node_ports,
         refuse: setup.refuse,
+        refuse_first: setup.refuse_first,
         hang: setup.hang_acquire,
         timeouts: Arc::clone(&acquire_timeouts),
     });
