@@ -151,7 +151,7 @@ async fn a_transient_failure_is_retried_then_succeeds() {
 }
 
 #[tokio::test]
-async fn a_bad_event_is_not_retried() {
+async fn a_bad_event_or_the_functions_own_failure_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(Setup {
         config: queue_config(dir.path()),
@@ -172,8 +172,23 @@ async fn a_bad_event_is_not_retried() {
     let done = p2.wait_for(&id, "failed").await;
     assert_eq!(done.attempts, 1, "the function's own failure is its result");
     assert_eq!(p2.acquires(), 1);
+    // Nor is the function's own timeout, though its code is DEADLINE_EXCEEDED.
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut p3 = start(Setup {
+        nodes: vec![NodeBehaviour::Timeout],
+        config: queue_config(dir3.path()),
+        ..Setup::default()
+    })
+    .await;
+    let id = p3.submit(submit("hello", b"")).await.unwrap();
+    let done = p3.wait_for(&id, "failed").await;
+    assert_eq!(
+        (done.error_code.as_str(), done.attempts),
+        ("DEADLINE_EXCEEDED", 1)
+    );
     p.stop().await;
     p2.stop().await;
+    p3.stop().await;
 }
 
 #[tokio::test]

@@ -19,8 +19,9 @@
 //! the call's function; a call over its limit, or whose account is over its limits, stays
 //! queued for the next round. Each attempt runs in a task of its own; when it ends:
 //!
-//! - success, or a failure that is the call's (`core::retry::retryable` says no): the
-//!   result is kept (`succeeded` / `failed`) and the callback, if any, is sent;
+//! - success, or a failure that is the call's (`core::retry::retryable` says no, or the
+//!   function itself failed, timed out or ran out of memory): the result is kept
+//!   (`succeeded` / `failed`) and the callback, if any, is sent;
 //! - a failure that may pass: queued again after a backoff with full jitter
 //!   (`core::retry`), with the function's retry settings or the platform's
 //!   (`--async-attempts`, `--async-first-delay-ms`, `--async-max-delay-ms`);
@@ -44,7 +45,7 @@ use tokio::sync::Notify;
 use crate::api::front::{Answered, Call, Front, FrontError};
 use crate::api::gateway::deferred::invocation_json;
 use crate::api::invocations::{SubmitError, code_name};
-use crate::core::retry::{Next, RetryPolicy, after_failure};
+use crate::core::retry::{Next, RetryPolicy, after_failure, retryable};
 use crate::error::front_status;
 use crate::service::InvokeError;
 use crate::service::async_calls::{
@@ -356,17 +357,17 @@ impl AsyncRunner {
             },
             deadline: None,
         };
-        let outcome = outcome(self.inner.front.run(call, permit).await);
+        let (outcome, may_pass) = outcome(self.inner.front.run(call, permit).await);
         let attempt = p.attempts + 1;
         let metrics = self.inner.front.metrics().clone();
         let function = p.call.function_name.clone();
         metrics.queue.delivered(&function);
         let next = match &outcome.result {
             Ok(_) => None,
-            Err((code, _)) => {
+            Err(_) => {
                 let policy = self.retry_policy(&function).await;
                 let unit: f64 = rand::rng().random();
-                Some(after_failure(&policy, attempt, code, now_ms(), unit))
+                Some(after_failure(&policy, attempt, may_pass, now_ms(), unit))
             }
         };
         let id = p.id.clone();
@@ -445,24 +446,36 @@ pub fn base_name(function: &str) -> &str {
     function.split(':').next().unwrap_or(function)
 }
 
-/// An answered call as the store keeps it: the error as `InvokeFunction`'s code and message.
-fn outcome(answered: Answered) -> Outcome {
+/// An answered call as the store keeps it (the error as `InvokeFunction`'s code and
+/// message), and whether its failure may pass: a code [`retryable`] says may, unless the
+/// failure is the function's own (it failed, timed out, ran out of memory, could not read
+/// the event: running it again would do the same).
+fn outcome(answered: Answered) -> (Outcome, bool) {
     let note = answered.note;
+    let mut may_pass = false;
     let (cold_start, result) = match answered.result {
         Ok(done) => (done.placement.cold_start.unwrap_or(false), Ok(done.body)),
         Err(e) => {
-            let status = front_status(&e);
-            (
-                false,
-                Err((code_name(status.code()).to_string(), e.to_string())),
-            )
+            let code = code_name(front_status(&e).code());
+            let functions_own = matches!(
+                &e,
+                FrontError::Invoke(
+                    InvokeError::FunctionFailed { .. }
+                        | InvokeError::Timeout { .. }
+                        | InvokeError::OutOfMemory { .. }
+                        | InvokeError::BadEvent { .. }
+                )
+            );
+            may_pass = retryable(code) && !functions_own;
+            (false, Err((code.to_string(), e.to_string())))
         }
     };
-    Outcome {
+    let outcome = Outcome {
         request_id: answered.request_id,
         version: note.version.unwrap_or_default(),
         target: note.target.unwrap_or_default(),
         cold_start,
         result,
-    }
+    };
+    (outcome, may_pass)
 }

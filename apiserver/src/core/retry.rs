@@ -122,16 +122,17 @@ pub enum Next {
     DeadLetter,
 }
 
-/// The rule: a retryable failure is tried again after [`backoff_ms`] until
-/// `policy.attempts` attempts were made, then dead-lettered; any other failure is final.
+/// The rule: a failure that may pass (`may_pass`: [`retryable`] by its code, and not the
+/// function's own) is tried again after [`backoff_ms`] until `policy.attempts` attempts were
+/// made, then dead-lettered; any other failure is final.
 pub fn after_failure(
     policy: &RetryPolicy,
     attempt: u32,
-    code: &str,
+    may_pass: bool,
     now_ms: u64,
     unit: f64,
 ) -> Next {
-    if !retryable(code) {
+    if !may_pass {
         Next::Fail
     } else if attempt >= policy.attempts {
         Next::DeadLetter
@@ -172,15 +173,15 @@ mod tests {
     fn transient_failures_are_retried_then_dead_lettered() {
         let p = policy(3, 100, 1_000);
         assert_eq!(
-            after_failure(&p, 1, "UNAVAILABLE", 1_000, 1.0),
+            after_failure(&p, 1, retryable("UNAVAILABLE"), 1_000, 1.0),
             Next::RetryAt(1_100)
         );
         assert_eq!(
-            after_failure(&p, 2, "DEADLINE_EXCEEDED", 1_000, 0.5),
+            after_failure(&p, 2, retryable("DEADLINE_EXCEEDED"), 1_000, 0.5),
             Next::RetryAt(1_100)
         );
         assert_eq!(
-            after_failure(&p, 3, "RESOURCE_EXHAUSTED", 1_000, 0.5),
+            after_failure(&p, 3, retryable("RESOURCE_EXHAUSTED"), 1_000, 0.5),
             Next::DeadLetter
         );
         for code in [
@@ -190,11 +191,15 @@ mod tests {
             "UNKNOWN",
             "FAILED_PRECONDITION",
         ] {
-            assert_eq!(after_failure(&p, 1, code, 0, 0.5), Next::Fail, "{code}");
+            assert_eq!(
+                after_failure(&p, 1, retryable(code), 0, 0.5),
+                Next::Fail,
+                "{code}"
+            );
         }
         // One attempt: a transient failure goes straight to the dead letters.
         assert_eq!(
-            after_failure(&policy(1, 1, 1), 1, "UNAVAILABLE", 0, 0.0),
+            after_failure(&policy(1, 1, 1), 1, retryable("UNAVAILABLE"), 0, 0.0),
             Next::DeadLetter
         );
     }
