@@ -89,13 +89,22 @@ impl QueueMetrics {
     }
 
     /// The gauges from the queue's figures now (`now_ms`: wall clock, ms since the Unix
-    /// epoch); a function no longer in `stats` reads 0.
+    /// epoch); a function no longer in `stats` has no gauges.
     pub fn observe(&self, stats: &[QueueStats], now_ms: u64) {
         self.depth.clear();
         self.oldest_age.clear();
         self.dead_letters.clear();
         for s in stats {
             let l = label(&s.function);
+            // Every function with calls shows every series, at 0 until something happens.
+            for family in [
+                &self.submitted,
+                &self.deliveries,
+                &self.retries,
+                &self.dead_lettered,
+            ] {
+                drop(family.get_or_create(&l));
+            }
             self.depth.get_or_create(&l).inc_by(s.depth as i64);
             self.dead_letters.get_or_create(&l).inc_by(s.dead as i64);
             let age = s

@@ -63,6 +63,9 @@ impl SqliteQueue {
     /// A queue in memory: lost when the server stops.
     pub fn in_memory(limits: AsyncLimits) -> SqliteQueue {
         let conn = Connection::open_in_memory().expect("SQLite opens an in-memory database");
+        // No `functions` table here for the settings to reference.
+        conn.pragma_update(None, "foreign_keys", false)
+            .expect("a pragma of an in-memory database");
         conn.execute_batch(QUEUE_TABLES)
             .expect("the queue's tables are valid SQL");
         SqliteQueue {

@@ -209,3 +209,18 @@ fn a_queue_file_keeps_its_calls_across_opens() {
     assert_eq!(q.recover(2).unwrap(), 1);
     assert_eq!(q.due(2, 1)[0].call.event, b"e");
 }
+
+#[test]
+fn retry_settings_are_kept_per_function_in_memory_too() {
+    let q = queue(10, 1000, 100);
+    assert_eq!(q.retry_policy("f"), None);
+    let p = RetryPolicy {
+        attempts: 5,
+        first_delay_ms: 10,
+        max_delay_ms: 100,
+    };
+    q.set_retry_policy("f", Some(p), 1).unwrap();
+    assert_eq!(q.retry_policy("f"), Some(p));
+    q.set_retry_policy("f", None, 2).unwrap();
+    assert_eq!(q.retry_policy("f"), None);
+}
