@@ -457,3 +457,40 @@ async fn bad_input_is_refused_naming_the_field() {
     assert_eq!(rows, 1);
     drop(p);
 }
+
+#[tokio::test]
+async fn a_function_at_its_limit_waits_without_holding_up_another() {
+    let dir = tempfile::tempdir().unwrap();
+    // Acquires never answer: every call taken stays running.
+    let mut p = start(Setup {
+        hang_acquire: true,
+        config: Config {
+            async_concurrency: 8,
+            async_function_concurrency: 2,
+            ..queue_config(dir.path())
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut hello = Vec::new();
+    for name in ["hello"; 4] {
+        hello.push(p.submit(submit(name, b"")).await.unwrap());
+    }
+    let echo = p.submit(submit("echo", b"")).await.unwrap();
+    // echo runs though hello's calls came first and two of them wait.
+    p.wait_for(&echo, "running").await;
+    while p.acquires() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut states = Vec::new();
+    for id in &hello {
+        states.push(p.get(id).await.state);
+    }
+    let running = states.iter().filter(|s| *s == "running").count();
+    assert_eq!(
+        running, 2,
+        "NAME and its versions share the limit: {states:?}"
+    );
+    assert_eq!(p.acquires(), 3, "two of hello, one of echo");
+    drop(p);
+}

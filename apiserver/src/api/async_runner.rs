@@ -16,8 +16,9 @@
 //!
 //! One dispatcher task takes due calls, oldest due first, while fewer than
 //! `--async-concurrency` run in all and fewer than `--async-function-concurrency` run for
-//! the call's function; a call over its limit, or whose account is over its limits, stays
-//! queued for the next round. Each attempt runs in a task of its own; when it ends:
+//! the call's function (`NAME` with its versions and aliases); the calls of a function at
+//! its limit are not even read, so they never hold up another function's. A call whose
+//! account is over its limits stays queued for the next round. Each attempt runs in a task of its own; when it ends:
 //!
 //! - success, or a failure that is the call's (`core::retry::retryable` says no, or the
 //!   function itself failed, timed out or ran out of memory): the result is kept
@@ -288,21 +289,23 @@ impl AsyncRunner {
             let room = total.saturating_sub(self.in_flight().total);
             let mut left_behind = false;
             if room > 0 {
-                let due = self.blocking(move |s| s.due(now, room * 4 + 16)).await;
+                let busy: Vec<String> = self
+                    .in_flight()
+                    .by_function
+                    .iter()
+                    .filter(|(_, n)| **n >= per_function)
+                    .map(|(f, _)| f.clone())
+                    .collect();
+                let due = self.blocking(move |s| s.due(now, room, &busy)).await;
                 for p in due {
+                    let function = base_name(&p.call.function_name).to_string();
                     {
                         let flight = self.in_flight();
                         if flight.total >= total {
                             left_behind = true;
                             break;
                         }
-                        if flight
-                            .by_function
-                            .get(&p.call.function_name)
-                            .copied()
-                            .unwrap_or(0)
-                            >= per_function
-                        {
+                        if flight.by_function.get(&function).copied().unwrap_or(0) >= per_function {
                             left_behind = true;
                             continue;
                         }
@@ -318,10 +321,7 @@ impl AsyncRunner {
                     {
                         let mut flight = self.in_flight();
                         flight.total += 1;
-                        *flight
-                            .by_function
-                            .entry(p.call.function_name.clone())
-                            .or_default() += 1;
+                        *flight.by_function.entry(function).or_default() += 1;
                     }
                     tokio::spawn(self.clone().deliver(p, permit));
                 }
@@ -400,10 +400,11 @@ impl AsyncRunner {
         {
             let mut flight = self.in_flight();
             flight.total -= 1;
-            if let Some(n) = flight.by_function.get_mut(&function) {
+            let base = base_name(&function);
+            if let Some(n) = flight.by_function.get_mut(base) {
                 *n -= 1;
                 if *n == 0 {
-                    flight.by_function.remove(&function);
+                    flight.by_function.remove(base);
                 }
             }
         }

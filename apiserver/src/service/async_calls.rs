@@ -218,8 +218,9 @@ pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
     /// At start: calls left `running` by a server that stopped are queued again, due now.
     /// Answers how many.
     fn recover(&self, now_ms: u64) -> Result<u64, AsyncError>;
-    /// Up to `max` queued calls due by `now_ms`, the earliest due first.
-    fn due(&self, now_ms: u64, max: usize) -> Vec<Pending>;
+    /// Up to `max` queued calls due by `now_ms`, the earliest due first, leaving out those of
+    /// the functions in `busy` (plain names: `NAME` covers `NAME:N` and `NAME:ALIAS`).
+    fn due(&self, now_ms: u64, max: usize, busy: &[String]) -> Vec<Pending>;
     /// The earliest due time of a queued call.
     fn next_due_ms(&self) -> Option<u64>;
     /// A queued call starts its next attempt; false when it is not queued.

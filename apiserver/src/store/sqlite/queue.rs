@@ -250,15 +250,19 @@ impl InvocationStore for SqliteQueue {
         .map_err(store_error)
     }
 
-    fn due(&self, now_ms: u64, max: usize) -> Vec<Pending> {
+    fn due(&self, now_ms: u64, max: usize, busy: &[String]) -> Vec<Pending> {
         let conn = self.conn();
+        let busy = serde_json::to_string(busy).unwrap_or_else(|_| "[]".into());
         let read = || -> rusqlite::Result<Vec<Pending>> {
             let mut stmt = conn.prepare(
                 "SELECT id, function, account, event, route, attempts, submitted_at_ms, \
                  idempotency_key, on_success, on_failure FROM async_calls \
-                 WHERE state = 'queued' AND due_ms <= ?1 ORDER BY due_ms, submitted_at_ms LIMIT ?2",
+                 WHERE state = 'queued' AND due_ms <= ?1 \
+                 AND (CASE WHEN instr(function, ':') > 0 THEN substr(function, 1, instr(function, ':') - 1) \
+                      ELSE function END) NOT IN (SELECT value FROM json_each(?3)) \
+                 ORDER BY due_ms, submitted_at_ms LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![to_i64(now_ms), max as i64], pending)?;
+            let rows = stmt.query_map(params![to_i64(now_ms), max as i64, busy], pending)?;
             rows.collect()
         };
         read().unwrap_or_else(|e| {

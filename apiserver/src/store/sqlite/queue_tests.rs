@@ -8,6 +8,16 @@ fn queue(max_kept: usize, max_bytes: u64, retention_ms: u64) -> SqliteQueue {
     })
 }
 
+trait DueAll {
+    fn due_all(&self, now_ms: u64, max: usize) -> Vec<Pending>;
+}
+
+impl DueAll for SqliteQueue {
+    fn due_all(&self, now_ms: u64, max: usize) -> Vec<Pending> {
+        self.due(now_ms, max, &[])
+    }
+}
+
 fn call(function: &str, event: &[u8]) -> NewCall {
     NewCall {
         function_name: function.into(),
@@ -48,12 +58,12 @@ fn a_call_goes_queued_running_succeeded() {
         (got.state, got.attempts, got.outcome),
         (State::Queued, 0, None)
     );
-    let due = q.due(1, 10);
+    let due = q.due_all(1, 10);
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].call, c, "the call comes back as it was kept");
     assert!(q.start("a", 2));
     assert!(!q.start("a", 2), "a running call is not started twice");
-    assert!(q.due(2, 10).is_empty());
+    assert!(q.due_all(2, 10).is_empty());
     q.finish("a", ok(b"hello"), 5);
     let got = q.get("a", 5).unwrap();
     assert_eq!(got.state, State::Succeeded);
@@ -83,9 +93,9 @@ fn a_retry_is_due_later_and_the_last_failure_is_a_dead_letter() {
         got.outcome.unwrap().result,
         Err(("UNAVAILABLE".into(), "it broke".into()))
     );
-    assert!(q.due(49, 10).is_empty(), "not due before its time");
+    assert!(q.due_all(49, 10).is_empty(), "not due before its time");
     assert_eq!(q.next_due_ms(), Some(50));
-    assert_eq!(q.due(50, 10)[0].attempts, 1);
+    assert_eq!(q.due_all(50, 10)[0].attempts, 1);
     assert!(q.start("a", 50));
     q.dead_letter("a", failed("UNAVAILABLE"), 60);
     assert_eq!(
@@ -101,7 +111,7 @@ fn a_retry_is_due_later_and_the_last_failure_is_a_dead_letter() {
     // Redrive: queued again with its event, attempts from zero.
     assert!(q.redrive("f", &["other".into()], 70).is_empty());
     assert_eq!(q.redrive("f", &[], 70), vec!["a".to_string()]);
-    let due = q.due(70, 10);
+    let due = q.due_all(70, 10);
     assert_eq!(
         (due[0].attempts, due[0].call.event.as_slice()),
         (0, &b"e"[..])
@@ -117,7 +127,7 @@ fn running_calls_are_queued_again_on_recovery() {
     q.start("a", 1);
     assert_eq!(q.recover(5).unwrap(), 1);
     let due: Vec<_> = q
-        .due(5, 10)
+        .due_all(5, 10)
         .into_iter()
         .map(|p| (p.id, p.attempts))
         .collect();
@@ -149,7 +159,7 @@ fn an_idempotency_key_answers_the_first_call() {
     assert!(q.submit("c", &other, 1).unwrap().new);
     other.function_name = "g".into();
     assert!(q.submit("d", &other, 1).unwrap().new);
-    assert_eq!(q.due(1, 10).len(), 3);
+    assert_eq!(q.due_all(1, 10).len(), 3);
 }
 
 #[test]
@@ -207,7 +217,7 @@ fn a_queue_file_keeps_its_calls_across_opens() {
     let q = SqliteQueue::open(&path, AsyncLimits::default()).unwrap();
     assert_eq!(q.get("a", 2).unwrap().state, State::Running);
     assert_eq!(q.recover(2).unwrap(), 1);
-    assert_eq!(q.due(2, 1)[0].call.event, b"e");
+    assert_eq!(q.due_all(2, 1)[0].call.event, b"e");
 }
 
 #[test]
@@ -223,4 +233,19 @@ fn retry_settings_are_kept_per_function_in_memory_too() {
     assert_eq!(q.retry_policy("f"), Some(p));
     q.set_retry_policy("f", None, 2).unwrap();
     assert_eq!(q.retry_policy("f"), None);
+}
+
+#[test]
+fn the_calls_of_busy_functions_are_left_out_versions_and_aliases_too() {
+    let q = queue(10, 1000, 100);
+    q.submit("a", &call("f", b""), 0).unwrap();
+    q.submit("b", &call("f:2", b""), 1).unwrap();
+    q.submit("c", &call("g", b""), 2).unwrap();
+    let ids = |busy: &[&str]| -> Vec<String> {
+        let busy: Vec<String> = busy.iter().map(|s| s.to_string()).collect();
+        q.due(5, 10, &busy).into_iter().map(|p| p.id).collect()
+    };
+    assert_eq!(ids(&[]), vec!["a", "b", "c"]);
+    assert_eq!(ids(&["f"]), vec!["c"]);
+    assert_eq!(ids(&["g", "f"]), Vec::<String>::new());
 }
