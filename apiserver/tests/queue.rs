@@ -16,6 +16,9 @@ use faas_proto::invoke::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "support/http.rs"]
+mod http;
+
 /// A server with its queue in `dir`, retrying quickly (1 to 20 ms between attempts).
 fn queue_config(dir: &Path) -> Config {
     Config {
@@ -493,4 +496,39 @@ async fn a_function_at_its_limit_waits_without_holding_up_another() {
     );
     assert_eq!(p.acquires(), 3, "two of hello, one of echo");
     drop(p);
+}
+
+#[tokio::test]
+async fn the_gateway_takes_the_idempotency_key_and_callbacks_as_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(Setup {
+        http: true,
+        config: queue_config(dir.path()),
+        ..Setup::default()
+    })
+    .await;
+    let addr = p.http.clone().unwrap();
+    let (url, mut bodies) = hook().await;
+    let headers = [("idempotency-key", "k-1"), ("x-callback-url", url.as_str())];
+    let first = http::post(&addr, "/async-function/hello", &headers, b"{}").await;
+    assert_eq!(first.status, 202, "{first:?}");
+    let id = first.json()["invocation_id"].as_str().unwrap().to_string();
+    let again = http::post(&addr, "/async-function/hello", &headers, b"{}").await;
+    assert_eq!(again.json()["invocation_id"], id.as_str());
+    let body: serde_json::Value = serde_json::from_str(&bodies.recv().await.unwrap()).unwrap();
+    assert_eq!(
+        (body["invocation_id"].as_str(), body["state"].as_str()),
+        (Some(id.as_str()), Some("succeeded"))
+    );
+    assert_eq!(p.wait_for(&id, "succeeded").await.attempts, 1);
+    let bad = http::post(
+        &addr,
+        "/async-function/hello",
+        &[("x-faas-on-failure", "http://192.0.2.1/hook")],
+        b"",
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.error_message().starts_with("on_failure:"), "{bad:?}");
+    p.stop().await;
 }
