@@ -45,6 +45,7 @@ use tokio::sync::Notify;
 
 use crate::api::front::{Answered, Call, Front, FrontError};
 use crate::api::gateway::deferred::invocation_json;
+use crate::api::metrics::UNKNOWN_FUNCTION;
 use crate::api::invocations::{SubmitError, code_name};
 use crate::core::retry::{Next, RetryPolicy, after_failure, retryable};
 use crate::error::front_status;
@@ -147,7 +148,10 @@ impl AsyncRunner {
     /// Sets the queue's gauges from the store every second until closed.
     async fn observe(self) {
         while !self.inner.stopped.load(Ordering::SeqCst) {
-            let stats = self.stats().await;
+            let mut stats = self.stats().await;
+            for s in &mut stats {
+                s.function = self.metric_label(&s.function);
+            }
             self.inner.front.metrics().queue.observe(&stats, now_ms());
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -217,7 +221,8 @@ impl AsyncRunner {
             .blocking(move |s| s.submit(&id, &new, now_ms()))
             .await?;
         if submitted.new {
-            self.inner.front.metrics().queue.submitted(&function);
+            let label = self.metric_label(&function);
+            self.inner.front.metrics().queue.submitted(&label);
             self.inner.wake.notify_one();
         }
         Ok(submitted)
@@ -254,6 +259,18 @@ impl AsyncRunner {
         self.blocking(move |s| s.retry_policy(&base))
             .await
             .unwrap_or(self.inner.settings.retry)
+    }
+
+    /// The metrics' label of `function`: its plain name when it is deployed, else `-` (a
+    /// client cannot grow the label set with made-up names).
+    fn metric_label(&self, function: &str) -> String {
+        let base = base_name(function);
+        let registry = self.inner.front.router().invoker().registry();
+        if registry.get(base).is_ok() {
+            base.to_string()
+        } else {
+            UNKNOWN_FUNCTION.to_string()
+        }
     }
 
     /// The platform's retry settings.
@@ -361,7 +378,8 @@ impl AsyncRunner {
         let attempt = p.attempts + 1;
         let metrics = self.inner.front.metrics().clone();
         let function = p.call.function_name.clone();
-        metrics.queue.delivered(&function);
+        let label = self.metric_label(&function);
+        metrics.queue.delivered(&label);
         let next = match &outcome.result {
             Ok(_) => None,
             Err(_) => {
@@ -388,11 +406,11 @@ impl AsyncRunner {
         .await;
         match next {
             Some(Next::RetryAt(due)) => {
-                metrics.queue.retried(&function);
+                metrics.queue.retried(&label);
                 tracing::info!(id = %p.id, function = %function, attempt, due_in_ms = due.saturating_sub(now_ms()), "asynchronous call failed; retrying");
             }
             Some(Next::DeadLetter) => {
-                metrics.queue.dead_lettered(&function);
+                metrics.queue.dead_lettered(&label);
                 tracing::warn!(id = %p.id, function = %function, attempt, "asynchronous call failed its last attempt: dead-lettered");
             }
             _ => {}

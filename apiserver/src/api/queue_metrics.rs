@@ -1,5 +1,6 @@
 //! The durable queue's Prometheus figures (README, "Metrics"), per function (`NAME`, its
-//! versions and aliases counted under it): calls submitted, attempts delivered, retries
+//! versions and aliases counted under it; a name not deployed under `-`, as the runner
+//! labels it): calls submitted, attempts delivered, retries
 //! scheduled, calls dead-lettered (counters), and, read from the queue every second, its
 //! depth, the age of its oldest call and its dead letters (gauges).
 
