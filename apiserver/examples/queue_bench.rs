@@ -50,7 +50,10 @@ fn summary(what: &str, mut ms: Vec<f64>, seconds: f64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:10500".into());
+    let addr = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:10500".into());
     let calls: usize = args.get(2).map_or(Ok(1000), |s| s.parse())?;
     let concurrency: usize = args.get(3).map_or(Ok(16), |s| s.parse())?;
     let channel: Channel = faas_common::serve::connect(&addr).await?;

@@ -45,8 +45,8 @@ use tokio::sync::Notify;
 
 use crate::api::front::{Answered, Call, Front, FrontError};
 use crate::api::gateway::deferred::invocation_json;
-use crate::api::metrics::UNKNOWN_FUNCTION;
 use crate::api::invocations::{SubmitError, code_name};
+use crate::api::metrics::UNKNOWN_FUNCTION;
 use crate::core::retry::{Next, RetryPolicy, after_failure, retryable};
 use crate::error::front_status;
 use crate::service::InvokeError;
