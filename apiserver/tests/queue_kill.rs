@@ -23,8 +23,9 @@ use faas_proto::invoke::{GetInvocationRequest, InvokeAsyncRequest};
 const CALLS: usize = 120;
 /// Attempts running at once (`--async-concurrency`, and per function).
 const RUNNING: usize = 4;
-/// How long the fake node takes per call.
-const CALL_MS: u64 = 100;
+/// How long the fake node takes per call: long enough that most calls are still queued when
+/// the kill comes, even on a slow machine whose submits each wait for a slow `fsync`.
+const CALL_MS: u64 = 250;
 
 /// How often each event reached the node (it logs a call as it arrives: the function has
 /// the event from then on, and a server killed before it records the answer makes the next
