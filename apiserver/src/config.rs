@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::Error;
+use crate::core::retry::{
+    DEFAULT_ATTEMPTS, DEFAULT_FIRST_DELAY_MS, DEFAULT_MAX_DELAY_MS, RetryPolicy,
+};
 use crate::model::FunctionSpec;
 use crate::model::keys::{KeyLine, Scope, key_problem};
 use crate::service::async_calls::{
@@ -23,6 +26,8 @@ pub const DEFAULT_PORT: u16 = 10500;
 pub const DEFAULT_HTTP_PORT: u16 = 10800;
 /// Default of `--async-concurrency`.
 pub const DEFAULT_ASYNC_CONCURRENCY: usize = 64;
+/// Default of `--async-function-concurrency`.
+pub const DEFAULT_ASYNC_FUNCTION_CONCURRENCY: usize = 16;
 /// Where the scheduler listens by default (the contest's port).
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:10600";
 /// The largest event by default: 6 MiB, like the contest's platform.
@@ -133,6 +138,20 @@ pub struct Config {
     /// Asynchronous invocations run at once; the others wait, queued.
     #[arg(long, env = "FAAS_ASYNC_CONCURRENCY", default_value_t = DEFAULT_ASYNC_CONCURRENCY)]
     pub async_concurrency: usize,
+    /// Asynchronous invocations of one function run at once; its others wait, queued.
+    #[arg(long, env = "FAAS_ASYNC_FUNCTION_CONCURRENCY", default_value_t = DEFAULT_ASYNC_FUNCTION_CONCURRENCY)]
+    pub async_function_concurrency: usize,
+    /// Attempts of an asynchronous invocation whose failure may pass (no capacity, a
+    /// timeout, unavailable), the first included, for functions without their own
+    /// (`faas retry NAME`); then it is dead-lettered.
+    #[arg(long, env = "FAAS_ASYNC_ATTEMPTS", default_value_t = DEFAULT_ATTEMPTS)]
+    pub async_attempts: u32,
+    /// The bound of the first wait between attempts, ms (doubled each attempt, full jitter).
+    #[arg(long, env = "FAAS_ASYNC_FIRST_DELAY_MS", default_value_t = DEFAULT_FIRST_DELAY_MS)]
+    pub async_first_delay_ms: u64,
+    /// The longest wait between attempts, ms.
+    #[arg(long, env = "FAAS_ASYNC_MAX_DELAY_MS", default_value_t = DEFAULT_MAX_DELAY_MS)]
+    pub async_max_delay_ms: u64,
     /// The cluster token sent on every call to the scheduler and the nodes (see
     /// `faas_common::token`).
     #[command(flatten)]
@@ -326,6 +345,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The platform's retry settings of asynchronous invocations (attempts at least 1, the
+    /// maximum delay at least the first).
+    pub fn async_retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.async_attempts.max(1),
+            first_delay_ms: self.async_first_delay_ms,
+            max_delay_ms: self.async_max_delay_ms.max(self.async_first_delay_ms),
+        }
     }
 
     /// The bounds of the asynchronous invocations' store.

@@ -16,6 +16,7 @@ pub use crate::api::front::FrontError;
 pub use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 pub use crate::service::access::AccessError;
+use crate::service::async_calls::AsyncError;
 pub use crate::service::limits::LimitError;
 pub use crate::service::{InvokeError, RegistryError};
 use crate::store::StoreError;
@@ -147,7 +148,9 @@ pub fn limit_status(err: &LimitError) -> Status {
 pub fn submit_status(err: &SubmitError) -> Status {
     match err {
         SubmitError::Front(e) => front_status(e),
+        SubmitError::Full(AsyncError::Store(_)) => Status::unavailable(err.to_string()),
         SubmitError::Full(e) => Status::resource_exhausted(e.to_string()),
+        SubmitError::BadField(m) => Status::invalid_argument(m.clone()),
     }
 }
 

@@ -38,7 +38,10 @@ async fn reflection_lists_and_describes_the_api_server_and_health_serves_it_with
     let methods = probe.methods("apiserverproto.APIServer").await.unwrap();
     assert_eq!(methods, ["InvokeFunction", "ListFunctions"]);
     let methods = probe.methods("faas.invoke.v1.Invocations").await.unwrap();
-    assert_eq!(methods, ["InvokeAsync", "GetInvocation"]);
+    assert_eq!(
+        methods,
+        ["InvokeAsync", "GetInvocation", "ListDeadLetters", "Redrive"]
+    );
 
     // The services themselves still want a key.
     let refused = ApiServerClient::new(channel)

@@ -3,10 +3,9 @@
 //! and killed with SIGKILL as a child process.
 
 use std::path::Path;
-use std::time::Duration;
 
 use faas_apiserver::Config;
-use faas_common::launch::{Child, Launcher};
+use faas_common::launch::Child;
 use faas_common::shutdown::{self, Trigger};
 use faas_proto::admin::{self, admin_client::AdminClient};
 use faas_proto::apiserverproto::{self, api_server_client::ApiServerClient};
@@ -14,6 +13,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::Channel;
+
+#[path = "support/process.rs"]
+mod process;
 
 /// No scheduler answers here: these tests only deploy, list and delete (a delete's notice to
 /// the scheduler fails in the background, as the API server allows).
@@ -283,22 +285,7 @@ async fn a_database_the_server_must_not_use_is_refused_at_start_and_left_alone()
 
 /// The `apiserver` binary on `data_dir`, and the address it announced.
 async fn spawn_apiserver(data_dir: &Path) -> (Child, String) {
-    let mut cmd = Launcher::new(env!("CARGO_BIN_EXE_apiserver"), vec![]).command();
-    cmd.args([
-        "--port",
-        "0",
-        "--allow-anonymous",
-        "--scheduler",
-        NO_SCHEDULER,
-        "--data-dir",
-    ])
-    .arg(data_dir)
-    .env_remove("FAAS_FUNCTIONS")
-    .env("RUST_LOG", "error");
-    let (child, addr) = Child::spawn_ready(cmd, Duration::from_secs(30))
-        .await
-        .unwrap();
-    (child, addr.to_string())
+    process::spawn_apiserver(data_dir, NO_SCHEDULER, &[]).await
 }
 
 #[tokio::test]

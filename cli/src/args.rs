@@ -9,7 +9,7 @@ use faas_cli::exit;
 use faas_cli::platform::PlatformOptions;
 
 use crate::target::Target;
-use crate::{async_cmds, cluster_cmds, invoke_cmd, logs_cmd, output};
+use crate::{async_cmds, cluster_cmds, dead_letters_cmd, invoke_cmd, logs_cmd, output};
 
 #[derive(Parser)]
 #[command(
@@ -121,6 +121,34 @@ pub(crate) enum Command {
     Result {
         #[command(flatten)]
         args: async_cmds::ResultArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The asynchronous calls of a function that failed their last attempt (no capacity, a
+    /// timeout, unavailable), with their last error.
+    #[command(name = "dead-letters")]
+    DeadLetters {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        output: output::OutputArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Queue a function's dead letters again (the ids given, or every one), their attempts
+    /// counted from zero.
+    Redrive {
+        /// The function.
+        name: String,
+        /// Dead letters to queue again (default: all of the function's).
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set how a function's asynchronous calls are retried (attempts, backoff bounds).
+    Retry {
+        #[command(flatten)]
+        args: dead_letters_cmd::RetryArgs,
         #[command(flatten)]
         target: Target,
     },

@@ -3,11 +3,13 @@
 //!
 //! `--async` sends the call (`InvokeAsync`, routed as `faas invoke` routes: `--route-id`,
 //! `--route`, `--routing-key` travel in the message) and prints the invocation id the server
-//! answers at once; with `-v` also how to fetch the result. `faas result ID` asks for it
+//! answers once the call is stored; with `-v` also how to fetch the result.
+//! `--idempotency-key`, `--on-success` and `--on-failure` travel in the message too. `faas result ID` asks for it
 //! (`GetInvocation`) and:
 //!
 //! - succeeded: prints the body, exit 0;
-//! - failed: prints the error (`invocation ID of NAME failed: CODE: message`) and exits with
+//! - failed, or dead (a dead letter after its last attempt): prints the error
+//!   (`invocation ID of NAME failed: CODE: message`) and exits with
 //!   the code of its gRPC code (`faas_cli::exit::for_status`: 6 the function failed, 7 it
 //!   timed out, 3 not found, ...);
 //! - queued or running: prints the state, exit 0; with `--wait [SECS]` (default 60) asks
@@ -48,15 +50,33 @@ pub struct ResultArgs {
     pub output: OutputArgs,
 }
 
+/// What `--async` sends besides the call: `--idempotency-key`, `--on-success`,
+/// `--on-failure` (empty: none).
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    pub idempotency_key: String,
+    pub on_success: String,
+    pub on_failure: String,
+}
+
+/// One asynchronous call to submit.
+pub struct AsyncCall<'a> {
+    pub account: &'a str,
+    pub name: &'a str,
+    pub event: Vec<u8>,
+    pub route: &'a RouteRequest,
+    pub extras: Extras,
+}
+
 /// `faas invoke NAME --async`: submits the call and prints its invocation id.
-pub async fn submit(
-    api: &Api,
-    account: &str,
-    name: &str,
-    event: Vec<u8>,
-    route: &RouteRequest,
-    verbose: bool,
-) -> anyhow::Result<()> {
+pub async fn submit(api: &Api, call: AsyncCall<'_>, verbose: bool) -> anyhow::Result<()> {
+    let AsyncCall {
+        account,
+        name,
+        event,
+        route,
+        extras,
+    } = call;
     let mut request = tonic::Request::new(InvokeAsyncRequest {
         function_name: name.to_string(),
         account_id: account.to_string(),
@@ -64,6 +84,9 @@ pub async fn submit(
         route_id: route.route_id.clone().unwrap_or_default(),
         route_params: route.params.iter().cloned().collect(),
         routing_key: route.routing_key.clone().unwrap_or_default(),
+        idempotency_key: extras.idempotency_key,
+        on_success: extras.on_success,
+        on_failure: extras.on_failure,
     });
     request.set_timeout(Duration::from_secs(30));
     let id = api
@@ -122,9 +145,9 @@ impl From<&GetInvocationReply> for ResultJson {
     }
 }
 
-/// Whether the call is done (succeeded or failed).
+/// Whether the call is done (succeeded, failed, or dead-lettered after its last attempt).
 fn finished(state: &str) -> bool {
-    matches!(state, "succeeded" | "failed")
+    matches!(state, "succeeded" | "failed" | "dead")
 }
 
 /// The error a failed invocation ends the command with: its message, and the exit code of
@@ -135,9 +158,17 @@ pub fn failure(r: &GetInvocationReply) -> anyhow::Error {
     exit::coded(
         code,
         anyhow!(
-            "invocation {} of {} failed: {}: {}",
+            "invocation {} of {} {}: {}: {}",
             r.invocation_id,
             r.function_name,
+            if r.state == "dead" {
+                format!(
+                    "failed its last attempt ({}) and is a dead letter (faas redrive {} {})",
+                    r.attempts, r.function_name, r.invocation_id
+                )
+            } else {
+                "failed".to_string()
+            },
             if r.error_code.is_empty() {
                 "?"
             } else {
@@ -215,7 +246,7 @@ pub async fn result(api: &Api, args: &ResultArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        "failed" => Err(failure(&reply)),
+        "failed" | "dead" => Err(failure(&reply)),
         state => match args.wait {
             Some(secs) => Err(exit::coded(
                 exit::TIMEOUT,

@@ -47,6 +47,17 @@ pub struct InvokeArgs {
     /// fetches the result).
     #[arg(long = "async")]
     pub run_async: bool,
+    /// With --async: a repeated submit with the same key (for this function and account)
+    /// prints the first call's id instead of making another.
+    #[arg(long, value_name = "KEY", requires = "run_async")]
+    pub idempotency_key: Option<String>,
+    /// With --async: where the result goes when the call succeeds: a function (invoked
+    /// asynchronously with it) or an http:// URL on loopback (POSTed).
+    #[arg(long, value_name = "FUNCTION|URL", requires = "run_async")]
+    pub on_success: Option<String>,
+    /// With --async: where the result goes when the call fails for good.
+    #[arg(long, value_name = "FUNCTION|URL", requires = "run_async")]
+    pub on_failure: Option<String>,
 }
 
 /// `faas invoke`.
@@ -69,7 +80,19 @@ pub async fn invoke(args: &InvokeArgs, target: &Target) -> anyhow::Result<()> {
     let api = target.api().await?;
     let (name, account, verbose) = (&args.name, &args.account, args.verbose);
     if args.run_async {
-        return crate::async_cmds::submit(&api, account, name, event, &route, verbose).await;
+        let extras = crate::async_cmds::Extras {
+            idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+            on_success: args.on_success.clone().unwrap_or_default(),
+            on_failure: args.on_failure.clone().unwrap_or_default(),
+        };
+        let call = crate::async_cmds::AsyncCall {
+            account,
+            name,
+            event,
+            route: &route,
+            extras,
+        };
+        return crate::async_cmds::submit(&api, call, verbose).await;
     }
     match api.invoke_routed(account, name, event, &route).await {
         Ok(out) => {

@@ -3,7 +3,8 @@
 //! as its own binary does.
 //!
 //! For scripts: listings take `-o json` ([`output`]), `faas invoke --async` and `faas result`
-//! run calls in the background ([`async_cmds`]), `faas nodes` and `faas ps` show what runs
+//! run calls in the background ([`async_cmds`]; their dead letters and retries:
+//! [`dead_letters_cmd`]), `faas nodes` and `faas ps` show what runs
 //! where ([`cluster_cmds`]), `faas completion SHELL` prints a completion script, and the exit
 //! code tells the kind of failure apart (`faas_cli::exit`, listed in `faas --help`). Every
 //! failure prints as one line (`faas_cli::errors::one_line`).
@@ -13,6 +14,7 @@
 mod args;
 mod async_cmds;
 mod cluster_cmds;
+mod dead_letters_cmd;
 mod invoke_cmd;
 mod logs_cmd;
 mod output;
@@ -62,6 +64,9 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Describe { .. }
             | Command::Logs { .. }
             | Command::Result { .. }
+            | Command::DeadLetters { .. }
+            | Command::Redrive { .. }
+            | Command::Retry { .. }
             | Command::Nodes { .. }
             | Command::Ps { .. }
             | Command::Events { .. }
@@ -158,6 +163,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             routing_cmds::functions(&target.api().await?, output.is_json()).await
         }
         Command::Result { args, target } => async_cmds::result(&target.api().await?, &args).await,
+        Command::DeadLetters {
+            name,
+            output,
+            target,
+        } => dead_letters_cmd::list(&target.api().await?, &name, &output).await,
+        Command::Redrive { name, ids, target } => {
+            dead_letters_cmd::redrive(&target.api().await?, &name, &ids).await
+        }
+        Command::Retry { args, target } => {
+            dead_letters_cmd::retry(&target.api().await?, &args).await
+        }
         Command::Nodes { args, target } => cluster_cmds::nodes(&target.api().await?, &args).await,
         Command::Ps { args, target } => cluster_cmds::ps(&target.api().await?, &args).await,
         Command::Events { args, target } => {

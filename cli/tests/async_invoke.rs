@@ -80,3 +80,68 @@ async fn an_async_call_is_fetched_by_its_id() {
     assert!(line.contains("NotFound"), "{line}");
     platform.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_retries_dead_letters_and_bad_input_from_the_command_line() {
+    let (platform, _api) = support::start(support::small_options()).await;
+    let addr = platform.apiserver.to_string();
+    let addr = addr.as_str();
+
+    // The same key twice: one call, one id.
+    let keyed = ["invoke", "hello", "--idempotency-key", "order-17"];
+    let first = submit(addr, &keyed).await;
+    assert_eq!(submit(addr, &keyed).await, first);
+    let body = ok(addr, &["result", &first, "--wait", "60"]).await;
+    assert!(body.contains("Hello"), "{body}");
+
+    // Retry settings: set, shown by describe; a bad one names its field.
+    let set = ok(
+        addr,
+        &[
+            "retry",
+            "hello",
+            "--attempts",
+            "5",
+            "--first-delay-ms",
+            "10",
+        ],
+    )
+    .await;
+    assert!(set.contains("5 attempts"), "{set}");
+    let described = ok(addr, &["describe", "hello"]).await;
+    assert!(described.contains("retries: 5 attempts"), "{described}");
+    for bad in ["0", "-1"] {
+        let line = fails_with(
+            addr,
+            &["retry", "hello", "--attempts", bad],
+            exit::BAD_INPUT.into(),
+        )
+        .await;
+        assert!(line.contains("max_attempts"), "{line}");
+    }
+
+    // No dead letters yet; redriving one that is not there names it.
+    let listed = ok(addr, &["dead-letters", "hello"]).await;
+    assert!(listed.contains("no dead letters for hello"), "{listed}");
+    let line = fails_with(addr, &["redrive", "hello", "nope"], exit::NOT_FOUND.into()).await;
+    assert!(line.contains("nope"), "{line}");
+
+    // A callback off loopback is refused, naming the flag's field.
+    let out = faas(
+        addr,
+        &[
+            "invoke",
+            "hello",
+            "--async",
+            "--on-success",
+            "http://example.com/hook",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(exit::BAD_INPUT.into()), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("on_success"),
+        "{out:?}"
+    );
+    platform.stop().await.unwrap();
+}

@@ -207,6 +207,16 @@ async fn every_component_and_every_node_serves_the_documented_metrics_on_its_own
     let http = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await;
     // One call (a cold start): the figures labelled by function or outcome appear.
     let called = api.invoke("metrics-test", "hello", b"{}".to_vec()).await;
+    // One asynchronous call: the queue's figures of `hello` appear.
+    api.invocations()
+        .invoke_async(faas_proto::invoke::InvokeAsyncRequest {
+            function_name: "hello".into(),
+            account_id: "metrics-test".into(),
+            event: b"{}".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("an asynchronous call is accepted");
     let mut results = Vec::new();
     for (who, port, prefix) in expect {
         // A node serves once it has announced itself, and a call's return may still be on

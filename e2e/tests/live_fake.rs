@@ -101,6 +101,12 @@ impl Admin for Shared {
     ) -> Result<Response<faas_proto::admin::ListNodesReply>, Status> {
         Err(Status::unimplemented("this fake API server has no nodes"))
     }
+    async fn set_async_retry(
+        &self,
+        _: Request<faas_proto::admin::SetAsyncRetryRequest>,
+    ) -> Result<Response<faas_proto::admin::SetAsyncRetryReply>, Status> {
+        Err(Status::unimplemented("this fake API server has no queue"))
+    }
     async fn deploy_function(
         &self,
         request: Request<DeployFunctionRequest>,

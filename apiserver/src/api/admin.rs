@@ -18,6 +18,8 @@ use faas_proto::scheduler_admin::{HoldFunctionRequest, RetireFunctionRequest};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::api::admin_queue;
+use crate::api::async_runner::AsyncRunner;
 use crate::api::convert::{admin_record, registry_status, spec_from_admin};
 use crate::api::routing::{
     alias_record, policy_from_admin, policy_to_admin, target_status, version_record,
@@ -37,6 +39,8 @@ pub struct AdminService {
     version_grace: Duration,
     /// The cluster token on calls to the scheduler and the nodes.
     auth: ClusterAuth,
+    /// The asynchronous queue (retry settings, describe's figures).
+    queue: Option<AsyncRunner>,
 }
 
 /// How often the scheduler is told again which versions to hold warm.
@@ -55,7 +59,14 @@ impl AdminService {
             scheduler: None,
             version_grace,
             auth: ClusterAuth::default(),
+            queue: None,
         }
+    }
+
+    /// The same service, with the asynchronous queue's settings and figures.
+    pub fn with_queue(mut self, runner: AsyncRunner) -> AdminService {
+        self.queue = Some(runner);
+        self
     }
 
     /// The same service, telling the scheduler (`faas.scheduler.v1`) of deleted functions so
@@ -379,6 +390,19 @@ impl Admin for AdminService {
         Ok(Response::new(admin::SetRoutesReply {}))
     }
 
+    async fn set_async_retry(
+        &self,
+        request: Request<admin::SetAsyncRetryRequest>,
+    ) -> Result<Response<admin::SetAsyncRetryReply>, Status> {
+        let runner = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this server has no asynchronous queue"))?;
+        admin_queue::set_retry(runner, &self.registry, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn describe_function(
         &self,
         request: Request<admin::DescribeFunctionRequest>,
@@ -395,7 +419,12 @@ impl Admin for AdminService {
         let versions = self.registry.versions(&name).map_err(status)?;
         let aliases = self.registry.aliases(&name).map_err(status)?;
         let now = faas_common::clock::now_ms();
+        let queue = match &self.queue {
+            Some(runner) => Some(admin_queue::status(runner, &name).await),
+            None => None,
+        };
         Ok(Response::new(admin::DescribeFunctionReply {
+            queue,
             function: Some(admin_record(&f)),
             versions: versions.iter().map(|v| version_record(&name, v)).collect(),
             aliases: aliases.iter().map(alias_record).collect(),

@@ -1,36 +1,31 @@
-//! Asynchronous invocations: the runner that executes them through the [`Front`], and the
-//! gRPC service `faas.invoke.v1.Invocations` that submits and reads them.
+//! `faas.invoke.v1.Invocations`: the gRPC door of asynchronous invocations (the durable
+//! queue and its delivery are `api::async_runner`).
 //!
 //! A submit is checked at once — a function name, an account, an event within
-//! `--max-event-bytes`, the account's limits, room in the store — and refused with the
-//! status `InvokeFunction` would give (`RESOURCE_EXHAUSTED` for a full store, naming the
-//! flag that raises it). An accepted call holds its account's slot from then on, and waits
-//! its turn: at most `--async-concurrency` run at once, the rest stay queued. Everything
-//! else (an unknown function, the function's own failure) is the call's result, read with
-//! `GetInvocation` (or `GET /invocations/ID`) until `--async-retention-ms` after it ended.
-//!
-//! Results live in memory ([`MemoryInvocations`](crate::service::async_calls::MemoryInvocations)): a stopped server forgets them, and calls
-//! still queued when it stops fail with `UNAVAILABLE`. The store is reached only through
-//! [`InvocationStore`], the seam a durable store will fill.
-
-use std::sync::Arc;
+//! `--max-event-bytes`, the account's limits, the callbacks (loopback URLs only), room in the
+//! queue — and refused with the status `InvokeFunction` would give (`RESOURCE_EXHAUSTED` for
+//! a full queue, naming the flag that raises it; `INVALID_ARGUMENT` naming a bad field).
+//! An accepted call is on disk before its id is answered. Everything else (an unknown
+//! function, the function's own failure) is the call's result, read with `GetInvocation`
+//! (or `GET /invocations/ID`) until `--async-retention-ms` after it ended; a call that kept
+//! failing with a failure that may pass ends on the dead-letter list (`ListDeadLetters`,
+//! `Redrive`).
 
 use faas_proto::invoke::invocations_server::Invocations;
 use faas_proto::invoke::{
     GetInvocationReply, GetInvocationRequest, InvokeAsyncReply, InvokeAsyncRequest,
+    ListDeadLettersReply, ListDeadLettersRequest, RedriveReply, RedriveRequest,
 };
 use faas_proto::meta;
-use tokio::sync::Semaphore;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Code, Request, Response, Status};
 
-use crate::api::front::{Answered, Call, Front, FrontError};
+pub use crate::api::async_runner::AsyncRunner;
+use crate::api::async_runner::Extras;
+use crate::api::front::{Call, FrontError};
 use crate::api::routing::route_context;
-use crate::error::front_status;
 pub use crate::error::submit_status;
-use crate::service::InvokeError;
-use crate::service::async_calls::{AsyncError, Invocation, InvocationStore, Outcome};
-use crate::service::limits::Permit;
+use crate::service::async_calls::{AsyncError, Invocation};
 use crate::service::routing::RouteContext;
 
 /// Why a submit was refused.
@@ -39,9 +34,12 @@ pub enum SubmitError {
     /// As the synchronous call would have been refused (a bad request, the account's limits).
     #[error(transparent)]
     Front(Box<FrontError>),
-    /// The store has no room.
+    /// The queue has no room, or could not store it.
     #[error(transparent)]
     Full(#[from] AsyncError),
+    /// A field of the asynchronous request is bad (the message names it).
+    #[error("{0}")]
+    BadField(String),
 }
 
 impl From<FrontError> for SubmitError {
@@ -50,127 +48,25 @@ impl From<FrontError> for SubmitError {
     }
 }
 
-/// Wall-clock ms since the Unix epoch, as the store counts.
-fn now_ms() -> u64 {
-    u64::try_from(faas_common::clock::now_ms()).unwrap_or(0)
-}
-
-/// Runs asynchronous calls in the background. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AsyncRunner {
-    front: Front,
-    store: Arc<dyn InvocationStore>,
-    slots: Arc<Semaphore>,
-    retention_ms: u64,
-}
-
-impl AsyncRunner {
-    /// Runs at most `concurrency` calls at once (0 counts as 1), keeping them in `store`,
-    /// whose retention is `retention_ms` (for messages).
-    pub fn new(
-        front: Front,
-        store: Arc<dyn InvocationStore>,
-        concurrency: usize,
-        retention_ms: u64,
-    ) -> AsyncRunner {
-        AsyncRunner {
-            front,
-            store,
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
-            retention_ms,
-        }
+/// The extras of a request's fields, checked: callbacks on loopback only.
+pub fn extras_of(
+    idempotency_key: &str,
+    on_success: &str,
+    on_failure: &str,
+) -> Result<Extras, SubmitError> {
+    if idempotency_key.len() > 256 {
+        return Err(SubmitError::BadField(format!(
+            "idempotency_key: {} bytes, more than 256",
+            idempotency_key.len()
+        )));
     }
-
-    /// The front calls run through.
-    pub fn front(&self) -> &Front {
-        &self.front
-    }
-
-    /// Calls still queued fail instead of running (the server stops).
-    pub fn close(&self) {
-        self.slots.close();
-    }
-
-    /// Checks and keeps `call`, answering its invocation id; it runs in the background.
-    pub fn submit(&self, call: Call) -> Result<String, SubmitError> {
-        let bad = if call.function_name.is_empty() {
-            Some(InvokeError::MissingFunctionName)
-        } else if call.account_id.is_empty() {
-            Some(InvokeError::MissingAccount)
-        } else if call.event.len() > self.front.max_event_bytes() {
-            Some(InvokeError::EventTooLarge {
-                size: call.event.len(),
-                limit: self.front.max_event_bytes(),
-            })
-        } else {
-            None
-        };
-        if let Some(e) = bad {
-            return Err(FrontError::Invoke(e).into());
-        }
-        let permit = self
-            .front
-            .admit(&call.account_id)
-            .map_err(FrontError::Limited)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.store
-            .submit(&id, &call.function_name, call.event.len() as u64, now_ms())?;
-        tokio::spawn(self.clone().run(id.clone(), call, permit));
-        Ok(id)
-    }
-
-    async fn run(self, id: String, call: Call, permit: Permit) {
-        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
-            let outcome = Outcome {
-                result: Err((
-                    code_name(Code::Unavailable).to_string(),
-                    "the API server stopped before the call ran; submit it again".to_string(),
-                )),
-                ..Outcome::default()
-            };
-            self.store.finish(&id, outcome, now_ms());
-            return;
-        };
-        self.store.start(&id, now_ms());
-        let answered = self.front.run(call, permit).await;
-        self.store.finish(&id, outcome(answered), now_ms());
-    }
-
-    /// The call `id`, while it is kept.
-    pub fn get(&self, id: &str) -> Option<Invocation> {
-        self.store.get(id, now_ms())
-    }
-
-    /// What a reader of an unknown or forgotten id is told.
-    pub fn not_found(&self, id: &str) -> String {
-        format!(
-            "no asynchronous invocation {:?} here: it was never submitted to this server, or it finished more than {} ms ago (--async-retention-ms) and was forgotten",
-            faas_common::text::clip(id),
-            self.retention_ms
-        )
-    }
-}
-
-/// An answered call as the store keeps it: the error as `InvokeFunction`'s code and message.
-fn outcome(answered: Answered) -> Outcome {
-    let note = answered.note;
-    let (cold_start, result) = match answered.result {
-        Ok(done) => (done.placement.cold_start.unwrap_or(false), Ok(done.body)),
-        Err(e) => {
-            let status = front_status(&e);
-            (
-                false,
-                Err((code_name(status.code()).to_string(), e.to_string())),
-            )
-        }
-    };
-    Outcome {
-        request_id: answered.request_id,
-        version: note.version.unwrap_or_default(),
-        target: note.target.unwrap_or_default(),
-        cold_start,
-        result,
-    }
+    Ok(Extras {
+        idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_string()),
+        on_success: crate::api::callback::parse("on_success", on_success)
+            .map_err(SubmitError::BadField)?,
+        on_failure: crate::api::callback::parse("on_failure", on_failure)
+            .map_err(SubmitError::BadField)?,
+    })
 }
 
 /// A gRPC code by its name in the gRPC specification (`NOT_FOUND`).
@@ -243,6 +139,9 @@ impl Invocations for InvocationsService {
     ) -> Result<Response<InvokeAsyncReply>, Status> {
         let req = request.into_inner();
         let route = route_of(&req).map_err(Status::invalid_argument)?;
+        let extras = extras_of(&req.idempotency_key, &req.on_success, &req.on_failure)
+            .map_err(|e| submit_status(&e))?;
+        let keyed = extras.idempotency_key.is_some();
         let call = Call {
             account_id: req.account_id,
             function_name: req.function_name,
@@ -250,8 +149,15 @@ impl Invocations for InvocationsService {
             route,
             deadline: None,
         };
-        let invocation_id = self.runner.submit(call).map_err(|e| submit_status(&e))?;
-        Ok(Response::new(InvokeAsyncReply { invocation_id }))
+        let submitted = self
+            .runner
+            .submit(call, extras)
+            .await
+            .map_err(|e| submit_status(&e))?;
+        Ok(Response::new(InvokeAsyncReply {
+            invocation_id: submitted.id,
+            created: submitted.new || !keyed,
+        }))
     }
 
     async fn get_invocation(
@@ -262,8 +168,50 @@ impl Invocations for InvocationsService {
         let call = self
             .runner
             .get(&id)
+            .await
             .ok_or_else(|| Status::not_found(self.runner.not_found(&id)))?;
         Ok(Response::new(invocation_reply(call)))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersReply>, Status> {
+        let name = request.into_inner().function_name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument("function_name is empty"));
+        }
+        let dead = self.runner.dead_letters(&name).await;
+        Ok(Response::new(ListDeadLettersReply {
+            dead_letters: dead.into_iter().map(invocation_reply).collect(),
+        }))
+    }
+
+    async fn redrive(
+        &self,
+        request: Request<RedriveRequest>,
+    ) -> Result<Response<RedriveReply>, Status> {
+        let req = request.into_inner();
+        if req.function_name.is_empty() {
+            return Err(Status::invalid_argument("function_name is empty"));
+        }
+        let done = self
+            .runner
+            .redrive(&req.function_name, req.invocation_ids.clone())
+            .await;
+        if let Some(missing) = req.invocation_ids.iter().find(|id| !done.contains(id)) {
+            return Err(Status::not_found(format!(
+                "{:?} is not a dead letter of {:?} (faas dead-letters {} lists them); {} others were queued again",
+                faas_common::text::clip(missing),
+                faas_common::text::clip(&req.function_name),
+                faas_common::text::clip(&req.function_name),
+                done.len()
+            )));
+        }
+        tracing::info!(function = %req.function_name, calls = done.len(), "dead letters redriven");
+        Ok(Response::new(RedriveReply {
+            invocation_ids: done,
+        }))
     }
 }
 
@@ -277,6 +225,7 @@ pub fn invocation_reply(call: Invocation) -> GetInvocationReply {
         submitted_at_ms: ms(call.submitted_at_ms),
         started_at_ms: ms(call.started_at_ms),
         finished_at_ms: ms(call.finished_at_ms),
+        attempts: call.attempts,
         ..GetInvocationReply::default()
     };
     if let Some(o) = call.outcome {

@@ -1,6 +1,6 @@
 //! The API server's Prometheus figures, all named `faas_apiserver_...` (README, "Metrics"):
 //! invocations by function and outcome, server-side latency, time spent acquiring, cold
-//! starts, and invocations in flight.
+//! starts, and invocations in flight; the durable queue's in [`QueueMetrics`].
 //!
 //! Requests for functions that are not deployed are counted under the function `-`, so a
 //! client cannot grow the label set with made-up names.
@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::queue_metrics::QueueMetrics;
 use crate::service::routing::{FallbackReason, RouteNote};
 
 /// The function label for requests that named no deployed function.
@@ -79,6 +80,8 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     breaker_state: Family<BreakerLabels, Gauge>,
     breaker_transitions: Family<TargetLabels, Counter>,
+    /// The durable queue's figures.
+    pub queue: QueueMetrics,
 }
 
 /// Counts one invocation in flight until dropped.
@@ -154,7 +157,9 @@ impl Metrics {
             "Circuit breaker transitions, by target and the state entered (outcome)",
             breaker_transitions.clone(),
         );
+        let queue = QueueMetrics::register(&mut registry);
         Metrics {
+            queue,
             target_calls,
             fallbacks,
             breaker_state,

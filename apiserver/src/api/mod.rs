@@ -4,7 +4,10 @@
 //!   layer's router) and the assembled server with health checking and metrics.
 //! - [`front`]: the one invoke path every door goes through: limits, request id, the chain
 //!   in a task of its own, metrics.
-//! - [`invocations`]: asynchronous invocations: the runner, and `faas.invoke.v1.Invocations`.
+//! - [`invocations`]: `faas.invoke.v1.Invocations`, the gRPC door of asynchronous calls.
+//! - [`async_runner`]: the durable queue's delivery: the worker pool, retries, dead letters,
+//!   callbacks ([`callback`]: loopback URLs only); [`admin_queue`]: a function's retry
+//!   settings and its queue in `DescribeFunction`; [`queue_metrics`]: the queue's figures.
 //! - [`gateway`]: the HTTP gateway (`/function/NAME`, `/async-function/NAME`, ...).
 //! - [`auth`]: the front door: each call's key (`authorization: Bearer KEY`) against the
 //!   scope its service needs, per-account limits, and the statuses of refusals.
@@ -23,7 +26,10 @@
 //! - [`clock`]: the monotonic clock.
 
 pub mod admin;
+pub mod admin_queue;
+pub mod async_runner;
 pub mod auth;
+pub mod callback;
 pub mod clock;
 pub mod cluster;
 pub mod convert;
@@ -34,6 +40,7 @@ pub mod invocations;
 pub mod logs;
 pub mod metrics;
 pub mod node;
+pub mod queue_metrics;
 pub mod routing;
 pub mod scheduler;
 pub mod server;

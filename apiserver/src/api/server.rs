@@ -32,6 +32,7 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::api::admin::AdminService;
+use crate::api::async_runner::RunnerSettings;
 use crate::api::auth::Authenticate;
 use crate::api::clock::SystemClock;
 use crate::api::convert::contest_function;
@@ -47,9 +48,11 @@ pub use crate::error::front_status;
 use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
 use crate::service::access::{Access, KeylessFlags};
-use crate::service::async_calls::MemoryInvocations;
+use crate::service::async_calls::InvocationStore;
 use crate::service::routing::{RouteNote, Router};
 use crate::service::{Invoked, Invoker, Registry};
+use crate::store::SqliteQueue;
+use crate::store::sqlite::DATABASE_FILE;
 use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
 use faas_proto::decisions::decisions_server::DecisionsServer;
@@ -237,6 +240,27 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
     Ok(opened.registry)
 }
 
+/// The asynchronous calls' queue: in the database of the data directory (opened after the
+/// registry's DAO, which holds the directory's lock and brought the schema up to date), or in
+/// memory without one.
+fn open_queue(config: &Config) -> Result<Arc<dyn InvocationStore>, Error> {
+    let limits = config.async_limits();
+    let Some(dir) = &config.data_dir else {
+        tracing::info!(
+            "asynchronous calls are kept in memory (--data-dir keeps them across restarts)"
+        );
+        return Ok(Arc::new(SqliteQueue::in_memory(limits)));
+    };
+    let path = dir.join(DATABASE_FILE);
+    let queue = SqliteQueue::open(&path, limits).map_err(|e| {
+        Error::Startup(format!(
+            "cannot open the asynchronous queue in {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Arc::new(queue))
+}
+
 /// The TLS configuration of `--tls-cert` and `--tls-key`, read now so a missing file fails
 /// the start.
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, Error> {
@@ -300,9 +324,13 @@ impl App {
         );
         let runner = AsyncRunner::new(
             front.clone(),
-            Arc::new(MemoryInvocations::new(config.async_limits())),
-            config.async_concurrency,
-            config.async_retention_ms,
+            open_queue(&config)?,
+            RunnerSettings {
+                concurrency: config.async_concurrency,
+                per_function: config.async_function_concurrency,
+                retention_ms: config.async_retention_ms,
+                retry: config.async_retry(),
+            },
         );
         Ok(App {
             config,
@@ -371,6 +399,7 @@ impl App {
             ));
         }
 
+        self.runner.start();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<ApiServerServer<ApiServerService>>()
@@ -418,7 +447,8 @@ impl App {
             self.front.router().clone(),
             Duration::from_millis(self.config.version_grace_ms),
         )
-        .with_scheduler(scheduler.clone(), self.config.cluster.auth());
+        .with_scheduler(scheduler.clone(), self.config.cluster.auth())
+        .with_queue(self.runner.clone());
         admin.keep_holds(shutdown.clone());
         let admin = AdminServer::new(admin)
             .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))

@@ -3,6 +3,7 @@
 //!
 //! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
 //! - [`limits`]: per-account concurrency and rate limits on invocations.
+//! - [`retry`]: when a failed asynchronous delivery is tried again (backoff with jitter).
 //!
 //! Other pure rules still live beside the service code that uses them, because they share
 //! its error type (`RegistryError`) and moving them would move that too: what a function
@@ -12,3 +13,4 @@
 
 pub mod access;
 pub mod limits;
+pub mod retry;

@@ -1,27 +1,29 @@
-//! Asynchronous invocations, kept in memory for a retention period.
+//! Asynchronous invocations: what the durable queue keeps, and the seam it is reached by.
 //!
-//! A caller submits a call and gets its id (a UUID) at once; the platform runs it later
-//! through the same front as a synchronous call, and the caller reads its state and result
-//! by id. Each call goes `queued → running → succeeded | failed`.
+//! A caller submits a call and gets its id (a UUID) once the call is stored; the platform
+//! delivers it later through the same front as a synchronous call, and the caller reads its
+//! state and result by id. A call goes `queued → running → succeeded | failed`; a failure
+//! that may pass (`core::retry`) sends it back to `queued` with a later due time, and after
+//! its last attempt to `dead` (the dead-letter list), from where a redrive queues it again.
 //!
-//! The store is bounded, and pure (time is an argument, ms since the Unix epoch):
+//! The store is bounded (time is an argument, ms since the Unix epoch):
 //!
 //! - at most [`AsyncLimits::max_kept`] calls (`--async-max-kept`), finished or not;
 //! - at most [`AsyncLimits::max_bytes`] bytes (`--async-max-bytes`) in all: the events of
-//!   calls not finished yet (the runner holds them) and the results of finished ones;
+//!   calls not finished yet (dead letters included) and the results of finished ones;
 //! - a finished call is forgotten [`AsyncLimits::retention_ms`] after it finished
-//!   (`--async-retention-ms`), and then reads as not found.
+//!   (`--async-retention-ms`), and then reads as not found. Dead letters stay until redriven.
 //!
-//! Room for a new call is made by forgetting the oldest finished calls first (a result may
-//! thus go before its retention ends when the store is full); when what is left is calls not
-//! finished yet, the submit is refused ([`AsyncError`], naming the flag that raises the
-//! bound). A result too large to keep at all is replaced by a failure that says so.
+//! Room for a new call is made by forgetting the oldest finished calls first; when what is
+//! left is calls not finished yet, the submit is refused ([`AsyncError`], naming the flag
+//! that raises the bound), so nothing is accepted and then dropped. A result too large to
+//! keep at all is replaced by a failure that says so.
 //!
-//! The seam: the API layer talks to [`InvocationStore`]; [`MemoryInvocations`] is the
-//! in-memory one. A durable store can take its place without touching the runner.
+//! The seam: the runner (`api::async_runner`) talks to [`InvocationStore`]; the one store is
+//! `store::sqlite::SqliteQueue`, in `DATA_DIR/apiserver.db` (or in memory without a data
+//! directory).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+pub use crate::core::retry::RetryPolicy;
 
 /// Default of `--async-max-kept`.
 pub const DEFAULT_MAX_KEPT: usize = 10_000;
@@ -39,26 +41,43 @@ pub enum State {
     Running,
     Succeeded,
     Failed,
+    /// Retried until its last attempt: on the dead-letter list.
+    Dead,
 }
 
 impl State {
-    /// As the API shows it: `queued`, `running`, `succeeded`, `failed`.
+    /// As the API shows it (and the database keeps it): `queued`, `running`, `succeeded`,
+    /// `failed`, `dead`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
             State::Running => "running",
             State::Succeeded => "succeeded",
             State::Failed => "failed",
+            State::Dead => "dead",
         }
     }
 
-    /// Whether the call has finished.
+    /// The state of its name.
+    pub fn parse(text: &str) -> Option<State> {
+        [
+            State::Queued,
+            State::Running,
+            State::Succeeded,
+            State::Failed,
+            State::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether the call has finished (a dead letter has not: it may be redriven).
     pub fn finished(self) -> bool {
         matches!(self, State::Succeeded | State::Failed)
     }
 }
 
-/// How a finished call ended.
+/// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The request id of the synchronous chain that ran it.
@@ -93,8 +112,65 @@ pub struct Invocation {
     pub submitted_at_ms: u64,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
-    /// Set once finished.
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Set once finished; for a queued retry or a dead letter, the last attempt's.
     pub outcome: Option<Outcome>,
+}
+
+/// Where a finished call's result is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Callback {
+    /// Another function, invoked (through the queue) with the result as its event.
+    Function(String),
+    /// An HTTP URL on loopback, sent the result with a POST.
+    Url(String),
+}
+
+/// A call to keep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewCall {
+    pub function_name: String,
+    pub account_id: String,
+    pub event: Vec<u8>,
+    /// Routing, as `service::routing::RouteContext` holds it.
+    pub route_id: Option<String>,
+    pub routing_key: Option<String>,
+    pub route_params: Vec<(String, String)>,
+    /// A repeated submit with the same key (for this function and account) is the first.
+    pub idempotency_key: Option<String>,
+    pub on_success: Option<Callback>,
+    pub on_failure: Option<Callback>,
+}
+
+/// A call due for delivery, as the runner takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    pub call: NewCall,
+    /// Attempts started before this one.
+    pub attempts: u32,
+    pub submitted_at_ms: u64,
+}
+
+/// What a submit answers: the call's id, and whether it is a new call (not the first one
+/// with the same idempotency key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: String,
+    pub new: bool,
+}
+
+/// One function's figures, for metrics and `faas describe`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub function: String,
+    /// Calls queued or running.
+    pub depth: u64,
+    /// When the oldest call queued or running was submitted (ms since the Unix epoch).
+    pub oldest_submitted_ms: Option<u64>,
+    /// Calls on the dead-letter list.
+    pub dead: u64,
 }
 
 /// The bounds of a store.
@@ -115,391 +191,62 @@ impl Default for AsyncLimits {
     }
 }
 
-/// Why a submit is refused: the store is full of calls not finished yet.
+/// Why a submit is refused: the store is full of calls not finished yet, or cannot write.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AsyncError {
     #[error(
-        "{kept} asynchronous calls are queued or running, the most this server keeps; retry later or raise --async-max-kept"
+        "{kept} asynchronous calls are queued, running or dead-lettered, the most this server keeps; retry later or raise --async-max-kept"
     )]
     TooMany { kept: usize },
     #[error(
-        "the events of the asynchronous calls queued or running take {held} bytes; this one's {event} more would pass the limit of {limit} bytes; retry later or raise --async-max-bytes"
+        "the events of the asynchronous calls queued, running or dead-lettered take {held} bytes; this one's {event} more would pass the limit of {limit} bytes; retry later or raise --async-max-bytes"
     )]
     TooLarge { held: u64, event: u64, limit: u64 },
+    /// The database failed: nothing was accepted.
+    #[error(
+        "the asynchronous queue could not store the call ({0}); nothing was accepted, submit it again"
+    )]
+    Store(String),
 }
 
-/// Keeps asynchronous calls (see the module documentation).
+/// Keeps asynchronous calls durably (see the module documentation). Every method is one
+/// committed transaction: when it returns, what it changed is on disk.
 pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Keeps a new queued call `id` whose event is `event_bytes` long.
-    fn submit(
-        &self,
-        id: &str,
-        function_name: &str,
-        event_bytes: u64,
-        now_ms: u64,
-    ) -> Result<(), AsyncError>;
-    /// The call starts running.
-    fn start(&self, id: &str, now_ms: u64);
-    /// The call ended.
+    /// Keeps `call` as queued under `id` (due now), unless a call with the same idempotency
+    /// key is kept: then answers that one's id.
+    fn submit(&self, id: &str, call: &NewCall, now_ms: u64) -> Result<Submitted, AsyncError>;
+    /// At start: calls left `running` by a server that stopped are queued again, due now.
+    /// Answers how many.
+    fn recover(&self, now_ms: u64) -> Result<u64, AsyncError>;
+    /// Up to `max` queued calls due by `now_ms`, the earliest due first, leaving out those of
+    /// the functions in `busy` (plain names: `NAME` covers `NAME:N` and `NAME:ALIAS`).
+    fn due(&self, now_ms: u64, max: usize, busy: &[String]) -> Vec<Pending>;
+    /// The earliest due time of a queued call.
+    fn next_due_ms(&self) -> Option<u64>;
+    /// A queued call starts its next attempt; false when it is not queued.
+    fn start(&self, id: &str, now_ms: u64) -> bool;
+    /// The call ended (succeeded, or failed for good).
     fn finish(&self, id: &str, outcome: Outcome, now_ms: u64);
+    /// The attempt failed and the call is queued again, due at `due_ms`.
+    fn retry(&self, id: &str, outcome: Outcome, due_ms: u64, now_ms: u64);
+    /// The last attempt failed: the call goes to the dead-letter list.
+    fn dead_letter(&self, id: &str, outcome: Outcome, now_ms: u64);
     /// The call, while it is kept.
     fn get(&self, id: &str, now_ms: u64) -> Option<Invocation>;
-}
-
-#[derive(Debug)]
-struct Entry {
-    call: Invocation,
-    /// The bytes it counts against the limit: its event until it finishes, then its body.
-    bytes: u64,
-}
-
-/// The in-memory store's tables (not synchronised; see [`MemoryInvocations`]).
-#[derive(Debug)]
-pub struct AsyncCalls {
-    limits: AsyncLimits,
-    entries: HashMap<String, Entry>,
-    /// Finished calls, oldest first (by when they finished).
-    finished: VecDeque<(u64, String)>,
-    /// Sum of every entry's `bytes`.
-    bytes: u64,
-    /// Calls not finished yet.
-    unfinished: usize,
-}
-
-impl AsyncCalls {
-    pub fn new(limits: AsyncLimits) -> AsyncCalls {
-        AsyncCalls {
-            limits,
-            entries: HashMap::new(),
-            finished: VecDeque::new(),
-            bytes: 0,
-            unfinished: 0,
-        }
-    }
-
-    /// Calls kept now, finished or not.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Bytes kept now (events of unfinished calls, results of finished ones).
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Forgets the oldest finished call; false when there is none.
-    fn forget_oldest(&mut self) -> bool {
-        while let Some((_, id)) = self.finished.pop_front() {
-            if let Some(entry) = self.entries.remove(&id) {
-                self.bytes -= entry.bytes;
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Forgets the finished calls whose retention has passed.
-    pub fn expire(&mut self, now_ms: u64) {
-        while let Some((at, _)) = self.finished.front() {
-            if at.saturating_add(self.limits.retention_ms) > now_ms {
-                break;
-            }
-            self.forget_oldest();
-        }
-    }
-
-    /// Keeps a new queued call, making room by forgetting the oldest finished calls.
-    pub fn submit(
-        &mut self,
-        id: &str,
-        function_name: &str,
-        event_bytes: u64,
-        now_ms: u64,
-    ) -> Result<(), AsyncError> {
-        self.expire(now_ms);
-        while self.entries.len() >= self.limits.max_kept {
-            if !self.forget_oldest() {
-                return Err(AsyncError::TooMany {
-                    kept: self.unfinished,
-                });
-            }
-        }
-        while self.bytes.saturating_add(event_bytes) > self.limits.max_bytes {
-            if !self.forget_oldest() {
-                return Err(AsyncError::TooLarge {
-                    held: self.bytes,
-                    event: event_bytes,
-                    limit: self.limits.max_bytes,
-                });
-            }
-        }
-        let call = Invocation {
-            id: id.to_string(),
-            function_name: function_name.to_string(),
-            state: State::Queued,
-            submitted_at_ms: now_ms,
-            started_at_ms: 0,
-            finished_at_ms: 0,
-            outcome: None,
-        };
-        self.bytes += event_bytes;
-        self.unfinished += 1;
-        self.entries.insert(
-            id.to_string(),
-            Entry {
-                call,
-                bytes: event_bytes,
-            },
-        );
-        Ok(())
-    }
-
-    /// The call starts running (a finished or unknown call is left alone).
-    pub fn start(&mut self, id: &str, now_ms: u64) {
-        if let Some(entry) = self.entries.get_mut(id)
-            && entry.call.state == State::Queued
-        {
-            entry.call.state = State::Running;
-            entry.call.started_at_ms = now_ms;
-        }
-    }
-
-    /// The call ended: its event's bytes are freed, its result's kept (room made by
-    /// forgetting older finished calls; a result that cannot fit is replaced by a failure).
-    pub fn finish(&mut self, id: &str, mut outcome: Outcome, now_ms: u64) {
-        self.expire(now_ms);
-        let Some(entry) = self.entries.get_mut(id) else {
-            return;
-        };
-        if entry.call.state.finished() {
-            return;
-        }
-        self.bytes -= entry.bytes;
-        entry.bytes = 0;
-        self.unfinished -= 1;
-        let size = outcome.result.as_ref().map_or(0, |b| b.len() as u64);
-        let mut size = size;
-        while size > 0 && self.bytes.saturating_add(size) > self.limits.max_bytes {
-            if !self.forget_oldest() {
-                outcome.result = Err((
-                    CODE_RESULT_TOO_LARGE.to_string(),
-                    format!(
-                        "the call succeeded, but its result of {size} bytes is more than this server keeps for asynchronous calls ({} bytes, --async-max-bytes); invoke it synchronously or raise --async-max-bytes",
-                        self.limits.max_bytes
-                    ),
-                ));
-                size = 0;
-            }
-        }
-        // `forget_oldest` never removes this entry (it is not in the finished queue yet).
-        let Some(entry) = self.entries.get_mut(id) else {
-            return;
-        };
-        entry.bytes = size;
-        self.bytes += size;
-        entry.call.state = if outcome.result.is_ok() {
-            State::Succeeded
-        } else {
-            State::Failed
-        };
-        if entry.call.started_at_ms == 0 {
-            entry.call.started_at_ms = now_ms;
-        }
-        entry.call.finished_at_ms = now_ms;
-        entry.call.outcome = Some(outcome);
-        self.finished.push_back((now_ms, id.to_string()));
-    }
-
-    /// The call, unless it is unknown or its retention has passed.
-    pub fn get(&mut self, id: &str, now_ms: u64) -> Option<Invocation> {
-        self.expire(now_ms);
-        self.entries.get(id).map(|e| e.call.clone())
-    }
-}
-
-/// [`AsyncCalls`] behind a lock: the in-memory [`InvocationStore`].
-#[derive(Debug)]
-pub struct MemoryInvocations(Mutex<AsyncCalls>);
-
-impl MemoryInvocations {
-    pub fn new(limits: AsyncLimits) -> MemoryInvocations {
-        MemoryInvocations(Mutex::new(AsyncCalls::new(limits)))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, AsyncCalls> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl InvocationStore for MemoryInvocations {
-    fn submit(
+    /// The dead letters of `function`, oldest first.
+    fn dead_letters(&self, function: &str) -> Vec<Invocation>;
+    /// Queues again the dead letters of `function` with these ids (all of them when `ids`
+    /// is empty), with their attempts reset; answers the ids queued.
+    fn redrive(&self, function: &str, ids: &[String], now_ms: u64) -> Vec<String>;
+    /// Per function with calls kept: depth, oldest age, dead letters.
+    fn stats(&self) -> Vec<QueueStats>;
+    /// The retry settings of `function` (a plain name), when it has its own.
+    fn retry_policy(&self, function: &str) -> Option<RetryPolicy>;
+    /// Sets (or, with `None`, clears) the retry settings of the deployed `function`.
+    fn set_retry_policy(
         &self,
-        id: &str,
-        function_name: &str,
-        event_bytes: u64,
+        function: &str,
+        policy: Option<RetryPolicy>,
         now_ms: u64,
-    ) -> Result<(), AsyncError> {
-        self.lock().submit(id, function_name, event_bytes, now_ms)
-    }
-
-    fn start(&self, id: &str, now_ms: u64) {
-        self.lock().start(id, now_ms)
-    }
-
-    fn finish(&self, id: &str, outcome: Outcome, now_ms: u64) {
-        self.lock().finish(id, outcome, now_ms)
-    }
-
-    fn get(&self, id: &str, now_ms: u64) -> Option<Invocation> {
-        self.lock().get(id, now_ms)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(max_kept: usize, max_bytes: u64, retention_ms: u64) -> AsyncCalls {
-        AsyncCalls::new(AsyncLimits {
-            max_kept,
-            max_bytes,
-            retention_ms,
-        })
-    }
-
-    fn ok(body: &[u8]) -> Outcome {
-        Outcome {
-            request_id: "r".into(),
-            version: "latest".into(),
-            target: "hello".into(),
-            cold_start: true,
-            result: Ok(body.to_vec()),
-        }
-    }
-
-    fn failed(code: &str) -> Outcome {
-        Outcome {
-            result: Err((code.into(), "it broke".into())),
-            ..Outcome::default()
-        }
-    }
-
-    #[test]
-    fn a_call_goes_queued_running_succeeded() {
-        let mut s = store(10, 1000, 100);
-        s.submit("a", "hello", 3, 1).unwrap();
-        let got = s.get("a", 1).unwrap();
-        assert_eq!(got.state, State::Queued);
-        assert_eq!((got.submitted_at_ms, got.started_at_ms), (1, 0));
-        assert_eq!(s.bytes(), 3);
-        s.start("a", 2);
-        assert_eq!(s.get("a", 2).unwrap().state, State::Running);
-        s.finish("a", ok(b"hello"), 5);
-        let got = s.get("a", 5).unwrap();
-        assert_eq!(got.state, State::Succeeded);
-        assert_eq!((got.started_at_ms, got.finished_at_ms), (2, 5), "{got:?}");
-        assert_eq!(got.outcome.unwrap().result, Ok(b"hello".to_vec()));
-        // The event's bytes went, the body's came.
-        assert_eq!(s.bytes(), 5);
-        // Finishing twice changes nothing.
-        s.finish("a", failed("INTERNAL"), 6);
-        assert_eq!(s.get("a", 6).unwrap().state, State::Succeeded);
-        assert_eq!(s.get("nope", 6), None);
-    }
-
-    #[test]
-    fn a_finished_call_is_forgotten_after_the_retention() {
-        let mut s = store(10, 1000, 100);
-        s.submit("a", "f", 0, 0).unwrap();
-        s.finish("a", failed("NOT_FOUND"), 10);
-        let got = s.get("a", 109).unwrap();
-        assert_eq!(got.state, State::Failed);
-        assert_eq!(
-            got.started_at_ms, 10,
-            "a call that never ran starts as it ends"
-        );
-        assert_eq!(
-            got.outcome.unwrap().result,
-            Err(("NOT_FOUND".into(), "it broke".into()))
-        );
-        assert_eq!(s.get("a", 110), None);
-        assert!(s.is_empty());
-        assert_eq!(s.bytes(), 0);
-    }
-
-    #[test]
-    fn unfinished_calls_are_never_forgotten() {
-        let mut s = store(10, 1000, 100);
-        s.submit("a", "f", 1, 0).unwrap();
-        s.start("a", 0);
-        assert_eq!(s.get("a", 1_000_000).unwrap().state, State::Running);
-    }
-
-    #[test]
-    fn a_full_store_forgets_finished_calls_first_then_refuses() {
-        let mut s = store(2, 1000, 100);
-        s.submit("a", "f", 0, 0).unwrap();
-        s.submit("b", "f", 0, 0).unwrap();
-        s.finish("a", ok(b"x"), 1);
-        // Room made by forgetting the finished one.
-        s.submit("c", "f", 0, 2).unwrap();
-        assert_eq!(s.get("a", 2), None);
-        assert_eq!(s.len(), 2);
-        let err = s.submit("d", "f", 0, 2).unwrap_err();
-        assert_eq!(err, AsyncError::TooMany { kept: 2 });
-        assert!(err.to_string().contains("raise --async-max-kept"), "{err}");
-    }
-
-    #[test]
-    fn events_and_results_share_the_byte_limit() {
-        let mut s = store(100, 10, 100);
-        s.submit("a", "f", 6, 0).unwrap();
-        let err = s.submit("b", "f", 5, 0).unwrap_err();
-        assert_eq!(
-            err,
-            AsyncError::TooLarge {
-                held: 6,
-                event: 5,
-                limit: 10
-            }
-        );
-        assert!(err.to_string().contains("raise --async-max-bytes"), "{err}");
-        s.submit("b", "f", 4, 0).unwrap();
-        s.finish("a", ok(b"123456"), 1);
-        assert_eq!(s.bytes(), 10);
-        // A new result needs room: the oldest finished result goes.
-        s.finish("b", ok(b"12345"), 2);
-        assert_eq!(s.bytes(), 5);
-        assert_eq!(s.get("a", 2), None);
-        // A result larger than the whole limit is replaced by a failure that says so.
-        s.submit("c", "f", 0, 3).unwrap();
-        s.finish("c", ok(b"12345678901"), 4);
-        let got = s.get("c", 4).unwrap();
-        assert_eq!(got.state, State::Failed);
-        let (code, message) = got.outcome.unwrap().result.unwrap_err();
-        assert_eq!(code, CODE_RESULT_TOO_LARGE);
-        assert!(message.contains("--async-max-bytes"), "{message}");
-        assert_eq!(s.bytes(), 0, "b was forgotten trying to make room");
-    }
-
-    #[test]
-    fn the_memory_store_is_the_same_behind_a_lock() {
-        let s: Box<dyn InvocationStore> = Box::new(MemoryInvocations::new(AsyncLimits {
-            max_kept: 1,
-            max_bytes: 100,
-            retention_ms: 5,
-        }));
-        s.submit("a", "f", 1, 0).unwrap();
-        assert!(s.submit("b", "f", 1, 0).is_err());
-        s.start("a", 1);
-        s.finish("a", ok(b"ok"), 2);
-        assert_eq!(s.get("a", 6).unwrap().state, State::Succeeded);
-        assert_eq!(s.get("a", 7), None);
-        s.submit("b", "f", 1, 7).unwrap();
-    }
+    ) -> Result<(), AsyncError>;
 }

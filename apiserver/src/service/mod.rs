@@ -13,8 +13,8 @@
 //!   It talks to the scheduler, the nodes and the clock only through [`ports`].
 //! - [`ports`]: the traits the invoke path reaches the outside through (scheduler, nodes,
 //!   clock), implemented by the api layer.
-//! - [`async_calls`]: asynchronous invocations: their states and results, bounded, kept for a
-//!   retention period (time as an argument).
+//! - [`async_calls`]: asynchronous invocations: their states and results, and the
+//!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`).
 //! - [`access`], [`limits`]: who may make a call and how many an account may make: pure
 //!   rules, kept in [`crate::core`] and re-exported here.
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,

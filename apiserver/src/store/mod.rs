@@ -9,6 +9,8 @@
 //!   own transaction); [`SqliteDao`] maps the data model onto SQLite tables in
 //!   `DATA_DIR/apiserver.db`, with versioned schemas ([`sqlite::schema`]) and refusals of
 //!   files it must not touch (another program's database, a damaged one, a newer schema).
+//!   [`SqliteQueue`] keeps the asynchronous calls' durable queue in the same file, on its own
+//!   connection (`sqlite::queue`).
 //!
 //! - [`bundles`]: the code of command and image functions, one immutable directory per
 //!   content hash in `DATA_DIR/bundles`, written atomically ([`DirBundles`]).
@@ -33,5 +35,5 @@ pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
-pub use sqlite::SqliteDao;
+pub use sqlite::{SqliteDao, SqliteQueue};
 pub use table::FunctionTable;

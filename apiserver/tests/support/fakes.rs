@@ -49,6 +49,8 @@ struct FakeScheduler {
     /// The port of the node each acquire hands out, in turn; the last one repeats.
     node_ports: Vec<i64>,
     refuse: Option<(Code, &'static str)>,
+    /// With `refuse`: refuse only this many acquires, then hand out containers (0: all).
+    refuse_first: usize,
     /// Never answer an acquire.
     hang: bool,
     /// The `grpc-timeout` of each acquire.
@@ -115,7 +117,9 @@ impl Scheduler for FakeScheduler {
         if self.hang {
             std::future::pending::<()>().await;
         }
-        if let Some((code, message)) = self.refuse {
+        if let Some((code, message)) = self.refuse
+            && (self.refuse_first == 0 || n < self.refuse_first)
+        {
             return Err(Status::new(code, message));
         }
         let i = n.min(self.node_ports.len() - 1);
@@ -160,6 +164,8 @@ enum NodeBehaviour {
     Refuse(Code, &'static str),
     /// Never answers (a stopped node).
     Hang,
+    /// Succeeds after this many ms (the call is logged as it arrives).
+    Slow(u64),
     /// Sends the header, then nothing more (a node stopped mid-call).
     HangAfterHeader,
     /// Nothing listens on the node's port.
@@ -218,6 +224,9 @@ impl NodeService for FakeNode {
         if let NodeBehaviour::Hang = self.behaviour {
             std::future::pending::<()>().await;
         }
+        if let NodeBehaviour::Slow(ms) = self.behaviour {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let header = |error: &str| InvokeFunctionReply {
             header: Some(Header {
                 error: error.as_bytes().to_vec(),
@@ -239,7 +248,9 @@ impl NodeService for FakeNode {
             ..Default::default()
         };
         let replies = match self.behaviour {
-            NodeBehaviour::Succeed => vec![header(""), body("hello "), body("world"), footer("")],
+            NodeBehaviour::Succeed | NodeBehaviour::Slow(_) => {
+                vec![header(""), body("hello "), body("world"), footer("")]
+            }
             NodeBehaviour::FunctionError => vec![
                 header("division by zero"),
                 footer("FunctionError: division by zero"),
@@ -365,6 +376,8 @@ struct Setup {
     /// The nodes the scheduler hands out, one per acquire; the last one repeats.
     nodes: Vec<NodeBehaviour>,
     refuse: Option<(Code, &'static str)>,
+    /// With `refuse`: only the first this many acquires are refused (0: all).
+    refuse_first: usize,
     hang_acquire: bool,
     /// What the scheduler's `ListNodes` answers.
     listed_nodes: Vec<NodeEntry>,
@@ -378,6 +391,7 @@ impl Default for Setup {
         Setup {
             nodes: vec![NodeBehaviour::Succeed],
             refuse: None,
+            refuse_first: 0,
             hang_acquire: false,
             listed_nodes: Vec::new(),
             config: Config::default(),
@@ -408,13 +422,14 @@ impl Setup {
     }
 }
 
-async fn start(setup: Setup) -> Platform {
+/// The fake scheduler (with its admin service) and nodes of `setup`, serving until
+/// `shutdown`: their log, the acquires' timeouts, the scheduler's address and their tasks.
+async fn start_fakes(setup: &Setup, shutdown: &shutdown::Shutdown) -> Fakes {
     let log: Log = Arc::default();
-    let (trigger, shutdown) = shutdown::channel();
     let mut tasks = Vec::new();
 
     let mut node_ports = Vec::new();
-    for behaviour in setup.nodes {
+    for behaviour in setup.nodes.iter().copied() {
         let node_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         node_ports.push(node_listener.local_addr().unwrap().port().into());
         if let NodeBehaviour::Down = behaviour {
@@ -439,12 +454,13 @@ async fn start(setup: Setup) -> Platform {
         log: log.clone(),
         node_ports,
         refuse: setup.refuse,
+        refuse_first: setup.refuse_first,
         hang: setup.hang_acquire,
         timeouts: Arc::clone(&acquire_timeouts),
     });
     let scheduler_admin = SchedulerAdminServer::new(FakeSchedulerAdmin {
         log: log.clone(),
-        nodes: setup.listed_nodes,
+        nodes: setup.listed_nodes.clone(),
     });
     tasks.push(faas_testkit::serve_on(
         scheduler_listener,
@@ -453,6 +469,30 @@ async fn start(setup: Setup) -> Platform {
             .add_service(scheduler_admin),
         shutdown.clone().wait(),
     ));
+    Fakes {
+        log,
+        acquire_timeouts,
+        scheduler_addr,
+        tasks,
+    }
+}
+
+/// What [`start_fakes`] started.
+struct Fakes {
+    log: Log,
+    acquire_timeouts: Arc<Mutex<Vec<Option<String>>>>,
+    scheduler_addr: std::net::SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn start(setup: Setup) -> Platform {
+    let (trigger, shutdown) = shutdown::channel();
+    let Fakes {
+        log,
+        acquire_timeouts,
+        scheduler_addr,
+        mut tasks,
+    } = start_fakes(&setup, &shutdown).await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

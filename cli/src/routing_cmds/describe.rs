@@ -38,6 +38,9 @@ struct Described {
     /// Absent: calls of NAME go to its current definition.
     routes: Option<RoutesJson>,
     targets: Vec<TargetJson>,
+    /// Its asynchronous calls (absent: the server does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<super::describe_queue::QueueJson>,
     #[serde(skip)]
     raw_versions: Vec<admin::VersionRecord>,
     #[serde(skip)]
@@ -233,6 +236,7 @@ impl Described {
                     window_p99_ms: t.window_p99_ms,
                 })
                 .collect(),
+            queue: reply.queue.map(super::describe_queue::QueueJson::of),
             raw_versions: reply.versions,
             raw_aliases: reply.aliases,
         })
@@ -318,6 +322,9 @@ impl Described {
                     utc(t.breaker_since_ms)
                 ));
             }
+        }
+        if let Some(q) = &self.queue {
+            out.push_str(&q.render());
         }
         out
     }
@@ -458,9 +465,25 @@ mod tests {
                 fallbacks: 0,
                 window_p99_ms: 1.25,
             }],
+            queue: Some(admin::AsyncStatus {
+                depth: 3,
+                oldest_age_ms: 1_500,
+                dead_letters: 2,
+                retry: Some(admin::AsyncRetry {
+                    max_attempts: 4,
+                    first_delay_ms: 100,
+                    max_delay_ms: 2_000,
+                }),
+            }),
         };
         let described = Described::from_reply("shop", reply).unwrap();
         let text = described.render();
+        assert!(
+            text.contains(
+                "queued or running 3 | oldest 1500 ms | dead letters 2\n  retries: 4 attempts"
+            ),
+            "{text}"
+        );
         for want in [
             "function shop (revision 2, updated 2024-02-29 12:34:56 UTC)",
             "handler echo | memory 128 MiB | timeout 1000 ms",

@@ -4,7 +4,8 @@
 //!   no deadline: the function's timeout bounds it): checked, kept, and answered at once
 //!   with `202 Accepted`, the header `x-faas-invocation-id`, `Location: /invocations/ID`
 //!   and the JSON `{"invocation_id": "...", "status_url": "/invocations/ID"}`. A full store
-//!   is 429 with `Retry-After`.
+//!   is 429 with `Retry-After`. Headers `Idempotency-Key`, `X-Faas-On-Success`,
+//!   `X-Faas-On-Failure` (or OpenFaaS's `X-Callback-Url` for both) as the gRPC fields.
 //! - `GET /invocations/ID`: the call as JSON (see [`invocation_json`]); 404 with a JSON error
 //!   for an id never given or forgotten after `--async-retention-ms`.
 
@@ -17,13 +18,22 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 
-use crate::api::gateway::invoke::{call_of, put};
+use crate::api::gateway::invoke::{call_of, header_text, put};
 use crate::api::gateway::status::submit_error;
 use crate::api::gateway::{
     Gateway, HttpError, INVOCATION_ID_HEADER, error_response, json, path_text, read_body,
 };
+use crate::api::invocations::extras_of;
 use crate::model::keys::Scope;
 use crate::service::async_calls::Invocation;
+
+/// A repeated submit with the same key (function, account) answers the first call's id.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Where the result goes on success / on failure: a function name or a loopback URL.
+pub const ON_SUCCESS_HEADER: &str = "x-faas-on-success";
+pub const ON_FAILURE_HEADER: &str = "x-faas-on-failure";
+/// OpenFaaS's callback header: both, unless one of the above is given.
+pub const CALLBACK_URL_HEADER: &str = "x-callback-url";
 
 /// `POST /async-function/NAME`.
 pub async fn submit(
@@ -38,7 +48,27 @@ pub async fn submit(
         let event = read_body(&headers, body, gateway.front().max_event_bytes()).await?;
         let mut call = call_of(&headers, name, event)?;
         call.deadline = None;
-        gateway.runner.submit(call).map_err(|e| submit_error(&e))
+        let text = |name: &str| header_text(&headers, name).map(|v| v.unwrap_or("").to_string());
+        let callback = text(CALLBACK_URL_HEADER)?;
+        let either = |own: String| {
+            if own.is_empty() {
+                callback.clone()
+            } else {
+                own
+            }
+        };
+        let extras = extras_of(
+            &text(IDEMPOTENCY_KEY_HEADER)?,
+            &either(text(ON_SUCCESS_HEADER)?),
+            &either(text(ON_FAILURE_HEADER)?),
+        )
+        .map_err(|e| submit_error(&e))?;
+        gateway
+            .runner
+            .submit(call, extras)
+            .await
+            .map(|s| s.id)
+            .map_err(|e| submit_error(&e))
     }
     .await;
     match accepted {
@@ -64,14 +94,16 @@ pub async fn status(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let found = (|| {
+    let found = async {
         gateway.authorize(&headers, Scope::Invoke)?;
         let id = path_text(path)?;
         gateway
             .runner
             .get(&id)
+            .await
             .ok_or_else(|| HttpError::not_found(gateway.runner.not_found(&id)))
-    })();
+    }
+    .await;
     match found {
         Ok(call) => json(StatusCode::OK, &invocation_json(&call)),
         Err(e) => error_response(e),
@@ -127,6 +159,7 @@ mod tests {
             submitted_at_ms: 1,
             started_at_ms: 2,
             finished_at_ms: 3,
+            attempts: 1,
             outcome: Some(Outcome {
                 request_id: "r".into(),
                 version: "latest".into(),

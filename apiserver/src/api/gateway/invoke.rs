@@ -62,7 +62,7 @@ fn reply_headers(headers: &mut HeaderMap, done: &Invoked) {
 }
 
 /// A header as text, if sent; one that is not visible ASCII is a 400 naming it.
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, HttpError> {
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, HttpError> {
     headers
         .get(name)
         .map(|v| {

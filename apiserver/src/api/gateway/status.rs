@@ -23,6 +23,7 @@ use crate::api::front::FrontError;
 use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 use crate::service::InvokeError;
+use crate::service::async_calls::AsyncError;
 use crate::service::limits::LimitError;
 
 /// What the gateway answers for an error: status, code, `Retry-After` (seconds), message.
@@ -156,10 +157,17 @@ pub fn front_error(err: &FrontError) -> HttpError {
 pub fn submit_error(err: &SubmitError) -> HttpError {
     match err {
         SubmitError::Front(e) => front_error(e),
+        SubmitError::Full(AsyncError::Store(_)) => HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            err.to_string(),
+        )
+        .retry_after(1),
         SubmitError::Full(e) => {
             HttpError::new(StatusCode::TOO_MANY_REQUESTS, "no_capacity", e.to_string())
                 .retry_after(1)
         }
+        SubmitError::BadField(m) => HttpError::bad_request(m.clone()),
     }
 }
 
@@ -167,7 +175,6 @@ pub fn submit_error(err: &SubmitError) -> HttpError {
 mod tests {
     use super::*;
     use crate::model::Undelivered;
-    use crate::service::async_calls::AsyncError;
 
     fn f() -> String {
         "f".to_string()

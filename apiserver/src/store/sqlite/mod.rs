@@ -40,6 +40,7 @@
 //! cleanly instead of hang.
 
 mod kind;
+pub mod queue;
 mod routing;
 pub mod schema;
 
@@ -56,6 +57,7 @@ use crate::model::Function;
 use crate::model::routing::{Alias, RoutePolicy};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
 use kind::{KIND_COLUMNS, KindColumns};
+pub use queue::SqliteQueue;
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// The database's file name inside the data directory.

@@ -88,6 +88,51 @@
 //!
 //! They are nullable, so the rows of a schema-2 database are built-ins as they were, and the
 //! migration is five `ALTER TABLE`s per table (no row is rewritten).
+//!
+//! # Schema 4: the durable asynchronous queue (issue 20)
+//!
+//! Asynchronous calls are rows, written in a committed transaction before the submit is
+//! acknowledged (`super::queue`). They do not reference `functions`: a call of a function
+//! deleted meanwhile is kept and fails `NOT_FOUND` when delivered. Per-function queue
+//! settings (retries) are a table beside it, gone with the function.
+//!
+//! ```sql
+//! CREATE TABLE async_calls (
+//!     id              TEXT    NOT NULL PRIMARY KEY,  -- a UUID
+//!     function        TEXT    NOT NULL,              -- NAME, NAME:N or NAME:ALIAS
+//!     account         TEXT    NOT NULL,
+//!     event           BLOB    NOT NULL,              -- emptied once finished
+//!     route           TEXT    NOT NULL,              -- JSON: route_id, routing_key, params
+//!     state           TEXT    NOT NULL,              -- queued running succeeded failed dead
+//!     attempts        INTEGER NOT NULL,              -- attempts started
+//!     due_ms          INTEGER NOT NULL,              -- a queued call runs from then on
+//!     submitted_at_ms INTEGER NOT NULL,
+//!     started_at_ms   INTEGER NOT NULL,              -- 0: not yet
+//!     finished_at_ms  INTEGER NOT NULL,
+//!     bytes           INTEGER NOT NULL,              -- counted against --async-max-bytes
+//!     idempotency_key TEXT,                          -- unique per (function, account)
+//!     on_success      TEXT,                          -- callback: fn:NAME or url:URL
+//!     on_failure      TEXT,
+//!     request_id      TEXT    NOT NULL,              -- the last attempt's outcome
+//!     version         TEXT    NOT NULL,
+//!     target          TEXT    NOT NULL,
+//!     cold_start      INTEGER NOT NULL,
+//!     body            BLOB,                          -- NULL: no success yet
+//!     error_code      TEXT    NOT NULL,
+//!     error_message   TEXT    NOT NULL
+//! ) STRICT;
+//! CREATE INDEX async_calls_due ON async_calls (state, due_ms);
+//! CREATE INDEX async_calls_finished ON async_calls (state, finished_at_ms);
+//! CREATE UNIQUE INDEX async_calls_key ON async_calls (function, account, idempotency_key)
+//!     WHERE idempotency_key IS NOT NULL;
+//! CREATE TABLE async_settings (
+//!     function       TEXT    NOT NULL PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+//!     max_attempts   INTEGER NOT NULL,
+//!     first_delay_ms INTEGER NOT NULL,
+//!     max_delay_ms   INTEGER NOT NULL,
+//!     updated_at_ms  INTEGER NOT NULL
+//! ) STRICT;
+//! ```
 
 use rusqlite::Transaction;
 
@@ -145,7 +190,46 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE function_versions ADD COLUMN image TEXT;
     ALTER TABLE function_versions ADD COLUMN start_timeout_ms INTEGER;
     ALTER TABLE function_versions ADD COLUMN env TEXT;",
+    // 3 -> 4: the durable asynchronous queue.
+    QUEUE_TABLES,
 ];
+
+/// The queue's tables (schema 4), also made alone in an in-memory queue.
+pub const QUEUE_TABLES: &str = "CREATE TABLE async_calls (
+        id              TEXT    NOT NULL PRIMARY KEY,
+        function        TEXT    NOT NULL,
+        account         TEXT    NOT NULL,
+        event           BLOB    NOT NULL,
+        route           TEXT    NOT NULL,
+        state           TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL,
+        due_ms          INTEGER NOT NULL,
+        submitted_at_ms INTEGER NOT NULL,
+        started_at_ms   INTEGER NOT NULL,
+        finished_at_ms  INTEGER NOT NULL,
+        bytes           INTEGER NOT NULL,
+        idempotency_key TEXT,
+        on_success      TEXT,
+        on_failure      TEXT,
+        request_id      TEXT    NOT NULL,
+        version         TEXT    NOT NULL,
+        target          TEXT    NOT NULL,
+        cold_start      INTEGER NOT NULL,
+        body            BLOB,
+        error_code      TEXT    NOT NULL,
+        error_message   TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX async_calls_due ON async_calls (state, due_ms);
+    CREATE INDEX async_calls_finished ON async_calls (state, finished_at_ms);
+    CREATE UNIQUE INDEX async_calls_key ON async_calls (function, account, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE async_settings (
+        function       TEXT    NOT NULL PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+        max_attempts   INTEGER NOT NULL,
+        first_delay_ms INTEGER NOT NULL,
+        max_delay_ms   INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL
+    ) STRICT;";
 
 /// Brings a database at schema `from` to [`SCHEMA_VERSION`] inside `tx` and marks it as
 /// mini-faas's. `from` must not be above [`SCHEMA_VERSION`] (the caller refuses such files).
