@@ -4,6 +4,7 @@
 //! - [`access`]: who may make a call: the key it presents, its scope, the keyless modes.
 //! - [`limits`]: per-account concurrency and rate limits on invocations.
 //! - [`retry`]: when a failed asynchronous delivery is tried again (backoff with jitter).
+//! - [`timers`]: which slots of a cron schedule fire now, and the catch-up rule.
 //!
 //! Other pure rules still live beside the service code that uses them, because they share
 //! its error type (`RegistryError`) and moving them would move that too: what a function
@@ -14,3 +15,4 @@
 pub mod access;
 pub mod limits;
 pub mod retry;
+pub mod timers;
