@@ -28,6 +28,7 @@ pub mod kind;
 pub mod ports;
 pub mod registry;
 pub mod routing;
+pub mod timers;
 
 pub use crate::core::{access, limits};
 

@@ -43,6 +43,7 @@ mod kind;
 pub mod queue;
 mod routing;
 pub mod schema;
+pub mod timers;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
@@ -58,6 +59,7 @@ use crate::model::routing::{Alias, RoutePolicy};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
 use kind::{KIND_COLUMNS, KindColumns};
 pub use queue::SqliteQueue;
+pub use timers::SqliteTimers;
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// The database's file name inside the data directory.

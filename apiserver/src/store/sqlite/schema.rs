@@ -133,6 +133,36 @@
 //!     updated_at_ms  INTEGER NOT NULL
 //! ) STRICT;
 //! ```
+//!
+//! # Timers (issue 20)
+//!
+//! A function's schedules and the last [`crate::service::timers::MAX_FIRINGS_KEPT`] firings
+//! of each (`super::timers`); both go with the function. A schedule's `anchor_ms` is its
+//! last fired (or skipped) slot, written in the same transaction as the firing's row.
+//!
+//! ```sql
+//! CREATE TABLE schedules (
+//!     id            TEXT    NOT NULL PRIMARY KEY,  -- a UUID
+//!     function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     cron          TEXT    NOT NULL,              -- 6 or 7 fields, seconds first
+//!     tz            TEXT    NOT NULL,              -- IANA name
+//!     event         BLOB    NOT NULL,
+//!     catch_up      TEXT    NOT NULL,              -- skip or once
+//!     enabled       INTEGER NOT NULL,
+//!     created_at_ms INTEGER NOT NULL,
+//!     anchor_ms     INTEGER NOT NULL               -- slots after it are due
+//! ) STRICT;
+//! CREATE INDEX schedules_function ON schedules (function);
+//! CREATE TABLE schedule_firings (
+//!     schedule      TEXT    NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+//!     slot_ms       INTEGER NOT NULL,
+//!     fired_at_ms   INTEGER NOT NULL,
+//!     invocation_id TEXT    NOT NULL,              -- the queue's; '' when refused
+//!     catch_up      INTEGER NOT NULL,              -- stands for missed slots
+//!     error         TEXT    NOT NULL,              -- why the queue refused it
+//!     PRIMARY KEY (schedule, slot_ms)
+//! ) STRICT;
+//! ```
 
 use rusqlite::Transaction;
 
@@ -192,7 +222,32 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE function_versions ADD COLUMN env TEXT;",
     // 3 -> 4: the durable asynchronous queue.
     QUEUE_TABLES,
+    // -> 5: timers (schedules and their firings).
+    TIMER_TABLES,
 ];
+
+/// The timers' tables (`super::timers`), also made alone in an in-memory store.
+pub const TIMER_TABLES: &str = "CREATE TABLE schedules (
+        id            TEXT    NOT NULL PRIMARY KEY,
+        function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        cron          TEXT    NOT NULL,
+        tz            TEXT    NOT NULL,
+        event         BLOB    NOT NULL,
+        catch_up      TEXT    NOT NULL,
+        enabled       INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        anchor_ms     INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX schedules_function ON schedules (function);
+    CREATE TABLE schedule_firings (
+        schedule      TEXT    NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+        slot_ms       INTEGER NOT NULL,
+        fired_at_ms   INTEGER NOT NULL,
+        invocation_id TEXT    NOT NULL,
+        catch_up      INTEGER NOT NULL,
+        error         TEXT    NOT NULL,
+        PRIMARY KEY (schedule, slot_ms)
+    ) STRICT;";
 
 /// The queue's tables (schema 4), also made alone in an in-memory queue.
 pub const QUEUE_TABLES: &str = "CREATE TABLE async_calls (
