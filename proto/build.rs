@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "node_admin.proto",
         "invoke.proto",
         "decisions.proto",
+        "schedules.proto",
     ]
     .iter()
     .map(|f| dir.join(f))

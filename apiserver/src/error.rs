@@ -17,6 +17,7 @@ pub use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 pub use crate::service::access::AccessError;
 use crate::service::async_calls::AsyncError;
+pub use crate::service::timers::ScheduleError;
 pub use crate::service::limits::LimitError;
 pub use crate::service::{InvokeError, RegistryError};
 use crate::store::StoreError;
@@ -154,9 +155,36 @@ pub fn submit_status(err: &SubmitError) -> Status {
     }
 }
 
+/// The status of a refused schedule operation (`faas.schedules.v1`).
+pub fn schedule_status(err: &ScheduleError) -> Status {
+    let code = match err {
+        ScheduleError::BadField(_) => Code::InvalidArgument,
+        ScheduleError::NoFunction(_) | ScheduleError::NotFound(_) => Code::NotFound,
+        ScheduleError::TooMany => Code::ResourceExhausted,
+        ScheduleError::Store(_) => Code::Unavailable,
+    };
+    Status::new(code, err.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_errors_get_deliberate_codes() {
+        let cases = [
+            (ScheduleError::BadField("cron: x".into()), Code::InvalidArgument),
+            (ScheduleError::NoFunction("f".into()), Code::NotFound),
+            (ScheduleError::NotFound("id".into()), Code::NotFound),
+            (ScheduleError::TooMany, Code::ResourceExhausted),
+            (ScheduleError::Store("disk".into()), Code::Unavailable),
+        ];
+        for (err, code) in cases {
+            let status = schedule_status(&err);
+            assert_eq!(status.code(), code, "{err}");
+            assert_eq!(status.message(), err.to_string());
+        }
+    }
 
     #[test]
     fn invoke_errors_get_deliberate_codes() {

@@ -68,6 +68,11 @@ pub mod decisions {
     tonic::include_proto!("faas.decisions.v1");
 }
 
+/// `faas.schedules.v1`: timers, a function's cron schedules (`faas schedules`).
+pub mod schedules {
+    tonic::include_proto!("faas.schedules.v1");
+}
+
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
     /// A call to the API server carries its key here, as `Bearer KEY` (the API server's

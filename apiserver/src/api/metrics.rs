@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::queue_metrics::QueueMetrics;
+use crate::api::timer_metrics::TimerMetrics;
 use crate::service::routing::{FallbackReason, RouteNote};
 
 /// The function label for requests that named no deployed function.
@@ -82,6 +83,8 @@ pub struct Metrics {
     breaker_transitions: Family<TargetLabels, Counter>,
     /// The durable queue's figures.
     pub queue: QueueMetrics,
+    /// The timers' figures.
+    pub timers: TimerMetrics,
 }
 
 /// Counts one invocation in flight until dropped.
@@ -158,8 +161,10 @@ impl Metrics {
             breaker_transitions.clone(),
         );
         let queue = QueueMetrics::register(&mut registry);
+        let timers = TimerMetrics::register(&mut registry);
         Metrics {
             queue,
+            timers,
             target_calls,
             fallbacks,
             breaker_state,

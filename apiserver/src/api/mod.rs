@@ -24,6 +24,9 @@
 //! - [`convert`]: contest and admin messages ⇄ the model, and errors → `tonic::Status`.
 //! - [`metrics`]: Prometheus figures of invocations.
 //! - [`clock`]: the monotonic clock.
+//! - [`timers`]: the firing task of schedules (cron with seconds, through the durable
+//!   queue); [`schedules`]: `faas.schedules.v1.Schedules`, their gRPC door;
+//!   [`timer_metrics`]: their figures.
 
 pub mod admin;
 pub mod admin_queue;
@@ -43,4 +46,7 @@ pub mod node;
 pub mod queue_metrics;
 pub mod routing;
 pub mod scheduler;
+pub mod schedules;
 pub mod server;
+pub mod timer_metrics;
+pub mod timers;

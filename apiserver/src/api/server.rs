@@ -44,6 +44,8 @@ use crate::api::metrics::Metrics;
 use crate::api::node::GrpcNodes;
 use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
+use crate::api::schedules::SchedulesService;
+use crate::api::timers::Timers;
 pub use crate::error::front_status;
 use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
@@ -56,6 +58,7 @@ use crate::store::sqlite::DATABASE_FILE;
 use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
 use faas_proto::decisions::decisions_server::DecisionsServer;
+use faas_proto::schedules::schedules_server::SchedulesServer;
 
 /// The invoker with the live gRPC ports.
 pub type LiveInvoker = Invoker<GrpcScheduler, GrpcNodes, SystemClock>;
@@ -281,6 +284,7 @@ pub struct App {
     config: Config,
     front: Front,
     runner: AsyncRunner,
+    timers: Timers,
     keys: KeyTable,
     tls: Option<ServerTlsConfig>,
 }
@@ -332,10 +336,15 @@ impl App {
                 retry: config.async_retry(),
             },
         );
+        let timers = Timers::new(
+            crate::api::timers::open_store(config.data_dir.as_deref())?,
+            runner.clone(),
+        );
         Ok(App {
             config,
             front,
             runner,
+            timers,
             keys,
             tls,
         })
@@ -400,6 +409,7 @@ impl App {
         }
 
         self.runner.start();
+        self.timers.start();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<ApiServerServer<ApiServerService>>()
@@ -410,6 +420,9 @@ impl App {
             .await;
         health
             .set_serving::<InvocationsServer<InvocationsService>>()
+            .await;
+        health
+            .set_serving::<SchedulesServer<SchedulesService>>()
             .await;
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -454,6 +467,11 @@ impl App {
             .max_decoding_message_size(MAX_ADMIN_REQUEST_BYTES.max(MAX_MESSAGE_BYTES))
             .max_encoding_message_size(usize::MAX);
         let admin = InterceptedService::new(admin, Authenticate::new(access.clone(), Scope::Admin));
+        let schedules = InterceptedService::new(
+            SchedulesServer::new(SchedulesService::new(self.timers.clone()))
+                .max_decoding_message_size(max_request),
+            Authenticate::new(access.clone(), Scope::Admin),
+        );
 
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
@@ -477,12 +495,14 @@ impl App {
                 faas_proto::admin::admin_server::SERVICE_NAME,
                 faas_proto::invoke::invocations_server::SERVICE_NAME,
                 faas_proto::decisions::decisions_server::SERVICE_NAME,
+                faas_proto::schedules::schedules_server::SERVICE_NAME,
             ]))
             .add_service(health_service)
             .add_service(api)
             .add_service(invocations)
             .add_service(admin)
             .add_service(decisions)
+            .add_service(schedules)
             .serve_with_incoming_shutdown(
                 faas_common::serve::incoming(listener),
                 shutdown.clone().wait(),
@@ -491,6 +511,7 @@ impl App {
             .map_err(Error::Transport);
         // The gRPC server stopped (asked to, or failed): so does the gateway.
         self.runner.close();
+        self.timers.close();
         if let Some(task) = gateway {
             if served.is_err() {
                 task.abort();

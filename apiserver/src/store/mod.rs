@@ -35,5 +35,5 @@ pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
-pub use sqlite::{SqliteDao, SqliteQueue};
+pub use sqlite::{SqliteDao, SqliteQueue, SqliteTimers};
 pub use table::FunctionTable;
