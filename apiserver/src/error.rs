@@ -17,8 +17,8 @@ pub use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 pub use crate::service::access::AccessError;
 use crate::service::async_calls::AsyncError;
-pub use crate::service::timers::ScheduleError;
 pub use crate::service::limits::LimitError;
+pub use crate::service::timers::ScheduleError;
 pub use crate::service::{InvokeError, RegistryError};
 use crate::store::StoreError;
 
@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn schedule_errors_get_deliberate_codes() {
         let cases = [
-            (ScheduleError::BadField("cron: x".into()), Code::InvalidArgument),
+            (
+                ScheduleError::BadField("cron: x".into()),
+                Code::InvalidArgument,
+            ),
             (ScheduleError::NoFunction("f".into()), Code::NotFound),
             (ScheduleError::NotFound("id".into()), Code::NotFound),
             (ScheduleError::TooMany, Code::ResourceExhausted),

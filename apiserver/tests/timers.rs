@@ -102,7 +102,10 @@ async fn every_second_schedule_fires_and_calls_the_function() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((made.tz.as_str(), made.catch_up.as_str()), ("Europe/Paris", "skip"));
+    assert_eq!(
+        (made.tz.as_str(), made.catch_up.as_str()),
+        ("Europe/Paris", "skip")
+    );
     assert!(made.enabled);
     assert!(made.next_fire_ms > made.created_at_ms, "{made:?}");
     assert_eq!(made.next_fire_ms % 1000, 0, "slots are whole seconds");
@@ -115,15 +118,31 @@ async fn every_second_schedule_fires_and_calls_the_function() {
     let s = wait_firings(&mut c, &made.id, wanted).await;
     // Newest first, one per slot, each a whole second after the one before.
     let slots: Vec<i64> = s.firings.iter().map(|f| f.slot_ms).collect();
-    assert!(slots.windows(2).all(|w| w[0] > w[1] && (w[0] - w[1]) % 1000 == 0), "{slots:?}");
-    assert!(slots.iter().all(|s| s % 1000 == 0 && *s >= made.created_at_ms));
+    assert!(
+        slots
+            .windows(2)
+            .all(|w| w[0] > w[1] && (w[0] - w[1]) % 1000 == 0),
+        "{slots:?}"
+    );
+    assert!(
+        slots
+            .iter()
+            .all(|s| s % 1000 == 0 && *s >= made.created_at_ms)
+    );
     // The function is called with the event, once per firing (each is a queued call).
     loop {
         let s = get(&mut c, &made.id).await;
-        let done = s.firings.iter().filter(|f| f.outcome == "succeeded").count();
+        let done = s
+            .firings
+            .iter()
+            .filter(|f| f.outcome == "succeeded")
+            .count();
         if done >= wanted {
             for f in s.firings.iter().filter(|f| f.outcome == "succeeded") {
-                assert!(!f.request_id.is_empty() && !f.invocation_id.is_empty(), "{f:?}");
+                assert!(
+                    !f.request_id.is_empty() && !f.invocation_id.is_empty(),
+                    "{f:?}"
+                );
                 assert!(!f.catch_up);
             }
             break;
@@ -158,11 +177,15 @@ async fn every_second_schedule_fires_and_calls_the_function() {
         .unwrap()
         .into_inner();
     assert!(!paused.enabled);
-    c.delete_schedule(DeleteScheduleRequest { id: made.id.clone() })
-        .await
-        .unwrap();
+    c.delete_schedule(DeleteScheduleRequest {
+        id: made.id.clone(),
+    })
+    .await
+    .unwrap();
     let err = c
-        .delete_schedule(DeleteScheduleRequest { id: made.id.clone() })
+        .delete_schedule(DeleteScheduleRequest {
+            id: made.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
@@ -210,16 +233,36 @@ async fn bad_input_is_refused_naming_the_field() {
             Code::InvalidArgument,
             "tz: ",
         ),
-        (every_second("hello", b"", "twice"), Code::InvalidArgument, "catch_up: "),
-        (every_second("hello", &[b'x'; 65], ""), Code::InvalidArgument, "event: "),
-        (every_second("hello:1", b"", ""), Code::InvalidArgument, "function: "),
-        (every_second("no-such-fn", b"", ""), Code::NotFound, "function: "),
+        (
+            every_second("hello", b"", "twice"),
+            Code::InvalidArgument,
+            "catch_up: ",
+        ),
+        (
+            every_second("hello", &[b'x'; 65], ""),
+            Code::InvalidArgument,
+            "event: ",
+        ),
+        (
+            every_second("hello:1", b"", ""),
+            Code::InvalidArgument,
+            "function: ",
+        ),
+        (
+            every_second("no-such-fn", b"", ""),
+            Code::NotFound,
+            "function: ",
+        ),
     ];
     for (req, code, prefix) in cases {
         let what = format!("{req:?}");
         let err = refused(req).await;
         assert_eq!(err.code(), code, "{what}: {err:?}");
-        assert!(err.message().starts_with(prefix), "{what}: {}", err.message());
+        assert!(
+            err.message().starts_with(prefix),
+            "{what}: {}",
+            err.message()
+        );
     }
     let err = c
         .pause_schedule(PauseScheduleRequest {
@@ -340,12 +383,22 @@ async fn kill_9_and_restart_fire_no_slot_twice() {
     let recorded: Vec<i64> = s2.firings.iter().map(|f| f.slot_ms).collect();
     let queued = queued_slots(dir.path(), &id);
     let distinct: HashSet<_> = queued.iter().collect();
-    assert_eq!(distinct.len(), queued.len(), "a slot queued twice: {queued:?}");
+    assert_eq!(
+        distinct.len(),
+        queued.len(),
+        "a slot queued twice: {queued:?}"
+    );
     for slot in &recorded {
-        assert!(queued.contains(slot), "recorded {slot} was never queued: {queued:?}");
+        assert!(
+            queued.contains(slot),
+            "recorded {slot} was never queued: {queued:?}"
+        );
     }
     // At most the one slot in doubt at each kill was queued without its record.
-    assert!(queued.len() <= recorded.len() + 2, "{queued:?} vs {recorded:?}");
+    assert!(
+        queued.len() <= recorded.len() + 2,
+        "{queued:?} vs {recorded:?}"
+    );
     // The function was called once per queued slot (the node answers at once, so no call was
     // running at a kill to be delivered again).
     let calls = node_calls(&fakes.log, &event);
@@ -394,12 +447,25 @@ async fn after_downtime_catch_up_once_fires_one_missed_slot_and_skip_none() {
     child.kill().await;
 
     let caught: Vec<_> = o.firings.iter().filter(|f| f.catch_up).collect();
-    assert_eq!(caught.len(), 1, "once: one catch-up firing: {:?}", o.firings);
-    assert!(s.firings.iter().all(|f| !f.catch_up), "skip: none: {:?}", s.firings);
+    assert_eq!(
+        caught.len(),
+        1,
+        "once: one catch-up firing: {:?}",
+        o.firings
+    );
+    assert!(
+        s.firings.iter().all(|f| !f.catch_up),
+        "skip: none: {:?}",
+        s.firings
+    );
     // Skip: a gap of missed slots; once: the catch-up slot stands in that gap.
     let gaps = |r: &ScheduleRecord| -> i64 {
         let slots: Vec<i64> = r.firings.iter().map(|f| f.slot_ms).collect();
         slots.windows(2).map(|w| w[0] - w[1]).max().unwrap_or(0)
     };
-    assert!(gaps(&s) >= 3_000, "skip leaves the missed slots out: {:?}", s.firings);
+    assert!(
+        gaps(&s) >= 3_000,
+        "skip leaves the missed slots out: {:?}",
+        s.firings
+    );
 }

@@ -9,7 +9,9 @@ use faas_cli::exit;
 use faas_cli::platform::PlatformOptions;
 
 use crate::target::Target;
-use crate::{async_cmds, cluster_cmds, dead_letters_cmd, invoke_cmd, logs_cmd, output};
+use crate::{
+    async_cmds, cluster_cmds, dead_letters_cmd, invoke_cmd, logs_cmd, output, schedules_cmd,
+};
 
 #[derive(Parser)]
 #[command(
@@ -151,6 +153,21 @@ pub(crate) enum Command {
         args: dead_letters_cmd::RetryArgs,
         #[command(flatten)]
         target: Target,
+    },
+    /// List timers: the cron schedules of a function (all when none is named), with their
+    /// next fire time and last firing.
+    Schedules {
+        /// The function.
+        function: Option<String>,
+        #[command(flatten)]
+        output: output::OutputArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Add, delete, pause or resume a timer (a cron schedule with seconds).
+    Schedule {
+        #[command(subcommand)]
+        command: schedules_cmd::ScheduleCommand,
     },
     /// List the deployed functions.
     Functions {

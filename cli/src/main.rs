@@ -4,7 +4,8 @@
 //!
 //! For scripts: listings take `-o json` ([`output`]), `faas invoke --async` and `faas result`
 //! run calls in the background ([`async_cmds`]; their dead letters and retries:
-//! [`dead_letters_cmd`]), `faas nodes` and `faas ps` show what runs
+//! [`dead_letters_cmd`]; their timers, `faas schedules` and `faas schedule add|rm`:
+//! [`schedules_cmd`]), `faas nodes` and `faas ps` show what runs
 //! where ([`cluster_cmds`]), `faas completion SHELL` prints a completion script, and the exit
 //! code tells the kind of failure apart (`faas_cli::exit`, listed in `faas --help`). Every
 //! failure prints as one line (`faas_cli::errors::one_line`).
@@ -19,6 +20,7 @@ mod invoke_cmd;
 mod logs_cmd;
 mod output;
 mod routing_cmds;
+mod schedules_cmd;
 mod target;
 
 use std::time::Duration;
@@ -67,6 +69,8 @@ fn real_main() -> anyhow::Result<()> {
             | Command::DeadLetters { .. }
             | Command::Redrive { .. }
             | Command::Retry { .. }
+            | Command::Schedules { .. }
+            | Command::Schedule { .. }
             | Command::Nodes { .. }
             | Command::Ps { .. }
             | Command::Events { .. }
@@ -174,6 +178,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Retry { args, target } => {
             dead_letters_cmd::retry(&target.api().await?, &args).await
         }
+        Command::Schedules {
+            function,
+            output,
+            target,
+        } => schedules_cmd::list(&target.api().await?, function.as_deref(), &output).await,
+        Command::Schedule { command } => schedules_cmd::run(command).await,
         Command::Nodes { args, target } => cluster_cmds::nodes(&target.api().await?, &args).await,
         Command::Ps { args, target } => cluster_cmds::ps(&target.api().await?, &args).await,
         Command::Events { args, target } => {
@@ -252,7 +262,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             name,
             output,
             target,
-        } => routing_cmds::describe(&target.api().await?, &name, output.is_json()).await,
+        } => {
+            let api = target.api().await?;
+            routing_cmds::describe(&api, &name, output.is_json()).await?;
+            if !output.is_json() {
+                schedules_cmd::describe_section(&api, &name).await;
+            }
+            Ok(())
+        }
         Command::Logs { args, target } => logs_cmd::logs(&target.api().await?, &args).await,
         Command::Replay(args) => faas_cli::bench::replay(args).await,
         Command::Simulate(args) => faas_cli::bench::simulate(args).await,

@@ -268,7 +268,10 @@ impl Timers {
                 metrics.timers.missed(&schedule.function, p.missed);
             }
             let slots = p.catch_up.map(|c| (c, true));
-            for (slot, catch_up) in slots.into_iter().chain(p.on_time.iter().map(|&s| (s, false))) {
+            for (slot, catch_up) in slots
+                .into_iter()
+                .chain(p.on_time.iter().map(|&s| (s, false)))
+            {
                 self.fire(&schedule, slot, catch_up).await;
             }
             if p.anchor_ms > schedule.anchor_ms {
@@ -329,7 +332,9 @@ impl Timers {
         let id = schedule.id.clone();
         match self.blocking(move |s| s.record(&id, &firing)).await {
             Ok(_) => {}
-            Err(e) => tracing::error!(id = %schedule.id, slot_ms, error = %e, "a firing could not be recorded (a restart submits it again with the same key)"),
+            Err(e) => {
+                tracing::error!(id = %schedule.id, slot_ms, error = %e, "a firing could not be recorded (a restart submits it again with the same key)")
+            }
         }
     }
 }

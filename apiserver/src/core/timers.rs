@@ -94,7 +94,12 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
         .year(Year::Optional)
         .build()
         .parse(text)
-        .map_err(|e| format!("cron: {:?} does not parse: {e}", faas_common::text::clip(text)))?;
+        .map_err(|e| {
+            format!(
+                "cron: {:?} does not parse: {e}",
+                faas_common::text::clip(text)
+            )
+        })?;
     Ok(cron)
 }
 

@@ -24,7 +24,10 @@ fn cron_needs_seconds_and_names_the_field() {
     let junk = Spec::parse("a b c d e f", "UTC").unwrap_err();
     assert!(junk.starts_with("cron: "), "{junk}");
     assert!(Spec::parse("0 0 12 * * MON-FRI", "Europe/Paris").is_ok());
-    assert!(Spec::parse("0 0 12 1 1 * 2030", "UTC").is_ok(), "seven fields");
+    assert!(
+        Spec::parse("0 0 12 1 1 * 2030", "UTC").is_ok(),
+        "seven fields"
+    );
 }
 
 #[test]
@@ -38,7 +41,11 @@ fn unknown_time_zone_names_the_field() {
 fn catch_up_rule_parses() {
     assert_eq!(CatchUp::parse(""), Ok(CatchUp::Skip));
     assert_eq!(CatchUp::parse("once"), Ok(CatchUp::Once));
-    assert!(CatchUp::parse("twice").unwrap_err().starts_with("catch_up: "));
+    assert!(
+        CatchUp::parse("twice")
+            .unwrap_err()
+            .starts_with("catch_up: ")
+    );
 }
 
 #[test]
@@ -115,7 +122,10 @@ fn a_restart_before_the_next_slot_fires_nothing() {
     let last = utc(2030, 1, 1, 0, 0, 5);
     for rule in [CatchUp::Skip, CatchUp::Once] {
         let p = plan(&spec, rule, last, last + 900);
-        assert!(p.on_time.is_empty() && p.catch_up.is_none(), "{rule:?}: {p:?}");
+        assert!(
+            p.on_time.is_empty() && p.catch_up.is_none(),
+            "{rule:?}: {p:?}"
+        );
     }
 }
 
@@ -159,7 +169,11 @@ fn fall_back_fires_a_fixed_time_once() {
     let first = spec.next_after(utc(2030, 10, 26, 12, 0, 0)).unwrap();
     assert_eq!(first, utc(2030, 10, 27, 0, 30, 0));
     let second = spec.next_after(first).unwrap();
-    assert_eq!(second, utc(2030, 10, 28, 1, 30, 0), "the next day, not the repeat");
+    assert_eq!(
+        second,
+        utc(2030, 10, 28, 1, 30, 0),
+        "the next day, not the repeat"
+    );
 }
 
 #[test]

@@ -94,6 +94,8 @@ pub type InvocationsApi = InvocationsClient<KeyedChannel>;
 /// The scheduler's decisions through the API server (`faas.decisions.v1.Decisions`), with
 /// the caller's key.
 pub type DecisionsApi = faas_proto::decisions::decisions_client::DecisionsClient<KeyedChannel>;
+/// Timers (`faas.schedules.v1.Schedules`), with the caller's key.
+pub type SchedulesApi = faas_proto::schedules::schedules_client::SchedulesClient<KeyedChannel>;
 
 /// A connection to the API server (the contest API, the admin API, asynchronous calls).
 #[derive(Clone)]
@@ -104,6 +106,7 @@ pub struct Api {
     admin: AdminApi,
     invocations: InvocationsApi,
     decisions: DecisionsApi,
+    schedules: SchedulesApi,
 }
 
 /// The answer to one invocation, with what the platform reports beside the body.
@@ -335,6 +338,11 @@ impl Api {
                 .max_decoding_message_size(MAX_REPLY_BYTES),
             invocations: InvocationsClient::with_interceptor(channel.clone(), key.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
+            schedules: faas_proto::schedules::schedules_client::SchedulesClient::with_interceptor(
+                channel.clone(),
+                key.clone(),
+            )
+            .max_decoding_message_size(MAX_REPLY_BYTES),
             decisions: faas_proto::decisions::decisions_client::DecisionsClient::with_interceptor(
                 channel.clone(),
                 key,
@@ -457,6 +465,11 @@ impl Api {
     /// The scheduler's decisions client (through the API server).
     pub fn decisions(&self) -> DecisionsApi {
         self.decisions.clone()
+    }
+
+    /// The timers client (`faas schedules`).
+    pub fn schedules(&self) -> SchedulesApi {
+        self.schedules.clone()
     }
 }
 

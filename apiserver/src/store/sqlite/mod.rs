@@ -59,8 +59,8 @@ use crate::model::routing::{Alias, RoutePolicy};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
 use kind::{KIND_COLUMNS, KindColumns};
 pub use queue::SqliteQueue;
-pub use timers::SqliteTimers;
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use timers::SqliteTimers;
 
 /// The database's file name inside the data directory.
 pub const DATABASE_FILE: &str = "apiserver.db";
