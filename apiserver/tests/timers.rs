@@ -316,7 +316,6 @@ async fn a_schedule_goes_with_its_function() {
         .admin
         .delete_function(admin::DeleteFunctionRequest {
             name: "ticker".into(),
-            ..Default::default()
         })
         .await
         .unwrap();
