@@ -1,7 +1,7 @@
 //! The API server as `grpcurl` sees it: over gRPC server reflection (`faas_proto::reflection`)
 //! it lists exactly the contest's `apiserverproto.APIServer`, the platform's
-//! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations` and `faas.decisions.v1.Decisions`
-//! (the scheduler's decisions, passed through), `grpc.health.v1.Health` and both
+//! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations`, `faas.decisions.v1.Decisions`
+//! (the scheduler's decisions, passed through) and `faas.schedules.v1.Schedules` (timers), `grpc.health.v1.Health` and both
 //! reflection versions, and describes each; health answers SERVING for the server and every
 //! service. Both stay open when the server requires keys, while the services do not.
 
@@ -14,11 +14,12 @@ mod keys;
 
 use faas_proto::reflection::client::Probe;
 
-const SERVED: [&str; 4] = [
+const SERVED: [&str; 5] = [
     "apiserverproto.APIServer",
     "faas.admin.v1.Admin",
     "faas.invoke.v1.Invocations",
     "faas.decisions.v1.Decisions",
+    "faas.schedules.v1.Schedules",
 ];
 
 #[tokio::test]
@@ -43,7 +44,32 @@ async fn reflection_lists_and_describes_the_api_server_and_health_serves_it_with
         ["InvokeAsync", "GetInvocation", "ListDeadLetters", "Redrive"]
     );
 
-    // The services themselves still want a key.
+    let methods = probe.methods("faas.schedules.v1.Schedules").await.unwrap();
+    assert_eq!(
+        methods,
+        [
+            "CreateSchedule",
+            "ListSchedules",
+            "DeleteSchedule",
+            "PauseSchedule"
+        ]
+    );
+
+    // The services themselves still want a key; schedules an admin one.
+    use faas_proto::schedules::{ListSchedulesRequest, schedules_client::SchedulesClient};
+    let mut schedules = SchedulesClient::new(channel.clone());
+    let refused = schedules
+        .list_schedules(ListSchedulesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let mut keyed = Request::new(ListSchedulesRequest::default());
+    keyed.metadata_mut().insert(
+        meta::AUTHORIZATION,
+        format!("Bearer {}", keys::INVOKE_KEY).parse().unwrap(),
+    );
+    let refused = schedules.list_schedules(keyed).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     let refused = ApiServerClient::new(channel)
         .list_functions(apiserverproto::ListFunctionsRequest::default())
         .await
