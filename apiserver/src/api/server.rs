@@ -2,7 +2,8 @@
 //!
 //! `apiserverproto.APIServer` (the contest's `InvokeFunction` and `ListFunctions`),
 //! `faas.invoke.v1.Invocations` (asynchronous invocations), `faas.admin.v1.Admin` (deploy,
-//! get, list and delete functions) and `grpc.health.v1`, all on one port; the HTTP gateway
+//! get, list and delete functions), `faas.schedules.v1.Schedules` (timers, `api::timers`)
+//! and `grpc.health.v1`, all on one port; the HTTP gateway
 //! (`api::gateway`) on a port of its own. Every invocation, whichever door it came in by,
 //! goes through the one [`Front`] (`api::front`): admitted by its account's limits, run in
 //! a task of its own (a client that goes away cannot stop the chain before the container is

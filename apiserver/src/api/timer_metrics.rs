@@ -63,3 +63,27 @@ impl TimerMetrics {
             .inc_by(n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firings_and_missed_slots_are_counted_per_function() {
+        let mut registry = faas_common::metrics::registry("apiserver");
+        let m = TimerMetrics::register(&mut registry);
+        m.fired("hello", 3);
+        m.fired("hello", 20);
+        m.missed("hello", 5);
+        let text = faas_common::metrics::render(&registry);
+        assert!(
+            text.contains("faas_apiserver_timer_firings_total{function=\"hello\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faas_apiserver_timer_missed_total{function=\"hello\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("faas_apiserver_timer_late_seconds_count 2"), "{text}");
+    }
+}
