@@ -84,6 +84,9 @@ mod tests {
             text.contains("faas_apiserver_timer_missed_total{function=\"hello\"} 5"),
             "{text}"
         );
-        assert!(text.contains("faas_apiserver_timer_late_seconds_count 2"), "{text}");
+        assert!(
+            text.contains("faas_apiserver_timer_late_seconds_count 2"),
+            "{text}"
+        );
     }
 }
