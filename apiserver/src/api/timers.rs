@@ -17,10 +17,15 @@
 //! time, or is the latest missed one under `once`) and submits it with the same key: the
 //! queue answers the first call's id and creates nothing. A server killed after 2 never
 //! looks at the slot again. So **no slot is submitted to the queue twice**, across any
-//! number of `kill -9`s, while the queue keeps the first call (until `--async-retention-ms`
-//! after it finished); the call is then delivered at least once, as every queued call is
-//! (`api::async_runner`). A slot whose submit the queue refuses (full, the account's limits)
-//! is recorded with the refusal and not tried again.
+//! number of `kill -9`s, with one exact exception: the server died between 1 and 2, the slot
+//! is still due when it is back (on time, or the latest missed slot under `catch_up = once`),
+//! and by then the queue has forgotten the first call (finished more than
+//! `--async-retention-ms` ago, or pushed out early by `--async-max-kept`). Under
+//! `catch_up = skip` a slot in doubt more than 2 s old is dropped, never submitted again.
+//! A submitted call is delivered at least once, as every queued call is
+//! (`api::async_runner`): the function may see one slot's event twice only when the server
+//! died while that call was running. A slot whose submit the queue refuses (full, the
+//! account's limits) is recorded with the refusal and not tried again.
 //!
 //! The schedules are re-read from the store at every wake-up (at the next slot, at most every
 //! second, and at once after a create, delete, pause or resume), so the task holds no state

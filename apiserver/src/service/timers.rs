@@ -15,9 +15,9 @@
 //! slot due again when it starts and submits it again with the same key: the queue answers
 //! the first call's id, and only then is the firing recorded. So a slot is submitted to the
 //! queue at most once — across any number of restarts — as long as the queue still keeps the
-//! first call (`--async-retention-ms` after it finished); the queue then delivers it at
-//! least once (`api::async_runner`). Only a server that stays down longer than the retention
-//! after such a crash, with `catch_up = once`, could submit that one slot again.
+//! first call (`--async-retention-ms` after it finished, unless `--async-max-kept` pushes it
+//! out sooner); the queue then delivers it at least once (`api::async_runner`). The exact
+//! statement, with its one exception, is in `api::timers`.
 //!
 //! The store keeps the last [`MAX_FIRINGS_KEPT`] firings of each schedule. A schedule goes
 //! with its function (`ON DELETE CASCADE`; the firing task also drops a schedule whose
