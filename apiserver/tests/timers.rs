@@ -438,8 +438,10 @@ async fn after_downtime_catch_up_once_fires_one_missed_slot_and_skip_none() {
     wait_firings(&mut c, &once, 2).await;
     wait_firings(&mut c, &skip, 2).await;
     child.kill().await;
+    let killed_at = faas_common::clock::now_ms();
     // Down for 5 s: at least two slots are more than 2 s old at the restart.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let restarted_at = faas_common::clock::now_ms();
     let (mut child, mut c) = spawn(dir.path(), &scheduler).await;
     let o = wait_firings(&mut c, &once, 4).await;
     let s = wait_firings(&mut c, &skip, 4).await;
@@ -451,6 +453,13 @@ async fn after_downtime_catch_up_once_fires_one_missed_slot_and_skip_none() {
         1,
         "once: one catch-up firing: {:?}",
         o.firings
+    );
+    // The catch-up slot was missed: after the last slot the killed server could fire, and
+    // more than 2 s before it was fired (else it would have been on time).
+    let (slot, fired) = (caught[0].slot_ms, caught[0].fired_at_ms);
+    assert!(
+        slot > killed_at - 1_000 && slot < fired - 2_000 && fired > restarted_at,
+        "slot {slot} fired at {fired}: not a missed one (killed {killed_at}, restarted {restarted_at})"
     );
     assert!(
         s.firings.iter().all(|f| !f.catch_up),
