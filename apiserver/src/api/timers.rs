@@ -37,10 +37,10 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::api::async_runner::{AsyncRunner, Extras, now_ms};
+use crate::api::async_runner::{AsyncRunner, Extras};
 use crate::api::front::Call;
 use crate::core::timers::plan;
-use crate::service::async_calls::Invocation;
+use crate::service::async_calls::{Invocation, Submitted};
 use crate::service::routing::RouteContext;
 use crate::service::timers::{
     Firing, MAX_FIRINGS_KEPT, Schedule, ScheduleError, ScheduleStore, Spec, idempotency_key,
@@ -72,10 +72,85 @@ pub struct Listed {
     pub firings: Vec<(Firing, Option<Invocation>)>,
 }
 
+/// What the firing task needs from the rest of the server: the queue, the registry, the
+/// metrics and the wall clock. The live one is [`AsyncRunner`]; the unit tests' runs in
+/// tokio's paused time.
+#[tonic::async_trait]
+pub trait FirePort: Send + Sync + std::fmt::Debug + 'static {
+    /// Wall-clock ms since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Whether `function` (a plain name) is deployed.
+    fn deployed(&self, function: &str) -> bool;
+    /// The largest event a call may carry.
+    fn max_event_bytes(&self) -> usize;
+    /// Submits `event` to `function` through the durable queue with the idempotency `key`.
+    async fn submit(
+        &self,
+        function: &str,
+        event: Vec<u8>,
+        key: String,
+    ) -> Result<Submitted, String>;
+    /// A queued call, while the queue keeps it.
+    async fn invocation(&self, id: &str) -> Option<Invocation>;
+    /// Metrics: a firing submitted `late_ms` after its slot; `n` slots dropped.
+    fn fired(&self, function: &str, late_ms: u64);
+    fn missed(&self, function: &str, n: u64);
+}
+
+#[tonic::async_trait]
+impl FirePort for AsyncRunner {
+    fn now_ms(&self) -> u64 {
+        crate::api::async_runner::now_ms()
+    }
+
+    fn deployed(&self, function: &str) -> bool {
+        let registry = self.front().router().invoker().registry();
+        registry.get(function).is_ok()
+    }
+
+    fn max_event_bytes(&self) -> usize {
+        self.front().max_event_bytes()
+    }
+
+    async fn submit(
+        &self,
+        function: &str,
+        event: Vec<u8>,
+        key: String,
+    ) -> Result<Submitted, String> {
+        let call = Call {
+            account_id: TIMER_ACCOUNT.into(),
+            function_name: function.to_string(),
+            event,
+            route: RouteContext::default(),
+            deadline: None,
+        };
+        let extras = Extras {
+            idempotency_key: Some(key),
+            ..Extras::default()
+        };
+        AsyncRunner::submit(self, call, extras)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn invocation(&self, id: &str) -> Option<Invocation> {
+        self.get(id).await
+    }
+
+    fn fired(&self, function: &str, late_ms: u64) {
+        self.front().metrics().timers.fired(function, late_ms);
+    }
+
+    fn missed(&self, function: &str, n: u64) {
+        self.front().metrics().timers.missed(function, n);
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn ScheduleStore>,
-    runner: AsyncRunner,
+    port: Arc<dyn FirePort>,
     wake: Notify,
     stopped: AtomicBool,
 }
@@ -90,10 +165,15 @@ impl Timers {
     /// Schedules in `store`, fired through `runner`'s queue; nothing fires before
     /// [`Timers::start`].
     pub fn new(store: Arc<dyn ScheduleStore>, runner: AsyncRunner) -> Timers {
+        Timers::with_port(store, Arc::new(runner))
+    }
+
+    /// Schedules in `store`, fired through `port`.
+    pub fn with_port(store: Arc<dyn ScheduleStore>, port: Arc<dyn FirePort>) -> Timers {
         Timers {
             inner: Arc::new(Inner {
                 store,
-                runner,
+                port,
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
             }),
@@ -121,14 +201,9 @@ impl Timers {
             .expect("a schedule store operation does not panic")
     }
 
-    fn deployed(&self, function: &str) -> bool {
-        let registry = self.inner.runner.front().router().invoker().registry();
-        registry.get(function).is_ok()
-    }
-
     /// Checks and keeps a new schedule; it fires from its first slot after now.
     pub async fn create(&self, new: NewSchedule) -> Result<Schedule, ScheduleError> {
-        let max_event = self.inner.runner.front().max_event_bytes();
+        let max_event = self.inner.port.max_event_bytes();
         let (_, rule) = validate(&new.cron, &new.tz, &new.catch_up, &new.event, max_event)?;
         if new.function.is_empty() || new.function.contains(':') {
             return Err(ScheduleError::BadField(
@@ -136,10 +211,10 @@ impl Timers {
                     .into(),
             ));
         }
-        if !self.deployed(&new.function) {
+        if !self.inner.port.deployed(&new.function) {
             return Err(ScheduleError::NoFunction(new.function));
         }
-        let now = now_ms();
+        let now = self.inner.port.now_ms();
         let schedule = Schedule {
             id: uuid::Uuid::new_v4().to_string(),
             function: new.function,
@@ -180,7 +255,7 @@ impl Timers {
                 Ok(out)
             })
             .await?;
-        let now = now_ms();
+        let now = self.inner.port.now_ms();
         let mut out = Vec::with_capacity(rows.len());
         for (schedule, fired) in rows {
             let next_ms = Spec::parse(&schedule.cron, &schedule.tz)
@@ -191,7 +266,7 @@ impl Timers {
                 let invocation = if f.invocation_id.is_empty() {
                     None
                 } else {
-                    self.inner.runner.get(&f.invocation_id).await
+                    self.inner.port.invocation(&f.invocation_id).await
                 };
                 firings.push((f, invocation));
             }
@@ -217,8 +292,9 @@ impl Timers {
     /// Pauses or resumes a schedule; answers it as it is now.
     pub async fn pause(&self, id: &str, paused: bool) -> Result<Listed, ScheduleError> {
         let key = id.to_string();
+        let now = self.inner.port.now_ms();
         if !self
-            .blocking(move |s| s.set_enabled(&key, !paused, now_ms()))
+            .blocking(move |s| s.set_enabled(&key, !paused, now))
             .await?
         {
             return Err(ScheduleError::NotFound(id.to_string()));
@@ -232,8 +308,8 @@ impl Timers {
 
     async fn run(self) {
         while !self.inner.stopped.load(Ordering::SeqCst) {
-            let next = self.tick(now_ms()).await;
-            let now = now_ms();
+            let next = self.tick(self.inner.port.now_ms()).await;
+            let now = self.inner.port.now_ms();
             let wait = next.map_or(POLL_MS, |n| n.saturating_sub(now).min(POLL_MS));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
@@ -253,7 +329,7 @@ impl Timers {
         };
         let mut next: Option<u64> = None;
         for schedule in schedules.into_iter().filter(|s| s.enabled) {
-            if !self.deployed(&schedule.function) {
+            if !self.inner.port.deployed(&schedule.function) {
                 tracing::info!(id = %schedule.id, function = %schedule.function, "the schedule's function is gone: schedule deleted");
                 let id = schedule.id.clone();
                 let _ = self.blocking(move |s| s.delete(&id)).await;
@@ -269,8 +345,7 @@ impl Timers {
             let p = plan(&spec, schedule.catch_up, schedule.anchor_ms, now);
             if p.missed > 0 {
                 tracing::warn!(id = %schedule.id, function = %schedule.function, missed = p.missed, catch_up = schedule.catch_up.as_str(), "schedule slots were missed (the server was down or stalled)");
-                let metrics = self.inner.runner.front().metrics();
-                metrics.timers.missed(&schedule.function, p.missed);
+                self.inner.port.missed(&schedule.function, p.missed);
             }
             let slots = p.catch_up.map(|c| (c, true));
             for (slot, catch_up) in slots
@@ -295,25 +370,16 @@ impl Timers {
 
     /// Submits one slot and records it.
     async fn fire(&self, schedule: &Schedule, slot_ms: u64, catch_up: bool) {
-        let call = Call {
-            account_id: TIMER_ACCOUNT.into(),
-            function_name: schedule.function.clone(),
-            event: schedule.event.clone(),
-            route: RouteContext::default(),
-            deadline: None,
-        };
-        let extras = Extras {
-            idempotency_key: Some(idempotency_key(&schedule.id, slot_ms)),
-            ..Extras::default()
-        };
-        let submitted = self.inner.runner.submit(call, extras).await;
-        let fired_at_ms = now_ms();
+        let key = idempotency_key(&schedule.id, slot_ms);
+        let port = &self.inner.port;
+        let submitted = port
+            .submit(&schedule.function, schedule.event.clone(), key)
+            .await;
+        let fired_at_ms = port.now_ms();
         let firing = match submitted {
             Ok(s) => {
                 if s.new {
-                    let metrics = self.inner.runner.front().metrics();
-                    let late = fired_at_ms.saturating_sub(slot_ms);
-                    metrics.timers.fired(&schedule.function, late);
+                    port.fired(&schedule.function, fired_at_ms.saturating_sub(slot_ms));
                 }
                 Firing {
                     slot_ms,
@@ -361,3 +427,7 @@ pub fn open_store(
     })?;
     Ok(Arc::new(store))
 }
+
+#[cfg(test)]
+#[path = "timers_tests.rs"]
+mod tests;
