@@ -27,6 +27,10 @@
 //! died while that call was running. A slot whose submit the queue refuses (full, the
 //! account's limits) is recorded with the refusal and not tried again.
 //!
+//! The task reaches the rest of the server only through [`FirePort`] (the queue, the
+//! registry, the metrics, the wall clock; the live port is the [`AsyncRunner`]), so its unit
+//! tests run it in tokio's paused time with a fake queue.
+//!
 //! The schedules are re-read from the store at every wake-up (at the next slot, at most every
 //! second, and at once after a create, delete, pause or resume), so the task holds no state
 //! a restart could lose. A schedule whose function is no longer deployed is deleted.
