@@ -17,6 +17,7 @@ pub use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 pub use crate::service::access::AccessError;
 use crate::service::async_calls::AsyncError;
+pub use crate::service::events::EventsError;
 pub use crate::service::limits::LimitError;
 pub use crate::service::{InvokeError, RegistryError};
 use crate::store::StoreError;
@@ -142,6 +143,17 @@ pub fn access_status(err: &AccessError) -> Status {
 /// The status of a call over its account's limits.
 pub fn limit_status(err: &LimitError) -> Status {
     Status::resource_exhausted(err.to_string())
+}
+
+/// The status of a refused subscription, chain or emit.
+pub fn events_status(err: &EventsError) -> Status {
+    let code = match err {
+        EventsError::Bad { .. } => Code::InvalidArgument,
+        EventsError::Missing { .. } | EventsError::NotSubscribed(_) => Code::NotFound,
+        EventsError::Cycle { .. } => Code::FailedPrecondition,
+        EventsError::Store(_) => Code::Unavailable,
+    };
+    Status::new(code, err.to_string())
 }
 
 /// The status of a refused submit.

@@ -111,7 +111,7 @@ impl Front {
     pub async fn invoke(&self, call: Call) -> Answered {
         let started = faas_common::clock::instant();
         match self.admit(&call.account_id) {
-            Ok(permit) => self.run_from(call, permit, started).await,
+            Ok(permit) => self.run_from(call, permit, started, None).await,
             Err(e) => Answered {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 result: Err(FrontError::Limited(e)),
@@ -124,12 +124,24 @@ impl Front {
     /// Runs a call already admitted; `permit` is held until the chain ends, even when the
     /// caller stops waiting first.
     pub async fn run(&self, call: Call, permit: Permit) -> Answered {
-        self.run_from(call, permit, faas_common::clock::instant())
+        self.run_as(call, permit, None).await
+    }
+
+    /// [`Front::run`] with the request id `request_id` when given (a chain's later step
+    /// carries its first call's), else a new one.
+    pub async fn run_as(&self, call: Call, permit: Permit, request_id: Option<String>) -> Answered {
+        self.run_from(call, permit, faas_common::clock::instant(), request_id)
             .await
     }
 
-    async fn run_from(&self, call: Call, permit: Permit, started: Instant) -> Answered {
-        let request_id = uuid::Uuid::new_v4().to_string();
+    async fn run_from(
+        &self,
+        call: Call,
+        permit: Permit,
+        started: Instant,
+        request_id: Option<String>,
+    ) -> Answered {
+        let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let span = tracing::info_span!(
             "invoke",
             request_id = %request_id,

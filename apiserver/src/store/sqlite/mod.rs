@@ -39,6 +39,7 @@
 //! mode; a writer that holds the database longer than [`BUSY_TIMEOUT`] makes a deploy fail
 //! cleanly instead of hang.
 
+pub mod events;
 mod kind;
 pub mod queue;
 mod routing;
@@ -56,6 +57,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Transaction, TransactionBe
 use crate::model::Function;
 use crate::model::routing::{Alias, RoutePolicy};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
+pub use events::SqliteEvents;
 use kind::{KIND_COLUMNS, KindColumns};
 pub use queue::SqliteQueue;
 use schema::{APPLICATION_ID, SCHEMA_VERSION};

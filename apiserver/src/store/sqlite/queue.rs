@@ -239,6 +239,27 @@ impl InvocationStore for SqliteQueue {
             .map_err(store_error)?
     }
 
+    fn submit_all(
+        &self,
+        calls: &[(String, NewCall)],
+        now_ms: u64,
+    ) -> Result<Vec<Submitted>, AsyncError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error)?;
+        let mut out = Vec::with_capacity(calls.len());
+        for (id, call) in calls {
+            // A refusal drops `tx` uncommitted: none of them is kept.
+            out.push(
+                self.submit_in(&tx, id, call, now_ms)
+                    .map_err(store_error)??,
+            );
+        }
+        tx.commit().map_err(store_error)?;
+        Ok(out)
+    }
+
     fn recover(&self, now_ms: u64) -> Result<u64, AsyncError> {
         self.write(|tx| {
             tx.execute(
