@@ -323,4 +323,39 @@ mod tests {
         let status = registry_status(&RegistryError::Store(problem));
         assert_eq!(status.code(), Code::FailedPrecondition);
     }
+
+    #[test]
+    fn events_errors_get_deliberate_codes() {
+        let field = || "on_success".to_string();
+        let cases = [
+            (
+                EventsError::Bad {
+                    field: field(),
+                    problem: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                EventsError::Missing {
+                    field: field(),
+                    problem: "x".into(),
+                },
+                Code::NotFound,
+            ),
+            (EventsError::NotSubscribed("x".into()), Code::NotFound),
+            (
+                EventsError::Cycle {
+                    field: field(),
+                    cycle: "a -> b -> a".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (EventsError::Store("disk full".into()), Code::Unavailable),
+        ];
+        for (err, code) in cases {
+            let status = events_status(&err);
+            assert_eq!(status.code(), code, "{err:?}");
+            assert_eq!(status.message(), err.to_string());
+        }
+    }
 }
