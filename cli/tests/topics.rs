@@ -132,6 +132,15 @@ async fn an_emit_reaches_the_subscribers_whose_filter_matches() {
     assert!(line.contains("on_failure"), "{line}");
     let out = ok(addr, &["chain", "hello"]).await;
     assert!(out.contains("on success -> echo"), "{out}");
+    let described = ok(addr, &["describe", "hello"]).await;
+    assert!(
+        described.contains("subscribed to greet as hello: kind=person"),
+        "{described}"
+    );
+    assert!(
+        described.contains("chain: on success -> echo, on failure -> -"),
+        "{described}"
+    );
 
     ok(addr, &["unsubscribe", "hello", "greet"]).await;
     fails_with(
