@@ -32,6 +32,14 @@ fn config(dir: &Path) -> Config {
     }
 }
 
+/// The fakes' defaults, with [`config`].
+fn setup(dir: &Path) -> Setup {
+    Setup {
+        config: config(dir),
+        ..Setup::default()
+    }
+}
+
 struct Events {
     events: EventsClient<Channel>,
     admin: EventAdminClient<Channel>,
@@ -108,6 +116,21 @@ impl Platform {
         }
     }
 
+    /// Submits an asynchronous call of `function` (account `acct`); its id.
+    async fn submit(&mut self, function: &str, event: &[u8]) -> String {
+        self.invocations
+            .invoke_async(InvokeAsyncRequest {
+                function_name: function.into(),
+                account_id: "acct".into(),
+                event: event.to_vec(),
+                ..InvokeAsyncRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .invocation_id
+    }
+
     /// The node's calls of `function`: (request id, event).
     fn node_calls(&self, function: &str) -> Vec<(String, Vec<u8>)> {
         self.calls()
@@ -145,11 +168,7 @@ impl Platform {
 #[tokio::test]
 async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: config(dir.path()),
-        ..Setup::default()
-    })
-    .await;
+    let mut p = start(setup(dir.path())).await;
     p.deploy_all(&["audit", "orders"]).await;
     let mut e = clients(&p).await;
     assert!(e.subscribe("shop.events", "audit", &[]).await.unwrap());
@@ -269,27 +288,12 @@ async fn an_emit_the_queue_cannot_hold_is_refused_whole() {
 #[tokio::test]
 async fn a_chain_on_success_calls_the_target_with_the_result_under_the_first_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: config(dir.path()),
-        ..Setup::default()
-    })
-    .await;
+    let mut p = start(setup(dir.path())).await;
     p.deploy_all(&["first", "second", "third"]).await;
     let mut e = clients(&p).await;
     e.chain("first", "second", "").await.unwrap();
     e.chain("second", "third", "").await.unwrap();
-    let id = p
-        .invocations
-        .invoke_async(InvokeAsyncRequest {
-            function_name: "first".into(),
-            account_id: "acct".into(),
-            event: b"{\"go\":1}".to_vec(),
-            ..InvokeAsyncRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .invocation_id;
+    let id = p.submit("first", b"{\"go\":1}").await;
     let done = p.finished(&id).await;
     assert_eq!(done.state, "succeeded");
     let third = p.wait_calls("third", 1).await;
@@ -321,8 +325,7 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
     let mut p = start(Setup {
         refuse: Some((Code::ResourceExhausted, "no capacity")),
         refuse_first: 2,
-        config: config(dir.path()),
-        ..Setup::default()
+        ..setup(dir.path())
     })
     .await;
     p.deploy_all(&["flaky", "alarm"]).await;
@@ -338,17 +341,7 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
         .unwrap();
     let mut e = clients(&p).await;
     e.chain("flaky", "", "alarm").await.unwrap();
-    let id = p
-        .invocations
-        .invoke_async(InvokeAsyncRequest {
-            function_name: "flaky".into(),
-            account_id: "acct".into(),
-            ..InvokeAsyncRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .invocation_id;
+    let id = p.submit("flaky", b"").await;
     let done = p.finished(&id).await;
     assert_eq!((done.state.as_str(), done.attempts), ("dead", 2));
     let alarm = p.wait_calls("alarm", 1).await;
@@ -366,11 +359,7 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
 #[tokio::test]
 async fn a_cycle_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: config(dir.path()),
-        ..Setup::default()
-    })
-    .await;
+    let mut p = start(setup(dir.path())).await;
     p.deploy_all(&["a", "b", "c"]).await;
     let mut e = clients(&p).await;
     e.chain("a", "b", "").await.unwrap();
@@ -497,11 +486,7 @@ async fn bad_input_is_refused_naming_the_field() {
 #[tokio::test]
 async fn deleting_a_function_removes_its_subscriptions_and_the_chains_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: config(dir.path()),
-        ..Setup::default()
-    })
-    .await;
+    let mut p = start(setup(dir.path())).await;
     p.deploy_all(&["a", "b"]).await;
     let mut e = clients(&p).await;
     e.subscribe("t", "b", &[]).await.unwrap();
@@ -543,8 +528,7 @@ async fn the_gateway_emits_with_post_topics() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(Setup {
         http: true,
-        config: config(dir.path()),
-        ..Setup::default()
+        ..setup(dir.path())
     })
     .await;
     p.deploy_all(&["a"]).await;

@@ -242,6 +242,11 @@ pub fn find_cycle(start: &str, edges: &HashMap<String, Vec<String>>) -> Option<S
     walk(start, edges, &mut Vec::new(), &mut Default::default())
 }
 
+/// The chain graph: each function and the targets its chain names.
+pub type ChainGraph = HashMap<String, Vec<String>>;
+/// What [`EventStore::set_chain`] asks about the graph with the new chain in it.
+pub type GraphCheck<'a> = &'a dyn Fn(&ChainGraph) -> Result<(), EventsError>;
+
 /// Keeps subscriptions, chains and the request ids of chain steps. Every write is one
 /// committed transaction.
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
@@ -258,7 +263,7 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         function: &str,
         links: &ChainLinks,
         now_ms: u64,
-        check: &dyn Fn(&HashMap<String, Vec<String>>) -> Result<(), EventsError>,
+        check: GraphCheck<'_>,
     ) -> Result<(), EventsError>;
     fn chain(&self, function: &str) -> ChainLinks;
     /// Records that the call `invocation_id` is a chain step of the request `request_id`.

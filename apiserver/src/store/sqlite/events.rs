@@ -14,9 +14,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::BUSY_TIMEOUT;
 use super::schema::EVENTS_TABLES;
-use crate::service::events::{ChainLinks, EventStore, EventsError, On, Subscription};
+use crate::service::events::{ChainLinks, EventStore, EventsError, GraphCheck, On, Subscription};
 
 /// Subscriptions, chains and chain steps on SQLite.
 #[derive(Debug)]
@@ -35,14 +34,7 @@ fn to_i64(v: u64) -> i64 {
 impl SqliteEvents {
     /// The store in the database file `path`, whose schema already has the events tables.
     pub fn open(path: &Path) -> Result<SqliteEvents, EventsError> {
-        let conn = Connection::open(path).map_err(store_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(store_error)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(store_error)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(store_error)?;
+        let conn = super::open_beside(path).map_err(store_error)?;
         Ok(SqliteEvents {
             conn: Mutex::new(conn),
         })
@@ -148,7 +140,7 @@ impl EventStore for SqliteEvents {
         function: &str,
         links: &ChainLinks,
         now_ms: u64,
-        check: &dyn Fn(&HashMap<String, Vec<String>>) -> Result<(), EventsError>,
+        check: GraphCheck<'_>,
     ) -> Result<(), EventsError> {
         let mut conn = self.conn();
         let tx = conn

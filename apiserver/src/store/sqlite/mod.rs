@@ -78,6 +78,17 @@ const LOCK_RETRY: Duration = Duration::from_millis(5);
 /// a transaction, say) before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Another connection to the database file `path` (the queue's, the events store's), with
+/// the DAO's settings: WAL, `synchronous=FULL`, foreign keys on, [`BUSY_TIMEOUT`].
+pub(crate) fn open_beside(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
 /// The columns of `functions` this binary reads and writes; the kind columns (schema 3) last.
 fn columns() -> String {
     format!(
