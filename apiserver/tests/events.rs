@@ -53,6 +53,14 @@ async fn clients(p: &Platform) -> Events {
     }
 }
 
+/// The platform of `setup` with `functions` deployed, and its events clients.
+async fn up(setup: Setup, functions: &[&str]) -> (Platform, Events) {
+    let mut p = start(setup).await;
+    p.deploy_all(functions).await;
+    let e = clients(&p).await;
+    (p, e)
+}
+
 impl Events {
     async fn subscribe(
         &mut self,
@@ -168,9 +176,7 @@ impl Platform {
 #[tokio::test]
 async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(setup(dir.path())).await;
-    p.deploy_all(&["audit", "orders"]).await;
-    let mut e = clients(&p).await;
+    let (mut p, mut e) = up(setup(dir.path()), &["audit", "orders"]).await;
     assert!(e.subscribe("shop.events", "audit", &[]).await.unwrap());
     assert!(
         e.subscribe("shop.events", "orders", &["type=order", "n=2"])
@@ -256,16 +262,17 @@ async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
 #[tokio::test]
 async fn an_emit_the_queue_cannot_hold_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: Config {
-            async_max_kept: 1,
-            ..config(dir.path())
+    let (p, mut e) = up(
+        Setup {
+            config: Config {
+                async_max_kept: 1,
+                ..config(dir.path())
+            },
+            ..Setup::default()
         },
-        ..Setup::default()
-    })
+        &["a", "b"],
+    )
     .await;
-    p.deploy_all(&["a", "b"]).await;
-    let mut e = clients(&p).await;
     e.subscribe("t", "a", &[]).await.unwrap();
     e.subscribe("t", "b", &[]).await.unwrap();
     let refused = e.emit("t", b"{}", "").await.unwrap_err();
@@ -288,9 +295,7 @@ async fn an_emit_the_queue_cannot_hold_is_refused_whole() {
 #[tokio::test]
 async fn a_chain_on_success_calls_the_target_with_the_result_under_the_first_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(setup(dir.path())).await;
-    p.deploy_all(&["first", "second", "third"]).await;
-    let mut e = clients(&p).await;
+    let (mut p, mut e) = up(setup(dir.path()), &["first", "second", "third"]).await;
     e.chain("first", "second", "").await.unwrap();
     e.chain("second", "third", "").await.unwrap();
     let id = p.submit("first", b"{\"go\":1}").await;
@@ -322,13 +327,15 @@ async fn a_chain_on_success_calls_the_target_with_the_result_under_the_first_req
 #[tokio::test]
 async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        refuse: Some((Code::ResourceExhausted, "no capacity")),
-        refuse_first: 2,
-        ..setup(dir.path())
-    })
+    let (mut p, mut e) = up(
+        Setup {
+            refuse: Some((Code::ResourceExhausted, "no capacity")),
+            refuse_first: 2,
+            ..setup(dir.path())
+        },
+        &["flaky", "alarm"],
+    )
     .await;
-    p.deploy_all(&["flaky", "alarm"]).await;
     p.admin
         .set_async_retry(admin::SetAsyncRetryRequest {
             function: "flaky".into(),
@@ -339,7 +346,6 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
         })
         .await
         .unwrap();
-    let mut e = clients(&p).await;
     e.chain("flaky", "", "alarm").await.unwrap();
     let id = p.submit("flaky", b"").await;
     let done = p.finished(&id).await;
@@ -359,9 +365,7 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
 #[tokio::test]
 async fn a_cycle_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(setup(dir.path())).await;
-    p.deploy_all(&["a", "b", "c"]).await;
-    let mut e = clients(&p).await;
+    let (p, mut e) = up(setup(dir.path()), &["a", "b", "c"]).await;
     e.chain("a", "b", "").await.unwrap();
     e.chain("b", "", "c").await.unwrap();
     let refused = e.chain("c", "a", "").await.unwrap_err();
@@ -385,16 +389,17 @@ async fn a_cycle_is_refused_and_named() {
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: Config {
-            max_event_bytes: 64,
-            ..config(dir.path())
+    let (p, mut e) = up(
+        Setup {
+            config: Config {
+                max_event_bytes: 64,
+                ..config(dir.path())
+            },
+            ..Setup::default()
         },
-        ..Setup::default()
-    })
+        &["a"],
+    )
     .await;
-    p.deploy_all(&["a"]).await;
-    let mut e = clients(&p).await;
     let cases = [
         (
             e.subscribe("t", "ghost", &[]).await,
@@ -486,9 +491,7 @@ async fn bad_input_is_refused_naming_the_field() {
 #[tokio::test]
 async fn deleting_a_function_removes_its_subscriptions_and_the_chains_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(setup(dir.path())).await;
-    p.deploy_all(&["a", "b"]).await;
-    let mut e = clients(&p).await;
+    let (mut p, mut e) = up(setup(dir.path()), &["a", "b"]).await;
     e.subscribe("t", "b", &[]).await.unwrap();
     e.subscribe("t", "a", &[]).await.unwrap();
     e.chain("a", "b", "b").await.unwrap();
@@ -526,13 +529,14 @@ async fn deleting_a_function_removes_its_subscriptions_and_the_chains_naming_it(
 #[tokio::test]
 async fn the_gateway_emits_with_post_topics() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        http: true,
-        ..setup(dir.path())
-    })
+    let (mut p, mut e) = up(
+        Setup {
+            http: true,
+            ..setup(dir.path())
+        },
+        &["a"],
+    )
     .await;
-    p.deploy_all(&["a"]).await;
-    let mut e = clients(&p).await;
     e.subscribe("web.hook", "a", &["kind=ping"]).await.unwrap();
     let addr = p.http.clone().unwrap();
     let reply = http::post(
