@@ -2,7 +2,8 @@
 //! `support/fakes.rs` (the node answers `hello world` for every function and logs each call
 //! with its function and request id), with the queue and the events tables in a real SQLite
 //! file: a topic with two subscribers and a filter, a repeated emit, an emit that does not
-//! fit the queue (nothing kept), chains on success and on failure (same request id), a
+//! fit the queue (nothing kept), chains on success (asynchronous and synchronous calls) and on
+//! failure (same request id), a
 //! cycle, every bad input, deleting a subscribed function, and `POST /topics/TOPIC`.
 
 #![allow(dead_code)]
@@ -321,6 +322,17 @@ async fn a_chain_on_success_calls_the_target_with_the_result_under_the_first_req
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(p.node_calls("third").len(), 1, "one step each");
+
+    // A synchronous call follows the chain too, under its own request id.
+    let reply = p
+        .api
+        .invoke_function(invoke("second", "acct", b"{}"))
+        .await
+        .unwrap()
+        .into_inner();
+    let third = p.wait_calls("third", 2).await;
+    assert_eq!(third[1].0, reply.request_id);
+    assert_eq!(third[1].1, b"hello world", "the synchronous call's result");
     p.stop().await;
 }
 

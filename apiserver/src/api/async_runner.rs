@@ -114,6 +114,18 @@ pub struct AsyncRunner {
     inner: Arc<Inner>,
 }
 
+/// A runner that does not keep it alive (what a hook the runner holds keeps, so the two do
+/// not hold each other forever).
+#[derive(Clone, Debug)]
+pub struct WeakRunner(std::sync::Weak<Inner>);
+
+impl WeakRunner {
+    /// The runner, while it exists.
+    pub fn upgrade(&self) -> Option<AsyncRunner> {
+        self.0.upgrade().map(|inner| AsyncRunner { inner })
+    }
+}
+
 /// What a submit carries besides the call.
 #[derive(Clone, Debug, Default)]
 pub struct Extras {
@@ -142,7 +154,13 @@ impl AsyncRunner {
         }
     }
 
-    /// Sets the delivery hooks (once; a second call is ignored).
+    /// A handle that does not keep the runner alive.
+    pub fn downgrade(&self) -> WeakRunner {
+        WeakRunner(Arc::downgrade(&self.inner))
+    }
+
+    /// Sets the delivery hooks (once; a second call is ignored). They must not hold the
+    /// runner (a [`WeakRunner`] at most): the runner holds them.
     pub fn set_hooks(&self, hooks: Arc<dyn DeliveryHooks>) {
         let _ = self.inner.hooks.set(hooks);
     }

@@ -12,7 +12,8 @@
 //! emit id being the caller's key when given: an emit repeated with the same key answers
 //! the first one's calls and submits nothing new. Calls run with the account of the emit.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use faas_proto::events::event_admin_server::EventAdmin;
 use faas_proto::events::events_server::Events;
@@ -65,6 +66,9 @@ pub struct Emitted {
 pub struct EventHub {
     pub(crate) runner: AsyncRunner,
     pub(crate) store: Arc<dyn EventStore>,
+    /// The functions that may have a chain (a superset: a chain cleared, or deleted with its
+    /// function, stays here), so a synchronous call of any other asks no database.
+    chained: Arc<RwLock<HashSet<String>>>,
 }
 
 fn missing(field: &str, problem: String) -> EventsError {
@@ -75,19 +79,32 @@ fn missing(field: &str, problem: String) -> EventsError {
 }
 
 impl EventHub {
+    /// The hub over `store` (whose chained functions it reads now).
     pub fn new(runner: AsyncRunner, store: Arc<dyn EventStore>) -> EventHub {
-        EventHub { runner, store }
+        let chained = store.chained_functions().into_iter().collect();
+        EventHub {
+            runner,
+            store,
+            chained: Arc::new(RwLock::new(chained)),
+        }
     }
 
-    /// Runs `f` on the store off the runtime's workers (a write waits for an `fsync`).
-    pub(crate) async fn blocking<T: Send + 'static>(
+    /// Runs `f` on the store off the runtime's workers.
+    async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn EventStore) -> T + Send + 'static,
     ) -> T {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .expect("an events store operation does not panic")
+        on_store(&self.store, f).await
+    }
+
+    /// What follows calls of chained functions: the runner's delivery hooks and the front's
+    /// after-call, holding the runner weakly (the runner and the front hold them).
+    pub fn chains(&self) -> crate::api::chains::Chains {
+        crate::api::chains::Chains {
+            store: self.store.clone(),
+            chained: self.chained.clone(),
+            runner: self.runner.downgrade(),
+        }
     }
 
     fn registry(&self) -> &crate::service::Registry {
@@ -256,8 +273,24 @@ impl EventHub {
             };
             s.set_chain(&name, &links, now_ms(), &check)
         })
-        .await
+        .await?;
+        self.chained
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(function.to_string());
+        Ok(())
     }
+}
+
+/// Runs `f` on `store` off the runtime's workers (a write waits for an `fsync`).
+pub(crate) async fn on_store<T: Send + 'static>(
+    store: &Arc<dyn EventStore>,
+    f: impl FnOnce(&dyn EventStore) -> T + Send + 'static,
+) -> T {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .expect("an events store operation does not panic")
 }
 
 fn subscription_reply(s: Subscription) -> faas_proto::events::Subscription {

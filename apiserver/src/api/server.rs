@@ -354,7 +354,8 @@ impl App {
             },
         );
         let events = EventHub::new(runner.clone(), open_events(&config)?);
-        runner.set_hooks(Arc::new(events.clone()));
+        runner.set_hooks(Arc::new(events.chains()));
+        front.set_after_call(Arc::new(events.chains()));
         Ok(App {
             config,
             front,

@@ -17,7 +17,8 @@
 //!
 //! # Chains
 //!
-//! A function may name a target for when its asynchronous call succeeds (invoked with the
+//! A function may name a target for when its call (asynchronous, or synchronous: then the
+//! step is queued after the reply) succeeds (invoked with the
 //! result as its event) and one for when it fails for good (after its last retry: failed, or
 //! dead-lettered; invoked with the invocation's JSON). Targets are deployed functions; the
 //! graph over every function's two edges has no cycle ([`find_cycle`]), checked when a chain
@@ -266,6 +267,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         check: GraphCheck<'_>,
     ) -> Result<(), EventsError>;
     fn chain(&self, function: &str) -> ChainLinks;
+    /// Every function with a chain (read once at start).
+    fn chained_functions(&self) -> Vec<String>;
     /// Records that the call `invocation_id` is a chain step of the request `request_id`.
     fn remember_step(&self, invocation_id: &str, request_id: &str, now_ms: u64);
     /// The first request id of the chain the call is a step of.

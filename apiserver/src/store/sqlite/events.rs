@@ -205,6 +205,19 @@ impl EventStore for SqliteEvents {
         })
     }
 
+    fn chained_functions(&self) -> Vec<String> {
+        let conn = self.conn();
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt = conn.prepare("SELECT DISTINCT function FROM chains")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        };
+        read().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the events store could not read the chains");
+            Vec::new()
+        })
+    }
+
     fn remember_step(&self, invocation_id: &str, request_id: &str, now_ms: u64) {
         let done = self.conn().execute(
             "INSERT OR IGNORE INTO chain_steps (invocation_id, request_id, created_at_ms) \
@@ -293,6 +306,9 @@ mod tests {
         s.set_chain("a", &links(Some("c"), None), 2, &no_cycle)
             .unwrap();
         assert_eq!(s.chain("a").on_success.as_deref(), Some("c"));
+        let mut chained = s.chained_functions();
+        chained.sort();
+        assert_eq!(chained, ["a", "b"]);
         s.set_chain("a", &ChainLinks::default(), 3, &no_cycle)
             .unwrap();
         assert_eq!(s.chain("a"), ChainLinks::default());
