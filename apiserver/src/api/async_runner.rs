@@ -34,6 +34,12 @@
 //! this same queue with the result (the JSON of `GET /invocations/ID`) as its event (so it
 //! is as durable as any call), or an HTTP URL on loopback, sent the same JSON with one
 //! `POST` (best effort: a refused or failed POST is logged, not retried).
+//!
+//! # Hooks
+//!
+//! [`DeliveryHooks`] (set once, `api::chains`) give an attempt its request id (a chain's
+//! step runs under the first call's) and are told of a call that ended for good before that
+//! end is recorded (a chain queues its next step there, idempotently).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
