@@ -367,6 +367,7 @@ async fn a_chain_on_failure_calls_its_target_once_after_the_last_retry() {
     assert_eq!(event["invocation_id"], id.as_str());
     assert_eq!(event["state"], "dead");
     assert_eq!(event["error"]["code"], "RESOURCE_EXHAUSTED");
+    assert!(event["started_at_ms"].as_u64().unwrap() > 0, "{event}");
     assert_eq!(alarm[0].0, done.request_id, "the failed call's request id");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(p.node_calls("alarm").len(), 1, "called once");

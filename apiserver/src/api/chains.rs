@@ -90,12 +90,14 @@ impl DeliveryHooks for Chains {
         let event = match (on, &outcome.result) {
             (On::Success, Ok(body)) => body.clone(),
             _ => {
+                // As `GET /invocations/ID` will show it once the end is recorded.
+                let started = runner.get(&p.id).await.map(|c| c.started_at_ms);
                 let done = Invocation {
                     id: p.id.clone(),
                     function_name: p.call.function_name.clone(),
                     state,
                     submitted_at_ms: p.submitted_at_ms,
-                    started_at_ms: 0,
+                    started_at_ms: started.unwrap_or(0),
                     finished_at_ms: now_ms(),
                     attempts: p.attempts + 1,
                     outcome: Some(outcome.clone()),
