@@ -571,6 +571,9 @@ async fn the_gateway_emits_with_post_topics() {
     let other = http::post(&addr, "/topics/web.hook", &[], br#"{"kind":"pong"}"#).await;
     assert_eq!(other.status, 202);
     assert_eq!(other.json()["deliveries"].as_array().unwrap().len(), 0);
+    let big = vec![b'x'; 7 * 1024 * 1024];
+    let too_large = http::post(&addr, "/topics/web.hook", &[], &big).await;
+    assert_eq!(too_large.status, 413, "{too_large:?}");
     let bad = http::post(&addr, "/topics/a%20b", &[], b"{}").await;
     assert_eq!(bad.status, 400, "{bad:?}");
     assert!(bad.error_message().starts_with("topic: "), "{bad:?}");
