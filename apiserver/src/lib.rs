@@ -29,6 +29,8 @@
 //! `GET /invocations/ID`, `/functions`, `/metrics`, `/healthz`; `docs/GATEWAY.md`), and
 //! asynchronous invocations (`faas.invoke.v1.Invocations`) are kept in memory for
 //! `--async-retention-ms`. Every door goes through the same invoke path (`api::front`).
+//! Topics and chains (`faas.events.v1`, `POST /topics/TOPIC`; `api::events`,
+//! `service::events`) deliver events through that same queue.
 //! Timers — a function's cron schedules with seconds (`faas.schedules.v1`, `api::timers`,
 //! the rule in `core::timers`) — fire through the same durable queue.
 

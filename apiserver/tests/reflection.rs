@@ -1,8 +1,9 @@
 //! The API server as `grpcurl` sees it: over gRPC server reflection (`faas_proto::reflection`)
 //! it lists exactly the contest's `apiserverproto.APIServer`, the platform's
 //! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations`, `faas.decisions.v1.Decisions`
-//! (the scheduler's decisions, passed through) and `faas.schedules.v1.Schedules` (timers), `grpc.health.v1.Health` and both
-//! reflection versions, and describes each; health answers SERVING for the server and every
+//! (the scheduler's decisions, passed through), `faas.events.v1.Events` and `EventAdmin`,
+//! `faas.schedules.v1.Schedules` (timers), `grpc.health.v1.Health` and both reflection
+//! versions, and describes each; health answers SERVING for the server and every
 //! service. Both stay open when the server requires keys, while the services do not.
 
 #![allow(dead_code, unused_imports)]
@@ -14,11 +15,13 @@ mod keys;
 
 use faas_proto::reflection::client::Probe;
 
-const SERVED: [&str; 5] = [
+const SERVED: [&str; 7] = [
     "apiserverproto.APIServer",
     "faas.admin.v1.Admin",
     "faas.invoke.v1.Invocations",
     "faas.decisions.v1.Decisions",
+    "faas.events.v1.Events",
+    "faas.events.v1.EventAdmin",
     "faas.schedules.v1.Schedules",
 ];
 

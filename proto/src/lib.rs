@@ -68,6 +68,11 @@ pub mod decisions {
     tonic::include_proto!("faas.decisions.v1");
 }
 
+/// `faas.events.v1`: topics and chains (`faas emit`, `faas subscribe`, `faas chain`).
+pub mod events {
+    tonic::include_proto!("faas.events.v1");
+}
+
 /// `faas.schedules.v1`: timers, a function's cron schedules (`faas schedules`).
 pub mod schedules {
     tonic::include_proto!("faas.schedules.v1");

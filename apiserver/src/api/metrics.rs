@@ -85,6 +85,8 @@ pub struct Metrics {
     pub queue: QueueMetrics,
     /// The timers' figures.
     pub timers: TimerMetrics,
+    /// Topics and chains.
+    pub events: crate::api::event_metrics::EventMetrics,
 }
 
 /// Counts one invocation in flight until dropped.
@@ -162,9 +164,11 @@ impl Metrics {
         );
         let queue = QueueMetrics::register(&mut registry);
         let timers = TimerMetrics::register(&mut registry);
+        let events = crate::api::event_metrics::EventMetrics::register(&mut registry);
         Metrics {
             queue,
             timers,
+            events,
             target_calls,
             fallbacks,
             breaker_state,

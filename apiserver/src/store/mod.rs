@@ -10,7 +10,8 @@
 //!   `DATA_DIR/apiserver.db`, with versioned schemas ([`sqlite::schema`]) and refusals of
 //!   files it must not touch (another program's database, a damaged one, a newer schema).
 //!   [`SqliteQueue`] keeps the asynchronous calls' durable queue in the same file, on its own
-//!   connection (`sqlite::queue`).
+//!   connection (`sqlite::queue`); [`SqliteEvents`] its topics and chains
+//!   (`sqlite::events`).
 //!
 //! - [`bundles`]: the code of command and image functions, one immutable directory per
 //!   content hash in `DATA_DIR/bundles`, written atomically ([`DirBundles`]).
@@ -35,5 +36,5 @@ pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
-pub use sqlite::{SqliteDao, SqliteQueue, SqliteTimers};
+pub use sqlite::{SqliteDao, SqliteEvents, SqliteQueue, SqliteTimers};
 pub use table::FunctionTable;
