@@ -51,7 +51,8 @@ use crate::service::access::{Access, KeylessFlags};
 use crate::service::async_calls::InvocationStore;
 use crate::service::routing::{RouteNote, Router};
 use crate::service::{Invoked, Invoker, Registry};
-use crate::store::SqliteQueue;
+use crate::config::QueueBackend;
+use crate::store::{JetStreamQueue, SqliteQueue};
 use crate::store::sqlite::DATABASE_FILE;
 use crate::store::{BundleStore, DirBundles, SqliteDao};
 use crate::{Config, Error};
@@ -245,6 +246,12 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
 /// memory without one.
 fn open_queue(config: &Config) -> Result<Arc<dyn InvocationStore>, Error> {
     let limits = config.async_limits();
+    if let QueueBackend::Nats(address) = &config.queue {
+        let queue = JetStreamQueue::connect(address, limits)
+            .map_err(|e| Error::Startup(format!("cannot open the asynchronous queue: {e}")))?;
+        tracing::info!(address, "asynchronous calls are kept in NATS JetStream");
+        return Ok(Arc::new(queue));
+    }
     let Some(dir) = &config.data_dir else {
         tracing::info!(
             "asynchronous calls are kept in memory (--data-dir keeps them across restarts)"

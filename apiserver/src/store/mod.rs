@@ -29,11 +29,13 @@ pub mod code_dir;
 pub mod dao;
 #[cfg(test)]
 pub mod fake;
+pub mod jetstream;
 pub mod keys;
 pub mod sqlite;
 pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
+pub use jetstream::JetStreamQueue;
 pub use sqlite::{SqliteDao, SqliteQueue};
 pub use table::FunctionTable;

@@ -494,14 +494,14 @@ fn to_u64(v: i64) -> u64 {
 }
 
 /// A callback as the database keeps it: `fn:NAME` or `url:URL`.
-fn callback_text(c: &Callback) -> String {
+pub(crate) fn callback_text(c: &Callback) -> String {
     match c {
         Callback::Function(name) => format!("fn:{name}"),
         Callback::Url(url) => format!("url:{url}"),
     }
 }
 
-fn callback_of(text: Option<String>) -> Option<Callback> {
+pub(crate) fn callback_of(text: Option<String>) -> Option<Callback> {
     let text = text?;
     if let Some(name) = text.strip_prefix("fn:") {
         Some(Callback::Function(name.to_string()))
