@@ -19,9 +19,12 @@
 //! that raises the bound), so nothing is accepted and then dropped. A result too large to
 //! keep at all is replaced by a failure that says so.
 //!
-//! The seam: the runner (`api::async_runner`) talks to [`InvocationStore`]; the one store is
-//! `store::sqlite::SqliteQueue`, in `DATA_DIR/apiserver.db` (or in memory without a data
-//! directory).
+//! The seam: the runner (`api::async_runner`) talks to [`InvocationStore`]; `--queue` picks
+//! the store: `store::sqlite::SqliteQueue`, in `DATA_DIR/apiserver.db` (or in memory without
+//! a data directory), the default; or `store::jetstream::JetStreamQueue`, in NATS JetStream
+//! Key-Value buckets (`--queue nats://HOST:PORT`; what it guarantees with one API server and
+//! with several is in its module docs). The trait is synchronous: the runner calls it off the
+//! runtime's workers (`spawn_blocking`), where a store may wait for its disk or its network.
 
 pub use crate::core::retry::RetryPolicy;
 
@@ -210,7 +213,8 @@ pub enum AsyncError {
 }
 
 /// Keeps asynchronous calls durably (see the module documentation). Every method is one
-/// committed transaction: when it returns, what it changed is on disk.
+/// committed transaction: when it returns, what it changed is durable (on disk for SQLite,
+/// acknowledged by the JetStream server for NATS).
 pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps `call` as queued under `id` (due now), unless a call with the same idempotency
     /// key is kept: then answers that one's id.

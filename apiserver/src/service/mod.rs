@@ -14,7 +14,7 @@
 //! - [`ports`]: the traits the invoke path reaches the outside through (scheduler, nodes,
 //!   clock), implemented by the api layer.
 //! - [`async_calls`]: asynchronous invocations: their states and results, and the
-//!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`).
+//!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`, `store::jetstream`).
 //! - [`access`], [`limits`]: who may make a call and how many an account may make: pure
 //!   rules, kept in [`crate::core`] and re-exported here.
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
