@@ -177,7 +177,8 @@ pub enum QueueBackend {
 
 /// `--queue`: `sqlite` or `nats://HOST:PORT`.
 pub fn parse_queue(text: &str) -> Result<QueueBackend, String> {
-    const WANTED: &str = "expected `sqlite` (the embedded database) or `nats://HOST:PORT` (NATS JetStream)";
+    const WANTED: &str =
+        "expected `sqlite` (the embedded database) or `nats://HOST:PORT` (NATS JetStream)";
     if text == "sqlite" {
         return Ok(QueueBackend::Sqlite);
     }
@@ -537,15 +538,30 @@ mod tests {
     #[test]
     fn the_queue_is_sqlite_or_a_nats_address_and_a_bad_one_names_the_flag() {
         assert_eq!(Config::local().queue, QueueBackend::Sqlite);
-        let parse = |v: &str| Cli::try_parse_from(["apiserver", "--queue", v]).map(|c| c.config.queue);
+        let parse =
+            |v: &str| Cli::try_parse_from(["apiserver", "--queue", v]).map(|c| c.config.queue);
         assert_eq!(
             parse("nats://127.0.0.1:4222").unwrap(),
             QueueBackend::Nats("127.0.0.1:4222".into())
         );
-        assert_eq!(parse("nats://nats:4222").unwrap(), QueueBackend::Nats("nats:4222".into()));
-        for bad in ["postgres", "nats://", "nats://host", "nats://:4222", "nats://h:0", "nats://h:99999", "nats://u@h:1"] {
+        assert_eq!(
+            parse("nats://nats:4222").unwrap(),
+            QueueBackend::Nats("nats:4222".into())
+        );
+        for bad in [
+            "postgres",
+            "nats://",
+            "nats://host",
+            "nats://:4222",
+            "nats://h:0",
+            "nats://h:99999",
+            "nats://u@h:1",
+        ] {
             let err = parse(bad).unwrap_err().to_string();
-            assert!(err.contains("--queue") && err.contains("nats://HOST:PORT"), "{bad}: {err}");
+            assert!(
+                err.contains("--queue") && err.contains("nats://HOST:PORT"),
+                "{bad}: {err}"
+            );
         }
     }
 }

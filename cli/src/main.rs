@@ -140,7 +140,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ..platform.options((apiserver_port, scheduler_port, resource_manager_port))
             };
             if let Some(queue) = queue {
-                options.apiserver_args.extend(["--queue".to_string(), queue]);
+                options
+                    .apiserver_args
+                    .extend(["--queue".to_string(), queue]);
             }
             up(options).await
         }

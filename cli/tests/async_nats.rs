@@ -28,7 +28,13 @@ async fn async_calls_go_through_nats_and_their_results_come_back() {
     let addr = platform.apiserver.to_string();
     let id = ok(
         &addr,
-        &["invoke", "hello", "--event", r#"{"name":"nats"}"#, "--async"],
+        &[
+            "invoke",
+            "hello",
+            "--event",
+            r#"{"name":"nats"}"#,
+            "--async",
+        ],
     )
     .await;
     let id = id.trim();

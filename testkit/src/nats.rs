@@ -59,7 +59,7 @@ fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
     let config = dir.join("nats.conf");
     std::fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n")).expect("write nats.conf");
     let store = dir.join("store");
-    let child = Command::new(binary)
+    let mut child = Command::new(binary)
         .args(["-c"])
         .arg(&config)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -76,6 +76,8 @@ fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("nats-server did not listen on {addr} within 5 s");
 }
 
@@ -89,7 +91,9 @@ impl NatsServer {
                     "CI requires nats-server (apt-get install nats-server) and it is not installed"
                 );
             }
-            eprintln!("\n!!!!! SKIPPED: nats-server is not installed; the NATS queue tests did not run !!!!!\n");
+            eprintln!(
+                "\n!!!!! SKIPPED: nats-server is not installed; the NATS queue tests did not run !!!!!\n"
+            );
             return None;
         };
         let dir = tempfile::tempdir().expect("a temporary directory");

@@ -65,8 +65,8 @@ use sha2::{Digest, Sha256};
 
 use super::sqlite::queue::{callback_of, callback_text};
 use crate::service::async_calls::{
-    AsyncError, AsyncLimits, CODE_RESULT_TOO_LARGE, Invocation, InvocationStore, NewCall,
-    Outcome, Pending, QueueStats, RetryPolicy, State, Submitted,
+    AsyncError, AsyncLimits, CODE_RESULT_TOO_LARGE, Invocation, InvocationStore, NewCall, Outcome,
+    Pending, QueueStats, RetryPolicy, State, Submitted,
 };
 
 /// The buckets' names.
@@ -234,7 +234,10 @@ fn block_on<T: Send + 'static>(
     runtime.spawn(async move {
         let out = match tokio::time::timeout(timeout, fut).await {
             Ok(out) => out,
-            Err(_) => Err(format!("NATS did not answer within {} s", timeout.as_secs())),
+            Err(_) => Err(format!(
+                "NATS did not answer within {} s",
+                timeout.as_secs()
+            )),
         };
         let _ = tx.send(out);
     });
@@ -288,7 +291,9 @@ async fn load(calls: kv::Store) -> Result<Mirror, String> {
                 Ok(record) => {
                     mirror.insert(id, (record, entry.revision));
                 }
-                Err(e) => tracing::error!(id, error = %e, "a queued call in NATS does not decode; left alone"),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "a queued call in NATS does not decode; left alone")
+                }
             }
         }
     }

@@ -96,7 +96,10 @@ fn a_retry_is_due_later_the_last_failure_a_dead_letter_and_redrive_queues_it() {
     let got = q.get("a", 2).unwrap();
     assert_eq!((got.state, got.attempts), (State::Queued, 1));
     assert_eq!(
-        q.due(10, 10, &[]).iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        q.due(10, 10, &[])
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
         ["b"],
         "a is not due before 50"
     );
@@ -121,7 +124,10 @@ fn a_retry_is_due_later_the_last_failure_a_dead_letter_and_redrive_queues_it() {
         Vec::new(),
         "a busy function's calls are left out"
     );
-    assert_eq!(q.redrive("hello", &["zzz".into()], 60), Vec::<String>::new());
+    assert_eq!(
+        q.redrive("hello", &["zzz".into()], 60),
+        Vec::<String>::new()
+    );
     assert_eq!(q.redrive("hello", &[], 60), vec!["a".to_string()]);
     let got = q.get("a", 60).unwrap();
     assert_eq!((got.state, got.attempts), (State::Queued, 0));
@@ -210,9 +216,7 @@ fn a_full_queue_forgets_finished_calls_first_then_refuses() {
     assert_eq!(err, AsyncError::TooMany { kept: 2 });
     assert!(err.to_string().contains("--async-max-kept"), "{err}");
     let small = open(&nats, limits(10, 5, 1000));
-    let err = small
-        .submit("e", &call("hello", b"123456"), 6)
-        .unwrap_err();
+    let err = small.submit("e", &call("hello", b"123456"), 6).unwrap_err();
     assert!(matches!(err, AsyncError::TooLarge { .. }), "{err}");
 }
 
@@ -245,5 +249,8 @@ fn an_address_where_no_nats_answers_fails_naming_it_and_does_not_hang() {
     let address = format!("127.0.0.1:{port}");
     let err = JetStreamQueue::connect(&address, AsyncLimits::default()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&address) && text.contains("--queue"), "{text}");
+    assert!(
+        text.contains(&address) && text.contains("--queue"),
+        "{text}"
+    );
 }
