@@ -31,19 +31,25 @@
 //!
 //! # Reads, and several API servers
 //!
-//! The store keeps a copy of every call in memory (loaded at open, then kept by its own
-//! writes): [`InvocationStore::due`], the dead-letter list and the figures read it, and
-//! [`InvocationStore::get`] reads the bucket (so it sees another server's writes). Its
-//! bounds (`--async-max-kept`, `--async-max-bytes`, retention) are checked on that copy.
+//! The store keeps a copy of every call in memory: loaded at open, then kept by its own
+//! writes and by a watch of `faas_async_calls` (every change, its own and other servers',
+//! applied by revision when the copy is next read). [`InvocationStore::due`], the dead-letter
+//! list and the figures read the copy; [`InvocationStore::get`] reads the bucket. The bounds
+//! (`--async-max-kept`, `--async-max-bytes`, retention) are checked on the copy.
 //!
-//! The guarantee holds for **one API server per NATS queue**: everything the embedded queue
-//! promises (at least once; a call delivered twice exactly when the server died between the
-//! start of an attempt and the write of its outcome). Several API servers on the same NATS
-//! still never start the same attempt twice (compare-and-set above) and never lose an
-//! accepted call, but each delivers only the calls it accepted itself and those it found at
-//! its start (the copy is not refreshed from the others' writes), and one that starts
-//! re-queues every `running` call, another live server's too, which may then be delivered
-//! twice. Leases on `running` calls and a watch of the bucket would lift both limits.
+//! With **one API server per NATS** everything the embedded queue promises holds: every
+//! accepted call is delivered at least once, and one is delivered twice exactly when the
+//! server died between the start of an attempt and the write of its outcome.
+//!
+//! With **several API servers on one NATS**: no accepted call is lost; each server sees the
+//! calls the others accept (within the watch's delay, and the dispatcher's poll of at most a
+//! second) and delivers them too; an attempt is started by one server only (the
+//! compare-and-set above); a limit per function holds per server, not in all. What does not
+//! hold: a server that starts re-queues every `running` call, another live server's too, so a
+//! call running elsewhere at that moment may be delivered twice. Leases on `running` calls
+//! (the claimer's id and an expiry, renewed while it runs) would lift that; not done. Bounds
+//! are checked on each server's copy, so two servers submitting at once may pass
+//! `--async-max-kept` by a few.
 //!
 //! # Sizes
 //!
@@ -51,8 +57,9 @@
 //! its configuration file): a call whose event or result does not fit is refused with the
 //! server's reason (nothing accepted), where the embedded queue would have kept it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -193,6 +200,10 @@ impl Record {
 /// The calls this server knows, with the revision of each it last read or wrote.
 type Mirror = HashMap<String, (Record, u64)>;
 
+/// A change of a call that the bucket's watch saw: its id, revision and value (`None`:
+/// deleted).
+type Seen = (String, u64, Option<Record>);
+
 /// The queue on NATS JetStream.
 pub struct JetStreamQueue {
     /// The NATS client's own runtime: the trait's methods are synchronous (the runner calls
@@ -202,6 +213,11 @@ pub struct JetStreamQueue {
     keys: kv::Store,
     settings: kv::Store,
     mirror: Mutex<Mirror>,
+    /// What the watch of `faas_async_calls` saw, applied to the copy when it is next read.
+    seen: Mutex<Receiver<Seen>>,
+    /// Calls this server forgot whose deletion the watch has not shown yet (so an older
+    /// value it shows late does not bring them back).
+    forgotten: Mutex<HashSet<String>>,
     limits: AsyncLimits,
     address: String,
 }
@@ -245,6 +261,10 @@ fn block_on<T: Send + 'static>(
         .unwrap_or_else(|_| Err("the NATS client stopped".to_string()))
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -273,6 +293,32 @@ async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, String
     js.get_key_value(name)
         .await
         .map_err(|e| format!("cannot open the Key-Value bucket {name}: {e}"))
+}
+
+/// Passes on every change the watch sees, until the store is dropped.
+async fn forward(mut watch: kv::Watch, tx: Sender<Seen>) {
+    while let Some(entry) = watch.next().await {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(error = %e, "the watch of the NATS queue missed a change");
+                continue;
+            }
+        };
+        let value = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<Record>(&entry.value) {
+                Ok(record) => Some(record),
+                Err(_) => continue,
+            },
+            kv::Operation::Delete | kv::Operation::Purge => None,
+        };
+        if tx.send((entry.key, entry.revision, value)).is_err() {
+            return;
+        }
+    }
+    tracing::warn!(
+        "the watch of the NATS queue ended: this API server no longer sees the calls other servers accept"
+    );
 }
 
 /// Every call in the bucket, with its revision.
@@ -342,10 +388,12 @@ impl JetStreamQueue {
             let calls = bucket(&js, CALLS).await?;
             let keys = bucket(&js, KEYS).await?;
             let settings = bucket(&js, SETTINGS).await?;
+            // Watched before the load, so no change falls between the two.
+            let watch = calls.watch_all().await.map_err(text)?;
             let mirror = load(calls.clone()).await?;
-            Ok((calls, keys, settings, mirror))
+            Ok((calls, keys, settings, mirror, watch))
         });
-        let (calls, keys, settings, mirror) = match opened {
+        let (calls, keys, settings, mirror, watch) = match opened {
             Ok(o) => o,
             Err(e) => {
                 runtime.shutdown_background();
@@ -354,12 +402,16 @@ impl JetStreamQueue {
                 )));
             }
         };
+        let (tx, seen) = std::sync::mpsc::channel();
+        runtime.spawn(forward(watch, tx));
         Ok(JetStreamQueue {
             runtime: Some(runtime),
             calls,
             keys,
             settings,
             mirror: Mutex::new(mirror),
+            seen: Mutex::new(seen),
+            forgotten: Mutex::new(HashSet::new()),
             limits,
             address: address.to_string(),
         })
@@ -374,8 +426,31 @@ impl JetStreamQueue {
             .map_err(|e| AsyncError::Store(format!("NATS at {}: {e}", self.address)))
     }
 
+    /// The copy, brought up to date with what the watch saw: a newer revision replaces an
+    /// older one (this server's own writes come back too, and change nothing).
     fn mirror(&self) -> MutexGuard<'_, Mirror> {
-        self.mirror.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut mirror = lock(&self.mirror);
+        let seen = lock(&self.seen);
+        let mut forgotten = lock(&self.forgotten);
+        while let Ok((id, revision, value)) = seen.try_recv() {
+            let newer = mirror.get(&id).is_none_or(|(_, known)| *known < revision);
+            match value {
+                Some(record) => {
+                    if newer && !forgotten.contains(&id) {
+                        mirror.insert(id, (record, revision));
+                    }
+                }
+                None => {
+                    forgotten.remove(&id);
+                    if newer {
+                        mirror.remove(&id);
+                    }
+                }
+            }
+        }
+        drop(forgotten);
+        drop(seen);
+        mirror
     }
 
     /// The call `id` as the bucket has it now, and its revision.
@@ -441,6 +516,7 @@ impl JetStreamQueue {
     /// Forgets the calls `ids` (and their idempotency keys).
     fn forget(&self, mirror: &mut Mirror, ids: &[String]) -> Result<(), AsyncError> {
         let mut gone = Vec::new();
+        lock(&self.forgotten).extend(ids.iter().cloned());
         for id in ids {
             if let Some((record, _)) = mirror.remove(id) {
                 let key = record.idempotency_key.as_deref().map(|k| {

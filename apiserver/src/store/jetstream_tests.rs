@@ -201,6 +201,39 @@ fn two_servers_never_start_the_same_attempt() {
 }
 
 #[test]
+fn a_second_server_sees_the_calls_the_first_accepts_and_what_becomes_of_them() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let q = open(&nats, limits(10, 1000, 1000));
+    let other = open(&nats, limits(10, 1000, 1000));
+    q.submit("a", &call("hello", b"x"), 1).unwrap();
+    let seen = |store: &JetStreamQueue, want: usize| {
+        // The watch's delay: a few ms on loopback; bounded by the test harness, not a clock.
+        loop {
+            let due = store.due(1, 10, &[]);
+            if due.len() == want {
+                return due;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(seen(&other, 1)[0].id, "a");
+    assert!(other.start("a", 2));
+    seen(&q, 0);
+    assert!(!q.start("a", 2));
+    other.finish("a", ok(b"done"), 3);
+    loop {
+        let stats = q.stats();
+        if stats.first().is_some_and(|s| s.depth == 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(q.get("a", 3).unwrap().state, State::Succeeded);
+}
+
+#[test]
 fn a_full_queue_forgets_finished_calls_first_then_refuses() {
     let Some(nats) = NatsServer::start() else {
         return;
