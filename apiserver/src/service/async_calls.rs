@@ -37,6 +37,17 @@ pub const DEFAULT_RETENTION_MS: u64 = 600_000;
 /// The error code of a result too large to keep.
 pub const CODE_RESULT_TOO_LARGE: &str = "RESOURCE_EXHAUSTED";
 
+/// The failure kept in place of a successful result of `size` bytes that does not fit in
+/// `limit` (`--async-max-bytes`): its code and message.
+pub fn result_too_large(size: u64, limit: u64) -> (String, String) {
+    (
+        CODE_RESULT_TOO_LARGE.to_string(),
+        format!(
+            "the call succeeded, but its result of {size} bytes is more than this server keeps for asynchronous calls ({limit} bytes, --async-max-bytes); invoke it synchronously or raise --async-max-bytes"
+        ),
+    )
+}
+
 /// Where a call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {

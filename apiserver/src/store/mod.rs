@@ -32,6 +32,8 @@ pub mod dao;
 pub mod fake;
 pub mod jetstream;
 pub mod keys;
+#[cfg(test)]
+pub mod queue_test_support;
 pub mod sqlite;
 pub mod table;
 

@@ -27,8 +27,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use super::BUSY_TIMEOUT;
 use super::schema::QUEUE_TABLES;
 use crate::service::async_calls::{
-    AsyncError, AsyncLimits, CODE_RESULT_TOO_LARGE, Callback, Invocation, InvocationStore, NewCall,
-    Outcome, Pending, QueueStats, RetryPolicy, State, Submitted,
+    AsyncError, AsyncLimits, Callback, Invocation, InvocationStore, NewCall, Outcome, Pending,
+    QueueStats, RetryPolicy, State, Submitted, result_too_large,
 };
 
 /// The queue on SQLite.
@@ -325,13 +325,7 @@ impl InvocationStore for SqliteQueue {
                     break;
                 }
                 if !Self::forget_oldest(tx)? {
-                    outcome.result = Err((
-                        CODE_RESULT_TOO_LARGE.to_string(),
-                        format!(
-                            "the call succeeded, but its result of {size} bytes is more than this server keeps for asynchronous calls ({} bytes, --async-max-bytes); invoke it synchronously or raise --async-max-bytes",
-                            self.limits.max_bytes
-                        ),
-                    ));
+                    outcome.result = Err(result_too_large(size, self.limits.max_bytes));
                     size = 0;
                 }
             }
