@@ -31,7 +31,7 @@ impl InvocationStore for JetStreamQueue {
             });
         }
         let event = call.event.len() as u64;
-        self.make_room(&mut mirror, event, now_ms)?;
+        self.make_room(&mut mirror, 1, event, now_ms)?;
         let first = self.claim_key(&mirror, call, id)?;
         if first != id {
             return Ok(Submitted {
@@ -151,7 +151,7 @@ impl InvocationStore for JetStreamQueue {
         let size = outcome.result.as_ref().map_or(0, |b| b.len() as u64);
         if size > 0 && held.saturating_add(size) > self.limits.max_bytes {
             // Room by forgetting older finished calls; else the result is not kept.
-            let _ = self.make_room(&mut mirror, size, now_ms);
+            let _ = self.make_room(&mut mirror, 0, size, now_ms);
             let held: u64 = mirror
                 .iter()
                 .filter(|(other, _)| other.as_str() != id)

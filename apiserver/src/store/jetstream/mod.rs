@@ -292,7 +292,15 @@ impl JetStreamQueue {
     /// Makes room for `event` more bytes and one more call by forgetting finished calls,
     /// oldest first (and those past their retention); refuses when what is left is calls
     /// not finished yet.
-    fn make_room(&self, mirror: &mut Mirror, event: u64, now_ms: u64) -> Result<(), AsyncError> {
+    ///
+    /// `calls`: how many calls the change adds (1 for a submit, 0 for a result).
+    fn make_room(
+        &self,
+        mirror: &mut Mirror,
+        calls: usize,
+        event: u64,
+        now_ms: u64,
+    ) -> Result<(), AsyncError> {
         let expired: Vec<String> = mirror
             .values()
             .filter(|(r, _)| r.expired(now_ms, self.limits.retention_ms))
@@ -302,7 +310,8 @@ impl JetStreamQueue {
         let kept = mirror.len();
         let bytes: u64 = mirror.values().map(|(r, _)| r.bytes).sum();
         let fits = |kept: usize, bytes: u64| {
-            kept < self.limits.max_kept && bytes.saturating_add(event) <= self.limits.max_bytes
+            kept + calls <= self.limits.max_kept
+                && bytes.saturating_add(event) <= self.limits.max_bytes
         };
         if fits(kept, bytes) {
             return Ok(());
@@ -330,7 +339,7 @@ impl JetStreamQueue {
             .values()
             .filter(|(r, _)| !r.state().finished())
             .count();
-        Err(if n >= self.limits.max_kept {
+        Err(if n + calls > self.limits.max_kept {
             AsyncError::TooMany { kept: unfinished }
         } else {
             AsyncError::TooLarge {
