@@ -56,6 +56,10 @@
 //! A NATS message is at most the server's `max_payload` (1 MiB by default; up to 64 MiB in
 //! its configuration file): a call whose event or result does not fit is refused with the
 //! server's reason (nothing accepted), where the embedded queue would have kept it.
+//!
+//! [`InvocationStore`]: crate::service::async_calls::InvocationStore
+//! [`InvocationStore::due`]: crate::service::async_calls::InvocationStore::due
+//! [`InvocationStore::get`]: crate::service::async_calls::InvocationStore::get
 
 use std::collections::HashSet;
 use std::sync::mpsc::Receiver;
