@@ -6,7 +6,7 @@
 //! `FAAS_REQUIRE_DOCKER=1`, as for Docker) requires it: then it fails. CI installs Debian's
 //! `nats-server` package (`.ci/run`).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -48,34 +48,43 @@ pub fn nats_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The port a server started with `-p -1` took, from the ports file it writes.
+fn port_of(dir: &Path, pid: u32) -> Option<u16> {
+    let text = std::fs::read_to_string(dir.join(format!("nats-server_{pid}.ports"))).ok()?;
+    let rest = &text[text.find("nats://127.0.0.1:")? + "nats://127.0.0.1:".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
-fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
+/// Starts the server on `port`, or (`None`) on a free port it picks itself, so parallel
+/// tests never race for one; answers the child and its port once it listens.
+fn spawn(binary: &Path, port: Option<u16>, dir: &Path) -> (Child, u16) {
     let config = dir.join("nats.conf");
     std::fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n")).expect("write nats.conf");
     let store = dir.join("store");
     let mut child = Command::new(binary)
         .args(["-c"])
         .arg(&config)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .args(["-js", "-a", "127.0.0.1", "-p"])
+        .arg(port.map_or("-1".to_string(), |p| p.to_string()))
+        .arg("-sd")
         .arg(&store)
+        .arg("--ports_file_dir")
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let addr = format!("127.0.0.1:{port}");
     for _ in 0..500 {
-        if TcpStream::connect(&addr).is_ok() {
-            return child;
+        if let Some(port) = port.or_else(|| port_of(dir, child.id()))
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return (child, port);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let addr = port.map_or("a free port".to_string(), |p| format!("127.0.0.1:{p}"));
     let _ = child.kill();
     let _ = child.wait();
     panic!("nats-server did not listen on {addr} within 5 s");
@@ -97,8 +106,7 @@ impl NatsServer {
             return None;
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
-        let child = spawn(&binary, port, dir.path());
+        let (child, port) = spawn(&binary, None, dir.path());
         Some(NatsServer {
             child,
             binary,
@@ -121,7 +129,7 @@ impl NatsServer {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.binary, self.port, self.dir.path());
+        self.child = spawn(&self.binary, Some(self.port), self.dir.path()).0;
     }
 }
 
