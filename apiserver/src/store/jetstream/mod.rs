@@ -124,13 +124,13 @@ impl JetStreamQueue {
     /// Connects to NATS at `address` (`host:port`), makes the buckets if missing and reads
     /// the calls kept. Fails, naming the address, when NATS does not answer within
     /// [`CONNECT_TIMEOUT`] or has no JetStream.
-    pub fn connect(address: &str, limits: AsyncLimits) -> Result<JetStreamQueue, AsyncError> {
+    pub fn connect(address: &str, limits: AsyncLimits) -> Result<JetStreamQueue, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("nats-queue")
             .enable_all()
             .build()
-            .map_err(|e| AsyncError::Store(format!("cannot start the NATS client: {e}")))?;
+            .map_err(|e| format!("cannot start the NATS client: {e}"))?;
         let url = format!("nats://{address}");
         let opened = block_on(&runtime, CONNECT_TIMEOUT * 2, async move {
             let client = async_nats::ConnectOptions::new()
@@ -152,9 +152,9 @@ impl JetStreamQueue {
             Ok(o) => o,
             Err(e) => {
                 runtime.shutdown_background();
-                return Err(AsyncError::Store(format!(
+                return Err(format!(
                     "NATS at {address} (--queue): {e}; is nats-server running there with JetStream on (-js)?"
-                )));
+                ));
             }
         };
         let (tx, seen) = std::sync::mpsc::channel();
