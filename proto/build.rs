@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "node_admin.proto",
         "invoke.proto",
         "decisions.proto",
+        "events.proto",
     ]
     .iter()
     .map(|f| dir.join(f))

@@ -17,6 +17,7 @@ pub use crate::api::invocations::SubmitError;
 use crate::model::RemoteCode;
 pub use crate::service::access::AccessError;
 use crate::service::async_calls::AsyncError;
+pub use crate::service::events::EventsError;
 pub use crate::service::limits::LimitError;
 pub use crate::service::{InvokeError, RegistryError};
 use crate::store::StoreError;
@@ -142,6 +143,17 @@ pub fn access_status(err: &AccessError) -> Status {
 /// The status of a call over its account's limits.
 pub fn limit_status(err: &LimitError) -> Status {
     Status::resource_exhausted(err.to_string())
+}
+
+/// The status of a refused subscription, chain or emit.
+pub fn events_status(err: &EventsError) -> Status {
+    let code = match err {
+        EventsError::Bad { .. } => Code::InvalidArgument,
+        EventsError::Missing { .. } | EventsError::NotSubscribed(_) => Code::NotFound,
+        EventsError::Cycle { .. } => Code::FailedPrecondition,
+        EventsError::Store(_) => Code::Unavailable,
+    };
+    Status::new(code, err.to_string())
 }
 
 /// The status of a refused submit.
@@ -310,5 +322,40 @@ mod tests {
         );
         let status = registry_status(&RegistryError::Store(problem));
         assert_eq!(status.code(), Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn events_errors_get_deliberate_codes() {
+        let field = || "on_success".to_string();
+        let cases = [
+            (
+                EventsError::Bad {
+                    field: field(),
+                    problem: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                EventsError::Missing {
+                    field: field(),
+                    problem: "x".into(),
+                },
+                Code::NotFound,
+            ),
+            (EventsError::NotSubscribed("x".into()), Code::NotFound),
+            (
+                EventsError::Cycle {
+                    field: field(),
+                    cycle: "a -> b -> a".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (EventsError::Store("disk full".into()), Code::Unavailable),
+        ];
+        for (err, code) in cases {
+            let status = events_status(&err);
+            assert_eq!(status.code(), code, "{err:?}");
+            assert_eq!(status.message(), err.to_string());
+        }
     }
 }

@@ -29,6 +29,8 @@
 //! `GET /invocations/ID`, `/functions`, `/metrics`, `/healthz`; `docs/GATEWAY.md`), and
 //! asynchronous invocations (`faas.invoke.v1.Invocations`) are kept in memory for
 //! `--async-retention-ms`. Every door goes through the same invoke path (`api::front`).
+//! Topics and chains (`faas.events.v1`, `POST /topics/TOPIC`; `api::events`,
+//! `service::events`) deliver events through that same queue.
 
 pub mod api;
 pub mod config;

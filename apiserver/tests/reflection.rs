@@ -1,8 +1,8 @@
 //! The API server as `grpcurl` sees it: over gRPC server reflection (`faas_proto::reflection`)
 //! it lists exactly the contest's `apiserverproto.APIServer`, the platform's
-//! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations` and `faas.decisions.v1.Decisions`
-//! (the scheduler's decisions, passed through), `grpc.health.v1.Health` and both
-//! reflection versions, and describes each; health answers SERVING for the server and every
+//! `faas.admin.v1.Admin`, `faas.invoke.v1.Invocations`, `faas.decisions.v1.Decisions`
+//! (the scheduler's decisions, passed through), `faas.events.v1.Events` and `EventAdmin`,
+//! `grpc.health.v1.Health` and both reflection versions, and describes each; health answers SERVING for the server and every
 //! service. Both stay open when the server requires keys, while the services do not.
 
 #![allow(dead_code, unused_imports)]
@@ -14,11 +14,13 @@ mod keys;
 
 use faas_proto::reflection::client::Probe;
 
-const SERVED: [&str; 4] = [
+const SERVED: [&str; 6] = [
     "apiserverproto.APIServer",
     "faas.admin.v1.Admin",
     "faas.invoke.v1.Invocations",
     "faas.decisions.v1.Decisions",
+    "faas.events.v1.Events",
+    "faas.events.v1.EventAdmin",
 ];
 
 #[tokio::test]

@@ -171,6 +171,42 @@ pub(crate) enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Send an event to a topic: every subscribed function whose filter matches gets it as an
+    /// asynchronous call.
+    Emit {
+        #[command(flatten)]
+        args: crate::topic_cmds::emit::EmitArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Subscribe a function to a topic, optionally only to events matching --filter.
+    Subscribe {
+        #[command(flatten)]
+        args: crate::topic_cmds::subscribe::SubscribeArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a function's subscription to a topic.
+    Unsubscribe {
+        function: String,
+        topic: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List topics with their subscribers and filters.
+    Topics {
+        #[command(flatten)]
+        args: crate::topic_cmds::topics::TopicsArgs,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set (or show) what runs after a function's asynchronous calls succeed or fail.
+    Chain {
+        #[command(flatten)]
+        args: crate::topic_cmds::chain::ChainArgs,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The scheduler's decisions with the policy's reason for each (-f: as they are made).
     Events {
         #[command(flatten)]

@@ -244,6 +244,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             max_in_flight: args.max_in_flight,
             stats_interval_ms: args.stats_interval_ms,
             progress: !args.no_progress,
+            asynchronous: args.asynchronous,
             ..LiveOptions::default()
         };
     eprintln!(

@@ -366,6 +366,11 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Send every call through the durable queue (`InvokeAsync`, then `GetInvocation` until
+    /// it finishes) and report its end-to-end delay, submit to result, beside the call's
+    /// latency (which is then its last attempt's, on the server's clock).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
     /// Faults to strike into each started platform, comma-separated FAULT@TIME (time from
     /// the first send): kill-node, kill-containers:N, pause-node:DURATION,
     /// restart-scheduler, restart-resource-manager, restart-apiserver; e.g.

@@ -20,6 +20,7 @@ mod logs_cmd;
 mod output;
 mod routing_cmds;
 mod target;
+mod topic_cmds;
 
 use std::time::Duration;
 
@@ -70,6 +71,11 @@ fn real_main() -> anyhow::Result<()> {
             | Command::Nodes { .. }
             | Command::Ps { .. }
             | Command::Events { .. }
+            | Command::Emit { .. }
+            | Command::Subscribe { .. }
+            | Command::Unsubscribe { .. }
+            | Command::Topics { .. }
+            | Command::Chain { .. }
             | Command::Completion { .. }
     );
     if quiet && std::env::var_os("RUST_LOG").is_none() {
@@ -184,6 +190,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Ps { args, target } => cluster_cmds::ps(&target.api().await?, &args).await,
         Command::Events { args, target } => {
             faas_cli::events::events(&target.api().await?, &args).await
+        }
+        Command::Emit { args, target } => topic_cmds::emit::emit(&target.api().await?, &args).await,
+        Command::Subscribe { args, target } => {
+            topic_cmds::subscribe::subscribe(&target.api().await?, &args).await
+        }
+        Command::Unsubscribe {
+            function,
+            topic,
+            target,
+        } => topic_cmds::unsubscribe::unsubscribe(&target.api().await?, &function, &topic).await,
+        Command::Topics { args, target } => {
+            topic_cmds::topics::topics(&target.api().await?, &args).await
+        }
+        Command::Chain { args, target } => {
+            topic_cmds::chain::chain(&target.api().await?, &args).await
         }
         Command::Completion { shell } => {
             let mut script = Vec::new();

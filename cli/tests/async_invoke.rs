@@ -145,3 +145,52 @@ async fn idempotency_retries_dead_letters_and_bad_input_from_the_command_line() 
     );
     platform.stop().await.unwrap();
 }
+
+/// `faas replay --async`: every call of a short contest load goes through the durable queue;
+/// the report gives each run's end-to-end delay (submit to result) beside the latency, and
+/// no call is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_through_the_queue_reports_the_end_to_end_delay() {
+    let (platform, _api) = support::start(support::small_options()).await;
+    let addr = platform.apiserver.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_str().unwrap();
+    let out = ok(
+        &addr,
+        &[
+            "replay",
+            "--async",
+            "--duration",
+            "4s",
+            "--lead-in-ms",
+            "0",
+            "--memory-scale",
+            "0.02",
+            "--no-progress",
+            "--stats-interval-ms",
+            "0",
+            "--json",
+            json_arg,
+        ],
+    )
+    .await;
+    assert!(out.contains("end to end (submit to result)"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let policies = report["policies"].as_object().expect("policies");
+    assert_eq!(policies.len(), 1, "{report}");
+    let run = policies.values().next().unwrap();
+    let requests = run["requests"].as_u64().unwrap();
+    assert!(requests > 10, "a meaningful load: {run}");
+    assert_eq!(run["errors"], 0, "{run}");
+    let e2e = &run["end_to_end_ms"];
+    let (p50, p99) = (e2e["p50"].as_f64().unwrap(), e2e["p99"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{e2e}");
+    // Submit to result holds the last attempt (started to finished) and the wait before it.
+    assert!(
+        e2e["max"].as_f64().unwrap() >= run["latency_ms"]["max"].as_f64().unwrap(),
+        "{run}"
+    );
+    platform.stop().await.expect("platform stops");
+}

@@ -207,6 +207,36 @@ async fn every_component_and_every_node_serves_the_documented_metrics_on_its_own
     let http = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await;
     // One call (a cold start): the figures labelled by function or outcome appear.
     let called = api.invoke("metrics-test", "hello", b"{}".to_vec()).await;
+    // Topics and chains: `hello` follows a topic and chains to `echo`; one emit, then the
+    // asynchronous call below, make both counters appear.
+    let events = api.event_admin();
+    events
+        .clone()
+        .set_chain(faas_proto::events::SetChainRequest {
+            function: "hello".into(),
+            on_success: "echo".into(),
+            on_failure: String::new(),
+        })
+        .await
+        .expect("a chain is set");
+    events
+        .clone()
+        .subscribe(faas_proto::events::SubscribeRequest {
+            topic: "metrics".into(),
+            function: "hello".into(),
+            filter: Vec::new(),
+        })
+        .await
+        .expect("a subscription is made");
+    api.events()
+        .emit(faas_proto::events::EmitRequest {
+            topic: "metrics".into(),
+            event: b"{}".to_vec(),
+            account_id: "metrics-test".into(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("an emit is accepted");
     // One asynchronous call: the queue's figures of `hello` appear.
     api.invocations()
         .invoke_async(faas_proto::invoke::InvokeAsyncRequest {

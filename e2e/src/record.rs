@@ -152,6 +152,10 @@ pub struct RunResult {
     /// and `containers` are then empty): the accessors read this instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Box<RunSummary>>,
+    /// A run through the durable queue (`faas replay --async`): each finished call's delay
+    /// from submit to result, ms (server clock). Empty for a synchronous run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub end_to_end_ms: Vec<f64>,
 }
 
 /// A value per time bucket.
@@ -288,6 +292,13 @@ impl RunResult {
             return s.response_ms.summary();
         }
         LatencySummary::of(self.requests.iter().map(|r| r.response_ms))
+    }
+
+    /// End-to-end delay percentiles (submit to result) of a run through the queue; `None`
+    /// for a synchronous run.
+    pub fn end_to_end_latency(&self) -> Option<LatencySummary> {
+        (!self.end_to_end_ms.is_empty())
+            .then(|| LatencySummary::of(self.end_to_end_ms.iter().copied()))
     }
 
     /// Scheduling-latency percentiles over every request.

@@ -68,6 +68,11 @@ pub mod decisions {
     tonic::include_proto!("faas.decisions.v1");
 }
 
+/// `faas.events.v1`: topics and chains (`faas emit`, `faas subscribe`, `faas chain`).
+pub mod events {
+    tonic::include_proto!("faas.events.v1");
+}
+
 /// gRPC metadata keys the platform adds beside the contest's messages (never inside them).
 pub mod meta {
     /// A call to the API server carries its key here, as `Bearer KEY` (the API server's

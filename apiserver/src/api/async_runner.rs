@@ -35,10 +35,16 @@
 //! this same queue with the result (the JSON of `GET /invocations/ID`) as its event (so it
 //! is as durable as any call), or an HTTP URL on loopback, sent the same JSON with one
 //! `POST` (best effort: a refused or failed POST is logged, not retried).
+//!
+//! # Hooks
+//!
+//! [`DeliveryHooks`] (set once, `api::chains`) give an attempt its request id (a chain's
+//! step runs under the first call's) and are told of a call that ended for good before that
+//! end is recorded (a chain queues its next step there, idempotently).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
@@ -52,7 +58,7 @@ use crate::core::retry::{Next, RetryPolicy, after_failure, retryable};
 use crate::error::front_status;
 use crate::service::InvokeError;
 use crate::service::async_calls::{
-    Callback, Invocation, InvocationStore, NewCall, Outcome, Pending, QueueStats, Submitted,
+    Callback, Invocation, InvocationStore, NewCall, Outcome, Pending, QueueStats, State, Submitted,
 };
 use crate::service::routing::RouteContext;
 
@@ -94,12 +100,37 @@ struct Inner {
     wake: Notify,
     stopped: AtomicBool,
     in_flight: Mutex<InFlight>,
+    hooks: OnceLock<Arc<dyn DeliveryHooks>>,
+}
+
+/// What else happens around a delivery (the chains of `api::chains`): the request id an
+/// attempt runs with, and what follows a call that ended for good (succeeded, failed,
+/// dead-lettered), run before that end is recorded, so a server that dies in between runs
+/// it again (with the same idempotency key) when it delivers the call again.
+#[tonic::async_trait]
+pub trait DeliveryHooks: Send + Sync + std::fmt::Debug + 'static {
+    /// The request id the call `p` runs with; `None`: a new one.
+    async fn request_id(&self, p: &Pending) -> Option<String>;
+    /// The call `p` ended as `state` with `outcome`.
+    async fn ended(&self, runner: &AsyncRunner, p: &Pending, outcome: &Outcome, state: State);
 }
 
 /// Keeps asynchronous calls in the durable store and delivers them. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AsyncRunner {
     inner: Arc<Inner>,
+}
+
+/// A runner that does not keep it alive (what a hook the runner holds keeps, so the two do
+/// not hold each other forever).
+#[derive(Clone, Debug)]
+pub struct WeakRunner(std::sync::Weak<Inner>);
+
+impl WeakRunner {
+    /// The runner, while it exists.
+    pub fn upgrade(&self) -> Option<AsyncRunner> {
+        self.0.upgrade().map(|inner| AsyncRunner { inner })
+    }
 }
 
 /// What a submit carries besides the call.
@@ -125,8 +156,20 @@ impl AsyncRunner {
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
                 in_flight: Mutex::new(InFlight::default()),
+                hooks: OnceLock::new(),
             }),
         }
+    }
+
+    /// A handle that does not keep the runner alive.
+    pub fn downgrade(&self) -> WeakRunner {
+        WeakRunner(Arc::downgrade(&self.inner))
+    }
+
+    /// Sets the delivery hooks (once; a second call is ignored). They must not hold the
+    /// runner (a [`WeakRunner`] at most): the runner holds them.
+    pub fn set_hooks(&self, hooks: Arc<dyn DeliveryHooks>) {
+        let _ = self.inner.hooks.set(hooks);
     }
 
     /// The front calls run through.
@@ -186,6 +229,36 @@ impl AsyncRunner {
     /// Checks `call` and keeps it, answering its invocation id once it is on disk; it is
     /// delivered in the background.
     pub async fn submit(&self, call: Call, extras: Extras) -> Result<Submitted, SubmitError> {
+        let mut done = self.submit_all(vec![(call, extras)]).await?;
+        Ok(done.remove(0))
+    }
+
+    /// Checks every call and keeps them all in one transaction where the store allows (all
+    /// or none, [`InvocationStore::submit_all`]); their ids in order.
+    pub async fn submit_all(
+        &self,
+        calls: Vec<(Call, Extras)>,
+    ) -> Result<Vec<Submitted>, SubmitError> {
+        let mut kept = Vec::with_capacity(calls.len());
+        for (call, extras) in calls {
+            kept.push((uuid::Uuid::new_v4().to_string(), self.check(call, extras)?));
+        }
+        let functions: Vec<String> = kept.iter().map(|(_, c)| c.function_name.clone()).collect();
+        let submitted = self
+            .blocking(move |s| s.submit_all(&kept, now_ms()))
+            .await?;
+        for (done, function) in submitted.iter().zip(&functions) {
+            if done.new {
+                let label = self.metric_label(function);
+                self.inner.front.metrics().queue.submitted(&label);
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// A call checked as a synchronous one would be, as the store keeps it.
+    fn check(&self, call: Call, extras: Extras) -> Result<NewCall, SubmitError> {
         let front = &self.inner.front;
         let bad = if call.function_name.is_empty() {
             Some(InvokeError::MissingFunctionName)
@@ -216,17 +289,7 @@ impl AsyncRunner {
             on_success: extras.on_success,
             on_failure: extras.on_failure,
         };
-        let id = uuid::Uuid::new_v4().to_string();
-        let function = new.function_name.clone();
-        let submitted = self
-            .blocking(move |s| s.submit(&id, &new, now_ms()))
-            .await?;
-        if submitted.new {
-            let label = self.metric_label(&function);
-            self.inner.front.metrics().queue.submitted(&label);
-            self.inner.wake.notify_one();
-        }
-        Ok(submitted)
+        Ok(new)
     }
 
     /// The call `id`, while it is kept.
@@ -375,7 +438,12 @@ impl AsyncRunner {
             },
             deadline: None,
         };
-        let (outcome, may_pass) = outcome(self.inner.front.run(call, permit).await);
+        let hooks = self.inner.hooks.get().cloned();
+        let request_id = match &hooks {
+            Some(h) => h.request_id(&p).await,
+            None => None,
+        };
+        let (outcome, may_pass) = outcome(self.inner.front.run_as(call, permit, request_id).await);
         let attempt = p.attempts + 1;
         let metrics = self.inner.front.metrics().clone();
         let function = p.call.function_name.clone();
@@ -395,6 +463,15 @@ impl AsyncRunner {
             Some(Next::Fail) | Some(Next::DeadLetter) => p.call.on_failure.clone(),
             Some(Next::RetryAt(_)) => None,
         };
+        let ended = match next {
+            None => Some(State::Succeeded),
+            Some(Next::Fail) => Some(State::Failed),
+            Some(Next::DeadLetter) => Some(State::Dead),
+            Some(Next::RetryAt(_)) => None,
+        };
+        if let (Some(hooks), Some(state)) = (&hooks, ended) {
+            hooks.ended(&self, &p, &outcome, state).await;
+        }
         let kept = outcome.clone();
         self.blocking(move |s| {
             let now = now_ms();

@@ -15,7 +15,7 @@
 //! (`server.rs` to a `tonic::Status`, `gateway/status.rs` to an HTTP status). A call already
 //! admitted (an asynchronous one holds its slot while queued) runs with [`Front::run`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use faas_common::text::clip;
@@ -66,6 +66,19 @@ pub struct Answered {
     pub latency: Duration,
 }
 
+/// What follows a synchronous call once it ran (the chains of `api::chains`), told from the
+/// call's own task, so a caller that stops waiting does not stop it.
+pub trait AfterCall: Send + Sync + std::fmt::Debug + 'static {
+    /// `function` (as called) of `account` ran under `request_id` and ended with `result`.
+    fn after_sync(
+        &self,
+        function: &str,
+        account: &str,
+        request_id: &str,
+        result: &Result<Invoked, InvokeError>,
+    );
+}
+
 /// The shared front: the router, the metrics and every account's limits. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Front {
@@ -73,6 +86,7 @@ pub struct Front {
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
     clock: SystemClock,
+    after: Arc<OnceLock<Arc<dyn AfterCall>>>,
 }
 
 impl Front {
@@ -82,7 +96,13 @@ impl Front {
             metrics,
             limits,
             clock: SystemClock::new(),
+            after: Arc::default(),
         }
+    }
+
+    /// Sets what follows a synchronous call (once; a second call is ignored).
+    pub fn set_after_call(&self, after: Arc<dyn AfterCall>) {
+        let _ = self.after.set(after);
     }
 
     /// The router calls go through (its invoker holds the registry).
@@ -111,7 +131,10 @@ impl Front {
     pub async fn invoke(&self, call: Call) -> Answered {
         let started = faas_common::clock::instant();
         match self.admit(&call.account_id) {
-            Ok(permit) => self.run_from(call, permit, started).await,
+            Ok(permit) => {
+                let after = self.after.get().cloned();
+                self.run_from(call, permit, started, None, after).await
+            }
             Err(e) => Answered {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 result: Err(FrontError::Limited(e)),
@@ -124,17 +147,39 @@ impl Front {
     /// Runs a call already admitted; `permit` is held until the chain ends, even when the
     /// caller stops waiting first.
     pub async fn run(&self, call: Call, permit: Permit) -> Answered {
-        self.run_from(call, permit, faas_common::clock::instant())
-            .await
+        self.run_as(call, permit, None).await
     }
 
-    async fn run_from(&self, call: Call, permit: Permit, started: Instant) -> Answered {
-        let request_id = uuid::Uuid::new_v4().to_string();
+    /// [`Front::run`] with the request id `request_id` when given (a chain's later step
+    /// carries its first call's), else a new one.
+    pub async fn run_as(&self, call: Call, permit: Permit, request_id: Option<String>) -> Answered {
+        self.run_from(
+            call,
+            permit,
+            faas_common::clock::instant(),
+            request_id,
+            None,
+        )
+        .await
+    }
+
+    async fn run_from(
+        &self,
+        call: Call,
+        permit: Permit,
+        started: Instant,
+        request_id: Option<String>,
+        after: Option<Arc<dyn AfterCall>>,
+    ) -> Answered {
+        let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let span = tracing::info_span!(
             "invoke",
             request_id = %request_id,
             function = %clip(&call.function_name)
         );
+        let called = after
+            .as_ref()
+            .map(|_| (call.function_name.clone(), call.account_id.clone()));
         let chain = chain(
             self.router.clone(),
             self.metrics.clone(),
@@ -142,10 +187,14 @@ impl Front {
             request_id.clone(),
             started,
         );
+        let id = request_id.clone();
         let task = tokio::spawn(
             async move {
                 let done = chain.await;
                 drop(permit);
+                if let (Some(after), Some((function, account))) = (after, called) {
+                    after.after_sync(&function, &account, &id, &done.0);
+                }
                 done
             }
             .instrument(span),

@@ -82,6 +82,8 @@ pub struct Metrics {
     breaker_transitions: Family<TargetLabels, Counter>,
     /// The durable queue's figures.
     pub queue: QueueMetrics,
+    /// Topics and chains.
+    pub events: crate::api::event_metrics::EventMetrics,
 }
 
 /// Counts one invocation in flight until dropped.
@@ -158,8 +160,10 @@ impl Metrics {
             breaker_transitions.clone(),
         );
         let queue = QueueMetrics::register(&mut registry);
+        let events = crate::api::event_metrics::EventMetrics::register(&mut registry);
         Metrics {
             queue,
+            events,
             target_calls,
             fallbacks,
             breaker_state,

@@ -8,6 +8,9 @@
 //! - [`async_runner`]: the durable queue's delivery: the worker pool, retries, dead letters,
 //!   callbacks ([`callback`]: loopback URLs only); [`admin_queue`]: a function's retry
 //!   settings and its queue in `DescribeFunction`; [`queue_metrics`]: the queue's figures.
+//! - [`events`]: `faas.events.v1.Events` and `EventAdmin`: topics (subscribe, emit) and
+//!   chains; [`chains`]: the next step of a chain when a call ends; [`event_metrics`]: their
+//!   figures.
 //! - [`gateway`]: the HTTP gateway (`/function/NAME`, `/async-function/NAME`, ...).
 //! - [`auth`]: the front door: each call's key (`authorization: Bearer KEY`) against the
 //!   scope its service needs, per-account limits, and the statuses of refusals.
@@ -30,10 +33,13 @@ pub mod admin_queue;
 pub mod async_runner;
 pub mod auth;
 pub mod callback;
+pub mod chains;
 pub mod clock;
 pub mod cluster;
 pub mod convert;
 pub mod decisions;
+pub mod event_metrics;
+pub mod events;
 pub mod front;
 pub mod gateway;
 pub mod invocations;

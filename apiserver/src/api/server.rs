@@ -1,7 +1,8 @@
 //! The API server's gRPC services and the assembled server.
 //!
 //! `apiserverproto.APIServer` (the contest's `InvokeFunction` and `ListFunctions`),
-//! `faas.invoke.v1.Invocations` (asynchronous invocations), `faas.admin.v1.Admin` (deploy,
+//! `faas.invoke.v1.Invocations` (asynchronous invocations), `faas.events.v1.Events` and
+//! `EventAdmin` (topics and chains, `api::events`), `faas.admin.v1.Admin` (deploy,
 //! get, list and delete functions) and `grpc.health.v1`, all on one port; the HTTP gateway
 //! (`api::gateway`) on a port of its own. Every invocation, whichever door it came in by,
 //! goes through the one [`Front`] (`api::front`): admitted by its account's limits, run in
@@ -23,6 +24,8 @@ use faas_proto::apiserverproto::{
     self, InvokeFunctionReply, InvokeFunctionRequest,
     api_server_server::{ApiServer, ApiServerServer},
 };
+use faas_proto::events::event_admin_server::EventAdminServer;
+use faas_proto::events::events_server::EventsServer;
 use faas_proto::invoke::invocations_server::InvocationsServer;
 use faas_proto::meta;
 use tokio::net::TcpListener;
@@ -37,6 +40,7 @@ use crate::api::auth::Authenticate;
 use crate::api::clock::SystemClock;
 use crate::api::convert::contest_function;
 use crate::api::decisions::DecisionsProxy;
+use crate::api::events::EventHub;
 use crate::api::front::{Call, Front};
 use crate::api::gateway::{self, Gateway};
 use crate::api::invocations::{AsyncRunner, InvocationsService};
@@ -50,11 +54,12 @@ use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
 use crate::service::access::{Access, KeylessFlags};
 use crate::service::async_calls::InvocationStore;
+use crate::service::events::EventStore;
 use crate::service::routing::{RouteNote, Router};
 use crate::service::{Invoked, Invoker, Registry};
 use crate::store::sqlite::DATABASE_FILE;
 use crate::store::{BundleStore, DirBundles, SqliteDao};
-use crate::store::{JetStreamQueue, SqliteQueue};
+use crate::store::{JetStreamQueue, SqliteEvents, SqliteQueue};
 use crate::{Config, Error};
 use faas_proto::decisions::decisions_server::DecisionsServer;
 
@@ -268,6 +273,21 @@ fn open_queue(config: &Config) -> Result<Arc<dyn InvocationStore>, Error> {
     Ok(Arc::new(queue))
 }
 
+/// Topics and chains: in the data directory's database (opened after the DAO), or in memory.
+fn open_events(config: &Config) -> Result<Arc<dyn EventStore>, Error> {
+    let Some(dir) = &config.data_dir else {
+        return Ok(Arc::new(SqliteEvents::in_memory()));
+    };
+    let path = dir.join(DATABASE_FILE);
+    let store = SqliteEvents::open(&path).map_err(|e| {
+        Error::Startup(format!(
+            "cannot open topics and chains in {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Arc::new(store))
+}
+
 /// The TLS configuration of `--tls-cert` and `--tls-key`, read now so a missing file fails
 /// the start.
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, Error> {
@@ -288,6 +308,7 @@ pub struct App {
     config: Config,
     front: Front,
     runner: AsyncRunner,
+    events: EventHub,
     keys: KeyTable,
     tls: Option<ServerTlsConfig>,
 }
@@ -339,10 +360,14 @@ impl App {
                 retry: config.async_retry(),
             },
         );
+        let events = EventHub::new(runner.clone(), open_events(&config)?);
+        runner.set_hooks(Arc::new(events.chains()));
+        front.set_after_call(Arc::new(events.chains()));
         Ok(App {
             config,
             front,
             runner,
+            events,
             keys,
             tls,
         })
@@ -418,6 +443,8 @@ impl App {
         health
             .set_serving::<InvocationsServer<InvocationsService>>()
             .await;
+        health.set_serving::<EventsServer<EventHub>>().await;
+        health.set_serving::<EventAdminServer<EventHub>>().await;
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
@@ -440,6 +467,15 @@ impl App {
         let invocations = InterceptedService::new(
             invocations,
             Authenticate::new(access.clone(), Scope::Invoke),
+        );
+        let events = EventsServer::new(self.events.clone())
+            .max_decoding_message_size(max_request)
+            .max_encoding_message_size(usize::MAX);
+        let events =
+            InterceptedService::new(events, Authenticate::new(access.clone(), Scope::Invoke));
+        let event_admin = InterceptedService::new(
+            EventAdminServer::new(self.events.clone()),
+            Authenticate::new(access.clone(), Scope::Admin),
         );
         let scheduler = faas_common::serve::connect_lazy(&self.config.scheduler)
             .map_err(Error::SchedulerEndpoint)?;
@@ -475,7 +511,9 @@ impl App {
                 self.config.cluster.auth(),
                 shutdown.clone(),
             );
-            let gateway = Gateway::new(self.runner.clone(), access.clone()).with_ui(ui);
+            let gateway = Gateway::new(self.runner.clone(), access.clone())
+                .with_ui(ui)
+                .with_events(self.events.clone());
             tokio::spawn(gateway::serve(http, gateway, shutdown.clone()))
         });
         let served = builder
@@ -484,12 +522,16 @@ impl App {
                 faas_proto::admin::admin_server::SERVICE_NAME,
                 faas_proto::invoke::invocations_server::SERVICE_NAME,
                 faas_proto::decisions::decisions_server::SERVICE_NAME,
+                faas_proto::events::events_server::SERVICE_NAME,
+                faas_proto::events::event_admin_server::SERVICE_NAME,
             ]))
             .add_service(health_service)
             .add_service(api)
             .add_service(invocations)
             .add_service(admin)
             .add_service(decisions)
+            .add_service(events)
+            .add_service(event_admin)
             .serve_with_incoming_shutdown(
                 faas_common::serve::incoming(listener),
                 shutdown.clone().wait(),

@@ -230,6 +230,19 @@ pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps `call` as queued under `id` (due now), unless a call with the same idempotency
     /// key is kept: then answers that one's id.
     fn submit(&self, id: &str, call: &NewCall, now_ms: u64) -> Result<Submitted, AsyncError>;
+    /// Keeps every call of `calls` as [`InvocationStore::submit`] does, in one transaction
+    /// where the store has them (all or none: the SQLite store); this default submits them
+    /// one by one, so a refusal leaves the earlier ones kept.
+    fn submit_all(
+        &self,
+        calls: &[(String, NewCall)],
+        now_ms: u64,
+    ) -> Result<Vec<Submitted>, AsyncError> {
+        calls
+            .iter()
+            .map(|(id, call)| self.submit(id, call, now_ms))
+            .collect()
+    }
     /// At start: calls left `running` by a server that stopped are queued again, due now.
     /// Answers how many.
     fn recover(&self, now_ms: u64) -> Result<u64, AsyncError>;

@@ -15,6 +15,8 @@
 //!   clock), implemented by the api layer.
 //! - [`async_calls`]: asynchronous invocations: their states and results, and the
 //!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`, `store::jetstream`).
+//! - [`events`]: topics (subscriptions with filters, emit) and chains (what runs after an
+//!   asynchronous call ends): their rules and the `EventStore` seam.
 //! - [`access`], [`limits`]: who may make a call and how many an account may make: pure
 //!   rules, kept in [`crate::core`] and re-exported here.
 //! - [`routing`]: the service layer in front of the invoker: versions, aliases, routes,
@@ -22,6 +24,7 @@
 
 pub mod async_calls;
 pub mod bundles;
+pub mod events;
 pub mod file;
 pub mod invoke;
 pub mod kind;

@@ -10,7 +10,8 @@
 //!   `DATA_DIR/apiserver.db`, with versioned schemas ([`sqlite::schema`]) and refusals of
 //!   files it must not touch (another program's database, a damaged one, a newer schema).
 //!   [`SqliteQueue`] keeps the asynchronous calls' durable queue in the same file, on its own
-//!   connection (`sqlite::queue`); [`JetStreamQueue`] keeps the same queue in NATS JetStream
+//!   connection (`sqlite::queue`); [`SqliteEvents`] its topics and chains
+//!   (`sqlite::events`). [`JetStreamQueue`] keeps the same queue in NATS JetStream
 //!   Key-Value buckets instead (`--queue nats://HOST:PORT`, [`jetstream`]).
 //!
 //! - [`bundles`]: the code of command and image functions, one immutable directory per
@@ -40,5 +41,5 @@ pub mod table;
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
 pub use jetstream::JetStreamQueue;
-pub use sqlite::{SqliteDao, SqliteQueue};
+pub use sqlite::{SqliteDao, SqliteEvents, SqliteQueue};
 pub use table::FunctionTable;

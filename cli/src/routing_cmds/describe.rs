@@ -7,7 +7,8 @@ use super::*;
 /// `faas describe NAME [-o json]`.
 pub async fn describe(api: &Api, name: &str, json: bool) -> anyhow::Result<()> {
     let reply = describe_reply(api, name).await?;
-    let described = Described::from_reply(name, reply)?;
+    let mut described = Described::from_reply(name, reply)?;
+    described.events = super::describe_events::EventsJson::fetch(api, name).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&described)?);
     } else {
@@ -41,6 +42,9 @@ struct Described {
     /// Its asynchronous calls (absent: the server does not say).
     #[serde(skip_serializing_if = "Option::is_none")]
     queue: Option<super::describe_queue::QueueJson>,
+    /// Its subscriptions and chain (absent: the server does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<super::describe_events::EventsJson>,
     #[serde(skip)]
     raw_versions: Vec<admin::VersionRecord>,
     #[serde(skip)]
@@ -237,6 +241,7 @@ impl Described {
                 })
                 .collect(),
             queue: reply.queue.map(super::describe_queue::QueueJson::of),
+            events: None,
             raw_versions: reply.versions,
             raw_aliases: reply.aliases,
         })
@@ -325,6 +330,9 @@ impl Described {
         }
         if let Some(q) = &self.queue {
             out.push_str(&q.render());
+        }
+        if let Some(e) = &self.events {
+            out.push_str(&e.render());
         }
         out
     }

@@ -292,6 +292,7 @@ pub async fn routes_clear(api: &Api, name: &str) -> anyhow::Result<()> {
 
 mod deploy;
 mod describe;
+mod describe_events;
 mod describe_queue;
 mod kinds;
 mod upload;

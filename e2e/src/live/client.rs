@@ -91,6 +91,10 @@ pub type KeyedChannel = InterceptedService<Channel, BearerKey>;
 pub type AdminApi = AdminClient<KeyedChannel>;
 /// The asynchronous invocations client (`faas.invoke.v1.Invocations`), with the caller's key.
 pub type InvocationsApi = InvocationsClient<KeyedChannel>;
+/// Topics' emit (`faas.events.v1.Events`), with the caller's key.
+pub type EventsApi = faas_proto::events::events_client::EventsClient<KeyedChannel>;
+/// Subscriptions and chains (`faas.events.v1.EventAdmin`), with the caller's key.
+pub type EventAdminApi = faas_proto::events::event_admin_client::EventAdminClient<KeyedChannel>;
 /// The scheduler's decisions through the API server (`faas.decisions.v1.Decisions`), with
 /// the caller's key.
 pub type DecisionsApi = faas_proto::decisions::decisions_client::DecisionsClient<KeyedChannel>;
@@ -104,6 +108,8 @@ pub struct Api {
     admin: AdminApi,
     invocations: InvocationsApi,
     decisions: DecisionsApi,
+    events: EventsApi,
+    event_admin: EventAdminApi,
 }
 
 /// The answer to one invocation, with what the platform reports beside the body.
@@ -337,8 +343,18 @@ impl Api {
                 .max_decoding_message_size(MAX_REPLY_BYTES),
             decisions: faas_proto::decisions::decisions_client::DecisionsClient::with_interceptor(
                 channel.clone(),
-                key,
+                key.clone(),
             ),
+            events: faas_proto::events::events_client::EventsClient::with_interceptor(
+                channel.clone(),
+                key.clone(),
+            ),
+            event_admin:
+                faas_proto::events::event_admin_client::EventAdminClient::with_interceptor(
+                    channel.clone(),
+                    key,
+                )
+                .max_decoding_message_size(MAX_REPLY_BYTES),
             channel,
         }
     }
@@ -457,6 +473,16 @@ impl Api {
     /// The scheduler's decisions client (through the API server).
     pub fn decisions(&self) -> DecisionsApi {
         self.decisions.clone()
+    }
+
+    /// The topics' emit client.
+    pub fn events(&self) -> EventsApi {
+        self.events.clone()
+    }
+
+    /// The subscriptions' and chains' client.
+    pub fn event_admin(&self) -> EventAdminApi {
+        self.event_admin.clone()
     }
 }
 

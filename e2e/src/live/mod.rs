@@ -22,6 +22,7 @@
 //! - [`run_with_faults`] also strikes a fault plan while the load runs, through a
 //!   [`FaultInjector`] that owns the platform (see [`crate::fault`]).
 
+pub mod async_call;
 pub mod client;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use tokio::time::Instant;
 use crate::fault::{FaultInjector, FaultPlan, InjectedFault, NoFaults};
 use crate::record::{ContainerLifetime, NodeUsage, RequestRecord, RunResult};
 use crate::workload::Workload;
+use async_call::failed;
 use client::{PlatformClient, describe};
 
 /// How to drive a live run.
@@ -74,6 +76,10 @@ pub struct LiveOptions {
     /// server without keys or in the contest mode (`--allow-anonymous-invoke`), where the
     /// invocations need none (deploying the workload still needs an admin key).
     pub api_key: Option<String>,
+    /// Send every invocation through the durable queue (`InvokeAsync`, then
+    /// `GetInvocation` until it finishes) and record its end-to-end delay beside the call's
+    /// own latency (see [`async_call`]).
+    pub asynchronous: bool,
 }
 
 impl Default for LiveOptions {
@@ -91,6 +97,7 @@ impl Default for LiveOptions {
             fresh_platform: true,
             cluster_token: None,
             api_key: None,
+            asynchronous: false,
         }
     }
 }
@@ -198,7 +205,7 @@ pub async fn run_with_faults<I: FaultInjector>(
     };
 
     // The sender: one task per invocation, at its time.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, RequestRecord)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, async_call::Called)>();
     let shared = Arc::new(workload.clone());
     let in_flight = Arc::new(AtomicUsize::new(0));
     let tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
@@ -210,6 +217,7 @@ pub async fn run_with_faults<I: FaultInjector>(
         let in_flight = in_flight.clone();
         let account: Arc<str> = Arc::from(options.account.as_str());
         let max_in_flight = options.max_in_flight;
+        let asynchronous = options.asynchronous;
         tokio::spawn(async move {
             for i in 0..shared.invocations.len() {
                 let at = start + Duration::from_millis(shared.invocations[i].at_ms);
@@ -220,14 +228,17 @@ pub async fn run_with_faults<I: FaultInjector>(
                 if in_flight.load(Ordering::Relaxed) >= max_in_flight {
                     let _ = tx.send((
                         i,
-                        failed(
-                            &f.name,
-                            sent_ms,
-                            0.0,
-                            format!(
-                                "Client: not sent, {max_in_flight} requests already in flight (the driver's bound)"
+                        async_call::Called {
+                            record: failed(
+                                &f.name,
+                                sent_ms,
+                                0.0,
+                                format!(
+                                    "Client: not sent, {max_in_flight} requests already in flight (the driver's bound)"
+                                ),
                             ),
-                        ),
+                            end_to_end_ms: None,
+                        },
                     ));
                     continue;
                 }
@@ -238,30 +249,18 @@ pub async fn run_with_faults<I: FaultInjector>(
                 let name = f.name.clone();
                 let event = inv.event.clone();
                 let task = tokio::spawn(async move {
-                    let sent = faas_common::clock::tokio_instant();
-                    let result = api.invoke_within(&account, &name, event, timeout).await;
-                    let response_ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    let called = async_call::call(
+                        &api,
+                        &account,
+                        &name,
+                        event,
+                        timeout,
+                        asynchronous,
+                        sent_ms,
+                    )
+                    .await;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
-                    let record = match result {
-                        Ok(reply) => {
-                            let duration_ms = reply.duration_ns.map_or(0.0, |d| d as f64 / 1e6);
-                            RequestRecord {
-                                function: name,
-                                at_ms: sent_ms,
-                                response_ms,
-                                scheduling_ms: reply
-                                    .acquire_ms
-                                    .unwrap_or((response_ms - duration_ms).max(0.0)),
-                                duration_ms,
-                                cold: reply.cold.unwrap_or(false),
-                                error: None,
-                                node_id: reply.node_id,
-                                container_id: reply.container_id,
-                            }
-                        }
-                        Err(status) => failed(&name, sent_ms, response_ms, describe(&status)),
-                    };
-                    let _ = tx.send((i, record));
+                    let _ = tx.send((i, called));
                 });
                 if let Ok(mut t) = tasks.lock() {
                     t.push(task.abort_handle());
@@ -281,13 +280,16 @@ pub async fn run_with_faults<I: FaultInjector>(
         let mut answered = 0usize;
         let mut errors = 0usize;
         let mut last_reply_ms = 0i64;
+        let mut end_to_end_ms = Vec::new();
         while answered < n {
             let next = tokio::select! {
                 r = rx.recv() => r,
                 _ = tokio::time::sleep_until(deadline) => None,
             };
-            let Some((i, record)) = next else { break };
+            let Some((i, called)) = next else { break };
+            let record = called.record;
             if records[i].is_none() {
+                end_to_end_ms.extend(called.end_to_end_ms);
                 answered += 1;
                 errors += usize::from(record.error.is_some());
                 last_reply_ms = last_reply_ms.max(start.elapsed().as_millis() as i64);
@@ -296,9 +298,9 @@ pub async fn run_with_faults<I: FaultInjector>(
                 bar.set_message(format!("{errors} errors"));
             }
         }
-        (records, answered, last_reply_ms)
+        (records, answered, last_reply_ms, end_to_end_ms)
     };
-    let ((records, answered, last_reply_ms), struck) =
+    let ((records, answered, last_reply_ms, end_to_end_ms), struck) =
         tokio::join!(collect, strike(faults, injector, start));
     let end_ms = if answered < n {
         start.elapsed().as_millis() as i64
@@ -326,6 +328,13 @@ pub async fn run_with_faults<I: FaultInjector>(
         "live against {} (open loop, {} invocations)",
         options.apiserver, n
     ));
+    if options.asynchronous {
+        result.notes.push(
+            "asynchronous: each call through the durable queue; its latency and RT are its last attempt's (server clock), its end-to-end delay submit to result"
+                .to_string(),
+        );
+    }
+    result.end_to_end_ms = end_to_end_ms;
     let unanswered = n - answered;
     if unanswered > 0 {
         result.notes.push(format!(
@@ -414,21 +423,6 @@ async fn strike<I: FaultInjector>(
         struck.push(record);
     }
     struck
-}
-
-/// A failed request's record.
-fn failed(function: &str, at_ms: u64, response_ms: f64, error: String) -> RequestRecord {
-    RequestRecord {
-        function: function.to_string(),
-        at_ms,
-        response_ms,
-        scheduling_ms: response_ms,
-        duration_ms: 0.0,
-        cold: false,
-        error: Some(error),
-        node_id: None,
-        container_id: None,
-    }
 }
 
 fn progress_bar(len: u64, wanted: bool) -> ProgressBar {

@@ -123,6 +123,10 @@ pub struct PolicyReport {
     pub idle_memory_mb_seconds: Option<f64>,
     pub latency_ms: Latency,
     pub scheduling_ms: Latency,
+    /// A run through the durable queue (`faas replay --async`): the delay from submit to
+    /// result; absent for a synchronous run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_to_end_ms: Option<Latency>,
     /// The score's parts.
     pub score_detail: Option<Score>,
     pub functions: BTreeMap<String, FunctionReport>,
@@ -304,6 +308,7 @@ impl Report {
                     idle_memory_mb_seconds: run.idle_memory_mb_seconds(),
                     latency_ms: run.latency().into(),
                     scheduling_ms: run.scheduling_latency().into(),
+                    end_to_end_ms: run.end_to_end_latency().map(Latency::from),
                     score_detail: detail,
                     functions,
                     notes,

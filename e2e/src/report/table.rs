@@ -154,6 +154,17 @@ pub(super) fn render(report: &Report) -> String {
         ],
         &rows,
     ));
+    for (name, p) in &report.policies {
+        if let Some(e) = &p.end_to_end_ms {
+            let _ = writeln!(
+                out,
+                "{name}: through the queue, end to end (submit to result) p50 {} ms, p99 {} ms, p999 {} ms",
+                ms(e.p50),
+                ms(e.p99),
+                ms(e.p999)
+            );
+        }
+    }
     for line in report.coverage.lines() {
         let _ = writeln!(out, "{line}");
     }

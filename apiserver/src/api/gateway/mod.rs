@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `POST`/`GET /function/NAME[:QUALIFIER]` | invoke; the reply's body is the function's ([`invoke`]) | invoke |
 //! | `POST /async-function/NAME[:QUALIFIER]` | 202 with the invocation id ([`deferred`]) | invoke |
+//! | `POST /topics/TOPIC` | 202 with the calls an emit submitted ([`topics`]) | invoke |
 //! | `GET /invocations/ID` | an asynchronous call's state and result | invoke |
 //! | `GET /functions` | the deployed functions, as JSON ([`info`]) | invoke |
 //! | `GET /metrics` | the Prometheus figures (the `--metrics-port` registry) | admin |
@@ -22,6 +23,7 @@ pub mod deferred;
 pub mod info;
 pub mod invoke;
 pub mod status;
+pub mod topics;
 pub mod ui;
 
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct Gateway {
     pub access: Arc<Access>,
     /// The dashboard's sources (`/ui`); none: its data routes answer 503.
     pub ui: Option<Arc<ui::Ui>>,
+    /// Topics (`/topics/TOPIC`); none: 503.
+    pub events: Option<crate::api::events::EventHub>,
 }
 
 impl Gateway {
@@ -73,7 +77,14 @@ impl Gateway {
             runner,
             access,
             ui: None,
+            events: None,
         }
+    }
+
+    /// The same gateway serving topics.
+    pub fn with_events(mut self, events: crate::api::events::EventHub) -> Gateway {
+        self.events = Some(events);
+        self
     }
 
     /// The same gateway with the dashboard's sources.
@@ -195,7 +206,7 @@ pub async fn read_body(
 
 async fn not_found() -> Response {
     error_response(HttpError::not_found(
-        "no such path: the gateway serves /function/NAME, /async-function/NAME, /invocations/ID, /functions, /metrics, /healthz and /ui",
+        "no such path: the gateway serves /function/NAME, /async-function/NAME, /topics/TOPIC, /invocations/ID, /functions, /metrics, /healthz and /ui",
     ))
 }
 
@@ -203,7 +214,7 @@ async fn method_not_allowed() -> Response {
     error_response(HttpError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this path does not take that method: POST (or GET) /function/NAME, POST /async-function/NAME, GET for the others",
+        "this path does not take that method: POST (or GET) /function/NAME, POST /async-function/NAME and /topics/TOPIC, GET for the others",
     ))
 }
 
@@ -216,6 +227,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/function/{name}", post(invoke::invoke).get(invoke::invoke))
         .route("/async-function/{name}", post(deferred::submit))
         .route("/invocations/{id}", get(deferred::status))
+        .route("/topics/{topic}", post(topics::emit))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))

@@ -181,8 +181,20 @@ fn rule_matches(
             _ => return false,
         }
     }
-    rule.fields.iter().all(|(key, want)| {
-        if let Some((_, have)) = ctx.params.iter().find(|(k, _)| k == key) {
+    fields_match(&rule.fields, &ctx.params, event, parsed)
+}
+
+/// Whether every field of `fields` equals its value: a routing parameter in `params`, else a
+/// top-level field of the event's JSON object (`event` is parsed at most once, into
+/// `parsed`). A rule's `fields`, and a topic subscription's filter (`service::events`).
+pub fn fields_match(
+    fields: &std::collections::BTreeMap<String, String>,
+    params: &[(String, String)],
+    event: &[u8],
+    parsed: &mut Option<Option<serde_json::Value>>,
+) -> bool {
+    fields.iter().all(|(key, want)| {
+        if let Some((_, have)) = params.iter().find(|(k, _)| k == key) {
             return have == want;
         }
         let doc = parsed.get_or_insert_with(|| serde_json::from_slice(event).ok());

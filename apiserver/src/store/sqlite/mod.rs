@@ -39,6 +39,7 @@
 //! mode; a writer that holds the database longer than [`BUSY_TIMEOUT`] makes a deploy fail
 //! cleanly instead of hang.
 
+pub mod events;
 mod kind;
 pub mod queue;
 mod routing;
@@ -56,6 +57,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Transaction, TransactionBe
 use crate::model::Function;
 use crate::model::routing::{Alias, RoutePolicy};
 use crate::store::dao::{FunctionDao, Loaded, StoreError};
+pub use events::SqliteEvents;
 use kind::{KIND_COLUMNS, KindColumns};
 pub use queue::SqliteQueue;
 use schema::{APPLICATION_ID, SCHEMA_VERSION};
@@ -75,6 +77,17 @@ const LOCK_RETRY: Duration = Duration::from_millis(5);
 /// How long a write waits for another program that holds the database (the `sqlite3` tool in
 /// a transaction, say) before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Another connection to the database file `path` (the queue's, the events store's), with
+/// the DAO's settings: WAL, `synchronous=FULL`, foreign keys on, [`BUSY_TIMEOUT`].
+pub(crate) fn open_beside(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
 
 /// The columns of `functions` this binary reads and writes; the kind columns (schema 3) last.
 fn columns() -> String {

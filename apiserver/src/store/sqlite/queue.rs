@@ -24,7 +24,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::BUSY_TIMEOUT;
 use super::schema::QUEUE_TABLES;
 use crate::service::async_calls::{
     AsyncError, AsyncLimits, Callback, Invocation, InvocationStore, NewCall, Outcome, Pending,
@@ -46,14 +45,7 @@ impl SqliteQueue {
     /// The queue in the database file `path`, whose schema is already 4 or newer (the DAO
     /// opened it first).
     pub fn open(path: &Path, limits: AsyncLimits) -> Result<SqliteQueue, AsyncError> {
-        let conn = Connection::open(path).map_err(store_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(store_error)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(store_error)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(store_error)?;
+        let conn = super::open_beside(path).map_err(store_error)?;
         Ok(SqliteQueue {
             conn: Mutex::new(conn),
             limits,
@@ -237,6 +229,27 @@ impl InvocationStore for SqliteQueue {
     fn submit(&self, id: &str, call: &NewCall, now_ms: u64) -> Result<Submitted, AsyncError> {
         self.write(|tx| self.submit_in(tx, id, call, now_ms))
             .map_err(store_error)?
+    }
+
+    fn submit_all(
+        &self,
+        calls: &[(String, NewCall)],
+        now_ms: u64,
+    ) -> Result<Vec<Submitted>, AsyncError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error)?;
+        let mut out = Vec::with_capacity(calls.len());
+        for (id, call) in calls {
+            // A refusal drops `tx` uncommitted: none of them is kept.
+            out.push(
+                self.submit_in(&tx, id, call, now_ms)
+                    .map_err(store_error)??,
+            );
+        }
+        tx.commit().map_err(store_error)?;
+        Ok(out)
     }
 
     fn recover(&self, now_ms: u64) -> Result<u64, AsyncError> {

@@ -133,6 +133,36 @@
 //!     updated_at_ms  INTEGER NOT NULL
 //! ) STRICT;
 //! ```
+//!
+//! # Schema 5: topics and chains (issue 20)
+//!
+//! A subscription and a chain edge reference the functions they name with `ON DELETE
+//! CASCADE`: deleting a function deletes its subscriptions and every chain edge from it or to
+//! it, in the DAO's transaction. `chain_steps` remembers, for a call a chain submitted, the
+//! request id of the chain's first call, until that call finishes.
+//!
+//! ```sql
+//! CREATE TABLE subscriptions (
+//!     topic         TEXT    NOT NULL,               -- 1 to 128 of a-z A-Z 0-9 _ - .
+//!     target        TEXT    NOT NULL,               -- NAME, NAME:N or NAME:ALIAS
+//!     function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     filter        TEXT    NOT NULL,               -- JSON object: FIELD -> VALUE
+//!     created_at_ms INTEGER NOT NULL,
+//!     PRIMARY KEY (topic, target)
+//! ) STRICT;
+//! CREATE TABLE chains (                             -- one row per edge
+//!     function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     on_outcome    TEXT    NOT NULL CHECK (on_outcome IN ('success', 'failure')),
+//!     target        TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+//!     updated_at_ms INTEGER NOT NULL,
+//!     PRIMARY KEY (function, on_outcome)
+//! ) STRICT;
+//! CREATE TABLE chain_steps (
+//!     invocation_id TEXT    NOT NULL PRIMARY KEY,   -- a call a chain submitted
+//!     request_id    TEXT    NOT NULL,               -- the first call's request id
+//!     created_at_ms INTEGER NOT NULL
+//! ) STRICT;
+//! ```
 
 use rusqlite::Transaction;
 
@@ -192,6 +222,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE function_versions ADD COLUMN env TEXT;",
     // 3 -> 4: the durable asynchronous queue.
     QUEUE_TABLES,
+    // 4 -> 5 (or later): topics and chains.
+    EVENTS_TABLES,
 ];
 
 /// The queue's tables (schema 4), also made alone in an in-memory queue.
@@ -229,6 +261,31 @@ pub const QUEUE_TABLES: &str = "CREATE TABLE async_calls (
         first_delay_ms INTEGER NOT NULL,
         max_delay_ms   INTEGER NOT NULL,
         updated_at_ms  INTEGER NOT NULL
+    ) STRICT;";
+
+/// Topic subscriptions, chains and chain steps (`super::events`), also made alone in an
+/// in-memory store.
+pub const EVENTS_TABLES: &str = "CREATE TABLE subscriptions (
+        topic         TEXT    NOT NULL,
+        target        TEXT    NOT NULL,
+        function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        filter        TEXT    NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (topic, target)
+    ) STRICT;
+    CREATE INDEX subscriptions_function ON subscriptions (function);
+    CREATE TABLE chains (
+        function      TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        on_outcome    TEXT    NOT NULL CHECK (on_outcome IN ('success', 'failure')),
+        target        TEXT    NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, on_outcome)
+    ) STRICT;
+    CREATE INDEX chains_target ON chains (target);
+    CREATE TABLE chain_steps (
+        invocation_id TEXT    NOT NULL PRIMARY KEY,
+        request_id    TEXT    NOT NULL,
+        created_at_ms INTEGER NOT NULL
     ) STRICT;";
 
 /// Brings a database at schema `from` to [`SCHEMA_VERSION`] inside `tx` and marks it as
