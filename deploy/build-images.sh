@@ -66,4 +66,24 @@ for line in "${images[@]}"; do
     fi
 done
 
+# NATS for the queue on JetStream (docker-compose.nats.yml), when the machine has Debian's
+# nats-server: the binary and the C library files it links, FROM scratch.
+if nats="$(command -v nats-server)"; then
+    ctx="$stage/nats"
+    mkdir -p "$ctx/data"
+    cmp -s "$nats" "$ctx/nats-server" || cp "$nats" "$ctx/nats-server"
+    for lib in $(ldd "$nats" | grep -o '/[^ ]*'); do
+        mkdir -p "$ctx$(dirname "$lib")"
+        cmp -s "$lib" "$ctx$lib" || cp -L "$lib" "$ctx$lib"
+    done
+    echo "build-images: minifaas/nats:$tag" >&2
+    if ! out="$(docker build --quiet -f "$repo/deploy/nats.Dockerfile" \
+        --label "minifaas.image=nats" -t "minifaas/nats:$tag" "$ctx" 2>&1)"; then
+        echo "$out" >&2
+        exit 1
+    fi
+else
+    echo "build-images: no nats-server here (apt-get install nats-server): minifaas/nats not built" >&2
+fi
+
 docker images --filter "label=minifaas.image" --filter dangling=false --format '{{.Repository}}:{{.Tag}}  {{.Size}}' >&2

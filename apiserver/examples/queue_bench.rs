@@ -2,10 +2,13 @@
 //! running API server: throughput and end-to-end delay (p50, p99).
 //!
 //! ```text
-//! cargo run -p faas-apiserver --example queue_bench -- ADDR [CALLS] [CONCURRENCY]
+//! cargo run -p faas-apiserver --example queue_bench -- ADDR [CALLS] [CONCURRENCY] [--queue NAME]
 //! ```
 //!
-//! (`ADDR` the API server's gRPC host:port; the key, if it needs one, in `FAAS_API_KEY`.)
+//! (`ADDR` the API server's gRPC host:port; the key, if it needs one, in `FAAS_API_KEY`.
+//! `--queue` names the queue the server was started with, `sqlite` or `nats://…` as its
+//! `--queue`: the server decides where calls are kept, the bench prints the name on every
+//! line so two runs side by side say which was which.)
 //! First `CALLS` synchronous `InvokeFunction`s of `hello`, `CONCURRENCY` at a time: latency
 //! is the client's, submit to reply. Then `CALLS` `InvokeAsync`s of `hello`, `CONCURRENCY`
 //! submitters at a time, and every result polled until it finished: the end-to-end delay of
@@ -35,11 +38,11 @@ fn keyed<T>(message: T) -> Request<T> {
     request
 }
 
-fn summary(what: &str, mut ms: Vec<f64>, seconds: f64) {
+fn summary(queue: &str, what: &str, mut ms: Vec<f64>, seconds: f64) {
     ms.sort_by(f64::total_cmp);
     let p = |q| faas_common::stats::percentile_or_zero(&ms, q);
     println!(
-        "{what:<6} {:>6} calls  {:>8.1} calls/s  p50 {:>8.2} ms  p99 {:>8.2} ms",
+        "{queue:<24} {what:<6} {:>6} calls  {:>8.1} calls/s  p50 {:>8.2} ms  p99 {:>8.2} ms",
         ms.len(),
         ms.len() as f64 / seconds,
         p(0.5),
@@ -49,7 +52,16 @@ fn summary(what: &str, mut ms: Vec<f64>, seconds: f64) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let queue = match args.iter().position(|a| a == "--queue") {
+        Some(i) if i + 1 < args.len() => {
+            let name = args.remove(i + 1);
+            args.remove(i);
+            name
+        }
+        Some(_) => anyhow::bail!("--queue needs a name: sqlite or nats://HOST:PORT"),
+        None => "sqlite".to_string(),
+    };
     let addr = args
         .get(1)
         .cloned()
@@ -83,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         sync_ms.extend(t.await?);
     }
-    summary("sync", sync_ms, started.elapsed().as_secs_f64());
+    summary(&queue, "sync", sync_ms, started.elapsed().as_secs_f64());
 
     // Asynchronous calls: submit all, then read every result.
     let started = faas_common::clock::instant();
@@ -133,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    summary("async", async_ms, started.elapsed().as_secs_f64());
+    summary(&queue, "async", async_ms, started.elapsed().as_secs_f64());
     if failed > 0 {
         println!("{failed} asynchronous calls failed");
     }

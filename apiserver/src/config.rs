@@ -152,6 +152,11 @@ pub struct Config {
     /// The longest wait between attempts, ms.
     #[arg(long, env = "FAAS_ASYNC_MAX_DELAY_MS", default_value_t = DEFAULT_MAX_DELAY_MS)]
     pub async_max_delay_ms: u64,
+    /// Where the asynchronous calls' durable queue lives: `sqlite`, the embedded database
+    /// (DATA_DIR/apiserver.db, or memory without --data-dir), or `nats://HOST:PORT`, NATS
+    /// JetStream (`nats-server -js`; see `store::jetstream` for what holds).
+    #[arg(long, env = "FAAS_QUEUE", default_value = "sqlite", value_parser = parse_queue)]
+    pub queue: QueueBackend,
     /// The cluster token sent on every call to the scheduler and the nodes (see
     /// `faas_common::token`).
     #[command(flatten)]
@@ -159,6 +164,38 @@ pub struct Config {
     /// Log lines: `--log-format text|json` (see `faas_common::logging`).
     #[command(flatten)]
     pub log: faas_common::logging::LogArgs,
+}
+
+/// Where the asynchronous calls are kept (`--queue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// The embedded database, the default.
+    Sqlite,
+    /// NATS JetStream at this `host:port`.
+    Nats(String),
+}
+
+/// `--queue`: `sqlite` or `nats://HOST:PORT`.
+pub fn parse_queue(text: &str) -> Result<QueueBackend, String> {
+    const WANTED: &str =
+        "expected `sqlite` (the embedded database) or `nats://HOST:PORT` (NATS JetStream)";
+    if text == "sqlite" {
+        return Ok(QueueBackend::Sqlite);
+    }
+    let Some(address) = text.strip_prefix("nats://") else {
+        return Err(format!("{WANTED}, not `{text}`"));
+    };
+    let port = address
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && !host.contains('/') && !host.contains('@'))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|port| *port != 0);
+    match port {
+        Some(_) => Ok(QueueBackend::Nats(address.to_string())),
+        None => Err(format!(
+            "{WANTED}: `{text}` has no HOST:PORT (a port from 1 to 65535; no user, no path)"
+        )),
+    }
 }
 
 /// Default of `--account-concurrency`: far above what one client of the contest's replay
@@ -496,5 +533,35 @@ mod tests {
             err.to_string().contains("/nonexistent/functions.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_queue_is_sqlite_or_a_nats_address_and_a_bad_one_names_the_flag() {
+        assert_eq!(Config::local().queue, QueueBackend::Sqlite);
+        let parse =
+            |v: &str| Cli::try_parse_from(["apiserver", "--queue", v]).map(|c| c.config.queue);
+        assert_eq!(
+            parse("nats://127.0.0.1:4222").unwrap(),
+            QueueBackend::Nats("127.0.0.1:4222".into())
+        );
+        assert_eq!(
+            parse("nats://nats:4222").unwrap(),
+            QueueBackend::Nats("nats:4222".into())
+        );
+        for bad in [
+            "postgres",
+            "nats://",
+            "nats://host",
+            "nats://:4222",
+            "nats://h:0",
+            "nats://h:99999",
+            "nats://u@h:1",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--queue") && err.contains("nats://HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The durable asynchronous queue over real gRPC on 127.0.0.1:0, against the fake scheduler
 //! and node of `support/fakes.rs`, with the queue in a real SQLite file in a temporary data
 //! directory: submit and result, retries after transient failures, dead letters and
-//! redrive, callbacks (a function, a loopback URL), idempotency keys, bad input. The restart
-//! test, SIGKILL on a real `apiserver` process, is `queue_kill.rs`.
+//! redrive, callbacks (a function, a loopback URL), idempotency keys, bad input. The behaviour
+//! tests run twice (`on_both_queues!`): `NAME::sqlite` with the embedded queue, `NAME::nats`
+//! with the queue on a real `nats-server -js`. The restart test, SIGKILL on a real
+//! `apiserver` process, is `queue_kill.rs`.
 
 #![allow(dead_code)]
 
@@ -18,6 +20,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/queue_backend.rs"]
+mod queue_backend;
+use queue_backend::{Backend, QueueHome};
+
+on_both_queues!(
+    an_async_call_is_delivered_and_its_result_kept,
+    a_transient_failure_is_retried_then_succeeds,
+    the_last_failed_attempt_is_a_dead_letter_and_redrive_sends_it_back,
+    callbacks_reach_a_function_and_a_loopback_url,
+    an_idempotency_key_answers_the_first_calls_id,
+    a_function_at_its_limit_waits_without_holding_up_another,
+    the_gateway_takes_the_idempotency_key_and_callbacks_as_headers,
+);
 
 /// A server with its queue in `dir`, retrying quickly (1 to 20 ms between attempts).
 fn queue_config(dir: &Path) -> Config {
@@ -27,6 +42,14 @@ fn queue_config(dir: &Path) -> Config {
         async_first_delay_ms: 1,
         async_max_delay_ms: 20,
         ..Config::default()
+    }
+}
+
+/// [`queue_config`] with the queue of `home` (the embedded database or NATS).
+fn queue_on(home: &QueueHome) -> Config {
+    Config {
+        queue: home.queue(),
+        ..queue_config(home.dir.path())
     }
 }
 
@@ -104,11 +127,12 @@ impl Platform {
     }
 }
 
-#[tokio::test]
-async fn an_async_call_is_delivered_and_its_result_kept() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_async_call_is_delivered_and_its_result_kept(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;
@@ -118,9 +142,10 @@ async fn an_async_call_is_delivered_and_its_result_kept() {
     assert_eq!(done.attempts, 1);
     assert!(!done.request_id.is_empty());
     assert_eq!(p.events(), vec![b"{\"n\":1}".to_vec()]);
-    // The call is in the database file.
-    let db = rusqlite_count(dir.path(), &id);
-    assert_eq!(db, 1);
+    if backend == Backend::Sqlite {
+        // The call is in the database file.
+        assert_eq!(rusqlite_count(home.dir.path(), &id), 1);
+    }
     p.stop().await;
 }
 
@@ -135,13 +160,14 @@ fn rusqlite_count(dir: &Path, id: &str) -> i64 {
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_transient_failure_is_retried_then_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
         refuse: Some((Code::ResourceExhausted, "no capacity")),
         refuse_first: 2,
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;
@@ -194,13 +220,14 @@ async fn a_bad_event_or_the_functions_own_failure_is_not_retried() {
     p3.stop().await;
 }
 
-#[tokio::test]
-async fn the_last_failed_attempt_is_a_dead_letter_and_redrive_sends_it_back() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_last_failed_attempt_is_a_dead_letter_and_redrive_sends_it_back(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
         refuse: Some((Code::ResourceExhausted, "no capacity")),
         refuse_first: 2,
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;
@@ -303,11 +330,12 @@ async fn hook() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     (format!("http://{addr}/hook"), rx)
 }
 
-#[tokio::test]
-async fn callbacks_reach_a_function_and_a_loopback_url() {
-    let dir = tempfile::tempdir().unwrap();
+async fn callbacks_reach_a_function_and_a_loopback_url(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;
@@ -361,11 +389,12 @@ async fn callbacks_reach_a_function_and_a_loopback_url() {
     p.stop().await;
 }
 
-#[tokio::test]
-async fn an_idempotency_key_answers_the_first_calls_id() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_idempotency_key_answers_the_first_calls_id(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;
@@ -461,16 +490,17 @@ async fn bad_input_is_refused_naming_the_field() {
     drop(p);
 }
 
-#[tokio::test]
-async fn a_function_at_its_limit_waits_without_holding_up_another() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_function_at_its_limit_waits_without_holding_up_another(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     // Acquires never answer: every call taken stays running.
     let mut p = start(Setup {
         hang_acquire: true,
         config: Config {
             async_concurrency: 8,
             async_function_concurrency: 2,
-            ..queue_config(dir.path())
+            ..queue_on(&home)
         },
         ..Setup::default()
     })
@@ -498,12 +528,13 @@ async fn a_function_at_its_limit_waits_without_holding_up_another() {
     drop(p);
 }
 
-#[tokio::test]
-async fn the_gateway_takes_the_idempotency_key_and_callbacks_as_headers() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_gateway_takes_the_idempotency_key_and_callbacks_as_headers(backend: Backend) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let mut p = start(Setup {
         http: true,
-        config: queue_config(dir.path()),
+        config: queue_on(&home),
         ..Setup::default()
     })
     .await;

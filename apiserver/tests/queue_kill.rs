@@ -4,19 +4,24 @@
 //! and running when the kill comes). Every call the killed server accepted must be delivered
 //! by the restarted one; a call delivered twice is one that was running at the kill (at
 //! least once: see `api::async_runner`), so there are never more of them than calls running
-//! at once.
+//! at once. It runs on both queues (`::sqlite`, `::nats`: the API server killed, the
+//! `nats-server` left running).
 
 #![allow(dead_code)]
 
 include!("support/fakes.rs");
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use faas_common::launch::Child;
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/queue_backend.rs"]
+mod queue_backend;
+use queue_backend::{Backend, QueueHome};
+
+on_both_queues!(kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_them);
 use faas_proto::invoke::{GetInvocationRequest, InvokeAsyncRequest};
 
 /// Calls submitted before the kill.
@@ -40,16 +45,15 @@ fn arrivals(log: &Log) -> HashMap<Vec<u8>, usize> {
     seen
 }
 
-/// The `apiserver` binary on `data_dir`, and its gRPC address.
-async fn spawn_apiserver(data_dir: &Path, scheduler: &str) -> (Child, String) {
+/// The `apiserver` binary on `home` (its data directory, and its queue), and its gRPC
+/// address.
+async fn spawn_apiserver(home: &QueueHome, scheduler: &str) -> (Child, String) {
     let running = RUNNING.to_string();
-    let flags = ["--http-port", "0", "--async-concurrency", &running];
-    let (child, addr) = process::spawn_apiserver(
-        data_dir,
-        scheduler,
-        &[&flags[..], &["--async-function-concurrency", &running]].concat(),
-    )
-    .await;
+    let queue = home.flags();
+    let mut flags = vec!["--http-port", "0", "--async-concurrency", &running];
+    flags.extend(["--async-function-concurrency", &running]);
+    flags.extend(queue.iter().map(String::as_str));
+    let (child, addr) = process::spawn_apiserver(home.dir.path(), scheduler, &flags).await;
     (child, addr)
 }
 
@@ -61,14 +65,17 @@ fn delivered(log: &Log) -> usize {
     arrivals(log).values().sum()
 }
 
-#[tokio::test]
-async fn kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_them() {
-    let dir = tempfile::tempdir().unwrap();
+async fn kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_them(
+    backend: Backend,
+) {
+    let Some(home) = QueueHome::new(backend) else {
+        return;
+    };
     let (_trigger, shutdown) = shutdown::channel();
     let fakes = start_fakes(&Setup::node(NodeBehaviour::Slow(CALL_MS)), &shutdown).await;
     let scheduler = fakes.scheduler_addr.to_string();
     let seen = fakes.log.clone();
-    let (mut child, addr) = spawn_apiserver(dir.path(), &scheduler).await;
+    let (mut child, addr) = spawn_apiserver(&home, &scheduler).await;
     let mut c = client(&addr).await;
     let mut accepted = Vec::new();
     for i in 0..CALLS {
@@ -97,7 +104,7 @@ async fn kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_t
         "the kill came after every call was delivered ({before_restart}); the test proves nothing"
     );
 
-    let (mut child, addr) = spawn_apiserver(dir.path(), &scheduler).await;
+    let (mut child, addr) = spawn_apiserver(&home, &scheduler).await;
     let mut c = client(&addr).await;
     for (id, event) in &accepted {
         loop {
@@ -133,7 +140,7 @@ async fn kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_t
     let queued_at_kill = CALLS - before_restart;
     let more = seen.values().filter(|n| **n > 2).count();
     eprintln!(
-        "kill -9 after {before_restart} of {CALLS} calls had reached the function ({queued_at_kill} still queued): 0 lost, {twice} delivered twice (running at the kill), {more} more than twice"
+        "{backend:?}: kill -9 after {before_restart} of {CALLS} calls had reached the function ({queued_at_kill} still queued): 0 lost, {twice} delivered twice (running at the kill), {more} more than twice"
     );
     assert_eq!(more, 0, "{seen:?}");
     assert!(

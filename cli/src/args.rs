@@ -98,6 +98,10 @@ pub(crate) enum Command {
         /// The API server's HTTP gateway port (0: off).
         #[arg(long, env = "APISERVER_HTTP_PORT", default_value_t = 10800)]
         http_port: u16,
+        /// Where the API server keeps asynchronous calls: `sqlite` (the embedded database,
+        /// in the data directory) or `nats://HOST:PORT` (NATS JetStream: `nats-server -js`).
+        #[arg(long, env = "FAAS_QUEUE")]
+        queue: Option<String>,
         /// Log lines of every component (nodes and containers too): text or json.
         #[command(flatten)]
         log: faas_common::logging::LogArgs,

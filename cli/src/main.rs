@@ -130,6 +130,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             resource_manager_port,
             metrics,
             http_port,
+            queue,
             log: _,
         } => {
             let data_dir = match data_dir {
@@ -142,12 +143,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if fresh {
                 start_fresh(&data_dir)?;
             }
-            let options = PlatformOptions {
+            let mut options = PlatformOptions {
                 data_dir: Some(data_dir),
                 metrics: metrics.then_some(faas_cli::platform::MetricsPorts::DEFAULT),
                 http_port,
                 ..platform.options((apiserver_port, scheduler_port, resource_manager_port))
             };
+            if let Some(queue) = queue {
+                options
+                    .apiserver_args
+                    .extend(["--queue".to_string(), queue]);
+            }
             up(options).await
         }
         Command::Demo { platform, seconds } => {

@@ -415,7 +415,7 @@ impl LocalPlatform {
         for (spec, listener) in [
             (Spec::ResourceManager(Box::new(rm_config)), rm_listener),
             (Spec::Scheduler(scheduler_config), scheduler_listener),
-            (Spec::Apiserver(api_config), api_listener),
+            (Spec::Apiserver(Box::new(api_config)), api_listener),
         ] {
             match spec.launch(listener, opts.restartable) {
                 Ok(c) => components.insert(0, c),

@@ -25,7 +25,7 @@ pub(super) struct Component {
 /// A component's configuration, kept so a restart starts it again the same way.
 #[derive(Clone, Debug)]
 pub(super) enum Spec {
-    Apiserver(faas_apiserver::Config),
+    Apiserver(Box<faas_apiserver::Config>),
     Scheduler(faas_scheduler::Config),
     ResourceManager(Box<faas_resource_manager::Config>),
 }
@@ -64,7 +64,7 @@ impl Spec {
                     })?),
                     None => None,
                 };
-                faas_apiserver::serve_with(listener, http, config, shutdown)
+                faas_apiserver::serve_with(listener, http, *config, shutdown)
                     .await
                     .map_err(anyhow::Error::from)
             }

@@ -10,10 +10,13 @@
 //! - [`InvokeStream`]: the reply stream a fake `NodeService::invoke_function` returns;
 //! - [`otlp::Collector`]: an OTLP/HTTP collector that keeps the spans the components export;
 //! - [`browser`]: finding headless Chromium (or skipping without it) and starting it;
-//! - [`docker`]: the Docker command line, and skipping (or failing in CI) without a daemon.
+//! - [`docker`]: the Docker command line, and skipping (or failing in CI) without a daemon;
+//! - [`nats`]: a real `nats-server -js` on a free loopback port (skipping, or failing in CI,
+//!   without one).
 
 pub mod browser;
 pub mod docker;
+pub mod nats;
 pub mod otlp;
 
 use std::future::Future;

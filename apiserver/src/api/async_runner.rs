@@ -3,8 +3,9 @@
 //!
 //! # The guarantee: at least once
 //!
-//! A submit is answered only after the call is committed to the store (`synchronous=FULL`:
-//! on disk). A call is marked `running` (in a committed transaction) before its attempt
+//! A submit is answered only after the call is committed to the store (SQLite with
+//! `synchronous=FULL`: on disk; NATS JetStream: acknowledged by its server, see
+//! `store::jetstream` for that store's terms and for several API servers). A call is marked `running` (in a committed transaction) before its attempt
 //! starts, and its outcome is committed after the attempt ends. When the API server starts,
 //! every call it finds `running` is queued again and delivered again ([`InvocationStore::recover`]).
 //! So every accepted call is delivered at least once, even across `kill -9`; a call is

@@ -51,6 +51,7 @@ use crate::api::routing::route_context;
 use crate::api::scheduler::GrpcScheduler;
 use crate::api::schedules::SchedulesService;
 use crate::api::timers::Timers;
+use crate::config::QueueBackend;
 pub use crate::error::front_status;
 use crate::model::keys::{KeyTable, Scope};
 use crate::model::kind::MAX_CODE_BYTES;
@@ -61,7 +62,7 @@ use crate::service::routing::{RouteNote, Router};
 use crate::service::{Invoked, Invoker, Registry};
 use crate::store::sqlite::DATABASE_FILE;
 use crate::store::{BundleStore, DirBundles, SqliteDao};
-use crate::store::{SqliteEvents, SqliteQueue};
+use crate::store::{JetStreamQueue, SqliteEvents, SqliteQueue};
 use crate::{Config, Error};
 use faas_proto::decisions::decisions_server::DecisionsServer;
 use faas_proto::schedules::schedules_server::SchedulesServer;
@@ -254,6 +255,12 @@ async fn load_registry(config: &Config) -> Result<Registry, Error> {
 /// memory without one.
 fn open_queue(config: &Config) -> Result<Arc<dyn InvocationStore>, Error> {
     let limits = config.async_limits();
+    if let QueueBackend::Nats(address) = &config.queue {
+        let queue = JetStreamQueue::connect(address, limits)
+            .map_err(|e| Error::Startup(format!("cannot open the asynchronous queue: {e}")))?;
+        tracing::info!(address, "asynchronous calls are kept in NATS JetStream");
+        return Ok(Arc::new(queue));
+    }
     let Some(dir) = &config.data_dir else {
         tracing::info!(
             "asynchronous calls are kept in memory (--data-dir keeps them across restarts)"

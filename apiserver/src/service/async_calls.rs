@@ -19,9 +19,12 @@
 //! that raises the bound), so nothing is accepted and then dropped. A result too large to
 //! keep at all is replaced by a failure that says so.
 //!
-//! The seam: the runner (`api::async_runner`) talks to [`InvocationStore`]; the one store is
-//! `store::sqlite::SqliteQueue`, in `DATA_DIR/apiserver.db` (or in memory without a data
-//! directory).
+//! The seam: the runner (`api::async_runner`) talks to [`InvocationStore`]; `--queue` picks
+//! the store: `store::sqlite::SqliteQueue`, in `DATA_DIR/apiserver.db` (or in memory without
+//! a data directory), the default; or `store::jetstream::JetStreamQueue`, in NATS JetStream
+//! Key-Value buckets (`--queue nats://HOST:PORT`; what it guarantees with one API server and
+//! with several is in its module docs). The trait is synchronous: the runner calls it off the
+//! runtime's workers (`spawn_blocking`), where a store may wait for its disk or its network.
 
 pub use crate::core::retry::RetryPolicy;
 
@@ -33,6 +36,17 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_RETENTION_MS: u64 = 600_000;
 /// The error code of a result too large to keep.
 pub const CODE_RESULT_TOO_LARGE: &str = "RESOURCE_EXHAUSTED";
+
+/// The failure kept in place of a successful result of `size` bytes that does not fit in
+/// `limit` (`--async-max-bytes`): its code and message.
+pub fn result_too_large(size: u64, limit: u64) -> (String, String) {
+    (
+        CODE_RESULT_TOO_LARGE.to_string(),
+        format!(
+            "the call succeeded, but its result of {size} bytes is more than this server keeps for asynchronous calls ({limit} bytes, --async-max-bytes); invoke it synchronously or raise --async-max-bytes"
+        ),
+    )
+}
 
 /// Where a call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,7 +224,8 @@ pub enum AsyncError {
 }
 
 /// Keeps asynchronous calls durably (see the module documentation). Every method is one
-/// committed transaction: when it returns, what it changed is on disk.
+/// committed transaction: when it returns, what it changed is durable (on disk for SQLite,
+/// acknowledged by the JetStream server for NATS).
 pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps `call` as queued under `id` (due now), unless a call with the same idempotency
     /// key is kept: then answers that one's id.

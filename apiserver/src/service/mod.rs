@@ -14,7 +14,7 @@
 //! - [`ports`]: the traits the invoke path reaches the outside through (scheduler, nodes,
 //!   clock), implemented by the api layer.
 //! - [`async_calls`]: asynchronous invocations: their states and results, and the
-//!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`).
+//!   `InvocationStore` seam of the durable queue (`store::sqlite::queue`, `store::jetstream`).
 //! - [`events`]: topics (subscriptions with filters, emit) and chains (what runs after an
 //!   asynchronous call ends): their rules and the `EventStore` seam.
 //! - [`access`], [`limits`]: who may make a call and how many an account may make: pure

@@ -11,7 +11,8 @@
 //!   files it must not touch (another program's database, a damaged one, a newer schema).
 //!   [`SqliteQueue`] keeps the asynchronous calls' durable queue in the same file, on its own
 //!   connection (`sqlite::queue`); [`SqliteEvents`] its topics and chains
-//!   (`sqlite::events`).
+//!   (`sqlite::events`). [`JetStreamQueue`] keeps the same queue in NATS JetStream
+//!   Key-Value buckets instead (`--queue nats://HOST:PORT`, [`jetstream`]).
 //!
 //! - [`bundles`]: the code of command and image functions, one immutable directory per
 //!   content hash in `DATA_DIR/bundles`, written atomically ([`DirBundles`]).
@@ -30,11 +31,15 @@ pub mod code_dir;
 pub mod dao;
 #[cfg(test)]
 pub mod fake;
+pub mod jetstream;
 pub mod keys;
+#[cfg(test)]
+pub mod queue_test_support;
 pub mod sqlite;
 pub mod table;
 
 pub use bundles::{BundleStore, DirBundles};
 pub use dao::{FunctionDao, Loaded, StoreError};
+pub use jetstream::JetStreamQueue;
 pub use sqlite::{SqliteDao, SqliteEvents, SqliteQueue, SqliteTimers};
 pub use table::FunctionTable;

@@ -26,8 +26,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 
 use super::schema::QUEUE_TABLES;
 use crate::service::async_calls::{
-    AsyncError, AsyncLimits, CODE_RESULT_TOO_LARGE, Callback, Invocation, InvocationStore, NewCall,
-    Outcome, Pending, QueueStats, RetryPolicy, State, Submitted,
+    AsyncError, AsyncLimits, Callback, Invocation, InvocationStore, NewCall, Outcome, Pending,
+    QueueStats, RetryPolicy, State, Submitted, result_too_large,
 };
 
 /// The queue on SQLite.
@@ -338,13 +338,7 @@ impl InvocationStore for SqliteQueue {
                     break;
                 }
                 if !Self::forget_oldest(tx)? {
-                    outcome.result = Err((
-                        CODE_RESULT_TOO_LARGE.to_string(),
-                        format!(
-                            "the call succeeded, but its result of {size} bytes is more than this server keeps for asynchronous calls ({} bytes, --async-max-bytes); invoke it synchronously or raise --async-max-bytes",
-                            self.limits.max_bytes
-                        ),
-                    ));
+                    outcome.result = Err(result_too_large(size, self.limits.max_bytes));
                     size = 0;
                 }
             }
@@ -507,14 +501,14 @@ fn to_u64(v: i64) -> u64 {
 }
 
 /// A callback as the database keeps it: `fn:NAME` or `url:URL`.
-fn callback_text(c: &Callback) -> String {
+pub(crate) fn callback_text(c: &Callback) -> String {
     match c {
         Callback::Function(name) => format!("fn:{name}"),
         Callback::Url(url) => format!("url:{url}"),
     }
 }
 
-fn callback_of(text: Option<String>) -> Option<Callback> {
+pub(crate) fn callback_of(text: Option<String>) -> Option<Callback> {
     let text = text?;
     if let Some(name) = text.strip_prefix("fn:") {
         Some(Callback::Function(name.to_string()))
