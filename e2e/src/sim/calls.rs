@@ -290,19 +290,17 @@ impl Sim<'_> {
         message: String,
     ) -> Us {
         let at = self.now + us(LOST_NODE_ANSWER_MS);
-        self.push(
-            at,
-            Ev::DeliverLenient(Event::Return(Return {
-                request_id,
-                container_id,
-                duration_ns: 0,
-                max_memory_bytes: 0,
-                error: Some(FunctionError {
-                    code: NODE_UNAVAILABLE_CODE.to_string(),
-                    message,
-                }),
-            })),
-        );
+        let ret = Event::Return(Return {
+            request_id,
+            container_id,
+            duration_ns: 0,
+            max_memory_bytes: 0,
+            error: Some(FunctionError {
+                code: NODE_UNAVAILABLE_CODE.to_string(),
+                message,
+            }),
+        });
+        self.push_event(at, ret, true);
         at
     }
 

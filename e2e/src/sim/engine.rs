@@ -17,6 +17,11 @@ pub(super) struct Sim<'a> {
     pub(super) id_buf: String,
     pub(super) rng: StdRng,
     pub(super) heap: BinaryHeap<Item>,
+    /// The events waiting in the heap to be delivered, by the number their
+    /// [`Ev::Deliver`] carries; `None` once delivered (the number is then reused).
+    pub(super) parked: Vec<Option<Event>>,
+    /// Numbers of `parked` free for reuse.
+    pub(super) parked_free: Vec<u32>,
     pub(super) seq: u64,
     pub(super) now: Us,
     pub(super) out: Vec<Decision>,
@@ -112,6 +117,8 @@ impl<'a> Sim<'a> {
             id_buf: String::new(),
             rng: StdRng::seed_from_u64(o.seed),
             heap: BinaryHeap::new(),
+            parked: Vec::new(),
+            parked_free: Vec::new(),
             seq: 0,
             now: 0,
             out: Vec::new(),
@@ -141,6 +148,41 @@ impl<'a> Sim<'a> {
             seq: self.seq,
             ev,
         });
+    }
+
+    /// Schedules the delivery of `event` at `at` (leniently: see [`Ev::DeliverLenient`]).
+    /// The event waits in `parked`, the heap holds only its number: a policy event is
+    /// about a hundred bytes, and every push and pop of the heap moves items along a path
+    /// of it (small items made the heap's share of a big day's run markedly smaller).
+    pub(super) fn push_event(&mut self, at: Us, event: Event, lenient: bool) {
+        let k = match self.parked_free.pop() {
+            Some(k) => {
+                self.parked[k as usize] = Some(event);
+                k
+            }
+            None => {
+                self.parked.push(Some(event));
+                (self.parked.len() - 1) as u32
+            }
+        };
+        let ev = if lenient {
+            Ev::DeliverLenient(k)
+        } else {
+            Ev::Deliver(k)
+        };
+        self.push(at, ev);
+    }
+
+    /// Takes back the event parked under `k` (see [`Sim::push_event`]).
+    fn unpark(&mut self, k: u32) -> Result<Event, SimError> {
+        let event = self.parked.get_mut(k as usize).and_then(Option::take);
+        self.parked_free.push(k);
+        event.ok_or_else(|| SimError::Refused {
+            policy: self.policy_name.clone(),
+            at_ms: self.now_ms(),
+            event: "parked event".into(),
+            reason: format!("no event is parked under {k} (a simulator bug)"),
+        })
     }
 
     pub(super) fn now_ms(&self) -> u64 {
@@ -192,20 +234,25 @@ impl<'a> Sim<'a> {
         };
         self.now = self.now.max(item.at);
         match item.ev {
-            Ev::Deliver(Event::ContainerCreated { op, container_id })
-                if self.died_with_node.contains_key(&container_id) =>
-            {
-                // Created on a node lost meanwhile: the create never answered.
-                let node_id = self.died_with_node[&container_id].clone();
-                self.unreachable(node_id, "CreateContainer: connection reset")?;
-                self.deliver_lenient(Event::ContainerCreateFailed {
-                    op,
-                    message: "connection reset: the node stopped answering".into(),
-                    refused: false,
-                })
+            Ev::Deliver(k) => match self.unpark(k)? {
+                Event::ContainerCreated { op, container_id }
+                    if self.died_with_node.contains_key(&container_id) =>
+                {
+                    // Created on a node lost meanwhile: the create never answered.
+                    let node_id = self.died_with_node[&container_id].clone();
+                    self.unreachable(node_id, "CreateContainer: connection reset")?;
+                    self.deliver_lenient(Event::ContainerCreateFailed {
+                        op,
+                        message: "connection reset: the node stopped answering".into(),
+                        refused: false,
+                    })
+                }
+                e => self.deliver(e),
+            },
+            Ev::DeliverLenient(k) => {
+                let e = self.unpark(k)?;
+                self.deliver_lenient(e)
             }
-            Ev::Deliver(e) => self.deliver(e),
-            Ev::DeliverLenient(e) => self.deliver_lenient(e),
             Ev::Fault(k) => self.kill_node(k),
             Ev::Retry(i) => self.acquire(i as usize, true),
             Ev::Done(i) => self.done(i as usize),

@@ -93,10 +93,12 @@
 //! ## Speed
 //!
 //! The loop's own work per call is a few hash-map operations on the simulator's short
-//! ids (with `FxHasher`, not SipHash), one heap push and pop for its `Done`, one
-//! allocation for its request id (`r{index}`, which the policy's API needs as a string)
-//! and three histogram increments; no record, no `String` per call. What remains is the
-//! policy's own work per event, and the `GetStats` round every
+//! ids (with `FxHasher`, not SipHash), one heap push and pop for its `Done` (the heap's
+//! items are 40 bytes: an event for the policy waits beside the heap, in `Sim::parked`,
+//! and the item carries its number), one allocation for its request id (`r{index}`,
+//! which the policy's API needs as a string) and three histogram increments; no record,
+//! no `String` per call. What remains is the policy's own work per event, and the
+//! `GetStats` round every
 //! [`SimOptions::stats_interval_ms`] (one event per held node, each listing its
 //! containers): on a day with hundreds of nodes and thousands of containers, a longer
 //! interval makes the run markedly faster. A round costs the simulator little per

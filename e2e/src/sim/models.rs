@@ -13,10 +13,11 @@ pub(super) fn us(ms: f64) -> Us {
 
 /// Something that happens at a virtual time.
 pub(super) enum Ev {
-    /// Deliver a result event to the policy.
-    Deliver(Event),
+    /// Deliver a result event to the policy (parked in [`Sim::parked`] under this number,
+    /// so the heap's items stay small: see `Sim::push_event`).
+    Deliver(u32),
     /// Deliver an event about a lost node: the policy may refuse it (it forgot the node).
-    DeliverLenient(Event),
+    DeliverLenient(u32),
     /// Strike fault `k` of [`SimOptions::faults`].
     Fault(usize),
     /// Invocation `i` acquires again (its first container was on a lost node).

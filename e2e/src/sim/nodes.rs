@@ -45,7 +45,7 @@ impl Sim<'_> {
                 message: "no available node can be reserved".to_string(),
             },
         };
-        self.push(at, Ev::Deliver(event));
+        self.push_event(at, event, false);
     }
 
     pub(super) fn release(&mut self, node_id: Text) {
@@ -72,7 +72,7 @@ impl Sim<'_> {
         }
         self.schedule_pool_wake();
         let at = self.now + us(self.o.release_ms);
-        self.push(at, Ev::Deliver(Event::NodeReleased { node_id }));
+        self.push_event(at, Event::NodeReleased { node_id }, false);
     }
 
     pub(super) fn schedule_pool_wake(&mut self) {
@@ -114,21 +114,17 @@ impl Sim<'_> {
             let at = self.now + us(LOST_NODE_ANSWER_MS);
             let message =
                 format!("CreateContainer: connection refused (node {node_id} stopped answering)");
-            self.push(
-                at,
-                Ev::DeliverLenient(Event::NodeUnreachable {
-                    node_id,
-                    message: message.clone(),
-                }),
-            );
-            self.push(
-                at,
-                Ev::DeliverLenient(Event::ContainerCreateFailed {
-                    op,
-                    message,
-                    refused: false,
-                }),
-            );
+            let unreachable = Event::NodeUnreachable {
+                node_id,
+                message: message.clone(),
+            };
+            self.push_event(at, unreachable, true);
+            let failed = Event::ContainerCreateFailed {
+                op,
+                message,
+                refused: false,
+            };
+            self.push_event(at, failed, true);
             return;
         }
         let fits = match self.nodes.get_mut(&node_id) {
@@ -171,13 +167,11 @@ impl Sim<'_> {
                         cpu_us: 0,
                     },
                 );
-                self.push(
-                    at,
-                    Ev::Deliver(Event::ContainerCreated {
-                        op,
-                        container_id: id,
-                    }),
-                );
+                let created = Event::ContainerCreated {
+                    op,
+                    container_id: id,
+                };
+                self.push_event(at, created, false);
                 return;
             }
             Err(message) => Event::ContainerCreateFailed {
@@ -187,7 +181,7 @@ impl Sim<'_> {
             },
         };
         let at = self.now + us(self.o.reserve_ms);
-        self.push(at, Ev::Deliver(event));
+        self.push_event(at, event, false);
     }
 
     // ---- usage ----

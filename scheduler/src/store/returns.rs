@@ -40,26 +40,33 @@ impl RecentReturns {
         }
         let number = self.added;
         let capacity = self.capacity as u64;
-        match self.container_of.get_mut(&request_id) {
+        if self.container_of.len() >= 2 * self.capacity {
+            // Purged before the lookup, so the id is hashed once: an aged entry of this id
+            // goes too and comes back as new, which is what an aged entry becomes anyway.
+            self.container_of.retain(|_, e| e.0 + capacity >= number);
+        }
+        use std::collections::hash_map::Entry;
+        match self.container_of.entry(request_id) {
             // Still remembered: the container changes, the id keeps its age.
-            Some(entry) if entry.0 + capacity >= number => entry.1 = container_id,
-            Some(entry) => {
-                *entry = (number, container_id);
+            Entry::Occupied(mut e) if e.get().0 + capacity >= number => {
+                e.get_mut().1 = container_id
+            }
+            Entry::Occupied(mut e) => {
+                *e.get_mut() = (number, container_id);
                 self.added += 1;
             }
-            None => {
-                if self.container_of.len() >= 2 * self.capacity {
-                    let added = self.added;
-                    self.container_of.retain(|_, e| e.0 + capacity >= added);
-                }
-                self.container_of.insert(request_id, (number, container_id));
+            Entry::Vacant(v) => {
+                v.insert((number, container_id));
                 self.added += 1;
             }
         }
     }
 
     pub(super) fn forget(&mut self, request_id: &str) {
-        self.container_of.remove(request_id);
+        // Most of the time nothing is remembered (the memory of expired leases): no hash.
+        if !self.container_of.is_empty() {
+            self.container_of.remove(request_id);
+        }
     }
 
     /// The container `request_id` held, while it is remembered.
