@@ -250,14 +250,15 @@ impl Sim<'_> {
                 (node_id.clone(), listed)
             })
             .collect();
-        for id in std::mem::take(&mut self.active) {
-            if let Some(c) = self.containers.get_mut(&id) {
+        // In place: the set keeps its table (taking it and inserting the survivors back
+        // grew a new table every round).
+        let containers = &mut self.containers;
+        self.active.retain(|id| {
+            containers.get_mut(id).is_some_and(|c| {
                 c.cpu_us = 0;
-                if !c.running.is_empty() {
-                    self.active.insert(id);
-                }
-            }
-        }
+                !c.running.is_empty()
+            })
+        });
         self.last_stats = self.now;
         nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (node_id, containers) in nodes {

@@ -5,7 +5,8 @@
 //! Every change of a container goes through the store (insert, `update_container`, slot take
 //! and release, removal); after each, the store compares what the container is filed under
 //! now (`Filed`) with what it was filed under, and moves it between the indexes: each move
-//! is a few `BTreeSet`/hash operations, O(log n) in the containers.
+//! is a few list and hash operations (the LRU lists of the `lru` module are O(1) for a
+//! container taken or given back now).
 //!
 //! | index | holds | answers |
 //! |---|---|---|
@@ -20,8 +21,7 @@
 //! Ties in the LRU orders go to the lower key (slot index, then generation): the order a
 //! scan over the containers table followed by a stable sort would give.
 
-use std::collections::BTreeSet;
-
+use super::lru::LruLists;
 use super::{ContainerKey, FunctionKey, Map, NodeKey, Set, Store};
 use crate::model::{Container, ContainerState, Millis};
 
@@ -106,23 +106,13 @@ fn state_index(s: ContainerState) -> usize {
 /// The indexes; see the module documentation.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Indexes {
-    pub(super) idle: BTreeSet<LruEntry>,
-    pub(super) idle_on_node: Map<NodeKey, BTreeSet<LruEntry>>,
-    pub(super) ready_of_function: Map<FunctionKey, BTreeSet<LruEntry>>,
+    pub(super) idle: LruLists<()>,
+    pub(super) idle_on_node: LruLists<NodeKey>,
+    pub(super) ready_of_function: LruLists<FunctionKey>,
     pub(super) of_function: Map<FunctionKey, Set<ContainerKey>>,
     pub(super) busy_on_node: Map<NodeKey, u32>,
     pub(super) load: Map<NodeKey, Map<FunctionKey, Load>>,
     pub(super) by_state: [usize; 4],
-}
-
-/// Removes `entry` from the set under `key`, dropping the set once empty.
-fn unset<K: std::hash::Hash + Eq>(map: &mut Map<K, BTreeSet<LruEntry>>, key: K, entry: LruEntry) {
-    if let Some(set) = map.get_mut(&key) {
-        set.remove(&entry);
-        if set.is_empty() {
-            map.remove(&key);
-        }
-    }
 }
 
 impl Indexes {
@@ -130,14 +120,11 @@ impl Indexes {
     pub(super) fn add(&mut self, key: ContainerKey, f: &Filed) {
         let entry = (f.last_used, key);
         if f.idle() {
-            self.idle.insert(entry);
-            self.idle_on_node.entry(f.node).or_default().insert(entry);
+            self.idle.insert((), entry);
+            self.idle_on_node.insert(f.node, entry);
         }
         if f.state == ContainerState::Ready {
-            self.ready_of_function
-                .entry(f.function)
-                .or_default()
-                .insert(entry);
+            self.ready_of_function.insert(f.function, entry);
         }
         self.add_rest(key, f);
     }
@@ -166,11 +153,11 @@ impl Indexes {
     pub(super) fn remove(&mut self, key: ContainerKey, f: &Filed) {
         let entry = (f.last_used, key);
         if f.idle() {
-            self.idle.remove(&entry);
-            unset(&mut self.idle_on_node, f.node, entry);
+            self.idle.remove((), entry);
+            self.idle_on_node.remove(f.node, entry);
         }
         if f.state == ContainerState::Ready {
-            unset(&mut self.ready_of_function, f.function, entry);
+            self.ready_of_function.remove(f.function, entry);
         }
         self.remove_rest(key, f);
     }
@@ -213,24 +200,21 @@ impl Indexes {
         let same_entry = was.last_used == now.last_used;
         if (was.idle(), was.node) != (now.idle(), now.node) || (now.idle() && !same_entry) {
             if was.idle() {
-                self.idle.remove(&old);
-                unset(&mut self.idle_on_node, was.node, old);
+                self.idle.remove((), old);
+                self.idle_on_node.remove(was.node, old);
             }
             if now.idle() {
-                self.idle.insert(new);
-                self.idle_on_node.entry(now.node).or_default().insert(new);
+                self.idle.insert((), new);
+                self.idle_on_node.insert(now.node, new);
             }
         }
         let ready = |f: &Filed| f.state == ContainerState::Ready;
         if (ready(was), was.function) != (ready(now), now.function) || (ready(now) && !same_entry) {
             if ready(was) {
-                unset(&mut self.ready_of_function, was.function, old);
+                self.ready_of_function.remove(was.function, old);
             }
             if ready(now) {
-                self.ready_of_function
-                    .entry(now.function)
-                    .or_default()
-                    .insert(new);
+                self.ready_of_function.insert(now.function, new);
             }
         }
         if (was.in_flight, was.node) != (now.in_flight, now.node) {
@@ -272,44 +256,27 @@ impl Indexes {
 impl Store {
     /// Ready containers serving no call, least recently used first (ties: lower key first).
     pub fn idle_lru(&self) -> impl Iterator<Item = LruEntry> + '_ {
-        self.index.idle.iter().copied()
+        self.index.idle.iter(())
     }
 
     /// Ready containers on `node` serving no call, least recently used first.
     pub fn idle_lru_on(&self, node: NodeKey) -> impl Iterator<Item = LruEntry> + '_ {
-        self.index
-            .idle_on_node
-            .get(&node)
-            .into_iter()
-            .flatten()
-            .copied()
+        self.index.idle_on_node.iter(node)
     }
 
     /// Ready containers of `function` (busy or not), least recently used first.
     pub fn ready_lru_of(&self, function: FunctionKey) -> impl Iterator<Item = LruEntry> + '_ {
-        self.index
-            .ready_of_function
-            .get(&function)
-            .into_iter()
-            .flatten()
-            .copied()
+        self.index.ready_of_function.iter(function)
     }
 
     /// How many ready containers (busy or not) `function` has.
     pub fn ready_count(&self, function: FunctionKey) -> usize {
-        self.index
-            .ready_of_function
-            .get(&function)
-            .map_or(0, |s| s.len())
+        self.index.ready_of_function.len(function)
     }
 
     /// When the most recently used ready container of `function` was last used.
     pub fn newest_ready_use(&self, function: FunctionKey) -> Option<Millis> {
-        self.index
-            .ready_of_function
-            .get(&function)
-            .and_then(|s| s.last())
-            .map(|(t, _)| *t)
+        self.index.ready_of_function.last(function).map(|(t, _)| t)
     }
 
     /// Every container of `function` (any state), in key order.

@@ -18,15 +18,18 @@
 //!
 //! The store keeps its indexes consistent (a container's place in its function's free stack
 //! and in every index of [`index`] follows its state, in-flight count and last use); each
-//! change of a container costs O(log n) index work, so no question a policy asks on an
-//! acquire, a return, a placement or an eviction needs a scan over the platform's
-//! containers. Business rules such as memory accounting live in [`crate::core`].
+//! change of a container costs O(1) index work when it is filed at the present time (the LRU
+//! lists of the `lru` module; O(k) past k newer entries otherwise) and O(log n) for first
+//! fit, so no question a policy asks on an acquire, a return, a placement or an eviction
+//! needs a scan over the platform's containers. Business rules such as memory accounting live in [`crate::core`].
 
 pub mod fit;
 pub mod index;
+mod lru;
 mod nodes;
 mod returns;
 pub mod table;
+mod usage;
 
 use std::collections::BTreeMap;
 
@@ -47,6 +50,7 @@ pub use index::{Load, LruEntry};
 use nodes::NodeSets;
 use returns::RecentReturns;
 pub use table::{Key, Table};
+pub use usage::Noted;
 
 /// Key of a node row.
 pub type NodeKey = Key<Node>;
@@ -88,6 +92,8 @@ pub struct ContainerRow {
     pub function: FunctionKey,
     free_pos: Option<u32>,
     filed: Filed,
+    /// The stats round that last listed it (see [`Store::note_usage`]).
+    listed_in: u64,
 }
 
 /// A lease and the key of its container.
@@ -128,6 +134,8 @@ pub struct Store {
     leases: Map<Text, LeaseRow>,
     returned: RecentReturns,
     expired: RecentReturns,
+    /// The latest stats round begun (see [`Store::begin_listing`]).
+    listing: u64,
 }
 
 impl<T> std::fmt::Debug for Table<T> {
@@ -159,6 +167,7 @@ impl Store {
             leases: Map::default(),
             returned: RecentReturns::new(remembered_returns),
             expired: RecentReturns::new(remembered_returns.min(10_000)),
+            listing: 0,
         }
     }
 
@@ -373,6 +382,7 @@ impl Store {
             function,
             free_pos: None,
             filed,
+            listed_in: 0,
         });
         self.index.add(key, &filed);
         if filed.load_part().is_some() {

@@ -18,6 +18,16 @@ impl<T> Key<T> {
     pub fn index(self) -> u32 {
         self.index
     }
+
+    /// A key of slot `index`, first generation, made without a table (unit tests only).
+    #[cfg(test)]
+    pub(crate) fn for_test(index: u32) -> Key<T> {
+        Key {
+            index,
+            generation: 0,
+            _row: PhantomData,
+        }
+    }
 }
 
 impl<T> Clone for Key<T> {

@@ -37,7 +37,7 @@
 use super::State;
 use crate::core::{Decision, Event, HealthNote, Op};
 use crate::model::{ContainerState, Millis, NodeState, OpId, StatsSample, Text};
-use crate::store::{ContainerKey, FunctionKey, NodeKey, Set};
+use crate::store::{ContainerKey, FunctionKey, NodeKey};
 
 /// Consecutive stats samples a container must be missing from to be taken for dead.
 pub const MISSING_SAMPLES_DEAD: u8 = 2;
@@ -290,24 +290,23 @@ impl State {
             n.usage = Some(sample.node);
             n.usage_at = now;
         }
-        let mut listed: Set<ContainerKey> = Set::default();
+        // Each row is stamped with the round that listed it: no set of the listed keys.
+        let round = self.store.begin_listing();
         let mut listed_here = 0;
         for usage in sample.containers {
             let Some(c) = self.store.container_by_id(&usage.container_id) else {
                 continue;
             };
-            if listed.insert(c) && self.store.container(c).is_some_and(|r| r.node == key) {
+            let (memory, cpu) = (usage.memory_usage_bytes, usage.cpu_pct);
+            let Some(noted) = self.store.note_usage(c, round, usage) else {
+                continue;
+            };
+            if noted.first && noted.node == key {
                 listed_here += 1;
             }
-            let function = self.store.container(c).map(|r| r.function);
-            if let Some(f) = function.and_then(|f| self.store.function_mut(f)) {
-                f.profile
-                    .record_usage(usage.memory_usage_bytes, usage.cpu_pct);
+            if let Some(f) = self.store.function_mut(noted.function) {
+                f.profile.record_usage(memory, cpu);
             }
-            self.store.update_container(c, |c| {
-                c.usage = Some(usage);
-                c.missing_samples = 0;
-            });
         }
         if listed_here == self.store.container_count_on(key) {
             // Every container of the node was listed: none is missing.
@@ -316,7 +315,7 @@ impl State {
         let mut missing: Vec<ContainerKey> = self
             .store
             .containers_on(key)
-            .filter(|c| !listed.contains(c))
+            .filter(|&c| !self.store.listed_in(c, round))
             .filter(|c| {
                 self.store.container(*c).is_some_and(|r| {
                     r.container.state == ContainerState::Ready
