@@ -16,7 +16,7 @@ use faas_proto::events::event_admin_client::EventAdminClient;
 use faas_proto::events::events_client::EventsClient;
 use faas_proto::events::{
     Chain, EmitReply, EmitRequest, GetChainRequest, ListTopicsRequest, SetChainRequest,
-    SubscribeRequest, UnsubscribeRequest,
+    SubscribeRequest, Subscription, UnsubscribeRequest,
 };
 use faas_proto::invoke::{GetInvocationReply, InvokeAsyncRequest};
 
@@ -81,6 +81,16 @@ impl Events {
             })
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// Every subscription, as `ListTopics` answers.
+    async fn topics(&mut self) -> Vec<Subscription> {
+        self.admin
+            .list_topics(ListTopicsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .subscriptions
     }
 
     /// The chain `function` starts.
@@ -217,13 +227,7 @@ async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
     let none = e.emit("nobody.listens", b"{}", "").await.unwrap();
     assert!(none.deliveries.is_empty());
 
-    let listed = e
-        .admin
-        .list_topics(ListTopicsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .subscriptions;
+    let listed = e.topics().await;
     let shown: Vec<_> = listed
         .iter()
         .map(|s| (s.topic.as_str(), s.function.as_str(), s.filter.join(",")))
@@ -482,13 +486,7 @@ async fn deleting_a_function_removes_its_subscriptions_and_the_chains_naming_it(
         .delete_function(admin::DeleteFunctionRequest { name: "b".into() })
         .await
         .unwrap();
-    let left = e
-        .admin
-        .list_topics(ListTopicsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .subscriptions;
+    let left = e.topics().await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].function, "a");
     let chain = e.get_chain("a").await;
