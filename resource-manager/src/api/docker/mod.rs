@@ -304,11 +304,17 @@ impl DockerProvider {
 
 /// A provider's record of one of its nodes (a container, or a Swarm service).
 trait NodeRecord {
+    /// The node's container or service id.
+    fn id(&self) -> &str;
     /// Its start completed (only then can it be gone).
     fn set_ready(&mut self);
 }
 
 impl NodeRecord for DockerNode {
+    fn id(&self) -> &str {
+        &self.container
+    }
+
     fn set_ready(&mut self) {
         self.ready = true;
     }
@@ -317,14 +323,13 @@ impl NodeRecord for DockerNode {
 /// The end of a node's start (shared by the `docker` and `swarm` providers), once the node
 /// answered on its address or failed (`started`). A node still in `nodes` (not ended while it
 /// started), of a provider not `closed`, is marked ready and started on `address:port`, known
-/// by `id` (its container or service). Any other is forgotten and `undo` (killing its
-/// container or service) runs; the start fails with its own failure, or as
-/// [`ProviderError::Closed`] when the node answered too late.
+/// by its record's id. Any other is forgotten and `undo` (killing its container or service)
+/// runs; the start fails with its own failure, or as [`ProviderError::Closed`] when the node
+/// answered too late.
 async fn finish_start<N: NodeRecord>(
     nodes: &Mutex<HashMap<String, N>>,
     closed: &AtomicBool,
     node_id: &str,
-    id: &str,
     port: u16,
     started: Result<String, (StartFailure, String)>,
     undo: impl Future<Output = ()>,
@@ -342,7 +347,7 @@ async fn finish_start<N: NodeRecord>(
                     port,
                 },
                 handle: NodeHandle {
-                    container_id: Some(id.to_string()),
+                    container_id: Some(node.id().to_string()),
                     ..NodeHandle::default()
                 },
             });
@@ -425,16 +430,9 @@ impl NodeProvider for DockerProvider {
             Ok::<_, (StartFailure, String)>(ip)
         }
         .await;
-        let node = finish_start(
-            &self.nodes,
-            &self.closed,
-            node_id,
-            &docker_id,
-            self.options.node_port,
-            started,
-            self.stop_container(node_id, &docker_id, true),
-        )
-        .await?;
+        let port = self.options.node_port;
+        let kill = self.stop_container(node_id, &docker_id, true);
+        let node = finish_start(&self.nodes, &self.closed, node_id, port, started, kill).await?;
         let ip = &node.endpoint.address;
         tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
         Ok(node)

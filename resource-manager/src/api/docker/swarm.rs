@@ -91,6 +91,10 @@ struct SwarmNode {
 }
 
 impl NodeRecord for SwarmNode {
+    fn id(&self) -> &str {
+        &self.service
+    }
+
     fn set_ready(&mut self) {
         self.ready = true;
     }
@@ -475,16 +479,9 @@ impl NodeProvider for SwarmProvider {
             },
         );
         let started = self.wait_ready(node_id, &service, memory_bytes).await;
-        let node = finish_start(
-            &self.nodes,
-            &self.closed,
-            node_id,
-            &service,
-            o.node_port,
-            started,
-            self.end_service(node_id, &service, true),
-        )
-        .await?;
+        let port = o.node_port;
+        let kill = self.end_service(node_id, &service, true);
+        let node = finish_start(&self.nodes, &self.closed, node_id, port, started, kill).await?;
         let ip = &node.endpoint.address;
         tracing::info!(node = node_id, %ip, service = %name, "swarm node ready");
         Ok(node)
