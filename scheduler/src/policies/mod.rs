@@ -5,7 +5,7 @@
 //! `no-reuse`) are written with [`hooks`], the API for learning: a few hooks with defaults
 //! and one adapter that routes every event. `czy` and `adaptive` implement
 //! [`crate::core::Policy`] directly, for full control: each is an [`engine::Engine`] with its
-//! own knobs, and [`policy_on_engine!`] hands every call to it.
+//! own knobs, and `policy_on_engine!` (below) hands every call to it.
 
 pub mod adaptive;
 pub mod baseline;
