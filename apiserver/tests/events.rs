@@ -15,28 +15,20 @@ use std::path::Path;
 use faas_proto::events::event_admin_client::EventAdminClient;
 use faas_proto::events::events_client::EventsClient;
 use faas_proto::events::{
-    EmitReply, EmitRequest, GetChainRequest, ListTopicsRequest, SetChainRequest, SubscribeRequest,
-    UnsubscribeRequest,
+    Chain, EmitReply, EmitRequest, GetChainRequest, ListTopicsRequest, SetChainRequest,
+    SubscribeRequest, Subscription, UnsubscribeRequest,
 };
-use faas_proto::invoke::{GetInvocationReply, GetInvocationRequest, InvokeAsyncRequest};
+use faas_proto::invoke::{GetInvocationReply, InvokeAsyncRequest};
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/queue_backend.rs"]
+mod queue_backend;
 
-fn config(dir: &Path) -> Config {
-    Config {
-        data_dir: Some(dir.to_path_buf()),
-        allow_anonymous: true,
-        async_first_delay_ms: 1,
-        async_max_delay_ms: 5,
-        ..Config::default()
-    }
-}
-
-/// The fakes' defaults, with [`config`].
+/// The fakes' defaults, with the server's data in `dir` and its calls retried after 1 to 5 ms.
 fn setup(dir: &Path) -> Setup {
     Setup {
-        config: config(dir),
+        config: queue_backend::quick_retries(dir, 5),
         ..Setup::default()
     }
 }
@@ -91,6 +83,27 @@ impl Events {
             .map(|r| r.into_inner())
     }
 
+    /// Every subscription, as `ListTopics` answers.
+    async fn topics(&mut self) -> Vec<Subscription> {
+        self.admin
+            .list_topics(ListTopicsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .subscriptions
+    }
+
+    /// The chain `function` starts.
+    async fn get_chain(&mut self, function: &str) -> Chain {
+        self.admin
+            .get_chain(GetChainRequest {
+                function: function.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     async fn chain(&mut self, function: &str, ok: &str, fail: &str) -> Result<(), Status> {
         self.admin
             .set_chain(SetChainRequest {
@@ -104,16 +117,6 @@ impl Events {
 }
 
 impl Platform {
-    async fn get(&mut self, id: &str) -> GetInvocationReply {
-        self.invocations
-            .get_invocation(GetInvocationRequest {
-                invocation_id: id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
     /// Polls `id` until it has finished (no wall-clock bound: the test harness's).
     async fn finished(&mut self, id: &str) -> GetInvocationReply {
         loop {
@@ -224,13 +227,7 @@ async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
     let none = e.emit("nobody.listens", b"{}", "").await.unwrap();
     assert!(none.deliveries.is_empty());
 
-    let listed = e
-        .admin
-        .list_topics(ListTopicsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .subscriptions;
+    let listed = e.topics().await;
     let shown: Vec<_> = listed
         .iter()
         .map(|s| (s.topic.as_str(), s.function.as_str(), s.filter.join(",")))
@@ -263,17 +260,9 @@ async fn a_topic_reaches_every_subscriber_whose_filter_matches() {
 #[tokio::test]
 async fn an_emit_the_queue_cannot_hold_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, mut e) = up(
-        Setup {
-            config: Config {
-                async_max_kept: 1,
-                ..config(dir.path())
-            },
-            ..Setup::default()
-        },
-        &["a", "b"],
-    )
-    .await;
+    let mut tight = setup(dir.path());
+    tight.config.async_max_kept = 1;
+    let (p, mut e) = up(tight, &["a", "b"]).await;
     e.subscribe("t", "a", &[]).await.unwrap();
     e.subscribe("t", "b", &[]).await.unwrap();
     let refused = e.emit("t", b"{}", "").await.unwrap_err();
@@ -308,14 +297,7 @@ async fn a_chain_on_success_calls_the_target_with_the_result_under_the_first_req
     assert_eq!(second[0].1, b"hello world", "the first call's result");
     assert_eq!(second[0].0, done.request_id, "the first call's request id");
     assert_eq!(third[0].0, done.request_id, "down every step");
-    let chain = e
-        .admin
-        .get_chain(GetChainRequest {
-            function: "first".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let chain = e.get_chain("first").await;
     assert_eq!(
         (chain.on_success.as_str(), chain.on_failure.as_str()),
         ("second", "")
@@ -399,20 +381,26 @@ async fn a_cycle_is_refused_and_named() {
     p.stop().await;
 }
 
+/// Each result is an error of its code whose message starts with its text.
+fn refused_as<T: std::fmt::Debug>(
+    cases: impl IntoIterator<Item = (Result<T, Status>, Code, &'static str)>,
+) {
+    for (got, code, start) in cases {
+        let s = got.unwrap_err();
+        assert_eq!(s.code(), code, "{s:?}");
+        assert!(
+            s.message().starts_with(start),
+            "{s:?} does not start with {start}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, mut e) = up(
-        Setup {
-            config: Config {
-                max_event_bytes: 64,
-                ..config(dir.path())
-            },
-            ..Setup::default()
-        },
-        &["a"],
-    )
-    .await;
+    let mut small = setup(dir.path());
+    small.config.max_event_bytes = 64;
+    let (p, mut e) = up(small, &["a"]).await;
     let cases = [
         (
             e.subscribe("t", "ghost", &[]).await,
@@ -440,14 +428,7 @@ async fn bad_input_is_refused_naming_the_field() {
             "function: cannot be empty",
         ),
     ];
-    for (got, code, start) in cases {
-        let s = got.unwrap_err();
-        assert_eq!(s.code(), code, "{s:?}");
-        assert!(
-            s.message().starts_with(start),
-            "{s:?} does not start with {start}"
-        );
-    }
+    refused_as(cases);
     let chains = [
         (
             e.chain("a", "ghost", "").await,
@@ -470,14 +451,7 @@ async fn bad_input_is_refused_naming_the_field() {
             "on_success: ",
         ),
     ];
-    for (got, code, start) in chains {
-        let s = got.unwrap_err();
-        assert_eq!(s.code(), code, "{s:?}");
-        assert!(
-            s.message().starts_with(start),
-            "{s:?} does not start with {start}"
-        );
-    }
+    refused_as(chains);
     let big = e.emit("t", &[b'x'; 65], "").await.unwrap_err();
     assert_eq!(big.code(), Code::InvalidArgument, "{big:?}");
     assert!(big.message().contains("event is 65 bytes"), "{big:?}");
@@ -512,23 +486,10 @@ async fn deleting_a_function_removes_its_subscriptions_and_the_chains_naming_it(
         .delete_function(admin::DeleteFunctionRequest { name: "b".into() })
         .await
         .unwrap();
-    let left = e
-        .admin
-        .list_topics(ListTopicsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .subscriptions;
+    let left = e.topics().await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].function, "a");
-    let chain = e
-        .admin
-        .get_chain(GetChainRequest {
-            function: "a".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let chain = e.get_chain("a").await;
     assert_eq!(
         (chain.on_success.as_str(), chain.on_failure.as_str()),
         ("", "")

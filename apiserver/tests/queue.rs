@@ -13,8 +13,7 @@ include!("support/fakes.rs");
 use std::path::Path;
 
 use faas_proto::invoke::{
-    GetInvocationReply, GetInvocationRequest, InvokeAsyncRequest, ListDeadLettersRequest,
-    RedriveRequest,
+    GetInvocationReply, InvokeAsyncRequest, ListDeadLettersRequest, RedriveRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod http;
 #[path = "support/queue_backend.rs"]
 mod queue_backend;
-use queue_backend::{Backend, QueueHome};
+use queue_backend::{Backend, QueueHome, quick_retries};
 
 on_both_queues!(
     an_async_call_is_delivered_and_its_result_kept,
@@ -34,23 +33,36 @@ on_both_queues!(
     the_gateway_takes_the_idempotency_key_and_callbacks_as_headers,
 );
 
-/// A server with its queue in `dir`, retrying quickly (1 to 20 ms between attempts).
-fn queue_config(dir: &Path) -> Config {
-    Config {
-        data_dir: Some(dir.to_path_buf()),
-        allow_anonymous: true,
-        async_first_delay_ms: 1,
-        async_max_delay_ms: 20,
-        ..Config::default()
-    }
-}
-
-/// [`queue_config`] with the queue of `home` (the embedded database or NATS).
+/// A server with its queue in `home` (the embedded database or NATS), retrying quickly (1 to
+/// 20 ms between attempts).
 fn queue_on(home: &QueueHome) -> Config {
     Config {
         queue: home.queue(),
-        ..queue_config(home.dir.path())
+        ..quick_retries(home.dir.path(), 20)
     }
+}
+
+/// The fakes' defaults, with [`queue_on`]: what a test changes of it is what it is about.
+fn on(home: &QueueHome) -> Setup {
+    Setup {
+        config: queue_on(home),
+        ..Setup::default()
+    }
+}
+
+/// The fakes' defaults with `config`, but the scheduler never answers an acquire: every call
+/// the queue takes stays running.
+fn hanging(config: Config) -> Setup {
+    Setup {
+        hang_acquire: true,
+        config,
+        ..Setup::default()
+    }
+}
+
+/// A home on the embedded queue, for the tests that run on it alone.
+fn sqlite_home() -> QueueHome {
+    QueueHome::new(Backend::Sqlite).expect("the embedded queue needs no server")
 }
 
 fn submit(function: &str, event: &[u8]) -> InvokeAsyncRequest {
@@ -68,16 +80,6 @@ impl Platform {
             .invoke_async(request)
             .await
             .map(|r| r.into_inner().invocation_id)
-    }
-
-    async fn get(&mut self, id: &str) -> GetInvocationReply {
-        self.invocations
-            .get_invocation(GetInvocationRequest {
-                invocation_id: id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
     }
 
     /// Polls `id` until its state is `state` (no wall-clock bound: the test harness's).
@@ -127,22 +129,15 @@ impl Platform {
     }
 }
 
-async fn an_async_call_is_delivered_and_its_result_kept(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
-    let mut p = start(Setup {
-        config: queue_on(&home),
-        ..Setup::default()
-    })
-    .await;
+async fn an_async_call_is_delivered_and_its_result_kept(home: QueueHome) {
+    let mut p = start(on(&home)).await;
     let id = p.submit(submit("hello", b"{\"n\":1}")).await.unwrap();
     let done = p.wait_for(&id, "succeeded").await;
     assert_eq!(done.body, b"hello world");
     assert_eq!(done.attempts, 1);
     assert!(!done.request_id.is_empty());
     assert_eq!(p.events(), vec![b"{\"n\":1}".to_vec()]);
-    if backend == Backend::Sqlite {
+    if home.backend == Backend::Sqlite {
         // The call is in the database file.
         assert_eq!(rusqlite_count(home.dir.path(), &id), 1);
     }
@@ -160,15 +155,11 @@ fn rusqlite_count(dir: &Path, id: &str) -> i64 {
     .unwrap()
 }
 
-async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
+async fn a_transient_failure_is_retried_then_succeeds(home: QueueHome) {
     let mut p = start(Setup {
         refuse: Some((Code::ResourceExhausted, "no capacity")),
         refuse_first: 2,
-        config: queue_on(&home),
-        ..Setup::default()
+        ..on(&home)
     })
     .await;
     let id = p.submit(submit("hello", b"")).await.unwrap();
@@ -181,20 +172,15 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
 
 #[tokio::test]
 async fn a_bad_event_or_the_functions_own_failure_is_not_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        config: queue_config(dir.path()),
-        ..Setup::default()
-    })
-    .await;
+    let home = sqlite_home();
+    let mut p = start(on(&home)).await;
     let id = p.submit(submit("nope", b"")).await.unwrap();
     let done = p.wait_for(&id, "failed").await;
     assert_eq!((done.error_code.as_str(), done.attempts), ("NOT_FOUND", 1));
-    let dir2 = tempfile::tempdir().unwrap();
+    let home2 = sqlite_home();
     let mut p2 = start(Setup {
         nodes: vec![NodeBehaviour::FunctionError],
-        config: queue_config(dir2.path()),
-        ..Setup::default()
+        ..on(&home2)
     })
     .await;
     let id = p2.submit(submit("hello", b"")).await.unwrap();
@@ -202,11 +188,10 @@ async fn a_bad_event_or_the_functions_own_failure_is_not_retried() {
     assert_eq!(done.attempts, 1, "the function's own failure is its result");
     assert_eq!(p2.acquires(), 1);
     // Nor is the function's own timeout, though its code is DEADLINE_EXCEEDED.
-    let dir3 = tempfile::tempdir().unwrap();
+    let home3 = sqlite_home();
     let mut p3 = start(Setup {
         nodes: vec![NodeBehaviour::Timeout],
-        config: queue_config(dir3.path()),
-        ..Setup::default()
+        ..on(&home3)
     })
     .await;
     let id = p3.submit(submit("hello", b"")).await.unwrap();
@@ -220,15 +205,11 @@ async fn a_bad_event_or_the_functions_own_failure_is_not_retried() {
     p3.stop().await;
 }
 
-async fn the_last_failed_attempt_is_a_dead_letter_and_redrive_sends_it_back(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
+async fn the_last_failed_attempt_is_a_dead_letter_and_redrive_sends_it_back(home: QueueHome) {
     let mut p = start(Setup {
         refuse: Some((Code::ResourceExhausted, "no capacity")),
         refuse_first: 2,
-        config: queue_on(&home),
-        ..Setup::default()
+        ..on(&home)
     })
     .await;
     let set = p.set_retry("hello", Some(2)).await.unwrap();
@@ -330,15 +311,8 @@ async fn hook() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     (format!("http://{addr}/hook"), rx)
 }
 
-async fn callbacks_reach_a_function_and_a_loopback_url(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
-    let mut p = start(Setup {
-        config: queue_on(&home),
-        ..Setup::default()
-    })
-    .await;
+async fn callbacks_reach_a_function_and_a_loopback_url(home: QueueHome) {
+    let mut p = start(on(&home)).await;
     let (url, mut bodies) = hook().await;
     // On success, to a URL.
     let ok = p
@@ -389,15 +363,8 @@ async fn callbacks_reach_a_function_and_a_loopback_url(backend: Backend) {
     p.stop().await;
 }
 
-async fn an_idempotency_key_answers_the_first_calls_id(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
-    let mut p = start(Setup {
-        config: queue_on(&home),
-        ..Setup::default()
-    })
-    .await;
+async fn an_idempotency_key_answers_the_first_calls_id(home: QueueHome) {
+    let mut p = start(on(&home)).await;
     let keyed = |account: &str| InvokeAsyncRequest {
         idempotency_key: "order-17".into(),
         account_id: account.into(),
@@ -436,16 +403,12 @@ async fn an_idempotency_key_answers_the_first_calls_id(backend: Backend) {
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = start(Setup {
-        hang_acquire: true,
-        config: Config {
-            max_event_bytes: 16,
-            async_max_kept: 1,
-            ..queue_config(dir.path())
-        },
-        ..Setup::default()
-    })
+    let home = sqlite_home();
+    let mut p = start(hanging(Config {
+        max_event_bytes: 16,
+        async_max_kept: 1,
+        ..queue_on(&home)
+    }))
     .await;
     let err = p
         .submit(InvokeAsyncRequest {
@@ -482,7 +445,7 @@ async fn bad_input_is_refused_naming_the_field() {
     let err = p.submit(submit("hello", b"")).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("--async-max-kept"), "{err:?}");
-    let conn = rusqlite::Connection::open(dir.path().join("apiserver.db")).unwrap();
+    let conn = rusqlite::Connection::open(home.dir.path().join("apiserver.db")).unwrap();
     let rows: i64 = conn
         .query_row("SELECT COUNT(*) FROM async_calls", [], |r| r.get(0))
         .unwrap();
@@ -490,20 +453,12 @@ async fn bad_input_is_refused_naming_the_field() {
     drop(p);
 }
 
-async fn a_function_at_its_limit_waits_without_holding_up_another(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
-    // Acquires never answer: every call taken stays running.
-    let mut p = start(Setup {
-        hang_acquire: true,
-        config: Config {
-            async_concurrency: 8,
-            async_function_concurrency: 2,
-            ..queue_on(&home)
-        },
-        ..Setup::default()
-    })
+async fn a_function_at_its_limit_waits_without_holding_up_another(home: QueueHome) {
+    let mut p = start(hanging(Config {
+        async_concurrency: 8,
+        async_function_concurrency: 2,
+        ..queue_on(&home)
+    }))
     .await;
     let mut hello = Vec::new();
     for name in ["hello"; 4] {
@@ -528,14 +483,10 @@ async fn a_function_at_its_limit_waits_without_holding_up_another(backend: Backe
     drop(p);
 }
 
-async fn the_gateway_takes_the_idempotency_key_and_callbacks_as_headers(backend: Backend) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
+async fn the_gateway_takes_the_idempotency_key_and_callbacks_as_headers(home: QueueHome) {
     let mut p = start(Setup {
         http: true,
-        config: queue_on(&home),
-        ..Setup::default()
+        ..on(&home)
     })
     .await;
     let addr = p.http.clone().unwrap();

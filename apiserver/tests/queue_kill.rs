@@ -66,11 +66,9 @@ fn delivered(log: &Log) -> usize {
 }
 
 async fn kill_9_with_calls_queued_loses_none_and_the_restarted_server_delivers_them(
-    backend: Backend,
+    home: QueueHome,
 ) {
-    let Some(home) = QueueHome::new(backend) else {
-        return;
-    };
+    let backend = home.backend;
     let (_trigger, shutdown) = shutdown::channel();
     let fakes = start_fakes(&Setup::node(NodeBehaviour::Slow(CALL_MS)), &shutdown).await;
     let scheduler = fakes.scheduler_addr.to_string();

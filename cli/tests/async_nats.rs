@@ -7,7 +7,6 @@
 mod support;
 
 use std::process::Output;
-use std::time::Duration;
 
 use faas_cli::platform::PlatformOptions;
 use faas_testkit::nats::NatsServer;
@@ -47,24 +46,14 @@ async fn async_calls_go_through_nats_and_their_results_come_back() {
     platform.stop().await.unwrap();
 }
 
-/// `faas up ARGS` on free ports and a temporary data directory, stopped after a minute.
+/// `faas up ARGS` on free ports and a temporary data directory (no queue from the
+/// environment), stopped after a minute.
 async fn faas_up(dir: &std::path::Path, args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_faas"))
-        .args(["up", "--apiserver-port", "0", "--scheduler-port", "0"])
-        .args(["--resource-manager-port", "0", "--http-port", "0"])
-        .args(["--ready-nodes", "1", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("FAAS_QUEUE")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("faas up {args:?} still runs after a minute"))
-        .unwrap()
+    let mut all = vec!["up", "--apiserver-port", "0", "--scheduler-port", "0"];
+    all.extend(["--resource-manager-port", "0", "--http-port", "0"]);
+    all.extend(["--ready-nodes", "1", "--data-dir", dir.to_str().unwrap()]);
+    all.extend(args);
+    support::faas_within_a_minute(&all, &["FAAS_QUEUE"]).await
 }
 
 #[tokio::test]

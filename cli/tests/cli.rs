@@ -4,27 +4,14 @@
 mod support;
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use faas_cli::platform::{LocalPlatform, PlatformOptions};
 use faas_proto::admin::{DeployFunctionRequest, FunctionSpec};
 
-/// Runs the `faas` binary with `args` and its output. A command that should fail at once
-/// but runs on (a platform that started anyway) is killed after a minute and fails the test.
+/// Runs the `faas` binary with `args` (no policy or functions from the environment) and its
+/// output, failing the test if it runs for a minute.
 async fn faas(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_faas"))
-        .args(args)
-        .env_remove("SCHEDULER_POLICY")
-        .env_remove("FAAS_FUNCTIONS")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("faas {args:?} still runs after a minute"))
-        .unwrap()
+    support::faas_within_a_minute(args, &["SCHEDULER_POLICY", "FAAS_FUNCTIONS"]).await
 }
 
 /// The one line of a failed command's stderr, checked to be one readable line.

@@ -255,10 +255,19 @@ pub trait InvocationStore: Send + Sync + std::fmt::Debug + 'static {
     fn start(&self, id: &str, now_ms: u64) -> bool;
     /// The call ended (succeeded, or failed for good).
     fn finish(&self, id: &str, outcome: Outcome, now_ms: u64);
+    /// Records an attempt's outcome on a running call and moves it to `state`, due at
+    /// `due_ms` (logged when it fails: the call then stays `running`, and the next server
+    /// delivers it again). The step under [`InvocationStore::retry`] and
+    /// [`InvocationStore::dead_letter`].
+    fn record(&self, id: &str, state: State, outcome: &Outcome, due_ms: u64, now_ms: u64);
     /// The attempt failed and the call is queued again, due at `due_ms`.
-    fn retry(&self, id: &str, outcome: Outcome, due_ms: u64, now_ms: u64);
+    fn retry(&self, id: &str, outcome: Outcome, due_ms: u64, now_ms: u64) {
+        self.record(id, State::Queued, &outcome, due_ms, now_ms);
+    }
     /// The last attempt failed: the call goes to the dead-letter list.
-    fn dead_letter(&self, id: &str, outcome: Outcome, now_ms: u64);
+    fn dead_letter(&self, id: &str, outcome: Outcome, now_ms: u64) {
+        self.record(id, State::Dead, &outcome, 0, now_ms);
+    }
     /// The call, while it is kept.
     fn get(&self, id: &str, now_ms: u64) -> Option<Invocation>;
     /// The dead letters of `function`, oldest first.

@@ -363,6 +363,18 @@ impl Platform {
             .unwrap_err()
     }
 
+    /// The asynchronous call `id` as `GetInvocation` answers it.
+    #[allow(dead_code)]
+    async fn get(&mut self, id: &str) -> faas_proto::invoke::GetInvocationReply {
+        self.invocations
+            .get_invocation(faas_proto::invoke::GetInvocationRequest {
+                invocation_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     async fn stop(mut self) {
         self.trigger.trigger();
         let tasks = std::mem::take(&mut self.tasks);

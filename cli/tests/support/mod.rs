@@ -122,6 +122,28 @@ pub async fn faas_alone(args: &[&str]) -> std::process::Output {
     .unwrap()
 }
 
+/// `faas ARGS` exactly as given, from this build's binary, with the variables `unset` taken out
+/// of its environment; its output. For a command that should end by itself (most often
+/// fail at once): one that runs on (a platform that started anyway) is killed after a
+/// minute and fails the test.
+pub async fn faas_within_a_minute(args: &[&str], unset: &[&str]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_faas"));
+    command.args(args);
+    for name in unset {
+        command.env_remove(name);
+    }
+    let child = command
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("faas {args:?} still runs after a minute"))
+        .unwrap()
+}
+
 /// The one line of a failed command's stderr, checked to be one readable line: no debug
 /// dump of an error (`Os {`, `kind:`, tonic's `Transport` / `ConnectError`, a backtrace).
 pub fn one_error_line(out: &std::process::Output) -> String {

@@ -59,7 +59,7 @@
 use super::engine::{
     Concurrency, Creates, Engine, KeepAlive, Knobs, Overcommit, Placement, Thresholds,
 };
-use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
+use crate::core::PolicyOptions;
 use crate::model::Millis;
 
 /// The name the policy is registered under.
@@ -170,36 +170,8 @@ impl Adaptive {
     }
 }
 
-impl Policy for Adaptive {
-    fn name(&self) -> &str {
-        self.engine.knobs().name
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        event: Event,
-        out: &mut Vec<Decision>,
-    ) -> Result<(), CoreError> {
-        self.engine.handle(now, event, out)
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.engine.next_wakeup()
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        self.engine.snapshot()
-    }
-
-    fn state(&self) -> &State {
-        &self.engine.state
-    }
-
-    fn reasons(&mut self) -> Option<&mut crate::core::reasons::Reasons> {
-        Some(&mut self.engine.state.reasons)
-    }
-}
+// The engine is the whole policy.
+super::policy_on_engine!(Adaptive);
 
 #[cfg(test)]
 mod tests;

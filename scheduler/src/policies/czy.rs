@@ -21,8 +21,7 @@
 //! quota by one with twice the memory. The `short` class is learned and kept for both.
 
 use super::engine::{Concurrency, Creates, Engine, KeepAlive, Knobs, Placement, Thresholds};
-use crate::core::{CoreError, Decision, Event, Policy, PolicyOptions, Snapshot, State};
-use crate::model::Millis;
+use crate::core::PolicyOptions;
 
 /// The name the policy is registered under.
 pub const NAME: &str = "czy";
@@ -80,40 +79,13 @@ impl Czy {
     }
 }
 
-impl Policy for Czy {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        event: Event,
-        out: &mut Vec<Decision>,
-    ) -> Result<(), CoreError> {
-        self.engine.handle(now, event, out)
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.engine.next_wakeup()
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        self.engine.snapshot()
-    }
-
-    fn state(&self) -> &State {
-        &self.engine.state
-    }
-
-    fn reasons(&mut self) -> Option<&mut crate::core::reasons::Reasons> {
-        Some(&mut self.engine.state.reasons)
-    }
-}
+// The engine is the whole policy (its knobs' name is [`NAME`]).
+super::policy_on_engine!(Czy);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Policy;
     use crate::model::FunctionSpec;
     use crate::policies::testkit::{Sim, spec};
 

@@ -4,7 +4,8 @@
 //! bookkeeping stays in the state. The simple policies (`baseline`, `keepalive-<N>m`,
 //! `no-reuse`) are written with [`hooks`], the API for learning: a few hooks with defaults
 //! and one adapter that routes every event. `czy` and `adaptive` implement
-//! [`crate::core::Policy`] directly, for full control.
+//! [`crate::core::Policy`] directly, for full control: each is an [`engine::Engine`] with its
+//! own knobs, and `policy_on_engine!` (below) hands every call to it.
 
 pub mod adaptive;
 pub mod baseline;
@@ -25,6 +26,44 @@ pub(crate) mod testkit;
 mod timers;
 
 use crate::core::{Policy, PolicyOptions, UnknownPolicy};
+
+/// `impl Policy for $policy`, a policy that is an [`engine::Engine`] in its field `engine`:
+/// every call goes to the engine, and the policy's name is its knobs' name.
+macro_rules! policy_on_engine {
+    ($policy:ty) => {
+        impl $crate::core::Policy for $policy {
+            fn name(&self) -> &str {
+                self.engine.knobs().name
+            }
+
+            fn handle(
+                &mut self,
+                now: $crate::model::Millis,
+                event: $crate::core::Event,
+                out: &mut Vec<$crate::core::Decision>,
+            ) -> Result<(), $crate::core::CoreError> {
+                self.engine.handle(now, event, out)
+            }
+
+            fn next_wakeup(&self) -> Option<$crate::model::Millis> {
+                self.engine.next_wakeup()
+            }
+
+            fn snapshot(&self) -> $crate::core::Snapshot {
+                self.engine.snapshot()
+            }
+
+            fn state(&self) -> &$crate::core::State {
+                &self.engine.state
+            }
+
+            fn reasons(&mut self) -> Option<&mut $crate::core::reasons::Reasons> {
+                Some(&mut self.engine.state.reasons)
+            }
+        }
+    };
+}
+pub(crate) use policy_on_engine;
 
 /// The policy a scheduler runs when none is named: ours.
 pub const DEFAULT_POLICY: &str = adaptive::NAME;

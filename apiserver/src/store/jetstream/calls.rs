@@ -181,12 +181,18 @@ impl InvocationStore for JetStreamQueue {
         }
     }
 
-    fn retry(&self, id: &str, outcome: Outcome, due_ms: u64, now_ms: u64) {
-        self.record(id, State::Queued, &outcome, due_ms, now_ms);
-    }
-
-    fn dead_letter(&self, id: &str, outcome: Outcome, now_ms: u64) {
-        self.record(id, State::Dead, &outcome, 0, now_ms);
+    fn record(&self, id: &str, state: State, outcome: &Outcome, due_ms: u64, now_ms: u64) {
+        let mut mirror = self.mirror();
+        let done = self.modify(&mut mirror, id, |r| {
+            if r.state() != State::Running {
+                return false;
+            }
+            r.record(state, outcome, due_ms, now_ms);
+            true
+        });
+        if let Err(e) = done {
+            tracing::error!(id, state = state.as_str(), error = %e, "the asynchronous queue could not record an attempt's outcome");
+        }
     }
 
     fn get(&self, id: &str, now_ms: u64) -> Option<Invocation> {
@@ -305,23 +311,5 @@ impl InvocationStore for JetStreamQueue {
                 }
             }
         })
-    }
-}
-
-impl JetStreamQueue {
-    /// Records an attempt's outcome on a running call (logged when it fails: the call then
-    /// stays `running`, and the next server delivers it again).
-    fn record(&self, id: &str, state: State, outcome: &Outcome, due_ms: u64, now_ms: u64) {
-        let mut mirror = self.mirror();
-        let done = self.modify(&mut mirror, id, |r| {
-            if r.state() != State::Running {
-                return false;
-            }
-            r.record(state, outcome, due_ms, now_ms);
-            true
-        });
-        if let Err(e) = done {
-            tracing::error!(id, state = state.as_str(), error = %e, "the asynchronous queue could not record an attempt's outcome");
-        }
     }
 }

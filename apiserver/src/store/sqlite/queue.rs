@@ -215,14 +215,6 @@ impl SqliteQueue {
             ],
         )
     }
-
-    /// Records an attempt's outcome in a transaction of its own (logged when it fails: the
-    /// call then stays `running`, and the next server delivers it again).
-    fn record(&self, id: &str, state: State, outcome: &Outcome, due_ms: u64, now_ms: u64) {
-        if let Err(e) = self.write(|tx| Self::record_in(tx, id, state, outcome, due_ms, now_ms)) {
-            tracing::error!(id, state = state.as_str(), error = %e, "the asynchronous queue could not record an attempt's outcome");
-        }
-    }
 }
 
 impl InvocationStore for SqliteQueue {
@@ -358,12 +350,11 @@ impl InvocationStore for SqliteQueue {
         }
     }
 
-    fn retry(&self, id: &str, outcome: Outcome, due_ms: u64, now_ms: u64) {
-        self.record(id, State::Queued, &outcome, due_ms, now_ms);
-    }
-
-    fn dead_letter(&self, id: &str, outcome: Outcome, now_ms: u64) {
-        self.record(id, State::Dead, &outcome, 0, now_ms);
+    /// In a transaction of its own.
+    fn record(&self, id: &str, state: State, outcome: &Outcome, due_ms: u64, now_ms: u64) {
+        if let Err(e) = self.write(|tx| Self::record_in(tx, id, state, outcome, due_ms, now_ms)) {
+            tracing::error!(id, state = state.as_str(), error = %e, "the asynchronous queue could not record an attempt's outcome");
+        }
     }
 
     fn get(&self, id: &str, now_ms: u64) -> Option<Invocation> {

@@ -302,6 +302,69 @@ impl DockerProvider {
     }
 }
 
+/// A provider's record of one of its nodes (a container, or a Swarm service).
+trait NodeRecord {
+    /// The node's container or service id.
+    fn id(&self) -> &str;
+    /// Its start completed (only then can it be gone).
+    fn set_ready(&mut self);
+}
+
+impl NodeRecord for DockerNode {
+    fn id(&self) -> &str {
+        &self.container
+    }
+
+    fn set_ready(&mut self) {
+        self.ready = true;
+    }
+}
+
+/// The end of a node's start (shared by the `docker` and `swarm` providers), once the node
+/// answered on its address or failed (`started`). A node still in `nodes` (not ended while it
+/// started), of a provider not `closed`, is marked ready and started on `address:port`, known
+/// by its record's id. Any other is forgotten and `undo` (killing its container or service)
+/// runs; the start fails with its own failure, or as [`ProviderError::Closed`] when the node
+/// answered too late.
+async fn finish_start<N: NodeRecord>(
+    nodes: &Mutex<HashMap<String, N>>,
+    closed: &AtomicBool,
+    node_id: &str,
+    port: u16,
+    started: Result<String, (StartFailure, String)>,
+    undo: impl Future<Output = ()>,
+) -> Result<StartedNode, ProviderError> {
+    let lock = || nodes.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Ok(address) = &started {
+        let mut kept = lock();
+        if let Some(node) = kept.get_mut(node_id)
+            && !closed.load(Ordering::Acquire)
+        {
+            node.set_ready();
+            return Ok(StartedNode {
+                endpoint: NodeEndpoint {
+                    address: address.clone(),
+                    port,
+                },
+                handle: NodeHandle {
+                    container_id: Some(node.id().to_string()),
+                    ..NodeHandle::default()
+                },
+            });
+        }
+    }
+    lock().remove(node_id);
+    undo.await;
+    Err(match started {
+        Err((kind, message)) => ProviderError::Start {
+            node_id: node_id.to_string(),
+            kind,
+            message,
+        },
+        Ok(_) => ProviderError::Closed,
+    })
+}
+
 impl NodeProvider for DockerProvider {
     fn name(&self) -> &'static str {
         "docker"
@@ -367,31 +430,12 @@ impl NodeProvider for DockerProvider {
             Ok::<_, (StartFailure, String)>(ip)
         }
         .await;
-        if let Ok(ip) = &started {
-            let mut nodes = self.nodes();
-            if let Some(node) = nodes.get_mut(node_id)
-                && !self.closed.load(Ordering::Acquire)
-            {
-                node.ready = true;
-                tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
-                return Ok(StartedNode {
-                    endpoint: NodeEndpoint {
-                        address: ip.clone(),
-                        port: self.options.node_port,
-                    },
-                    handle: NodeHandle {
-                        container_id: Some(docker_id.clone()),
-                        ..NodeHandle::default()
-                    },
-                });
-            }
-        }
-        self.nodes().remove(node_id);
-        self.stop_container(node_id, &docker_id, true).await;
-        match started {
-            Err(failure) => Err(failed(failure)),
-            Ok(_) => Err(ProviderError::Closed),
-        }
+        let port = self.options.node_port;
+        let kill = self.stop_container(node_id, &docker_id, true);
+        let node = finish_start(&self.nodes, &self.closed, node_id, port, started, kill).await?;
+        let ip = &node.endpoint.address;
+        tracing::info!(node = node_id, %ip, container = %name, "docker node ready");
+        Ok(node)
     }
 
     async fn stop_node(&self, node_id: &str) {

@@ -56,7 +56,7 @@ use super::swarm_spec::{
     task_phase, unplaced_message,
 };
 use super::swarm_sweep::{remove_sweep_jobs, run_sweep};
-use super::{DockerOptions, labels};
+use super::{DockerOptions, NodeRecord, finish_start, labels};
 use crate::api::{node_client, register_adopted, take_gone};
 use crate::core::FoundNode;
 use crate::model::{NodeEndpoint, NodeHandle, StartedNode};
@@ -88,6 +88,16 @@ struct SwarmNode {
     service: String,
     /// Whether its start completed (only then can it be gone).
     ready: bool,
+}
+
+impl NodeRecord for SwarmNode {
+    fn id(&self) -> &str {
+        &self.service
+    }
+
+    fn set_ready(&mut self) {
+        self.ready = true;
+    }
 }
 
 /// Starts node services on a Docker Swarm.
@@ -469,31 +479,12 @@ impl NodeProvider for SwarmProvider {
             },
         );
         let started = self.wait_ready(node_id, &service, memory_bytes).await;
-        if let Ok(ip) = &started {
-            let mut nodes = self.nodes();
-            if let Some(node) = nodes.get_mut(node_id)
-                && !self.closed.load(Ordering::Acquire)
-            {
-                node.ready = true;
-                tracing::info!(node = node_id, %ip, service = %name, "swarm node ready");
-                return Ok(StartedNode {
-                    endpoint: NodeEndpoint {
-                        address: ip.clone(),
-                        port: o.node_port,
-                    },
-                    handle: NodeHandle {
-                        container_id: Some(service.clone()),
-                        ..NodeHandle::default()
-                    },
-                });
-            }
-        }
-        self.nodes().remove(node_id);
-        self.end_service(node_id, &service, true).await;
-        match started {
-            Err(failure) => Err(failed(failure)),
-            Ok(_) => Err(ProviderError::Closed),
-        }
+        let port = o.node_port;
+        let kill = self.end_service(node_id, &service, true);
+        let node = finish_start(&self.nodes, &self.closed, node_id, port, started, kill).await?;
+        let ip = &node.endpoint.address;
+        tracing::info!(node = node_id, %ip, service = %name, "swarm node ready");
+        Ok(node)
     }
 
     async fn stop_node(&self, node_id: &str) {

@@ -1,7 +1,7 @@
 //! Tests of the adaptive policy (virtual time, through the policies' testkit).
 
 use super::*;
-use crate::core::AcquireErrorCode;
+use crate::core::{AcquireErrorCode, Policy};
 use crate::model::{FunctionError, FunctionSpec, MIB};
 use crate::policies::testkit::{Sim, spec};
 
