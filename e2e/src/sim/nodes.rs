@@ -236,17 +236,16 @@ impl Sim<'_> {
             .nodes
             .iter()
             .map(|(node_id, n)| {
-                let listed = n
-                    .containers
-                    .iter()
-                    .filter_map(|(id, &memory)| {
-                        if self.active.contains(id) {
-                            self.containers.get(id).map(|c| usage(id, c))
-                        } else {
-                            Some(quiet(id, memory))
-                        }
-                    })
-                    .collect();
+                // Sized once: a filtered collect grows by reallocation, and large
+                // reallocations made malloc consolidate its free lists every round.
+                let mut listed = Vec::with_capacity(n.containers.len());
+                listed.extend(n.containers.iter().filter_map(|(id, &memory)| {
+                    if self.active.contains(id) {
+                        self.containers.get(id).map(|c| usage(id, c))
+                    } else {
+                        Some(quiet(id, memory))
+                    }
+                }));
                 (node_id.clone(), listed)
             })
             .collect();
