@@ -151,3 +151,74 @@ async fn an_emit_reaches_the_subscribers_whose_filter_matches() {
     .await;
     platform.stop().await.unwrap();
 }
+
+/// Two functions of a deploy file, `first` declared before `second`, with `first`'s
+/// `[function.chain]` table as `chain` (none: no table) and `second`'s as `second_chain`.
+fn chained_file(dir: &std::path::Path, chain: Option<&str>, second_chain: Option<&str>) -> String {
+    let table = |t: Option<&str>| t.map_or(String::new(), |t| format!("[function.chain]\n{t}\n"));
+    let text = format!(
+        "[[function]]\nname = \"first\"\nhandler = \"echo\"\nmemory_mb = 128\ntimeout_ms = 5000\n{}\
+         [[function]]\nname = \"second\"\nhandler = \"hello\"\nmemory_mb = 128\ntimeout_ms = 5000\n{}",
+        table(chain),
+        table(second_chain),
+    );
+    let path = dir.join("chained.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_file_sets_a_chain_once_clears_it_and_refuses_a_cycle() {
+    let (platform, _api) = support::start(support::small_options()).await;
+    let addr = platform.apiserver.to_string();
+    let addr = addr.as_str();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A chain may name a function declared after it: chains are applied last.
+    let file = chained_file(dir.path(), Some("on_success = \"second\""), None);
+    let out = ok(addr, &["deploy", &file]).await;
+    assert!(
+        out.contains("first: chain set (on success -> second, on failure -> -; was on success -> -, on failure -> -)"),
+        "{out}"
+    );
+    let out = ok(addr, &["chain", "first"]).await;
+    assert!(
+        out.contains("first: on success -> second, on failure -> -"),
+        "{out}"
+    );
+    // Applied again: nothing changes.
+    let out = ok(addr, &["deploy", &file]).await;
+    assert!(
+        out.contains("first: chain unchanged (on success -> second, on failure -> -)"),
+        "{out}"
+    );
+    // No table: the chain is left as it is.
+    let file = chained_file(dir.path(), None, None);
+    let out = ok(addr, &["deploy", &file]).await;
+    assert!(!out.contains("chain"), "{out}");
+    let out = ok(addr, &["chain", "first"]).await;
+    assert!(out.contains("on success -> second"), "{out}");
+
+    // A cycle through the file is refused, named, and changes nothing.
+    let file = chained_file(
+        dir.path(),
+        Some("on_success = \"second\""),
+        Some("on_failure = \"first\""),
+    );
+    let line = fails_with(addr, &["deploy", &file], exit::OTHER.into()).await;
+    assert!(line.contains("second -> first -> second"), "{line}");
+    let out = ok(addr, &["chain", "second"]).await;
+    assert!(
+        out.contains("second: on success -> -, on failure -> -"),
+        "{out}"
+    );
+
+    // An empty table clears the chain.
+    let file = chained_file(dir.path(), Some(""), None);
+    let out = ok(addr, &["deploy", &file]).await;
+    assert!(
+        out.contains("first: chain set (on success -> -, on failure -> -; was on success -> second, on failure -> -)"),
+        "{out}"
+    );
+    platform.stop().await.unwrap();
+}

@@ -1,5 +1,5 @@
 //! The deploy file: a TOML list of `[[function]]` entries, each with (optionally) its
-//! versions, aliases and routes, so a whole setup is one file. `faas deploy FILE` applies it
+//! versions, aliases, routes and chain, so a whole setup is one file. `faas deploy FILE` applies it
 //! ([`parse_setup_toml`]); the API server's start-up file (`--functions`,
 //! `deploy/functions.toml`) takes functions only ([`parse_functions_toml`]) and refuses the
 //! rest, naming `faas deploy FILE`.
@@ -44,13 +44,19 @@
 //! latency_baseline_ms = 50    # opens when the window's p99 > baseline + margin_ms (100)
 //! max_error_percent = 0.0     # opens when the window's error share exceeds this
 //! # window_ms = 10000, min_calls = 20, cooldown_ms = 5000, probe_calls = 3 (the defaults)
+//!
+//! [function.chain]            # what is queued after an asynchronous call of `shop` ends
+//! on_success = "ship"         # with the call's result as the event; left out: nothing
+//! on_failure = "alert"        # with the invocation's JSON, once it failed for good
 //! ```
 //!
 //! `faas deploy FILE` applies, in this order: every function's definition, then the declared
 //! versions (each published under its number: re-applying the same file changes nothing, and
 //! a version whose definition changed is refused, since versions are immutable), then the
-//! aliases, then the routes. A function without a `routes` table keeps the routes it has; an
-//! empty `[function.routes]` table removes them.
+//! aliases, then the routes, then the chains (once every function of the file exists, so a
+//! chain may name a function declared after it; the server refuses a cycle). A function
+//! without a `routes` (`chain`) table keeps the routes (chain) it has; an empty
+//! `[function.routes]` (`[function.chain]`) table removes them.
 //!
 //! Every entry is validated with the registry's and the service layer's rules (those that do
 //! not depend on what is deployed), so a file that parses deploys unless it names a version,
@@ -70,7 +76,7 @@ use serde::Deserialize;
 
 use crate::model::routing::{RoutePolicy, Weighted};
 use crate::model::{FunctionSpec, MIB};
-use crate::service::registry::{RegistryError, validate_spec};
+use crate::service::registry::{RegistryError, validate_name, validate_spec};
 
 use entries::{AliasEntry, RoutesEntry};
 use kinds::{KindFields, VersionEntry};
@@ -102,12 +108,28 @@ pub struct FunctionSetup {
     /// `None`: the function's routes are left as they are; `Some` of an empty policy: they
     /// are removed.
     pub routes: Option<RoutePolicy>,
+    /// `None`: the function's chain is left as it is; `Some`: it becomes exactly this (an
+    /// empty target: none).
+    pub chain: Option<ChainSpec>,
+}
+
+/// A declared chain (`[function.chain]`): what is queued after the function's calls end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainSpec {
+    /// Queued with the call's result when it succeeds; empty: nothing.
+    pub on_success: String,
+    /// Queued with the invocation's JSON when it fails for good; empty: nothing.
+    pub on_failure: String,
 }
 
 impl FunctionSetup {
-    /// Whether it declares anything beyond the definition (versions, aliases or routes).
+    /// Whether it declares anything beyond the definition (versions, aliases, routes or a
+    /// chain).
     pub fn has_routing(&self) -> bool {
-        !self.versions.is_empty() || !self.aliases.is_empty() || self.routes.is_some()
+        !self.versions.is_empty()
+            || !self.aliases.is_empty()
+            || self.routes.is_some()
+            || self.chain.is_some()
     }
 }
 
@@ -153,6 +175,36 @@ struct FileEntry {
     #[serde(default)]
     alias: Vec<AliasEntry>,
     routes: Option<RoutesEntry>,
+    chain: Option<ChainEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainEntry {
+    on_success: Option<String>,
+    on_failure: Option<String>,
+}
+
+impl ChainEntry {
+    /// The chain of `function`; each target named must be a valid function name.
+    fn into_spec(self, function: &str) -> Result<ChainSpec, RegistryError> {
+        let target = |field: &str, name: Option<String>| -> Result<String, RegistryError> {
+            let name = name.unwrap_or_default();
+            if name.is_empty() {
+                return Ok(name);
+            }
+            validate_name(&name).map_err(|e| RegistryError::BadRouting {
+                function: function.to_string(),
+                field: format!("chain.{field}"),
+                problem: e.to_string(),
+            })?;
+            Ok(name)
+        };
+        Ok(ChainSpec {
+            on_success: target("on_success", self.on_success)?,
+            on_failure: target("on_failure", self.on_failure)?,
+        })
+    }
 }
 
 /// Memory in MiB as bytes; saturates far outside the valid range, so validation still
@@ -197,12 +249,14 @@ impl FileEntry {
         let versions = kinds::versions(&spec, self.version)?;
         let aliases = entries::aliases(&spec.name, self.alias)?;
         let routes = self.routes.map(|r| r.into_policy(&spec.name)).transpose()?;
+        let chain = self.chain.map(|c| c.into_spec(&spec.name)).transpose()?;
         Ok(FunctionSetup {
             spec,
             code,
             versions,
             aliases,
             routes,
+            chain,
         })
     }
 }
@@ -257,8 +311,10 @@ pub fn parse_startup_toml(text: &str, origin: &str) -> Result<Setup, RegistryErr
             "version"
         } else if !f.aliases.is_empty() {
             "alias"
-        } else {
+        } else if f.routes.is_some() {
             "routes"
+        } else {
+            "chain"
         };
         return Err(RegistryError::InFile {
             origin: origin.to_string(),
@@ -267,7 +323,8 @@ pub fn parse_startup_toml(text: &str, origin: &str) -> Result<Setup, RegistryErr
                 function: f.spec.name.clone(),
                 field: field.into(),
                 problem: "the start-up functions file takes functions only: apply versions, \
-                          aliases and routes with `faas deploy FILE` once the platform runs"
+                          aliases, routes and chains with `faas deploy FILE` once the platform \
+                          runs"
                     .into(),
             }),
         });
@@ -443,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn the_start_up_file_refuses_versions_aliases_and_routes() {
+    fn the_start_up_file_refuses_versions_aliases_routes_and_chains() {
         let function =
             "[[function]]\nname = \"shop\"\nhandler = \"echo\"\nmemory_mb = 128\ntimeout_ms = 5\n";
         for (extra, field) in [
@@ -460,13 +517,14 @@ mod tests {
                 "alias",
             ),
             ("[function.routes]\n", "routes"),
+            ("[function.chain]\non_success = \"first\"\n", "chain"),
         ] {
             let text = format!("{function}{function}{extra}").replacen("\"shop\"", "\"first\"", 1);
             let err = parse_functions_toml(&text, "start.toml").unwrap_err();
             assert_eq!(
                 err.to_string(),
                 format!(
-                    "start.toml: entry 2: function \"shop\": {field}: the start-up functions file takes functions only: apply versions, aliases and routes with `faas deploy FILE` once the platform runs"
+                    "start.toml: entry 2: function \"shop\": {field}: the start-up functions file takes functions only: apply versions, aliases, routes and chains with `faas deploy FILE` once the platform runs"
                 )
             );
             assert!(parse_setup_toml(&text, "start.toml").is_ok(), "{extra}");

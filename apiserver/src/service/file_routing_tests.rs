@@ -5,7 +5,7 @@ use crate::model::MIB;
 use crate::model::routing::{
     BreakerConfig, Fallback, FallbackOn, RoutePolicy, Rule, TargetRef, Weighted,
 };
-use crate::service::file::{AliasSpec, VersionSpec, parse_setup_toml};
+use crate::service::file::{AliasSpec, ChainSpec, VersionSpec, parse_setup_toml};
 
 const SHOP: &str = r#"
     [[function]]
@@ -345,4 +345,30 @@ fn every_route_mistake_names_its_field() {
         assert!(e.starts_with("shop.toml: "), "{e}");
         assert!(e.contains(&format!("unknown field `{key}`")), "{e}");
     }
+}
+
+#[test]
+fn a_chain_parses_is_left_alone_when_absent_and_names_its_bad_target() {
+    let chain = |extra: &str| {
+        parse_setup_toml(&format!("{SHOP}{extra}"), "shop.toml")
+            .unwrap()
+            .functions[0]
+            .chain
+            .clone()
+    };
+    assert_eq!(chain(""), None);
+    assert_eq!(
+        chain("[function.chain]\non_success = \"ship\"\non_failure = \"alert\"\n"),
+        Some(ChainSpec {
+            on_success: "ship".into(),
+            on_failure: "alert".into(),
+        })
+    );
+    // An empty table: the chain is cleared.
+    assert_eq!(chain("[function.chain]\n"), Some(ChainSpec::default()));
+    says(
+        "[function.chain]\non_failure = \"no way\"\n",
+        "chain.on_failure: function name \"no way\" contains ' ': use only letters, digits, '_' and '-'",
+    );
+    assert!(err("[function.chain]\nthen = \"ship\"\n").contains("unknown field `then`"));
 }

@@ -158,7 +158,7 @@ fn show_bytes(bytes: i64) -> String {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), RegistryError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), RegistryError> {
     if name.is_empty() {
         return Err(RegistryError::EmptyName);
     }

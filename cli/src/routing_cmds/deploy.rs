@@ -3,9 +3,12 @@
 use super::describe::policy_summary;
 use super::upload::{Prepared, check_size, known_bundles};
 use super::*;
+use faas_apiserver::service::file::ChainSpec;
+use faas_proto::events::{GetChainRequest, SetChainRequest};
 
 /// `faas deploy FILE`: every function's definition, then the versions, then the aliases,
-/// then the routes; one line each. What is already as the file says is left alone (and
+/// then the routes, then the chains (once every function of the file exists, so a chain may
+/// name a function declared after it); one line each. What is already as the file says is left alone (and
 /// said to be unchanged), so applying a file twice changes nothing.
 pub async fn deploy(api: &Api, setup: &Setup) -> anyhow::Result<()> {
     let mut admin = api.admin();
@@ -138,5 +141,39 @@ pub async fn deploy(api: &Api, setup: &Setup) -> anyhow::Result<()> {
             println!("{name}: routes set ({})", policy_summary(policy));
         }
     }
+    for f in &setup.functions {
+        if let Some(chain) = &f.chain {
+            deploy_chain(api, &f.spec.name, chain).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `name`'s chain to `want` unless it already is (`EventAdmin/GetChain`, `SetChain`).
+async fn deploy_chain(api: &Api, name: &str, want: &ChainSpec) -> anyhow::Result<()> {
+    let mut events = api.event_admin();
+    let current = events
+        .get_chain(GetChainRequest {
+            function: name.to_string(),
+        })
+        .await
+        .map_err(failed(format!("chain of {name}")))?
+        .into_inner();
+    let show = crate::topic_cmds::chain::targets;
+    let wanted = show(&want.on_success, &want.on_failure);
+    if current.on_success == want.on_success && current.on_failure == want.on_failure {
+        println!("{name}: chain unchanged ({wanted})");
+        return Ok(());
+    }
+    events
+        .set_chain(SetChainRequest {
+            function: name.to_string(),
+            on_success: want.on_success.clone(),
+            on_failure: want.on_failure.clone(),
+        })
+        .await
+        .map_err(failed(format!("chain of {name}")))?;
+    let was = show(&current.on_success, &current.on_failure);
+    println!("{name}: chain set ({wanted}; was {was})");
     Ok(())
 }

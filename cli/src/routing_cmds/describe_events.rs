@@ -76,17 +76,9 @@ impl EventsJson {
                 s.topic, s.function
             ));
         }
-        let show = |t: &str| {
-            if t.is_empty() {
-                "-".to_string()
-            } else {
-                t.to_string()
-            }
-        };
         out.push_str(&format!(
-            "  chain: on success -> {}, on failure -> {}\n",
-            show(&self.on_success),
-            show(&self.on_failure)
+            "  chain: {}\n",
+            crate::topic_cmds::chain::targets(&self.on_success, &self.on_failure)
         ));
         out
     }

@@ -44,18 +44,20 @@ pub async fn chain(api: &Api, args: &ChainArgs) -> anyhow::Result<()> {
             .map_err(call_failed(what))?
             .into_inner()
     };
-    let show = |t: &str| {
-        if t.is_empty() {
-            "-".to_string()
-        } else {
-            t.to_string()
-        }
-    };
     println!(
-        "{}: on success -> {}, on failure -> {}",
+        "{}: {}",
         chain.function,
-        show(&chain.on_success),
-        show(&chain.on_failure)
+        targets(&chain.on_success, &chain.on_failure)
     );
     Ok(())
+}
+
+/// A chain's targets as every command prints them: `on success -> G, on failure -> -`.
+pub fn targets(on_success: &str, on_failure: &str) -> String {
+    let or_none = |t: &str| if t.is_empty() { "-" } else { t }.to_string();
+    format!(
+        "on success -> {}, on failure -> {}",
+        or_none(on_success),
+        or_none(on_failure)
+    )
 }
