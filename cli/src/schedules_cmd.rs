@@ -116,6 +116,21 @@ struct FiringJson<'a> {
     error: &'a str,
 }
 
+/// One schedule as `-o json` prints it (`faas schedules`, and `faas describe`'s
+/// `schedules`).
+pub fn schedule_json(s: &ScheduleRecord) -> impl Serialize + '_ {
+    ScheduleJson {
+        id: &s.id,
+        function: &s.function,
+        cron: &s.cron,
+        tz: &s.tz,
+        catch_up: &s.catch_up,
+        enabled: s.enabled,
+        next_fire_ms: s.next_fire_ms,
+        firings: s.firings.iter().map(firing_json).collect(),
+    }
+}
+
 fn firing_json(f: &FiringRecord) -> FiringJson<'_> {
     FiringJson {
         slot_ms: f.slot_ms,
@@ -173,16 +188,7 @@ pub async fn list(api: &Api, function: Option<&str>, output: &OutputArgs) -> any
     let schedules = fetch(api, function, if output.is_json() { 10 } else { 1 }).await?;
     if output.is_json() {
         for s in &schedules {
-            print_json(&ScheduleJson {
-                id: &s.id,
-                function: &s.function,
-                cron: &s.cron,
-                tz: &s.tz,
-                catch_up: &s.catch_up,
-                enabled: s.enabled,
-                next_fire_ms: s.next_fire_ms,
-                firings: s.firings.iter().map(firing_json).collect(),
-            })?;
+            print_json(&schedule_json(s))?;
         }
         return Ok(());
     }

@@ -1,7 +1,7 @@
 //! `faas schedule add|pause|resume|rm` and `faas schedules` against a real platform (the
 //! `faas` binary as a subprocess): a schedule of every second fires, its firings succeed and
-//! are listed with their outcome, `faas describe` shows it, and bad input names its field
-//! with the exit code of its kind.
+//! are listed with their outcome, `faas describe` shows it (text and `-o json`), and bad
+//! input names its field with the exit code of its kind.
 
 mod support;
 
@@ -83,6 +83,18 @@ async fn a_schedule_fires_is_listed_and_removed_from_the_command_line() {
     let described = ok(addr, &["describe", "hello"]).await;
     assert!(
         described.contains("Schedules:") && described.contains(&id),
+        "{described}"
+    );
+    // `-o json` carries them too, as `faas schedules -o json` prints them.
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(addr, &["describe", "hello", "-o", "json"]).await).unwrap();
+    let in_describe = &described["schedules"][0];
+    assert_eq!(in_describe["id"], id.as_str(), "{described}");
+    assert_eq!(in_describe["cron"], "*/1 * * * * *");
+    assert!(
+        in_describe["firings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
         "{described}"
     );
 

@@ -10,6 +10,15 @@ pub async fn describe(api: &Api, name: &str, json: bool) -> anyhow::Result<()> {
     let mut described = Described::from_reply(name, reply)?;
     described.events = super::describe_events::EventsJson::fetch(api, name).await;
     if json {
+        // Its schedules with their last firings (the text shows them after, as a table).
+        if let Ok(schedules) = crate::schedules_cmd::fetch(api, Some(name), 10).await {
+            described.schedules = Some(
+                schedules
+                    .iter()
+                    .map(|s| serde_json::to_value(crate::schedules_cmd::schedule_json(s)))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&described)?);
     } else {
         print!("{}", described.render());
@@ -45,6 +54,10 @@ struct Described {
     /// Its subscriptions and chain (absent: the server does not say).
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<super::describe_events::EventsJson>,
+    /// Its schedules, as `faas schedules -o json` prints them (`-o json` only; absent: the
+    /// server does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedules: Option<Vec<serde_json::Value>>,
     #[serde(skip)]
     raw_versions: Vec<admin::VersionRecord>,
     #[serde(skip)]
@@ -242,6 +255,7 @@ impl Described {
                 .collect(),
             queue: reply.queue.map(super::describe_queue::QueueJson::of),
             events: None,
+            schedules: None,
             raw_versions: reply.versions,
             raw_aliases: reply.aliases,
         })
